@@ -1,0 +1,148 @@
+//! Types shared by several resources: references, resources, durations and status plumbing.
+
+use std::collections::BTreeMap;
+
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::api::core::v1::Toleration;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// Pattern for durations such as `30s`, `5m`, `12h` or `7d`.
+pub const DURATION_PATTERN: &str = r"^[0-9]{1,6}(s|m|h|d)$";
+
+/// A reference to another Leitwerk object in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    /// Name of the referenced object, in the same namespace as this one.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A reference to one key of a Secret in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyReference {
+    /// Name of the Secret, in the same namespace as this object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A reference to a Secret whose keys are all used (for example object-store credentials:
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    /// Name of the Secret, in the same namespace as this object.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// File formats that Leitwerk reads tables from.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TableFormat {
+    /// Comma-separated values with a header row.
+    #[default]
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// GPUs for a workload.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuResources {
+    /// Number of GPUs (requested and limited).
+    #[schemars(range(min = 1, max = 16))]
+    pub count: i32,
+    /// Extended resource name that the cluster's device plugin advertises.
+    #[serde(default = "default_gpu_resource")]
+    #[schemars(length(min = 3, max = 253))]
+    #[x_kube(validation = Rule::new("self.contains('/')").message("gpu.resourceName must be an extended resource name such as nvidia.com/gpu"))]
+    pub resource_name: String,
+}
+
+fn default_gpu_resource() -> String {
+    "nvidia.com/gpu".to_string()
+}
+
+/// Compute resources of a workload (a Job or a Deployment).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadResources {
+    /// CPU request and limit as a Kubernetes quantity, e.g. `500m` or `2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    pub cpu: Option<String>,
+    /// Memory request and limit as a Kubernetes quantity, e.g. `512Mi` or `4Gi`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
+    pub memory: Option<String>,
+    /// GPUs. Leave out for CPU-only workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<GpuResources>,
+}
+
+/// Where and how a workload is scheduled.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Scheduling {
+    /// Node labels the pods must match, e.g. `{"nvidia.com/gpu.product": "A100"}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations for tainted (for example GPU) nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub tolerations: Vec<Toleration>,
+    /// Service account the pods run as; the operator's default when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub service_account_name: Option<String>,
+}
+
+/// Accessors that every Leitwerk status offers, so the operator handles conditions once.
+pub trait ResourceStatus: Default + Clone + PartialEq {
+    /// The generation this status describes.
+    fn observed_generation(&self) -> Option<i64>;
+    /// Sets the generation this status describes.
+    fn set_observed_generation(&mut self, generation: Option<i64>);
+    /// The short phase shown in printer columns.
+    fn phase(&self) -> Option<&str>;
+    /// Sets the phase.
+    fn set_phase(&mut self, phase: Option<String>);
+    /// The standard conditions.
+    fn conditions(&self) -> &[Condition];
+    /// The standard conditions, mutable.
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+}
+
+/// Implements [`ResourceStatus`] for a status struct with the three standard fields.
+#[macro_export]
+macro_rules! impl_resource_status {
+    ($t:ty) => {
+        impl $crate::common::ResourceStatus for $t {
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
+            }
+            fn set_observed_generation(&mut self, generation: Option<i64>) {
+                self.observed_generation = generation;
+            }
+            fn phase(&self) -> Option<&str> {
+                self.phase.as_deref()
+            }
+            fn set_phase(&mut self, phase: Option<String>) {
+                self.phase = phase;
+            }
+            fn conditions(&self) -> &[$crate::common::Condition] {
+                &self.conditions
+            }
+            fn conditions_mut(&mut self) -> &mut Vec<$crate::common::Condition> {
+                &mut self.conditions
+            }
+        }
+    };
+}

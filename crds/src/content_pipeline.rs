@@ -1,0 +1,293 @@
+//! `ContentPipeline`: a briefing, grounded in a RagIndex, run through guarded stages.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{LocalObjectReference, SecretKeyReference};
+
+/// A ContentPipeline turns a briefing into content grounded in a RagIndex: outline → draft →
+/// fact check → style check → on-page check, with PII redaction, budgets, optional editor
+/// approval and a publish target.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "leitwerk.dev",
+    version = "v1alpha1",
+    kind = "ContentPipeline",
+    namespaced,
+    status = "ContentPipelineStatus",
+    shortname = "cp",
+    category = "leitwerk",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.stage"}"#,
+    printcolumn = r#"{"name":"Tokens","type":"integer","jsonPath":".status.tokensUsed"}"#,
+    printcolumn = r#"{"name":"Cost","type":"string","jsonPath":".status.cost"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.generators.all(g, self.generators.filter(h, h.name == g.name).size() == 1)").message("generators[].name must be unique"))]
+#[x_kube(validation = Rule::new("self.stages.all(s, self.stages.filter(t, t == s).size() == 1)").message("stages must not repeat a stage"))]
+#[x_kube(validation = Rule::new("!self.stages.exists(s, s == 'FactCheck') || self.stages.exists(s, s == 'Draft')").message("stages: FactCheck needs a Draft stage before it"))]
+pub struct ContentPipelineSpec {
+    /// What to write.
+    pub briefing: Briefing,
+    /// The RagIndex every claim must be grounded in.
+    pub rag_index_ref: LocalObjectReference,
+    /// Generator backends, tried in order (the next one on failure).
+    #[schemars(length(min = 1, max = 5))]
+    pub generators: Vec<Generator>,
+    /// Stages run in order; all of them when left out.
+    #[serde(default = "default_stages")]
+    #[schemars(length(min = 1, max = 5))]
+    pub stages: Vec<Stage>,
+    /// Guardrails.
+    #[serde(default)]
+    pub guardrails: Guardrails,
+    /// Token and cost budgets per run.
+    pub budget: Budget,
+    /// Wait for an editor's approval before publishing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// Where approved content goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<PublishTarget>,
+}
+
+fn default_stages() -> Vec<Stage> {
+    vec![Stage::Outline, Stage::Draft, Stage::FactCheck, Stage::StyleCheck, Stage::OnPageCheck]
+}
+
+/// The briefing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Briefing {
+    /// Goal of the piece, e.g. "rank for 'lead scoring for B2B SaaS'".
+    #[schemars(length(min = 1, max = 2048))]
+    pub goal: String,
+    /// Target reader.
+    #[schemars(length(min = 1, max = 1024))]
+    pub persona: String,
+    /// Content type.
+    #[serde(default)]
+    pub format: ContentFormat,
+    /// Entities (products, features, competitors) the piece must cover.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
+    pub entities: Vec<String>,
+    /// Required section headings, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 256)))]
+    pub structure: Vec<String>,
+    /// Target keywords for the on-page check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 128)))]
+    pub keywords: Vec<String>,
+    /// Language as a BCP 47 tag, e.g. `en` or `de-DE`.
+    #[serde(default = "default_language")]
+    #[schemars(length(min = 2, max = 16), regex(pattern = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"))]
+    pub language: String,
+    /// Target length in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 50, max = 20000))]
+    pub target_words: Option<i32>,
+}
+
+fn default_language() -> String {
+    "en".to_string()
+}
+
+/// Content types.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContentFormat {
+    /// A long-form article.
+    #[default]
+    Article,
+    /// A landing page.
+    LandingPage,
+    /// A marketing e-mail.
+    Email,
+    /// A short ad text.
+    AdCopy,
+}
+
+/// One generator backend.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.openAiCompatible), has(self.inferenceServer)].filter(x, x).size() == 1").message("a generator sets exactly one of openAiCompatible or inferenceServer"))]
+pub struct Generator {
+    /// Name of the backend, used in status and metrics.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// An OpenAI-compatible chat-completions endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_ai_compatible: Option<OpenAiCompatible>,
+    /// The generator endpoint of a `leitwerk-inference-server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_server: Option<InferenceServerGenerator>,
+    /// Price per 1,000 tokens in the budget's currency, for cost accounting.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1000.0))]
+    pub price_per_1k_tokens: f64,
+}
+
+/// An OpenAI-compatible endpoint.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenAiCompatible {
+    /// Base URL, e.g. `https://llm.internal/v1`.
+    #[schemars(length(min = 8, max = 1024), regex(pattern = r"^https?://.+"))]
+    pub url: String,
+    /// Model name.
+    #[schemars(length(min = 1, max = 128))]
+    pub model: String,
+    /// API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyReference>,
+}
+
+/// A `leitwerk-inference-server` generator endpoint.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InferenceServerGenerator {
+    /// Base URL of the server.
+    #[schemars(length(min = 8, max = 1024), regex(pattern = r"^https?://.+"))]
+    pub url: String,
+}
+
+/// Pipeline stages.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Plan the sections from the briefing and retrieved sources.
+    Outline,
+    /// Write the draft.
+    Draft,
+    /// Map every claim to a retrieved source; unmapped claims fail the draft.
+    FactCheck,
+    /// Check tone, banned phrases and readability.
+    StyleCheck,
+    /// Check keywords, headings, length and metadata.
+    OnPageCheck,
+}
+
+/// Guardrails.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Guardrails {
+    /// Redact PII (e-mail addresses, phone numbers, names from CRM) before any prompt.
+    #[serde(default = "default_true")]
+    pub redact_pii: bool,
+    /// Share of claims that must map to a retrieved source, 0–1.
+    #[serde(default = "default_coverage")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_grounded_claims: f64,
+    /// Phrases the content must not contain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 256)))]
+    pub banned_phrases: Vec<String>,
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Self { redact_pii: true, min_grounded_claims: default_coverage(), banned_phrases: Vec::new() }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_coverage() -> f64 {
+    1.0
+}
+
+/// Budgets of one run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    /// Most tokens (prompt and completion) one run may use.
+    #[schemars(range(min = 100, max = 10000000))]
+    pub max_tokens: i64,
+    /// Most money one run may cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100000.0))]
+    pub max_cost: Option<f64>,
+    /// ISO 4217 currency of `maxCost` and the prices.
+    #[serde(default = "default_currency")]
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"), length(max = 3))]
+    pub currency: String,
+}
+
+fn default_currency() -> String {
+    "EUR".to_string()
+}
+
+/// Editor approval.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// Whether publishing waits for approval (the `leitwerk.dev/approved-by` annotation).
+    #[serde(default = "default_true")]
+    pub required: bool,
+    /// Users or groups allowed to approve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 253)))]
+    pub approvers: Vec<String>,
+}
+
+/// Where content is published. Exactly one target is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.configMap), has(self.artifactStore), has(self.webhook)].filter(x, x).size() == 1").message("publish sets exactly one of configMap, artifactStore or webhook"))]
+pub struct PublishTarget {
+    /// A ConfigMap in the same namespace that the operator owns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<LocalObjectReference>,
+    /// An artifact store URL prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), regex(pattern = r"^(file|s3|gs|az)://.+"))]
+    pub artifact_store: Option<String>,
+    /// A CMS webhook that receives the content as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+/// A webhook target.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// URL the content is POSTed to.
+    #[schemars(length(min = 8, max = 1024), regex(pattern = r"^https?://.+"))]
+    pub url: String,
+    /// Bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeyReference>,
+}
+
+/// What the operator observed of a ContentPipeline.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentPipelineStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Short phase: Pending, WaitingForIndex, Running, AwaitingApproval, Published, Failed, Invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Standard conditions (`Ready`, `Grounded`, `WithinBudget`, `Approved`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The stage running or last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Tokens used by the current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_used: Option<i64>,
+    /// Cost of the current run, e.g. `0.42 EUR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// Digest of the newest draft in the artifact store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft: Option<String>,
+}
+
+crate::impl_resource_status!(ContentPipelineStatus);

@@ -1,0 +1,387 @@
+//! `Model`: what to learn, from which FeatureSet, with which resources, and how to serve it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{LocalObjectReference, Scheduling, WorkloadResources};
+
+/// A Model trains versions from a FeatureSet (or takes a ready ONNX file), records each version
+/// with its metrics, serves the promoted one and hands new ones to an Experiment.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "leitwerk.dev",
+    version = "v1alpha1",
+    kind = "Model",
+    namespaced,
+    status = "ModelStatus",
+    shortname = "mdl",
+    category = "leitwerk",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Serving","type":"string","jsonPath":".status.servingVersion"}"#,
+    printcolumn = r#"{"name":"Latest","type":"string","jsonPath":".status.latestVersion"}"#,
+    printcolumn = r#"{"name":"AUC","type":"number","format":"float","jsonPath":".status.latestAuc"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("self.metadata.name.size() <= 50").message("metadata.name: a Model name must be at most 50 characters (it prefixes Job and Deployment names)"),
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.featureSetRef) != has(self.onnx)").message("a Model sets exactly one of featureSetRef (train it) or onnx (bring your own model)"))]
+#[x_kube(validation = Rule::new("!has(self.onnx) || !has(self.training)").message("training is not allowed with onnx: a bring-your-own model is not trained"))]
+#[x_kube(validation = Rule::new("!has(self.featureSetRef) || has(self.algorithm)").message("algorithm is required with featureSetRef"))]
+#[x_kube(validation = Rule::new("self.task == 'BinaryClassification' || !has(self.minMetrics) || self.minMetrics.all(k, k in ['mae', 'rmse', 'r2'])").message("minMetrics for a Regression task may only use mae, rmse and r2"))]
+#[x_kube(validation = Rule::new("self.task == 'Regression' || !has(self.minMetrics) || self.minMetrics.all(k, k in ['auc', 'prAuc', 'logLoss', 'brier', 'precision', 'recall', 'f1'])").message("minMetrics for a BinaryClassification task may only use auc, prAuc, logLoss, brier, precision, recall and f1"))]
+pub struct ModelSpec {
+    /// The learning task.
+    pub task: Task,
+    /// The FeatureSet whose snapshots train this model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_set_ref: Option<LocalObjectReference>,
+    /// Bring your own model: an ONNX file (for example exported from scikit-learn) that is
+    /// served as it is, without training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<OnnxSource>,
+    /// The algorithm and its hyper-parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<Algorithm>,
+    /// How training runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingSpec>,
+    /// Gates a version must pass to be promoted, e.g. `{auc: 0.7}` (a minimum) or
+    /// `{logLoss: 0.5}` (a maximum for loss-like metrics: logLoss, brier, mae, rmse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 8))]
+    pub min_metrics: Option<BTreeMap<String, f64>>,
+    /// How the serving version is served.
+    #[serde(default)]
+    pub serving: ServingSpec,
+    /// Input drift monitoring and the action on drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftPolicy>,
+    /// Number of versions kept in status (oldest dropped first; the serving one is kept).
+    #[serde(default = "default_history")]
+    #[schemars(range(min = 1, max = 50))]
+    pub version_history_limit: i32,
+}
+
+fn default_history() -> i32 {
+    10
+}
+
+/// The learning task.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Predict a probability of a yes/no outcome (lead converts, customer churns).
+    BinaryClassification,
+    /// Predict a number (lifetime value, order value).
+    Regression,
+}
+
+/// A ready ONNX model.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OnnxSource {
+    /// URL of the `.onnx` file (`file://`, `s3://`, `gs://`).
+    #[schemars(length(min = 8, max = 1024), regex(pattern = r"^(file|s3|gs|az)://.+\.onnx$"))]
+    pub url: String,
+    /// Expected SHA-256 of the file (hex); the model is refused when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"), length(max = 64))]
+    pub sha256: Option<String>,
+}
+
+/// The algorithm. Exactly one block is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.logisticRegression), has(self.decisionTree), has(self.randomForest), has(self.linearRegression)].filter(x, x).size() == 1").message("algorithm sets exactly one of logisticRegression, decisionTree, randomForest or linearRegression"))]
+pub struct Algorithm {
+    /// Regularized logistic regression (binary classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logistic_regression: Option<LogisticRegression>,
+    /// A single decision tree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_tree: Option<DecisionTree>,
+    /// A random forest of decision trees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_forest: Option<RandomForest>,
+    /// Ridge-regularized linear regression (regression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_regression: Option<LinearRegression>,
+}
+
+/// Hyper-parameters of logistic regression.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LogisticRegression {
+    /// L2 penalty strength.
+    #[serde(default = "default_l2")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
+    pub l2: f64,
+    /// Maximum optimizer iterations.
+    #[serde(default = "default_iterations")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_iterations: i32,
+}
+
+fn default_l2() -> f64 {
+    1.0
+}
+
+fn default_iterations() -> i32 {
+    200
+}
+
+/// Hyper-parameters of a decision tree.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionTree {
+    /// Maximum depth.
+    #[serde(default = "default_depth")]
+    #[schemars(range(min = 1, max = 64))]
+    pub max_depth: i32,
+    /// Minimum samples in a leaf.
+    #[serde(default = "default_leaf")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub min_samples_leaf: i32,
+}
+
+fn default_depth() -> i32 {
+    8
+}
+
+fn default_leaf() -> i32 {
+    5
+}
+
+/// Hyper-parameters of a random forest.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RandomForest {
+    /// Number of trees.
+    #[serde(default = "default_trees")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub trees: i32,
+    /// Maximum depth of each tree.
+    #[serde(default = "default_depth")]
+    #[schemars(range(min = 1, max = 64))]
+    pub max_depth: i32,
+    /// Share of rows each tree sees, 0–1.
+    #[serde(default = "default_sample")]
+    #[schemars(range(min = 0.05, max = 1.0))]
+    pub sample_ratio: f64,
+    /// Seed for reproducible forests.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub seed: i64,
+}
+
+fn default_trees() -> i32 {
+    100
+}
+
+fn default_sample() -> f64 {
+    0.8
+}
+
+/// Hyper-parameters of linear regression.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LinearRegression {
+    /// L2 (ridge) penalty strength.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1000.0))]
+    pub l2: f64,
+}
+
+/// How a training Job runs.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.validationFraction) || (self.validationFraction > 0.0 && self.validationFraction < 1.0)").message("training.validationFraction must lie strictly between 0 and 1"))]
+#[x_kube(validation = Rule::new("!has(self.scheduling) || !has(self.scheduling.nodeSelector) || !self.scheduling.nodeSelector.exists(k, k.startsWith('nvidia.com/gpu')) || (has(self.resources) && has(self.resources.gpu))").message("training.scheduling.nodeSelector selects GPU nodes but training.resources.gpu is not set: add resources.gpu.count"))]
+pub struct TrainingSpec {
+    /// Trainer image; the operator's default when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+    /// CPU, memory and GPUs of the trainer Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<WorkloadResources>,
+    /// Node selector, tolerations and service account of the trainer Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduling: Option<Scheduling>,
+    /// Retries of a failed training Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub backoff_limit: Option<i32>,
+    /// Hard time limit of a training Job in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60, max = 604800))]
+    pub active_deadline_seconds: Option<i64>,
+    /// Share of the newest rows (time-ordered) held out for validation; default 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_fraction: Option<f64>,
+    /// When to retrain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain: Option<RetrainPolicy>,
+}
+
+/// When a Model is retrained.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetrainPolicy {
+    /// Retrain whenever the FeatureSet publishes a new snapshot.
+    #[serde(default)]
+    pub on_new_data: bool,
+    /// Retrain on this cron schedule, e.g. `0 4 * * 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub schedule: Option<String>,
+}
+
+/// How the serving version is served by `leitwerk-inference-server`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServingSpec {
+    /// Replicas of the serving Deployment.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// Inference server image; the operator's default when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+    /// CPU, memory and GPUs of each serving pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<WorkloadResources>,
+    /// Score at or above which a prediction counts as positive.
+    #[serde(default = "default_threshold")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub threshold: f64,
+    /// Dynamic batching of concurrent requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<Batching>,
+}
+
+impl Default for ServingSpec {
+    fn default() -> Self {
+        Self { replicas: default_replicas(), image: None, resources: None, threshold: default_threshold(), batching: None }
+    }
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_threshold() -> f64 {
+    0.5
+}
+
+/// Dynamic batching settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Batching {
+    /// Largest batch.
+    #[schemars(range(min = 1, max = 4096))]
+    pub max_batch_size: i32,
+    /// Longest wait for a batch to fill, in milliseconds.
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_delay_ms: i32,
+}
+
+/// Input drift monitoring.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.psiWarn <= self.psiAct").message("drift.psiWarn must not exceed drift.psiAct"))]
+pub struct DriftPolicy {
+    /// PSI at which a warning is raised.
+    #[serde(default = "default_psi_warn")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub psi_warn: f64,
+    /// PSI at which the action is taken.
+    #[serde(default = "default_psi_act")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub psi_act: f64,
+    /// What happens at `psiAct`.
+    #[serde(default)]
+    pub action: DriftAction,
+    /// Window of serving traffic compared with the training distribution, e.g. `1h`.
+    #[serde(default = "default_drift_window")]
+    #[schemars(regex(pattern = r"^[0-9]{1,6}(s|m|h|d)$"), length(max = 16))]
+    pub window: String,
+}
+
+fn default_psi_warn() -> f64 {
+    0.1
+}
+
+fn default_psi_act() -> f64 {
+    0.25
+}
+
+fn default_drift_window() -> String {
+    "1h".to_string()
+}
+
+/// The action taken on drift.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DriftAction {
+    /// Only a condition and an Event.
+    #[default]
+    Warn,
+    /// Serve the previous version again.
+    Rollback,
+    /// Train a new version on fresh data.
+    Retrain,
+}
+
+/// One trained (or imported) version.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelVersion {
+    /// Version name, e.g. `v3`.
+    pub version: String,
+    /// State: Evaluated, Serving, Candidate, Retired, RolledBack, Rejected.
+    pub state: String,
+    /// Digest of the ONNX artifact (`sha256:...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_digest: Option<String>,
+    /// FeatureSet snapshot the version was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_version: Option<String>,
+    /// Validation metrics.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
+    /// When training finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained_at: Option<String>,
+}
+
+/// What the operator observed of a Model.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Short phase: Pending, WaitingForData, Training, Serving, Failed, Invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Standard conditions (`Ready`, `Trained`, `Serving`, `Drift`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The version that takes traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_version: Option<String>,
+    /// The newest version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_version: Option<String>,
+    /// Validation ROC-AUC of the newest version (binary classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_auc: Option<f64>,
+    /// Recorded versions, newest last (bounded by `versionHistoryLimit`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<ModelVersion>,
+}
+
+crate::impl_resource_status!(ModelStatus);

@@ -1,0 +1,78 @@
+//! What every controller shares: the client, one event recorder, metrics, settings, backoff.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use kube::{
+    Client,
+    runtime::events::{Recorder, Reporter},
+};
+
+use crate::{config::OperatorConfig, metrics::Metrics};
+
+/// The shared context handed to every reconcile.
+#[derive(Clone)]
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The one Event recorder.
+    pub recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Metrics,
+    /// The operator's settings.
+    pub config: Arc<OperatorConfig>,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Creates the context.
+    pub fn new(client: Client, metrics: Metrics, config: OperatorConfig, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: "leitwerk-operator".to_string(), instance };
+        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, config: Arc::new(config), failures: Arc::default() }
+    }
+
+    /// Records a failure of `key` and returns how long to wait before the next try:
+    /// 1 s, 2 s, 4 s, … capped at 5 minutes.
+    pub fn next_backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff_for(*count)
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn reset_backoff(&self, key: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        failures.remove(key);
+    }
+}
+
+/// Backoff after the `n`-th consecutive failure.
+pub fn backoff_for(n: u32) -> Duration {
+    let secs = 1u64.checked_shl(n.saturating_sub(1)).unwrap_or(u64::MAX).min(300);
+    Duration::from_secs(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped_at_five_minutes() {
+        assert_eq!(backoff_for(1), Duration::from_secs(1));
+        assert_eq!(backoff_for(2), Duration::from_secs(2));
+        assert_eq!(backoff_for(5), Duration::from_secs(16));
+        assert_eq!(backoff_for(20), Duration::from_secs(300));
+        assert_eq!(backoff_for(200), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,154 @@
+//! The ContentPipeline controller.
+
+use std::sync::Arc;
+
+use kube::{
+    ResourceExt,
+    core::DeserializeGuard,
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+};
+use leitwerk_crds::{ContentPipeline, ContentPipelineSpec, RagIndex};
+
+use super::{Scope, drain, first_missing_secret, get_opt};
+use crate::{
+    context::Context,
+    reconcile::{self, Categorized, LeitwerkResource, Outcome, RECHECK_UNWATCHED, StepError},
+    status::{Desired, READY},
+    validation::{FieldError, summarize},
+};
+
+/// Errors of a ContentPipeline reconcile; all are transient.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a referenced object failed.
+    #[error("failed to read {what}")]
+    Read {
+        /// What was read.
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A shared step failed.
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
+
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "ReadFailed",
+            Error::Step(_) => "StatusPatchFailed",
+        }
+    }
+}
+
+/// Runs the ContentPipeline controller; it watches RagIndexes so a pipeline waiting for its
+/// index moves on as soon as the index appears or becomes ready.
+pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(scope.api::<DeserializeGuard<ContentPipeline>>(client.clone()), watcher::Config::default());
+    let pipelines = controller.store();
+    let stream = controller
+        .watches(scope.api::<RagIndex>(client), watcher::Config::default(), move |index| {
+            let ns = index.namespace();
+            let name = index.name_any();
+            pipelines
+                .state()
+                .into_iter()
+                .filter(|p| p.0.as_ref().is_ok_and(|p| p.namespace() == ns && p.spec.rag_index_ref.name == name))
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, reconcile::error_policy, Arc::new(ctx));
+    drain(ContentPipeline::KIND, stream).await;
+}
+
+/// Reconciles one ContentPipeline: validate → resolve the RagIndex and Secrets → status.
+pub async fn reconcile(obj: Arc<DeserializeGuard<ContentPipeline>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(ContentPipeline::KIND);
+    let pipeline = match &obj.0 {
+        Ok(p) => p,
+        Err(invalid) => return Ok(reconcile::report_malformed::<ContentPipeline>(&ctx, invalid).await),
+    };
+    let ns = pipeline.namespace().unwrap_or_default();
+    let outcome = match validate(&pipeline.spec) {
+        Err(errors) => Outcome::invalid(summarize(&errors)),
+        Ok(()) => {
+            let index_name = &pipeline.spec.rag_index_ref.name;
+            let index = get_opt::<RagIndex>(&ctx, &ns, index_name).await.map_err(|source| Error::Read { what: format!("RagIndex {index_name}"), source })?;
+            match first_missing_secret(&ctx, &ns, &secret_refs(&pipeline.spec)).await.map_err(|source| Error::Read { what: "Secrets".into(), source })? {
+                Some((field, name)) => Outcome::new(
+                    "Pending",
+                    Desired::not(READY, "SecretNotFound", format!("Secret {name:?} named by {field} does not exist in namespace {ns:?}: create it or fix the reference")),
+                )
+                .recheck_after(RECHECK_UNWATCHED),
+                None => decide(pipeline, index.as_ref()),
+            }
+        }
+    };
+    let action = reconcile::finish(&ctx, pipeline, outcome).await?;
+    ctx.reset_backoff(&reconcile::backoff_key(pipeline));
+    Ok(action)
+}
+
+/// The status of a valid pipeline given its RagIndex.
+pub fn decide(pipeline: &ContentPipeline, index: Option<&RagIndex>) -> Outcome {
+    let ns = pipeline.namespace().unwrap_or_default();
+    let name = &pipeline.spec.rag_index_ref.name;
+    let Some(index) = index else {
+        return Outcome::new(
+            "Pending",
+            Desired::not(READY, "RagIndexNotFound", format!("RagIndex {name:?} named by spec.ragIndexRef.name does not exist in namespace {ns:?}: create it or fix the reference")),
+        );
+    };
+    let index_ready = index.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == READY && c.status == "True"));
+    if !index_ready {
+        return Outcome::new("WaitingForIndex", Desired::not(READY, "WaitingForRagIndex", format!("waiting for RagIndex {name:?} to become Ready")));
+    }
+    Outcome::new("Pending", Desired::not(READY, "AwaitingGeneration", "the RagIndex is ready; this operator version does not run content generation yet"))
+}
+
+/// `(field, secret name)` of every Secret the spec references.
+pub fn secret_refs(spec: &ContentPipelineSpec) -> Vec<(String, String)> {
+    let mut refs: Vec<(String, String)> = spec
+        .generators
+        .iter()
+        .enumerate()
+        .filter_map(|(i, g)| Some((format!("spec.generators[{i}].openAiCompatible.apiKeySecretRef"), g.open_ai_compatible.as_ref()?.api_key_secret_ref.as_ref()?.name.clone())))
+        .collect();
+    if let Some(token) = spec.publish.as_ref().and_then(|p| p.webhook.as_ref()).and_then(|w| w.token_secret_ref.as_ref()) {
+        refs.push(("spec.publish.webhook.tokenSecretRef".to_string(), token.name.clone()));
+    }
+    refs
+}
+
+/// Checks what the schema cannot: budgets that cannot be met and approvals nobody can give.
+pub fn validate(spec: &ContentPipelineSpec) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if let Some(max_cost) = spec.budget.max_cost
+        && max_cost > 0.0
+    {
+        for (i, g) in spec.generators.iter().enumerate() {
+            let cheapest_run = g.price_per_1k_tokens * 100.0 / 1000.0;
+            if cheapest_run > max_cost {
+                errors.push(FieldError::new(format!("spec.generators[{i}].pricePer1kTokens"), format!("even 100 tokens cost {cheapest_run:.2} {}, above budget.maxCost {max_cost}", spec.budget.currency)));
+            }
+        }
+    }
+    if let Some(approval) = &spec.approval
+        && approval.required
+        && approval.approvers.is_empty()
+    {
+        errors.push(FieldError::new("spec.approval.approvers", "approval is required but nobody may approve: list at least one user or group"));
+    }
+    if let Some(words) = spec.briefing.target_words {
+        // A word is about 1.3 tokens; outline, draft and checks read it about four times.
+        let needed = i64::from(words) * 13 / 10 * 4;
+        if needed > spec.budget.max_tokens {
+            errors.push(FieldError::new("spec.budget.maxTokens", format!("{} tokens cannot produce {words} words through every stage (about {needed} needed)", spec.budget.max_tokens)));
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}

@@ -1,0 +1,156 @@
+//! The Experiment controller.
+
+use std::sync::Arc;
+
+use kube::{
+    ResourceExt,
+    core::DeserializeGuard,
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+};
+use leitwerk_crds::{Experiment, ExperimentSpec, Model, experiment::StrategyType};
+
+use super::{Scope, drain, get_opt};
+use crate::{
+    context::Context,
+    reconcile::{self, Categorized, LeitwerkResource, Outcome, StepError},
+    status::{Desired, READY},
+    validation::{FieldError, check_template, parse_duration, summarize},
+};
+
+/// Shortest analysis interval: Prometheus needs a few scrapes per interval.
+pub const MIN_INTERVAL_SECS: u64 = 5;
+
+/// Errors of an Experiment reconcile; all are transient.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a referenced object failed.
+    #[error("failed to read {what}")]
+    Read {
+        /// What was read.
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A shared step failed.
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
+
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "ReadFailed",
+            Error::Step(_) => "StatusPatchFailed",
+        }
+    }
+}
+
+/// Runs the Experiment controller; it watches Models so an Experiment waiting for one moves on
+/// as soon as it appears or gains a version.
+pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(scope.api::<DeserializeGuard<Experiment>>(client.clone()), watcher::Config::default());
+    let experiments = controller.store();
+    let stream = controller
+        .watches(scope.api::<Model>(client), watcher::Config::default(), move |model| {
+            let ns = model.namespace();
+            let name = model.name_any();
+            experiments
+                .state()
+                .into_iter()
+                .filter(|e| e.0.as_ref().is_ok_and(|e| e.namespace() == ns && e.spec.variants.iter().any(|v| v.model_ref.name == name)))
+                .map(|e| ObjectRef::from_obj(&*e))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, reconcile::error_policy, Arc::new(ctx));
+    drain(Experiment::KIND, stream).await;
+}
+
+/// Reconciles one Experiment: validate → resolve the variants' Models → status.
+pub async fn reconcile(obj: Arc<DeserializeGuard<Experiment>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(Experiment::KIND);
+    let exp = match &obj.0 {
+        Ok(e) => e,
+        Err(invalid) => return Ok(reconcile::report_malformed::<Experiment>(&ctx, invalid).await),
+    };
+    let ns = exp.namespace().unwrap_or_default();
+    let outcome = match validate(&exp.spec) {
+        Err(errors) => Outcome::invalid(summarize(&errors)),
+        Ok(()) => {
+            let mut models = Vec::with_capacity(exp.spec.variants.len());
+            for v in &exp.spec.variants {
+                let model = get_opt::<Model>(&ctx, &ns, &v.model_ref.name).await.map_err(|source| Error::Read { what: format!("Model {}", v.model_ref.name), source })?;
+                models.push(model);
+            }
+            decide(exp, &models)
+        }
+    };
+    let action = reconcile::finish(&ctx, exp, outcome).await?;
+    ctx.reset_backoff(&reconcile::backoff_key(exp));
+    Ok(action)
+}
+
+/// The status of a valid Experiment, given the Model of each variant (in order).
+pub fn decide(exp: &Experiment, models: &[Option<Model>]) -> Outcome {
+    let ns = exp.namespace().unwrap_or_default();
+    for (i, (variant, model)) in exp.spec.variants.iter().zip(models).enumerate() {
+        let Some(model) = model else {
+            return Outcome::new(
+                "Pending",
+                Desired::not(
+                    READY,
+                    "ModelNotFound",
+                    format!("Model {:?} named by spec.variants[{i}].modelRef.name (variant {:?}) does not exist in namespace {ns:?}: create it or fix the reference", variant.model_ref.name, variant.name),
+                ),
+            );
+        };
+        let versions: Vec<&str> = model.status.iter().flat_map(|s| s.versions.iter().map(|v| v.version.as_str())).collect();
+        match &variant.version {
+            Some(pinned) if !versions.contains(&pinned.as_str()) => {
+                return Outcome::new(
+                    "WaitingForVersions",
+                    Desired::not(READY, "WaitingForVersions", format!("variant {:?} pins version {pinned:?} of Model {:?}, which has not been recorded yet", variant.name, model.name_any())),
+                );
+            }
+            None if versions.is_empty() => {
+                return Outcome::new(
+                    "WaitingForVersions",
+                    Desired::not(READY, "WaitingForVersions", format!("variant {:?} waits for Model {:?} to record its first version", variant.name, model.name_any())),
+                );
+            }
+            _ => {}
+        }
+    }
+    Outcome::new(
+        "Pending",
+        Desired::not(READY, "AwaitingAnalysis", "every variant has a version; this operator version does not move traffic or analyse KPIs yet"),
+    )
+}
+
+/// Checks what the schema cannot: the interval, KPI templates and the shape of the strategy.
+pub fn validate(spec: &ExperimentSpec) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    match parse_duration(&spec.interval) {
+        Some(d) if d.as_secs() >= MIN_INTERVAL_SECS => {}
+        _ => errors.push(FieldError::new("spec.interval", format!("{:?} is shorter than {MIN_INTERVAL_SECS}s or not a duration: use e.g. 1m", spec.interval))),
+    }
+    for (i, kpi) in spec.kpis.iter().enumerate() {
+        if let Err(problem) = check_template(&kpi.query) {
+            errors.push(FieldError::new(format!("spec.kpis[{i}].query"), problem));
+        }
+        if let Some(q) = &kpi.sample_query
+            && let Err(problem) = check_template(q)
+        {
+            errors.push(FieldError::new(format!("spec.kpis[{i}].sampleQuery"), problem));
+        }
+        if kpi.min_samples.is_some() && kpi.sample_query.is_none() {
+            errors.push(FieldError::new(format!("spec.kpis[{i}].sampleQuery"), "minSamples needs a sampleQuery that counts the samples"));
+        }
+    }
+    if spec.strategy.type_ == StrategyType::Canary && spec.kpis.is_empty() && spec.drift_gate.is_none() {
+        errors.push(FieldError::new("spec.kpis", "a Canary needs at least one KPI gate or a driftGate, or it would promote without evidence"));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}

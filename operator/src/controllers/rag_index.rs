@@ -1,0 +1,133 @@
+//! The RagIndex controller.
+
+use std::sync::Arc;
+
+use kube::{
+    ResourceExt,
+    core::DeserializeGuard,
+    runtime::{Controller, controller::Action, watcher},
+};
+use leitwerk_crds::{RagIndex, RagIndexSpec};
+
+use super::{Scope, config_map_exists, drain, first_missing_secret};
+use crate::{
+    context::Context,
+    reconcile::{self, Categorized, LeitwerkResource, Outcome, RECHECK_UNWATCHED, StepError},
+    status::{Desired, READY},
+    validation::{FieldError, check_cron, summarize},
+};
+
+/// Embedding models that ship with Leitwerk.
+pub const KNOWN_EMBEDDING_MODELS: [&str; 1] = ["all-MiniLM-L6-v2"];
+
+/// Errors of a RagIndex reconcile; all are transient.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a referenced object failed.
+    #[error("failed to read {what}")]
+    Read {
+        /// What was read.
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A shared step failed.
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
+
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "ReadFailed",
+            Error::Step(_) => "StatusPatchFailed",
+        }
+    }
+}
+
+/// Runs the RagIndex controller.
+pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let stream = Controller::new(scope.api::<DeserializeGuard<RagIndex>>(ctx.client.clone()), watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, reconcile::error_policy, Arc::new(ctx));
+    drain(RagIndex::KIND, stream).await;
+}
+
+/// Reconciles one RagIndex: validate → resolve ConfigMaps and Secrets → status.
+pub async fn reconcile(obj: Arc<DeserializeGuard<RagIndex>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(RagIndex::KIND);
+    let index = match &obj.0 {
+        Ok(i) => i,
+        Err(invalid) => return Ok(reconcile::report_malformed::<RagIndex>(&ctx, invalid).await),
+    };
+    let ns = index.namespace().unwrap_or_default();
+    let outcome = match validate(&index.spec) {
+        Err(errors) => Outcome::invalid(summarize(&errors)),
+        Ok(()) => {
+            let mut missing = None;
+            for (i, source) in index.spec.sources.iter().enumerate() {
+                if let Some(cm) = &source.config_map_ref
+                    && !config_map_exists(&ctx, &ns, &cm.name).await.map_err(|source| Error::Read { what: format!("ConfigMap {}", cm.name), source })?
+                {
+                    missing = Some(("ConfigMapNotFound", format!("ConfigMap {:?} named by spec.sources[{i}].configMapRef.name does not exist in namespace {ns:?}: create it or fix the reference", cm.name)));
+                    break;
+                }
+            }
+            if missing.is_none()
+                && let Some((field, name)) = first_missing_secret(&ctx, &ns, &secret_refs(&index.spec)).await.map_err(|source| Error::Read { what: "Secrets".into(), source })?
+            {
+                missing = Some(("SecretNotFound", format!("Secret {name:?} named by {field} does not exist in namespace {ns:?}: create it or fix the reference")));
+            }
+            match missing {
+                Some((reason, message)) => Outcome::new("Pending", Desired::not(READY, reason, message)).recheck_after(RECHECK_UNWATCHED),
+                None => decide(index),
+            }
+        }
+    };
+    let action = reconcile::finish(&ctx, index, outcome).await?;
+    ctx.reset_backoff(&reconcile::backoff_key(index));
+    Ok(action)
+}
+
+/// The status of a valid RagIndex whose references resolve.
+pub fn decide(index: &RagIndex) -> Outcome {
+    match index.status.as_ref().and_then(|s| s.current_version.clone()) {
+        Some(version) => Outcome::new("Ready", Desired::ok(READY, "Indexed", format!("index version {version} serves retrieval"))),
+        None => Outcome::new(
+            "Pending",
+            Desired::not(READY, "AwaitingIndexing", "the spec is valid; no index version exists yet (this operator version does not run indexing Jobs yet)"),
+        ),
+    }
+}
+
+/// `(field, secret name)` of every Secret the spec references.
+pub fn secret_refs(spec: &RagIndexSpec) -> Vec<(String, String)> {
+    let mut refs: Vec<(String, String)> = spec
+        .sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((format!("spec.sources[{i}].objectStore.credentialsSecretRef"), s.object_store.as_ref()?.credentials_secret_ref.as_ref()?.name.clone())))
+        .collect();
+    if let Some(key) = spec.vector_store.as_ref().and_then(|v| v.qdrant.as_ref()).and_then(|q| q.api_key_secret_ref.as_ref()) {
+        refs.push(("spec.vectorStore.qdrant.apiKeySecretRef".to_string(), key.name.clone()));
+    }
+    refs
+}
+
+/// Checks what the schema cannot.
+pub fn validate(spec: &RagIndexSpec) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if !KNOWN_EMBEDDING_MODELS.contains(&spec.embedding.model.as_str()) {
+        errors.push(FieldError::new("spec.embedding.model", format!("{:?} is not an embedding model Leitwerk ships; use one of {KNOWN_EMBEDDING_MODELS:?}", spec.embedding.model)));
+    }
+    if spec.embedding.model == "all-MiniLM-L6-v2" && spec.chunking.max_tokens > 256 {
+        errors.push(FieldError::new("spec.chunking.maxTokens", format!("{} exceeds the 256-token window of all-MiniLM-L6-v2: chunks would be truncated", spec.chunking.max_tokens)));
+    }
+    if let Some(schedule) = &spec.refresh_schedule
+        && let Err(problem) = check_cron(schedule)
+    {
+        errors.push(FieldError::new("spec.refreshSchedule", problem));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
+}

@@ -1,0 +1,105 @@
+//! The operator's own Prometheus metrics.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// Labels of per-kind metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Resource kind, e.g. `Model`.
+    pub kind: String,
+}
+
+/// Labels of error metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Resource kind.
+    pub kind: String,
+    /// Error category (also the Event reason).
+    pub category: String,
+}
+
+/// Labels of write metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// Resource kind being reconciled.
+    pub kind: String,
+    /// What was written: `status`, `child`, `event`.
+    pub target: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+}
+
+/// All metrics, registered once at start-up.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Reconciles started.
+    pub reconciles: Family<KindLabels, Counter>,
+    /// Reconciles that failed, by category.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Reconcile duration.
+    pub duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    /// Write requests made by reconciles.
+    pub writes: Family<WriteLabels, Counter>,
+    /// 1 while this replica holds the leader lease.
+    pub leader: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            reconciles: Family::default(),
+            errors: Family::default(),
+            duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            writes: Family::default(),
+            leader: Gauge::default(),
+        };
+        registry.register("leitwerk_reconcile", "Reconciles started, by kind", metrics.reconciles.clone());
+        registry.register("leitwerk_reconcile_errors", "Failed reconciles, by kind and error category", metrics.errors.clone());
+        registry.register("leitwerk_reconcile_duration_seconds", "Reconcile duration, by kind", metrics.duration.clone());
+        registry.register("leitwerk_writes", "Write requests made by reconciles, by kind and target", metrics.writes.clone());
+        registry.register("leitwerk_leader", "1 while this replica holds the leader lease", metrics.leader.clone());
+        metrics
+    }
+
+    /// Counts a reconcile of `kind` and returns a guard that records its duration when dropped.
+    pub fn reconcile_started(&self, kind: &str) -> DurationGuard {
+        self.reconciles.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
+        DurationGuard { histogram: self.duration.get_or_create(&KindLabels { kind: kind.to_string() }).clone(), start: std::time::Instant::now() }
+    }
+
+    /// Counts a failed reconcile.
+    pub fn reconcile_failed(&self, kind: &str, category: &str) {
+        self.errors.get_or_create(&ErrorLabels { kind: kind.to_string(), category: category.to_string() }).inc();
+    }
+
+    /// Counts a write request.
+    pub fn wrote(&self, kind: &str, target: &str) {
+        self.writes.get_or_create(&WriteLabels { kind: kind.to_string(), target: target.to_string() }).inc();
+    }
+}
+
+/// Records a reconcile's duration when dropped.
+#[derive(Debug)]
+pub struct DurationGuard {
+    histogram: Histogram,
+    start: std::time::Instant,
+}
+
+impl Drop for DurationGuard {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}

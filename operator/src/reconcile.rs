@@ -1,0 +1,262 @@
+//! The steps every controller shares: finishing a reconcile (status + transition Event),
+//! reporting malformed objects, and the error policy.
+
+use std::{fmt::Debug, sync::Arc, time::Duration};
+
+use k8s_openapi::{NamespaceResourceScope, jiff::Timestamp};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    core::{DeserializeGuard, error_boundary::InvalidObject},
+    runtime::{
+        controller::Action,
+        events::{Event, EventType},
+    },
+};
+use leitwerk_crds::{
+    ContentPipeline, Experiment, FIELD_MANAGER, FeatureSet, Model, RagIndex, ResourceStatus,
+    content_pipeline::ContentPipelineStatus, experiment::ExperimentStatus, feature_set::FeatureSetStatus,
+    model::ModelStatus, rag_index::RagIndexStatus,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use tracing::{info, warn};
+
+use crate::{
+    context::Context,
+    status::{Desired, READY, condition_key, differs_ignoring_time, next_status},
+};
+
+/// How long a reconcile that waits for something the operator cannot watch (a Secret, a
+/// ConfigMap) waits before looking again.
+pub const RECHECK_UNWATCHED: Duration = Duration::from_secs(30);
+
+/// A Leitwerk resource kind as the shared steps see it.
+pub trait LeitwerkResource:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The status type.
+    type Status: ResourceStatus + Serialize + Debug + Send + Sync;
+    /// The kind, as used in metrics and logs.
+    const KIND: &'static str;
+    /// The current status.
+    fn current_status(&self) -> Option<&Self::Status>;
+}
+
+macro_rules! leitwerk_resource {
+    ($kind:ty, $status:ty, $name:literal) => {
+        impl LeitwerkResource for $kind {
+            type Status = $status;
+            const KIND: &'static str = $name;
+            fn current_status(&self) -> Option<&Self::Status> {
+                self.status.as_ref()
+            }
+        }
+    };
+}
+
+leitwerk_resource!(FeatureSet, FeatureSetStatus, "FeatureSet");
+leitwerk_resource!(Model, ModelStatus, "Model");
+leitwerk_resource!(Experiment, ExperimentStatus, "Experiment");
+leitwerk_resource!(RagIndex, RagIndexStatus, "RagIndex");
+leitwerk_resource!(ContentPipeline, ContentPipelineStatus, "ContentPipeline");
+
+/// What a reconcile decided, before it is written: a phase, the Ready condition, any other
+/// conditions, and when to look again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The short phase.
+    pub phase: &'static str,
+    /// The Ready condition.
+    pub ready: Desired,
+    /// Further conditions.
+    pub conditions: Vec<Desired>,
+    /// When to reconcile again without a watch event; `None` waits for a change.
+    pub recheck: Option<Duration>,
+}
+
+impl Outcome {
+    /// An outcome that waits for a watched change.
+    pub fn new(phase: &'static str, ready: Desired) -> Self {
+        Self { phase, ready, conditions: Vec::new(), recheck: None }
+    }
+
+    /// The same outcome, re-checked after `after`.
+    pub fn recheck_after(mut self, after: Duration) -> Self {
+        self.recheck = Some(after);
+        self
+    }
+
+    /// An invalid spec: Ready=False, reason InvalidSpec, phase Invalid; waits for a change.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new("Invalid", Desired::not(READY, "InvalidSpec", message))
+    }
+}
+
+/// Errors of the shared steps.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Writing the status failed.
+    #[error("failed to patch the status of {kind} {name}")]
+    PatchStatus {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Writes the status that `outcome` implies, if it differs from the current one in more than
+/// timestamps, and publishes an Event when the Ready condition changes. Returns the action.
+pub async fn finish<K: LeitwerkResource>(ctx: &Context, obj: &K, outcome: Outcome) -> Result<Action, StepError> {
+    let generation = obj.meta().generation;
+    let mut desired = vec![outcome.ready.clone()];
+    desired.extend(outcome.conditions.iter().cloned());
+    let current = obj.current_status();
+    let next: K::Status = next_status(current, generation, outcome.phase, &desired, Timestamp::now());
+    if differs_ignoring_time(current, &next) {
+        let ns = obj.namespace().unwrap_or_default();
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+        let body = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": next,
+        });
+        api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
+            .await
+            .map_err(|source| StepError::PatchStatus { kind: K::KIND, name: obj.name_any(), source })?;
+        ctx.metrics.wrote(K::KIND, "status");
+        let before = condition_key(current, READY);
+        let after = condition_key(Some(&next), READY);
+        if before != after {
+            info!(kind = K::KIND, name = %obj.name_any(), namespace = %ns, reason = %outcome.ready.reason, ready = outcome.ready.status, "{}", outcome.ready.message);
+            let event = Event {
+                type_: if outcome.ready.status { EventType::Normal } else { EventType::Warning },
+                reason: outcome.ready.reason.clone(),
+                note: Some(truncate(&outcome.ready.message, 1024)),
+                action: "Reconcile".to_string(),
+                secondary: None,
+            };
+            publish(ctx, K::KIND, &event, &obj.object_ref(&())).await;
+        }
+    }
+    Ok(match outcome.recheck {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    })
+}
+
+/// Publishes an Event; a failure is logged, never fatal to the reconcile.
+pub async fn publish(ctx: &Context, kind: &'static str, event: &Event, reference: &k8s_openapi::api::core::v1::ObjectReference) {
+    match ctx.recorder.publish(event, reference).await {
+        Ok(()) => ctx.metrics.wrote(kind, "event"),
+        Err(err) => warn!(kind, error = %err, "failed to publish event {}", event.reason),
+    }
+}
+
+/// Reports an object that does not match the types (for example one stored before a schema
+/// change): a Warning Event on it, a log line and an error metric. The controller goes on with
+/// every other object.
+pub async fn report_malformed<K: LeitwerkResource>(ctx: &Context, invalid: &InvalidObject) -> Action {
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let namespace = invalid.metadata.namespace.clone();
+    warn!(kind = K::KIND, %name, namespace = ?namespace, error = %invalid.error, "object does not match the {} schema", K::KIND);
+    ctx.metrics.reconcile_failed(K::KIND, "MalformedObject");
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(K::api_version(&()).to_string()),
+        kind: Some(K::kind(&()).to_string()),
+        name: Some(name),
+        namespace,
+        uid: invalid.metadata.uid.clone(),
+        resource_version: invalid.metadata.resource_version.clone(),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "MalformedObject".to_string(),
+        note: Some(truncate(&format!("the object does not match the {} schema and is skipped until it changes: {}", K::KIND, invalid.error), 1024)),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    publish(ctx, K::KIND, &event, &reference).await;
+    Action::await_change()
+}
+
+/// An error that has a category (the metric label and the Event reason).
+pub trait Categorized: std::error::Error {
+    /// PascalCase category.
+    fn category(&self) -> &'static str;
+}
+
+/// The error chain in one line, truncated to 1 KiB.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    truncate(&text, 1024)
+}
+
+/// Truncates to at most `max` bytes on a character boundary.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// The error policy of every controller. Errors that reach it are transient (the API
+/// failed): they requeue with exponential backoff and are counted and published as Events.
+/// Invalid specs never reach it: reconciles record them in status and wait for a change.
+pub fn error_policy<K: LeitwerkResource, E: Categorized>(obj: Arc<DeserializeGuard<K>>, err: &E, ctx: Arc<Context>) -> Action {
+    let (key, reference) = match &obj.0 {
+        Ok(o) => (format!("{}/{}/{}", K::KIND, o.namespace().unwrap_or_default(), o.name_any()), Some(o.object_ref(&()))),
+        Err(invalid) => (format!("{}/{:?}/{:?}", K::KIND, invalid.metadata.namespace, invalid.metadata.name), None),
+    };
+    let chain = error_chain(err);
+    ctx.metrics.reconcile_failed(K::KIND, err.category());
+    let backoff = ctx.next_backoff(&key);
+    warn!(kind = K::KIND, object = %key, category = err.category(), retry_in_s = backoff.as_secs(), "reconcile failed: {chain}");
+    if let Some(reference) = reference {
+        let event = Event { type_: EventType::Warning, reason: err.category().to_string(), note: Some(chain), action: "Reconcile".to_string(), secondary: None };
+        let ctx = ctx.clone();
+        tokio::spawn(async move { publish(&ctx, K::KIND, &event, &reference).await });
+    }
+    Action::requeue(backoff)
+}
+
+/// The key used for backoff bookkeeping of an object.
+pub fn backoff_key<K: LeitwerkResource>(obj: &K) -> String {
+    format!("{}/{}/{}", K::KIND, obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_character_boundaries() {
+        let text = "ä".repeat(600);
+        let cut = truncate(&text, 1023);
+        assert!(cut.len() <= 1023);
+        assert!(cut.chars().all(|c| c == 'ä'));
+    }
+
+    #[test]
+    fn error_chain_joins_sources() {
+        let inner = std::io::Error::other("connection refused");
+        let outer = StepError::PatchStatus { kind: "Model", name: "m".into(), source: kube::Error::Service(Box::new(inner)) };
+        let chain = error_chain(&outer);
+        assert!(chain.starts_with("failed to patch the status of Model m: "), "{chain}");
+        assert!(chain.contains("connection refused"), "{chain}");
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Stops a control plane started by up.sh and removes its directory (keeps it with --keep).
+# Usage: down.sh DIR [--keep]
+set -uo pipefail
+dir=${1:?usage: down.sh DIR [--keep]}
+keep=${2:-}
+[ -f "$dir/pids" ] || exit 0
+# Reverse order: scheduler and controller-manager, then the API server, then etcd.
+tac "$dir/pids" | while read -r name pid; do
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+done
+rm -f "$dir/pids"
+[ "$keep" = "--keep" ] || rm -rf "$dir"
