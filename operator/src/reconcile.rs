@@ -133,7 +133,7 @@ pub async fn finish<K: LeitwerkResource>(ctx: &Context, obj: &K, outcome: Outcom
         if before != after {
             info!(kind = K::KIND, name = %obj.name_any(), namespace = %ns, reason = %outcome.ready.reason, ready = outcome.ready.status, "{}", outcome.ready.message);
             let event = Event {
-                type_: if outcome.ready.status { EventType::Normal } else { EventType::Warning },
+                type_: if needs_attention(&outcome.ready) { EventType::Warning } else { EventType::Normal },
                 reason: outcome.ready.reason.clone(),
                 note: Some(truncate(&outcome.ready.message, 1024)),
                 action: "Reconcile".to_string(),
@@ -146,6 +146,12 @@ pub async fn finish<K: LeitwerkResource>(ctx: &Context, obj: &K, outcome: Outcom
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// Whether a Ready condition asks a human to act (a Warning Event): an invalid spec or a
+/// reference that does not resolve. Waiting for the operator's own work is Normal.
+pub fn needs_attention(ready: &Desired) -> bool {
+    !ready.status && (ready.reason == "InvalidSpec" || ready.reason.ends_with("NotFound"))
 }
 
 /// Publishes an Event; a failure is logged, never fatal to the reconcile.
