@@ -92,7 +92,7 @@ pub struct WorkloadResources {
 pub struct Scheduling {
     /// Node labels the pods must match, e.g. `{"nvidia.com/gpu.product": "A100"}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 16))]
+    #[schemars(extend("maxProperties" = 16, "additionalProperties" = {"type": "string", "maxLength": 63}))]
     pub node_selector: BTreeMap<String, String>,
     /// Tolerations for tainted (for example GPU) nodes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

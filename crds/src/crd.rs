@@ -35,3 +35,76 @@ pub fn render_yaml() -> Result<String, Error> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crd_yaml_matches_the_types() {
+        let generated = render_yaml().unwrap_or_default();
+        assert!(generated.contains("kind: CustomResourceDefinition"));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for copy in ["config/crd/bases/leitwerk.dev_crds.yaml", "charts/leitwerk/crds/leitwerk.dev_crds.yaml"] {
+            let committed = std::fs::read_to_string(root.join(copy)).unwrap_or_default();
+            assert!(committed == generated, "{copy} differs from the types: run `cargo run -p leitwerk-crds --bin crdgen -- --write`");
+        }
+    }
+
+    #[test]
+    fn every_kind_is_namespaced_in_the_leitwerk_category_with_status_and_short_name() {
+        for crd in all() {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            assert_eq!(crd.spec.scope, "Namespaced", "{name}");
+            assert_eq!(crd.spec.group, crate::GROUP, "{name}");
+            assert!(crd.spec.names.categories.as_deref().unwrap_or_default().contains(&crate::CATEGORY.to_string()), "{name}");
+            assert!(!crd.spec.names.short_names.as_deref().unwrap_or_default().is_empty(), "{name}");
+            let version = &crd.spec.versions[0];
+            assert_eq!(version.name, crate::VERSION);
+            assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{name} has no status subresource");
+            let columns: Vec<String> = version.additional_printer_columns.iter().flatten().map(|c| c.name.clone()).collect();
+            assert!(columns.contains(&"Phase".to_string()) && columns.contains(&"Age".to_string()), "{name}: {columns:?}");
+        }
+    }
+
+    /// Every property in every schema has a description (so `kubectl explain` helps), and
+    /// every string and list in a spec is bounded (so CEL cost stays low and input is sane).
+    #[test]
+    fn every_spec_field_is_described_and_bounded() {
+        fn walk(path: &str, schema: &serde_json::Value, in_spec: bool, problems: &mut Vec<String>) {
+            if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+                for (key, child) in props {
+                    let child_path = format!("{path}.{key}");
+                    let is_meta = path == "" && (key == "metadata" || key == "apiVersion" || key == "kind");
+                    if !is_meta && child.get("description").is_none() {
+                        problems.push(format!("{child_path}: no description"));
+                    }
+                    walk(&child_path, child, in_spec || key == "spec", problems);
+                }
+            }
+            if in_spec {
+                match schema.get("type").and_then(|t| t.as_str()) {
+                    Some("string") if schema.get("enum").is_none() && schema.get("maxLength").is_none() && schema.get("format").is_none() => {
+                        problems.push(format!("{path}: string without maxLength"))
+                    }
+                    Some("array") if schema.get("maxItems").is_none() => problems.push(format!("{path}: list without maxItems")),
+                    _ => {}
+                }
+            }
+            if let Some(items) = schema.get("items") {
+                walk(&format!("{path}[]"), items, in_spec, problems);
+            }
+            if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                walk(&format!("{path}{{}}"), extra, in_spec, problems);
+            }
+        }
+        let mut problems = Vec::new();
+        for crd in all() {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap_or_default();
+            walk(&crd.spec.names.kind, &schema["openAPIV3Schema"], false, &mut problems);
+        }
+        // Kubernetes' own types (tolerations) are described but not length-bounded by upstream.
+        problems.retain(|p| !p.contains(".tolerations[]."));
+        assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    }
+}

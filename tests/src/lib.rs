@@ -302,10 +302,11 @@ impl OperatorProcess {
     /// Starts `binary` as the user `leitwerk-operator`, watching `namespace` only.
     pub async fn start(cluster: &Cluster, binary: &str, namespace: &str, extra: &[&str]) -> anyhow::Result<OperatorProcess> {
         let port = free_port()?;
+        grant_leader_election(cluster, namespace)?;
         let log = cluster.dir.join(format!("operator-{namespace}-{port}.log"));
         let file = std::fs::File::create(&log)?;
         let child = tokio::process::Command::new(binary)
-            .args(["--namespace", namespace, "--metrics-addr", &format!("127.0.0.1:{port}"), "--lease-name", "leitwerk-operator"])
+            .args(["--namespace", namespace, "--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env("KUBECONFIG", &cluster.operator_kubeconfig)
             .env("RUST_LOG", "info,leitwerk_operator=debug")
@@ -346,6 +347,20 @@ impl OperatorProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// Grants the user `leitwerk-operator` the leader-election Role from `config/rbac/` in
+/// `namespace`, where test operators keep their Lease.
+pub fn grant_leader_election(cluster: &Cluster, namespace: &str) -> anyhow::Result<()> {
+    kubectl_apply(cluster, namespace, "config/rbac/leader_election_role.yaml", None)?;
+    let binding = r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: leitwerk-leader-election-test-user}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: leitwerk-leader-election}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: leitwerk-operator}
+"#;
+    kubectl_apply(cluster, namespace, "-", Some(binding))
 }
 
 /// Sum of every sample of metric `name` in a text exposition whose labels include `labels`.
