@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::api::core::v1::Toleration;
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,9 @@ pub struct SecretReference {
 }
 
 /// File formats that Leitwerk reads tables from.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum TableFormat {
     /// Comma-separated values with a header row.
     #[default]
@@ -79,7 +81,10 @@ pub struct WorkloadResources {
     pub cpu: Option<String>,
     /// Memory request and limit as a Kubernetes quantity, e.g. `512Mi` or `4Gi`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 32), regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"))]
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+    )]
     pub memory: Option<String>,
     /// GPUs. Leave out for CPU-only workloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,7 +22,7 @@ use crate::common::{LocalObjectReference, SecretKeyReference};
     printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.stage"}"#,
     printcolumn = r#"{"name":"Tokens","type":"integer","jsonPath":".status.tokensUsed"}"#,
     printcolumn = r#"{"name":"Cost","type":"string","jsonPath":".status.cost"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.generators.all(g, self.generators.filter(h, h.name == g.name).size() == 1)").message("generators[].name must be unique"))]
@@ -54,7 +54,13 @@ pub struct ContentPipelineSpec {
 }
 
 fn default_stages() -> Vec<Stage> {
-    vec![Stage::Outline, Stage::Draft, Stage::FactCheck, Stage::StyleCheck, Stage::OnPageCheck]
+    vec![
+        Stage::Outline,
+        Stage::Draft,
+        Stage::FactCheck,
+        Stage::StyleCheck,
+        Stage::OnPageCheck,
+    ]
 }
 
 /// The briefing.
@@ -84,7 +90,10 @@ pub struct Briefing {
     pub keywords: Vec<String>,
     /// Language as a BCP 47 tag, e.g. `en` or `de-DE`.
     #[serde(default = "default_language")]
-    #[schemars(length(min = 2, max = 16), regex(pattern = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"))]
+    #[schemars(
+        length(min = 2, max = 16),
+        regex(pattern = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    )]
     pub language: String,
     /// Target length in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,7 +106,9 @@ fn default_language() -> String {
 }
 
 /// Content types.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum ContentFormat {
     /// A long-form article.
     #[default]
@@ -116,7 +127,10 @@ pub enum ContentFormat {
 #[x_kube(validation = Rule::new("[has(self.openAiCompatible), has(self.inferenceServer)].filter(x, x).size() == 1").message("a generator sets exactly one of openAiCompatible or inferenceServer"))]
 pub struct Generator {
     /// Name of the backend, used in status and metrics.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// An OpenAI-compatible chat-completions endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,7 +202,11 @@ pub struct Guardrails {
 
 impl Default for Guardrails {
     fn default() -> Self {
-        Self { redact_pii: true, min_grounded_claims: default_coverage(), banned_phrases: Vec::new() }
+        Self {
+            redact_pii: true,
+            min_grounded_claims: default_coverage(),
+            banned_phrases: Vec::new(),
+        }
     }
 }
 

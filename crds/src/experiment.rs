@@ -24,7 +24,7 @@ use crate::common::LocalObjectReference;
     printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.step"}"#,
     printcolumn = r#"{"name":"Weights","type":"string","jsonPath":".status.weightsSummary"}"#,
     printcolumn = r#"{"name":"Decision","type":"string","jsonPath":".status.lastDecision","priority":1}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.variants.all(v, self.variants.filter(w, w.name == v.name).size() == 1)").message("variants[].name must be unique"))]
@@ -93,7 +93,10 @@ fn default_error_limit() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct Variant {
     /// Variant name, used in weights, KPI queries (`{{variant}}`) and status.
-    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 32),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// The Model that serves this variant.
     pub model_ref: LocalObjectReference,
@@ -107,7 +110,9 @@ pub struct Variant {
 }
 
 /// Role of a variant.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum VariantRole {
     /// What serves today; rollbacks return here.
     Stable,
@@ -233,7 +238,10 @@ pub struct HoldoutStrategy {
 #[x_kube(validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("kpis[].min must not exceed kpis[].max"))]
 pub struct KpiGate {
     /// KPI name, e.g. `conversion-rate`.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// PromQL with placeholders `{{namespace}}`, `{{model}}`, `{{variant}}`, `{{interval}}`.
     #[schemars(length(min = 1, max = 4096))]

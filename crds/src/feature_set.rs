@@ -68,7 +68,10 @@ pub struct FeatureSetSpec {
 #[x_kube(validation = Rule::new("[has(self.file), has(self.objectStore)].filter(x, x).size() == 1").message("a source sets exactly one of file or objectStore"))]
 pub struct DataSource {
     /// Name of the source, used by features and the label.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// File format.
     #[serde(default)]
@@ -99,7 +102,10 @@ pub struct FileSource {
 #[serde(rename_all = "camelCase")]
 pub struct ObjectStoreSource {
     /// URL such as `s3://bucket/events/2026/` or `gs://bucket/crm.parquet`.
-    #[schemars(length(min = 6, max = 1024), regex(pattern = r"^(s3|gs|az)://[^/]+/.*"))]
+    #[schemars(
+        length(min = 6, max = 1024),
+        regex(pattern = r"^(s3|gs|az)://[^/]+/.*")
+    )]
     pub url: String,
     /// Secret with the credentials (keys as the object store expects, e.g.
     /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
@@ -135,7 +141,9 @@ pub struct LabelDefinition {
 }
 
 /// How a label is computed.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum LabelKind {
     /// 1 when at least one matching event falls in the horizon, else 0 (binary classification).
     #[default]
@@ -166,7 +174,10 @@ pub struct FeatureDefinition {
     pub column: Option<String>,
     /// Windows before the cutoff, e.g. `["7d", "30d", "90d"]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8), inner(regex(pattern = r"^[0-9]{1,6}(s|m|h|d)$"), length(max = 16)))]
+    #[schemars(
+        length(max = 8),
+        inner(regex(pattern = r"^[0-9]{1,6}(s|m|h|d)$"), length(max = 16))
+    )]
     pub windows: Vec<String>,
     /// Row filter applied before aggregating, e.g. `event_type == 'email_open'`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,7 +211,9 @@ pub enum Aggregation {
 }
 
 /// Whether a feature is numeric or categorical.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum FeatureKind {
     /// A number.
     #[default]
@@ -218,7 +231,10 @@ pub enum FeatureKind {
 pub struct Cutoffs {
     /// Fixed cutoff dates (RFC 3339 dates such as `2026-06-01`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64), inner(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), length(max = 10)))]
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"), length(max = 10))
+    )]
     pub dates: Option<Vec<String>>,
     /// Rolling cutoffs: one every such duration, counted back from the newest data.
     #[serde(default, skip_serializing_if = "Option::is_none")]

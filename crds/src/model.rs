@@ -83,7 +83,10 @@ pub enum Task {
 #[serde(rename_all = "camelCase")]
 pub struct OnnxSource {
     /// URL of the `.onnx` file (`file://`, `s3://`, `gs://`).
-    #[schemars(length(min = 8, max = 1024), regex(pattern = r"^(file|s3|gs|az)://.+\.onnx$"))]
+    #[schemars(
+        length(min = 8, max = 1024),
+        regex(pattern = r"^(file|s3|gs|az)://.+\.onnx$")
+    )]
     pub url: String,
     /// Expected SHA-256 of the file (hex); the model is refused when it differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,7 +268,13 @@ pub struct ServingSpec {
 
 impl Default for ServingSpec {
     fn default() -> Self {
-        Self { replicas: default_replicas(), image: None, resources: None, threshold: default_threshold(), batching: None }
+        Self {
+            replicas: default_replicas(),
+            image: None,
+            resources: None,
+            threshold: default_threshold(),
+            batching: None,
+        }
     }
 }
 
@@ -324,7 +333,9 @@ fn default_drift_window() -> String {
 }
 
 /// The action taken on drift.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum DriftAction {
     /// Only a condition and an Event.
     #[default]

@@ -21,7 +21,7 @@ use crate::common::{LocalObjectReference, SecretKeyReference, SecretReference, W
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.currentVersion"}"#,
     printcolumn = r#"{"name":"Chunks","type":"integer","jsonPath":".status.chunks"}"#,
     printcolumn = r#"{"name":"Recall","type":"number","format":"float","jsonPath":".status.recallAtK"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.sources.all(s, self.sources.filter(t, t.name == s.name).size() == 1)").message("sources[].name must be unique"))]
@@ -56,7 +56,10 @@ pub struct RagIndexSpec {
 #[x_kube(validation = Rule::new("[has(self.file), has(self.objectStore), has(self.configMapRef)].filter(x, x).size() == 1").message("a document source sets exactly one of file, objectStore or configMapRef"))]
 pub struct DocumentSource {
     /// Source name, stored with every chunk as metadata.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Files on a mounted volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,7 +90,10 @@ pub struct DocumentFiles {
 #[serde(rename_all = "camelCase")]
 pub struct DocumentObjects {
     /// URL prefix, e.g. `s3://docs-bucket/product/`.
-    #[schemars(length(min = 6, max = 1024), regex(pattern = r"^(s3|gs|az)://[^/]+/.*"))]
+    #[schemars(
+        length(min = 6, max = 1024),
+        regex(pattern = r"^(s3|gs|az)://[^/]+/.*")
+    )]
     pub url: String,
     /// Secret with the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,7 +120,11 @@ pub struct Chunking {
 
 impl Default for Chunking {
     fn default() -> Self {
-        Self { strategy: ChunkingStrategy::default(), max_tokens: default_max_tokens(), overlap_tokens: default_overlap() }
+        Self {
+            strategy: ChunkingStrategy::default(),
+            max_tokens: default_max_tokens(),
+            overlap_tokens: default_overlap(),
+        }
     }
 }
 
@@ -127,7 +137,9 @@ fn default_overlap() -> i32 {
 }
 
 /// Splitting strategies.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum ChunkingStrategy {
     /// Split on Markdown structure (headings, paragraphs), then on sentences.
     #[default]
@@ -152,7 +164,10 @@ pub struct Embedding {
 
 impl Default for Embedding {
     fn default() -> Self {
-        Self { model: default_embedding_model(), batch_size: default_batch() }
+        Self {
+            model: default_embedding_model(),
+            batch_size: default_batch(),
+        }
     }
 }
 

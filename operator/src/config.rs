@@ -70,7 +70,9 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid YAML for the settings.
-    #[error("failed to parse operator config {path} (fields: trainerImage, inferenceServerImage, artifactStore, prometheusUrl, workloadServiceAccount)")]
+    #[error(
+        "failed to parse operator config {path} (fields: trainerImage, inferenceServerImage, artifactStore, prometheusUrl, workloadServiceAccount)"
+    )]
     Parse {
         /// The path.
         path: String,
@@ -94,7 +96,10 @@ impl OperatorConfig {
     /// Loads the settings from a YAML file; an empty file gives the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: display.clone(),
+            source,
+        })?;
         Self::parse(&text, &display)
     }
 
@@ -103,15 +108,33 @@ impl OperatorConfig {
         let config: Self = if text.trim().is_empty() {
             Self::default()
         } else {
-            yaml_serde::from_str(text).map_err(|source| ConfigError::Parse { path: origin.to_string(), source })?
+            yaml_serde::from_str(text).map_err(|source| ConfigError::Parse {
+                path: origin.to_string(),
+                source,
+            })?
         };
-        let invalid = |field, problem: &str| ConfigError::Invalid { path: origin.to_string(), field, problem: problem.to_string() };
+        let invalid = |field, problem: &str| ConfigError::Invalid {
+            path: origin.to_string(),
+            field,
+            problem: problem.to_string(),
+        };
         let store_schemes = ["file://", "s3://", "gs://", "az://"];
-        if !store_schemes.iter().any(|s| config.artifact_store.starts_with(s)) {
-            return Err(invalid("artifactStore", "must start with file://, s3://, gs:// or az://"));
+        if !store_schemes
+            .iter()
+            .any(|s| config.artifact_store.starts_with(s))
+        {
+            return Err(invalid(
+                "artifactStore",
+                "must start with file://, s3://, gs:// or az://",
+            ));
         }
-        if !(config.prometheus_url.starts_with("http://") || config.prometheus_url.starts_with("https://")) {
-            return Err(invalid("prometheusUrl", "must be an http:// or https:// URL"));
+        if !(config.prometheus_url.starts_with("http://")
+            || config.prometheus_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "prometheusUrl",
+                "must be an http:// or https:// URL",
+            ));
         }
         if config.trainer_image.trim().is_empty() {
             return Err(invalid("trainerImage", "must name an image"));
@@ -129,12 +152,22 @@ mod tests {
 
     #[test]
     fn empty_file_gives_the_defaults() {
-        assert_eq!(OperatorConfig::parse("", "x").ok(), Some(OperatorConfig::default()));
+        assert_eq!(
+            OperatorConfig::parse("", "x").ok(),
+            Some(OperatorConfig::default())
+        );
     }
 
     #[test]
     fn unknown_field_is_rejected_with_its_name() {
-        let err = OperatorConfig::parse("artifactStor: file:///x\n", "cfg.yaml").err().map(|e| format!("{e}: {:?}", std::error::Error::source(&e).map(|s| s.to_string())));
+        let err = OperatorConfig::parse("artifactStor: file:///x\n", "cfg.yaml")
+            .err()
+            .map(|e| {
+                format!(
+                    "{e}: {:?}",
+                    std::error::Error::source(&e).map(|s| s.to_string())
+                )
+            });
         let err = err.unwrap_or_default();
         assert!(err.contains("artifactStor"), "{err}");
         assert!(err.contains("cfg.yaml"), "{err}");
@@ -142,7 +175,13 @@ mod tests {
 
     #[test]
     fn artifact_store_without_scheme_is_rejected_naming_the_field() {
-        let err = OperatorConfig::parse("artifactStore: /var/lib/x\n", "cfg.yaml").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("artifactStore") && err.contains("file://"), "{err}");
+        let err = OperatorConfig::parse("artifactStore: /var/lib/x\n", "cfg.yaml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("artifactStore") && err.contains("file://"),
+            "{err}"
+        );
     }
 }

@@ -36,15 +36,32 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     /// Creates the context.
-    pub fn new(client: Client, metrics: Metrics, config: OperatorConfig, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: "leitwerk-operator".to_string(), instance };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, config: Arc::new(config), failures: Arc::default() }
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        config: OperatorConfig,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "leitwerk-operator".to_string(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            config: Arc::new(config),
+            failures: Arc::default(),
+        }
     }
 
     /// Records a failure of `key` and returns how long to wait before the next try:
     /// 1 s, 2 s, 4 s, … capped at 5 minutes.
     pub fn next_backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = failures.entry(key.to_string()).or_insert(0);
         *count = count.saturating_add(1);
         backoff_for(*count)
@@ -52,14 +69,20 @@ impl Context {
 
     /// Forgets the failures of `key` after a successful reconcile.
     pub fn reset_backoff(&self, key: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         failures.remove(key);
     }
 }
 
 /// Backoff after the `n`-th consecutive failure.
 pub fn backoff_for(n: u32) -> Duration {
-    let secs = 1u64.checked_shl(n.saturating_sub(1)).unwrap_or(u64::MAX).min(300);
+    let secs = 1u64
+        .checked_shl(n.saturating_sub(1))
+        .unwrap_or(u64::MAX)
+        .min(300);
     Duration::from_secs(secs)
 }
 

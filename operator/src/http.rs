@@ -19,7 +19,9 @@ pub struct HttpState {
 
 impl std::fmt::Debug for HttpState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpState").field("ready", &self.ready.load(Ordering::Relaxed)).finish_non_exhaustive()
+        f.debug_struct("HttpState")
+            .field("ready", &self.ready.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
@@ -35,11 +37,26 @@ pub fn router(state: HttpState) -> Router {
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let mut body = String::new();
     match encode(&mut body, &state.registry) {
-        Ok(()) => (StatusCode::OK, [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body),
-        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "text/plain")], format!("failed to encode metrics: {err}")),
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        ),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            format!("failed to encode metrics: {err}"),
+        ),
     }
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting") }
+    if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    }
 }

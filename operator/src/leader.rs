@@ -38,13 +38,18 @@ pub enum Error {
 /// and `false` when it loses the lease.
 pub async fn start(client: Client, election: &Election) -> Result<watch::Receiver<bool>, Error> {
     let grace = (election.duration_secs / 3).max(1);
-    let params = LeaseParams::new(election.identity.clone(), election.duration_secs, grace).with_field_manager("leitwerk.dev/leader-election");
+    let params = LeaseParams::new(election.identity.clone(), election.duration_secs, grace)
+        .with_field_manager("leitwerk.dev/leader-election");
     let manager = LeaseManagerBuilder::new(client, &election.lease_name)
         .with_namespace(&election.namespace)
         .with_parameters(params)
         .build()
         .await
-        .map_err(|source| Error::Lease { namespace: election.namespace.clone(), name: election.lease_name.clone(), source })?;
+        .map_err(|source| Error::Lease {
+            namespace: election.namespace.clone(),
+            name: election.lease_name.clone(),
+            source,
+        })?;
     let (channel, _task) = manager.watch().await;
     info!(lease = %election.lease_name, namespace = %election.namespace, identity = %election.identity, "competing for leadership");
     Ok(channel)

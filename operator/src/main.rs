@@ -62,7 +62,9 @@ struct Args {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,tower=warn,hyper=warn")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),
@@ -89,24 +91,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => OperatorConfig::load(path)?,
         None => OperatorConfig::default(),
     };
-    let client = kube::Client::try_default().await.context("failed to create a Kubernetes client (in-cluster service account or $KUBECONFIG)")?;
+    let client = kube::Client::try_default().await.context(
+        "failed to create a Kubernetes client (in-cluster service account or $KUBECONFIG)",
+    )?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
-    let state = HttpState { registry: Arc::new(registry), ready: ready.clone() };
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await.with_context(|| format!("failed to bind the metrics address {}", args.metrics_addr))?;
+    let state = HttpState {
+        registry: Arc::new(registry),
+        ready: ready.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("failed to bind the metrics address {}", args.metrics_addr))?;
     info!(addr = %listener.local_addr().unwrap_or(args.metrics_addr), "serving /metrics, /healthz and /readyz");
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
-    let identity = args.identity.clone().unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_else(|_| format!("leitwerk-{}", std::process::id())));
-    let ctx = Context::new(client.clone(), metrics.clone(), config, Some(identity.clone()));
-    let scope = Scope { namespace: args.namespace.clone() };
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("leitwerk-{}", std::process::id()))
+    });
+    let ctx = Context::new(
+        client.clone(),
+        metrics.clone(),
+        config,
+        Some(identity.clone()),
+    );
+    let scope = Scope {
+        namespace: args.namespace.clone(),
+    };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     }
     .shared();
     let terminate = async {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             term.recv().await;
         }
     }
@@ -129,9 +149,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .lease_namespace
             .clone()
             .or_else(|| args.namespace.clone())
-            .or_else(|| std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok())
+            .or_else(|| {
+                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                    .ok()
+            })
             .unwrap_or_else(|| "default".to_string());
-        let election = Election { namespace: lease_namespace, lease_name: args.lease_name.clone(), identity, duration_secs: 15 };
+        let election = Election {
+            namespace: lease_namespace,
+            lease_name: args.lease_name.clone(),
+            identity,
+            duration_secs: 15,
+        };
         let mut leading = leader::start(client, &election).await?;
         ready.store(true, std::sync::atomic::Ordering::Relaxed);
         info!("waiting to become leader");

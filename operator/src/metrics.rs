@@ -32,7 +32,9 @@ pub struct WriteLabels {
 }
 
 fn duration_histogram() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
 }
 
 /// All metrics, registered once at start-up.
@@ -66,28 +68,70 @@ impl Metrics {
             writes: Family::default(),
             leader: Gauge::default(),
         };
-        registry.register("leitwerk_reconcile", "Reconciles started, by kind", metrics.reconciles.clone());
-        registry.register("leitwerk_reconcile_errors", "Failed reconciles, by kind and error category", metrics.errors.clone());
-        registry.register("leitwerk_reconcile_duration_seconds", "Reconcile duration, by kind", metrics.duration.clone());
-        registry.register("leitwerk_writes", "Write requests made by reconciles, by kind and target", metrics.writes.clone());
-        registry.register("leitwerk_leader", "1 while this replica holds the leader lease", metrics.leader.clone());
+        registry.register(
+            "leitwerk_reconcile",
+            "Reconciles started, by kind",
+            metrics.reconciles.clone(),
+        );
+        registry.register(
+            "leitwerk_reconcile_errors",
+            "Failed reconciles, by kind and error category",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "leitwerk_reconcile_duration_seconds",
+            "Reconcile duration, by kind",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "leitwerk_writes",
+            "Write requests made by reconciles, by kind and target",
+            metrics.writes.clone(),
+        );
+        registry.register(
+            "leitwerk_leader",
+            "1 while this replica holds the leader lease",
+            metrics.leader.clone(),
+        );
         metrics
     }
 
     /// Counts a reconcile of `kind` and returns a guard that records its duration when dropped.
     pub fn reconcile_started(&self, kind: &str) -> DurationGuard {
-        self.reconciles.get_or_create(&KindLabels { kind: kind.to_string() }).inc();
-        DurationGuard { histogram: self.duration.get_or_create(&KindLabels { kind: kind.to_string() }).clone(), start: std::time::Instant::now() }
+        self.reconciles
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+        DurationGuard {
+            histogram: self
+                .duration
+                .get_or_create(&KindLabels {
+                    kind: kind.to_string(),
+                })
+                .clone(),
+            start: std::time::Instant::now(),
+        }
     }
 
     /// Counts a failed reconcile.
     pub fn reconcile_failed(&self, kind: &str, category: &str) {
-        self.errors.get_or_create(&ErrorLabels { kind: kind.to_string(), category: category.to_string() }).inc();
+        self.errors
+            .get_or_create(&ErrorLabels {
+                kind: kind.to_string(),
+                category: category.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a write request.
     pub fn wrote(&self, kind: &str, target: &str) {
-        self.writes.get_or_create(&WriteLabels { kind: kind.to_string(), target: target.to_string() }).inc();
+        self.writes
+            .get_or_create(&WriteLabels {
+                kind: kind.to_string(),
+                target: target.to_string(),
+            })
+            .inc();
     }
 }
 

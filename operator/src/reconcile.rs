@@ -15,8 +15,8 @@ use kube::{
 };
 use leitwerk_crds::{
     ContentPipeline, Experiment, FIELD_MANAGER, FeatureSet, Model, RagIndex, ResourceStatus,
-    content_pipeline::ContentPipelineStatus, experiment::ExperimentStatus, feature_set::FeatureSetStatus,
-    model::ModelStatus, rag_index::RagIndexStatus,
+    content_pipeline::ContentPipelineStatus, experiment::ExperimentStatus,
+    feature_set::FeatureSetStatus, model::ModelStatus, rag_index::RagIndexStatus,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{info, warn};
@@ -32,7 +32,14 @@ pub const RECHECK_UNWATCHED: Duration = Duration::from_secs(30);
 
 /// A Leitwerk resource kind as the shared steps see it.
 pub trait LeitwerkResource:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
 {
     /// The status type.
     type Status: ResourceStatus + Serialize + Debug + Send + Sync;
@@ -77,7 +84,12 @@ pub struct Outcome {
 impl Outcome {
     /// An outcome that waits for a watched change.
     pub fn new(phase: &'static str, ready: Desired) -> Self {
-        Self { phase, ready, conditions: Vec::new(), recheck: None }
+        Self {
+            phase,
+            ready,
+            conditions: Vec::new(),
+            recheck: None,
+        }
     }
 
     /// The same outcome, re-checked after `after`.
@@ -110,12 +122,22 @@ pub enum StepError {
 
 /// Writes the status that `outcome` implies, if it differs from the current one in more than
 /// timestamps, and publishes an Event when the Ready condition changes. Returns the action.
-pub async fn finish<K: LeitwerkResource>(ctx: &Context, obj: &K, outcome: Outcome) -> Result<Action, StepError> {
+pub async fn finish<K: LeitwerkResource>(
+    ctx: &Context,
+    obj: &K,
+    outcome: Outcome,
+) -> Result<Action, StepError> {
     let generation = obj.meta().generation;
     let mut desired = vec![outcome.ready.clone()];
     desired.extend(outcome.conditions.iter().cloned());
     let current = obj.current_status();
-    let next: K::Status = next_status(current, generation, outcome.phase, &desired, Timestamp::now());
+    let next: K::Status = next_status(
+        current,
+        generation,
+        outcome.phase,
+        &desired,
+        Timestamp::now(),
+    );
     if differs_ignoring_time(current, &next) {
         let ns = obj.namespace().unwrap_or_default();
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
@@ -124,16 +146,28 @@ pub async fn finish<K: LeitwerkResource>(ctx: &Context, obj: &K, outcome: Outcom
             "kind": K::kind(&()),
             "status": next,
         });
-        api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-            .await
-            .map_err(|source| StepError::PatchStatus { kind: K::KIND, name: obj.name_any(), source })?;
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map_err(|source| StepError::PatchStatus {
+            kind: K::KIND,
+            name: obj.name_any(),
+            source,
+        })?;
         ctx.metrics.wrote(K::KIND, "status");
         let before = condition_key(current, READY);
         let after = condition_key(Some(&next), READY);
         if before != after {
             info!(kind = K::KIND, name = %obj.name_any(), namespace = %ns, reason = %outcome.ready.reason, ready = outcome.ready.status, "{}", outcome.ready.message);
             let event = Event {
-                type_: if needs_attention(&outcome.ready) { EventType::Warning } else { EventType::Normal },
+                type_: if needs_attention(&outcome.ready) {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
                 reason: outcome.ready.reason.clone(),
                 note: Some(truncate(&outcome.ready.message, 1024)),
                 action: "Reconcile".to_string(),
@@ -155,7 +189,12 @@ pub fn needs_attention(ready: &Desired) -> bool {
 }
 
 /// Publishes an Event; a failure is logged, never fatal to the reconcile.
-pub async fn publish(ctx: &Context, kind: &'static str, event: &Event, reference: &k8s_openapi::api::core::v1::ObjectReference) {
+pub async fn publish(
+    ctx: &Context,
+    kind: &'static str,
+    event: &Event,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+) {
     match ctx.recorder.publish(event, reference).await {
         Ok(()) => ctx.metrics.wrote(kind, "event"),
         Err(err) => warn!(kind, error = %err, "failed to publish event {}", event.reason),
@@ -165,7 +204,10 @@ pub async fn publish(ctx: &Context, kind: &'static str, event: &Event, reference
 /// Reports an object that does not match the types (for example one stored before a schema
 /// change): a Warning Event on it, a log line and an error metric. The controller goes on with
 /// every other object.
-pub async fn report_malformed<K: LeitwerkResource>(ctx: &Context, invalid: &InvalidObject) -> Action {
+pub async fn report_malformed<K: LeitwerkResource>(
+    ctx: &Context,
+    invalid: &InvalidObject,
+) -> Action {
     let name = invalid.metadata.name.clone().unwrap_or_default();
     let namespace = invalid.metadata.namespace.clone();
     warn!(kind = K::KIND, %name, namespace = ?namespace, error = %invalid.error, "object does not match the {} schema", K::KIND);
@@ -182,7 +224,14 @@ pub async fn report_malformed<K: LeitwerkResource>(ctx: &Context, invalid: &Inva
     let event = Event {
         type_: EventType::Warning,
         reason: "MalformedObject".to_string(),
-        note: Some(truncate(&format!("the object does not match the {} schema and is skipped until it changes: {}", K::KIND, invalid.error), 1024)),
+        note: Some(truncate(
+            &format!(
+                "the object does not match the {} schema and is skipped until it changes: {}",
+                K::KIND,
+                invalid.error
+            ),
+            1024,
+        )),
         action: "Reconcile".to_string(),
         secondary: None,
     };
@@ -223,17 +272,43 @@ pub fn truncate(text: &str, max: usize) -> String {
 /// The error policy of every controller. Errors that reach it are transient (the API
 /// failed): they requeue with exponential backoff and are counted and published as Events.
 /// Invalid specs never reach it: reconciles record them in status and wait for a change.
-pub fn error_policy<K: LeitwerkResource, E: Categorized>(obj: Arc<DeserializeGuard<K>>, err: &E, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: LeitwerkResource, E: Categorized>(
+    obj: Arc<DeserializeGuard<K>>,
+    err: &E,
+    ctx: Arc<Context>,
+) -> Action {
     let (key, reference) = match &obj.0 {
-        Ok(o) => (format!("{}/{}/{}", K::KIND, o.namespace().unwrap_or_default(), o.name_any()), Some(o.object_ref(&()))),
-        Err(invalid) => (format!("{}/{:?}/{:?}", K::KIND, invalid.metadata.namespace, invalid.metadata.name), None),
+        Ok(o) => (
+            format!(
+                "{}/{}/{}",
+                K::KIND,
+                o.namespace().unwrap_or_default(),
+                o.name_any()
+            ),
+            Some(o.object_ref(&())),
+        ),
+        Err(invalid) => (
+            format!(
+                "{}/{:?}/{:?}",
+                K::KIND,
+                invalid.metadata.namespace,
+                invalid.metadata.name
+            ),
+            None,
+        ),
     };
     let chain = error_chain(err);
     ctx.metrics.reconcile_failed(K::KIND, err.category());
     let backoff = ctx.next_backoff(&key);
     warn!(kind = K::KIND, object = %key, category = err.category(), retry_in_s = backoff.as_secs(), "reconcile failed: {chain}");
     if let Some(reference) = reference {
-        let event = Event { type_: EventType::Warning, reason: err.category().to_string(), note: Some(chain), action: "Reconcile".to_string(), secondary: None };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: err.category().to_string(),
+            note: Some(chain),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
         let ctx = ctx.clone();
         tokio::spawn(async move { publish(&ctx, K::KIND, &event, &reference).await });
     }
@@ -242,7 +317,12 @@ pub fn error_policy<K: LeitwerkResource, E: Categorized>(obj: Arc<DeserializeGua
 
 /// The key used for backoff bookkeeping of an object.
 pub fn backoff_key<K: LeitwerkResource>(obj: &K) -> String {
-    format!("{}/{}/{}", K::KIND, obj.namespace().unwrap_or_default(), obj.name_any())
+    format!(
+        "{}/{}/{}",
+        K::KIND,
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
 }
 
 #[cfg(test)]
@@ -260,9 +340,16 @@ mod tests {
     #[test]
     fn error_chain_joins_sources() {
         let inner = std::io::Error::other("connection refused");
-        let outer = StepError::PatchStatus { kind: "Model", name: "m".into(), source: kube::Error::Service(Box::new(inner)) };
+        let outer = StepError::PatchStatus {
+            kind: "Model",
+            name: "m".into(),
+            source: kube::Error::Service(Box::new(inner)),
+        };
         let chain = error_chain(&outer);
-        assert!(chain.starts_with("failed to patch the status of Model m: "), "{chain}");
+        assert!(
+            chain.starts_with("failed to patch the status of Model m: "),
+            "{chain}"
+        );
         assert!(chain.contains("connection refused"), "{chain}");
     }
 }

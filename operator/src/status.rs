@@ -26,17 +26,32 @@ pub struct Desired {
 impl Desired {
     /// A condition that holds.
     pub fn ok(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { type_, status: true, reason: reason.into(), message: message.into() }
+        Self {
+            type_,
+            status: true,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     /// A condition that does not hold.
     pub fn not(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { type_, status: false, reason: reason.into(), message: message.into() }
+        Self {
+            type_,
+            status: false,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 }
 
 /// Sets `desired` in `conditions`: the transition time is kept when the status did not change.
-pub fn set_condition(conditions: &mut Vec<Condition>, desired: &Desired, generation: Option<i64>, now: Timestamp) {
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    desired: &Desired,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
     let status = if desired.status { "True" } else { "False" }.to_string();
     let message: String = desired.message.chars().take(1024).collect();
     match conditions.iter_mut().find(|c| c.type_ == desired.type_) {
@@ -61,7 +76,13 @@ pub fn set_condition(conditions: &mut Vec<Condition>, desired: &Desired, generat
 }
 
 /// Builds the next status from the current one: observedGeneration, phase and conditions.
-pub fn next_status<S: ResourceStatus>(current: Option<&S>, generation: Option<i64>, phase: &str, conditions: &[Desired], now: Timestamp) -> S {
+pub fn next_status<S: ResourceStatus>(
+    current: Option<&S>,
+    generation: Option<i64>,
+    phase: &str,
+    conditions: &[Desired],
+    now: Timestamp,
+) -> S {
     let mut next = current.cloned().unwrap_or_default();
     next.set_observed_generation(generation);
     next.set_phase(Some(phase.to_string()));
@@ -85,8 +106,15 @@ pub fn differs_ignoring_time<S: ResourceStatus>(a: Option<&S>, b: &S) -> bool {
 }
 
 /// The `(status, reason)` of a condition, for detecting transitions.
-pub fn condition_key<S: ResourceStatus>(status: Option<&S>, type_: &str) -> Option<(String, String)> {
-    status?.conditions().iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
+pub fn condition_key<S: ResourceStatus>(
+    status: Option<&S>,
+    type_: &str,
+) -> Option<(String, String)> {
+    status?
+        .conditions()
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 #[cfg(test)]
@@ -101,22 +129,58 @@ mod tests {
 
     #[test]
     fn transition_time_is_kept_when_status_does_not_change() {
-        let first: ModelStatus = next_status(None, Some(1), "Pending", &[Desired::not(READY, "A", "a")], at(100));
-        let second: ModelStatus = next_status(Some(&first), Some(2), "Pending", &[Desired::not(READY, "B", "b")], at(200));
+        let first: ModelStatus = next_status(
+            None,
+            Some(1),
+            "Pending",
+            &[Desired::not(READY, "A", "a")],
+            at(100),
+        );
+        let second: ModelStatus = next_status(
+            Some(&first),
+            Some(2),
+            "Pending",
+            &[Desired::not(READY, "B", "b")],
+            at(200),
+        );
         assert_eq!(second.conditions[0].last_transition_time, Time(at(100)));
         assert_eq!(second.conditions[0].reason, "B");
         assert_eq!(second.conditions[0].observed_generation, Some(2));
-        let third: ModelStatus = next_status(Some(&second), Some(2), "Serving", &[Desired::ok(READY, "C", "c")], at(300));
+        let third: ModelStatus = next_status(
+            Some(&second),
+            Some(2),
+            "Serving",
+            &[Desired::ok(READY, "C", "c")],
+            at(300),
+        );
         assert_eq!(third.conditions[0].last_transition_time, Time(at(300)));
         assert_eq!(third.conditions[0].status, "True");
     }
 
     #[test]
     fn same_decision_later_is_not_a_difference() {
-        let first: ModelStatus = next_status(None, Some(1), "Pending", &[Desired::not(READY, "A", "a")], at(100));
-        let again: ModelStatus = next_status(Some(&first), Some(1), "Pending", &[Desired::not(READY, "A", "a")], at(999));
+        let first: ModelStatus = next_status(
+            None,
+            Some(1),
+            "Pending",
+            &[Desired::not(READY, "A", "a")],
+            at(100),
+        );
+        let again: ModelStatus = next_status(
+            Some(&first),
+            Some(1),
+            "Pending",
+            &[Desired::not(READY, "A", "a")],
+            at(999),
+        );
         assert!(!differs_ignoring_time(Some(&first), &again));
-        let moved: ModelStatus = next_status(Some(&first), Some(2), "Pending", &[Desired::not(READY, "A", "a")], at(999));
+        let moved: ModelStatus = next_status(
+            Some(&first),
+            Some(2),
+            "Pending",
+            &[Desired::not(READY, "A", "a")],
+            at(999),
+        );
         assert!(differs_ignoring_time(Some(&first), &moved));
         assert!(differs_ignoring_time(None, &again));
     }
@@ -124,7 +188,13 @@ mod tests {
     #[test]
     fn messages_are_truncated_to_one_kibibyte() {
         let long = "x".repeat(5000);
-        let s: ModelStatus = next_status(None, None, "Invalid", &[Desired::not(READY, "A", long)], at(1));
+        let s: ModelStatus = next_status(
+            None,
+            None,
+            "Invalid",
+            &[Desired::not(READY, "A", long)],
+            at(1),
+        );
         assert_eq!(s.conditions[0].message.len(), 1024);
     }
 }

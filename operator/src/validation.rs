@@ -15,13 +15,20 @@ pub struct FieldError {
 impl FieldError {
     /// A problem with `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
 /// Joins problems into one condition message: `field: message; field: message`.
 pub fn summarize(errors: &[FieldError]) -> String {
-    errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Parses durations such as `30s`, `5m`, `12h`, `7d`.
@@ -42,9 +49,18 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 pub fn check_cron(expr: &str) -> Result<(), String> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!("{expr:?} has {} fields; a schedule has five: minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\"", fields.len()));
+        return Err(format!(
+            "{expr:?} has {} fields; a schedule has five: minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\"",
+            fields.len()
+        ));
     }
-    let ranges = [("minute", 0, 59), ("hour", 0, 23), ("day-of-month", 1, 31), ("month", 1, 12), ("day-of-week", 0, 7)];
+    let ranges = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day-of-month", 1, 31),
+        ("month", 1, 12),
+        ("day-of-week", 0, 7),
+    ];
     for (field, (name, lo, hi)) in fields.iter().zip(ranges) {
         for part in field.split(',') {
             let (range, step) = match part.split_once('/') {
@@ -54,18 +70,24 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
             if let Some(step) = step
                 && !matches!(step.parse::<u32>(), Ok(n) if n >= 1 && n <= hi)
             {
-                return Err(format!("{name} step {step:?} must be a number from 1 to {hi}"));
+                return Err(format!(
+                    "{name} step {step:?} must be a number from 1 to {hi}"
+                ));
             }
             if range == "*" {
                 continue;
             }
             let bounds: Vec<&str> = range.split('-').collect();
             if bounds.is_empty() || bounds.len() > 2 {
-                return Err(format!("{name} {part:?} is not a number, a range a-b, * or a step */n"));
+                return Err(format!(
+                    "{name} {part:?} is not a number, a range a-b, * or a step */n"
+                ));
             }
             let mut previous = None;
             for b in bounds {
-                let value: u32 = b.parse().map_err(|_| format!("{name} {b:?} is not a number from {lo} to {hi}"))?;
+                let value: u32 = b
+                    .parse()
+                    .map_err(|_| format!("{name} {b:?} is not a number from {lo} to {hi}"))?;
                 if value < lo || value > hi {
                     return Err(format!("{name} {value} is outside {lo}–{hi}"));
                 }
@@ -94,7 +116,9 @@ pub fn check_template(template: &str) -> Result<(), String> {
         };
         let name = after[..end].trim();
         if !KPI_PLACEHOLDERS.contains(&name) {
-            return Err(format!("uses unknown placeholder {{{{{name}}}}}; known: {{{{namespace}}}}, {{{{model}}}}, {{{{variant}}}}, {{{{interval}}}}"));
+            return Err(format!(
+                "uses unknown placeholder {{{{{name}}}}}; known: {{{{namespace}}}}, {{{{model}}}}, {{{{variant}}}}, {{{{interval}}}}"
+            ));
         }
         rest = &after[end + 2..];
     }
@@ -118,24 +142,61 @@ mod tests {
 
     #[test]
     fn cron_accepts_common_schedules() {
-        for ok in ["0 3 * * *", "*/15 * * * *", "0 4 * * 1-5", "0,30 8-18 * * 1"] {
+        for ok in [
+            "0 3 * * *",
+            "*/15 * * * *",
+            "0 4 * * 1-5",
+            "0,30 8-18 * * 1",
+        ] {
             assert_eq!(check_cron(ok), Ok(()), "{ok}");
         }
     }
 
     #[test]
     fn cron_errors_name_the_broken_field() {
-        assert!(check_cron("0 3 * *").err().unwrap_or_default().contains("five"));
-        assert!(check_cron("0 25 * * *").err().unwrap_or_default().contains("hour"));
-        assert!(check_cron("61 * * * *").err().unwrap_or_default().contains("minute"));
-        assert!(check_cron("0 0 * * mon").err().unwrap_or_default().contains("day-of-week"));
-        assert!(check_cron("*/0 * * * *").err().unwrap_or_default().contains("step"));
+        assert!(
+            check_cron("0 3 * *")
+                .err()
+                .unwrap_or_default()
+                .contains("five")
+        );
+        assert!(
+            check_cron("0 25 * * *")
+                .err()
+                .unwrap_or_default()
+                .contains("hour")
+        );
+        assert!(
+            check_cron("61 * * * *")
+                .err()
+                .unwrap_or_default()
+                .contains("minute")
+        );
+        assert!(
+            check_cron("0 0 * * mon")
+                .err()
+                .unwrap_or_default()
+                .contains("day-of-week")
+        );
+        assert!(
+            check_cron("*/0 * * * *")
+                .err()
+                .unwrap_or_default()
+                .contains("step")
+        );
     }
 
     #[test]
     fn templates_with_unknown_placeholders_are_rejected() {
-        assert_eq!(check_template(r#"sum(rate(x{model="{{model}}",variant="{{ variant }}"}[{{interval}}]))"#), Ok(()));
-        let err = check_template(r#"sum(x{version="{{version}}"})"#).err().unwrap_or_default();
+        assert_eq!(
+            check_template(
+                r#"sum(rate(x{model="{{model}}",variant="{{ variant }}"}[{{interval}}]))"#
+            ),
+            Ok(())
+        );
+        let err = check_template(r#"sum(x{version="{{version}}"})"#)
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("{{version}}"), "{err}");
         assert!(check_template("sum(x{a=\"{{model\"})").is_err());
     }

@@ -57,16 +57,18 @@ impl Cluster {
                 let result = match std::env::var_os("LEITWERK_CLUSTER_DIR") {
                     Some(dir) => Cluster::from_dir(Path::new(&dir)),
                     None => {
-                        let dir = std::env::temp_dir().join(format!("leitwerk-cluster-{}", std::process::id()));
+                        let dir = std::env::temp_dir()
+                            .join(format!("leitwerk-cluster-{}", std::process::id()));
                         Cluster::start(&dir, false)
                     }
                 };
-                result.and_then(|c| {
-                    c.install_crds()?;
-                    c.install_operator_rbac()?;
-                    Ok(c)
-                })
-                .map_err(|e| format!("{e:#}"))
+                result
+                    .and_then(|c| {
+                        c.install_crds()?;
+                        c.install_operator_rbac()?;
+                        Ok(c)
+                    })
+                    .map_err(|e| format!("{e:#}"))
             })
             .clone()
             .map_err(|e| anyhow::anyhow!(e))
@@ -76,22 +78,42 @@ impl Cluster {
     pub fn start(dir: &Path, minimal: bool) -> anyhow::Result<Cluster> {
         let script = repo_root().join("tests/cluster/up.sh");
         let mut cmd = Command::new("bash");
-        cmd.arg(&script).arg("--dir").arg(dir).arg("--watch-pid").arg(std::process::id().to_string());
+        cmd.arg(&script)
+            .arg("--dir")
+            .arg(dir)
+            .arg("--watch-pid")
+            .arg(std::process::id().to_string());
         if minimal {
             cmd.arg("--minimal");
         }
-        let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("failed to run {}", script.display()))?;
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("failed to run {}", script.display()))?;
         if !out.status.success() {
-            bail!("tests/cluster/up.sh failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "tests/cluster/up.sh failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Cluster::from_dir(dir)
     }
 
     /// A control plane started earlier by `up.sh --dir DIR`.
     pub fn from_dir(dir: &Path) -> anyhow::Result<Cluster> {
-        let env = std::fs::read_to_string(dir.join("env")).with_context(|| format!("no control plane in {} (run tests/cluster/up.sh --dir {})", dir.display(), dir.display()))?;
+        let env = std::fs::read_to_string(dir.join("env")).with_context(|| {
+            format!(
+                "no control plane in {} (run tests/cluster/up.sh --dir {})",
+                dir.display(),
+                dir.display()
+            )
+        })?;
         let get = |key: &str| -> anyhow::Result<PathBuf> {
-            env.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(PathBuf::from).with_context(|| format!("{key} missing in {}/env", dir.display()))
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .map(PathBuf::from)
+                .with_context(|| format!("{key} missing in {}/env", dir.display()))
         };
         Ok(Cluster {
             dir: dir.to_path_buf(),
@@ -126,7 +148,11 @@ impl Cluster {
             .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
             .env("HELM_DATA_HOME", self.dir.join("helm/data"))
             .current_dir(repo_root())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -141,16 +167,41 @@ impl Cluster {
     /// every one is Established.
     pub fn install_crds(&self) -> anyhow::Result<()> {
         let yaml = leitwerk_crds::crd::render_yaml()?;
-        let out = self.kubectl(&["apply", "--server-side", "--field-manager=leitwerk-tests", "--force-conflicts", "-f", "-"], Some(&yaml))?;
+        let out = self.kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=leitwerk-tests",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            Some(&yaml),
+        )?;
         if !out.status.success() {
-            bail!("installing the CRDs failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "installing the CRDs failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let out = self.kubectl(
-            &["wait", "--for=condition=Established", "--timeout=60s", "crd/featuresets.leitwerk.dev", "crd/models.leitwerk.dev", "crd/experiments.leitwerk.dev", "crd/ragindexes.leitwerk.dev", "crd/contentpipelines.leitwerk.dev"],
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/featuresets.leitwerk.dev",
+                "crd/models.leitwerk.dev",
+                "crd/experiments.leitwerk.dev",
+                "crd/ragindexes.leitwerk.dev",
+                "crd/contentpipelines.leitwerk.dev",
+            ],
             None,
         )?;
         if !out.status.success() {
-            bail!("the CRDs did not become Established: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "the CRDs did not become Established: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -158,9 +209,22 @@ impl Cluster {
     /// Applies the operator's ClusterRole from `config/rbac/` and binds it to the user
     /// `leitwerk-operator`, so operator processes in tests run with exactly the chart's rights.
     pub fn install_operator_rbac(&self) -> anyhow::Result<()> {
-        let out = self.kubectl(&["apply", "--server-side", "--field-manager=leitwerk-tests", "--force-conflicts", "-f", "config/rbac/role.yaml"], None)?;
+        let out = self.kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=leitwerk-tests",
+                "--force-conflicts",
+                "-f",
+                "config/rbac/role.yaml",
+            ],
+            None,
+        )?;
         if !out.status.success() {
-            bail!("applying config/rbac/role.yaml failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "applying config/rbac/role.yaml failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let binding = r#"apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -170,37 +234,76 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: leitwerk
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: leitwerk-operator}
 "#;
-        let out = self.kubectl(&["apply", "--server-side", "--field-manager=leitwerk-tests", "-f", "-"], Some(binding))?;
+        let out = self.kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=leitwerk-tests",
+                "-f",
+                "-",
+            ],
+            Some(binding),
+        )?;
         if !out.status.success() {
-            bail!("binding the operator role failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "binding the operator role failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
 
     /// Write requests (create, update, patch, delete) that `user` made in `namespace`, from the
     /// audit log, as `(verb, resource, name)`, skipping the first `skip` lines of the log.
-    pub fn audited_writes(&self, user: &str, namespace: &str, skip: usize) -> anyhow::Result<Vec<(String, String, String)>> {
+    pub fn audited_writes(
+        &self,
+        user: &str,
+        namespace: &str,
+        skip: usize,
+    ) -> anyhow::Result<Vec<(String, String, String)>> {
         let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
         let mut writes = Vec::new();
         for line in text.lines().skip(skip) {
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
             let verb = event["verb"].as_str().unwrap_or_default();
-            if !matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection") {
+            if !matches!(
+                verb,
+                "create" | "update" | "patch" | "delete" | "deletecollection"
+            ) {
                 continue;
             }
-            if event["user"]["username"].as_str() != Some(user) || event["objectRef"]["namespace"].as_str() != Some(namespace) {
+            if event["user"]["username"].as_str() != Some(user)
+                || event["objectRef"]["namespace"].as_str() != Some(namespace)
+            {
                 continue;
             }
-            let resource = event["objectRef"]["resource"].as_str().unwrap_or_default().to_string();
-            let sub = event["objectRef"]["subresource"].as_str().map(|s| format!("/{s}")).unwrap_or_default();
-            writes.push((verb.to_string(), format!("{resource}{sub}"), event["objectRef"]["name"].as_str().unwrap_or_default().to_string()));
+            let resource = event["objectRef"]["resource"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let sub = event["objectRef"]["subresource"]
+                .as_str()
+                .map(|s| format!("/{s}"))
+                .unwrap_or_default();
+            writes.push((
+                verb.to_string(),
+                format!("{resource}{sub}"),
+                event["objectRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
         }
         Ok(writes)
     }
 
     /// Number of lines in the audit log now.
     pub fn audit_lines(&self) -> usize {
-        std::fs::read_to_string(&self.audit_log).map(|t| t.lines().count()).unwrap_or(0)
+        std::fs::read_to_string(&self.audit_log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
     }
 }
 
@@ -223,18 +326,42 @@ impl TestNamespace {
     /// Creates `lw-<prefix>-<random>`.
     pub async fn create(cluster: &Cluster, prefix: &str) -> anyhow::Result<TestNamespace> {
         let client = cluster.client().await?;
-        let suffix: String = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() ^ u128::from(std::process::id()));
+        let suffix: String = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_nanos()
+                ^ u128::from(std::process::id())
+        );
         let name = format!("lw-{prefix}-{}", &suffix[suffix.len().saturating_sub(6)..]);
-        let ns = Namespace { metadata: ObjectMeta { name: Some(name.clone()), ..ObjectMeta::default() }, ..Namespace::default() };
-        Api::<Namespace>::all(client).create(&PostParams::default(), &ns).await.with_context(|| format!("failed to create namespace {name}"))?;
-        Ok(TestNamespace { name, cluster: cluster.clone() })
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client)
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("failed to create namespace {name}"))?;
+        Ok(TestNamespace {
+            name,
+            cluster: cluster.clone(),
+        })
     }
 }
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         let _ = Command::new(self.cluster.bin.join("kubectl"))
-            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .args([
+                "delete",
+                "namespace",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
             .env("KUBECONFIG", &self.cluster.kubeconfig)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -265,26 +392,49 @@ where
 
 /// The `Ready` condition of an object as `(status, reason, message)`.
 pub fn ready_of(obj: &serde_json::Value) -> Option<(String, String, String)> {
-    obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready").map(|c| {
-        (c["status"].as_str().unwrap_or_default().to_string(), c["reason"].as_str().unwrap_or_default().to_string(), c["message"].as_str().unwrap_or_default().to_string())
-    })
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
 }
 
 /// Waits until the object's Ready condition has `reason` and describes its current generation;
 /// returns the object.
-pub async fn wait_for_ready_reason<K>(api: &Api<K>, name: &str, reason: &str, timeout: Duration) -> anyhow::Result<serde_json::Value>
+pub async fn wait_for_ready_reason<K>(
+    api: &Api<K>,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + serde::Serialize,
 {
-    wait_for(&format!("{name} to have Ready reason {reason}"), timeout, || async {
-        let obj = api.get(name).await?;
-        let generation = obj.meta().generation;
-        let value = serde_json::to_value(&obj)?;
-        let ready = ready_of(&value);
-        let observed = value["status"]["observedGeneration"].as_i64();
-        let done = ready.as_ref().is_some_and(|(_, r, _)| r == reason) && observed == generation;
-        Ok((done.then(|| value.clone()), format!("ready={ready:?} observedGeneration={observed:?} generation={generation:?}")))
-    })
+    wait_for(
+        &format!("{name} to have Ready reason {reason}"),
+        timeout,
+        || async {
+            let obj = api.get(name).await?;
+            let generation = obj.meta().generation;
+            let value = serde_json::to_value(&obj)?;
+            let ready = ready_of(&value);
+            let observed = value["status"]["observedGeneration"].as_i64();
+            let done =
+                ready.as_ref().is_some_and(|(_, r, _)| r == reason) && observed == generation;
+            Ok((
+                done.then(|| value.clone()),
+                format!(
+                    "ready={ready:?} observedGeneration={observed:?} generation={generation:?}"
+                ),
+            ))
+        },
+    )
     .await
 }
 
@@ -300,13 +450,23 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     /// Starts `binary` as the user `leitwerk-operator`, watching `namespace` only.
-    pub async fn start(cluster: &Cluster, binary: &str, namespace: &str, extra: &[&str]) -> anyhow::Result<OperatorProcess> {
+    pub async fn start(
+        cluster: &Cluster,
+        binary: &str,
+        namespace: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<OperatorProcess> {
         let port = free_port()?;
         grant_leader_election(cluster, namespace)?;
         let log = cluster.dir.join(format!("operator-{namespace}-{port}.log"));
         let file = std::fs::File::create(&log)?;
         let child = tokio::process::Command::new(binary)
-            .args(["--namespace", namespace, "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args([
+                "--namespace",
+                namespace,
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
             .args(extra)
             .env("KUBECONFIG", &cluster.operator_kubeconfig)
             .env("RUST_LOG", "info,leitwerk_operator=debug")
@@ -315,20 +475,39 @@ impl OperatorProcess {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("failed to start {binary}"))?;
-        let process = OperatorProcess { child, metrics_url: format!("http://127.0.0.1:{port}"), log };
+        let process = OperatorProcess {
+            child,
+            metrics_url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
         let url = format!("{}/readyz", process.metrics_url);
-        wait_for("the operator to report ready", Duration::from_secs(30), || async {
-            let ok = reqwest::get(&url).await.map(|r| r.status().is_success()).unwrap_or(false);
-            Ok((ok.then_some(()), "not ready".to_string()))
-        })
+        wait_for(
+            "the operator to report ready",
+            Duration::from_secs(30),
+            || async {
+                let ok = reqwest::get(&url)
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false);
+                Ok((ok.then_some(()), "not ready".to_string()))
+            },
+        )
         .await
-        .with_context(|| format!("operator log:\n{}", std::fs::read_to_string(&process.log).unwrap_or_default()))?;
+        .with_context(|| {
+            format!(
+                "operator log:\n{}",
+                std::fs::read_to_string(&process.log).unwrap_or_default()
+            )
+        })?;
         Ok(process)
     }
 
     /// The operator's metrics in text form.
     pub async fn metrics(&self) -> anyhow::Result<String> {
-        Ok(reqwest::get(format!("{}/metrics", self.metrics_url)).await?.text().await?)
+        Ok(reqwest::get(format!("{}/metrics", self.metrics_url))
+            .await?
+            .text()
+            .await?)
     }
 
     /// Sum of every sample of `name` whose labels contain all of `labels` (`key="value"`).
@@ -352,7 +531,12 @@ impl OperatorProcess {
 /// Grants the user `leitwerk-operator` the leader-election Role from `config/rbac/` in
 /// `namespace`, where test operators keep their Lease.
 pub fn grant_leader_election(cluster: &Cluster, namespace: &str) -> anyhow::Result<()> {
-    kubectl_apply(cluster, namespace, "config/rbac/leader_election_role.yaml", None)?;
+    kubectl_apply(
+        cluster,
+        namespace,
+        "config/rbac/leader_election_role.yaml",
+        None,
+    )?;
     let binding = r#"apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {name: leitwerk-leader-election-test-user}
@@ -370,14 +554,17 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         .filter_map(|l| {
             let (series, value) = l.rsplit_once(' ')?;
             let metric = series.split('{').next()?;
-            (metric == name && labels.iter().all(|lab| series.contains(lab))).then(|| value.parse::<f64>().ok())?
+            (metric == name && labels.iter().all(|lab| series.contains(lab)))
+                .then(|| value.parse::<f64>().ok())?
         })
         .sum()
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Reads a typed object from YAML.
@@ -386,10 +573,29 @@ pub fn from_yaml<T: DeserializeOwned>(text: &str) -> anyhow::Result<T> {
 }
 
 /// Applies YAML with kubectl (server-side) in a namespace.
-pub fn kubectl_apply(cluster: &Cluster, namespace: &str, path_or_dash: &str, stdin: Option<&str>) -> anyhow::Result<()> {
-    let out = cluster.kubectl(&["apply", "--server-side", "--field-manager=leitwerk-tests", "-n", namespace, "-f", path_or_dash], stdin)?;
+pub fn kubectl_apply(
+    cluster: &Cluster,
+    namespace: &str,
+    path_or_dash: &str,
+    stdin: Option<&str>,
+) -> anyhow::Result<()> {
+    let out = cluster.kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=leitwerk-tests",
+            "-n",
+            namespace,
+            "-f",
+            path_or_dash,
+        ],
+        stdin,
+    )?;
     if !out.status.success() {
-        bail!("kubectl apply -f {path_or_dash} failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "kubectl apply -f {path_or_dash} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -409,7 +615,11 @@ where
 /// Server-side applies a CRD (used to simulate schema changes).
 pub async fn apply_crd(client: &Client, crd: &CustomResourceDefinition) -> anyhow::Result<()> {
     Api::<CustomResourceDefinition>::all(client.clone())
-        .patch(&crd.name_any(), &PatchParams::apply("leitwerk-tests").force(), &Patch::Apply(crd))
+        .patch(
+            &crd.name_any(),
+            &PatchParams::apply("leitwerk-tests").force(),
+            &Patch::Apply(crd),
+        )
         .await?;
     Ok(())
 }

@@ -7,7 +7,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 /// Paths, relative to the repository root, of every committed copy of the CRDs.
-const COPIES: [&str; 2] = ["config/crd/bases/leitwerk.dev_crds.yaml", "charts/leitwerk/crds/leitwerk.dev_crds.yaml"];
+const COPIES: [&str; 2] = [
+    "config/crd/bases/leitwerk.dev_crds.yaml",
+    "charts/leitwerk/crds/leitwerk.dev_crds.yaml",
+];
 
 fn main() -> ExitCode {
     let yaml = match leitwerk_crds::crd::render_yaml() {
@@ -45,11 +48,17 @@ fn main() -> ExitCode {
             for rel in COPIES {
                 let current = std::fs::read_to_string(root.join(rel)).unwrap_or_default();
                 if current != yaml {
-                    eprintln!("crdgen: {rel} is out of date; run `cargo run -p leitwerk-crds --bin crdgen -- --write`");
+                    eprintln!(
+                        "crdgen: {rel} is out of date; run `cargo run -p leitwerk-crds --bin crdgen -- --write`"
+                    );
                     ok = false;
                 }
             }
-            if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Some(other) => {
             eprintln!("crdgen: unknown argument {other:?}; usage: crdgen [--write|--check]");

@@ -45,39 +45,63 @@ impl Categorized for Error {
 
 /// Runs the ContentPipeline controller; it watches RagIndexes so a pipeline waiting for its
 /// index moves on as soon as the index appears or becomes ready.
-pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Context,
+    scope: Scope,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
-    let controller = Controller::new(scope.api::<DeserializeGuard<ContentPipeline>>(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        scope.api::<DeserializeGuard<ContentPipeline>>(client.clone()),
+        watcher::Config::default(),
+    );
     let pipelines = controller.store();
     let stream = controller
-        .watches(scope.api::<RagIndex>(client), watcher::Config::default(), move |index| {
-            let ns = index.namespace();
-            let name = index.name_any();
-            pipelines
-                .state()
-                .into_iter()
-                .filter(|p| p.0.as_ref().is_ok_and(|p| p.namespace() == ns && p.spec.rag_index_ref.name == name))
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            scope.api::<RagIndex>(client),
+            watcher::Config::default(),
+            move |index| {
+                let ns = index.namespace();
+                let name = index.name_any();
+                pipelines
+                    .state()
+                    .into_iter()
+                    .filter(|p| {
+                        p.0.as_ref()
+                            .is_ok_and(|p| p.namespace() == ns && p.spec.rag_index_ref.name == name)
+                    })
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(ContentPipeline::KIND, stream).await;
 }
 
 /// Reconciles one ContentPipeline: validate → resolve the RagIndex and Secrets → status.
-pub async fn reconcile(obj: Arc<DeserializeGuard<ContentPipeline>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<ContentPipeline>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(ContentPipeline::KIND);
     let pipeline = match &obj.0 {
         Ok(p) => p,
-        Err(invalid) => return Ok(reconcile::report_malformed::<ContentPipeline>(&ctx, invalid).await),
+        Err(invalid) => {
+            return Ok(reconcile::report_malformed::<ContentPipeline>(&ctx, invalid).await);
+        }
     };
     let ns = pipeline.namespace().unwrap_or_default();
     let outcome = match validate(&pipeline.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
         Ok(()) => {
             let index_name = &pipeline.spec.rag_index_ref.name;
-            let index = get_opt::<RagIndex>(&ctx, &ns, index_name).await.map_err(|source| Error::Read { what: format!("RagIndex {index_name}"), source })?;
+            let index = get_opt::<RagIndex>(&ctx, &ns, index_name)
+                .await
+                .map_err(|source| Error::Read {
+                    what: format!("RagIndex {index_name}"),
+                    source,
+                })?;
             match first_missing_secret(&ctx, &ns, &secret_refs(&pipeline.spec)).await.map_err(|source| Error::Read { what: "Secrets".into(), source })? {
                 Some((field, name)) => Outcome::new(
                     "Pending",
@@ -100,14 +124,38 @@ pub fn decide(pipeline: &ContentPipeline, index: Option<&RagIndex>) -> Outcome {
     let Some(index) = index else {
         return Outcome::new(
             "Pending",
-            Desired::not(READY, "RagIndexNotFound", format!("RagIndex {name:?} named by spec.ragIndexRef.name does not exist in namespace {ns:?}: create it or fix the reference")),
+            Desired::not(
+                READY,
+                "RagIndexNotFound",
+                format!(
+                    "RagIndex {name:?} named by spec.ragIndexRef.name does not exist in namespace {ns:?}: create it or fix the reference"
+                ),
+            ),
         );
     };
-    let index_ready = index.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == READY && c.status == "True"));
+    let index_ready = index.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == READY && c.status == "True")
+    });
     if !index_ready {
-        return Outcome::new("WaitingForIndex", Desired::not(READY, "WaitingForRagIndex", format!("waiting for RagIndex {name:?} to become Ready")));
+        return Outcome::new(
+            "WaitingForIndex",
+            Desired::not(
+                READY,
+                "WaitingForRagIndex",
+                format!("waiting for RagIndex {name:?} to become Ready"),
+            ),
+        );
     }
-    Outcome::new("Pending", Desired::not(READY, "AwaitingGeneration", "the RagIndex is ready; this operator version does not run content generation yet"))
+    Outcome::new(
+        "Pending",
+        Desired::not(
+            READY,
+            "AwaitingGeneration",
+            "the RagIndex is ready; this operator version does not run content generation yet",
+        ),
+    )
 }
 
 /// `(field, secret name)` of every Secret the spec references.
@@ -116,10 +164,28 @@ pub fn secret_refs(spec: &ContentPipelineSpec) -> Vec<(String, String)> {
         .generators
         .iter()
         .enumerate()
-        .filter_map(|(i, g)| Some((format!("spec.generators[{i}].openAiCompatible.apiKeySecretRef"), g.open_ai_compatible.as_ref()?.api_key_secret_ref.as_ref()?.name.clone())))
+        .filter_map(|(i, g)| {
+            Some((
+                format!("spec.generators[{i}].openAiCompatible.apiKeySecretRef"),
+                g.open_ai_compatible
+                    .as_ref()?
+                    .api_key_secret_ref
+                    .as_ref()?
+                    .name
+                    .clone(),
+            ))
+        })
         .collect();
-    if let Some(token) = spec.publish.as_ref().and_then(|p| p.webhook.as_ref()).and_then(|w| w.token_secret_ref.as_ref()) {
-        refs.push(("spec.publish.webhook.tokenSecretRef".to_string(), token.name.clone()));
+    if let Some(token) = spec
+        .publish
+        .as_ref()
+        .and_then(|p| p.webhook.as_ref())
+        .and_then(|w| w.token_secret_ref.as_ref())
+    {
+        refs.push((
+            "spec.publish.webhook.tokenSecretRef".to_string(),
+            token.name.clone(),
+        ));
     }
     refs
 }
@@ -141,7 +207,10 @@ pub fn validate(spec: &ContentPipelineSpec) -> Result<(), Vec<FieldError>> {
         && approval.required
         && approval.approvers.is_empty()
     {
-        errors.push(FieldError::new("spec.approval.approvers", "approval is required but nobody may approve: list at least one user or group"));
+        errors.push(FieldError::new(
+            "spec.approval.approvers",
+            "approval is required but nobody may approve: list at least one user or group",
+        ));
     }
     if let Some(words) = spec.briefing.target_words {
         // A word is about 1.3 tokens; outline, draft and checks read it about four times.
@@ -150,5 +219,9 @@ pub fn validate(spec: &ContentPipelineSpec) -> Result<(), Vec<FieldError>> {
             errors.push(FieldError::new("spec.budget.maxTokens", format!("{} tokens cannot produce {words} words through every stage (about {needed} needed)", spec.budget.max_tokens)));
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }

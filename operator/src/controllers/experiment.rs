@@ -48,28 +48,47 @@ impl Categorized for Error {
 
 /// Runs the Experiment controller; it watches Models so an Experiment waiting for one moves on
 /// as soon as it appears or gains a version.
-pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Context,
+    scope: Scope,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
-    let controller = Controller::new(scope.api::<DeserializeGuard<Experiment>>(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        scope.api::<DeserializeGuard<Experiment>>(client.clone()),
+        watcher::Config::default(),
+    );
     let experiments = controller.store();
     let stream = controller
-        .watches(scope.api::<Model>(client), watcher::Config::default(), move |model| {
-            let ns = model.namespace();
-            let name = model.name_any();
-            experiments
-                .state()
-                .into_iter()
-                .filter(|e| e.0.as_ref().is_ok_and(|e| e.namespace() == ns && e.spec.variants.iter().any(|v| v.model_ref.name == name)))
-                .map(|e| ObjectRef::from_obj(&*e))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            scope.api::<Model>(client),
+            watcher::Config::default(),
+            move |model| {
+                let ns = model.namespace();
+                let name = model.name_any();
+                experiments
+                    .state()
+                    .into_iter()
+                    .filter(|e| {
+                        e.0.as_ref().is_ok_and(|e| {
+                            e.namespace() == ns
+                                && e.spec.variants.iter().any(|v| v.model_ref.name == name)
+                        })
+                    })
+                    .map(|e| ObjectRef::from_obj(&*e))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(Experiment::KIND, stream).await;
 }
 
 /// Reconciles one Experiment: validate → resolve the variants' Models → status.
-pub async fn reconcile(obj: Arc<DeserializeGuard<Experiment>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<Experiment>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(Experiment::KIND);
     let exp = match &obj.0 {
         Ok(e) => e,
@@ -81,7 +100,12 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<Experiment>>, ctx: Arc<Context>
         Ok(()) => {
             let mut models = Vec::with_capacity(exp.spec.variants.len());
             for v in &exp.spec.variants {
-                let model = get_opt::<Model>(&ctx, &ns, &v.model_ref.name).await.map_err(|source| Error::Read { what: format!("Model {}", v.model_ref.name), source })?;
+                let model = get_opt::<Model>(&ctx, &ns, &v.model_ref.name)
+                    .await
+                    .map_err(|source| Error::Read {
+                        what: format!("Model {}", v.model_ref.name),
+                        source,
+                    })?;
                 models.push(model);
             }
             decide(exp, &models)
@@ -102,22 +126,45 @@ pub fn decide(exp: &Experiment, models: &[Option<Model>]) -> Outcome {
                 Desired::not(
                     READY,
                     "ModelNotFound",
-                    format!("Model {:?} named by spec.variants[{i}].modelRef.name (variant {:?}) does not exist in namespace {ns:?}: create it or fix the reference", variant.model_ref.name, variant.name),
+                    format!(
+                        "Model {:?} named by spec.variants[{i}].modelRef.name (variant {:?}) does not exist in namespace {ns:?}: create it or fix the reference",
+                        variant.model_ref.name, variant.name
+                    ),
                 ),
             );
         };
-        let versions: Vec<&str> = model.status.iter().flat_map(|s| s.versions.iter().map(|v| v.version.as_str())).collect();
+        let versions: Vec<&str> = model
+            .status
+            .iter()
+            .flat_map(|s| s.versions.iter().map(|v| v.version.as_str()))
+            .collect();
         match &variant.version {
             Some(pinned) if !versions.contains(&pinned.as_str()) => {
                 return Outcome::new(
                     "WaitingForVersions",
-                    Desired::not(READY, "WaitingForVersions", format!("variant {:?} pins version {pinned:?} of Model {:?}, which has not been recorded yet", variant.name, model.name_any())),
+                    Desired::not(
+                        READY,
+                        "WaitingForVersions",
+                        format!(
+                            "variant {:?} pins version {pinned:?} of Model {:?}, which has not been recorded yet",
+                            variant.name,
+                            model.name_any()
+                        ),
+                    ),
                 );
             }
             None if versions.is_empty() => {
                 return Outcome::new(
                     "WaitingForVersions",
-                    Desired::not(READY, "WaitingForVersions", format!("variant {:?} waits for Model {:?} to record its first version", variant.name, model.name_any())),
+                    Desired::not(
+                        READY,
+                        "WaitingForVersions",
+                        format!(
+                            "variant {:?} waits for Model {:?} to record its first version",
+                            variant.name,
+                            model.name_any()
+                        ),
+                    ),
                 );
             }
             _ => {}
@@ -125,7 +172,11 @@ pub fn decide(exp: &Experiment, models: &[Option<Model>]) -> Outcome {
     }
     Outcome::new(
         "Pending",
-        Desired::not(READY, "AwaitingAnalysis", "every variant has a version; this operator version does not move traffic or analyse KPIs yet"),
+        Desired::not(
+            READY,
+            "AwaitingAnalysis",
+            "every variant has a version; this operator version does not move traffic or analyse KPIs yet",
+        ),
     )
 }
 
@@ -134,7 +185,13 @@ pub fn validate(spec: &ExperimentSpec) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     match parse_duration(&spec.interval) {
         Some(d) if d.as_secs() >= MIN_INTERVAL_SECS => {}
-        _ => errors.push(FieldError::new("spec.interval", format!("{:?} is shorter than {MIN_INTERVAL_SECS}s or not a duration: use e.g. 1m", spec.interval))),
+        _ => errors.push(FieldError::new(
+            "spec.interval",
+            format!(
+                "{:?} is shorter than {MIN_INTERVAL_SECS}s or not a duration: use e.g. 1m",
+                spec.interval
+            ),
+        )),
     }
     for (i, kpi) in spec.kpis.iter().enumerate() {
         if let Err(problem) = check_template(&kpi.query) {
@@ -143,14 +200,27 @@ pub fn validate(spec: &ExperimentSpec) -> Result<(), Vec<FieldError>> {
         if let Some(q) = &kpi.sample_query
             && let Err(problem) = check_template(q)
         {
-            errors.push(FieldError::new(format!("spec.kpis[{i}].sampleQuery"), problem));
+            errors.push(FieldError::new(
+                format!("spec.kpis[{i}].sampleQuery"),
+                problem,
+            ));
         }
         if kpi.min_samples.is_some() && kpi.sample_query.is_none() {
-            errors.push(FieldError::new(format!("spec.kpis[{i}].sampleQuery"), "minSamples needs a sampleQuery that counts the samples"));
+            errors.push(FieldError::new(
+                format!("spec.kpis[{i}].sampleQuery"),
+                "minSamples needs a sampleQuery that counts the samples",
+            ));
         }
     }
-    if spec.strategy.type_ == StrategyType::Canary && spec.kpis.is_empty() && spec.drift_gate.is_none() {
+    if spec.strategy.type_ == StrategyType::Canary
+        && spec.kpis.is_empty()
+        && spec.drift_gate.is_none()
+    {
         errors.push(FieldError::new("spec.kpis", "a Canary needs at least one KPI gate or a driftGate, or it would promote without evidence"));
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }

@@ -44,7 +44,11 @@ impl Categorized for Error {
 }
 
 /// Runs the FeatureSet controller.
-pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Context,
+    scope: Scope,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let api = scope.api::<DeserializeGuard<FeatureSet>>(ctx.client.clone());
     let stream = Controller::new(api, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
@@ -53,7 +57,10 @@ pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<
 }
 
 /// Reconciles one FeatureSet: validate → resolve Secrets → status.
-pub async fn reconcile(obj: Arc<DeserializeGuard<FeatureSet>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<FeatureSet>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(FeatureSet::KIND);
     let fs = match &obj.0 {
         Ok(fs) => fs,
@@ -82,7 +89,14 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<FeatureSet>>, ctx: Arc<Context>
 /// The status of a valid FeatureSet whose references resolve.
 pub fn decide(fs: &FeatureSet) -> Outcome {
     match fs.status.as_ref().and_then(|s| s.current_version.clone()) {
-        Some(version) => Outcome::new("Ready", Desired::ok(READY, "SnapshotPublished", format!("snapshot {version} is published"))),
+        Some(version) => Outcome::new(
+            "Ready",
+            Desired::ok(
+                READY,
+                "SnapshotPublished",
+                format!("snapshot {version} is published"),
+            ),
+        ),
         None => Outcome::new(
             "Pending",
             Desired::not(
@@ -101,7 +115,10 @@ pub fn secret_refs(spec: &FeatureSetSpec) -> Vec<(String, String)> {
         .enumerate()
         .filter_map(|(i, s)| {
             let secret = s.object_store.as_ref()?.credentials_secret_ref.as_ref()?;
-            Some((format!("spec.sources[{i}].objectStore.credentialsSecretRef"), secret.name.clone()))
+            Some((
+                format!("spec.sources[{i}].objectStore.credentialsSecretRef"),
+                secret.name.clone(),
+            ))
         })
         .collect()
 }
@@ -113,39 +130,80 @@ pub fn validate(spec: &FeatureSetSpec) -> Result<(), Vec<FieldError>> {
     for (i, f) in spec.features.iter().enumerate() {
         for (j, w) in f.windows.iter().enumerate() {
             match parse_duration(w) {
-                Some(d) if d.is_zero() => errors.push(FieldError::new(format!("spec.features[{i}].windows[{j}]"), "a window must be longer than 0")),
-                Some(d) if d > max_window => errors.push(FieldError::new(format!("spec.features[{i}].windows[{j}]"), format!("window {w} is longer than ten years"))),
+                Some(d) if d.is_zero() => errors.push(FieldError::new(
+                    format!("spec.features[{i}].windows[{j}]"),
+                    "a window must be longer than 0",
+                )),
+                Some(d) if d > max_window => errors.push(FieldError::new(
+                    format!("spec.features[{i}].windows[{j}]"),
+                    format!("window {w} is longer than ten years"),
+                )),
                 Some(_) => {}
-                None => errors.push(FieldError::new(format!("spec.features[{i}].windows[{j}]"), format!("{w:?} is not a duration such as 7d"))),
+                None => errors.push(FieldError::new(
+                    format!("spec.features[{i}].windows[{j}]"),
+                    format!("{w:?} is not a duration such as 7d"),
+                )),
             }
             let column = format!("{}_{}", f.name, w);
             if column.len() > 63 {
-                errors.push(FieldError::new(format!("spec.features[{i}].name"), format!("snapshot column {column:?} is longer than 63 characters: shorten the name")));
+                errors.push(FieldError::new(
+                    format!("spec.features[{i}].name"),
+                    format!(
+                        "snapshot column {column:?} is longer than 63 characters: shorten the name"
+                    ),
+                ));
             }
         }
         if f.aggregation == Aggregation::Static && f.filter.is_some() {
-            errors.push(FieldError::new(format!("spec.features[{i}].filter"), "a Static feature takes no filter"));
+            errors.push(FieldError::new(
+                format!("spec.features[{i}].filter"),
+                "a Static feature takes no filter",
+            ));
         }
         if f.name == spec.label.name {
-            errors.push(FieldError::new(format!("spec.features[{i}].name"), format!("{:?} is also the label's name: a feature named like the label leaks it", f.name)));
+            errors.push(FieldError::new(
+                format!("spec.features[{i}].name"),
+                format!(
+                    "{:?} is also the label's name: a feature named like the label leaks it",
+                    f.name
+                ),
+            ));
         }
-        if f.column.as_deref() == Some(spec.entity_key.as_str()) && f.aggregation != Aggregation::DistinctCount && f.aggregation != Aggregation::Count {
-            errors.push(FieldError::new(format!("spec.features[{i}].column"), "aggregating the entity key itself is meaningless: pick another column"));
+        if f.column.as_deref() == Some(spec.entity_key.as_str())
+            && f.aggregation != Aggregation::DistinctCount
+            && f.aggregation != Aggregation::Count
+        {
+            errors.push(FieldError::new(
+                format!("spec.features[{i}].column"),
+                "aggregating the entity key itself is meaningless: pick another column",
+            ));
         }
     }
     match parse_duration(&spec.label.horizon) {
         Some(d) if !d.is_zero() => {}
-        _ => errors.push(FieldError::new("spec.label.horizon", format!("{:?} is not a positive duration such as 30d", spec.label.horizon))),
+        _ => errors.push(FieldError::new(
+            "spec.label.horizon",
+            format!(
+                "{:?} is not a positive duration such as 30d",
+                spec.label.horizon
+            ),
+        )),
     }
     if let Some(every) = &spec.cutoffs.every
         && !matches!(parse_duration(every), Some(d) if !d.is_zero())
     {
-        errors.push(FieldError::new("spec.cutoffs.every", format!("{every:?} is not a positive duration such as 7d")));
+        errors.push(FieldError::new(
+            "spec.cutoffs.every",
+            format!("{every:?} is not a positive duration such as 7d"),
+        ));
     }
     if let Some(dates) = &spec.cutoffs.dates {
         for (i, d) in dates.iter().enumerate() {
             if k8s_openapi::jiff::civil::Date::strptime("%Y-%m-%d", d).is_err() {
-                errors.push(FieldError::new(format!("spec.cutoffs.dates[{i}]"), format!("{d:?} is not a calendar date")));
+                errors.push(FieldError::new(
+                    format!("spec.cutoffs.dates[{i}]"),
+                    format!("{d:?} is not a calendar date"),
+                ));
             }
         }
     }
@@ -154,5 +212,9 @@ pub fn validate(spec: &FeatureSetSpec) -> Result<(), Vec<FieldError>> {
     {
         errors.push(FieldError::new("spec.cutoffs.schedule", problem));
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }

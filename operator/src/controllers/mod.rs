@@ -42,7 +42,11 @@ impl Scope {
 }
 
 /// Runs every controller until shutdown is requested.
-pub async fn run_all(ctx: Context, scope: Scope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static) {
+pub async fn run_all(
+    ctx: Context,
+    scope: Scope,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
     futures::join!(
         feature_set::run(ctx.clone(), scope.clone(), shutdown.clone()),
         model::run(ctx.clone(), scope.clone(), shutdown.clone()),
@@ -63,35 +67,61 @@ where
         .for_each(|result| async move {
             match result {
                 Ok(done) => debug!(kind, ?done, "reconciled"),
-                Err(err) => warn!(kind, error = %crate::reconcile::error_chain(&err), "controller error"),
+                Err(err) => {
+                    warn!(kind, error = %crate::reconcile::error_chain(&err), "controller error")
+                }
             }
         })
         .await;
 }
 
 /// Reads an object by name in a namespace; `None` when it does not exist.
-pub async fn get_opt<K>(ctx: &Context, namespace: &str, name: &str) -> Result<Option<K>, kube::Error>
+pub async fn get_opt<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<K>, kube::Error>
 where
     K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
     K::DynamicType: Default,
 {
-    Api::<K>::namespaced(ctx.client.clone(), namespace).get_opt(name).await
+    Api::<K>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
 }
 
 /// Whether a Secret exists; reads only its metadata, never its data.
-pub async fn secret_exists(ctx: &Context, namespace: &str, name: &str) -> Result<bool, kube::Error> {
-    let meta: Option<PartialObjectMeta<Secret>> = Api::<Secret>::namespaced(ctx.client.clone(), namespace).get_metadata_opt(name).await?;
+pub async fn secret_exists(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    let meta: Option<PartialObjectMeta<Secret>> =
+        Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+            .get_metadata_opt(name)
+            .await?;
     Ok(meta.is_some())
 }
 
 /// Whether a ConfigMap exists; reads only its metadata.
-pub async fn config_map_exists(ctx: &Context, namespace: &str, name: &str) -> Result<bool, kube::Error> {
-    let meta: Option<PartialObjectMeta<ConfigMap>> = Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace).get_metadata_opt(name).await?;
+pub async fn config_map_exists(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    let meta: Option<PartialObjectMeta<ConfigMap>> =
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+            .get_metadata_opt(name)
+            .await?;
     Ok(meta.is_some())
 }
 
 /// Finds the first missing Secret among `(field, name)` references.
-pub async fn first_missing_secret(ctx: &Context, namespace: &str, refs: &[(String, String)]) -> Result<Option<(String, String)>, kube::Error> {
+pub async fn first_missing_secret(
+    ctx: &Context,
+    namespace: &str,
+    refs: &[(String, String)],
+) -> Result<Option<(String, String)>, kube::Error> {
     for (field, name) in refs {
         if !secret_exists(ctx, namespace, name).await? {
             return Ok(Some((field.clone(), name.clone())));

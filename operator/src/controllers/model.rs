@@ -62,23 +62,45 @@ impl Categorized for Error {
 
 /// Runs the Model controller. It watches FeatureSets so that a Model waiting for one recovers
 /// as soon as it appears or publishes, and owns its ServiceAccount.
-pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Context,
+    scope: Scope,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
-    let controller = Controller::new(scope.api::<DeserializeGuard<Model>>(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        scope.api::<DeserializeGuard<Model>>(client.clone()),
+        watcher::Config::default(),
+    );
     let models = controller.store();
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     let stream = controller
-        .owns(scope.api::<ServiceAccount>(client.clone()), watcher::Config::default().labels(&managed))
-        .watches(scope.api::<FeatureSet>(client), watcher::Config::default(), move |fs| {
-            let ns = fs.namespace();
-            let name = fs.name_any();
-            models
-                .state()
-                .into_iter()
-                .filter(|m| m.0.as_ref().is_ok_and(|m| m.namespace() == ns && m.spec.feature_set_ref.as_ref().is_some_and(|r| r.name == name)))
-                .map(|m| ObjectRef::from_obj(&*m))
-                .collect::<Vec<_>>()
-        })
+        .owns(
+            scope.api::<ServiceAccount>(client.clone()),
+            watcher::Config::default().labels(&managed),
+        )
+        .watches(
+            scope.api::<FeatureSet>(client),
+            watcher::Config::default(),
+            move |fs| {
+                let ns = fs.namespace();
+                let name = fs.name_any();
+                models
+                    .state()
+                    .into_iter()
+                    .filter(|m| {
+                        m.0.as_ref().is_ok_and(|m| {
+                            m.namespace() == ns
+                                && m.spec
+                                    .feature_set_ref
+                                    .as_ref()
+                                    .is_some_and(|r| r.name == name)
+                        })
+                    })
+                    .map(|m| ObjectRef::from_obj(&*m))
+                    .collect::<Vec<_>>()
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(Model::KIND, stream).await;
@@ -86,7 +108,10 @@ pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<
 
 /// Reconciles one Model: resolve the FeatureSet → validate → build and apply the
 /// ServiceAccount → status.
-pub async fn reconcile(obj: Arc<DeserializeGuard<Model>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<Model>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(Model::KIND);
     let model = match &obj.0 {
         Ok(m) => m,
@@ -94,7 +119,13 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<Model>>, ctx: Arc<Context>) -> 
     };
     let ns = model.namespace().unwrap_or_default();
     let feature_set = match &model.spec.feature_set_ref {
-        Some(r) => get_opt::<FeatureSet>(&ctx, &ns, &r.name).await.map_err(|source| Error::Read { what: format!("FeatureSet {}", r.name), source })?.map(Some),
+        Some(r) => get_opt::<FeatureSet>(&ctx, &ns, &r.name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("FeatureSet {}", r.name),
+                source,
+            })?
+            .map(Some),
         None => Some(None),
     };
     let outcome = match validate(&model.spec) {
@@ -115,27 +146,59 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<Model>>, ctx: Arc<Context>) -> 
 /// resolve, `Some(None)` when the Model brings its own ONNX file.
 pub fn decide(model: &Model, feature_set: Option<Option<&FeatureSet>>) -> Outcome {
     let ns = model.namespace().unwrap_or_default();
-    if let Some(serving) = model.status.as_ref().and_then(|s| s.serving_version.clone()) {
-        return Outcome::new("Serving", Desired::ok(READY, "Serving", format!("version {serving} is serving")));
+    if let Some(serving) = model
+        .status
+        .as_ref()
+        .and_then(|s| s.serving_version.clone())
+    {
+        return Outcome::new(
+            "Serving",
+            Desired::ok(READY, "Serving", format!("version {serving} is serving")),
+        );
     }
     match (feature_set, &model.spec.feature_set_ref) {
         (None, Some(r)) => Outcome::new(
             "Pending",
-            Desired::not(READY, "FeatureSetNotFound", format!("FeatureSet {:?} named by spec.featureSetRef.name does not exist in namespace {ns:?}: create it or fix the reference", r.name)),
+            Desired::not(
+                READY,
+                "FeatureSetNotFound",
+                format!(
+                    "FeatureSet {:?} named by spec.featureSetRef.name does not exist in namespace {ns:?}: create it or fix the reference",
+                    r.name
+                ),
+            ),
         ),
         (Some(Some(fs)), _) => match fs.status.as_ref().and_then(|s| s.current_version.clone()) {
             None => Outcome::new(
                 "WaitingForData",
-                Desired::not(READY, "WaitingForFeatureSet", format!("waiting for FeatureSet {:?} to publish its first snapshot", fs.name_any())),
+                Desired::not(
+                    READY,
+                    "WaitingForFeatureSet",
+                    format!(
+                        "waiting for FeatureSet {:?} to publish its first snapshot",
+                        fs.name_any()
+                    ),
+                ),
             ),
             Some(version) => Outcome::new(
                 "Pending",
-                Desired::not(READY, "AwaitingTraining", format!("snapshot {version} of FeatureSet {:?} is available; this operator version does not run training Jobs yet", fs.name_any())),
+                Desired::not(
+                    READY,
+                    "AwaitingTraining",
+                    format!(
+                        "snapshot {version} of FeatureSet {:?} is available; this operator version does not run training Jobs yet",
+                        fs.name_any()
+                    ),
+                ),
             ),
         },
         _ => Outcome::new(
             "Pending",
-            Desired::not(READY, "AwaitingServing", "the ONNX model is declared; this operator version does not deploy inference servers yet"),
+            Desired::not(
+                READY,
+                "AwaitingServing",
+                "the ONNX model is declared; this operator version does not deploy inference servers yet",
+            ),
         ),
     }
 }
@@ -143,7 +206,11 @@ pub fn decide(model: &Model, feature_set: Option<Option<&FeatureSet>>) -> Outcom
 /// Checks what the schema cannot.
 pub fn validate(spec: &ModelSpec) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
-    if let Some(schedule) = spec.training.as_ref().and_then(|t| t.retrain.as_ref()).and_then(|r| r.schedule.as_ref())
+    if let Some(schedule) = spec
+        .training
+        .as_ref()
+        .and_then(|t| t.retrain.as_ref())
+        .and_then(|r| r.schedule.as_ref())
         && let Err(problem) = check_cron(schedule)
     {
         errors.push(FieldError::new("spec.training.retrain.schedule", problem));
@@ -160,19 +227,34 @@ pub fn validate(spec: &ModelSpec) -> Result<(), Vec<FieldError>> {
     }
     if let Some(metrics) = &spec.min_metrics {
         for (name, value) in metrics {
-            let bounded = matches!(name.as_str(), "auc" | "prAuc" | "precision" | "recall" | "f1" | "brier");
+            let bounded = matches!(
+                name.as_str(),
+                "auc" | "prAuc" | "precision" | "recall" | "f1" | "brier"
+            );
             if bounded && !(0.0..=1.0).contains(value) {
-                errors.push(FieldError::new(format!("spec.minMetrics.{name}"), format!("{value} is outside 0–1")));
+                errors.push(FieldError::new(
+                    format!("spec.minMetrics.{name}"),
+                    format!("{value} is outside 0–1"),
+                ));
             }
         }
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// The ServiceAccount the Model's trainer Jobs and serving pods run as, unless the spec names
 /// one. It has no API token mounted: the workloads never talk to the API server.
 pub fn build_service_account(model: &Model) -> Option<ServiceAccount> {
-    let named = model.spec.training.as_ref().and_then(|t| t.scheduling.as_ref()).and_then(|s| s.service_account_name.as_ref());
+    let named = model
+        .spec
+        .training
+        .as_ref()
+        .and_then(|t| t.scheduling.as_ref())
+        .and_then(|s| s.service_account_name.as_ref());
     if named.is_some() {
         return None;
     }
@@ -181,7 +263,10 @@ pub fn build_service_account(model: &Model) -> Option<ServiceAccount> {
         metadata: ObjectMeta {
             name: Some(service_account_name(model)),
             namespace: model.namespace(),
-            labels: Some(BTreeMap::from([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()), (MODEL_LABEL.to_string(), model.name_any())])),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                (MODEL_LABEL.to_string(), model.name_any()),
+            ])),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
@@ -196,24 +281,53 @@ pub fn service_account_name(model: &Model) -> String {
 }
 
 /// Whether `existing` already carries everything `desired` sets.
-pub fn service_account_matches(existing: Option<&ServiceAccount>, desired: &ServiceAccount) -> bool {
-    let Some(existing) = existing else { return false };
+pub fn service_account_matches(
+    existing: Option<&ServiceAccount>,
+    desired: &ServiceAccount,
+) -> bool {
+    let Some(existing) = existing else {
+        return false;
+    };
     let labels = existing.labels();
-    let labels_match = desired.labels().iter().all(|(k, v)| labels.get(k) == Some(v));
-    let owners_match = desired.owner_references().iter().all(|o| existing.owner_references().iter().any(|e| e.uid == o.uid && e.controller == o.controller));
-    labels_match && owners_match && existing.automount_service_account_token == desired.automount_service_account_token
+    let labels_match = desired
+        .labels()
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let owners_match = desired.owner_references().iter().all(|o| {
+        existing
+            .owner_references()
+            .iter()
+            .any(|e| e.uid == o.uid && e.controller == o.controller)
+    });
+    labels_match
+        && owners_match
+        && existing.automount_service_account_token == desired.automount_service_account_token
 }
 
-async fn apply_service_account(ctx: &Context, ns: &str, desired: ServiceAccount) -> Result<(), Error> {
+async fn apply_service_account(
+    ctx: &Context,
+    ns: &str,
+    desired: ServiceAccount,
+) -> Result<(), Error> {
     let name = desired.name_any();
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-    let existing = api.get_opt(&name).await.map_err(|source| Error::Read { what: format!("ServiceAccount {name}"), source })?;
+    let existing = api.get_opt(&name).await.map_err(|source| Error::Read {
+        what: format!("ServiceAccount {name}"),
+        source,
+    })?;
     if service_account_matches(existing.as_ref(), &desired) {
         return Ok(());
     }
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired))
-        .await
-        .map_err(|source| Error::Apply { what: format!("ServiceAccount {name}"), source })?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        what: format!("ServiceAccount {name}"),
+        source,
+    })?;
     ctx.metrics.wrote(Model::KIND, "child");
     Ok(())
 }

@@ -47,15 +47,25 @@ impl Categorized for Error {
 }
 
 /// Runs the RagIndex controller.
-pub async fn run(ctx: Context, scope: Scope, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
-    let stream = Controller::new(scope.api::<DeserializeGuard<RagIndex>>(ctx.client.clone()), watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, reconcile::error_policy, Arc::new(ctx));
+pub async fn run(
+    ctx: Context,
+    scope: Scope,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let stream = Controller::new(
+        scope.api::<DeserializeGuard<RagIndex>>(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(RagIndex::KIND, stream).await;
 }
 
 /// Reconciles one RagIndex: validate → resolve ConfigMaps and Secrets → status.
-pub async fn reconcile(obj: Arc<DeserializeGuard<RagIndex>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<RagIndex>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started(RagIndex::KIND);
     let index = match &obj.0 {
         Ok(i) => i,
@@ -68,19 +78,44 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<RagIndex>>, ctx: Arc<Context>) 
             let mut missing = None;
             for (i, source) in index.spec.sources.iter().enumerate() {
                 if let Some(cm) = &source.config_map_ref
-                    && !config_map_exists(&ctx, &ns, &cm.name).await.map_err(|source| Error::Read { what: format!("ConfigMap {}", cm.name), source })?
+                    && !config_map_exists(&ctx, &ns, &cm.name)
+                        .await
+                        .map_err(|source| Error::Read {
+                            what: format!("ConfigMap {}", cm.name),
+                            source,
+                        })?
                 {
-                    missing = Some(("ConfigMapNotFound", format!("ConfigMap {:?} named by spec.sources[{i}].configMapRef.name does not exist in namespace {ns:?}: create it or fix the reference", cm.name)));
+                    missing = Some((
+                        "ConfigMapNotFound",
+                        format!(
+                            "ConfigMap {:?} named by spec.sources[{i}].configMapRef.name does not exist in namespace {ns:?}: create it or fix the reference",
+                            cm.name
+                        ),
+                    ));
                     break;
                 }
             }
             if missing.is_none()
-                && let Some((field, name)) = first_missing_secret(&ctx, &ns, &secret_refs(&index.spec)).await.map_err(|source| Error::Read { what: "Secrets".into(), source })?
+                && let Some((field, name)) =
+                    first_missing_secret(&ctx, &ns, &secret_refs(&index.spec))
+                        .await
+                        .map_err(|source| Error::Read {
+                            what: "Secrets".into(),
+                            source,
+                        })?
             {
-                missing = Some(("SecretNotFound", format!("Secret {name:?} named by {field} does not exist in namespace {ns:?}: create it or fix the reference")));
+                missing = Some((
+                    "SecretNotFound",
+                    format!(
+                        "Secret {name:?} named by {field} does not exist in namespace {ns:?}: create it or fix the reference"
+                    ),
+                ));
             }
             match missing {
-                Some((reason, message)) => Outcome::new("Pending", Desired::not(READY, reason, message)).recheck_after(RECHECK_UNWATCHED),
+                Some((reason, message)) => {
+                    Outcome::new("Pending", Desired::not(READY, reason, message))
+                        .recheck_after(RECHECK_UNWATCHED)
+                }
                 None => decide(index),
             }
         }
@@ -92,11 +127,26 @@ pub async fn reconcile(obj: Arc<DeserializeGuard<RagIndex>>, ctx: Arc<Context>) 
 
 /// The status of a valid RagIndex whose references resolve.
 pub fn decide(index: &RagIndex) -> Outcome {
-    match index.status.as_ref().and_then(|s| s.current_version.clone()) {
-        Some(version) => Outcome::new("Ready", Desired::ok(READY, "Indexed", format!("index version {version} serves retrieval"))),
+    match index
+        .status
+        .as_ref()
+        .and_then(|s| s.current_version.clone())
+    {
+        Some(version) => Outcome::new(
+            "Ready",
+            Desired::ok(
+                READY,
+                "Indexed",
+                format!("index version {version} serves retrieval"),
+            ),
+        ),
         None => Outcome::new(
             "Pending",
-            Desired::not(READY, "AwaitingIndexing", "the spec is valid; no index version exists yet (this operator version does not run indexing Jobs yet)"),
+            Desired::not(
+                READY,
+                "AwaitingIndexing",
+                "the spec is valid; no index version exists yet (this operator version does not run indexing Jobs yet)",
+            ),
         ),
     }
 }
@@ -107,10 +157,28 @@ pub fn secret_refs(spec: &RagIndexSpec) -> Vec<(String, String)> {
         .sources
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| Some((format!("spec.sources[{i}].objectStore.credentialsSecretRef"), s.object_store.as_ref()?.credentials_secret_ref.as_ref()?.name.clone())))
+        .filter_map(|(i, s)| {
+            Some((
+                format!("spec.sources[{i}].objectStore.credentialsSecretRef"),
+                s.object_store
+                    .as_ref()?
+                    .credentials_secret_ref
+                    .as_ref()?
+                    .name
+                    .clone(),
+            ))
+        })
         .collect();
-    if let Some(key) = spec.vector_store.as_ref().and_then(|v| v.qdrant.as_ref()).and_then(|q| q.api_key_secret_ref.as_ref()) {
-        refs.push(("spec.vectorStore.qdrant.apiKeySecretRef".to_string(), key.name.clone()));
+    if let Some(key) = spec
+        .vector_store
+        .as_ref()
+        .and_then(|v| v.qdrant.as_ref())
+        .and_then(|q| q.api_key_secret_ref.as_ref())
+    {
+        refs.push((
+            "spec.vectorStore.qdrant.apiKeySecretRef".to_string(),
+            key.name.clone(),
+        ));
     }
     refs
 }
@@ -122,12 +190,22 @@ pub fn validate(spec: &RagIndexSpec) -> Result<(), Vec<FieldError>> {
         errors.push(FieldError::new("spec.embedding.model", format!("{:?} is not an embedding model Leitwerk ships; use one of {KNOWN_EMBEDDING_MODELS:?}", spec.embedding.model)));
     }
     if spec.embedding.model == "all-MiniLM-L6-v2" && spec.chunking.max_tokens > 256 {
-        errors.push(FieldError::new("spec.chunking.maxTokens", format!("{} exceeds the 256-token window of all-MiniLM-L6-v2: chunks would be truncated", spec.chunking.max_tokens)));
+        errors.push(FieldError::new(
+            "spec.chunking.maxTokens",
+            format!(
+                "{} exceeds the 256-token window of all-MiniLM-L6-v2: chunks would be truncated",
+                spec.chunking.max_tokens
+            ),
+        ));
     }
     if let Some(schedule) = &spec.refresh_schedule
         && let Err(problem) = check_cron(schedule)
     {
         errors.push(FieldError::new("spec.refreshSchedule", problem));
     }
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
