@@ -353,3 +353,32 @@ mod tests {
         assert!(chain.contains("connection refused"), "{chain}");
     }
 }
+
+#[cfg(test)]
+mod outcome_tests {
+    use super::*;
+
+    #[test]
+    fn invalid_specs_wait_for_a_change_and_need_attention() {
+        let outcome = Outcome::invalid("spec.interval: too short");
+        assert_eq!((outcome.phase, outcome.recheck), ("Invalid", None));
+        assert!(needs_attention(&outcome.ready));
+    }
+
+    #[test]
+    fn waiting_for_the_operators_own_work_is_not_a_warning() {
+        assert!(!needs_attention(&Desired::not(
+            READY,
+            "WaitingForFeatureSet",
+            "x"
+        )));
+        assert!(needs_attention(&Desired::not(READY, "SecretNotFound", "x")));
+        assert!(!needs_attention(&Desired::ok(READY, "Serving", "x")));
+        assert_eq!(
+            Outcome::new("Pending", Desired::not(READY, "SecretNotFound", "x"))
+                .recheck_after(RECHECK_UNWATCHED)
+                .recheck,
+            Some(RECHECK_UNWATCHED)
+        );
+    }
+}

@@ -144,6 +144,7 @@ impl Cluster {
         let mut child = Command::new(self.bin.join(name))
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.dir.join("kube-cache"))
             .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
             .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
             .env("HELM_DATA_HOME", self.dir.join("helm/data"))
@@ -203,7 +204,32 @@ impl Cluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(())
+        // Established comes a moment before discovery lists the kinds (and `kubectl get
+        // leitwerk` resolves the category through discovery): wait for discovery too.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.kubectl(
+                &[
+                    "api-resources",
+                    "--api-group=leitwerk.dev",
+                    "--cached=false",
+                    "-o",
+                    "name",
+                ],
+                None,
+            )?;
+            let listed = String::from_utf8_lossy(&out.stdout).lines().count();
+            if listed == leitwerk_crds::crd::all().len() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "discovery lists {listed} leitwerk.dev resources after 60 s: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// Applies the operator's ClusterRole from `config/rbac/` and binds it to the user

@@ -225,3 +225,77 @@ pub fn validate(spec: &ContentPipelineSpec) -> Result<(), Vec<FieldError>> {
         Err(errors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use leitwerk_crds::RagIndexStatus;
+
+    use super::*;
+    use crate::status::{Desired, next_status};
+
+    fn example() -> ContentPipeline {
+        yaml_serde::from_str(include_str!(
+            "../../../examples/seo-article/contentpipeline.yaml"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn pipeline_waits_for_its_index_to_exist_and_become_ready() {
+        assert_eq!(decide(&example(), None).ready.reason, "RagIndexNotFound");
+        let mut index: RagIndex = yaml_serde::from_str(include_str!(
+            "../../../examples/product-docs-rag/ragindex.yaml"
+        ))
+        .unwrap();
+        assert_eq!(
+            decide(&example(), Some(&index)).ready.reason,
+            "WaitingForRagIndex"
+        );
+        let ready: RagIndexStatus = next_status(
+            None,
+            Some(1),
+            "Ready",
+            &[Desired::ok(READY, "Indexed", "v1")],
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        );
+        index.status = Some(ready);
+        assert_eq!(
+            decide(&example(), Some(&index)).ready.reason,
+            "AwaitingGeneration"
+        );
+    }
+
+    #[test]
+    fn impossible_budgets_and_approvals_are_rejected() {
+        assert_eq!(validate(&example().spec), Ok(()));
+        let mut spec = example().spec;
+        spec.budget.max_tokens = 1000;
+        spec.approval.as_mut().unwrap().approvers.clear();
+        spec.generators[0].price_per_1k_tokens = 500.0;
+        let fields: Vec<String> = validate(&spec)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                "spec.generators[0].pricePer1kTokens",
+                "spec.approval.approvers",
+                "spec.budget.maxTokens"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_secret_reference_is_checked() {
+        let refs = secret_refs(&example().spec);
+        assert_eq!(
+            refs,
+            vec![(
+                "spec.generators[0].openAiCompatible.apiKeySecretRef".to_string(),
+                "llm-gateway".to_string()
+            )]
+        );
+    }
+}

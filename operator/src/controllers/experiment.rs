@@ -224,3 +224,102 @@ pub fn validate(spec: &ExperimentSpec) -> Result<(), Vec<FieldError>> {
         Err(errors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use leitwerk_crds::{ModelStatus, model::ModelVersion};
+
+    use super::*;
+
+    fn canary() -> Experiment {
+        let mut e: Experiment = yaml_serde::from_str(include_str!(
+            "../../../examples/canary-rollout/experiment.yaml"
+        ))
+        .unwrap();
+        e.metadata.namespace = Some("sales".into());
+        e
+    }
+
+    fn model_with(versions: &[&str]) -> Model {
+        let mut m: Model =
+            yaml_serde::from_str(include_str!("../../../examples/lead-scoring/model.yaml"))
+                .unwrap();
+        m.status = Some(ModelStatus {
+            versions: versions
+                .iter()
+                .map(|v| ModelVersion {
+                    version: v.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+        m
+    }
+
+    #[test]
+    fn a_missing_model_names_the_variant_and_field() {
+        let outcome = decide(&canary(), &[None, None]);
+        assert_eq!(outcome.ready.reason, "ModelNotFound");
+        assert!(
+            outcome
+                .ready
+                .message
+                .contains("spec.variants[0].modelRef.name")
+                && outcome.ready.message.contains("\"stable\"")
+        );
+    }
+
+    #[test]
+    fn variants_wait_for_versions_then_for_analysis() {
+        let none = model_with(&[]);
+        assert_eq!(
+            decide(&canary(), &[Some(none.clone()), Some(none)])
+                .ready
+                .reason,
+            "WaitingForVersions"
+        );
+        let some = model_with(&["v1"]);
+        assert_eq!(
+            decide(&canary(), &[Some(some.clone()), Some(some)])
+                .ready
+                .reason,
+            "AwaitingAnalysis"
+        );
+        let mut pinned = canary();
+        pinned.spec.variants[1].version = Some("v9".into());
+        let some = model_with(&["v1"]);
+        let outcome = decide(&pinned, &[Some(some.clone()), Some(some)]);
+        assert!(
+            outcome.ready.message.contains("\"v9\""),
+            "{}",
+            outcome.ready.message
+        );
+    }
+
+    #[test]
+    fn semantic_mistakes_are_all_reported_with_their_fields() {
+        assert_eq!(validate(&canary().spec), Ok(()));
+        let mut spec = canary().spec;
+        spec.interval = "2s".into();
+        spec.kpis[0].query = "sum(x{v=\"{{version}}\"})".into();
+        spec.kpis[1].min_samples = Some(10);
+        let fields: Vec<String> = validate(&spec)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            vec![
+                "spec.interval",
+                "spec.kpis[0].query",
+                "spec.kpis[1].sampleQuery"
+            ]
+        );
+        let mut blind = canary().spec;
+        blind.kpis.clear();
+        blind.drift_gate = None;
+        assert_eq!(validate(&blind).unwrap_err()[0].field, "spec.kpis");
+    }
+}

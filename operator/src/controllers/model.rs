@@ -331,3 +331,121 @@ async fn apply_service_account(
     ctx.metrics.wrote(Model::KIND, "child");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Model {
+        let mut model: Model =
+            yaml_serde::from_str(include_str!("../../../examples/lead-scoring/model.yaml"))
+                .unwrap();
+        model.metadata.namespace = Some("sales".into());
+        model.metadata.uid = Some("uid-1".into());
+        model
+    }
+
+    fn feature_set(version: Option<&str>) -> FeatureSet {
+        let mut fs: FeatureSet = yaml_serde::from_str(include_str!(
+            "../../../examples/lead-scoring/featureset.yaml"
+        ))
+        .unwrap();
+        fs.status = Some(leitwerk_crds::FeatureSetStatus {
+            current_version: version.map(String::from),
+            ..Default::default()
+        });
+        fs
+    }
+
+    #[test]
+    fn missing_feature_set_names_it_the_field_and_the_namespace() {
+        let outcome = decide(&example(), None);
+        assert_eq!(outcome.ready.reason, "FeatureSetNotFound");
+        assert!(
+            outcome.ready.message.contains("\"lead-features\"")
+                && outcome.ready.message.contains("spec.featureSetRef.name")
+                && outcome.ready.message.contains("\"sales\"")
+        );
+        assert_eq!(
+            outcome.recheck, None,
+            "recovery comes from the FeatureSet watch, not a timer"
+        );
+    }
+
+    #[test]
+    fn model_waits_for_data_then_for_training_and_never_claims_ready() {
+        let fs = feature_set(None);
+        let waiting = decide(&example(), Some(Some(&fs)));
+        assert_eq!(
+            (
+                waiting.phase,
+                waiting.ready.reason.as_str(),
+                waiting.ready.status
+            ),
+            ("WaitingForData", "WaitingForFeatureSet", false)
+        );
+        let fs = feature_set(Some("sha256:ab"));
+        let pending = decide(&example(), Some(Some(&fs)));
+        assert_eq!(
+            (pending.ready.reason.as_str(), pending.ready.status),
+            ("AwaitingTraining", false)
+        );
+        assert!(pending.ready.message.contains("sha256:ab"));
+    }
+
+    #[test]
+    fn bring_your_own_onnx_waits_for_serving() {
+        let model: Model =
+            yaml_serde::from_str(include_str!("../../../examples/creative-bandit/model.yaml"))
+                .unwrap();
+        assert_eq!(decide(&model, Some(None)).ready.reason, "AwaitingServing");
+    }
+
+    #[test]
+    fn the_examples_are_valid_and_semantic_mistakes_name_their_fields() {
+        assert_eq!(validate(&example().spec), Ok(()));
+        let mut spec = example().spec;
+        spec.task = Task::Regression;
+        spec.training.get_or_insert_default().retrain = Some(leitwerk_crds::model::RetrainPolicy {
+            on_new_data: false,
+            schedule: Some("0 4 * *".into()),
+        });
+        let errors = validate(&spec).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "spec.training.retrain.schedule",
+                "spec.algorithm.logisticRegression"
+            ]
+        );
+    }
+
+    #[test]
+    fn service_account_is_owned_token_less_and_skipped_when_unchanged() {
+        let model = example();
+        let sa = build_service_account(&model).unwrap();
+        assert_eq!(sa.metadata.name.as_deref(), Some("lead-scoring-model"));
+        assert_eq!(sa.automount_service_account_token, Some(false));
+        let owner = &sa.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("Model", Some(true))
+        );
+        assert!(service_account_matches(Some(&sa), &sa));
+        assert!(!service_account_matches(None, &sa));
+        let mut drifted = sa.clone();
+        drifted.automount_service_account_token = Some(true);
+        assert!(!service_account_matches(Some(&drifted), &sa));
+        let mut named = example();
+        named.spec.training.get_or_insert_default().scheduling =
+            Some(leitwerk_crds::common::Scheduling {
+                service_account_name: Some("mine".into()),
+                ..Default::default()
+            });
+        assert!(
+            build_service_account(&named).is_none(),
+            "a user-named account is used as is"
+        );
+    }
+}

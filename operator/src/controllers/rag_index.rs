@@ -209,3 +209,47 @@ pub fn validate(spec: &RagIndexSpec) -> Result<(), Vec<FieldError>> {
         Err(errors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> RagIndex {
+        yaml_serde::from_str(include_str!(
+            "../../../examples/product-docs-rag/ragindex.yaml"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_fresh_index_waits_for_indexing_and_a_published_one_is_ready() {
+        assert_eq!(decide(&example()).ready.reason, "AwaitingIndexing");
+        let mut index = example();
+        index.status = Some(leitwerk_crds::RagIndexStatus {
+            current_version: Some("sha256:1".into()),
+            ..Default::default()
+        });
+        let outcome = decide(&index);
+        assert!(outcome.ready.status && outcome.phase == "Ready");
+    }
+
+    #[test]
+    fn unknown_models_oversized_chunks_and_bad_schedules_are_named() {
+        assert_eq!(validate(&example().spec), Ok(()));
+        let mut spec = example().spec;
+        spec.embedding.model = "text-embedding-3-large".into();
+        spec.refresh_schedule = Some("nightly".into());
+        let fields: Vec<String> = validate(&spec)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, vec!["spec.embedding.model", "spec.refreshSchedule"]);
+        let mut spec = example().spec;
+        spec.chunking.max_tokens = 512;
+        assert_eq!(
+            validate(&spec).unwrap_err()[0].field,
+            "spec.chunking.maxTokens"
+        );
+    }
+}
