@@ -8,7 +8,12 @@ keep=${2:-}
 # Reverse order: scheduler and controller-manager, then the API server, then etcd.
 tac "$dir/pids" | while read -r name pid; do
   kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  # A killed child of a shell that already exited can linger as a zombie: that counts as gone.
+  for _ in $(seq 1 50); do
+    state=$(ps -o stat= -p "$pid" 2>/dev/null || true)
+    [ -z "$state" ] || [ "${state#Z}" != "$state" ] && break
+    sleep 0.1
+  done
   kill -9 "$pid" 2>/dev/null || true
 done
 rm -f "$dir/pids"
