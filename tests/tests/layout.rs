@@ -5,6 +5,7 @@ use std::process::Command;
 use leitwerk_testkit::repo_root;
 
 fn normal_dependencies(package: &str) -> String {
+    #[allow(clippy::expect_used)] // a test helper: failing to run cargo fails the test
     let out = Command::new(env!("CARGO"))
         .args([
             "tree",
