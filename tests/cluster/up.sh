@@ -4,6 +4,7 @@
 # with its own certificates, an audit log of write requests, and two kubeconfigs:
 #   DIR/kubeconfig           admin (group system:masters)
 #   DIR/operator.kubeconfig  user "leitwerk-operator", no groups: RBAC decides what it may do
+#   DIR/restricted.kubeconfig  user "leitwerk-restricted", no rights until a test grants some
 # Usage: up.sh --dir DIR [--minimal] [--watch-pid PID]
 #   --watch-pid PID  stop everything (down.sh DIR) once process PID has exited
 # Prints "KUBECONFIG=DIR/kubeconfig" when the API server is ready. Stop with down.sh DIR.
@@ -50,6 +51,7 @@ if [ ! -f "$pki/ca.crt" ]; then
   }
   client_cert admin "/O=system:masters/CN=admin"
   client_cert operator "/CN=leitwerk-operator"
+  client_cert restricted "/CN=leitwerk-restricted"
   openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
   printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n' >"$pki/san.ext"
   openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial -days 3650 \
@@ -78,6 +80,7 @@ KC
 }
 kubeconfig "$dir/kubeconfig" admin admin
 kubeconfig "$dir/operator.kubeconfig" operator leitwerk-operator
+kubeconfig "$dir/restricted.kubeconfig" restricted leitwerk-restricted
 
 cat >"$dir/audit-policy.yaml" <<'AP'
 apiVersion: audit.k8s.io/v1
@@ -159,6 +162,7 @@ fi
 cat >"$dir/env" <<ENV
 KUBECONFIG=$dir/kubeconfig
 LEITWERK_OPERATOR_KUBECONFIG=$dir/operator.kubeconfig
+LEITWERK_RESTRICTED_KUBECONFIG=$dir/restricted.kubeconfig
 LEITWERK_AUDIT_LOG=$dir/audit.log
 LEITWERK_K8S_BIN=$bin
 ENV

@@ -32,6 +32,17 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The Kubernetes version pinned in `tests/cluster/versions.env`, e.g. `v1.34.4`.
+pub fn kubernetes_version() -> String {
+    let pins =
+        std::fs::read_to_string(repo_root().join("tests/cluster/versions.env")).unwrap_or_default();
+    pins.lines()
+        .find_map(|l| l.strip_prefix("KUBERNETES_VERSION="))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 /// A running control plane.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -41,6 +52,8 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// Kubeconfig of the user `leitwerk-operator` (no groups; RBAC decides).
     pub operator_kubeconfig: PathBuf,
+    /// Kubeconfig of the user `leitwerk-restricted`, which has no rights until a test grants some.
+    pub restricted_kubeconfig: PathBuf,
     /// The API server's audit log of write requests.
     pub audit_log: PathBuf,
     /// Directory with kubectl and helm.
@@ -119,6 +132,7 @@ impl Cluster {
             dir: dir.to_path_buf(),
             kubeconfig: get("KUBECONFIG")?,
             operator_kubeconfig: get("LEITWERK_OPERATOR_KUBECONFIG")?,
+            restricted_kubeconfig: get("LEITWERK_RESTRICTED_KUBECONFIG")?,
             audit_log: get("LEITWERK_AUDIT_LOG")?,
             bin: get("LEITWERK_K8S_BIN")?,
         })
@@ -482,8 +496,26 @@ impl OperatorProcess {
         namespace: &str,
         extra: &[&str],
     ) -> anyhow::Result<OperatorProcess> {
-        let port = free_port()?;
         grant_leader_election(cluster, namespace)?;
+        Self::start_as(
+            cluster,
+            &cluster.operator_kubeconfig,
+            binary,
+            namespace,
+            extra,
+        )
+        .await
+    }
+
+    /// Starts `binary` with the identity of `kubeconfig`, watching `namespace` only.
+    pub async fn start_as(
+        cluster: &Cluster,
+        kubeconfig: &Path,
+        binary: &str,
+        namespace: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<OperatorProcess> {
+        let port = free_port()?;
         let log = cluster.dir.join(format!("operator-{namespace}-{port}.log"));
         let file = std::fs::File::create(&log)?;
         let child = tokio::process::Command::new(binary)
@@ -494,7 +526,7 @@ impl OperatorProcess {
                 &format!("127.0.0.1:{port}"),
             ])
             .args(extra)
-            .env("KUBECONFIG", &cluster.operator_kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,leitwerk_operator=debug")
             .stdout(file.try_clone()?)
             .stderr(file)

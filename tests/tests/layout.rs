@@ -74,3 +74,24 @@ fn top_level_entries_are_exactly_the_documented_ones() {
     ];
     assert_eq!(entries, expected);
 }
+
+#[test]
+fn the_pinned_kubernetes_version_matches_the_k8s_openapi_feature() {
+    let pin = leitwerk_testkit::kubernetes_version();
+    let minor = pin
+        .trim_start_matches("v1.")
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let manifest =
+        std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("read Cargo.toml");
+    let line = manifest
+        .lines()
+        .find(|l| l.starts_with("k8s-openapi"))
+        .expect("k8s-openapi in [workspace.dependencies]");
+    assert!(
+        line.contains(&format!("\"v1_{minor}\"")),
+        "tests/cluster/versions.env pins {pin} but Cargo.toml has: {line}"
+    );
+}

@@ -1,0 +1,337 @@
+//! The controllers reconciling real objects: conditions, Events, watches, children, malformed objects.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{
+    Api,
+    api::{ListParams, Patch, PatchParams},
+};
+use leitwerk_crds::{Experiment, FeatureSet, Model};
+use leitwerk_testkit::{
+    Cluster, OperatorProcess, TestNamespace, delete_ignoring_missing, kubectl_apply, ready_of,
+    repo_root, wait_for, wait_for_ready_reason,
+};
+
+use crate::*;
+
+#[tokio::test]
+async fn examples_reconcile_to_their_documented_conditions() -> anyhow::Result<()> {
+    let cluster = Cluster::shared()?;
+    let ns = TestNamespace::create(&cluster, "examples").await?;
+    let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
+    apply_examples(&cluster, &ns.name)?;
+    let client = cluster.client().await?;
+    for (kind, name, reason) in expected_conditions() {
+        let obj = wait_reason(&client, &ns.name, kind, name, reason)
+            .await
+            .with_context(|| format!("{kind} {name}; operator log:\n{}", operator.log_text()))?;
+        let (status, _, message) = ready_of(&obj).unwrap_or_default();
+        assert_eq!(
+            status, "False",
+            "{kind} {name} must not claim Ready in this release"
+        );
+        assert!(!message.is_empty(), "{kind} {name} has no message");
+        assert!(
+            obj["status"]["phase"].is_string(),
+            "{kind} {name} has no phase"
+        );
+        assert_eq!(
+            obj["status"]["conditions"][0]["observedGeneration"], obj["metadata"]["generation"],
+            "{kind} {name}"
+        );
+    }
+    // Every transition is an Event, with the reason of the condition.
+    let events = cluster.kubectl(
+        &["get", "events.events.k8s.io", "-n", &ns.name, "-o", "json"],
+        None,
+    )?;
+    let events: serde_json::Value = serde_json::from_slice(&events.stdout)?;
+    let reasons: Vec<(String, String)> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["regarding"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                e["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    for (_, name, reason) in expected_conditions() {
+        assert!(
+            reasons.contains(&(name.to_string(), reason.to_string())),
+            "no {reason} Event for {name}: {reasons:?}"
+        );
+    }
+    // `kubectl get leitwerk` tells the story: every object with its phase.
+    let out = cluster.kubectl(&["get", "leitwerk", "-n", &ns.name], None)?;
+    let table = stderr(&out);
+    for (_, name, _) in expected_conditions() {
+        assert!(
+            table.contains(name),
+            "{name} missing from kubectl get leitwerk:\n{table}"
+        );
+    }
+    assert!(
+        table.contains("WaitingForData") && table.contains("WaitingForVersions"),
+        "{table}"
+    );
+    assert!(
+        operator
+            .metric_sum("leitwerk_reconcile_total", &["kind=\"Model\""])
+            .await?
+            >= 3.0
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn model_recovers_by_itself_when_its_feature_set_appears() -> anyhow::Result<()> {
+    let cluster = Cluster::shared()?;
+    let ns = TestNamespace::create(&cluster, "recover").await?;
+    let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
+    kubectl_apply(&cluster, &ns.name, "examples/lead-scoring/model.yaml", None)?;
+    let client = cluster.client().await?;
+    let models: Api<Model> = Api::namespaced(client.clone(), &ns.name);
+    let obj = wait_for_ready_reason(&models, "lead-scoring", "FeatureSetNotFound", WAIT)
+        .await
+        .with_context(|| operator.log_text())?;
+    let (_, _, message) = ready_of(&obj).unwrap_or_default();
+    assert!(
+        message.contains("\"lead-features\"") && message.contains("spec.featureSetRef.name"),
+        "{message}"
+    );
+    assert_eq!(obj["status"]["phase"], "Pending");
+    // The Model waits for a change (no timer). The FeatureSet's creation must wake it.
+    kubectl_apply(
+        &cluster,
+        &ns.name,
+        "examples/lead-scoring/featureset.yaml",
+        None,
+    )?;
+    wait_for_ready_reason(
+        &models,
+        "lead-scoring",
+        "WaitingForFeatureSet",
+        Duration::from_secs(20),
+    )
+    .await
+    .with_context(|| operator.log_text())?;
+    // Publishing a snapshot (status written by whoever materializes) moves it on again.
+    let feature_sets: Api<FeatureSet> = Api::namespaced(client.clone(), &ns.name);
+    let status = serde_json::json!({"status": {"currentVersion": "sha256:0123abcd", "rows": 1200}});
+    feature_sets
+        .patch_status(
+            "lead-features",
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await?;
+    let obj = wait_for_ready_reason(
+        &models,
+        "lead-scoring",
+        "AwaitingTraining",
+        Duration::from_secs(20),
+    )
+    .await?;
+    assert!(
+        ready_of(&obj)
+            .unwrap_or_default()
+            .2
+            .contains("sha256:0123abcd")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn spec_errors_the_schema_cannot_catch_are_reported_naming_the_field() -> anyhow::Result<()> {
+    let cluster = Cluster::shared()?;
+    let ns = TestNamespace::create(&cluster, "semantic").await?;
+    let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
+    let experiment = r#"apiVersion: leitwerk.dev/v1alpha1
+kind: Experiment
+metadata: {name: typo}
+spec:
+  variants:
+    - {name: stable, modelRef: {name: m}, role: Stable}
+    - {name: canary, modelRef: {name: m}}
+  strategy: {type: Canary, canary: {steps: [50, 100]}}
+  kpis:
+    - {name: cr, query: 'sum(x{version="{{version}}"})', min: 0.9}
+  interval: 1s
+"#;
+    kubectl_apply(&cluster, &ns.name, "-", Some(experiment))?;
+    let model = r#"apiVersion: leitwerk.dev/v1alpha1
+kind: Model
+metadata: {name: bad-schedule}
+spec:
+  task: Regression
+  featureSetRef: {name: fs}
+  algorithm: {logisticRegression: {}}
+  training: {retrain: {schedule: "every monday"}}
+"#;
+    kubectl_apply(&cluster, &ns.name, "-", Some(model))?;
+    let client = cluster.client().await?;
+    let experiments: Api<Experiment> = Api::namespaced(client.clone(), &ns.name);
+    let obj = wait_for_ready_reason(&experiments, "typo", "InvalidSpec", WAIT)
+        .await
+        .with_context(|| operator.log_text())?;
+    let message = ready_of(&obj).unwrap_or_default().2;
+    assert!(
+        message.contains("spec.kpis[0].query") && message.contains("{{version}}"),
+        "{message}"
+    );
+    assert!(message.contains("spec.interval"), "{message}");
+    assert_eq!(obj["status"]["phase"], "Invalid");
+    let models: Api<Model> = Api::namespaced(client.clone(), &ns.name);
+    let obj = wait_for_ready_reason(&models, "bad-schedule", "InvalidSpec", WAIT).await?;
+    let message = ready_of(&obj).unwrap_or_default().2;
+    assert!(
+        message.contains("spec.training.retrain.schedule")
+            && message.contains("spec.algorithm.logisticRegression"),
+        "{message}"
+    );
+    // Fixing the spec recovers without a restart, and nothing else was lost.
+    let fixed = experiment
+        .replace("{{version}}", "{{variant}}")
+        .replace("interval: 1s", "interval: 30s");
+    kubectl_apply(&cluster, &ns.name, "-", Some(&fixed))?;
+    wait_for_ready_reason(&experiments, "typo", "ModelNotFound", WAIT).await?;
+    assert!(
+        operator.log_text().contains("InvalidSpec")
+            || operator.log_text().contains("spec.kpis[0].query")
+    );
+    assert!(
+        !operator.log_text().contains("panicked"),
+        "the operator panicked:\n{}",
+        operator.log_text()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn model_owns_a_token_less_service_account_that_comes_back_when_deleted() -> anyhow::Result<()>
+{
+    let cluster = Cluster::shared()?;
+    let ns = TestNamespace::create(&cluster, "sa").await?;
+    let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
+    kubectl_apply(
+        &cluster,
+        &ns.name,
+        "examples/creative-bandit/model.yaml",
+        None,
+    )?;
+    let client = cluster.client().await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
+    let sa = wait_for("the Model's ServiceAccount", WAIT, || async {
+        Ok((
+            accounts.get_opt("creative-ranker-model").await?,
+            "absent".to_string(),
+        ))
+    })
+    .await
+    .with_context(|| operator.log_text())?;
+    assert_eq!(sa.automount_service_account_token, Some(false));
+    let owner = sa.metadata.owner_references.unwrap_or_default();
+    assert!(
+        owner.iter().any(|o| o.kind == "Model"
+            && o.name == "creative-ranker"
+            && o.controller == Some(true)),
+        "{owner:?}"
+    );
+    delete_ignoring_missing(&accounts, "creative-ranker-model").await?;
+    wait_for("the ServiceAccount to come back", WAIT, || async {
+        let sa = accounts.get_opt("creative-ranker-model").await?;
+        Ok((
+            sa.filter(|s| s.metadata.deletion_timestamp.is_none()),
+            "absent".to_string(),
+        ))
+    })
+    .await?;
+    Ok(())
+}
+#[tokio::test]
+async fn malformed_object_does_not_stall_its_controller() -> anyhow::Result<()> {
+    // Its own control plane: the test loosens a CRD schema, which would disturb other tests.
+    let dir = std::env::temp_dir().join(format!("leitwerk-malformed-{}", std::process::id()));
+    let cluster = Cluster::start(&dir, true)?;
+    cluster.install_crds()?;
+    cluster.install_operator_rbac()?;
+    let ns = TestNamespace::create(&cluster, "malformed").await?;
+    let client = cluster.client().await?;
+    // An older, looser schema (as if stored before a schema change): spec.task accepts anything.
+    let mut loose = <Model as kube::CustomResourceExt>::crd();
+    let schema = loose.spec.versions[0]
+        .schema
+        .as_mut()
+        .and_then(|s| s.open_api_v3_schema.as_mut())
+        .context("schema")?;
+    let spec = schema
+        .properties
+        .as_mut()
+        .and_then(|p| p.get_mut("spec"))
+        .context("spec")?;
+    spec.x_kubernetes_validations = None;
+    spec.x_kubernetes_preserve_unknown_fields = Some(true);
+    spec.properties = None;
+    spec.required = None;
+    leitwerk_testkit::apply_crd(&client, &loose).await?;
+    let broken = r#"apiVersion: leitwerk.dev/v1alpha1
+kind: Model
+metadata: {name: broken}
+spec: {task: 42, onnx: {url: file:///m.onnx}}
+"#;
+    let applied = wait_for("the loose schema to take effect", WAIT, || async {
+        let ok = kubectl_apply(&cluster, &ns.name, "-", Some(broken)).is_ok();
+        Ok((ok.then_some(()), "rejected".into()))
+    })
+    .await;
+    applied?;
+    cluster.install_crds()?; // the real schema again; the broken object stays stored
+    let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
+    kubectl_apply(
+        &cluster,
+        &ns.name,
+        "examples/creative-bandit/model.yaml",
+        None,
+    )?;
+    let models: Api<Model> = Api::namespaced(client.clone(), &ns.name);
+    wait_for_ready_reason(&models, "creative-ranker", "AwaitingServing", WAIT)
+        .await
+        .with_context(|| operator.log_text())?;
+    // The broken object is reported, not silently skipped.
+    wait_for("a MalformedObject Event", WAIT, || async {
+        let events =
+            Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)
+                .list(&ListParams::default())
+                .await?;
+        let found = events.items.iter().any(|e| {
+            e.reason.as_deref() == Some("MalformedObject")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken")
+        });
+        Ok((
+            found.then_some(()),
+            format!("{} events", events.items.len()),
+        ))
+    })
+    .await?;
+    let errors = operator
+        .metric_sum(
+            "leitwerk_reconcile_errors_total",
+            &["category=\"MalformedObject\""],
+        )
+        .await?;
+    assert!(errors >= 1.0, "{}", operator.metrics().await?);
+    assert!(!operator.log_text().contains("panicked"));
+    drop(ns);
+    let _ = std::process::Command::new("bash")
+        .arg(repo_root().join("tests/cluster/down.sh"))
+        .arg(&dir)
+        .status();
+    Ok(())
+}

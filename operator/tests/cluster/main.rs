@@ -1,0 +1,117 @@
+//! The operator against a real control plane (etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler built from the Kubernetes Go modules by `tests/cluster/build.sh`).
+//! Each test has its own namespace and, where it needs one, its own operator process running
+//! as the user `leitwerk-operator` with exactly the RBAC of `config/rbac/`.
+
+use std::time::Duration;
+
+use kube::Api;
+use leitwerk_crds::{ContentPipeline, Experiment, FeatureSet, Model, RagIndex};
+use leitwerk_testkit::{Cluster, kubectl_apply, wait_for_ready_reason};
+
+mod api;
+mod controllers;
+mod operations;
+mod packaging;
+
+pub const OPERATOR: &str = env!("CARGO_BIN_EXE_leitwerk-operator");
+pub const WAIT: Duration = Duration::from_secs(60);
+pub const EXAMPLES: [&str; 6] = [
+    "lead-scoring",
+    "churn",
+    "canary-rollout",
+    "creative-bandit",
+    "product-docs-rag",
+    "seo-article",
+];
+
+pub fn stderr(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn apply_examples(cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
+    for example in EXAMPLES {
+        kubectl_apply(cluster, ns, &format!("examples/{example}/"), None)?;
+    }
+    Ok(())
+}
+
+/// The Ready reason each example object reaches in this release, as examples/README.md says.
+pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![
+        ("FeatureSet", "lead-features", "AwaitingMaterialization"),
+        ("Model", "lead-scoring", "WaitingForFeatureSet"),
+        ("FeatureSet", "churn-features", "AwaitingMaterialization"),
+        ("Model", "churn", "WaitingForFeatureSet"),
+        ("Experiment", "lead-scoring-canary", "WaitingForVersions"),
+        ("Model", "creative-ranker", "AwaitingServing"),
+        ("Experiment", "creative-bandit", "WaitingForVersions"),
+        ("RagIndex", "product-docs", "AwaitingIndexing"),
+        (
+            "ContentPipeline",
+            "seo-lead-scoring-article",
+            "WaitingForRagIndex",
+        ),
+    ]
+}
+
+pub async fn wait_reason(
+    client: &kube::Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<serde_json::Value> {
+    match kind {
+        "FeatureSet" => {
+            wait_for_ready_reason(
+                &Api::<FeatureSet>::namespaced(client.clone(), ns),
+                name,
+                reason,
+                WAIT,
+            )
+            .await
+        }
+        "Model" => {
+            wait_for_ready_reason(
+                &Api::<Model>::namespaced(client.clone(), ns),
+                name,
+                reason,
+                WAIT,
+            )
+            .await
+        }
+        "Experiment" => {
+            wait_for_ready_reason(
+                &Api::<Experiment>::namespaced(client.clone(), ns),
+                name,
+                reason,
+                WAIT,
+            )
+            .await
+        }
+        "RagIndex" => {
+            wait_for_ready_reason(
+                &Api::<RagIndex>::namespaced(client.clone(), ns),
+                name,
+                reason,
+                WAIT,
+            )
+            .await
+        }
+        "ContentPipeline" => {
+            wait_for_ready_reason(
+                &Api::<ContentPipeline>::namespaced(client.clone(), ns),
+                name,
+                reason,
+                WAIT,
+            )
+            .await
+        }
+        other => anyhow::bail!("unknown kind {other}"),
+    }
+}

@@ -1,0 +1,238 @@
+//! The Helm chart and the kustomize bases.
+
+use leitwerk_testkit::{Cluster, TestNamespace, repo_root};
+
+use crate::*;
+
+#[tokio::test]
+async fn helm_chart_lints_and_its_template_passes_server_dry_run() -> anyhow::Result<()> {
+    let cluster = Cluster::shared()?;
+    let version = leitwerk_testkit::kubernetes_version();
+    let ns = TestNamespace::create(&cluster, "helm").await?;
+    let out = cluster.helm(&["lint", "charts/leitwerk", "--strict"])?;
+    assert!(out.status.success(), "helm lint: {}", stderr(&out));
+    let out = cluster.helm(&[
+        "template",
+        "leitwerk",
+        "charts/leitwerk",
+        "-n",
+        &ns.name,
+        "--kube-version",
+        &version,
+        "--include-crds",
+    ])?;
+    assert!(out.status.success(), "helm template: {}", stderr(&out));
+    let rendered = String::from_utf8(out.stdout)?;
+    let out = cluster.kubectl(
+        &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+        Some(&rendered),
+    )?;
+    assert!(
+        out.status.success(),
+        "the rendered chart was rejected: {}",
+        stderr(&out)
+    );
+    let applied = stderr(&out);
+    for kind in [
+        "deployment.apps/leitwerk-operator",
+        "clusterrole.rbac.authorization.k8s.io/leitwerk-operator",
+        "serviceaccount/leitwerk-operator",
+        "service/leitwerk-operator-metrics",
+        "role.rbac.authorization.k8s.io/leitwerk-leader-election",
+    ] {
+        assert!(
+            applied.contains(kind),
+            "{kind} missing from the chart: {applied}"
+        );
+    }
+    // The Deployment passes Pod Security "restricted" on a namespace that enforces it.
+    let out = cluster.kubectl(
+        &[
+            "label",
+            "namespace",
+            &ns.name,
+            "pod-security.kubernetes.io/enforce=restricted",
+            "--overwrite",
+        ],
+        None,
+    )?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cluster.kubectl(
+        &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+        Some(&rendered),
+    )?;
+    let text = stderr(&out);
+    assert!(
+        out.status.success() && !text.contains("violate PodSecurity"),
+        "{text}"
+    );
+    // The ServiceMonitor is optional.
+    let out = cluster.helm(&[
+        "template",
+        "leitwerk",
+        "charts/leitwerk",
+        "--kube-version",
+        &version,
+        "--set",
+        "serviceMonitor.enabled=true",
+    ])?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kind: ServiceMonitor"));
+    let out = cluster.helm(&[
+        "template",
+        "leitwerk",
+        "charts/leitwerk",
+        "--kube-version",
+        &version,
+    ])?;
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("kind: ServiceMonitor"));
+    Ok(())
+}
+
+fn docs(text: &str) -> Vec<serde_json::Value> {
+    text.split("\n---")
+        .filter_map(|d| yaml_serde::from_str::<serde_json::Value>(d).ok())
+        .filter(|v| v.is_object())
+        .collect()
+}
+
+/// The same document with every number as a float (kustomize writes `1` where serde writes `1.0`).
+fn numbers_as_floats(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Number(n) => serde_json::json!(n.as_f64()),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(numbers_as_floats).collect())
+        }
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn find<'a>(docs: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[tokio::test]
+async fn kustomize_config_matches_the_helm_chart() -> anyhow::Result<()> {
+    let cluster = Cluster::shared()?;
+    let version = leitwerk_testkit::kubernetes_version();
+    let kustomized = cluster.kubectl(&["kustomize", "config/default"], None)?;
+    assert!(kustomized.status.success(), "{}", stderr(&kustomized));
+    let helm = cluster.helm(&[
+        "template",
+        "leitwerk",
+        "charts/leitwerk",
+        "-n",
+        "leitwerk-system",
+        "--kube-version",
+        &version,
+        "--include-crds",
+    ])?;
+    assert!(helm.status.success(), "{}", stderr(&helm));
+    let k = docs(&String::from_utf8(kustomized.stdout)?);
+    let h = docs(&String::from_utf8(helm.stdout)?);
+    for kind in [
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+    ] {
+        assert_eq!(
+            find(&k, kind).len(),
+            find(&h, kind).len(),
+            "{kind} count differs between config/ and the chart"
+        );
+    }
+    assert_eq!(
+        find(&k, "ClusterRole")[0]["rules"],
+        find(&h, "ClusterRole")[0]["rules"],
+        "ClusterRole rules differ"
+    );
+    assert_eq!(
+        find(&k, "Role")[0]["rules"],
+        find(&h, "Role")[0]["rules"],
+        "leader-election rules differ"
+    );
+    let (kd, hd) = (find(&k, "Deployment")[0], find(&h, "Deployment")[0]);
+    assert_eq!(
+        kd["spec"]["template"]["spec"]["securityContext"],
+        hd["spec"]["template"]["spec"]["securityContext"]
+    );
+    assert_eq!(
+        kd["spec"]["template"]["spec"]["containers"][0]["securityContext"],
+        hd["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    );
+    let kc: serde_json::Value = yaml_serde::from_str(
+        find(&k, "ConfigMap")[0]["data"]["config.yaml"]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    let hc: serde_json::Value = yaml_serde::from_str(
+        find(&h, "ConfigMap")[0]["data"]["config.yaml"]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    assert_eq!(kc, hc, "operator settings differ");
+    let sorted = |docs: &[serde_json::Value]| {
+        let mut crds: Vec<_> = find(docs, "CustomResourceDefinition")
+            .into_iter()
+            .map(numbers_as_floats)
+            .collect();
+        crds.sort_by_key(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        });
+        crds
+    };
+    let (kcrds, hcrds) = (sorted(&k), sorted(&h));
+    assert_eq!(kcrds, hcrds, "CRDs differ");
+    Ok(())
+}
+
+#[test]
+fn operator_rbac_has_no_wildcards_and_never_lists_secrets() -> anyhow::Result<()> {
+    for file in [
+        "config/rbac/role.yaml",
+        "config/rbac/leader_election_role.yaml",
+        "charts/leitwerk/templates/rbac.yaml",
+    ] {
+        let text = std::fs::read_to_string(repo_root().join(file))?;
+        let body: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!body.contains('*'), "{file} has a wildcard");
+    }
+    let role: serde_json::Value = yaml_serde::from_str(&std::fs::read_to_string(
+        repo_root().join("config/rbac/role.yaml"),
+    )?)?;
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        let resources: Vec<&str> = rule["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .collect();
+        let verbs: Vec<&str> = rule["verbs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        if resources.contains(&"secrets") {
+            assert_eq!(verbs, vec!["get"], "Secrets may only be read by name");
+        }
+    }
+    Ok(())
+}
