@@ -120,6 +120,43 @@ pub enum StepError {
     },
 }
 
+/// Errors of a reconcile. All of them are transient: invalid specs never become errors,
+/// they are recorded in status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a referenced object failed.
+    #[error("failed to read {what}")]
+    Read {
+        /// What was read.
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Applying a child object failed.
+    #[error("failed to apply {what}")]
+    Apply {
+        /// What was applied.
+        what: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A shared step failed.
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
+
+impl Categorized for Error {
+    fn category(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "ReadFailed",
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Step(StepError::PatchStatus { .. }) => "StatusPatchFailed",
+        }
+    }
+}
+
 /// Writes the status that `outcome` implies, if it differs from the current one in more than
 /// timestamps, and publishes an Event when the Ready condition changes. Returns the action.
 pub async fn finish<K: LeitwerkResource>(

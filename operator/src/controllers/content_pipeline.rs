@@ -5,43 +5,19 @@ use std::sync::Arc;
 use kube::{
     ResourceExt,
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{Controller, controller::Action, watcher},
 };
 use leitwerk_crds::{ContentPipeline, ContentPipelineSpec, RagIndex};
 
-use super::{Scope, drain, first_missing_secret, get_opt};
+use super::{Scope, drain, first_missing_secret, get_opt, referrers};
 use crate::{
     context::Context,
-    reconcile::{self, Categorized, LeitwerkResource, Outcome, RECHECK_UNWATCHED, StepError},
+    reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     status::{Desired, READY},
     validation::{FieldError, summarize},
 };
 
-/// Errors of a ContentPipeline reconcile; all are transient.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Reading a referenced object failed.
-    #[error("failed to read {what}")]
-    Read {
-        /// What was read.
-        what: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-    /// A shared step failed.
-    #[error(transparent)]
-    Step(#[from] StepError),
-}
-
-impl Categorized for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Read { .. } => "ReadFailed",
-            Error::Step(_) => "StatusPatchFailed",
-        }
-    }
-}
+pub use crate::reconcile::Error;
 
 /// Runs the ContentPipeline controller; it watches RagIndexes so a pipeline waiting for its
 /// index moves on as soon as the index appears or becomes ready.
@@ -60,19 +36,9 @@ pub async fn run(
         .watches(
             scope.api::<RagIndex>(client),
             watcher::Config::default(),
-            move |index| {
-                let ns = index.namespace();
-                let name = index.name_any();
-                pipelines
-                    .state()
-                    .into_iter()
-                    .filter(|p| {
-                        p.0.as_ref()
-                            .is_ok_and(|p| p.namespace() == ns && p.spec.rag_index_ref.name == name)
-                    })
-                    .map(|p| ObjectRef::from_obj(&*p))
-                    .collect::<Vec<_>>()
-            },
+            referrers(pipelines, |p: &ContentPipeline, name| {
+                p.spec.rag_index_ref.name == name
+            }),
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use kube::{
     ResourceExt,
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{Controller, controller::Action, watcher},
 };
 use leitwerk_crds::{Experiment, ExperimentSpec, Model, experiment::StrategyType};
 
-use super::{Scope, drain, get_opt};
+use super::{Scope, drain, get_opt, referrers};
 use crate::{
     context::Context,
-    reconcile::{self, Categorized, LeitwerkResource, Outcome, StepError},
+    reconcile::{self, LeitwerkResource, Outcome},
     status::{Desired, READY},
     validation::{FieldError, check_template, parse_duration, summarize},
 };
@@ -20,31 +20,7 @@ use crate::{
 /// Shortest analysis interval: Prometheus needs a few scrapes per interval.
 pub const MIN_INTERVAL_SECS: u64 = 5;
 
-/// Errors of an Experiment reconcile; all are transient.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Reading a referenced object failed.
-    #[error("failed to read {what}")]
-    Read {
-        /// What was read.
-        what: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-    /// A shared step failed.
-    #[error(transparent)]
-    Step(#[from] StepError),
-}
-
-impl Categorized for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Read { .. } => "ReadFailed",
-            Error::Step(_) => "StatusPatchFailed",
-        }
-    }
-}
+pub use crate::reconcile::Error;
 
 /// Runs the Experiment controller; it watches Models so an Experiment waiting for one moves on
 /// as soon as it appears or gains a version.
@@ -63,21 +39,9 @@ pub async fn run(
         .watches(
             scope.api::<Model>(client),
             watcher::Config::default(),
-            move |model| {
-                let ns = model.namespace();
-                let name = model.name_any();
-                experiments
-                    .state()
-                    .into_iter()
-                    .filter(|e| {
-                        e.0.as_ref().is_ok_and(|e| {
-                            e.namespace() == ns
-                                && e.spec.variants.iter().any(|v| v.model_ref.name == name)
-                        })
-                    })
-                    .map(|e| ObjectRef::from_obj(&*e))
-                    .collect::<Vec<_>>()
-            },
+            referrers(experiments, |e: &Experiment, name| {
+                e.spec.variants.iter().any(|v| v.model_ref.name == name)
+            }),
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));

@@ -12,36 +12,12 @@ use leitwerk_crds::{FeatureSet, FeatureSetSpec, feature_set::Aggregation};
 use super::{Scope, drain, first_missing_secret};
 use crate::{
     context::Context,
-    reconcile::{self, Categorized, LeitwerkResource, Outcome, RECHECK_UNWATCHED, StepError},
+    reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     status::{Desired, READY},
     validation::{FieldError, check_cron, parse_duration, summarize},
 };
 
-/// Errors of a FeatureSet reconcile; all are transient.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Reading a referenced object failed.
-    #[error("failed to read {what}")]
-    Read {
-        /// What was read.
-        what: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-    /// A shared step failed.
-    #[error(transparent)]
-    Step(#[from] StepError),
-}
-
-impl Categorized for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Read { .. } => "ReadFailed",
-            Error::Step(_) => "StatusPatchFailed",
-        }
-    }
-}
+pub use crate::reconcile::Error;
 
 /// Runs the FeatureSet controller.
 pub async fn run(

@@ -14,7 +14,12 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::core::v1::{ConfigMap, Secret},
 };
-use kube::{Api, Client, Resource, api::PartialObjectMeta};
+use kube::{
+    Api, Client, Resource,
+    api::PartialObjectMeta,
+    core::DeserializeGuard,
+    runtime::reflector::{ObjectRef, Store},
+};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
@@ -128,4 +133,29 @@ pub async fn first_missing_secret(
         }
     }
     Ok(None)
+}
+
+/// A watch mapper: the objects in `store` (same namespace as the changed object) that
+/// `refers_to` the changed object's name. Malformed objects refer to nothing.
+pub fn referrers<K, Other>(
+    store: Store<DeserializeGuard<K>>,
+    refers_to: fn(&K, &str) -> bool,
+) -> impl Fn(Other) -> Vec<ObjectRef<DeserializeGuard<K>>> + Send + Sync + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    Other: Resource,
+{
+    move |other| {
+        let namespace = other.meta().namespace.clone();
+        let name = other.meta().name.clone().unwrap_or_default();
+        store
+            .state()
+            .into_iter()
+            .filter(|o| {
+                o.0.as_ref()
+                    .is_ok_and(|o| o.meta().namespace == namespace && refers_to(o, &name))
+            })
+            .map(|o| ObjectRef::from_obj(&*o))
+            .collect()
+    }
 }

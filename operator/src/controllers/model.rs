@@ -7,14 +7,14 @@ use kube::{
     Api, Resource, ResourceExt,
     api::{ObjectMeta, Patch, PatchParams},
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{Controller, controller::Action, watcher},
 };
 use leitwerk_crds::{FIELD_MANAGER, FeatureSet, Model, ModelSpec, model::Task};
 
-use super::{Scope, drain, get_opt};
+use super::{Scope, drain, get_opt, referrers};
 use crate::{
     context::Context,
-    reconcile::{self, Categorized, LeitwerkResource, Outcome, StepError},
+    reconcile::{self, LeitwerkResource, Outcome},
     status::{Desired, READY},
     validation::{FieldError, check_cron, summarize},
 };
@@ -24,41 +24,7 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "leitwerk"
 /// Label naming the Model an object belongs to.
 pub const MODEL_LABEL: &str = "leitwerk.dev/model";
 
-/// Errors of a Model reconcile; all are transient.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Reading a referenced object failed.
-    #[error("failed to read {what}")]
-    Read {
-        /// What was read.
-        what: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-    /// Applying a child object failed.
-    #[error("failed to apply {what}")]
-    Apply {
-        /// What was applied.
-        what: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-    /// A shared step failed.
-    #[error(transparent)]
-    Step(#[from] StepError),
-}
-
-impl Categorized for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Read { .. } => "ReadFailed",
-            Error::Apply { .. } => "ApplyFailed",
-            Error::Step(_) => "StatusPatchFailed",
-        }
-    }
-}
+pub use crate::reconcile::Error;
 
 /// Runs the Model controller. It watches FeatureSets so that a Model waiting for one recovers
 /// as soon as it appears or publishes, and owns its ServiceAccount.
@@ -82,24 +48,12 @@ pub async fn run(
         .watches(
             scope.api::<FeatureSet>(client),
             watcher::Config::default(),
-            move |fs| {
-                let ns = fs.namespace();
-                let name = fs.name_any();
-                models
-                    .state()
-                    .into_iter()
-                    .filter(|m| {
-                        m.0.as_ref().is_ok_and(|m| {
-                            m.namespace() == ns
-                                && m.spec
-                                    .feature_set_ref
-                                    .as_ref()
-                                    .is_some_and(|r| r.name == name)
-                        })
-                    })
-                    .map(|m| ObjectRef::from_obj(&*m))
-                    .collect::<Vec<_>>()
-            },
+            referrers(models, |m: &Model, name| {
+                m.spec
+                    .feature_set_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == name)
+            }),
         )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));

@@ -12,7 +12,7 @@ use leitwerk_crds::{RagIndex, RagIndexSpec};
 use super::{Scope, config_map_exists, drain, first_missing_secret};
 use crate::{
     context::Context,
-    reconcile::{self, Categorized, LeitwerkResource, Outcome, RECHECK_UNWATCHED, StepError},
+    reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     status::{Desired, READY},
     validation::{FieldError, check_cron, summarize},
 };
@@ -20,31 +20,7 @@ use crate::{
 /// Embedding models that ship with Leitwerk.
 pub const KNOWN_EMBEDDING_MODELS: [&str; 1] = ["all-MiniLM-L6-v2"];
 
-/// Errors of a RagIndex reconcile; all are transient.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Reading a referenced object failed.
-    #[error("failed to read {what}")]
-    Read {
-        /// What was read.
-        what: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-    /// A shared step failed.
-    #[error(transparent)]
-    Step(#[from] StepError),
-}
-
-impl Categorized for Error {
-    fn category(&self) -> &'static str {
-        match self {
-            Error::Read { .. } => "ReadFailed",
-            Error::Step(_) => "StatusPatchFailed",
-        }
-    }
-}
+pub use crate::reconcile::Error;
 
 /// Runs the RagIndex controller.
 pub async fn run(
