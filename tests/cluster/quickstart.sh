@@ -3,6 +3,8 @@
 # operator's RBAC, run the operator as the user "leitwerk-operator", apply every example into
 # the namespace leitwerk-demo and show `kubectl get leitwerk`.
 # Stop everything with: tests/cluster/quickstart.sh --down
+# Environment: LEITWERK_QUICKSTART_DIR (state, default ~/.cache/leitwerk/quickstart),
+# LEITWERK_OPERATOR_BIN (use this binary instead of building one), LEITWERK_METRICS_PORT (18080).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 state=${LEITWERK_QUICKSTART_DIR:-$HOME/.cache/leitwerk/quickstart}
@@ -13,12 +15,18 @@ if [ "${1:-}" = "--down" ]; then
   exit 0
 fi
 cd "$root"
-echo "== building the operator"
-cargo build -q -p leitwerk-operator
+operator=${LEITWERK_OPERATOR_BIN:-}
+if [ -z "$operator" ]; then
+  echo "== building the operator"
+  cargo build -q -p leitwerk-operator
+  operator=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/leitwerk-operator
+fi
+port=${LEITWERK_METRICS_PORT:-18080}
 echo "== starting the control plane (first run builds Kubernetes from source: ~15 min)"
 bash tests/cluster/up.sh --dir "$state" >/dev/null
 export KUBECONFIG=$state/kubeconfig
-kubectl() { "$HOME/.cache/leitwerk/k8s-$(sed -n 's/^KUBERNETES_VERSION=//p' tests/cluster/versions.env)/bin/kubectl" "$@"; }
+k8s_bin=$(sed -n 's/^LEITWERK_K8S_BIN=//p' "$state/env")
+kubectl() { "$k8s_bin/kubectl" "$@"; }
 echo "== installing the CRDs and the operator's RBAC"
 kubectl apply --server-side -f config/crd/bases/ >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
@@ -39,10 +47,10 @@ metadata: {name: leitwerk-leader-election-quickstart}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: leitwerk-leader-election}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: leitwerk-operator}]
 YAML
-echo "== starting the operator (log: $state/operator.log, metrics: http://127.0.0.1:18080/metrics)"
+echo "== starting the operator (log: $state/operator.log, metrics: http://127.0.0.1:$port/metrics)"
 [ -f "$state/operator.pid" ] && kill "$(cat "$state/operator.pid")" 2>/dev/null || true
-KUBECONFIG=$state/operator.kubeconfig setsid "$root/target/debug/leitwerk-operator" \
-  --metrics-addr 127.0.0.1:18080 --lease-namespace leitwerk-demo >"$state/operator.log" 2>&1 </dev/null &
+KUBECONFIG=$state/operator.kubeconfig setsid "$operator" \
+  --metrics-addr "127.0.0.1:$port" --lease-namespace leitwerk-demo >"$state/operator.log" 2>&1 </dev/null &
 echo $! >"$state/operator.pid"
 echo "== applying the examples into leitwerk-demo"
 kubectl apply -n leitwerk-demo -k examples/ >/dev/null

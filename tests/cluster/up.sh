@@ -7,6 +7,7 @@
 #   DIR/restricted.kubeconfig  user "leitwerk-restricted", no rights until a test grants some
 # Usage: up.sh --dir DIR [--minimal] [--watch-pid PID]
 #   --watch-pid PID  stop everything (down.sh DIR) once process PID has exited
+# Environment: LEITWERK_APISERVER_FLAGS adds flags to kube-apiserver (e.g. feature gates).
 # Prints "KUBECONFIG=DIR/kubeconfig" when the API server is ready. Stop with down.sh DIR.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -127,7 +128,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
   --authorization-mode RBAC "$admission" \
   --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" --audit-log-maxsize 200 \
-  --event-ttl 1h
+  --event-ttl 1h ${LEITWERK_APISERVER_FLAGS:-}
 
 cacert=(--cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key")
 for i in $(seq 1 120); do

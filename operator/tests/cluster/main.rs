@@ -13,6 +13,7 @@ mod api;
 mod controllers;
 mod operations;
 mod packaging;
+mod quickstart;
 
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_leitwerk-operator");
 pub const WAIT: Duration = Duration::from_secs(60);
