@@ -4,7 +4,12 @@
 set -uo pipefail
 dir=${1:?usage: down.sh DIR [--keep]}
 keep=${2:-}
-[ -f "$dir/pids" ] || exit 0
+if [ ! -f "$dir/pids" ]; then
+  # Nothing running (e.g. up.sh failed and stopped what it had started): only tidy up a
+  # directory that up.sh made.
+  [ "$keep" != "--keep" ] && [ -d "$dir/pki" ] && rm -rf "$dir"
+  exit 0
+fi
 # Reverse order: scheduler and controller-manager, then the API server, then etcd.
 tac "$dir/pids" | while read -r name pid; do
   kill "$pid" 2>/dev/null || true
