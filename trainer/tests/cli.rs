@@ -48,3 +48,47 @@ fn a_missing_argument_names_it() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--artifact-store"));
 }
+
+#[test]
+fn generate_writes_the_same_files_for_the_same_seed() {
+    let base = std::env::temp_dir().join(format!("leitwerk-gen-{}", std::process::id()));
+    let run = |dir: &str, seed: &str| {
+        let out = Command::new(BIN)
+            .args([
+                "generate", "leads", "--seed", seed, "--count", "300", "--out",
+            ])
+            .arg(base.join(dir))
+            .output()
+            .expect("run leitwerk-trainer");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: String = String::from_utf8_lossy(&out.stdout).into();
+        assert!(summary.contains("\"leads\":300"), "{summary}");
+        std::fs::read(base.join(dir).join("events.csv")).expect("events.csv")
+    };
+    let (a, b, c) = (run("a", "1"), run("b", "1"), run("c", "2"));
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    let header = std::fs::read_to_string(base.join("a/leads.csv")).expect("leads.csv");
+    assert!(
+        header.starts_with("lead_id,ts,employees,industry,country,source\n"),
+        "{header}"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "generate", "churn", "--count", "50", "--months", "1", "--out",
+        ])
+        .arg(base.join("d"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--months"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&base);
+}

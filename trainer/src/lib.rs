@@ -1,0 +1,3 @@
+//! The trainer's library: the work behind `leitwerk-trainer`'s sub-commands.
+
+pub mod datagen;
