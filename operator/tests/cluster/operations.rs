@@ -64,7 +64,18 @@ async fn steady_state_makes_no_write_requests() -> anyhow::Result<()> {
         },
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(2)).await; // give any stray write time to reach the audit log
+    // A marker write after those reconciles: once the audit log shows it, it also shows every
+    // write the operator made before it.
+    let marker = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "audit-marker"}});
+    kubectl_apply(&cluster, &ns.name, "-", Some(&marker.to_string()))?;
+    wait_for("the marker in the audit log", WAIT, || async {
+        let seen = cluster
+            .audited_writes("admin", &ns.name, audit_start)?
+            .iter()
+            .any(|(_, r, n)| r == "configmaps" && n == "audit-marker");
+        Ok((seen.then_some(()), "not yet".into()))
+    })
+    .await?;
     let writes = second.metric_sum("leitwerk_writes_total", &[]).await?;
     assert_eq!(
         writes,
