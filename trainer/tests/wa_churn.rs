@@ -8,7 +8,7 @@
 
 use leitwerk_trainer::{
     logistic::Logistic,
-    metrics::roc_auc,
+    metrics::{brier, calibration, log_loss, pr_auc, roc_auc},
     preprocess::{Columns, Encoder},
     split::stratified_folds,
 };
@@ -86,6 +86,7 @@ fn churn_auc_on_wa_churn_is_within_0_01_of_scikit_learn() {
     assert_eq!(labels.iter().filter(|&&y| y).count(), 1869);
     let folds = stratified_folds(&labels, 5, 0);
     let mut aucs = Vec::new();
+    let (mut all_scores, mut all_labels) = (Vec::new(), Vec::new());
     for fold in 0..5 {
         let train: Vec<usize> = (0..labels.len()).filter(|&i| folds[i] != fold).collect();
         let test: Vec<usize> = (0..labels.len()).filter(|&i| folds[i] == fold).collect();
@@ -101,6 +102,8 @@ fn churn_auc_on_wa_churn_is_within_0_01_of_scikit_learn() {
         let scores = model.predict(&encoder.transform(&columns.take(&test)));
         let y_test: Vec<bool> = test.iter().map(|&i| labels[i]).collect();
         aucs.push(roc_auc(&scores, &y_test).expect("both classes in every fold"));
+        all_scores.extend(scores);
+        all_labels.extend(y_test);
     }
     let mean = aucs.iter().sum::<f64>() / aucs.len() as f64;
     println!("wa_churn ROC AUC per fold {aucs:?}, mean {mean:.4} (scikit-learn {REFERENCE_AUC})");
@@ -108,4 +111,24 @@ fn churn_auc_on_wa_churn_is_within_0_01_of_scikit_learn() {
         (mean - REFERENCE_AUC).abs() <= 0.01,
         "mean AUC {mean:.4} is not within 0.01 of {REFERENCE_AUC}"
     );
+    // Out-of-fold probabilities are calibrated and informative, as a logistic regression's are.
+    let (ll, bs, ap) = (
+        log_loss(&all_scores, &all_labels),
+        brier(&all_scores, &all_labels),
+        pr_auc(&all_scores, &all_labels).unwrap_or_default(),
+    );
+    println!("out of fold: log loss {ll:.4}, Brier {bs:.4}, PR-AUC {ap:.4}");
+    assert!(
+        ll < 0.45 && bs < 0.15 && ap > 0.6,
+        "log loss {ll}, Brier {bs}, PR-AUC {ap}"
+    );
+    for bin in calibration(&all_scores, &all_labels, 10)
+        .iter()
+        .filter(|b| b.count >= 200)
+    {
+        assert!(
+            (bin.predicted - bin.observed).abs() < 0.1,
+            "miscalibrated bin {bin:?}"
+        );
+    }
 }
