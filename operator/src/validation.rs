@@ -31,6 +31,15 @@ pub fn summarize(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
+/// `Ok` when no problem was found, else every problem.
+pub fn into_result(errors: Vec<FieldError>) -> Result<(), Vec<FieldError>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// Parses durations such as `30s`, `5m`, `12h`, `7d`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let unit = text.chars().last()?;

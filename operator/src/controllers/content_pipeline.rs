@@ -14,7 +14,7 @@ use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     status::{Desired, READY},
-    validation::{FieldError, summarize},
+    validation::{FieldError, into_result, summarize},
 };
 
 pub use crate::reconcile::Error;
@@ -185,11 +185,7 @@ pub fn validate(spec: &ContentPipelineSpec) -> Result<(), Vec<FieldError>> {
             errors.push(FieldError::new("spec.budget.maxTokens", format!("{} tokens cannot produce {words} words through every stage (about {needed} needed)", spec.budget.max_tokens)));
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    into_result(errors)
 }
 
 #[cfg(test)]

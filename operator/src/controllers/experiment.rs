@@ -14,7 +14,7 @@ use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome},
     status::{Desired, READY},
-    validation::{FieldError, check_template, parse_duration, summarize},
+    validation::{FieldError, check_template, into_result, parse_duration, summarize},
 };
 
 /// Shortest analysis interval: Prometheus needs a few scrapes per interval.
@@ -182,11 +182,7 @@ pub fn validate(spec: &ExperimentSpec) -> Result<(), Vec<FieldError>> {
     {
         errors.push(FieldError::new("spec.kpis", "a Canary needs at least one KPI gate or a driftGate, or it would promote without evidence"));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    into_result(errors)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     status::{Desired, READY},
-    validation::{FieldError, check_cron, parse_duration, summarize},
+    validation::{FieldError, check_cron, into_result, parse_duration, summarize},
 };
 
 pub use crate::reconcile::Error;
@@ -188,11 +188,7 @@ pub fn validate(spec: &FeatureSetSpec) -> Result<(), Vec<FieldError>> {
     {
         errors.push(FieldError::new("spec.cutoffs.schedule", problem));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    into_result(errors)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome},
     status::{Desired, READY},
-    validation::{FieldError, check_cron, summarize},
+    validation::{FieldError, check_cron, into_result, summarize},
 };
 
 /// Label on every object the operator creates.
@@ -193,11 +193,7 @@ pub fn validate(spec: &ModelSpec) -> Result<(), Vec<FieldError>> {
             }
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    into_result(errors)
 }
 
 /// The ServiceAccount the Model's trainer Jobs and serving pods run as, unless the spec names

@@ -14,7 +14,7 @@ use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     status::{Desired, READY},
-    validation::{FieldError, check_cron, summarize},
+    validation::{FieldError, check_cron, into_result, summarize},
 };
 
 /// Embedding models that ship with Leitwerk.
@@ -179,11 +179,7 @@ pub fn validate(spec: &RagIndexSpec) -> Result<(), Vec<FieldError>> {
     {
         errors.push(FieldError::new("spec.refreshSchedule", problem));
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    into_result(errors)
 }
 
 #[cfg(test)]
