@@ -20,19 +20,88 @@ fn help_states_the_usage() {
     );
 }
 
+/// ONNX Runtime's library from the onnxruntime wheel, as `tests/onnxruntime.sh` provides it.
+fn onnxruntime() -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/onnxruntime.sh");
+    #[allow(clippy::expect_used)] // a test helper: failing to run the script fails the test
+    let out = Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("run tests/onnxruntime.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 #[test]
-fn starting_fails_and_says_serving_is_not_implemented() {
+fn with_the_real_library_it_loads_onnx_runtime_then_says_serving_is_not_implemented() {
     let out = Command::new(BIN)
         .args([
             "--model",
             "lead-scoring=v1=file:///m.onnx",
-            "--http-addr",
-            "127.0.0.1:0",
+            "--onnxruntime",
+            &onnxruntime(),
+        ])
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("loaded ONNX Runtime") && stderr.contains("ORT Build Info"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("not implemented"));
+}
+
+#[test]
+fn a_missing_library_is_a_clear_start_up_error() {
+    let out = Command::new(BIN)
+        .args(["--model", "m=v1=file:///m.onnx"])
+        .env_remove("ORT_DYLIB_PATH")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--onnxruntime"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args([
+            "--model",
+            "m=v1=file:///m.onnx",
+            "--onnxruntime",
+            "/nonexistent/libonnxruntime.so",
         ])
         .output()
         .expect("run");
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/nonexistent/libonnxruntime.so does not exist")
+    );
+}
+
+#[test]
+fn a_file_that_is_not_onnx_runtime_is_refused_naming_it() {
+    let bogus = std::env::temp_dir().join(format!("not-onnxruntime-{}.so", std::process::id()));
+    std::fs::write(&bogus, b"not a shared library").expect("write");
+    let out = Command::new(BIN)
+        .args(["--model", "m=v1=file:///m.onnx"])
+        .env("ORT_DYLIB_PATH", &bogus)
+        .output()
+        .expect("run");
+    let _ = std::fs::remove_file(&bogus);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("failed to load ONNX Runtime from") && stderr.contains("not-onnxruntime"),
+        "{stderr}"
+    );
 }
 
 #[test]
