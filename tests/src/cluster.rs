@@ -152,27 +152,40 @@ impl Cluster {
         Ok(child.wait_with_output()?)
     }
 
+    /// Server-side applies a file (or `-` for `stdin`) as the test field manager, in
+    /// `namespace` when given; the error carries kubectl's message.
+    pub fn apply(
+        &self,
+        namespace: Option<&str>,
+        path_or_dash: &str,
+        stdin: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut args = vec![
+            "apply",
+            "--server-side",
+            "--field-manager=leitwerk-tests",
+            "--force-conflicts",
+        ];
+        if let Some(ns) = namespace {
+            args.extend(["-n", ns]);
+        }
+        args.extend(["-f", path_or_dash]);
+        let out = self.kubectl(&args, stdin)?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply -f {path_or_dash} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// Installs the CRDs by server-side apply (as `crdgen` renders them) and waits until
     /// every one is Established.
     pub fn install_crds(&self) -> anyhow::Result<()> {
         let yaml = leitwerk_crds::crd::render_yaml()?;
-        let out = self.kubectl(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=leitwerk-tests",
-                "--force-conflicts",
-                "-f",
-                "-",
-            ],
-            Some(&yaml),
-        )?;
-        if !out.status.success() {
-            bail!(
-                "installing the CRDs failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        self.apply(None, "-", Some(&yaml))
+            .context("failed to install the CRDs")?;
         let out = self.kubectl(
             &[
                 "wait",
@@ -223,23 +236,7 @@ impl Cluster {
     /// Applies the operator's ClusterRole from `config/rbac/` and binds it to the user
     /// `leitwerk-operator`, so operator processes in tests run with exactly the chart's rights.
     pub fn install_operator_rbac(&self) -> anyhow::Result<()> {
-        let out = self.kubectl(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=leitwerk-tests",
-                "--force-conflicts",
-                "-f",
-                "config/rbac/role.yaml",
-            ],
-            None,
-        )?;
-        if !out.status.success() {
-            bail!(
-                "applying config/rbac/role.yaml failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        self.apply(None, "config/rbac/role.yaml", None)?;
         let binding = r#"apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
@@ -248,23 +245,8 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: leitwerk
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: leitwerk-operator}
 "#;
-        let out = self.kubectl(
-            &[
-                "apply",
-                "--server-side",
-                "--field-manager=leitwerk-tests",
-                "-f",
-                "-",
-            ],
-            Some(binding),
-        )?;
-        if !out.status.success() {
-            bail!(
-                "binding the operator role failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+        self.apply(None, "-", Some(binding))
+            .context("failed to bind the operator role to the user leitwerk-operator")
     }
 
     /// Write requests (create, update, patch, delete) that `user` made in `namespace`, from the

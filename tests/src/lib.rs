@@ -144,25 +144,7 @@ pub fn kubectl_apply(
     path_or_dash: &str,
     stdin: Option<&str>,
 ) -> anyhow::Result<()> {
-    let out = cluster.kubectl(
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=leitwerk-tests",
-            "-n",
-            namespace,
-            "-f",
-            path_or_dash,
-        ],
-        stdin,
-    )?;
-    if !out.status.success() {
-        bail!(
-            "kubectl apply -f {path_or_dash} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    cluster.apply(Some(namespace), path_or_dash, stdin)
 }
 
 /// Deletes an object and ignores NotFound.
