@@ -151,3 +151,17 @@ macro_rules! impl_resource_status {
         }
     };
 }
+
+/// Parses durations such as `30s`, `5m`, `12h`, `7d`.
+pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let unit = text.chars().last()?;
+    let number: u64 = text.get(..text.len() - unit.len_utf8())?.parse().ok()?;
+    let secs = match unit {
+        's' => number,
+        'm' => number.checked_mul(60)?,
+        'h' => number.checked_mul(3600)?,
+        'd' => number.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
+}

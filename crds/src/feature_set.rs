@@ -91,7 +91,8 @@ pub struct FileSource {
     /// Absolute path or glob, e.g. `/data/events/*.parquet`.
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^/"))]
     pub path: String,
-    /// Name of the PersistentVolumeClaim that holds the path, mounted read-only.
+    /// Name of the PersistentVolumeClaim that holds the path, mounted read-only at the
+    /// directory of `path` (so `/data/leads/leads.csv` is `leads.csv` at the claim's root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub claim_name: Option<String>,
@@ -325,6 +326,40 @@ pub struct FeatureSetStatus {
     /// Summary of the quality rules of the newest run, e.g. `5/5 passed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<String>,
+    /// URL of the published snapshot's directory in the artifact store (`manifest.json`,
+    /// `features.parquet`, `stats.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Newest event in the label source of the published snapshot (RFC 3339): its freshness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_until: Option<String>,
+    /// Results of the quality rules of the newest run, failed rules first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality_results: Vec<QualityRuleStatus>,
+    /// The newest finished materialization Job the status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<String>,
+    /// Why the newest materialization Job failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// The outcome of one quality rule in status.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QualityRuleStatus {
+    /// The rule's name.
+    pub rule: String,
+    /// Whether the data passed.
+    pub passed: bool,
+    /// The measured figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<f64>,
+    /// The limit it was compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
+    /// What was found.
+    pub message: String,
 }
 
 crate::impl_resource_status!(FeatureSetStatus);

@@ -9,8 +9,10 @@ pub mod content_pipeline;
 pub mod crd;
 pub mod experiment;
 pub mod feature_set;
+pub mod filter;
 pub mod model;
 pub mod rag_index;
+pub mod summary;
 
 pub use common::{Condition, LocalObjectReference, ResourceStatus, SecretKeyReference};
 pub use content_pipeline::{ContentPipeline, ContentPipelineSpec, ContentPipelineStatus};

@@ -352,7 +352,8 @@ pub enum DriftAction {
 pub struct ModelVersion {
     /// Version name, e.g. `v3`.
     pub version: String,
-    /// State: Evaluated, Serving, Candidate, Retired, RolledBack, Rejected.
+    /// State: Serving, Candidate (meets minMetrics, not serving), Rejected (below minMetrics),
+    /// Failed (training failed), Retired, RolledBack.
     pub state: String,
     /// Digest of the ONNX artifact (`sha256:...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,6 +367,15 @@ pub struct ModelVersion {
     /// When training finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trained_at: Option<String>,
+    /// URL of the ONNX file (its model card `card.json` lies beside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_url: Option<String>,
+    /// The Model's `metadata.generation` the version was trained for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Why the version is in its state (a failed Job's error, an unmet minimum metric).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// What the operator observed of a Model.
@@ -393,6 +403,12 @@ pub struct ModelStatus {
     /// Recorded versions, newest last (bounded by `versionHistoryLimit`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub versions: Vec<ModelVersion>,
+    /// The training Job in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_job: Option<String>,
+    /// In-cluster URL of the OIP v2 REST endpoint of the serving version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 crate::impl_resource_status!(ModelStatus);

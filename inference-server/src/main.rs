@@ -1,18 +1,12 @@
 //! `leitwerk-inference-server`: serves ONNX models over the Open Inference Protocol v2.
-//!
-//! This release declares its command line, which is the contract with the Deployments the
-//! operator will create, and loads ONNX Runtime's shared library (`ort`, load-dynamic) so that
-//! a missing or incompatible library is a clear start-up error. Serving itself (OIP v2 over
-//! REST and gRPC, per-version metrics and feature histograms) arrives in the next release;
-//! until then it refuses to start instead of pretending to serve.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
+use leitwerk_inference_server::{Batching, ModelArg, Server, load_models, load_onnxruntime, serve};
 
-/// Exit status while serving is not implemented.
-const NOT_IMPLEMENTED: u8 = 3;
-/// Exit status of a configuration error (for example no usable ONNX Runtime library).
+/// Exit status of a configuration error (no usable ONNX Runtime library, a model that does
+/// not load, an address in use).
 const CONFIG_ERROR: u8 = 1;
 
 /// Serves Leitwerk models (ONNX, with preprocessing inside the graph) over the Open Inference
@@ -20,9 +14,10 @@ const CONFIG_ERROR: u8 = 1;
 #[derive(Debug, Parser)]
 #[command(name = "leitwerk-inference-server", version)]
 struct Args {
-    /// Model to serve as NAME=VERSION=URL (repeat for several models and versions).
+    /// Model to serve as NAME=VERSION=URL[#sha256:HEX] (repeat for several models and
+    /// versions; the first version of a name is its default).
     #[arg(long = "model", value_name = "NAME=VERSION=URL", required = true)]
-    models: Vec<String>,
+    models: Vec<ModelArg>,
     /// Address of the REST endpoint (and /metrics).
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
@@ -33,54 +28,75 @@ struct Args {
     /// wheel: `tests/onnxruntime.sh` provides one).
     #[arg(long, env = "ORT_DYLIB_PATH")]
     onnxruntime: Option<PathBuf>,
-    /// Largest dynamic batch; 1 disables batching.
+    /// Largest dynamic batch in rows; 1 disables batching.
     #[arg(long, default_value_t = 1)]
     max_batch_size: usize,
     /// Longest wait for a batch to fill, in milliseconds.
     #[arg(long, default_value_t = 0)]
     max_batch_delay_ms: u64,
+    /// Predictions remembered for the feedback endpoint (oldest forgotten first).
+    #[arg(long, default_value_t = 100_000)]
+    feedback_capacity: usize,
 }
 
-/// Loads ONNX Runtime from `path` and returns its build information.
-fn load_onnxruntime(path: Option<&PathBuf>) -> Result<&'static str, String> {
-    let path = path.ok_or("no ONNX Runtime library configured: pass --onnxruntime PATH or set ORT_DYLIB_PATH to libonnxruntime.so (for example from the onnxruntime wheel)")?;
-    if !path.is_file() {
-        return Err(format!(
-            "ONNX Runtime library {} does not exist: fix --onnxruntime / ORT_DYLIB_PATH",
-            path.display()
-        ));
-    }
-    let builder = ort::init_from(path).map_err(|e| {
-        format!(
-            "failed to load ONNX Runtime from {} (is it libonnxruntime.so 1.31 or newer?): {e}",
-            path.display()
-        )
-    })?;
-    builder
-        .with_name("leitwerk-inference-server")
-        .build()
-        .map_err(|e| {
-            format!(
-                "failed to create the ONNX Runtime environment from {}: {e}",
-                path.display()
-            )
-        })?;
-    Ok(ort::info())
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    eprintln!("leitwerk-inference-server: shutting down; finishing in-flight requests");
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let args = Args::parse();
-    match load_onnxruntime(args.onnxruntime.as_ref()) {
-        Ok(info) => eprintln!("leitwerk-inference-server: loaded ONNX Runtime ({info})"),
+    let environment = match load_onnxruntime(args.onnxruntime.as_deref()) {
+        Ok(env) => env,
         Err(problem) => {
             eprintln!("leitwerk-inference-server: {problem}");
             return ExitCode::from(CONFIG_ERROR);
         }
-    }
+    };
     eprintln!(
-        "leitwerk-inference-server: serving is not implemented in {} yet; refusing to start with {} model(s)",
-        env!("CARGO_PKG_VERSION"),
-        args.models.len()
+        "leitwerk-inference-server: loaded ONNX Runtime ({})",
+        ort::info()
     );
-    ExitCode::from(NOT_IMPLEMENTED)
+    let models = match load_models(&environment, &args.models).await {
+        Ok(m) => m,
+        Err(problem) => {
+            eprintln!("leitwerk-inference-server: {problem}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let batching = (args.max_batch_size > 1).then(|| Batching {
+        max_batch_size: args.max_batch_size,
+        max_delay: Duration::from_millis(args.max_batch_delay_ms),
+    });
+    let names: Vec<String> = models
+        .iter()
+        .map(|m| format!("{} {}", m.name, m.version))
+        .collect();
+    let server = Server::new(models, batching, args.feedback_capacity);
+    let result = serve(server, args.http_addr, args.grpc_addr, shutdown_signal(), |http, grpc| {
+        eprintln!("leitwerk-inference-server: serving {} on http://{http} (REST, /metrics) and {grpc} (gRPC)", names.join(", "));
+    })
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("leitwerk-inference-server: {problem}");
+            ExitCode::from(CONFIG_ERROR)
+        }
+    }
 }

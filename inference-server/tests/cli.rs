@@ -1,4 +1,4 @@
-//! The inference server states its usage and refuses to start rather than fake serving.
+//! The inference server states its usage and fails clearly at start-up on bad configuration.
 
 use std::process::Command;
 
@@ -37,7 +37,7 @@ fn onnxruntime() -> String {
 }
 
 #[test]
-fn with_the_real_library_it_loads_onnx_runtime_then_says_serving_is_not_implemented() {
+fn with_the_real_library_a_missing_model_file_is_a_clear_start_up_error() {
     let out = Command::new(BIN)
         .args([
             "--model",
@@ -53,8 +53,11 @@ fn with_the_real_library_it_loads_onnx_runtime_then_says_serving_is_not_implemen
         stderr.contains("loaded ONNX Runtime") && stderr.contains("ORT Build Info"),
         "{stderr}"
     );
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("not implemented"));
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("model lead-scoring v1: file:///m.onnx does not exist"),
+        "{stderr}"
+    );
 }
 
 #[test]

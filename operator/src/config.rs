@@ -17,6 +17,10 @@ pub struct OperatorConfig {
     /// Artifact store URL used when a resource names none.
     #[serde(default = "default_artifact_store")]
     pub artifact_store: String,
+    /// PersistentVolumeClaim that holds a `file://` artifact store; Jobs mount it read-write
+    /// and serving pods read-only at the store's path.
+    #[serde(default = "default_artifact_claim")]
+    pub artifact_claim_name: String,
     /// Prometheus URL used when an Experiment names none.
     #[serde(default = "default_prometheus")]
     pub prometheus_url: String,
@@ -37,6 +41,10 @@ fn default_artifact_store() -> String {
     "file:///var/lib/leitwerk/artifacts".to_string()
 }
 
+fn default_artifact_claim() -> String {
+    "leitwerk-artifacts".to_string()
+}
+
 fn default_prometheus() -> String {
     "http://prometheus-operated.monitoring:9090".to_string()
 }
@@ -51,6 +59,7 @@ impl Default for OperatorConfig {
             trainer_image: default_trainer_image(),
             inference_server_image: default_server_image(),
             artifact_store: default_artifact_store(),
+            artifact_claim_name: default_artifact_claim(),
             prometheus_url: default_prometheus(),
             workload_service_account: default_workload_sa(),
         }
@@ -71,7 +80,7 @@ pub enum ConfigError {
     },
     /// The file is not valid YAML for the settings.
     #[error(
-        "failed to parse operator config {path} (fields: trainerImage, inferenceServerImage, artifactStore, prometheusUrl, workloadServiceAccount)"
+        "failed to parse operator config {path} (fields: trainerImage, inferenceServerImage, artifactStore, artifactClaimName, prometheusUrl, workloadServiceAccount)"
     )]
     Parse {
         /// The path.

@@ -164,17 +164,29 @@ pub async fn finish<K: LeitwerkResource>(
     obj: &K,
     outcome: Outcome,
 ) -> Result<Action, StepError> {
+    finish_with(ctx, obj, outcome, |_| {}).await
+}
+
+/// Like [`finish`], with the resource's own status fields (versions, snapshot, …) set by
+/// `fields` on top of the phase and conditions.
+pub async fn finish_with<K: LeitwerkResource>(
+    ctx: &Context,
+    obj: &K,
+    outcome: Outcome,
+    fields: impl FnOnce(&mut K::Status),
+) -> Result<Action, StepError> {
     let generation = obj.meta().generation;
     let mut desired = vec![outcome.ready.clone()];
     desired.extend(outcome.conditions.iter().cloned());
     let current = obj.current_status();
-    let next: K::Status = next_status(
+    let mut next: K::Status = next_status(
         current,
         generation,
         outcome.phase,
         &desired,
         Timestamp::now(),
     );
+    fields(&mut next);
     if differs_ignoring_time(current, &next) {
         let ns = obj.namespace().unwrap_or_default();
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);

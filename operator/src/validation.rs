@@ -1,8 +1,6 @@
 //! Pure checks that the CRD schema and CEL cannot express. Each problem names the field and
 //! the fix; a reconcile reports all of them at once in the Ready condition.
 
-use std::time::Duration;
-
 /// One problem with a spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -40,19 +38,7 @@ pub fn into_result(errors: Vec<FieldError>) -> Result<(), Vec<FieldError>> {
     }
 }
 
-/// Parses durations such as `30s`, `5m`, `12h`, `7d`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let unit = text.chars().last()?;
-    let number: u64 = text.get(..text.len() - unit.len_utf8())?.parse().ok()?;
-    let secs = match unit {
-        's' => number,
-        'm' => number.checked_mul(60)?,
-        'h' => number.checked_mul(3600)?,
-        'd' => number.checked_mul(86_400)?,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
-}
+pub use leitwerk_crds::common::parse_duration;
 
 /// Checks a five-field cron expression (minute hour day-of-month month day-of-week).
 pub fn check_cron(expr: &str) -> Result<(), String> {
@@ -136,6 +122,8 @@ pub fn check_template(template: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -8,6 +8,7 @@
 //! test process exits.
 
 mod cluster;
+pub mod node;
 mod operator;
 
 pub use cluster::{Cluster, TestNamespace, client_from};

@@ -2,6 +2,12 @@
 
 pub mod datagen;
 pub mod logistic;
+pub mod materialize;
 pub mod metrics;
+pub mod onnx;
+pub mod pipeline;
 pub mod preprocess;
+pub mod runtime;
 pub mod split;
+pub mod store;
+pub mod tree;

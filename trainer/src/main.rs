@@ -1,16 +1,18 @@
 //! `leitwerk-trainer`: the one binary that Leitwerk's Jobs run.
 //!
 //! Its sub-commands and their arguments are the contract between the operator and its Jobs.
-//! `generate` writes seeded synthetic marketing data (see `leitwerk_trainer::datagen`). The
-//! work of `materialize`, `train` and `index` (polars, linfa and ONNX export, candle) arrives
-//! in the following releases; until then each says so and exits with status 3 instead of
-//! pretending to succeed.
+//! `generate` writes seeded synthetic marketing data (see `leitwerk_trainer::datagen`);
+//! `materialize` and `train` are the Jobs of FeatureSets and Models (see
+//! `leitwerk_trainer::pipeline`). `index` (RagIndex) arrives in a later release; until then it
+//! says so and exits with status 3 instead of pretending to succeed.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
+use leitwerk_crds::{FeatureSetSpec, ModelSpec, summary};
 use leitwerk_trainer::datagen::{self, churn::ChurnSpec, leads::LeadsSpec};
+use leitwerk_trainer::pipeline;
 
 /// Exit status of a sub-command that this release does not implement yet.
 const NOT_IMPLEMENTED: u8 = 3;
@@ -34,24 +36,22 @@ enum Command {
     },
     /// Materialize a FeatureSet into a versioned, point-in-time-correct snapshot with statistics.
     Materialize {
-        /// The FeatureSet spec as JSON (the operator writes it into the Job).
-        #[arg(long)]
-        spec: PathBuf,
-        /// Artifact store URL for the snapshot (`file://`, `s3://`, `gs://`, `az://`).
-        #[arg(long)]
-        artifact_store: String,
+        #[command(flatten)]
+        job: JobArgs,
     },
     /// Train a Model on a FeatureSet snapshot, evaluate it and export one ONNX graph.
     Train {
-        /// The Model spec as JSON.
-        #[arg(long)]
-        spec: PathBuf,
-        /// URL of the FeatureSet snapshot to train on.
+        #[command(flatten)]
+        job: JobArgs,
+        /// URL of the FeatureSet snapshot directory to train on.
         #[arg(long)]
         snapshot: String,
-        /// Artifact store URL for the model and its model card.
+        /// Version to record, as the operator numbers them (`v3`).
         #[arg(long)]
-        artifact_store: String,
+        version: String,
+        /// ONNX Runtime shared library for the parity check.
+        #[arg(long, env = "ORT_DYLIB_PATH")]
+        onnxruntime: PathBuf,
     },
     /// Chunk, embed and upsert the documents of a RagIndex.
     Index {
@@ -65,6 +65,134 @@ enum Command {
 }
 
 /// Data sets `generate` writes.
+/// What every Job sub-command takes.
+#[derive(Debug, clap::Args)]
+struct JobArgs {
+    /// The resource's spec as JSON, or `@PATH` to read it from a file.
+    #[arg(long, env = "LEITWERK_SPEC")]
+    spec: String,
+    /// Namespace of the resource.
+    #[arg(long, env = "LEITWERK_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Name of the resource.
+    #[arg(long, env = "LEITWERK_NAME")]
+    name: String,
+    /// Artifact store URL (`file:///…`, `s3://…`, `gs://…`, `az://…`).
+    #[arg(long, env = "LEITWERK_ARTIFACT_STORE")]
+    artifact_store: String,
+    /// Where the JSON summary goes besides stdout (Kubernetes reads it as the termination
+    /// message).
+    #[arg(
+        long,
+        env = "LEITWERK_TERMINATION_LOG",
+        default_value = "/dev/termination-log"
+    )]
+    termination_log: PathBuf,
+    /// Scratch directory (downloads of object-store sources).
+    #[arg(long, default_value = "/tmp")]
+    work_dir: PathBuf,
+}
+
+impl JobArgs {
+    fn spec<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        let text = match self.spec.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read --spec {path}: {e}"))?,
+            None => self.spec.clone(),
+        };
+        serde_json::from_str(&text).map_err(|e| format!("--spec is not a valid spec: {e}"))
+    }
+
+    /// Prints the summary and writes it where Kubernetes reads the termination message.
+    fn report(&self, summary: &str) {
+        println!("{summary}");
+        if let Err(e) = std::fs::write(&self.termination_log, summary) {
+            eprintln!(
+                "leitwerk-trainer: could not write the termination message to {}: {e}",
+                self.termination_log.display()
+            );
+        }
+    }
+}
+
+/// The error chain as one line.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    message
+}
+
+fn run_job(command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("leitwerk-trainer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (job, outcome) = match command {
+        Command::Materialize { job } => {
+            let outcome = job.spec::<FeatureSetSpec>().and_then(|spec| {
+                runtime
+                    .block_on(pipeline::run_materialize(
+                        &spec,
+                        &job.namespace,
+                        &job.name,
+                        &job.artifact_store,
+                        &job.work_dir,
+                    ))
+                    .map(|s| summary::encode_materialize(&s))
+                    .map_err(|e| chain(&e))
+            });
+            (job, outcome)
+        }
+        Command::Train {
+            job,
+            snapshot,
+            version,
+            onnxruntime,
+        } => {
+            let outcome = job.spec::<ModelSpec>().and_then(|spec| {
+                let train = pipeline::TrainJob {
+                    namespace: job.namespace.clone(),
+                    name: job.name.clone(),
+                    version,
+                    snapshot,
+                    store: job.artifact_store.clone(),
+                    onnxruntime,
+                };
+                runtime
+                    .block_on(pipeline::run_train(&spec, &train))
+                    .map(|s| serde_json::to_string(&s).unwrap_or_default())
+                    .map_err(|e| chain(&e))
+            });
+            (job, outcome)
+        }
+        _ => return ExitCode::FAILURE,
+    };
+    match outcome {
+        Ok(summary) => {
+            job.report(&summary);
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("leitwerk-trainer: {problem}");
+            let mut text = serde_json::json!({ "error": problem }).to_string();
+            text.truncate(summary::TERMINATION_MESSAGE_LIMIT);
+            job.report(&text);
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Data {
     /// B2B leads: `leads.csv` (firmographics) and `events.csv` (page views, e-mail opens, conversions).
@@ -167,34 +295,26 @@ fn generate(data: Data) -> Result<String, datagen::Error> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let name = match args.command {
-        Command::Generate { data } => {
-            return match generate(data) {
-                Ok(summary) => {
-                    println!("{summary}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    let mut message = err.to_string();
-                    let mut source = std::error::Error::source(&err);
-                    while let Some(s) = source {
-                        message.push_str(&format!(": {s}"));
-                        source = s.source();
-                    }
-                    eprintln!("leitwerk-trainer: {message}");
-                    ExitCode::FAILURE
-                }
-            };
+    match args.command {
+        Command::Generate { data } => match generate(data) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("leitwerk-trainer: {}", chain(&err));
+                ExitCode::FAILURE
+            }
+        },
+        Command::Index { .. } => {
+            eprintln!(
+                "leitwerk-trainer: `index` is not implemented in {} yet; nothing was done",
+                env!("CARGO_PKG_VERSION")
+            );
+            ExitCode::from(NOT_IMPLEMENTED)
         }
-        Command::Materialize { .. } => "materialize",
-        Command::Train { .. } => "train",
-        Command::Index { .. } => "index",
-    };
-    eprintln!(
-        "leitwerk-trainer: `{name}` is not implemented in {} yet; nothing was done",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(NOT_IMPLEMENTED)
+        job => run_job(job),
+    }
 }
 
 #[cfg(test)]

@@ -24,15 +24,7 @@ fn help_states_the_usage() {
 #[test]
 fn an_unimplemented_sub_command_fails_and_says_so() {
     let out = Command::new(BIN)
-        .args([
-            "train",
-            "--spec",
-            "m.json",
-            "--snapshot",
-            "file:///s",
-            "--artifact-store",
-            "file:///a",
-        ])
+        .args(["index", "--spec", "r.json", "--artifact-store", "file:///a"])
         .output()
         .expect("run leitwerk-trainer");
     assert_eq!(out.status.code(), Some(3));

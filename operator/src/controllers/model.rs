@@ -2,32 +2,49 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{EnvVar, Service, ServiceAccount};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ObjectMeta, Patch, PatchParams},
+    api::{ListParams, ObjectMeta, Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{Controller, controller::Action, watcher},
 };
-use leitwerk_crds::{FIELD_MANAGER, FeatureSet, Model, ModelSpec, model::Task};
+use leitwerk_crds::{
+    FIELD_MANAGER, FeatureSet, Model, ModelSpec,
+    model::{ModelVersion, Task},
+    summary::TrainSummary,
+};
 
-use super::{Scope, drain, get_opt, referrers};
+use super::{
+    Scope, drain,
+    feature_set::{apply, apply_if_changed, failure_message, job_pods},
+    get_opt, referrers,
+};
 use crate::{
+    config::OperatorConfig,
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome},
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, summarize},
+    workloads::{
+        HTTP_PORT, JobState, MANAGED_BY, PodParts, child_name, job_state, resources,
+        serving_deployment, serving_service, store_mount, termination_message, trainer_job,
+        unschedulable,
+    },
 };
 
-/// Label on every object the operator creates.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "leitwerk");
 /// Label naming the Model an object belongs to.
 pub const MODEL_LABEL: &str = "leitwerk.dev/model";
+/// Label carrying the version a training Job produces.
+pub const VERSION_LABEL: &str = "leitwerk.dev/version";
 
 pub use crate::reconcile::Error;
 
-/// Runs the Model controller. It watches FeatureSets so that a Model waiting for one recovers
-/// as soon as it appears or publishes, and owns its ServiceAccount.
+/// Runs the Model controller. It watches FeatureSets (a Model waiting for one recovers as
+/// soon as it publishes), its training Jobs, and owns its ServiceAccount, Deployment and
+/// Service.
 pub async fn run(
     ctx: Context,
     scope: Scope,
@@ -45,6 +62,14 @@ pub async fn run(
             scope.api::<ServiceAccount>(client.clone()),
             watcher::Config::default().labels(&managed),
         )
+        .owns(
+            scope.api::<Job>(client.clone()),
+            watcher::Config::default().labels(MODEL_LABEL),
+        )
+        .owns(
+            scope.api::<Deployment>(client.clone()),
+            watcher::Config::default().labels(MODEL_LABEL),
+        )
         .watches(
             scope.api::<FeatureSet>(client),
             watcher::Config::default(),
@@ -60,8 +85,22 @@ pub async fn run(
     drain(Model::KIND, stream).await;
 }
 
-/// Reconciles one Model: resolve the FeatureSet → validate → build and apply the
-/// ServiceAccount → status.
+/// What the cluster shows about a Model's workloads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observed {
+    /// Versions of training Jobs that finished since the status was written.
+    pub finished: Vec<ModelVersion>,
+    /// The training Job in progress, and why it cannot be scheduled if so.
+    pub active: Option<(String, Option<String>)>,
+    /// The training Job this reconcile started.
+    pub started: Option<String>,
+    /// Available replicas of the serving Deployment, and the replicas asked for.
+    pub serving_replicas: Option<(i32, i32)>,
+}
+
+/// Reconciles one Model: resolve the FeatureSet → validate → ServiceAccount → read finished
+/// training Jobs into versions → start training when the data (or the spec) is new → promote
+/// → serve → status.
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<Model>>,
     ctx: Arc<Context>,
@@ -82,35 +121,520 @@ pub async fn reconcile(
             .map(Some),
         None => Some(None),
     };
+    let mut versions = model.status.clone().unwrap_or_default().versions;
+    let mut observed = Observed::default();
     let outcome = match validate(&model.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
         Ok(()) => {
             if let Some(sa) = build_service_account(model) {
                 apply_service_account(&ctx, &ns, sa).await?;
             }
-            decide(model, feature_set.as_ref().map(|f| f.as_ref()))
+            observed = observe_training(
+                &ctx,
+                model,
+                &ns,
+                feature_set.as_ref().and_then(|f| f.as_ref()),
+            )
+            .await?;
+            versions = next_versions(model, &observed);
+            if let Some(serving) = versions.iter().find(|v| v.state == "Serving") {
+                observed.serving_replicas = Some(serve(&ctx, model, &ns, serving).await?);
+            }
+            decide_with(
+                model,
+                feature_set.as_ref().map(|f| f.as_ref()),
+                &observed,
+                &versions,
+            )
         }
     };
-    let action = reconcile::finish(&ctx, model, outcome).await?;
+    let endpoint = format!("http://{}.{ns}.svc:{HTTP_PORT}", serving_name(model));
+    let action = reconcile::finish_with(&ctx, model, outcome, |status| {
+        status.serving_version = versions
+            .iter()
+            .find(|v| v.state == "Serving")
+            .map(|v| v.version.clone());
+        status.endpoint = status.serving_version.as_ref().map(|_| endpoint.clone());
+        if let Some(latest) = versions.iter().rev().find(|v| v.state != "Failed") {
+            status.latest_version = Some(latest.version.clone());
+            status.latest_auc = latest.metrics.get("auc").map(|a| (a * 1e4).round() / 1e4);
+        }
+        status.training_job = observed
+            .started
+            .clone()
+            .or_else(|| observed.active.as_ref().map(|(j, _)| j.clone()));
+        status.versions = versions.clone();
+    })
+    .await?;
     ctx.reset_backoff(&reconcile::backoff_key(model));
     Ok(action)
+}
+
+fn version_number(v: &str) -> u32 {
+    v.trim_start_matches('v').parse().unwrap_or(0)
+}
+
+/// Whether a version's metrics meet `minMetrics` (`logLoss`, `brier`, `mae`, `rmse` are
+/// maxima; everything else minima). Returns the first unmet requirement.
+pub fn unmet(spec: &ModelSpec, metrics: &BTreeMap<String, f64>) -> Option<String> {
+    for (name, limit) in spec.min_metrics.iter().flatten() {
+        let lower_is_better = matches!(name.as_str(), "logLoss" | "brier" | "mae" | "rmse");
+        match metrics.get(name) {
+            None => return Some(format!("metric {name} was not measured")),
+            Some(v) if lower_is_better && v > limit => {
+                return Some(format!("{name} {v:.4} is above the maximum {limit}"));
+            }
+            Some(v) if !lower_is_better && v < limit => {
+                return Some(format!("{name} {v:.4} is below the minimum {limit}"));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+async fn observe_training(
+    ctx: &Context,
+    model: &Model,
+    ns: &str,
+    fs: Option<&FeatureSet>,
+) -> Result<Observed, Error> {
+    let mut observed = Observed::default();
+    let status = model.status.clone().unwrap_or_default();
+    if let Some(onnx) = &model.spec.onnx {
+        // Bring your own ONNX: one version, served as given.
+        if status.versions.is_empty() {
+            observed.finished.push(ModelVersion {
+                version: "v1".into(),
+                state: "Candidate".into(),
+                artifact_digest: onnx.sha256.as_ref().map(|d| format!("sha256:{d}")),
+                data_version: Some("byo".into()),
+                artifact_url: Some(onnx.url.clone()),
+                generation: model.metadata.generation,
+                trained_at: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
+                ..Default::default()
+            });
+        }
+        return Ok(observed);
+    }
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("{MODEL_LABEL}={}", model.name_any());
+    let jobs = jobs_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Read {
+            what: "training Jobs".into(),
+            source,
+        })?
+        .items;
+    let recorded = |v: &str| status.versions.iter().any(|x| x.version == v);
+    let mut highest = status
+        .versions
+        .iter()
+        .map(|v| version_number(&v.version))
+        .max()
+        .unwrap_or(0);
+    for job in &jobs {
+        let Some(version) = job.labels().get(VERSION_LABEL).cloned() else {
+            continue;
+        };
+        highest = highest.max(version_number(&version));
+        if recorded(&version) {
+            continue;
+        }
+        let state = job_state(job);
+        if state == JobState::Active {
+            let pods = job_pods(ctx, ns, &job.name_any()).await?;
+            observed.active = Some((job.name_any(), unschedulable(&pods)));
+            continue;
+        }
+        let pods = job_pods(ctx, ns, &job.name_any()).await?;
+        let message = termination_message(&pods);
+        let generation = job
+            .annotations()
+            .get("leitwerk.dev/generation")
+            .and_then(|g| g.parse().ok());
+        let data_version = job.annotations().get("leitwerk.dev/data-version").cloned();
+        let mut v = ModelVersion {
+            version: version.clone(),
+            generation,
+            data_version,
+            ..Default::default()
+        };
+        match (
+            &state,
+            message.as_deref().map(serde_json::from_str::<TrainSummary>),
+        ) {
+            (JobState::Succeeded, Some(Ok(summary))) => {
+                v.artifact_digest = Some(summary.digest);
+                v.artifact_url = Some(summary.model_url);
+                v.data_version = Some(summary.data_version);
+                v.metrics = summary
+                    .metrics
+                    .into_iter()
+                    .map(|(k, x)| (k, (x * 1e4).round() / 1e4))
+                    .collect();
+                v.trained_at = job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.completion_time.as_ref())
+                    .map(|t| t.0.to_string());
+                match unmet(&model.spec, &v.metrics) {
+                    None => v.state = "Candidate".into(),
+                    Some(why) => {
+                        v.state = "Rejected".into();
+                        v.message = Some(why);
+                    }
+                }
+            }
+            _ => {
+                v.state = "Failed".into();
+                let reason = match &state {
+                    JobState::Failed(reason) => reason.clone(),
+                    _ => "the Job succeeded but left no readable summary".into(),
+                };
+                v.message = Some(reconcile::truncate(
+                    &failure_message(message.as_deref(), &reason),
+                    512,
+                ));
+            }
+        }
+        observed.finished.push(v);
+    }
+    observed
+        .finished
+        .sort_by_key(|v| version_number(&v.version));
+
+    // Start training when nothing runs and the data or the spec is new.
+    let Some(fs) = fs else { return Ok(observed) };
+    let fs_status = fs.status.clone().unwrap_or_default();
+    let (Some(data_version), Some(snapshot)) = (
+        fs_status.current_version.clone(),
+        fs_status.snapshot.clone(),
+    ) else {
+        return Ok(observed);
+    };
+    if observed.active.is_some() {
+        return Ok(observed);
+    }
+    let latest = status
+        .versions
+        .iter()
+        .chain(&observed.finished)
+        .max_by_key(|v| version_number(&v.version));
+    let on_new_data = model
+        .spec
+        .training
+        .as_ref()
+        .and_then(|t| t.retrain.as_ref())
+        .is_some_and(|r| r.on_new_data);
+    let needed = match latest {
+        None => true,
+        Some(v) => {
+            v.generation != model.metadata.generation
+                || (on_new_data && v.data_version.as_deref() != Some(data_version.as_str()))
+        }
+    };
+    if needed {
+        let version = format!("v{}", highest + 1);
+        let job = build_training_job(model, &ctx.config, &version, &snapshot, &data_version);
+        apply(ctx, ns, &job, "training Job").await?;
+        observed.started = Some(job.name_any());
+    }
+    Ok(observed)
+}
+
+/// The versions after this reconcile: recorded plus finished, promoted when nothing serves,
+/// bounded by `versionHistoryLimit` (the serving version is always kept).
+pub fn next_versions(model: &Model, observed: &Observed) -> Vec<ModelVersion> {
+    let mut versions = model.status.clone().unwrap_or_default().versions;
+    versions.extend(observed.finished.iter().cloned());
+    if !versions.iter().any(|v| v.state == "Serving")
+        && let Some(best) = versions.iter_mut().rev().find(|v| v.state == "Candidate")
+    {
+        best.state = "Serving".into();
+    }
+    let limit = usize::try_from(model.spec.version_history_limit.max(1)).unwrap_or(10);
+    while versions.len() > limit {
+        match versions.iter().position(|v| v.state != "Serving") {
+            Some(i) => {
+                versions.remove(i);
+            }
+            None => break,
+        }
+    }
+    versions
+}
+
+/// Name of a Model's serving Deployment and Service.
+pub fn serving_name(model: &Model) -> String {
+    child_name(&model.name_any(), "serving")
+}
+
+fn parts(
+    model: &Model,
+    config: &OperatorConfig,
+    store_read_only: bool,
+    resources_spec: Option<&leitwerk_crds::common::WorkloadResources>,
+    scheduling: Option<leitwerk_crds::common::Scheduling>,
+) -> PodParts {
+    let mut mounts = Vec::new();
+    let store = config.artifact_store.clone();
+    if let Some(m) = store_mount(&store, &config.artifact_claim_name, store_read_only) {
+        mounts.push(m);
+    }
+    let mut scheduling = scheduling.unwrap_or_default();
+    if scheduling.service_account_name.is_none() {
+        scheduling.service_account_name = Some(service_account_name(model));
+    }
+    PodParts {
+        labels: BTreeMap::from([
+            (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+            (MODEL_LABEL.to_string(), model.name_any()),
+        ]),
+        mounts,
+        env: Vec::new(),
+        resources: resources(resources_spec),
+        scheduling: Some(scheduling),
+        service_account: config.workload_service_account.clone(),
+    }
+}
+
+/// The training Job of one version.
+pub fn build_training_job(
+    model: &Model,
+    config: &OperatorConfig,
+    version: &str,
+    snapshot: &str,
+    data_version: &str,
+) -> Job {
+    let training = model.spec.training.clone().unwrap_or_default();
+    let mut p = parts(
+        model,
+        config,
+        false,
+        training.resources.as_ref(),
+        training.scheduling.clone(),
+    );
+    p.labels
+        .insert(VERSION_LABEL.to_string(), version.to_string());
+    let mut spec = model.spec.clone();
+    spec.serving.image = None;
+    p.env.push(EnvVar {
+        name: "LEITWERK_SPEC".into(),
+        value: serde_json::to_string(&spec).ok(),
+        ..Default::default()
+    });
+    let args = vec![
+        "train".into(),
+        "--namespace".into(),
+        model.namespace().unwrap_or_default(),
+        "--name".into(),
+        model.name_any(),
+        "--version".into(),
+        version.into(),
+        "--snapshot".into(),
+        snapshot.into(),
+        "--artifact-store".into(),
+        config.artifact_store.clone(),
+    ];
+    let image = training
+        .image
+        .clone()
+        .unwrap_or_else(|| config.trainer_image.clone());
+    let owner = model.controller_owner_ref(&()).unwrap_or_default();
+    let mut job = trainer_job(
+        &child_name(&model.name_any(), &format!("train-{version}")),
+        &model.namespace().unwrap_or_default(),
+        owner,
+        &image,
+        args,
+        &p,
+        training.backoff_limit,
+        training.active_deadline_seconds,
+    );
+    job.metadata.annotations = Some(BTreeMap::from([
+        (
+            "leitwerk.dev/generation".to_string(),
+            model.metadata.generation.unwrap_or(0).to_string(),
+        ),
+        (
+            "leitwerk.dev/data-version".to_string(),
+            data_version.to_string(),
+        ),
+    ]));
+    job
+}
+
+/// The serving Deployment and Service of a version.
+pub fn build_serving(
+    model: &Model,
+    config: &OperatorConfig,
+    version: &ModelVersion,
+) -> (Deployment, Service) {
+    let serving = &model.spec.serving;
+    let p = parts(model, config, true, serving.resources.as_ref(), None);
+    let url = version.artifact_url.clone().unwrap_or_default();
+    let digest = version
+        .artifact_digest
+        .as_deref()
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .map(|d| format!("#sha256:{d}"))
+        .unwrap_or_default();
+    let mut args = vec![
+        "--model".to_string(),
+        format!("{}={}={url}{digest}", model.name_any(), version.version),
+    ];
+    if let Some(b) = &serving.batching {
+        args.extend([
+            "--max-batch-size".into(),
+            b.max_batch_size.to_string(),
+            "--max-batch-delay-ms".into(),
+            b.max_delay_ms.to_string(),
+        ]);
+    }
+    let image = serving
+        .image
+        .clone()
+        .unwrap_or_else(|| config.inference_server_image.clone());
+    let owner = model.controller_owner_ref(&()).unwrap_or_default();
+    let name = serving_name(model);
+    let ns = model.namespace().unwrap_or_default();
+    let deployment = serving_deployment(
+        &name,
+        &ns,
+        owner.clone(),
+        &image,
+        serving.replicas,
+        args,
+        &p,
+    );
+    let service = serving_service(&name, &ns, owner, &p.labels);
+    (deployment, service)
+}
+
+async fn serve(
+    ctx: &Context,
+    model: &Model,
+    ns: &str,
+    version: &ModelVersion,
+) -> Result<(i32, i32), Error> {
+    let (deployment, service) = build_serving(model, &ctx.config, version);
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let current = api
+        .get_opt(&deployment.name_any())
+        .await
+        .map_err(|source| Error::Read {
+            what: "serving Deployment".into(),
+            source,
+        })?;
+    apply_if_changed(ctx, ns, deployment, current.as_ref(), "serving Deployment").await?;
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+    let current_service = services
+        .get_opt(&service.name_any())
+        .await
+        .map_err(|source| Error::Read {
+            what: "serving Service".into(),
+            source,
+        })?;
+    apply_if_changed(
+        ctx,
+        ns,
+        service,
+        current_service.as_ref(),
+        "serving Service",
+    )
+    .await?;
+    let available = current
+        .as_ref()
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    Ok((available, model.spec.serving.replicas))
 }
 
 /// The status of a valid Model, given its FeatureSet: `None` when the reference does not
 /// resolve, `Some(None)` when the Model brings its own ONNX file.
 pub fn decide(model: &Model, feature_set: Option<Option<&FeatureSet>>) -> Outcome {
+    let versions = model.status.clone().unwrap_or_default().versions;
+    decide_with(model, feature_set, &Observed::default(), &versions)
+}
+
+/// The status given what the cluster shows and the versions after this reconcile.
+pub fn decide_with(
+    model: &Model,
+    feature_set: Option<Option<&FeatureSet>>,
+    observed: &Observed,
+    versions: &[ModelVersion],
+) -> Outcome {
     let ns = model.namespace().unwrap_or_default();
-    if let Some(serving) = model
-        .status
-        .as_ref()
-        .and_then(|s| s.serving_version.clone())
-    {
-        return Outcome::new(
-            "Serving",
-            Desired::ok(READY, "Serving", format!("version {serving} is serving")),
-        );
+    let training = match (&observed.active, &observed.started) {
+        (Some((job, Some(why))), _) => Some(Desired::not(
+            "Training",
+            "Unschedulable",
+            format!("training Job {job} cannot be scheduled: {why}"),
+        )),
+        (Some((job, None)), _) => Some(Desired::ok(
+            "Training",
+            "Running",
+            format!("training Job {job} is running"),
+        )),
+        (None, Some(job)) => Some(Desired::ok(
+            "Training",
+            "Started",
+            format!("training Job {job} was created"),
+        )),
+        _ => None,
+    };
+    let recheck = observed.active.is_some() || observed.started.is_some();
+    let with_training = |mut o: Outcome| {
+        if let Some(t) = training.clone() {
+            o.conditions.push(t);
+        }
+        if recheck {
+            o.recheck_after(std::time::Duration::from_secs(10))
+        } else {
+            o
+        }
+    };
+    if let Some(serving) = versions.iter().find(|v| v.state == "Serving") {
+        let auc = serving
+            .metrics
+            .get("auc")
+            .map(|a| format!(" (AUC {a})"))
+            .unwrap_or_default();
+        return with_training(match observed.serving_replicas {
+            Some((available, _)) if available >= 1 => Outcome::new(
+                "Serving",
+                Desired::ok(
+                    READY,
+                    "Serving",
+                    format!("version {}{auc} is serving", serving.version),
+                ),
+            ),
+            Some((available, wanted)) => Outcome::new(
+                "Deploying",
+                Desired::not(
+                    READY,
+                    "AwaitingServing",
+                    format!(
+                        "version {}{auc} is deploying: {available}/{wanted} replicas available",
+                        serving.version
+                    ),
+                ),
+            )
+            .recheck_after(std::time::Duration::from_secs(10)),
+            None => Outcome::new(
+                "Serving",
+                Desired::ok(
+                    READY,
+                    "Serving",
+                    format!("version {}{auc} is serving", serving.version),
+                ),
+            ),
+        });
     }
-    match (feature_set, &model.spec.feature_set_ref) {
+    let outcome = match (feature_set, &model.spec.feature_set_ref) {
         (None, Some(r)) => Outcome::new(
             "Pending",
             Desired::not(
@@ -122,8 +646,14 @@ pub fn decide(model: &Model, feature_set: Option<Option<&FeatureSet>>) -> Outcom
                 ),
             ),
         ),
-        (Some(Some(fs)), _) => match fs.status.as_ref().and_then(|s| s.current_version.clone()) {
-            None => Outcome::new(
+        (Some(Some(fs)), _)
+            if fs
+                .status
+                .as_ref()
+                .and_then(|s| s.current_version.clone())
+                .is_none() =>
+        {
+            Outcome::new(
                 "WaitingForData",
                 Desired::not(
                     READY,
@@ -133,28 +663,73 @@ pub fn decide(model: &Model, feature_set: Option<Option<&FeatureSet>>) -> Outcom
                         fs.name_any()
                     ),
                 ),
-            ),
-            Some(version) => Outcome::new(
-                "Pending",
-                Desired::not(
-                    READY,
-                    "AwaitingTraining",
-                    format!(
-                        "snapshot {version} of FeatureSet {:?} is available; this operator version does not run training Jobs yet",
-                        fs.name_any()
-                    ),
-                ),
-            ),
-        },
-        _ => Outcome::new(
-            "Pending",
+            )
+        }
+        (Some(None), None) => Outcome::new(
+            "Deploying",
             Desired::not(
                 READY,
                 "AwaitingServing",
-                "the ONNX model is declared; this operator version does not deploy inference servers yet",
+                "the ONNX model is being registered and deployed",
             ),
         ),
-    }
+        _ => match (versions.last(), &training) {
+            (_, Some(t)) if t.reason == "Unschedulable" => Outcome::new(
+                "Pending",
+                Desired::not(READY, "AwaitingTraining", t.message.clone()),
+            ),
+            (_, Some(t)) => Outcome::new(
+                "Training",
+                Desired::not(READY, "AwaitingTraining", t.message.clone()),
+            ),
+            (Some(v), None) if v.state == "Rejected" => Outcome::new(
+                "Rejected",
+                Desired::not(
+                    READY,
+                    "BelowMinMetrics",
+                    format!(
+                        "version {} is not served: {}",
+                        v.version,
+                        v.message.clone().unwrap_or_default()
+                    ),
+                ),
+            ),
+            (Some(v), None) if v.state == "Failed" => Outcome::new(
+                "Failed",
+                Desired::not(
+                    READY,
+                    "TrainingFailed",
+                    format!(
+                        "training of version {} failed: {}",
+                        v.version,
+                        v.message.clone().unwrap_or_default()
+                    ),
+                ),
+            ),
+            _ => {
+                let data = match feature_set {
+                    Some(Some(fs)) => format!(
+                        "snapshot {} of FeatureSet {:?} is available; ",
+                        fs.status
+                            .as_ref()
+                            .and_then(|s| s.current_version.clone())
+                            .unwrap_or_default(),
+                        fs.name_any()
+                    ),
+                    _ => String::new(),
+                };
+                Outcome::new(
+                    "Pending",
+                    Desired::not(
+                        READY,
+                        "AwaitingTraining",
+                        format!("{data}waiting for a version to train"),
+                    ),
+                )
+            }
+        },
+    };
+    with_training(outcome)
 }
 
 /// Checks what the schema cannot.
@@ -340,7 +915,11 @@ mod tests {
             (pending.ready.reason.as_str(), pending.ready.status),
             ("AwaitingTraining", false)
         );
-        assert!(pending.ready.message.contains("sha256:ab"));
+        assert!(
+            pending.ready.message.contains("waiting for a version"),
+            "{}",
+            pending.ready.message
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod api;
 mod controllers;
 mod operations;
 mod packaging;
+mod predictive;
 mod quickstart;
 
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_leitwerk-operator");

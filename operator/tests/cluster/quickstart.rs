@@ -39,6 +39,8 @@ fn quick_start_shows_every_example_with_its_phase() {
         assert!(
             [
                 "Pending",
+                "Materializing",
+                "Deploying",
                 "WaitingForData",
                 "WaitingForVersions",
                 "WaitingForIndex"

@@ -1,0 +1,114 @@
+//! What the trainer reports back through its pod's termination message (at most 4096 bytes,
+//! JSON): the contract between `leitwerk-trainer` and the operator.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The largest termination message Kubernetes keeps.
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+/// The outcome of one quality rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QualityResult {
+    /// The rule's name.
+    pub rule: String,
+    /// Whether the data passed.
+    pub passed: bool,
+    /// The measured figure (a ratio, a minimum or maximum, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<f64>,
+    /// The limit it was compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
+    /// One sentence for people.
+    pub message: String,
+}
+
+/// `leitwerk-trainer materialize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MaterializeSummary {
+    /// Whether a snapshot was published (false when a quality rule failed).
+    pub published: bool,
+    /// Snapshot version (first 12 hex digits of the content digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `sha256:<hex>` of the snapshot file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// URL of the snapshot's directory in the artifact store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Rows (entity × cutoff).
+    pub rows: i64,
+    /// Newest event timestamp in the label source (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_until: Option<String>,
+    /// Quality results, failed rules first.
+    #[serde(default)]
+    pub quality: Vec<QualityResult>,
+}
+
+/// `leitwerk-trainer train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainSummary {
+    /// The version trained, as the operator named it (`v3`).
+    pub version: String,
+    /// URL of the ONNX model.
+    pub model_url: String,
+    /// `sha256:<hex>` of the ONNX file.
+    pub digest: String,
+    /// The FeatureSet snapshot version trained on (or `byo` for a bring-your-own model).
+    pub data_version: String,
+    /// Validation metrics (`auc`, `prAuc`, `logLoss`, `brier`, `f1`, … or `rmse`, `mae`, `r2`).
+    pub metrics: BTreeMap<String, f64>,
+    /// Largest |ONNX Runtime − in-process| prediction difference on the validation rows.
+    pub parity_max_abs_diff: f64,
+}
+
+/// Serialises a summary, dropping quality details until it fits the limit.
+pub fn encode_materialize(summary: &MaterializeSummary) -> String {
+    let mut s = summary.clone();
+    loop {
+        let text = serde_json::to_string(&s).unwrap_or_default();
+        if text.len() <= TERMINATION_MESSAGE_LIMIT || s.quality.is_empty() {
+            return text;
+        }
+        s.quality.pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_quality_list_is_cut_to_the_termination_message_limit() {
+        let quality = (0..200)
+            .map(|i| QualityResult {
+                rule: format!("rule-{i}"),
+                passed: i > 0,
+                measured: Some(0.5),
+                limit: Some(0.1),
+                message: "x".repeat(40),
+            })
+            .collect();
+        let s = MaterializeSummary {
+            published: false,
+            version: None,
+            digest: None,
+            location: None,
+            rows: 10,
+            data_until: None,
+            quality,
+        };
+        let text = encode_materialize(&s);
+        assert!(text.len() <= TERMINATION_MESSAGE_LIMIT);
+        let back: MaterializeSummary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.quality[0].rule, "rule-0");
+        assert!(back.quality.len() < 200 && back.quality.len() > 10);
+    }
+}

@@ -1,0 +1,376 @@
+//! A loaded model: its ONNX Runtime session, its inputs and the model card's reference buckets.
+
+use std::borrow::Cow;
+use std::sync::Mutex;
+
+use ort::environment::Environment;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{Tensor, TensorElementType, ValueType};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Largest number of rows one request may carry.
+pub const MAX_ROWS: usize = 10_000;
+
+/// Errors a caller can fix (400 / INVALID_ARGUMENT) or the server's own (500 / INTERNAL).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InferError {
+    /// The request does not match the model's inputs.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such model or version.
+    #[error("{0}")]
+    NotFound(String),
+    /// The model failed to run.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What an input holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// `FP32` (FP64, INT32 and INT64 are converted).
+    Number,
+    /// `BYTES` (UTF-8 strings).
+    Text,
+}
+
+impl InputKind {
+    /// The OIP v2 datatype.
+    pub fn datatype(self) -> &'static str {
+        match self {
+            InputKind::Number => "FP32",
+            InputKind::Text => "BYTES",
+        }
+    }
+}
+
+/// Tensor data as a request carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    /// Numbers of any numeric datatype.
+    Numbers(Vec<f64>),
+    /// Strings.
+    Text(Vec<String>),
+}
+
+/// One input tensor of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorIn {
+    /// Input name.
+    pub name: String,
+    /// OIP v2 datatype as sent.
+    pub datatype: String,
+    /// Shape as sent.
+    pub shape: Vec<i64>,
+    /// Flattened data.
+    pub data: Data,
+}
+
+/// A column of validated rows, in model input order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    /// Numbers.
+    Number(Vec<f32>),
+    /// Strings.
+    Text(Vec<String>),
+}
+
+/// Validated rows for one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    /// Row count.
+    pub n: usize,
+    /// Columns in model input order.
+    pub columns: Vec<Column>,
+}
+
+impl Rows {
+    /// Appends another batch's rows.
+    pub fn extend(&mut self, other: Rows) {
+        self.n += other.n;
+        for (mine, theirs) in self.columns.iter_mut().zip(other.columns) {
+            match (mine, theirs) {
+                (Column::Number(a), Column::Number(b)) => a.extend(b),
+                (Column::Text(a), Column::Text(b)) => a.extend(b),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Reference buckets of one feature from the model card.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reference {
+    /// Feature name.
+    pub name: String,
+    /// Inner bucket edges (numeric features).
+    #[serde(default)]
+    pub edges: Vec<f64>,
+    /// Categories; the last is the unknown bucket (categorical features).
+    #[serde(default)]
+    pub categories: Vec<String>,
+}
+
+impl Reference {
+    /// The bucket label of a number: the index of `(edges[i-1], edges[i]]`.
+    pub fn bucket_of_number(&self, v: f32) -> String {
+        if v.is_nan() {
+            return "missing".into();
+        }
+        self.edges.partition_point(|e| (*e as f32) < v).to_string()
+    }
+
+    /// The bucket label of a category (unknown ones share the last bucket).
+    pub fn bucket_of_text(&self, v: &str) -> String {
+        if v.is_empty() {
+            return "missing".into();
+        }
+        let known = self.categories.len().saturating_sub(1);
+        self.categories[..known]
+            .iter()
+            .position(|c| c == v)
+            .unwrap_or(known)
+            .to_string()
+    }
+}
+
+/// The parts of a model card the server uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Card {
+    /// Reference distributions.
+    #[serde(default)]
+    pub reference: Vec<Reference>,
+    /// Decision threshold.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+}
+
+/// A model version ready to serve.
+#[derive(Debug)]
+pub struct Model {
+    /// Model name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Inputs in session order.
+    pub inputs: Vec<(String, InputKind)>,
+    /// The output tensor served.
+    pub output: String,
+    /// Reference buckets per input (None when the card lacks the feature or there is no card).
+    pub references: Vec<Option<Reference>>,
+    /// `sha256:<hex>` of the ONNX file.
+    pub digest: String,
+    session: Mutex<Session>,
+}
+
+/// `sha256:<hex>`.
+pub fn digest(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+impl Model {
+    /// Builds a model from ONNX bytes and an optional card.
+    pub fn new(
+        environment: &Environment,
+        name: &str,
+        version: &str,
+        bytes: &[u8],
+        card: Option<Card>,
+    ) -> Result<Model, String> {
+        let session = Session::builder(environment)
+            .map_err(|e| e.to_string())?
+            .with_intra_threads(1)
+            .map_err(|e| e.to_string())?
+            .commit_from_memory(bytes)
+            .map_err(|e| format!("ONNX Runtime cannot load model {name} {version}: {e}"))?;
+        let mut inputs = Vec::new();
+        for input in session.inputs() {
+            let kind = match input.dtype() {
+                ValueType::Tensor {
+                    ty: TensorElementType::String,
+                    ..
+                } => InputKind::Text,
+                ValueType::Tensor {
+                    ty: TensorElementType::Float32,
+                    ..
+                } => InputKind::Number,
+                other => {
+                    return Err(format!(
+                        "model {name} {version}: input {} has type {other}; Leitwerk serves float and string inputs",
+                        input.name()
+                    ));
+                }
+            };
+            inputs.push((input.name().to_string(), kind));
+        }
+        let output = session
+            .outputs()
+            .iter()
+            .find(|o| {
+                matches!(
+                    o.dtype(),
+                    ValueType::Tensor {
+                        ty: TensorElementType::Float32,
+                        ..
+                    }
+                )
+            })
+            .map(|o| o.name().to_string())
+            .ok_or_else(|| format!("model {name} {version} has no float output"))?;
+        let card = card.unwrap_or_default();
+        let references = inputs
+            .iter()
+            .map(|(n, _)| card.reference.iter().find(|r| &r.name == n).cloned())
+            .collect();
+        Ok(Model {
+            name: name.into(),
+            version: version.into(),
+            inputs,
+            output,
+            references,
+            digest: digest(bytes),
+            session: Mutex::new(session),
+        })
+    }
+
+    /// Validates request tensors against the inputs: names, shapes and datatypes.
+    pub fn prepare(&self, tensors: Vec<TensorIn>) -> Result<Rows, InferError> {
+        let bad = InferError::Invalid;
+        let mut slots: Vec<Option<Column>> = vec![None; self.inputs.len()];
+        let mut n: Option<usize> = None;
+        for t in tensors {
+            let Some(i) = self.inputs.iter().position(|(name, _)| *name == t.name) else {
+                return Err(bad(format!(
+                    "unknown input {:?}; model {} {} takes {}",
+                    t.name,
+                    self.name,
+                    self.version,
+                    self.inputs
+                        .iter()
+                        .map(|(n, k)| format!("{n} ({})", k.datatype()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            if slots[i].is_some() {
+                return Err(bad(format!("input {:?} is given twice", t.name)));
+            }
+            let kind = self.inputs[i].1;
+            let rows = match t.shape.as_slice() {
+                [r] | [r, 1] if *r >= 0 => *r as usize,
+                _ => {
+                    return Err(bad(format!(
+                        "input {:?} has shape {:?}; expected [N] or [N, 1]",
+                        t.name, t.shape
+                    )));
+                }
+            };
+            let len = match &t.data {
+                Data::Numbers(v) => v.len(),
+                Data::Text(v) => v.len(),
+            };
+            if len != rows {
+                return Err(bad(format!(
+                    "input {:?} has shape {:?} but {len} values",
+                    t.name, t.shape
+                )));
+            }
+            let column = match (kind, t.datatype.as_str(), t.data) {
+                (
+                    InputKind::Number,
+                    "FP32" | "FP64" | "INT32" | "INT64" | "INT16" | "INT8" | "UINT8" | "UINT16"
+                    | "UINT32" | "UINT64",
+                    Data::Numbers(v),
+                ) => Column::Number(v.into_iter().map(|x| x as f32).collect()),
+                (InputKind::Text, "BYTES", Data::Text(v)) => Column::Text(v),
+                (kind, datatype, _) => {
+                    return Err(bad(format!(
+                        "input {:?} has datatype {datatype} (or data of another type); the model expects {}",
+                        t.name,
+                        kind.datatype()
+                    )));
+                }
+            };
+            match n {
+                Some(prev) if prev != rows => {
+                    return Err(bad(format!(
+                        "input {:?} has {rows} rows but others have {prev}",
+                        t.name
+                    )));
+                }
+                _ => n = Some(rows),
+            }
+            slots[i] = Some(column);
+        }
+        let missing: Vec<&str> = self
+            .inputs
+            .iter()
+            .zip(&slots)
+            .filter(|(_, s)| s.is_none())
+            .map(|((n, _), _)| n.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(bad(format!("missing input(s): {}", missing.join(", "))));
+        }
+        let n = n.unwrap_or(0);
+        if n == 0 || n > MAX_ROWS {
+            return Err(bad(format!(
+                "a request carries 1 to {MAX_ROWS} rows, not {n}"
+            )));
+        }
+        Ok(Rows {
+            n,
+            columns: slots.into_iter().flatten().collect(),
+        })
+    }
+
+    /// Runs the model (blocking; call from a blocking thread).
+    pub fn run(&self, rows: &Rows) -> Result<Vec<f32>, InferError> {
+        let internal = |e: &dyn std::fmt::Display| {
+            InferError::Internal(format!("model {} {} failed: {e}", self.name, self.version))
+        };
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(rows.columns.len());
+        for ((name, _), column) in self.inputs.iter().zip(&rows.columns) {
+            let value: SessionInputValue<'_> = match column {
+                Column::Number(v) => Tensor::from_array(([rows.n, 1], v.clone()))
+                    .map_err(|e| internal(&e))?
+                    .into(),
+                Column::Text(v) => Tensor::from_string_array(([rows.n, 1], v.as_slice()))
+                    .map_err(|e| internal(&e))?
+                    .into(),
+            };
+            inputs.push((Cow::Borrowed(name.as_str()), value));
+        }
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| InferError::Internal("session lock poisoned".into()))?;
+        let outputs = session.run(inputs).map_err(|e| internal(&e))?;
+        let (_, scores) = outputs[self.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| internal(&e))?;
+        // A two-column output ([N, 2], e.g. class probabilities exported from scikit-learn)
+        // serves P(class 1).
+        if scores.len() == 2 * rows.n {
+            return Ok(scores.iter().skip(1).step_by(2).copied().collect());
+        }
+        if scores.len() < rows.n {
+            return Err(InferError::Internal(format!(
+                "model {} {} returned {} scores for {} rows",
+                self.name,
+                self.version,
+                scores.len(),
+                rows.n
+            )));
+        }
+        Ok(scores[..rows.n].to_vec())
+    }
+}

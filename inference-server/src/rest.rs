@@ -1,0 +1,271 @@
+//! Open Inference Protocol v2 over REST (JSON), plus `/metrics` and the feedback endpoint.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::model::{Data, InferError, TensorIn};
+use crate::server::Server;
+
+/// An error answered as `{"error": "..."}` with its status.
+#[derive(Debug)]
+pub struct ApiError(InferError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.0 {
+            InferError::Invalid(_) => StatusCode::BAD_REQUEST,
+            InferError::NotFound(_) => StatusCode::NOT_FOUND,
+            InferError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(json!({ "error": self.0.to_string() }))).into_response()
+    }
+}
+
+impl From<InferError> for ApiError {
+    fn from(e: InferError) -> Self {
+        ApiError(e)
+    }
+}
+
+/// The routes.
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route(
+            "/v2/health/live",
+            get(|| async { Json(json!({"live": true})) }),
+        )
+        .route("/v2/health/ready", get(ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(model_metadata_v),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(model_ready_v),
+        )
+        .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
+        .route("/v2/feedback", post(feedback))
+        .route("/metrics", get(metrics))
+        .with_state(server)
+}
+
+async fn ready(State(s): State<Arc<Server>>) -> Response {
+    let ready = s.ready.load(Ordering::Relaxed);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(
+        json!({"name": "leitwerk-inference-server", "version": env!("CARGO_PKG_VERSION"), "extensions": ["feedback"]}),
+    )
+}
+
+/// Model metadata as OIP v2 describes it.
+pub fn metadata(s: &Server, name: &str, version: Option<&str>) -> Result<Value, InferError> {
+    let served = s.find(name, version)?;
+    let versions: Vec<String> = s
+        .models
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.iter().map(|x| x.model.version.clone()).collect())
+        .unwrap_or_default();
+    let m = &served.model;
+    Ok(json!({
+        "name": m.name,
+        "versions": versions,
+        "platform": "onnxruntime_onnx",
+        "inputs": m.inputs.iter().map(|(n, k)| json!({"name": n, "datatype": k.datatype(), "shape": [-1, 1]})).collect::<Vec<_>>(),
+        "outputs": [{"name": m.output, "datatype": "FP32", "shape": [-1, 1]}],
+        "parameters": {"digest": m.digest},
+    }))
+}
+
+async fn model_metadata(
+    State(s): State<Arc<Server>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(metadata(&s, &name, None)?))
+}
+
+async fn model_metadata_v(
+    State(s): State<Arc<Server>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(metadata(&s, &name, Some(&version))?))
+}
+
+async fn model_ready(
+    State(s): State<Arc<Server>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.find(&name, None)?;
+    Ok(Json(json!({"name": name, "ready": true})))
+}
+
+async fn model_ready_v(
+    State(s): State<Arc<Server>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    s.find(&name, Some(&version))?;
+    Ok(Json(json!({"name": name, "ready": true})))
+}
+
+#[derive(Debug, Deserialize)]
+struct InferRequest {
+    #[serde(default)]
+    id: Option<String>,
+    inputs: Vec<InputTensor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InputTensor {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    data: Value,
+}
+
+fn flatten(
+    value: &Value,
+    numbers: &mut Vec<f64>,
+    text: &mut Vec<String>,
+    name: &str,
+) -> Result<(), InferError> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .try_for_each(|v| flatten(v, numbers, text, name)),
+        Value::Number(n) => {
+            numbers.push(n.as_f64().unwrap_or(f64::NAN));
+            Ok(())
+        }
+        Value::String(s) => {
+            text.push(s.clone());
+            Ok(())
+        }
+        Value::Null => {
+            numbers.push(f64::NAN);
+            Ok(())
+        }
+        other => Err(InferError::Invalid(format!(
+            "input {name:?}: {other} is neither a number nor a string"
+        ))),
+    }
+}
+
+fn parse_inputs(inputs: Vec<InputTensor>) -> Result<Vec<TensorIn>, InferError> {
+    inputs
+        .into_iter()
+        .map(|t| {
+            let (mut numbers, mut text) = (Vec::new(), Vec::new());
+            flatten(&t.data, &mut numbers, &mut text, &t.name)?;
+            let data = match (numbers.is_empty(), text.is_empty()) {
+                (_, true) => Data::Numbers(numbers),
+                (true, false) => Data::Text(text),
+                (false, false) => {
+                    return Err(InferError::Invalid(format!(
+                        "input {:?} mixes numbers and strings",
+                        t.name
+                    )));
+                }
+            };
+            Ok(TensorIn {
+                name: t.name,
+                datatype: t.datatype,
+                shape: t.shape,
+                data,
+            })
+        })
+        .collect()
+}
+
+async fn run_infer(
+    s: Arc<Server>,
+    name: String,
+    version: Option<String>,
+    body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(request) = body.map_err(|e| {
+        InferError::Invalid(format!(
+            "the body is not an OIP v2 inference request: {}",
+            e.body_text()
+        ))
+    })?;
+    let tensors = parse_inputs(request.inputs)?;
+    let scored = s.infer(&name, version.as_deref(), tensors, "rest").await?;
+    let n = scored.scores.len();
+    Ok(Json(json!({
+        "model_name": scored.model,
+        "model_version": scored.version,
+        "id": request.id.unwrap_or_default(),
+        "parameters": {"prediction_ids": scored.prediction_ids},
+        "outputs": [{"name": scored.output, "datatype": "FP32", "shape": [n, 1], "data": scored.scores}],
+    })))
+}
+
+async fn infer(
+    State(s): State<Arc<Server>>,
+    Path(name): Path<String>,
+    body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    run_infer(s, name, None, body).await
+}
+
+async fn infer_v(
+    State(s): State<Arc<Server>>,
+    Path((name, version)): Path<(String, String)>,
+    body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    run_infer(s, name, Some(version), body).await
+}
+
+#[derive(Debug, Deserialize)]
+struct Feedback {
+    prediction_id: String,
+    converted: bool,
+    #[serde(default)]
+    value: Option<f64>,
+}
+
+async fn feedback(
+    State(s): State<Arc<Server>>,
+    body: Result<Json<Feedback>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(f) = body.map_err(|e| {
+        InferError::Invalid(format!(
+            "feedback is {{\"prediction_id\": \"...\", \"converted\": true|false, \"value\": optional number}}: {}",
+            e.body_text()
+        ))
+    })?;
+    let (model, version) = s.feedback(&f.prediction_id, f.converted, f.value)?;
+    Ok(Json(
+        json!({"model_name": model, "model_version": version, "recorded": true}),
+    ))
+}
+
+async fn metrics(State(s): State<Arc<Server>>) -> impl IntoResponse {
+    (
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}

@@ -1,0 +1,268 @@
+//! Predictive models end to end: `examples/lead-scoring` applied to a private control plane
+//! with one GPU node (the stand-in in `tests/src/node.rs`, which runs the real trainer and
+//! inference-server binaries for the pods the real kube-scheduler binds to it). The FeatureSet
+//! materializes, the Model trains on the GPU node, reaches Serving above the example's AUC
+//! threshold, and an OIP v2 request returns the scores the trainer computed for the same rows.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::ListParams;
+use leitwerk_crds::{FeatureSet, Model};
+use leitwerk_testkit::node::{Image, NodeStandIn};
+use leitwerk_testkit::{Cluster, OperatorProcess, TestNamespace, kubectl_apply, wait_for};
+
+use crate::OPERATOR;
+
+const TRAINER_IMAGE: &str = "leitwerk-trainer:e2e";
+const SERVER_IMAGE: &str = "leitwerk-inference-server:e2e";
+
+/// A sibling binary of the operator in the same target directory.
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let path = Path::new(OPERATOR).with_file_name(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is not built: run `cargo build --workspace` (or `cargo test --workspace`) first",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn onnxruntime() -> anyhow::Result<String> {
+    let out = std::process::Command::new("bash")
+        .arg(leitwerk_testkit::repo_root().join("tests/onnxruntime.sh"))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tests/onnxruntime.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A hostPath PersistentVolume and a claim bound to it (the PV controller binds them).
+fn volume_yaml(ns: &str, claim: &str, path: &Path) -> String {
+    format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {ns}-{claim}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  claimRef: {{namespace: {ns}, name: {claim}}}\n  hostPath: {{path: {p}}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {claim}, namespace: {ns}}}\nspec:\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  resources: {{requests: {{storage: 1Gi}}}}\n",
+        p = path.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainers_scores()
+-> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("leitwerk-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let cluster = Cluster::start(&dir.join("cluster"), false)?;
+    cluster.install_crds()?;
+    cluster.install_operator_rbac()?;
+    let client = cluster.client().await?;
+    let ns = TestNamespace::create(&cluster, "e2e").await?;
+
+    // Data on the claim the example names, artifacts on the operator's claim.
+    let data = dir.join("volumes/leitwerk-data");
+    let artifacts = dir.join("volumes/leitwerk-artifacts");
+    std::fs::create_dir_all(&artifacts)?;
+    let trainer = sibling("leitwerk-trainer")?;
+    let out = std::process::Command::new(&trainer)
+        .args([
+            "generate", "leads", "--seed", "11", "--count", "4000", "--out",
+        ])
+        .arg(&data)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (claim, path) in [("leitwerk-data", &data), ("leitwerk-artifacts", &artifacts)] {
+        cluster.apply(None, "-", Some(&volume_yaml(&ns.name, claim, path)))?;
+    }
+
+    let ort = onnxruntime()?;
+    let images = HashMap::from([
+        (
+            TRAINER_IMAGE.to_string(),
+            Image {
+                binary: trainer.clone(),
+                env: vec![("ORT_DYLIB_PATH".into(), ort.clone())],
+            },
+        ),
+        (
+            SERVER_IMAGE.to_string(),
+            Image {
+                binary: sibling("leitwerk-inference-server")?,
+                env: vec![("ORT_DYLIB_PATH".into(), ort.clone())],
+            },
+        ),
+    ]);
+    let node = NodeStandIn::start(client.clone(), "gpu-node-1", 1, &dir, images).await?;
+
+    let config = dir.join("operator.yaml");
+    std::fs::write(
+        &config,
+        format!("trainerImage: {TRAINER_IMAGE}\ninferenceServerImage: {SERVER_IMAGE}\n"),
+    )?;
+    let operator = OperatorProcess::start(
+        &cluster,
+        OPERATOR,
+        &ns.name,
+        &["--config", &config.to_string_lossy()],
+    )
+    .await?;
+    kubectl_apply(&cluster, &ns.name, "examples/lead-scoring/", None)?;
+
+    let models: Api<Model> = Api::namespaced(client.clone(), &ns.name);
+    let feature_sets: Api<FeatureSet> = Api::namespaced(client.clone(), &ns.name);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let model = wait_for("the Model to serve", Duration::from_secs(300), || async {
+        let m = models.get("lead-scoring").await?;
+        let phase = m
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        let fs = feature_sets.get("lead-features").await?;
+        let why = format!(
+            "Model {phase} {:?}; FeatureSet {:?}",
+            m.status.as_ref().map(|s| (&s.conditions, &s.versions)),
+            fs.status.as_ref().map(|s| (&s.phase, &s.conditions))
+        );
+        Ok(((phase == "Serving").then_some(m), why))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+
+    let status = model.status.clone().unwrap_or_default();
+    let serving = status
+        .versions
+        .iter()
+        .find(|v| v.state == "Serving")
+        .expect("a serving version");
+    let auc = serving.metrics["auc"];
+    assert!(auc >= 0.75, "the example's minMetrics: AUC {auc}");
+    assert_eq!(status.serving_version.as_deref(), Some("v1"));
+    let fs = feature_sets
+        .get("lead-features")
+        .await?
+        .status
+        .unwrap_or_default();
+    assert_eq!(
+        serving.data_version, fs.current_version,
+        "trained on the published snapshot"
+    );
+    assert!(
+        fs.rows.unwrap_or(0) > 10_000 && fs.quality.as_deref() == Some("3/3 passed"),
+        "{fs:?}"
+    );
+
+    // The training pod ran on the GPU node with its GPU request and the restricted context.
+    let train_pods = pods
+        .list(
+            &ListParams::default()
+                .labels("leitwerk.dev/model=lead-scoring,leitwerk.dev/version=v1"),
+        )
+        .await?;
+    let train_pod = train_pods.items.first().expect("the training pod");
+    let spec = train_pod.spec.clone().unwrap_or_default();
+    assert_eq!(spec.node_name.as_deref(), Some("gpu-node-1"));
+    let limits = spec.containers[0]
+        .resources
+        .clone()
+        .unwrap_or_default()
+        .limits
+        .unwrap_or_default();
+    assert_eq!(
+        limits.get("nvidia.com/gpu").map(|q| q.0.as_str()),
+        Some("1")
+    );
+    assert_eq!(
+        spec.containers[0]
+            .security_context
+            .as_ref()
+            .and_then(|s| s.allow_privilege_escalation),
+        Some(false)
+    );
+
+    // The card's examples are rows the trainer scored; the served model must agree.
+    let url = serving.artifact_url.clone().unwrap_or_default();
+    let card_path = PathBuf::from(
+        url.trim_start_matches("file://")
+            .replace("/var/lib/leitwerk/artifacts", &artifacts.to_string_lossy()),
+    )
+    .with_file_name("card.json");
+    let card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
+    let serving_ports = wait_for("a ready serving pod", Duration::from_secs(60), || async {
+        let ports = node.all_ports();
+        Ok((ports.first().map(|(_, p)| *p), format!("{ports:?}")))
+    })
+    .await?;
+    let inputs: Vec<serde_json::Value> = card["inputs"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(|input| {
+            let name = input[0].as_str().unwrap_or_default();
+            let datatype = input[1].as_str().unwrap_or_default();
+            let data: Vec<serde_json::Value> = card["examples"].as_array().unwrap_or(&vec![]).iter().map(|e| e["inputs"][name].clone()).collect();
+            serde_json::json!({"name": name, "datatype": datatype, "shape": [data.len(), 1], "data": data})
+        })
+        .collect();
+    let expected: Vec<f64> = card["examples"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(|e| e["score"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    assert_eq!(expected.len(), 5);
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/v2/models/lead-scoring/infer",
+            serving_ports.0
+        ))
+        .json(&serde_json::json!({"inputs": inputs}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(response["model_version"], "v1", "{response}");
+    let served: Vec<f64> = response["outputs"][0]["data"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(|v| v.as_f64().unwrap_or(f64::NAN))
+        .collect();
+    assert_eq!(served.len(), expected.len(), "{response}");
+    for (s, e) in served.iter().zip(&expected) {
+        assert!((s - e).abs() <= 1e-5, "served {s} vs trainer {e}");
+    }
+
+    // A Model that asks for more GPUs than any node has stays Pending and says why.
+    let greedy = std::fs::read_to_string(
+        leitwerk_testkit::repo_root().join("examples/lead-scoring/model.yaml"),
+    )?
+    .replace("name: lead-scoring", "name: greedy")
+    .replace("gpu: {count: 1}", "gpu: {count: 4}");
+    cluster.apply(Some(&ns.name), "-", Some(&greedy))?;
+    wait_for(
+        "the greedy Model to report its unschedulable Job",
+        Duration::from_secs(90),
+        || async {
+            let m = models.get("greedy").await?;
+            let s = m.status.unwrap_or_default();
+            let training = s.conditions.iter().find(|c| c.type_ == "Training").cloned();
+            let ok = s.phase.as_deref() == Some("Pending")
+                && training.as_ref().is_some_and(|c| {
+                    c.reason == "Unschedulable" && c.message.contains("nvidia.com/gpu")
+                });
+            Ok((ok.then_some(()), format!("{:?} {training:?}", s.phase)))
+        },
+    )
+    .await?;
+    drop(node);
+    Ok(())
+}

@@ -1,0 +1,483 @@
+//! A node stand-in: what a kubelet would do for the pods bound to one Node, with the project's
+//! real binaries as the "containers".
+//!
+//! There is no kubelet or container runtime on the test machines, so this stand-in
+//! - registers a Node that advertises CPU, memory and (optionally) `nvidia.com/gpu`, and keeps
+//!   its Ready condition fresh;
+//! - watches the pods the real kube-scheduler binds to it, and runs each container's image as a
+//!   local binary (an image table maps image → binary + the environment the image would bake
+//!   in, such as `ORT_DYLIB_PATH`), with the pod's arguments and environment;
+//! - provides the pod's volumes like a kubelet: each process runs in a private mount namespace
+//!   (`unshare --mount`) with PersistentVolumeClaims (through their bound hostPath
+//!   PersistentVolume) and emptyDirs bind-mounted at their mount paths, and a termination-log
+//!   file bind-mounted at the container's `terminationMessagePath`; empty mount-point
+//!   directories are created on the host when missing;
+//! - gives serving containers their own ports: containers that declare ports `http` and `grpc`
+//!   get `--http-addr` / `--grpc-addr` on free 127.0.0.1 ports (what a pod network would
+//!   isolate), reported through [`NodeStandIn::ports`];
+//! - reports pod status back: Running, readiness from the readiness probe, and for finished
+//!   containers the exit code and termination message (falling back to the log tail on error).
+//!
+//! It does not switch users, enforce resources or restart failed Job pods (Jobs create new
+//! pods, as with a real kubelet and `restartPolicy: Never`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+/// What an image contains: the binary to run and the environment it bakes in.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The binary (the image's entrypoint).
+    pub binary: PathBuf,
+    /// Environment the image sets.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running stand-in; stops (and kills its processes) when dropped.
+#[derive(Debug)]
+pub struct NodeStandIn {
+    /// The Node's name.
+    pub name: String,
+    ports: Arc<Mutex<HashMap<String, (u16, u16)>>>,
+    task: tokio::task::JoinHandle<()>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for NodeStandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.heartbeat.abort();
+    }
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+impl NodeStandIn {
+    /// Registers Node `name` with `gpus` GPUs and starts running the pods bound to it.
+    /// `root` holds per-pod files (logs, termination messages, emptyDirs).
+    pub async fn start(
+        client: Client,
+        name: &str,
+        gpus: u32,
+        root: &Path,
+        images: HashMap<String, Image>,
+    ) -> anyhow::Result<NodeStandIn> {
+        let nodes: Api<Node> = Api::all(client.clone());
+        let mut labels = BTreeMap::from([
+            ("kubernetes.io/hostname".to_string(), name.to_string()),
+            ("kubernetes.io/os".to_string(), "linux".to_string()),
+        ]);
+        if gpus > 0 {
+            labels.insert("nvidia.com/gpu.present".into(), "true".into());
+        }
+        let node: Node =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))?;
+        let _ = nodes.create(&PostParams::default(), &node).await;
+        let status = node_status(gpus);
+        nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await?;
+        let heartbeat = {
+            let nodes = nodes.clone();
+            let name = name.to_string();
+            tokio::spawn(async move {
+                for _ in 0..100_000 {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    let _ = nodes
+                        .patch_status(
+                            &name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&node_status(gpus)),
+                        )
+                        .await;
+                }
+            })
+        };
+        let ports = Arc::new(Mutex::new(HashMap::new()));
+        let runner = Runner {
+            client: client.clone(),
+            root: root.to_path_buf(),
+            images: Arc::new(images),
+            ports: ports.clone(),
+        };
+        let node_name = name.to_string();
+        let task = tokio::spawn(async move {
+            let pods: Api<Pod> = Api::all(runner.client.clone());
+            let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
+            let mut started: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+            let mut stream = watcher::watcher(pods, config).boxed();
+            while let Some(event) = stream.next().await {
+                let pods = match event {
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => vec![p],
+                    Ok(watcher::Event::Delete(p)) => {
+                        if let Some(h) = started.remove(&p.uid().unwrap_or_default()) {
+                            h.abort();
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                };
+                for pod in pods {
+                    let uid = pod.uid().unwrap_or_default();
+                    if pod.metadata.deletion_timestamp.is_some() {
+                        if let Some(h) = started.remove(&uid) {
+                            h.abort();
+                        }
+                        let api: Api<Pod> = Api::namespaced(
+                            runner.client.clone(),
+                            &pod.namespace().unwrap_or_default(),
+                        );
+                        let _ = api
+                            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+                            .await;
+                        continue;
+                    }
+                    let phase = pod
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase.clone())
+                        .unwrap_or_default();
+                    if started.contains_key(&uid) || phase == "Succeeded" || phase == "Failed" {
+                        continue;
+                    }
+                    let r = runner.clone();
+                    started.insert(uid, tokio::spawn(async move { r.run_pod(pod).await }));
+                }
+            }
+        });
+        Ok(NodeStandIn {
+            name: name.to_string(),
+            ports,
+            task,
+            heartbeat,
+        })
+    }
+
+    /// The (REST, gRPC) ports of a serving pod (`namespace/name`), once it runs.
+    pub fn ports(&self, namespace: &str, pod: &str) -> Option<(u16, u16)> {
+        self.ports
+            .lock()
+            .ok()?
+            .get(&format!("{namespace}/{pod}"))
+            .copied()
+    }
+
+    /// Every serving pod with its ports.
+    pub fn all_ports(&self) -> Vec<(String, (u16, u16))> {
+        self.ports
+            .lock()
+            .map(|p| p.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn node_status(gpus: u32) -> serde_json::Value {
+    let mut capacity =
+        json!({"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+    if gpus > 0 {
+        capacity["nvidia.com/gpu"] = json!(gpus.to_string());
+    }
+    json!({"status": {
+        "capacity": capacity,
+        "allocatable": capacity,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "StandInReady", "message": "tests/src/node.rs runs this node's pods", "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "v1.34.4-standin", "kubeProxyVersion": "", "bootID": "", "containerRuntimeVersion": "standin://1", "kernelVersion": "", "machineID": "", "osImage": "", "systemUUID": ""}
+    }})
+}
+
+#[derive(Clone)]
+struct Runner {
+    client: Client,
+    root: PathBuf,
+    images: Arc<HashMap<String, Image>>,
+    ports: Arc<Mutex<HashMap<String, (u16, u16)>>>,
+}
+
+impl Runner {
+    async fn patch_status(&self, pod: &Pod, status: serde_json::Value) {
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let _ = api
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "status": status })),
+            )
+            .await;
+    }
+
+    async fn fail(&self, pod: &Pod, message: String) {
+        self.patch_status(
+            pod,
+            json!({"phase": "Failed", "reason": "StandInError", "message": message}),
+        )
+        .await;
+    }
+
+    /// The host directory behind a volume.
+    async fn volume_path(
+        &self,
+        pod: &Pod,
+        volume: &str,
+        pod_dir: &Path,
+    ) -> Result<PathBuf, String> {
+        let spec = pod.spec.as_ref().ok_or("no spec")?;
+        let v = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == volume)
+            .ok_or(format!("volume {volume} is not declared"))?;
+        if v.empty_dir.is_some() {
+            let dir = pod_dir.join("volumes").join(volume);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            return Ok(dir);
+        }
+        if let Some(pvc) = &v.persistent_volume_claim {
+            let ns = pod.namespace().unwrap_or_default();
+            let claim = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &ns)
+                .get(&pvc.claim_name)
+                .await
+                .map_err(|e| format!("claim {}: {e}", pvc.claim_name))?;
+            let pv_name = claim
+                .spec
+                .and_then(|s| s.volume_name)
+                .ok_or(format!("claim {} is not bound", pvc.claim_name))?;
+            let pv = Api::<PersistentVolume>::all(self.client.clone())
+                .get(&pv_name)
+                .await
+                .map_err(|e| e.to_string())?;
+            let path = pv
+                .spec
+                .and_then(|s| s.host_path)
+                .map(|h| h.path)
+                .ok_or(format!("volume {pv_name} is not a hostPath volume"))?;
+            return Ok(PathBuf::from(path));
+        }
+        Err(format!(
+            "volume {volume}: only emptyDir and persistentVolumeClaim are supported by the stand-in"
+        ))
+    }
+
+    async fn run_pod(&self, pod: Pod) {
+        let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+        let pod_dir = self.root.join("pods").join(pod.uid().unwrap_or_default());
+        if let Err(e) = std::fs::create_dir_all(&pod_dir) {
+            return self.fail(&pod, e.to_string()).await;
+        }
+        let Some(spec) = pod.spec.clone() else { return };
+        let Some(container) = spec.containers.first().cloned() else {
+            return;
+        };
+        let image_name = container.image.clone().unwrap_or_default();
+        let Some(image) = self.images.get(&image_name).cloned() else {
+            return self
+                .fail(
+                    &pod,
+                    format!("image {image_name} is not in the stand-in's image table"),
+                )
+                .await;
+        };
+        // (source, target, read-only). A mount whose target hides another source (an
+        // emptyDir at /tmp while the sources live under /tmp) goes last.
+        let mut binds: Vec<(String, String, bool)> = Vec::new();
+        for m in container.volume_mounts.iter().flatten() {
+            let source = match self.volume_path(&pod, &m.name, &pod_dir).await {
+                Ok(p) => p,
+                Err(e) => return self.fail(&pod, e).await,
+            };
+            binds.push((
+                source.to_string_lossy().to_string(),
+                m.mount_path.clone(),
+                m.read_only == Some(true),
+            ));
+        }
+        let termination_path = container
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        let termination_file = pod_dir.join("termination-log");
+        let _ = std::fs::write(&termination_file, b"");
+        binds.push((
+            termination_file.to_string_lossy().to_string(),
+            termination_path.clone(),
+            false,
+        ));
+        let sources: Vec<String> = binds.iter().map(|b| b.0.clone()).collect();
+        binds.sort_by_key(|(_, target, _)| {
+            sources
+                .iter()
+                .any(|s| s.starts_with(&format!("{}/", target.trim_end_matches('/'))))
+        });
+        let mut script = String::from("set -e\n");
+        for (source, target, read_only) in &binds {
+            let t = shell_quote(target);
+            if *target == termination_path {
+                script.push_str(&format!("[ -e {t} ] || touch {t}\n"));
+            } else {
+                script.push_str(&format!("mkdir -p {t}\n"));
+            }
+            script.push_str(&format!("mount --bind {} {t}\n", shell_quote(source)));
+            if *read_only {
+                script.push_str(&format!("mount -o remount,bind,ro {t}\n"));
+            }
+        }
+        script.push_str("exec \"$@\"\n");
+        let mut args: Vec<String> = container
+            .command
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .skip(1)
+            .collect();
+        args.extend(container.args.clone().unwrap_or_default());
+        let declared: Vec<String> = container
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| p.name.clone())
+            .collect();
+        let mut ports = None;
+        if declared.iter().any(|p| p == "http") && declared.iter().any(|p| p == "grpc") {
+            let (Ok(http), Ok(grpc)) = (crate::free_port(), crate::free_port()) else {
+                return self.fail(&pod, "no free port".into()).await;
+            };
+            args.extend([
+                "--http-addr".into(),
+                format!("127.0.0.1:{http}"),
+                "--grpc-addr".into(),
+                format!("127.0.0.1:{grpc}"),
+            ]);
+            ports = Some((http, grpc));
+            if let Ok(mut p) = self.ports.lock() {
+                p.insert(key.clone(), (http, grpc));
+            }
+        }
+        let log_path = pod_dir.join("container.log");
+        let Ok(log) = std::fs::File::create(&log_path) else {
+            return;
+        };
+        let mut cmd = tokio::process::Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .arg(&image.binary)
+        .args(&args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", "/tmp")
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null());
+        for (k, v) in &image.env {
+            cmd.env(k, v);
+        }
+        for e in container.env.iter().flatten() {
+            cmd.env(&e.name, e.value.clone().unwrap_or_default());
+        }
+        let Ok(log2) = log.try_clone() else { return };
+        cmd.stdout(log).stderr(log2);
+        let started_at = now();
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                return self
+                    .fail(
+                        &pod,
+                        format!("cannot start {}: {e}", image.binary.display()),
+                    )
+                    .await;
+            }
+        };
+        let running = |ready: bool| {
+            json!({
+                "phase": "Running",
+                "hostIP": "127.0.0.1",
+                "podIP": "127.0.0.1",
+                "podIPs": [{"ip": "127.0.0.1"}],
+                "startTime": started_at,
+                "conditions": [
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": started_at},
+                    {"type": "ContainersReady", "status": if ready {"True"} else {"False"}, "lastTransitionTime": now()},
+                    {"type": "Ready", "status": if ready {"True"} else {"False"}, "lastTransitionTime": now()},
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": started_at}
+                ],
+                "containerStatuses": [{"name": container.name, "image": image_name, "imageID": "", "ready": ready, "restartCount": 0, "started": true, "state": {"running": {"startedAt": started_at}}}]
+            })
+        };
+        let probe_path = container
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone());
+        self.patch_status(&pod, running(probe_path.is_none())).await;
+        if let (Some(path), Some((http, _))) = (probe_path, ports) {
+            let url = format!("http://127.0.0.1:{http}{path}");
+            for _ in 0..600 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if reqwest::get(&url)
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+                {
+                    self.patch_status(&pod, running(true)).await;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let status = child.wait().await;
+        let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
+        let mut message = std::fs::read_to_string(&termination_file).unwrap_or_default();
+        if message.is_empty() && code != 0 {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            message = log
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        message.truncate(4096);
+        let phase = if code == 0 { "Succeeded" } else { "Failed" };
+        self.patch_status(
+            &pod,
+            json!({
+                "phase": phase,
+                "conditions": [
+                    {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()},
+                    {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()}
+                ],
+                "containerStatuses": [{"name": container.name, "image": image_name, "imageID": "", "ready": false, "restartCount": 0, "started": false,
+                    "state": {"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"}, "message": message, "startedAt": started_at, "finishedAt": now()}}}]
+            }),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,833 @@
+//! `leitwerk-trainer materialize`: a FeatureSet spec plus its sources become one training table
+//! with a row per (entity, cutoff), computed with polars' lazy API.
+//!
+//! Point-in-time correctness: every feature for cutoff `t` is computed from rows with
+//! timestamp `< t` only, and the label from rows in `[t, t + horizon)`. Cutoffs whose horizon
+//! reaches past the newest event are skipped (their labels are not observed yet). The first
+//! source lists the entities: an entity takes part in a cutoff once its first row is older than
+//! the cutoff.
+//!
+//! Feature columns are named `<feature>_<window>` (`page_views_7d`) or `<feature>` for Static
+//! features and features without windows. The table also has the entity key and `cutoff`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use leitwerk_crds::common::{TableFormat, parse_duration};
+use leitwerk_crds::feature_set::{
+    Aggregation, ColumnType, DataSource, FeatureKind, FeatureSetSpec, LabelKind, QualityRule,
+};
+use leitwerk_crds::filter::{CompareOp, Filter, Literal as FilterLiteral};
+use leitwerk_crds::summary::QualityResult;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Name of the cutoff column in the training table.
+pub const CUTOFF: &str = "cutoff";
+const TS: &str = "__ts";
+const FIRST: &str = "__first";
+
+/// Errors of materialization; each names the part of the spec or the source involved.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    /// The spec cannot be computed as written.
+    #[error("{field}: {message}")]
+    Spec {
+        /// The spec field, e.g. `spec.features[2].column`.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A source could not be read or computed.
+    #[error("source {source_name}: {message}")]
+    Source {
+        /// The source's name.
+        source_name: String,
+        /// What happened.
+        message: String,
+    },
+    /// polars failed while computing the table.
+    #[error("computing the feature table failed")]
+    Compute(#[from] PolarsError),
+}
+
+fn spec_err(field: impl Into<String>, message: impl Into<String>) -> MaterializeError {
+    MaterializeError::Spec {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// One feature column of the table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureColumn {
+    /// Column name.
+    pub name: String,
+    /// Numeric or Categorical.
+    pub kind: FeatureKind,
+}
+
+/// The computed table and what was measured on the way.
+#[derive(Debug)]
+pub struct Materialized {
+    /// key, `cutoff`, features…, label.
+    pub frame: DataFrame,
+    /// The feature columns, in order.
+    pub features: Vec<FeatureColumn>,
+    /// Quality results, failed first.
+    pub quality: Vec<QualityResult>,
+    /// Newest label-source timestamp (ms since the epoch).
+    pub data_until_ms: i64,
+    /// The cutoffs used (ms), oldest first.
+    pub cutoffs: Vec<i64>,
+    /// Cutoffs dropped because their horizon is not observed yet.
+    pub skipped_cutoffs: usize,
+}
+
+/// Where a source's files are on this machine (object-store sources are downloaded first).
+pub type LocalPaths = BTreeMap<String, PathBuf>;
+
+fn scan(source: &DataSource, path: &std::path::Path) -> PolarsResult<LazyFrame> {
+    let p = PlRefPath::new(path.to_string_lossy().as_ref());
+    match source.format {
+        TableFormat::Csv => LazyCsvReader::new(p)
+            .with_has_header(true)
+            .with_try_parse_dates(true)
+            .with_infer_schema_length(Some(10_000))
+            .finish(),
+        TableFormat::Parquet => LazyFrame::scan_parquet(p, ScanArgsParquet::default()),
+    }
+}
+
+struct Loaded {
+    lf: LazyFrame,
+    schema: SchemaRef,
+}
+
+fn load(
+    spec: &FeatureSetSpec,
+    paths: &LocalPaths,
+) -> Result<BTreeMap<String, Loaded>, MaterializeError> {
+    let mut out = BTreeMap::new();
+    for source in &spec.sources {
+        let src_err = |message: String| MaterializeError::Source {
+            source_name: source.name.clone(),
+            message,
+        };
+        let path = paths
+            .get(&source.name)
+            .ok_or_else(|| src_err("no local path was resolved for this source".into()))?;
+        let mut lf = scan(source, path)
+            .map_err(|e| src_err(format!("cannot read {}: {e}", path.display())))?;
+        let schema = lf
+            .collect_schema()
+            .map_err(|e| src_err(format!("cannot read {}: {e}", path.display())))?;
+        for (col_name, what) in [
+            (&spec.entity_key, "spec.entityKey"),
+            (&spec.event_timestamp, "spec.eventTimestamp"),
+        ] {
+            if schema.get(col_name).is_none() {
+                return Err(src_err(format!(
+                    "has no column {col_name:?} ({what}); its columns are {}",
+                    schema
+                        .iter_names()
+                        .map(|n| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        let ts_expr = match schema.get(&spec.event_timestamp) {
+            Some(DataType::Datetime(_, _)) | Some(DataType::Date) => {
+                col(spec.event_timestamp.as_str())
+                    .cast(DataType::Datetime(TimeUnit::Milliseconds, None))
+                    .cast(DataType::Int64)
+            }
+            Some(other) => {
+                return Err(src_err(format!(
+                    "column {:?} (spec.eventTimestamp) is {other}, not a timestamp; write ISO 8601 timestamps such as 2026-01-31T12:00:00",
+                    spec.event_timestamp
+                )));
+            }
+            None => unreachable_column(),
+        };
+        let lf = lf.with_columns([
+            ts_expr.alias(TS),
+            col(spec.entity_key.as_str()).cast(DataType::String),
+        ]);
+        out.insert(source.name.clone(), Loaded { lf, schema });
+    }
+    Ok(out)
+}
+
+fn unreachable_column() -> Expr {
+    lit(NULL)
+}
+
+/// Turns a parsed filter into a polars predicate.
+pub fn filter_expr(filter: &Filter) -> Expr {
+    match filter {
+        Filter::Compare { column, op, value } => {
+            let right = match value {
+                FilterLiteral::Text(s) => lit(s.as_str()),
+                FilterLiteral::Number(n) => lit(*n),
+                FilterLiteral::Bool(b) => lit(*b),
+            };
+            let left = col(column.as_str());
+            match op {
+                CompareOp::Eq => left.eq(right),
+                CompareOp::Ne => left.neq(right),
+                CompareOp::Lt => left.lt(right),
+                CompareOp::Le => left.lt_eq(right),
+                CompareOp::Gt => left.gt(right),
+                CompareOp::Ge => left.gt_eq(right),
+            }
+        }
+        Filter::And(a, b) => filter_expr(a).and(filter_expr(b)),
+        Filter::Or(a, b) => filter_expr(a).or(filter_expr(b)),
+        Filter::Not(inner) => filter_expr(inner).not(),
+    }
+}
+
+fn parsed_filter(
+    text: Option<&String>,
+    field: &str,
+    schema: &Schema,
+    source: &str,
+) -> Result<Option<Expr>, MaterializeError> {
+    let Some(text) = text else { return Ok(None) };
+    let filter = Filter::parse(text).map_err(|e| spec_err(field, e.to_string()))?;
+    for column in filter.columns() {
+        if schema.get(column).is_none() {
+            return Err(spec_err(
+                field,
+                format!("column {column:?} is not in source {source}"),
+            ));
+        }
+    }
+    Ok(Some(filter_expr(&filter)))
+}
+
+fn duration_ms(text: &str, field: &str) -> Result<i64, MaterializeError> {
+    parse_duration(text)
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            spec_err(
+                field,
+                format!("{text:?} is not a duration such as 7d, 12h or 30m"),
+            )
+        })
+}
+
+fn date_ms(text: &str, field: &str) -> Result<i64, MaterializeError> {
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_millis())
+        .ok_or_else(|| spec_err(field, format!("{text:?} is not a date (YYYY-MM-DD)")))
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The cutoffs of a spec given the newest observed timestamp; returns (used, skipped).
+pub fn cutoffs(
+    spec: &FeatureSetSpec,
+    data_until_ms: i64,
+) -> Result<(Vec<i64>, usize), MaterializeError> {
+    let horizon = duration_ms(&spec.label.horizon, "spec.label.horizon")?;
+    let mut all = Vec::new();
+    if let Some(dates) = &spec.cutoffs.dates {
+        for (i, d) in dates.iter().enumerate() {
+            all.push(date_ms(d, &format!("spec.cutoffs.dates[{i}]"))?);
+        }
+    } else {
+        let every = duration_ms(
+            spec.cutoffs
+                .every
+                .as_deref()
+                .ok_or_else(|| spec_err("spec.cutoffs", "set dates or every"))?,
+            "spec.cutoffs.every",
+        )?;
+        let count = spec.cutoffs.count.unwrap_or(1).max(1);
+        // The newest cutoff whose label window is fully observed, at midnight UTC.
+        let last = (data_until_ms - horizon).div_euclid(DAY_MS) * DAY_MS;
+        all.extend((0..i64::from(count)).map(|k| last - k * every));
+    }
+    all.sort_unstable();
+    all.dedup();
+    let before = all.len();
+    all.retain(|t| t + horizon <= data_until_ms);
+    Ok((all.clone(), before - all.len()))
+}
+
+fn agg_expr(agg: Aggregation, column: Option<&str>, in_window: Expr) -> Expr {
+    let value = || col(column.unwrap_or(TS)).filter(in_window.clone());
+    match agg {
+        Aggregation::Count => col(TS).filter(in_window.clone()).count(),
+        Aggregation::Sum => value().sum(),
+        Aggregation::Mean => value().mean(),
+        Aggregation::Min => value().min(),
+        Aggregation::Max => value().max(),
+        Aggregation::Last => value().last(),
+        Aggregation::DistinctCount => value().n_unique(),
+        Aggregation::Static => value().last(),
+    }
+}
+
+fn zero_when_empty(agg: Aggregation) -> bool {
+    matches!(
+        agg,
+        Aggregation::Count | Aggregation::Sum | Aggregation::DistinctCount
+    )
+}
+
+/// Computes the training table of a FeatureSet.
+pub fn materialize(
+    spec: &FeatureSetSpec,
+    paths: &LocalPaths,
+) -> Result<Materialized, MaterializeError> {
+    let sources = load(spec, paths)?;
+    let key = spec.entity_key.as_str();
+    let source = |name: &str, field: &str| {
+        sources.get(name).ok_or_else(|| {
+            spec_err(
+                field,
+                format!(
+                    "no source is named {name:?}; sources: {}",
+                    sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    };
+
+    let quality = check_quality(&spec.quality_rules, &sources)?;
+
+    let label_src = source(&spec.label.source, "spec.label.source")?;
+    let until = label_src
+        .lf
+        .clone()
+        .select([col(TS).max()])
+        .collect()?
+        .column(TS)?
+        .i64()?
+        .get(0)
+        .ok_or_else(|| MaterializeError::Source {
+            source_name: spec.label.source.clone(),
+            message: "has no rows".into(),
+        })?;
+    let (cutoff_list, skipped) = cutoffs(spec, until)?;
+    if cutoff_list.is_empty() {
+        return Err(spec_err(
+            "spec.cutoffs",
+            format!(
+                "no cutoff has a fully observed label window ({} of data after the cutoff); the newest event is at {}",
+                spec.label.horizon,
+                rfc3339(until)
+            ),
+        ));
+    }
+
+    let first = spec
+        .sources
+        .first()
+        .ok_or_else(|| spec_err("spec.sources", "at least one source is needed"))?;
+    let entities = sources[&first.name]
+        .lf
+        .clone()
+        .group_by([col(key)])
+        .agg([col(TS).min().alias(FIRST)]);
+    let cutoff_frame =
+        DataFrame::new_infer_height(vec![Column::new(CUTOFF.into(), cutoff_list.clone())])?.lazy();
+    let spine = entities
+        .cross_join(cutoff_frame, None)
+        .filter(col(FIRST).lt(col(CUTOFF)))
+        .select([col(key), col(CUTOFF)]);
+
+    // Group features by (source, filter): one join per group.
+    let mut groups: BTreeMap<(String, Option<String>), Vec<usize>> = BTreeMap::new();
+    for (i, f) in spec.features.iter().enumerate() {
+        groups
+            .entry((f.source.clone(), f.filter.clone()))
+            .or_default()
+            .push(i);
+    }
+    let mut table = spine.clone();
+    let mut columns: Vec<FeatureColumn> = Vec::new();
+    let mut fill_zero: Vec<String> = Vec::new();
+    for ((src_name, filter), members) in &groups {
+        let first_field = format!("spec.features[{}]", members[0]);
+        let src = source(src_name, &format!("{first_field}.source"))?;
+        let mut events = src.lf.clone();
+        if let Some(pred) = parsed_filter(
+            filter.as_ref(),
+            &format!("{first_field}.filter"),
+            &src.schema,
+            src_name,
+        )? {
+            events = events.filter(pred);
+        }
+        let joined = spine
+            .clone()
+            .join(
+                events,
+                [col(key)],
+                [col(key)],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .filter(col(TS).lt(col(CUTOFF)))
+            .sort([TS], SortMultipleOptions::default());
+        let mut aggs = Vec::new();
+        for &i in members {
+            let f = &spec.features[i];
+            let field = format!("spec.features[{i}]");
+            if let Some(c) = &f.column
+                && src.schema.get(c).is_none()
+            {
+                return Err(spec_err(
+                    format!("{field}.column"),
+                    format!("column {c:?} is not in source {src_name}"),
+                ));
+            }
+            if f.column.is_none() && !matches!(f.aggregation, Aggregation::Count) {
+                return Err(spec_err(
+                    format!("{field}.column"),
+                    format!("{:?} needs a column", f.aggregation),
+                ));
+            }
+            let windows: Vec<Option<&String>> =
+                if f.windows.is_empty() || f.aggregation == Aggregation::Static {
+                    vec![None]
+                } else {
+                    f.windows.iter().map(Some).collect()
+                };
+            for w in windows {
+                let (name, in_window) = match w {
+                    Some(w) => {
+                        let ms = duration_ms(w, &format!("{field}.windows"))?;
+                        (
+                            format!("{}_{w}", f.name),
+                            col(TS).gt_eq(col(CUTOFF) - lit(ms)),
+                        )
+                    }
+                    None => (f.name.clone(), lit(true)),
+                };
+                let kind = if f.aggregation == Aggregation::Count
+                    || f.aggregation == Aggregation::DistinctCount
+                {
+                    FeatureKind::Numeric
+                } else {
+                    f.kind
+                };
+                let expr = agg_expr(f.aggregation, f.column.as_deref(), in_window);
+                let expr = match kind {
+                    FeatureKind::Numeric => expr.cast(DataType::Float64),
+                    FeatureKind::Categorical => expr.cast(DataType::String),
+                };
+                aggs.push(expr.alias(name.as_str()));
+                if zero_when_empty(f.aggregation) {
+                    fill_zero.push(name.clone());
+                }
+                columns.push(FeatureColumn { name, kind });
+            }
+        }
+        let part = joined.group_by([col(key), col(CUTOFF)]).agg(aggs);
+        table = table.join(
+            part,
+            [col(key), col(CUTOFF)],
+            [col(key), col(CUTOFF)],
+            JoinArgs::new(JoinType::Left),
+        );
+    }
+
+    // The label, from [cutoff, cutoff + horizon).
+    let label = &spec.label;
+    let horizon = duration_ms(&label.horizon, "spec.label.horizon")?;
+    let mut events = label_src.lf.clone();
+    if let Some(pred) = parsed_filter(
+        label.filter.as_ref(),
+        "spec.label.filter",
+        &label_src.schema,
+        &label.source,
+    )? {
+        events = events.filter(pred);
+    }
+    let label_value = match label.kind {
+        LabelKind::EventOccurs => col(TS).count().cast(DataType::Float64),
+        LabelKind::SumOfColumn | LabelKind::LastValue => {
+            let c = label.column.as_deref().ok_or_else(|| {
+                spec_err(
+                    "spec.label.column",
+                    format!("{:?} needs a column", label.kind),
+                )
+            })?;
+            if label_src.schema.get(c).is_none() {
+                return Err(spec_err(
+                    "spec.label.column",
+                    format!("column {c:?} is not in source {}", label.source),
+                ));
+            }
+            if label.kind == LabelKind::SumOfColumn {
+                col(c).sum().cast(DataType::Float64)
+            } else {
+                col(c).last().cast(DataType::Float64)
+            }
+        }
+    };
+    let labels = spine
+        .clone()
+        .join(
+            events,
+            [col(key)],
+            [col(key)],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .filter(
+            col(TS)
+                .gt_eq(col(CUTOFF))
+                .and(col(TS).lt(col(CUTOFF) + lit(horizon))),
+        )
+        .sort([TS], SortMultipleOptions::default())
+        .group_by([col(key), col(CUTOFF)])
+        .agg([label_value.alias(label.name.as_str())]);
+    table = table.join(
+        labels,
+        [col(key), col(CUTOFF)],
+        [col(key), col(CUTOFF)],
+        JoinArgs::new(JoinType::Left),
+    );
+
+    let mut fills: Vec<Expr> = fill_zero
+        .iter()
+        .map(|n| col(n.as_str()).fill_null(lit(0.0)))
+        .collect();
+    fills.push(match label.kind {
+        LabelKind::EventOccurs => col(label.name.as_str())
+            .fill_null(lit(0.0))
+            .gt(lit(0.0))
+            .alias(label.name.as_str()),
+        LabelKind::SumOfColumn => col(label.name.as_str()).fill_null(lit(0.0)),
+        LabelKind::LastValue => col(label.name.as_str()),
+    });
+    let mut table = table.with_columns(fills);
+    if label.kind == LabelKind::LastValue {
+        table = table.filter(col(label.name.as_str()).is_not_null());
+    }
+    let mut select = vec![
+        col(key),
+        col(CUTOFF).cast(DataType::Datetime(TimeUnit::Milliseconds, None)),
+    ];
+    select.extend(columns.iter().map(|c| col(c.name.as_str())));
+    select.push(col(label.name.as_str()));
+    let frame = table
+        .select(select)
+        .sort([CUTOFF, key], SortMultipleOptions::default())
+        .collect()?;
+
+    Ok(Materialized {
+        frame,
+        features: columns,
+        quality,
+        data_until_ms: until,
+        cutoffs: cutoff_list,
+        skipped_cutoffs: skipped,
+    })
+}
+
+/// Milliseconds since the epoch as RFC 3339.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+fn type_matches(expected: ColumnType, actual: &DataType) -> bool {
+    match expected {
+        ColumnType::Integer => actual.is_integer(),
+        ColumnType::Number => actual.is_primitive_numeric(),
+        ColumnType::String => matches!(actual, DataType::String),
+        ColumnType::Boolean => matches!(actual, DataType::Boolean),
+        ColumnType::Timestamp => matches!(actual, DataType::Datetime(_, _) | DataType::Date),
+    }
+}
+
+fn check_quality(
+    rules: &[QualityRule],
+    sources: &BTreeMap<String, Loaded>,
+) -> Result<Vec<QualityResult>, MaterializeError> {
+    let mut out = Vec::new();
+    for rule in rules {
+        let c = rule.column.as_str();
+        let Some((src_name, src)) = sources.iter().find(|(_, s)| s.schema.get(c).is_some()) else {
+            out.push(QualityResult {
+                rule: rule.name.clone(),
+                passed: false,
+                measured: None,
+                limit: None,
+                message: format!("required column {c:?} is in no source"),
+            });
+            continue;
+        };
+        let dtype = src.schema.get(c).cloned().unwrap_or(DataType::Null);
+        let fail = |measured: Option<f64>, limit: Option<f64>, message: String| QualityResult {
+            rule: rule.name.clone(),
+            passed: false,
+            measured,
+            limit,
+            message,
+        };
+        if let Some(expected) = rule.type_
+            && !type_matches(expected, &dtype)
+        {
+            out.push(fail(
+                None,
+                None,
+                format!("column {c:?} of source {src_name} is {dtype}, expected {expected:?}"),
+            ));
+            continue;
+        }
+        let numeric = dtype.is_primitive_numeric();
+        let needs_numbers = rule.min.is_some() || rule.max.is_some() || rule.max_z_score.is_some();
+        if needs_numbers && !numeric {
+            out.push(fail(None, None, format!("column {c:?} of source {src_name} is {dtype}; range and z-score rules need numbers")));
+            continue;
+        }
+        let v = || col(c).cast(DataType::Float64);
+        let mut exprs = vec![
+            v().len().cast(DataType::Float64).alias("n"),
+            v().null_count().cast(DataType::Float64).alias("nulls"),
+        ];
+        if numeric {
+            exprs.push(v().min().alias("min"));
+            exprs.push(v().max().alias("max"));
+            exprs.push(v().mean().alias("mean"));
+            exprs.push(v().std(1).alias("std"));
+        }
+        let stats = src.lf.clone().select(exprs).collect()?;
+        let get = |name: &str| {
+            stats
+                .column(name)
+                .ok()
+                .and_then(|s| s.f64().ok())
+                .and_then(|s| s.get(0))
+        };
+        let n = get("n").unwrap_or(0.0);
+        let mut failures = Vec::new();
+        let mut measured_first = None;
+        if let Some(limit) = rule.max_null_ratio {
+            let ratio = if n > 0.0 {
+                get("nulls").unwrap_or(0.0) / n
+            } else {
+                1.0
+            };
+            measured_first.get_or_insert((ratio, limit));
+            if ratio > limit {
+                failures.push(fail(
+                    Some(ratio),
+                    Some(limit),
+                    format!("null ratio of {c:?} is {ratio:.4}, above the limit {limit}"),
+                ));
+            }
+        }
+        if let Some(min) = rule.min
+            && let Some(actual) = get("min")
+        {
+            measured_first.get_or_insert((actual, min));
+            if actual < min {
+                failures.push(fail(
+                    Some(actual),
+                    Some(min),
+                    format!("minimum of {c:?} is {actual}, below {min}"),
+                ));
+            }
+        }
+        if let Some(max) = rule.max
+            && let Some(actual) = get("max")
+        {
+            measured_first.get_or_insert((actual, max));
+            if actual > max {
+                failures.push(fail(
+                    Some(actual),
+                    Some(max),
+                    format!("maximum of {c:?} is {actual}, above {max}"),
+                ));
+            }
+        }
+        if let Some(z) = rule.max_z_score {
+            let limit = rule.max_outlier_ratio.unwrap_or(0.0);
+            let (mean, std) = (get("mean").unwrap_or(0.0), get("std").unwrap_or(0.0));
+            let ratio = if std > 0.0 && n > 0.0 {
+                let outliers = src
+                    .lf
+                    .clone()
+                    .select([{
+                        let score = (v() - lit(mean)) / lit(std);
+                        score
+                            .clone()
+                            .gt(lit(z))
+                            .or(score.lt(lit(-z)))
+                            .sum()
+                            .cast(DataType::Float64)
+                            .alias("o")
+                    }])
+                    .collect()?;
+                outliers.column("o")?.f64()?.get(0).unwrap_or(0.0) / n
+            } else {
+                0.0
+            };
+            measured_first.get_or_insert((ratio, limit));
+            if ratio > limit {
+                failures.push(fail(Some(ratio), Some(limit), format!("{:.4} of {c:?} lie beyond {z} standard deviations, above the limit {limit}", ratio)));
+            }
+        }
+        if failures.is_empty() {
+            let (measured, limit) =
+                measured_first.map_or((None, None), |(m, l)| (Some(m), Some(l)));
+            out.push(QualityResult {
+                rule: rule.name.clone(),
+                passed: true,
+                measured,
+                limit,
+                message: format!("column {c:?} passed"),
+            });
+        } else {
+            out.extend(failures);
+        }
+    }
+    out.sort_by_key(|r| r.passed);
+    Ok(out)
+}
+
+/// Per-feature statistics of a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureStats {
+    /// Column name.
+    pub name: String,
+    /// Numeric or Categorical.
+    pub kind: FeatureKind,
+    /// Non-null values.
+    pub count: usize,
+    /// Null values.
+    pub nulls: usize,
+    /// Quantiles at 0, 1, 5, 25, 50, 75, 95, 99 and 100 % (numeric features).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quantiles: Vec<(f64, f64)>,
+    /// Ten equal-width bins between the minimum and the maximum: (lower edge, count); the last
+    /// bin includes the maximum (numeric features).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub histogram: Vec<(f64, usize)>,
+    /// The most frequent values with their counts (categorical features, at most 50).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_values: Vec<(String, usize)>,
+}
+
+/// Quantile by linear interpolation of a sorted slice.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// Statistics of every feature column.
+pub fn statistics(m: &Materialized) -> Result<Vec<FeatureStats>, MaterializeError> {
+    let mut out = Vec::new();
+    for f in &m.features {
+        let column = m.frame.column(&f.name)?;
+        let nulls = column.null_count();
+        let mut stats = FeatureStats {
+            name: f.name.clone(),
+            kind: f.kind,
+            count: column.len() - nulls,
+            nulls,
+            quantiles: Vec::new(),
+            histogram: Vec::new(),
+            top_values: Vec::new(),
+        };
+        match f.kind {
+            FeatureKind::Numeric => {
+                let mut values: Vec<f64> = column
+                    .f64()?
+                    .iter()
+                    .flatten()
+                    .filter(|v| v.is_finite())
+                    .collect();
+                values.sort_by(f64::total_cmp);
+                if let (Some(&lo), Some(&hi)) = (values.first(), values.last()) {
+                    stats.quantiles = [0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0]
+                        .iter()
+                        .map(|&q| (q, quantile(&values, q)))
+                        .collect();
+                    let width = (hi - lo) / 10.0;
+                    let mut counts = [0usize; 10];
+                    for v in &values {
+                        let bin = if width > 0.0 {
+                            (((v - lo) / width) as usize).min(9)
+                        } else {
+                            0
+                        };
+                        counts[bin] += 1;
+                    }
+                    stats.histogram = counts
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &c)| (lo + width * i as f64, c))
+                        .collect();
+                }
+            }
+            FeatureKind::Categorical => {
+                let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+                for v in column.str()?.iter().flatten() {
+                    *counts.entry(v.to_string()).or_default() += 1;
+                }
+                let mut top: Vec<(String, usize)> = counts.into_iter().collect();
+                top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                top.truncate(50);
+                stats.top_values = top;
+            }
+        }
+        out.push(stats);
+    }
+    Ok(out)
+}
+
+/// What is written beside a snapshot (`manifest.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Version (first 12 hex digits of the digest).
+    pub version: String,
+    /// `sha256:<hex>` of `features.parquet`.
+    pub digest: String,
+    /// Entity key column.
+    pub entity_key: String,
+    /// Label column.
+    pub label: String,
+    /// Feature columns in order.
+    pub features: Vec<FeatureColumn>,
+    /// Rows.
+    pub rows: usize,
+    /// The cutoffs (RFC 3339), oldest first.
+    pub cutoffs: Vec<String>,
+    /// Newest label-source event (RFC 3339).
+    pub data_until: String,
+    /// Quality results.
+    pub quality: Vec<QualityResult>,
+}
+
+/// Encodes a frame as Parquet.
+pub fn to_parquet(frame: &DataFrame) -> Result<Vec<u8>, MaterializeError> {
+    let mut bytes = Vec::new();
+    let mut df = frame.clone();
+    ParquetWriter::new(&mut bytes).finish(&mut df)?;
+    Ok(bytes)
+}
+
+/// Decodes a Parquet snapshot.
+pub fn from_parquet(bytes: Vec<u8>) -> Result<DataFrame, MaterializeError> {
+    Ok(ParquetReader::new(std::io::Cursor::new(bytes)).finish()?)
+}
