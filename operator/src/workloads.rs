@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    HTTPGetAction, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
@@ -155,6 +155,8 @@ pub struct PodParts {
     pub scheduling: Option<Scheduling>,
     /// Service account when scheduling names none.
     pub service_account: String,
+    /// Secrets whose keys become environment variables (object-store credentials).
+    pub secret_env: Vec<String>,
 }
 
 fn pod_spec(container: Container, parts: &PodParts, restart: &str) -> PodSpec {
@@ -179,6 +181,19 @@ fn pod_spec(container: Container, parts: &PodParts, restart: &str) -> PodSpec {
         containers: vec![Container {
             volume_mounts: Some(mounts),
             env: (!parts.env.is_empty()).then(|| parts.env.clone()),
+            env_from: (!parts.secret_env.is_empty()).then(|| {
+                parts
+                    .secret_env
+                    .iter()
+                    .map(|name| EnvFromSource {
+                        secret_ref: Some(SecretEnvSource {
+                            name: name.clone(),
+                            optional: Some(false),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             resources: parts.resources.clone(),
             security_context: Some(restricted_container()),
             termination_message_policy: Some("FallbackToLogsOnError".into()),

@@ -393,6 +393,12 @@ fn pod_parts(fs: &FeatureSet, config: &OperatorConfig) -> (PodParts, String) {
         resources: resources(fs.spec.resources.as_ref()),
         scheduling: None,
         service_account: service_account_name(fs),
+        secret_env: {
+            let mut names: Vec<String> =
+                secret_refs(&fs.spec).into_iter().map(|(_, n)| n).collect();
+            names.dedup();
+            names
+        },
     };
     (parts, store)
 }

@@ -397,6 +397,7 @@ fn parts(
         resources: resources(resources_spec),
         scheduling: Some(scheduling),
         service_account: config.workload_service_account.clone(),
+        secret_env: Vec::new(),
     }
 }
 

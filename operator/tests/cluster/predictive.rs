@@ -198,7 +198,13 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
     let card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path)?)?;
     let serving_ports = wait_for("a ready serving pod", Duration::from_secs(60), || async {
         let ports = node.all_ports();
-        Ok((ports.first().map(|(_, p)| *p), format!("{ports:?}")))
+        Ok((
+            ports
+                .iter()
+                .find(|(k, _)| k.contains("/lead-scoring-serving"))
+                .map(|(_, p)| *p),
+            format!("{ports:?}"),
+        ))
     })
     .await?;
     let inputs: Vec<serde_json::Value> = card["inputs"]
@@ -240,6 +246,57 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
     for (s, e) in served.iter().zip(&expected) {
         assert!((s - e).abs() <= 1e-5, "served {s} vs trainer {e}");
     }
+
+    // Bring your own ONNX: the same file, declared by URL and digest, is served without training.
+    let digest = serving.artifact_digest.clone().unwrap_or_default();
+    let byo = format!(
+        "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {{name: byo}}\nspec:\n  task: BinaryClassification\n  onnx: {{url: \"{url}\", sha256: \"{}\"}}\n  serving: {{replicas: 1}}\n",
+        digest.trim_start_matches("sha256:")
+    );
+    cluster.apply(Some(&ns.name), "-", Some(&byo))?;
+    wait_for(
+        "the bring-your-own Model to serve",
+        Duration::from_secs(90),
+        || async {
+            let m = models.get("byo").await?;
+            let s = m.status.unwrap_or_default();
+            Ok((
+                (s.phase.as_deref() == Some("Serving")).then_some(()),
+                format!("{:?} {:?}", s.phase, s.conditions),
+            ))
+        },
+    )
+    .await?;
+    let byo_port = wait_for(
+        "the bring-your-own serving pod",
+        Duration::from_secs(30),
+        || async {
+            let ports = node.all_ports();
+            let found = ports
+                .iter()
+                .find(|(k, _)| k.contains("/byo-serving"))
+                .map(|(_, p)| p.0);
+            Ok((found, format!("{ports:?}")))
+        },
+    )
+    .await?;
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{byo_port}/v2/models/byo/infer"))
+        .json(&serde_json::json!({"inputs": inputs}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let byo_scores: Vec<f64> = response["outputs"][0]["data"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(|v| v.as_f64().unwrap_or(f64::NAN))
+        .collect();
+    assert_eq!(
+        byo_scores, served,
+        "the same ONNX file gives the same scores"
+    );
 
     // A Model that asks for more GPUs than any node has stays Pending and says why.
     let greedy = std::fs::read_to_string(

@@ -1,0 +1,528 @@
+//! The inference server in process, on 127.0.0.1, with models the trainer library exports:
+//! OIP v2 over REST and gRPC for several models and versions, request validation, dynamic
+//! batching, metrics (including the model card's feature buckets), feedback and graceful
+//! shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test fixtures: a failed setup step fails the test
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leitwerk_inference_server::grpc::pb;
+use leitwerk_inference_server::model::Card;
+use leitwerk_inference_server::{Batching, Model, Server, load_onnxruntime, serve};
+use leitwerk_trainer::onnx::{Head, export};
+use leitwerk_trainer::preprocess::{Columns, Encoder};
+use ort::environment::Environment;
+use serde_json::{Value, json};
+
+/// ONNX Runtime allows one environment per process: the tests share it.
+fn environment() -> Environment {
+    static ENV: std::sync::OnceLock<Environment> = std::sync::OnceLock::new();
+    ENV.get_or_init(load).clone()
+}
+
+fn load() -> Environment {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/onnxruntime.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    load_onnxruntime(Some(std::path::Path::new(&path))).unwrap()
+}
+
+/// Training rows: `visits` (number) and `plan` (category).
+fn columns() -> Columns {
+    let visits: Vec<f64> = (0..40).map(|i| f64::from(i % 10)).collect();
+    let plans: Vec<String> = (0..40)
+        .map(|i| ["basic", "pro"][i % 2].to_string())
+        .collect();
+    Columns {
+        numeric: vec![("visits".into(), visits)],
+        categorical: vec![("plan".into(), plans)],
+    }
+}
+
+/// A logistic model `sigmoid(w·x + b)` exported with its preprocessing, plus its encoder.
+fn model_bytes(weight: f64) -> (Vec<u8>, Encoder, Vec<f64>) {
+    let enc = Encoder::fit(&columns());
+    let weights = vec![weight, 0.5, -0.5, 0.0];
+    assert_eq!(enc.width(), weights.len(), "{:?}", enc.feature_names());
+    let bytes = export(
+        &enc,
+        &Head::Logistic {
+            weights: &weights,
+            intercept: -0.2,
+        },
+        &[],
+    );
+    (bytes, enc, weights)
+}
+
+fn expected(enc: &Encoder, weights: &[f64], visits: &[f64], plans: &[&str]) -> Vec<f64> {
+    let cols = Columns {
+        numeric: vec![("visits".into(), visits.to_vec())],
+        categorical: vec![("plan".into(), plans.iter().map(|s| s.to_string()).collect())],
+    };
+    let x = enc.transform(&cols);
+    let model = leitwerk_trainer::logistic::Logistic {
+        weights: ndarray::Array1::from(weights.to_vec()),
+        intercept: -0.2,
+    };
+    model.predict(&x)
+}
+
+fn card() -> Card {
+    serde_json::from_value(json!({
+        "reference": [
+            {"name": "visits", "edges": [2.0, 5.0]},
+            {"name": "plan", "categories": ["basic", "pro", "<unknown>"]}
+        ],
+        "threshold": 0.5
+    }))
+    .unwrap()
+}
+
+struct Running {
+    http: SocketAddr,
+    grpc: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+async fn start(env: &Environment, batching: Option<Batching>) -> Running {
+    let (a, _, _) = model_bytes(1.0);
+    let (b, _, _) = model_bytes(-1.0);
+    let models = vec![
+        Model::new(env, "leads", "v2", &a, Some(card())).unwrap(),
+        Model::new(env, "leads", "v1", &b, None).unwrap(),
+        Model::new(env, "churn", "v7", &b, None).unwrap(),
+    ];
+    let server = Server::new(models, batching, 1000);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let done = tokio::spawn(serve(
+        server,
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        async move {
+            let _ = rx.await;
+        },
+        move |h, g| {
+            let _ = addr_tx.send((h, g));
+        },
+    ));
+    let (http, grpc) = addr_rx.await.unwrap();
+    Running {
+        http,
+        grpc,
+        stop: Some(tx),
+        done,
+    }
+}
+
+fn request(visits: &[f64], plans: &[&str]) -> Value {
+    json!({"id": "r1", "inputs": [
+        {"name": "visits", "datatype": "FP32", "shape": [visits.len(), 1], "data": visits},
+        {"name": "plan", "datatype": "BYTES", "shape": [plans.len()], "data": plans}
+    ]})
+}
+
+async fn post(url: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_and_grpc_serve_several_models_and_versions_with_the_trainers_scores() {
+    let env = environment();
+    let s = start(&env, None).await;
+    let base = format!("http://{}", s.http);
+    let (_, enc, weights) = model_bytes(1.0);
+    let visits = [0.0, 3.0, 9.0];
+    let plans = ["basic", "pro", "enterprise"];
+    let want = expected(&enc, &weights, &visits, &plans);
+
+    let (status, body) = post(
+        &format!("{base}/v2/models/leads/infer"),
+        &request(&visits, &plans),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["model_version"].as_str(), body["id"].as_str()),
+        (Some("v2"), Some("r1")),
+        "the first version is the default"
+    );
+    let got: Vec<f64> = body["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() < 1e-5, "{got:?} vs {want:?}");
+    }
+    assert_eq!(body["outputs"][0]["shape"], json!([3, 1]));
+    assert_eq!(
+        body["parameters"]["prediction_ids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let (_, v1) = post(
+        &format!("{base}/v2/models/leads/versions/v1/infer"),
+        &request(&visits, &plans),
+    )
+    .await;
+    let v1_scores: Vec<f64> = v1["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        v1_scores[2] < got[2],
+        "v1 has the opposite weight: {v1_scores:?} vs {got:?}"
+    );
+
+    let meta: Value = reqwest::get(format!("{base}/v2/models/leads"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["versions"], json!(["v2", "v1"]));
+    assert_eq!(
+        meta["inputs"],
+        json!([{"name": "visits", "datatype": "FP32", "shape": [-1, 1]}, {"name": "plan", "datatype": "BYTES", "shape": [-1, 1]}])
+    );
+    for path in [
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/v2/models/churn/ready",
+        "/v2/models/leads/versions/v1/ready",
+    ] {
+        assert_eq!(
+            reqwest::get(format!("{base}{path}"))
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        reqwest::get(format!("{base}/v2/models/nope/ready"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // gRPC: the same scores, typed contents.
+    let mut client = pb::grpc_inference_service_client::GrpcInferenceServiceClient::connect(
+        format!("http://{}", s.grpc),
+    )
+    .await
+    .unwrap();
+    let tensor = |name: &str, datatype: &str, contents: pb::InferTensorContents| {
+        pb::model_infer_request::InferInputTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: vec![3, 1],
+            parameters: Default::default(),
+            contents: Some(contents),
+        }
+    };
+    let req = pb::ModelInferRequest {
+        model_name: "leads".into(),
+        model_version: "v2".into(),
+        id: "g1".into(),
+        inputs: vec![
+            tensor(
+                "visits",
+                "FP64",
+                pb::InferTensorContents {
+                    fp64_contents: visits.to_vec(),
+                    ..Default::default()
+                },
+            ),
+            tensor(
+                "plan",
+                "BYTES",
+                pb::InferTensorContents {
+                    bytes_contents: plans.iter().map(|p| p.as_bytes().to_vec()).collect(),
+                    ..Default::default()
+                },
+            ),
+        ],
+        ..Default::default()
+    };
+    let reply = client.model_infer(req.clone()).await.unwrap().into_inner();
+    assert_eq!(reply.id, "g1");
+    let grpc_scores = &reply.outputs[0].contents.as_ref().unwrap().fp32_contents;
+    for (g, w) in grpc_scores.iter().zip(&want) {
+        assert!((f64::from(*g) - w).abs() < 1e-5);
+    }
+    let mut bad = req.clone();
+    bad.inputs[0].datatype = "BYTES".into();
+    let err = client.model_infer(bad).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("visits"), "{}", err.message());
+    let mut missing = req.clone();
+    missing.model_name = "nope".into();
+    assert_eq!(
+        client.model_infer(missing).await.unwrap_err().code(),
+        tonic::Code::NotFound
+    );
+    let meta = client
+        .model_metadata(pb::ModelMetadataRequest {
+            name: "churn".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(meta.versions, vec!["v7"]);
+    assert!(
+        client
+            .server_ready(pb::ServerReadyRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+
+    let _ = s.stop.unwrap().send(());
+    s.done.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_400_with_the_reason_and_the_server_keeps_serving() {
+    let env = environment();
+    let s = start(&env, None).await;
+    let url = format!("http://{}/v2/models/leads/infer", s.http);
+    let cases = [
+        (
+            json!({"inputs": [{"name": "visits", "datatype": "FP32", "shape": [1], "data": [1.0]}]}),
+            "missing input(s): plan",
+        ),
+        (
+            json!({"inputs": [{"name": "visits", "datatype": "FP32", "shape": [2], "data": [1.0]}, {"name": "plan", "datatype": "BYTES", "shape": [1], "data": ["pro"]}]}),
+            "has shape [2] but 1 values",
+        ),
+        (
+            json!({"inputs": [{"name": "visits", "datatype": "BYTES", "shape": [1], "data": ["x"]}, {"name": "plan", "datatype": "BYTES", "shape": [1], "data": ["pro"]}]}),
+            "the model expects FP32",
+        ),
+        (
+            json!({"inputs": [{"name": "visits", "datatype": "FP32", "shape": [1], "data": [1.0]}, {"name": "plan", "datatype": "BYTES", "shape": [1], "data": ["pro"]}, {"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]}),
+            "unknown input \"x\"",
+        ),
+        (
+            json!({"inputs": [{"name": "visits", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}, {"name": "plan", "datatype": "BYTES", "shape": [1], "data": ["pro"]}]}),
+            "expected [N] or [N, 1]",
+        ),
+        (
+            json!({"inputs": [{"name": "visits", "datatype": "FP32", "shape": [2], "data": [1.0, 2.0]}, {"name": "plan", "datatype": "BYTES", "shape": [1], "data": ["pro"]}]}),
+            "has 1 rows but others have 2",
+        ),
+        (json!({"nonsense": true}), "not an OIP v2 inference request"),
+    ];
+    for (body, reason) in cases {
+        let (status, reply) = post(&url, &body).await;
+        assert_eq!(status, 400, "{body} → {reply}");
+        assert!(
+            reply["error"].as_str().unwrap_or_default().contains(reason),
+            "{reason}: {reply}"
+        );
+    }
+    let (status, _) = post(&url, &request(&[1.0], &["pro"])).await;
+    assert_eq!(status, 200, "still serving");
+    let metrics = reqwest::get(format!("http://{}/metrics", s.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"leitwerk_inference_errors_total{model="leads",version="",code="invalid_argument"} 6"#
+        ),
+        "six well-formed but invalid requests (the unparseable body never reaches a model): {metrics}"
+    );
+    let _ = s.stop.unwrap().send(());
+    s.done.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_are_per_version() {
+    let env = environment();
+    let s = start(
+        &env,
+        Some(Batching {
+            max_batch_size: 8,
+            max_delay: Duration::from_millis(50),
+        }),
+    )
+    .await;
+    let base = Arc::new(format!("http://{}", s.http));
+    let (_, enc, weights) = model_bytes(1.0);
+    let requests = (0..8).map(|i| {
+        let base = base.clone();
+        async move {
+            let v = [f64::from(i)];
+            let (status, body) = post(
+                &format!("{base}/v2/models/leads/infer"),
+                &request(&v, &["pro"]),
+            )
+            .await;
+            (i, status, body)
+        }
+    });
+    let replies = futures::future::join_all(requests).await;
+    for (i, status, body) in &replies {
+        assert_eq!(*status, 200, "{body}");
+        let want = expected(&enc, &weights, &[f64::from(*i)], &["pro"])[0];
+        let got = body["outputs"][0]["data"][0].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 1e-5,
+            "request {i} got the score of its own row"
+        );
+    }
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let (rows, runs) = (
+        value("leitwerk_inference_batch_rows_sum"),
+        value("leitwerk_inference_batch_rows_count"),
+    );
+    assert_eq!(rows, 8.0);
+    assert!(
+        runs < 8.0,
+        "8 concurrent single-row requests ran as {runs} model runs"
+    );
+    assert_eq!(
+        value(r#"leitwerk_inference_requests_total{model="leads",version="v2",protocol="rest"}"#),
+        8.0
+    );
+    assert_eq!(
+        value(r#"leitwerk_inference_score_count{model="leads",version="v2"}"#),
+        8.0
+    );
+    // visits 0..7 against edges [2, 5]: buckets 0 (0,1,2), 1 (3,4,5), 2 (6,7).
+    for (bucket, n) in [("0", 3.0), ("1", 3.0), ("2", 2.0)] {
+        assert_eq!(
+            value(&format!(
+                r#"leitwerk_inference_feature_bucket_total{{model="leads",version="v2",feature="visits",bucket="{bucket}"}}"#
+            )),
+            n,
+            "{metrics}"
+        );
+    }
+    assert_eq!(
+        value(
+            r#"leitwerk_inference_feature_bucket_total{model="leads",version="v2",feature="plan",bucket="1"}"#
+        ),
+        8.0
+    );
+
+    let id = replies[0].2["parameters"]["prediction_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = post(
+        &format!("{base}/v2/feedback"),
+        &json!({"prediction_id": id, "converted": true, "value": 120.5}),
+    )
+    .await;
+    assert_eq!((status, body["model_version"].as_str()), (200, Some("v2")));
+    let (status, body) = post(
+        &format!("{base}/v2/feedback"),
+        &json!({"prediction_id": id, "converted": true}),
+    )
+    .await;
+    assert_eq!(status, 404, "an outcome counts once: {body}");
+    let (status, _) = post(&format!("{base}/v2/feedback"), &json!({"prediction_id": 3})).await;
+    assert_eq!(status, 400);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"leitwerk_inference_outcomes_total{model="leads",version="v2",outcome="converted"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"leitwerk_inference_outcome_value_total{model="leads",version="v2"} 120.5"#
+        ),
+        "{metrics}"
+    );
+    let _ = s.stop.unwrap().send(());
+    s.done.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_request_in_flight_then_stops() {
+    let env = environment();
+    let mut s = start(
+        &env,
+        Some(Batching {
+            max_batch_size: 64,
+            max_delay: Duration::from_millis(400),
+        }),
+    )
+    .await;
+    let url = format!("http://{}/v2/models/leads/infer", s.http);
+    let in_flight = tokio::spawn(async move { post(&url, &request(&[1.0], &["pro"])).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = s.stop.take().unwrap().send(());
+    let (status, body) = in_flight.await.unwrap();
+    assert_eq!(
+        status, 200,
+        "the request waiting in the batch window was answered: {body}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), s.done)
+        .await
+        .expect("stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        reqwest::get(format!("http://{}/v2/health/live", s.http))
+            .await
+            .is_err(),
+        "no longer listening"
+    );
+}
