@@ -1,0 +1,37 @@
+//! Shared helpers of the benchmarks: timing summaries and the ONNX Runtime library.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks: a failed step aborts the run
+
+use std::time::Duration;
+
+/// p50, p99 and mean of a set of durations, in microseconds.
+pub fn summary(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let at = |q: f64| us(samples[((samples.len() - 1) as f64 * q).round() as usize]);
+    let mean = samples.iter().map(|d| us(*d)).sum::<f64>() / samples.len() as f64;
+    (at(0.5), at(0.99), mean)
+}
+
+/// ONNX Runtime's library, as `tests/onnxruntime.sh` provides it.
+pub fn onnxruntime() -> std::path::PathBuf {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/onnxruntime.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("run tests/onnxruntime.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// A scratch directory for one benchmark run.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("leitwerk-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch directory");
+    dir
+}
