@@ -25,15 +25,16 @@ const CONCURRENCY: usize = 8;
 fn train(runtime: &tokio::runtime::Runtime) -> (Vec<u8>, Value) {
     let dir = scratch("inference");
     let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-    let data = datagen::leads::generate(&LeadsSpec {
-        seed: 42,
-        leads: 3000,
-        start,
-        days: 240,
-    })
+    datagen::leads::write(
+        &LeadsSpec {
+            seed: 42,
+            leads: 3000,
+            start,
+            days: 240,
+        },
+        &dir,
+    )
     .unwrap();
-    datagen::write_csv(&dir.join("leads.csv"), &data.leads).unwrap();
-    datagen::write_csv(&dir.join("events.csv"), &data.events).unwrap();
     let text = include_str!("../../examples/lead-scoring/featureset.yaml")
         .replace("/data/leads", &dir.display().to_string());
     let fs: leitwerk_crds::FeatureSet = yaml_serde::from_str(&text).unwrap();

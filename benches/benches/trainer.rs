@@ -48,15 +48,16 @@ fn write_matrix(path: &std::path::Path, x: &Array2<f64>) {
 fn main() {
     let dir = scratch("trainer");
     let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-    let data = datagen::leads::generate(&LeadsSpec {
-        seed: 42,
-        leads: 5000,
-        start,
-        days: 240,
-    })
+    datagen::leads::write(
+        &LeadsSpec {
+            seed: 42,
+            leads: 5000,
+            start,
+            days: 240,
+        },
+        &dir,
+    )
     .unwrap();
-    datagen::write_csv(&dir.join("leads.csv"), &data.leads).unwrap();
-    datagen::write_csv(&dir.join("events.csv"), &data.events).unwrap();
     let text = include_str!("../../examples/lead-scoring/featureset.yaml")
         .replace("/data/leads", &dir.display().to_string());
     let fs: leitwerk_crds::FeatureSet = yaml_serde::from_str(&text).unwrap();

@@ -8,23 +8,8 @@ use serde::{Deserialize, Serialize};
 /// The largest termination message Kubernetes keeps.
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
-/// The outcome of one quality rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QualityResult {
-    /// The rule's name.
-    pub rule: String,
-    /// Whether the data passed.
-    pub passed: bool,
-    /// The measured figure (a ratio, a minimum or maximum, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub measured: Option<f64>,
-    /// The limit it was compared with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<f64>,
-    /// One sentence for people.
-    pub message: String,
-}
+/// The outcome of one quality rule (the same type the FeatureSet status shows).
+pub use crate::feature_set::QualityRuleStatus as QualityResult;
 
 /// `leitwerk-trainer materialize`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -249,14 +249,15 @@ fn generate(data: Data) -> Result<String, datagen::Error> {
             out,
         } => {
             create(&out)?;
-            let data = datagen::leads::generate(&LeadsSpec {
-                seed,
-                leads: count,
-                start,
-                days,
-            })?;
-            datagen::write_csv(&out.join("leads.csv"), &data.leads)?;
-            datagen::write_csv(&out.join("events.csv"), &data.events)?;
+            let data = datagen::leads::write(
+                &LeadsSpec {
+                    seed,
+                    leads: count,
+                    start,
+                    days,
+                },
+                &out,
+            )?;
             let conversions = data
                 .events
                 .iter()

@@ -173,7 +173,7 @@ fn a_cutoff_whose_label_window_is_not_observed_yet_is_skipped() {
 fn a_failing_quality_rule_blocks_publication_and_names_the_rule_and_figure() {
     let dir = temp("quality");
     leak_trap(&dir);
-    let rules = "[{name: small-companies, column: employees, max: 15}, {name: present, column: employees, maxNullRatio: 0.1}, {name: missing-column, column: revenue}]";
+    let rules = "[{name: small-companies, column: employees, max: 15}, {name: present, column: employees, maxNullRatio: 0.1}, {name: missing-column, column: revenue}, {name: typed, column: segment, type: Number}, {name: outliers, column: amount, maxZScore: 2, maxOutlierRatio: 0.1}, {name: amounts-numeric, column: amount, type: Integer}]";
     let store = format!("file://{}/store", dir.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -199,7 +199,26 @@ fn a_failing_quality_rule_blocks_publication_and_names_the_rule_and_figure() {
         .collect();
     assert_eq!(
         failed,
-        vec![("small-companies", Some(30.0)), ("missing-column", None)]
+        vec![
+            ("small-companies", Some(30.0)),
+            ("missing-column", None),
+            ("typed", None),
+            ("outliers", Some(1.0 / 7.0))
+        ],
+        "{:?}",
+        summary.quality
+    );
+    assert!(
+        summary
+            .quality
+            .iter()
+            .any(|q| q.rule == "typed" && q.message.contains("expected Number"))
+    );
+    assert!(
+        summary
+            .quality
+            .iter()
+            .any(|q| q.rule == "amounts-numeric" && q.passed)
     );
     assert!(
         summary.quality[0]
@@ -284,6 +303,35 @@ fn a_published_snapshot_is_digest_named_with_manifest_and_statistics() {
         ))
         .unwrap();
     assert_eq!(again.version, Some(version));
+}
+
+#[test]
+fn parquet_sources_give_the_same_table_as_csv() {
+    let dir = temp("parquet");
+    leak_trap(&dir);
+    let mut events = LazyCsvReader::new(PlRefPath::new(
+        dir.join("events.csv").to_string_lossy().as_ref(),
+    ))
+    .with_try_parse_dates(true)
+    .finish()
+    .unwrap()
+    .collect()
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(dir.join("events.parquet")).unwrap())
+        .finish(&mut events)
+        .unwrap();
+    let csv = materialize::materialize(&spec(&dir, "[]"), &paths(&dir)).unwrap();
+    let mut s = spec(&dir, "[]");
+    s.sources[1].format = leitwerk_crds::common::TableFormat::Parquet;
+    let mut p = paths(&dir);
+    p.insert("events".into(), dir.join("events.parquet"));
+    let parquet = materialize::materialize(&s, &p).unwrap();
+    assert!(
+        csv.frame.equals_missing(&parquet.frame),
+        "{}\n{}",
+        csv.frame,
+        parquet.frame
+    );
 }
 
 #[test]

@@ -43,15 +43,16 @@ fn fixture(name: &str) -> Fixture {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-    let data = datagen::leads::generate(&LeadsSpec {
-        seed: 7,
-        leads: 2000,
-        start,
-        days: 240,
-    })
+    datagen::leads::write(
+        &LeadsSpec {
+            seed: 7,
+            leads: 2000,
+            start,
+            days: 240,
+        },
+        &dir,
+    )
     .unwrap();
-    datagen::write_csv(&dir.join("leads.csv"), &data.leads).unwrap();
-    datagen::write_csv(&dir.join("events.csv"), &data.events).unwrap();
     let store = format!("file://{}/store", dir.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -213,6 +214,36 @@ fn tree_models_export_and_pass_the_parity_check() {
             summary.parity_max_abs_diff
         );
     }
+}
+
+#[test]
+fn a_regression_task_reports_mae_rmse_and_r2() {
+    let f = fixture("regression");
+    let mut spec = example_model();
+    spec.task = leitwerk_crds::model::Task::Regression;
+    spec.algorithm =
+        Some(yaml_serde::from_str("decisionTree: {maxDepth: 5, minSamplesLeaf: 20}").unwrap());
+    spec.min_metrics = None;
+    let job = TrainJob {
+        namespace: "sales".into(),
+        name: "lead-value".into(),
+        version: "v1".into(),
+        snapshot: f.snapshot.clone(),
+        store: f.store.clone(),
+        onnxruntime: onnxruntime(),
+    };
+    let summary = f
+        .runtime
+        .block_on(pipeline::run_train(&spec, &job))
+        .unwrap();
+    let keys: Vec<&str> = summary.metrics.keys().map(String::as_str).collect();
+    assert_eq!(keys, vec!["mae", "r2", "rmse"]);
+    assert!(
+        summary.metrics["rmse"] >= summary.metrics["mae"] && summary.metrics["rmse"] < 0.5,
+        "{:?}",
+        summary.metrics
+    );
+    assert!(summary.parity_max_abs_diff <= 1e-5);
 }
 
 #[test]

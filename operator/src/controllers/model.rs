@@ -96,6 +96,31 @@ pub struct Observed {
     pub started: Option<String>,
     /// Available replicas of the serving Deployment, and the replicas asked for.
     pub serving_replicas: Option<(i32, i32)>,
+    /// Time until the next scheduled retraining (`spec.training.retrain.schedule`).
+    pub next_scheduled: Option<std::time::Duration>,
+}
+
+/// The next run of a five-field cron schedule strictly after `after` (UTC).
+pub fn next_run(
+    schedule: &str,
+    after: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let cron: croner::Cron = schedule.parse().ok()?;
+    cron.find_next_occurrence(&after, false).ok()
+}
+
+/// Whether a scheduled retraining is due now, and how long until the next one otherwise.
+/// The schedule counts from the newest version's training time (or the Model's creation).
+pub fn schedule_state(
+    schedule: &str,
+    last: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (bool, Option<std::time::Duration>) {
+    match next_run(schedule, last) {
+        Some(next) if next <= now => (true, None),
+        Some(next) => (false, (next - now).to_std().ok()),
+        None => (false, None),
+    }
 }
 
 /// Reconciles one Model: resolve the FeatureSet → validate → ServiceAccount → read finished
@@ -949,6 +974,66 @@ mod tests {
                 "spec.algorithm.logisticRegression"
             ]
         );
+    }
+
+    #[test]
+    fn a_retrain_schedule_is_due_after_its_next_run_and_waits_until_then() {
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let last = at("2026-11-23T04:30:00Z");
+        assert_eq!(
+            next_run("0 4 * * *", last),
+            Some(at("2026-11-24T04:00:00Z"))
+        );
+        let (due, wait) = schedule_state("0 4 * * *", last, at("2026-11-24T03:00:00Z"));
+        assert_eq!(
+            (due, wait),
+            (false, Some(std::time::Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            schedule_state("0 4 * * *", last, at("2026-11-24T04:00:01Z")),
+            (true, None)
+        );
+        assert_eq!(next_run("not a schedule", last), None);
+    }
+
+    #[test]
+    fn versions_meeting_min_metrics_are_promoted_when_nothing_serves_and_history_is_bounded() {
+        let mut model = example();
+        model.spec.version_history_limit = 2;
+        let version = |v: &str, state: &str| ModelVersion {
+            version: v.into(),
+            state: state.into(),
+            ..Default::default()
+        };
+        model.status = Some(leitwerk_crds::ModelStatus {
+            versions: vec![version("v1", "Rejected")],
+            ..Default::default()
+        });
+        let observed = Observed {
+            finished: vec![version("v2", "Candidate"), version("v3", "Failed")],
+            ..Default::default()
+        };
+        let next = next_versions(&model, &observed);
+        let states: Vec<(&str, &str)> = next
+            .iter()
+            .map(|v| (v.version.as_str(), v.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            vec![("v2", "Serving"), ("v3", "Failed")],
+            "v1 fell out of the bounded history"
+        );
+        let mut metrics = BTreeMap::from([("auc".to_string(), 0.7)]);
+        assert_eq!(
+            unmet(&model.spec, &metrics).as_deref(),
+            Some("auc 0.7000 is below the minimum 0.75")
+        );
+        metrics.insert("auc".into(), 0.8);
+        assert_eq!(unmet(&model.spec, &metrics), None);
     }
 
     #[test]

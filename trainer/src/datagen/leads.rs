@@ -105,6 +105,14 @@ pub struct Leads {
     pub events: Vec<Event>,
 }
 
+/// Generates leads and writes `leads.csv` and `events.csv` into `dir` (which must exist).
+pub fn write(spec: &LeadsSpec, dir: &std::path::Path) -> Result<Leads, Error> {
+    let data = generate(spec)?;
+    super::write_csv(&dir.join("leads.csv"), &data.leads)?;
+    super::write_csv(&dir.join("events.csv"), &data.events)?;
+    Ok(data)
+}
+
 /// Generates leads and their events.
 pub fn generate(spec: &LeadsSpec) -> Result<Leads, Error> {
     if spec.days < 30 {
