@@ -138,7 +138,27 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (bytes, card) = train(&runtime);
+    // ONNX Runtime allows one environment per process and the trainer's parity check creates
+    // one: the model is trained in a child process of this benchmark.
+    if let Ok(out) = std::env::var("LEITWERK_BENCH_TRAIN_INTO") {
+        let (bytes, card) = train(&runtime);
+        std::fs::write(format!("{out}/model.onnx"), bytes).unwrap();
+        std::fs::write(
+            format!("{out}/card.json"),
+            serde_json::to_vec(&card).unwrap(),
+        )
+        .unwrap();
+        return;
+    }
+    let out = scratch("inference-model");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("LEITWERK_BENCH_TRAIN_INTO", &out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "training the benchmark model failed");
+    let bytes = std::fs::read(out.join("model.onnx")).unwrap();
+    let card: Value =
+        serde_json::from_slice(&std::fs::read(out.join("card.json")).unwrap()).unwrap();
     let env = load_onnxruntime(Some(&onnxruntime())).unwrap();
     let reference: Card = serde_json::from_value(card.clone()).unwrap();
     let tensors = tensors(&card);

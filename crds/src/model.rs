@@ -82,7 +82,9 @@ pub enum Task {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct OnnxSource {
-    /// URL of the `.onnx` file (`file://`, `s3://`, `gs://`).
+    /// URL of the `.onnx` file (`s3://`, `gs://`, `az://`, or `file://` inside the operator's
+    /// artifact store, which serving pods mount read-only). Inputs must be `float` or `string`
+    /// tensors; the first float output is served (column 1 of a two-column output).
     #[schemars(
         length(min = 8, max = 1024),
         regex(pattern = r"^(file|s3|gs|az)://.+\.onnx$")

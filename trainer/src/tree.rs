@@ -2,7 +2,8 @@
 //!
 //! linfa's tree predicts the majority class of a leaf; a scoring model needs probabilities, so
 //! each fitted tree is copied into a flat form whose leaves hold the share of positive training
-//! rows (or, for regression, their mean target). Splits compare in `f32`, exactly as ONNX
+//! rows (or, for regression, their mean target). Trees are grown with class-balanced weights
+//! because linfa prunes subtrees whose leaves share the majority label. Splits compare in `f32`, exactly as ONNX
 //! Runtime's `TreeEnsembleRegressor` does on `float` inputs, so exported and in-process
 //! predictions take the same branches.
 
@@ -104,7 +105,22 @@ impl Tree {
         max_depth: usize,
         min_leaf: usize,
     ) -> Result<Tree, Error> {
-        let dataset = Dataset::new(x.clone(), Array1::from_iter(classes.iter().copied()));
+        // Class-balanced weights: linfa prunes subtrees whose leaves share the majority label,
+        // which with a rare positive class (a 4 % conversion rate) collapses the tree to a few
+        // leaves. Balanced weights keep informative splits; leaf values below still come from
+        // the unweighted rows, so they stay calibrated probabilities.
+        let positives = classes.iter().filter(|&&c| c).count().max(1) as f32;
+        let negatives = classes.iter().filter(|&&c| !c).count().max(1) as f32;
+        let n = classes.len() as f32;
+        let weights = Array1::from_iter(classes.iter().map(|&c| {
+            if c {
+                n / (2.0 * positives)
+            } else {
+                n / (2.0 * negatives)
+            }
+        }));
+        let dataset = Dataset::new(x.clone(), Array1::from_iter(classes.iter().copied()))
+            .with_weights(weights);
         let fitted: LinfaTree<f64, bool> = LinfaTree::params()
             .max_depth(Some(max_depth))
             .min_weight_leaf(min_leaf as f32)
