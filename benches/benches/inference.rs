@@ -159,6 +159,8 @@ fn main() {
     let bytes = std::fs::read(out.join("model.onnx")).unwrap();
     let card: Value =
         serde_json::from_slice(&std::fs::read(out.join("card.json")).unwrap()).unwrap();
+    // The server spawns its batching tasks on the current runtime.
+    let _entered = runtime.enter();
     let env = load_onnxruntime(Some(&onnxruntime())).unwrap();
     let reference: Card = serde_json::from_value(card.clone()).unwrap();
     let tensors = tensors(&card);
