@@ -14,7 +14,6 @@ use leitwerk_benches::{onnxruntime, scratch, summary};
 use leitwerk_inference_server::grpc::pb;
 use leitwerk_inference_server::model::{Card, Data, TensorIn};
 use leitwerk_inference_server::{Batching, Model, Server, load_onnxruntime, serve};
-use leitwerk_trainer::datagen::{self, leads::LeadsSpec};
 use leitwerk_trainer::pipeline::{self, TrainJob};
 use serde_json::{Value, json};
 
@@ -24,24 +23,11 @@ const CONCURRENCY: usize = 8;
 
 fn train(runtime: &tokio::runtime::Runtime) -> (Vec<u8>, Value) {
     let dir = scratch("inference");
-    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-    datagen::leads::write(
-        &LeadsSpec {
-            seed: 42,
-            leads: 3000,
-            start,
-            days: 240,
-        },
-        &dir,
-    )
-    .unwrap();
-    let text = include_str!("../../examples/lead-scoring/featureset.yaml")
-        .replace("/data/leads", &dir.display().to_string());
-    let fs: leitwerk_crds::FeatureSet = yaml_serde::from_str(&text).unwrap();
+    let fs_spec = leitwerk_benches::lead_data(&dir, 3000);
     let store = format!("file://{}/store", dir.display());
     let snap = runtime
         .block_on(pipeline::run_materialize(
-            &fs.spec, "bench", "leads", &store, &dir,
+            &fs_spec, "bench", "leads", &store, &dir,
         ))
         .unwrap();
     let model: leitwerk_crds::Model =

@@ -10,7 +10,6 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use leitwerk_benches::scratch;
-use leitwerk_trainer::datagen::{self, leads::LeadsSpec};
 use leitwerk_trainer::logistic::Logistic;
 use leitwerk_trainer::materialize;
 use leitwerk_trainer::metrics::roc_auc;
@@ -47,20 +46,7 @@ fn write_matrix(path: &std::path::Path, x: &Array2<f64>) {
 
 fn main() {
     let dir = scratch("trainer");
-    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-    datagen::leads::write(
-        &LeadsSpec {
-            seed: 42,
-            leads: 5000,
-            start,
-            days: 240,
-        },
-        &dir,
-    )
-    .unwrap();
-    let text = include_str!("../../examples/lead-scoring/featureset.yaml")
-        .replace("/data/leads", &dir.display().to_string());
-    let fs: leitwerk_crds::FeatureSet = yaml_serde::from_str(&text).unwrap();
+    let fs_spec = leitwerk_benches::lead_data(&dir, 5000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -70,7 +56,7 @@ fn main() {
     let t = Instant::now();
     let snap = runtime
         .block_on(pipeline::run_materialize(
-            &fs.spec, "bench", "leads", &store, &dir,
+            &fs_spec, "bench", "leads", &store, &dir,
         ))
         .unwrap();
     println!(

@@ -35,3 +35,21 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch directory");
     dir
 }
+
+/// Generated leads (seed 42, 240 days from 2026-01-01) in `dir`, and the example lead-scoring
+/// FeatureSet spec pointed at them.
+pub fn lead_data(dir: &std::path::Path, leads: usize) -> leitwerk_crds::FeatureSetSpec {
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("a valid date");
+    let spec = leitwerk_trainer::datagen::leads::LeadsSpec {
+        seed: 42,
+        leads,
+        start,
+        days: 240,
+    };
+    leitwerk_trainer::datagen::leads::write(&spec, dir).expect("write generated leads");
+    let text = include_str!("../../examples/lead-scoring/featureset.yaml")
+        .replace("/data/leads", &dir.display().to_string());
+    let fs: leitwerk_crds::FeatureSet =
+        yaml_serde::from_str(&text).expect("the example FeatureSet parses");
+    fs.spec
+}
