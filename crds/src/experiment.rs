@@ -23,7 +23,7 @@ use crate::common::LocalObjectReference;
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.step"}"#,
     printcolumn = r#"{"name":"Weights","type":"string","jsonPath":".status.weightsSummary"}"#,
-    printcolumn = r#"{"name":"Decision","type":"string","jsonPath":".status.lastDecision","priority":1}"#,
+    printcolumn = r#"{"name":"Decision","type":"string","jsonPath":".status.lastDecision"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -51,7 +51,8 @@ pub struct ExperimentSpec {
     #[serde(default = "default_interval")]
     #[schemars(regex(pattern = r"^[0-9]{1,6}(s|m|h|d)$"), length(max = 16))]
     pub interval: String,
-    /// Failed analyses tolerated before rolling back.
+    /// Failed analyses tolerated before rolling back; 0 (the default) rolls back on the
+    /// first breached gate.
     #[serde(default = "default_failure_limit")]
     #[schemars(range(min = 0, max = 100))]
     pub failure_limit: i32,
@@ -77,7 +78,7 @@ fn default_interval() -> String {
 }
 
 fn default_failure_limit() -> i32 {
-    1
+    0
 }
 
 fn default_inconclusive_limit() -> i32 {
@@ -175,7 +176,8 @@ pub struct CanaryStrategy {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BanditStrategy {
-    /// Name of the KPI (in `spec.kpis`) whose success/trial counts are the reward.
+    /// Name of the KPI (in `spec.kpis`) that is the reward: its `query` is a rate (e.g.
+    /// conversions per prediction) and its `sampleQuery` counts the trials behind it.
     #[schemars(length(min = 1, max = 63))]
     pub reward_kpi: String,
     /// Smallest weight any arm keeps, in percent.
@@ -229,6 +231,11 @@ pub struct HoldoutStrategy {
     /// The variant (role Control) that receives the holdout share.
     #[schemars(length(min = 1, max = 32))]
     pub control_variant: String,
+    /// KPI (in `spec.kpis`, with a `sampleQuery`) whose lift over control is reported; the
+    /// first KPI when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub kpi: Option<String>,
 }
 
 /// A KPI gate: a PromQL template and the thresholds it must meet.
@@ -292,7 +299,7 @@ fn default_js() -> f64 {
 }
 
 /// How weights reach the traffic.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct TrafficRouting {
     /// Gateway API parent (a Gateway) for the HTTPRoute the operator owns; replica ratio is
@@ -315,9 +322,130 @@ pub struct Decision {
     pub action: String,
     /// Why, with the numbers.
     pub message: String,
-    /// Measured values per `<kpi>/<variant>`.
+    /// Canary step (`index/total`) or analysis number the decision was taken at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Measured values per `<kpi>/<variant>` (and `drift/<variant>/<feature>`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, f64>,
+    /// Thresholds in force per `<kpi>/<variant>/min|max` (relative ones already scaled).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, f64>,
+    /// Weights after the decision.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weights: BTreeMap<String, i32>,
+}
+
+/// A variant as resolved when the Experiment started; kept so that a promotion (which changes
+/// the Model's serving version) or a restart does not change what is compared.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantStatus {
+    /// Variant name.
+    pub name: String,
+    /// Model name.
+    pub model: String,
+    /// Model version.
+    pub version: String,
+    /// Artifact URL of the version (digest-pinned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_url: Option<String>,
+    /// Deployment and Service serving the variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    /// Replicas asked for.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Ready replicas seen.
+    #[serde(default)]
+    pub ready_replicas: i32,
+}
+
+/// Where the analysis stands; enough for a restarted operator to continue.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisState {
+    /// Canary step index (0-based) in force.
+    #[serde(default)]
+    pub step_index: i32,
+    /// Analyses run so far (the bandit's seed offset).
+    #[serde(default)]
+    pub analyses: i64,
+    /// Failed analyses so far.
+    #[serde(default)]
+    pub failures: i32,
+    /// Inconclusive analyses since the last conclusive one.
+    #[serde(default)]
+    pub inconclusive: i32,
+    /// Query errors in a row.
+    #[serde(default)]
+    pub consecutive_errors: i32,
+    /// When the weights last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_since: Option<String>,
+    /// When the next analysis is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_analysis: Option<String>,
+}
+
+/// One arm's evidence (bandit posteriors, holdout counts), accumulated over analyses.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ArmStatus {
+    /// Variant name.
+    pub variant: String,
+    /// Successes counted (rate × trials per interval).
+    pub successes: f64,
+    /// Trials counted.
+    pub trials: f64,
+    /// Beta posterior α (1 + successes).
+    pub alpha: f64,
+    /// Beta posterior β (1 + failures).
+    pub beta: f64,
+    /// Probability of being the best arm (bandit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability_best: Option<f64>,
+}
+
+/// Lift of the model over the holdout control arm.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HoldoutStatus {
+    /// KPI the lift is measured on.
+    pub kpi: String,
+    /// Rate of the model arms.
+    pub model_rate: f64,
+    /// Rate of the control arm.
+    pub control_rate: f64,
+    /// Model rate minus control rate.
+    pub lift: f64,
+    /// Lower end of the 95 % interval of the lift.
+    pub lift_lower: f64,
+    /// Upper end of the 95 % interval of the lift.
+    pub lift_upper: f64,
+    /// Lift relative to the control rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_lift: Option<f64>,
+    /// Trials of the model arms.
+    pub model_trials: f64,
+    /// Trials of the control arm.
+    pub control_trials: f64,
+}
+
+/// Drift of one feature of one variant in the last analysis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftStatus {
+    /// Variant name.
+    pub variant: String,
+    /// Feature name.
+    pub feature: String,
+    /// `psi` (numeric) or `js` (categorical, Jensen–Shannon in bits).
+    pub metric: String,
+    /// The measure.
+    pub value: f64,
+    /// Serving rows in the window.
+    pub rows: f64,
 }
 
 /// What the operator observed of an Experiment.
@@ -348,6 +476,30 @@ pub struct ExperimentStatus {
     /// Recent decisions, newest last (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<Decision>,
+    /// How weights reach traffic: `HTTPRoute` or `ReplicaRatio`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
+    /// The variants as resolved at the start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<VariantStatus>,
+    /// Where the analysis stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisState>,
+    /// Accumulated evidence per arm (Bandit, Holdout).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arms: Vec<ArmStatus>,
+    /// Lift over the control arm (Holdout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<HoldoutStatus>,
+    /// Drift per variant and feature in the last analysis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<DriftStatus>,
+    /// The variant that won (Promoted) or the stable one after a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    /// Whether the Model was seen serving the promoted version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promotion_confirmed: bool,
 }
 
 crate::impl_resource_status!(ExperimentStatus);

@@ -37,6 +37,34 @@ struct Args {
     /// Predictions remembered for the feedback endpoint (oldest forgotten first).
     #[arg(long, default_value_t = 100_000)]
     feedback_capacity: usize,
+    /// Constant label on every metric as KEY=VALUE (repeatable), e.g. `variant=canary`; the
+    /// operator sets namespace, experiment and variant.
+    #[arg(long = "metric-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    metric_labels: Vec<(String, String)>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--metric-label {text:?} is not KEY=VALUE"))?;
+    let valid_key = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_key || k.starts_with("__") {
+        return Err(format!(
+            "--metric-label key {k:?} is not a Prometheus label name: use letters, digits and _, e.g. variant=canary"
+        ));
+    }
+    if [
+        "model", "version", "feature", "bucket", "kind", "outcome", "code", "protocol",
+    ]
+    .contains(&k)
+    {
+        return Err(format!(
+            "--metric-label key {k:?} is a label the server sets itself; pick another"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 async fn shutdown_signal() {
@@ -87,7 +115,12 @@ async fn main() -> ExitCode {
         .iter()
         .map(|m| format!("{} {}", m.name, m.version))
         .collect();
-    let server = Server::new(models, batching, args.feedback_capacity);
+    let server = Server::with_labels(
+        models,
+        batching,
+        args.feedback_capacity,
+        &args.metric_labels,
+    );
     let result = serve(server, args.http_addr, args.grpc_addr, shutdown_signal(), |http, grpc| {
         eprintln!("leitwerk-inference-server: serving {} on http://{http} (REST, /metrics) and {grpc} (gRPC)", names.join(", "));
     })

@@ -111,9 +111,31 @@ pub struct Reference {
     /// Categories; the last is the unknown bucket (categorical features).
     #[serde(default)]
     pub categories: Vec<String>,
+    /// `Numeric` or `Categorical`.
+    #[serde(default)]
+    pub kind: String,
+    /// Share of training rows per bucket (missing values excluded).
+    #[serde(default)]
+    pub proportions: Vec<f64>,
+    /// Share of training rows with a missing value.
+    #[serde(default)]
+    pub missing: f64,
 }
 
 impl Reference {
+    /// The training share of every bucket label, missing values included (sums to 1).
+    pub fn shares(&self) -> Vec<(String, f64)> {
+        let present = 1.0 - self.missing.clamp(0.0, 1.0);
+        let mut out: Vec<(String, f64)> = self
+            .proportions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i.to_string(), p * present))
+            .collect();
+        out.push(("missing".into(), self.missing.clamp(0.0, 1.0)));
+        out
+    }
+
     /// The bucket label of a number: the index of `(edges[i-1], edges[i]]`.
     pub fn bucket_of_number(&self, v: f32) -> String {
         if v.is_nan() {

@@ -1,5 +1,6 @@
 //! The server's shared state: models, dynamic batching, metrics and the feedback store.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
@@ -58,6 +60,21 @@ pub struct FeatureLabels {
     pub bucket: String,
 }
 
+/// Labels of the reference distribution series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReferenceLabels {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: String,
+    /// Feature (input) name.
+    pub feature: String,
+    /// `numeric` or `categorical`.
+    pub kind: String,
+    /// Bucket index, or `missing`.
+    pub bucket: String,
+}
+
 /// Labels of outcome series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -80,14 +97,26 @@ pub struct Metrics {
     latency: Family<RequestLabels, Histogram>,
     scores: Family<VersionLabels, Histogram>,
     features: Family<FeatureLabels, Counter>,
+    reference: Family<ReferenceLabels, Gauge<f64, AtomicU64>>,
     outcomes: Family<OutcomeLabels, Counter>,
     outcome_value: Family<VersionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     batch_rows: Histogram,
 }
 
 impl Metrics {
-    fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("leitwerk_inference");
+    fn new(labels: &[(String, String)]) -> Metrics {
+        let mut registry = Registry::with_prefix_and_labels(
+            "leitwerk_inference",
+            labels
+                .iter()
+                .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone()))),
+        );
+        let reference = Family::<ReferenceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "feature_reference",
+            "Share of training rows per feature and bucket, from the model card (drift reference)",
+            reference.clone(),
+        );
         let requests = Family::<RequestLabels, Counter>::default();
         let predictions = Family::<VersionLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -148,6 +177,7 @@ impl Metrics {
             latency,
             scores,
             features,
+            reference,
             outcomes,
             outcome_value,
             batch_rows,
@@ -280,9 +310,34 @@ impl Server {
         batching: Option<Batching>,
         feedback_capacity: usize,
     ) -> Arc<Server> {
+        Self::with_labels(models, batching, feedback_capacity, &[])
+    }
+
+    /// Builds the server with constant labels on every metric (e.g. `variant=canary`, so that
+    /// KPI queries can tell the arms of an Experiment apart without scrape relabelling).
+    pub fn with_labels(
+        models: Vec<Model>,
+        batching: Option<Batching>,
+        feedback_capacity: usize,
+        labels: &[(String, String)],
+    ) -> Arc<Server> {
         let mut grouped: Vec<(String, Vec<Served>)> = Vec::new();
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(labels);
         for model in models {
+            for reference in model.references.iter().flatten() {
+                for (bucket, share) in reference.shares() {
+                    metrics
+                        .reference
+                        .get_or_create(&ReferenceLabels {
+                            model: model.name.clone(),
+                            version: model.version.clone(),
+                            feature: reference.name.clone(),
+                            kind: reference.kind.to_lowercase(),
+                            bucket,
+                        })
+                        .set(share);
+                }
+            }
             let model = Arc::new(model);
             let batcher = batching.filter(|b| b.max_batch_size > 1).map(|b| {
                 let (tx, rx) = mpsc::channel(1024);

@@ -1,12 +1,14 @@
 //! The Leitwerk operator: one controller per resource kind, a shared context, metrics, health
 //! endpoints and leader election. It decides and delegates; it never runs ML itself.
 
+pub mod analysis;
 pub mod config;
 pub mod context;
 pub mod controllers;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod prom;
 pub mod reconcile;
 pub mod status;
 pub mod validation;

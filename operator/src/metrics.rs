@@ -31,6 +31,56 @@ pub struct WriteLabels {
     pub target: String,
 }
 
+/// Labels of per-variant Experiment series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VariantLabels {
+    /// Namespace of the Experiment.
+    pub namespace: String,
+    /// Experiment name.
+    pub experiment: String,
+    /// Variant name.
+    pub variant: String,
+}
+
+/// Labels of KPI series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KpiLabels {
+    /// Namespace of the Experiment.
+    pub namespace: String,
+    /// Experiment name.
+    pub experiment: String,
+    /// Variant name.
+    pub variant: String,
+    /// KPI name.
+    pub kpi: String,
+}
+
+/// Labels of drift series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriftLabels {
+    /// Namespace of the Experiment.
+    pub namespace: String,
+    /// Experiment name.
+    pub experiment: String,
+    /// Variant name.
+    pub variant: String,
+    /// Feature name.
+    pub feature: String,
+    /// `psi` or `js`.
+    pub metric: String,
+}
+
+/// Labels of decision counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// Namespace of the Experiment.
+    pub namespace: String,
+    /// Experiment name.
+    pub experiment: String,
+    /// Advance, Promote, RollBack, Hold, Pause, Reweight, Measure.
+    pub action: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new([
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -50,6 +100,14 @@ pub struct Metrics {
     pub writes: Family<WriteLabels, Counter>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
+    /// Traffic weight per Experiment variant, in percent.
+    pub experiment_weight: Family<VariantLabels, Gauge>,
+    /// Last measured KPI value per Experiment variant.
+    pub experiment_kpi: Family<KpiLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Last measured drift per Experiment variant and feature.
+    pub experiment_drift: Family<DriftLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Experiment decisions by action.
+    pub experiment_decisions: Family<DecisionLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -67,7 +125,31 @@ impl Metrics {
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             writes: Family::default(),
             leader: Gauge::default(),
+            experiment_weight: Family::default(),
+            experiment_kpi: Family::default(),
+            experiment_drift: Family::default(),
+            experiment_decisions: Family::default(),
         };
+        registry.register(
+            "leitwerk_experiment_weight",
+            "Traffic weight per Experiment variant, in percent",
+            metrics.experiment_weight.clone(),
+        );
+        registry.register(
+            "leitwerk_experiment_kpi",
+            "Last measured KPI value per Experiment variant",
+            metrics.experiment_kpi.clone(),
+        );
+        registry.register(
+            "leitwerk_experiment_drift",
+            "Last measured input drift per Experiment variant and feature (PSI or JS divergence)",
+            metrics.experiment_drift.clone(),
+        );
+        registry.register(
+            "leitwerk_experiment_decisions",
+            "Experiment decisions by action",
+            metrics.experiment_decisions.clone(),
+        );
         registry.register(
             "leitwerk_reconcile",
             "Reconciles started, by kind",

@@ -99,7 +99,30 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 }
 
 /// Placeholders a KPI query template may use.
-pub const KPI_PLACEHOLDERS: [&str; 4] = ["namespace", "model", "variant", "interval"];
+pub const KPI_PLACEHOLDERS: [&str; 5] = ["namespace", "experiment", "model", "variant", "interval"];
+
+/// Fills the `{{placeholder}}`s of a checked PromQL template; `values` pairs each name of
+/// [`KPI_PLACEHOLDERS`] with its value.
+pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let name = after[..end].trim();
+        match values.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => out.push_str(v),
+            None => out.push_str(&rest[start..start + 2 + end + 2]),
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
 
 /// Checks the `{{placeholder}}`s of a PromQL template.
 pub fn check_template(template: &str) -> Result<(), String> {
@@ -112,7 +135,7 @@ pub fn check_template(template: &str) -> Result<(), String> {
         let name = after[..end].trim();
         if !KPI_PLACEHOLDERS.contains(&name) {
             return Err(format!(
-                "uses unknown placeholder {{{{{name}}}}}; known: {{{{namespace}}}}, {{{{model}}}}, {{{{variant}}}}, {{{{interval}}}}"
+                "uses unknown placeholder {{{{{name}}}}}; known: {{{{namespace}}}}, {{{{experiment}}}}, {{{{model}}}}, {{{{variant}}}}, {{{{interval}}}}"
             ));
         }
         rest = &after[end + 2..];
@@ -125,6 +148,23 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn templates_render_every_placeholder_with_spaces_or_without() {
+        let q = r#"sum(x{ns="{{namespace}}",v="{{ variant }}"}[{{interval}}])"#;
+        assert_eq!(check_template(q), Ok(()));
+        assert_eq!(
+            render_template(
+                q,
+                &[
+                    ("namespace", "sales"),
+                    ("variant", "canary"),
+                    ("interval", "30s")
+                ]
+            ),
+            r#"sum(x{ns="sales",v="canary"}[30s])"#
+        );
+    }
 
     #[test]
     fn durations_parse_in_every_unit() {

@@ -180,6 +180,40 @@ impl Cluster {
         Ok(())
     }
 
+    /// Installs the Gateway API's standard CRDs (`tests/cluster/gateway-api.sh` fetches them
+    /// as a Go module) and waits until HTTPRoute is Established.
+    pub fn install_gateway_api(&self) -> anyhow::Result<()> {
+        let out = Command::new("bash")
+            .arg(repo_root().join("tests/cluster/gateway-api.sh"))
+            .output()
+            .context("failed to run tests/cluster/gateway-api.sh")?;
+        if !out.status.success() {
+            bail!(
+                "tests/cluster/gateway-api.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        self.apply(None, &dir, None)
+            .context("failed to install the Gateway API CRDs")?;
+        let out = self.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/httproutes.gateway.networking.k8s.io",
+            ],
+            None,
+        )?;
+        if !out.status.success() {
+            bail!(
+                "the HTTPRoute CRD did not become Established: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// Installs the CRDs by server-side apply (as `crdgen` renders them) and waits until
     /// every one is Established.
     pub fn install_crds(&self) -> anyhow::Result<()> {

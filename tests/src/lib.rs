@@ -8,8 +8,10 @@
 //! test process exits.
 
 mod cluster;
+pub mod loadgen;
 pub mod node;
 mod operator;
+pub mod prometheus;
 
 pub use cluster::{Cluster, TestNamespace, client_from};
 pub use operator::{OperatorProcess, grant_leader_election};

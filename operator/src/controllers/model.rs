@@ -227,12 +227,29 @@ async fn observe_training(
     let mut observed = Observed::default();
     let status = model.status.clone().unwrap_or_default();
     if let Some(onnx) = &model.spec.onnx {
-        // Bring your own ONNX: one version, served as given.
-        if status.versions.is_empty() {
+        // Bring your own ONNX: each new (url, sha256) is a new version, served as given when
+        // nothing serves yet and a Candidate (for an Experiment to judge) otherwise.
+        let digest = onnx.sha256.as_ref().map(|d| format!("sha256:{d}"));
+        let newest_byo = status
+            .versions
+            .iter()
+            .rev()
+            .find(|v| v.data_version.as_deref() == Some("byo"));
+        let known = newest_byo.is_some_and(|v| {
+            v.artifact_url.as_deref() == Some(onnx.url.as_str()) && v.artifact_digest == digest
+        });
+        if !known {
+            let next = status
+                .versions
+                .iter()
+                .map(|v| version_number(&v.version))
+                .max()
+                .unwrap_or(0)
+                + 1;
             observed.finished.push(ModelVersion {
-                version: "v1".into(),
+                version: format!("v{next}"),
                 state: "Candidate".into(),
-                artifact_digest: onnx.sha256.as_ref().map(|d| format!("sha256:{d}")),
+                artifact_digest: digest,
                 data_version: Some("byo".into()),
                 artifact_url: Some(onnx.url.clone()),
                 generation: model.metadata.generation,
@@ -499,7 +516,50 @@ pub fn build_serving(
     version: &ModelVersion,
 ) -> (Deployment, Service) {
     let serving = &model.spec.serving;
-    let p = parts(model, config, true, serving.resources.as_ref(), None);
+    let p = serving_parts(model, config);
+    let mut args = serving_args(model, version);
+    let ns = model.namespace().unwrap_or_default();
+    args.extend(["--metric-label".to_string(), format!("namespace={ns}")]);
+    let image = serving_image(model, config);
+    let owner = model.controller_owner_ref(&()).unwrap_or_default();
+    let name = serving_name(model);
+    let deployment = serving_deployment(
+        &name,
+        &ns,
+        owner.clone(),
+        &image,
+        serving.replicas,
+        args,
+        &p,
+    );
+    let service = serving_service(&name, &ns, owner, &p.labels);
+    (deployment, service)
+}
+
+/// The pod parts of a Model's serving pods (its labels, store mount, resources, account).
+pub fn serving_parts(model: &Model, config: &OperatorConfig) -> PodParts {
+    parts(
+        model,
+        config,
+        true,
+        model.spec.serving.resources.as_ref(),
+        None,
+    )
+}
+
+/// The serving image of a Model.
+pub fn serving_image(model: &Model, config: &OperatorConfig) -> String {
+    model
+        .spec
+        .serving
+        .image
+        .clone()
+        .unwrap_or_else(|| config.inference_server_image.clone())
+}
+
+/// The inference server's arguments for one version: the digest-pinned model and batching.
+pub fn serving_args(model: &Model, version: &ModelVersion) -> Vec<String> {
+    let serving = &model.spec.serving;
     let url = version.artifact_url.clone().unwrap_or_default();
     let digest = version
         .artifact_digest
@@ -519,24 +579,7 @@ pub fn build_serving(
             b.max_delay_ms.to_string(),
         ]);
     }
-    let image = serving
-        .image
-        .clone()
-        .unwrap_or_else(|| config.inference_server_image.clone());
-    let owner = model.controller_owner_ref(&()).unwrap_or_default();
-    let name = serving_name(model);
-    let ns = model.namespace().unwrap_or_default();
-    let deployment = serving_deployment(
-        &name,
-        &ns,
-        owner.clone(),
-        &image,
-        serving.replicas,
-        args,
-        &p,
-    );
-    let service = serving_service(&name, &ns, owner, &p.labels);
-    (deployment, service)
+    args
 }
 
 async fn serve(

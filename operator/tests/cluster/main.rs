@@ -14,6 +14,7 @@ mod controllers;
 mod operations;
 mod packaging;
 mod predictive;
+mod progressive;
 mod quickstart;
 
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_leitwerk-operator");

@@ -85,6 +85,54 @@ async fn helm_chart_lints_and_its_template_passes_server_dry_run() -> anyhow::Re
         &version,
     ])?;
     assert!(!String::from_utf8_lossy(&out.stdout).contains("kind: ServiceMonitor"));
+    // The Grafana dashboard ships as a sidecar ConfigMap and draws the operator's series.
+    let out = cluster.helm(&[
+        "template",
+        "leitwerk",
+        "charts/leitwerk",
+        "--kube-version",
+        &version,
+        "--set",
+        "grafanaDashboard.enabled=true,serviceMonitor.enabled=true",
+    ])?;
+    assert!(out.status.success(), "helm template: {}", stderr(&out));
+    let rendered = docs(&String::from_utf8(out.stdout)?);
+    assert!(
+        !find(&rendered, "PodMonitor").is_empty(),
+        "inference servers are scraped"
+    );
+    let map = find(&rendered, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("the dashboard ConfigMap");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        map["data"]["leitwerk-experiments.json"]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            p["targets"][0]["expr"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    for series in [
+        "leitwerk_experiment_weight",
+        "leitwerk_experiment_kpi",
+        "leitwerk_experiment_decisions_total",
+        "leitwerk_experiment_drift",
+    ] {
+        assert!(
+            exprs.iter().any(|e| e.contains(series)),
+            "{series} not drawn: {exprs:?}"
+        );
+    }
     Ok(())
 }
 

@@ -21,7 +21,7 @@ const TRAINER_IMAGE: &str = "leitwerk-trainer:e2e";
 const SERVER_IMAGE: &str = "leitwerk-inference-server:e2e";
 
 /// A sibling binary of the operator in the same target directory.
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let path = Path::new(OPERATOR).with_file_name(name);
     anyhow::ensure!(
         path.is_file(),
@@ -31,7 +31,7 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn onnxruntime() -> anyhow::Result<String> {
+pub(crate) fn onnxruntime() -> anyhow::Result<String> {
     let out = std::process::Command::new("bash")
         .arg(leitwerk_testkit::repo_root().join("tests/onnxruntime.sh"))
         .output()?;
@@ -44,7 +44,7 @@ fn onnxruntime() -> anyhow::Result<String> {
 }
 
 /// A hostPath PersistentVolume and a claim bound to it (the PV controller binds them).
-fn volume_yaml(ns: &str, claim: &str, path: &Path) -> String {
+pub(crate) fn volume_yaml(ns: &str, claim: &str, path: &Path) -> String {
     format!(
         "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {ns}-{claim}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  claimRef: {{namespace: {ns}, name: {claim}}}\n  hostPath: {{path: {p}}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {claim}, namespace: {ns}}}\nspec:\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  resources: {{requests: {{storage: 1Gi}}}}\n",
         p = path.display()

@@ -1,0 +1,840 @@
+//! Progressive delivery end to end: Experiments on a private control plane with the Gateway
+//! API CRDs installed, real inference-server processes (run by the node stand-in of
+//! `tests/src/node.rs`), a real Prometheus (Debian's package, `tests/src/prometheus.rs`)
+//! scraping them every second, and the load generator of `tests/src/loadgen.rs`, which routes
+//! by the HTTPRoute's weights and reports conversions drawn from a true rate per variant.
+//! Intervals are 5 seconds. Each scenario has its own namespace, Prometheus and operator; the
+//! control plane, the node and the model files are shared.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use leitwerk_crds::summary::{MaterializeSummary, TrainSummary};
+use leitwerk_crds::{Experiment, FeatureSet, Model};
+use leitwerk_testkit::loadgen::{Load, LoadGenerator};
+use leitwerk_testkit::node::{Image, NodeStandIn};
+use leitwerk_testkit::prometheus::{PrometheusProcess, write_targets};
+use leitwerk_testkit::{Cluster, OperatorProcess, TestNamespace, from_yaml, wait_for};
+
+use crate::OPERATOR;
+use crate::predictive::{onnxruntime, sibling, volume_yaml};
+
+const SERVER_IMAGE: &str = "leitwerk-inference-server:e2e";
+/// Where the serving pods see the artifact claim.
+const STORE: &str = "/var/lib/leitwerk/artifacts";
+
+/// What every scenario shares.
+struct Env {
+    cluster: Cluster,
+    node: Arc<NodeStandIn>,
+    /// Hosts the node stand-in for the whole process.
+    _runtime: tokio::runtime::Runtime,
+    root: PathBuf,
+    /// Host directory behind each namespace's `leitwerk-artifacts` claim.
+    artifacts: PathBuf,
+    /// sha256 of the model file.
+    digest: String,
+    /// OIP infer requests built from the model card's example rows.
+    requests: Vec<serde_json::Value>,
+    /// The same rows with every number multiplied by 1000 (drifted inputs).
+    drifted: Vec<serde_json::Value>,
+}
+
+static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
+
+fn env() -> anyhow::Result<&'static Env> {
+    ENV.get_or_init(|| {
+        std::thread::spawn(|| setup().map_err(|e| format!("{e:#}")))
+            .join()
+            .unwrap_or_else(|_| Err("setup panicked".into()))
+    })
+    .as_ref()
+    .map_err(|e| anyhow::anyhow!("progressive-delivery setup failed: {e}"))
+}
+
+fn run(cmd: &mut std::process::Command) -> anyhow::Result<String> {
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn setup() -> anyhow::Result<Env> {
+    let root = std::env::temp_dir().join(format!("leitwerk-progressive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    let cluster = Cluster::start(&root.join("cluster"), false)?;
+    cluster.install_crds()?;
+    cluster.install_operator_rbac()?;
+    cluster.install_gateway_api()?;
+
+    // One model, trained by the real trainer binary on generated leads; v1, v2 and v3 are
+    // copies of it (the scenarios decide the truth, not the model).
+    let trainer = sibling("leitwerk-trainer")?;
+    let ort = onnxruntime()?;
+    let data = root.join("data");
+    run(std::process::Command::new(&trainer)
+        .args([
+            "generate", "leads", "--seed", "3", "--count", "1500", "--out",
+        ])
+        .arg(&data))?;
+    let fs: FeatureSet = from_yaml(&std::fs::read_to_string(
+        leitwerk_testkit::repo_root().join("examples/lead-scoring/featureset.yaml"),
+    )?)?;
+    let fs_spec = serde_json::to_string(&fs.spec)?.replace("/data/leads", &data.to_string_lossy());
+    let store = format!("file://{}", root.join("store").display());
+    let materialized: MaterializeSummary =
+        serde_json::from_str(&run(std::process::Command::new(&trainer)
+            .args(["materialize", "--spec", &fs_spec, "--namespace", "e2e"])
+            .args(["--name", "lead-features", "--artifact-store", &store])
+            .arg("--termination-log")
+            .arg(root.join("materialize.log")))?)?;
+    let model: Model = from_yaml(&std::fs::read_to_string(
+        leitwerk_testkit::repo_root().join("examples/lead-scoring/model.yaml"),
+    )?)?;
+    let trained: TrainSummary = serde_json::from_str(&run(std::process::Command::new(&trainer)
+        .args(["train", "--spec", &serde_json::to_string(&model.spec)?])
+        .args([
+            "--namespace",
+            "e2e",
+            "--name",
+            "lead-scoring",
+            "--version",
+            "v1",
+        ])
+        .args([
+            "--snapshot",
+            materialized.location.as_deref().unwrap_or_default(),
+        ])
+        .args(["--artifact-store", &store, "--onnxruntime", &ort])
+        .arg("--termination-log")
+        .arg(root.join("train.log")))?)?;
+    let model_file = PathBuf::from(trained.model_url.trim_start_matches("file://"));
+    let artifacts = root.join("artifacts");
+    for v in ["v1", "v2", "v3"] {
+        let dir = artifacts.join("byo").join(v);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(&model_file, dir.join("model.onnx"))?;
+        std::fs::copy(
+            model_file.with_file_name("card.json"),
+            dir.join("card.json"),
+        )?;
+    }
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model_file.with_file_name("card.json"))?)?;
+    let (requests, drifted) = requests_from(&card);
+    anyhow::ensure!(!requests.is_empty(), "the model card has no example rows");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let images = HashMap::from([(
+        SERVER_IMAGE.to_string(),
+        Image {
+            binary: sibling("leitwerk-inference-server")?,
+            env: vec![("ORT_DYLIB_PATH".into(), ort)],
+        },
+    )]);
+    let node = runtime.block_on(async {
+        let client = cluster.client().await?;
+        NodeStandIn::start(client, "node-1", 0, &root.join("node"), images).await
+    })?;
+    Ok(Env {
+        cluster,
+        node: Arc::new(node),
+        _runtime: runtime,
+        root,
+        artifacts,
+        digest: trained.digest.trim_start_matches("sha256:").to_string(),
+        requests,
+        drifted,
+    })
+}
+
+/// One-row infer requests from the card's examples, and drifted copies of them.
+fn requests_from(card: &serde_json::Value) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    let inputs = card["inputs"].as_array().cloned().unwrap_or_default();
+    let examples = card["examples"].as_array().cloned().unwrap_or_default();
+    let build = |row: &serde_json::Value, scale: f64| {
+        let tensors: Vec<serde_json::Value> = inputs
+            .iter()
+            .map(|input| {
+                let name = input[0].as_str().unwrap_or_default();
+                let datatype = input[1].as_str().unwrap_or_default();
+                let mut value = row["inputs"][name].clone();
+                if let Some(x) = value.as_f64() {
+                    value = serde_json::json!(x * scale + if scale > 1.0 { 1000.0 } else { 0.0 });
+                }
+                serde_json::json!({"name": name, "datatype": datatype, "shape": [1, 1], "data": [value]})
+            })
+            .collect();
+        serde_json::json!({"inputs": tensors})
+    };
+    (
+        examples.iter().map(|r| build(r, 1.0)).collect(),
+        examples.iter().map(|r| build(r, 1000.0)).collect(),
+    )
+}
+
+const RATE_QUERY: &str = r#"sum(increase(leitwerk_inference_outcomes_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}",outcome="converted"}[{{interval}}])) / sum(increase(leitwerk_inference_predictions_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}"}[{{interval}}]))"#;
+const SAMPLE_QUERY: &str = r#"sum(increase(leitwerk_inference_predictions_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}"}[{{interval}}]))"#;
+
+/// A canary of `lead-scoring` from its serving version to its newest Candidate: conversion
+/// rate must stay at least half the stable one (the truths in these tests differ by 2× or 10×).
+fn canary_yaml(steps: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: leitwerk.dev/v1alpha1
+kind: Experiment
+metadata: {{name: rollout}}
+spec:
+  variants:
+    - {{name: stable, modelRef: {{name: lead-scoring}}, role: Stable}}
+    - {{name: canary, modelRef: {{name: lead-scoring}}, role: Candidate}}
+  strategy: {{type: Canary, canary: {{steps: {steps}}}}}
+  kpis:
+    - name: conversion-rate
+      query: '{RATE_QUERY}'
+      sampleQuery: '{SAMPLE_QUERY}'
+      min: 0.5
+      relativeToStable: true
+      minSamples: 30
+  interval: 5s
+  failureLimit: 0
+  inconclusiveLimit: 2
+  consecutiveErrorLimit: 1
+{extra}"#
+    )
+}
+
+/// One scenario's namespace, Prometheus and operator.
+struct Scenario {
+    env: &'static Env,
+    ns: TestNamespace,
+    client: Client,
+    prometheus: PrometheusProcess,
+    operator: Option<OperatorProcess>,
+    config: PathBuf,
+    targets: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        self.targets.abort();
+    }
+}
+
+impl Scenario {
+    /// A namespace with the artifact claim, a Prometheus scraping the namespace's variant
+    /// pods, the operator, and a bring-your-own Model `lead-scoring` whose versions are
+    /// `versions` (the first serves, the others are Candidates).
+    async fn new(prefix: &str, versions: &[&str]) -> anyhow::Result<Scenario> {
+        let env = env()?;
+        let client = env.cluster.client().await?;
+        let ns = TestNamespace::create(&env.cluster, prefix).await?;
+        env.cluster.apply(
+            None,
+            "-",
+            Some(&volume_yaml(&ns.name, "leitwerk-artifacts", &env.artifacts)),
+        )?;
+        let dir = env.root.join(&ns.name);
+        let prometheus = PrometheusProcess::start(&dir.join("prometheus")).await?;
+        let targets = {
+            let (pods, node, file) = (
+                Api::<Pod>::namespaced(client.clone(), &ns.name),
+                env.node.clone(),
+                prometheus.dir().to_path_buf(),
+            );
+            let ns_name = ns.name.clone();
+            tokio::spawn(async move {
+                for _ in 0..20_000 {
+                    if let Ok(list) = pods
+                        .list(&ListParams::default().labels("leitwerk.dev/experiment"))
+                        .await
+                    {
+                        let targets: Vec<String> = list
+                            .items
+                            .iter()
+                            .filter_map(|p| node.ports(&ns_name, &p.name_any()))
+                            .map(|(http, _)| format!("127.0.0.1:{http}"))
+                            .collect();
+                        let _ = write_targets(&file, &targets);
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+        };
+        let config = dir.join("operator.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "inferenceServerImage: {SERVER_IMAGE}\nprometheusUrl: {}\n",
+                prometheus.url()
+            ),
+        )?;
+        let mut s = Scenario {
+            env,
+            ns,
+            client,
+            prometheus,
+            operator: None,
+            config,
+            targets,
+        };
+        s.start_operator().await?;
+        for (i, v) in versions.iter().enumerate() {
+            s.apply(&format!(
+                "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {{name: lead-scoring}}\nspec:\n  task: BinaryClassification\n  onnx: {{url: \"file://{STORE}/byo/{v}/model.onnx\", sha256: \"{}\"}}\n  serving: {{replicas: 1}}\n",
+                env.digest
+            ))?;
+            let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);
+            let expected = format!("v{}", i + 1);
+            wait_for(
+                "the Model to record the version",
+                Duration::from_secs(60),
+                || async {
+                    let m = models.get("lead-scoring").await?;
+                    let st = m.status.clone().unwrap_or_default();
+                    let found = st.versions.iter().any(|x| {
+                        x.version == expected
+                            && x.state == if i == 0 { "Serving" } else { "Candidate" }
+                    });
+                    Ok((found.then_some(()), format!("{:?}", st.versions)))
+                },
+            )
+            .await?;
+        }
+        Ok(s)
+    }
+
+    async fn start_operator(&mut self) -> anyhow::Result<()> {
+        self.operator = Some(
+            OperatorProcess::start(
+                &self.env.cluster,
+                OPERATOR,
+                &self.ns.name,
+                &["--config", &self.config.to_string_lossy()],
+            )
+            .await?,
+        );
+        Ok(())
+    }
+
+    fn apply(&self, yaml: &str) -> anyhow::Result<()> {
+        self.env.cluster.apply(Some(&self.ns.name), "-", Some(yaml))
+    }
+
+    fn log(&self) -> String {
+        self.operator
+            .as_ref()
+            .map(|o| o.log_text())
+            .unwrap_or_default()
+    }
+
+    /// Starts the load with the given true conversion rates.
+    fn load(&self, truth: &[(&str, f64)], drifted: &[&str]) -> LoadGenerator {
+        LoadGenerator::start(
+            self.client.clone(),
+            self.env.node.clone(),
+            Load {
+                namespace: self.ns.name.clone(),
+                experiment: "rollout".into(),
+                model: "lead-scoring".into(),
+                requests: self.env.requests.clone(),
+                drifted_requests: self.env.drifted.clone(),
+                drifted: drifted.iter().map(|s| s.to_string()).collect(),
+                truth: truth.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                rate: 200,
+                max_requests: 200 * 300,
+                seed: 17,
+            },
+        )
+    }
+
+    async fn experiment(&self) -> anyhow::Result<Experiment> {
+        Ok(
+            Api::<Experiment>::namespaced(self.client.clone(), &self.ns.name)
+                .get("rollout")
+                .await?,
+        )
+    }
+
+    /// Waits for the Experiment's phase; fails early on a terminal phase that is not it.
+    async fn wait_phase(&self, phase: &str, timeout: Duration) -> anyhow::Result<Experiment> {
+        let api: Api<Experiment> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let result = wait_for(&format!("Experiment phase {phase}"), timeout, || async {
+            let e = api.get("rollout").await?;
+            let st = e.status.clone().unwrap_or_default();
+            let now = st.phase.clone().unwrap_or_default();
+            if now != phase && matches!(now.as_str(), "Promoted" | "RolledBack" | "Concluded") {
+                anyhow::bail!("ended {now} instead of {phase}: {:#?}", st.decisions);
+            }
+            Ok((
+                (now == phase).then_some(e),
+                format!("{now}; decisions {:#?}", st.decisions),
+            ))
+        })
+        .await;
+        result.map_err(|e| anyhow::anyhow!("{e}\noperator log (tail):\n{}", tail(&self.log())))
+    }
+
+    async fn route_weights(&self) -> anyhow::Result<BTreeMap<String, i64>> {
+        let gvk = kube::api::GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+        let (ar, _) = kube::discovery::pinned_kind(&self.client, &gvk).await?;
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.ns.name, &ar);
+        let route = api.get("rollout").await?;
+        Ok(route.data["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|b| {
+                (
+                    b["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .trim_start_matches("rollout-")
+                        .to_string(),
+                    b["weight"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect())
+    }
+
+    async fn model(&self) -> anyhow::Result<Model> {
+        Ok(Api::<Model>::namespaced(self.client.clone(), &self.ns.name)
+            .get("lead-scoring")
+            .await?)
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn actions(e: &Experiment) -> Vec<String> {
+    e.status
+        .as_ref()
+        .map(|s| s.decisions.iter().map(|d| d.action.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn rfc3339(t: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
+    let s = Scenario::new("better", &["v1", "v2"]).await?;
+    s.apply(&canary_yaml("[20, 50, 100]", ""))?;
+    let load = s.load(&[("stable", 0.10), ("canary", 0.20)], &[]);
+    let e = s.wait_phase("Promoted", Duration::from_secs(150)).await?;
+    let st = e.status.clone().unwrap_or_default();
+    assert_eq!(
+        actions(&e),
+        vec!["Start", "Advance", "Advance", "Promote"],
+        "{:#?}",
+        st.decisions
+    );
+    let advance = &st.decisions[1];
+    assert!(
+        advance.values["conversion-rate/canary"] > advance.thresholds["conversion-rate/canary/min"]
+    );
+    assert_eq!(advance.weights["canary"], 50);
+    assert_eq!(
+        s.route_weights().await?,
+        BTreeMap::from([("stable".into(), 0), ("canary".into(), 100)])
+    );
+    assert_eq!(st.routing.as_deref(), Some("HTTPRoute"));
+    // The load followed the route: both variants were scored, and the canary's measured
+    // rate reflects its truth.
+    let tally = load.tally();
+    assert!(
+        tally.get("canary").is_some_and(|(n, _)| *n > 100),
+        "{tally:?} {:?}",
+        load.errors()
+    );
+    // The Model now serves the promoted version, and only that one.
+    let model = wait_for("the Model to serve v2", Duration::from_secs(30), || async {
+        let m = s.model().await?;
+        let st = m.status.clone().unwrap_or_default();
+        Ok((
+            (st.serving_version.as_deref() == Some("v2")).then_some(m),
+            format!("{:?}", st.versions),
+        ))
+    })
+    .await?;
+    let versions = model.status.unwrap_or_default().versions;
+    assert_eq!(
+        versions.iter().filter(|v| v.state == "Serving").count(),
+        1,
+        "{versions:?}"
+    );
+    // kubectl tells the story.
+    let out = s
+        .env
+        .cluster
+        .kubectl(&["get", "experiments", "-n", &s.ns.name], None)?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("Canary")
+            && table.contains("Promoted")
+            && table.contains("stable=0,canary=100")
+            && table.contains("Promote:"),
+        "{table}"
+    );
+    let metrics = s
+        .operator
+        .as_ref()
+        .map(|o| o.metrics())
+        .expect("operator")
+        .await?;
+    assert!(
+        metrics.contains("leitwerk_experiment_weight{")
+            && metrics.contains("leitwerk_experiment_decisions_total{"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worse_canary_is_rolled_back_within_one_interval() -> anyhow::Result<()> {
+    let s = Scenario::new("worse", &["v1", "v2"]).await?;
+    s.apply(&canary_yaml("[20, 50, 100]", ""))?;
+    let _load = s.load(&[("stable", 0.10), ("canary", 0.01)], &[]);
+    let e = s.wait_phase("RolledBack", Duration::from_secs(120)).await?;
+    let st = e.status.clone().unwrap_or_default();
+    assert_eq!(
+        actions(&e),
+        vec!["Start", "RollBack"],
+        "{:#?}",
+        st.decisions
+    );
+    let (start, rollback) = (&st.decisions[0], &st.decisions[1]);
+    // The canary took traffic at Start; the first analysis saw the breach and rolled back.
+    let took = (rfc3339(&rollback.time) - rfc3339(&start.time)).num_milliseconds();
+    assert!(
+        took <= 2 * 5_000 + 2_000,
+        "rollback {took} ms after the canary took traffic"
+    );
+    assert!(
+        rollback.message.contains("breaches"),
+        "{}",
+        rollback.message
+    );
+    assert_eq!(
+        s.route_weights().await?,
+        BTreeMap::from([("stable".into(), 100), ("canary".into(), 0)])
+    );
+    let model = wait_for("v2 marked RolledBack", Duration::from_secs(30), || async {
+        let m = s.model().await?;
+        let st = m.status.clone().unwrap_or_default();
+        let v2 = st.versions.iter().find(|v| v.version == "v2").cloned();
+        Ok((
+            v2.filter(|v| v.state == "RolledBack"),
+            format!("{:?}", st.versions),
+        ))
+    })
+    .await?;
+    assert!(model.message.unwrap_or_default().contains("breaches"));
+    assert_eq!(
+        s.model()
+            .await?
+            .status
+            .unwrap_or_default()
+            .serving_version
+            .as_deref(),
+        Some("v1")
+    );
+    // The candidate's Deployment is scaled to zero.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(s.client.clone(), &s.ns.name);
+    let canary = deployments.get("rollout-canary").await?;
+    assert_eq!(canary.spec.and_then(|s| s.replicas), Some(0));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_prometheus_the_canary_pauses_and_resumes_when_it_returns() -> anyhow::Result<()> {
+    let mut s = Scenario::new("outage", &["v1", "v2"]).await?;
+    s.apply(&canary_yaml("[10, 20, 40, 100]", ""))?;
+    let _load = s.load(&[("stable", 0.10), ("canary", 0.20)], &[]);
+    s.wait_phase("Progressing", Duration::from_secs(60)).await?;
+    wait_for("the first Advance", Duration::from_secs(60), || async {
+        let e = s.experiment().await?;
+        Ok((
+            actions(&e).contains(&"Advance".to_string()).then_some(()),
+            format!("{:?}", actions(&e)),
+        ))
+    })
+    .await?;
+    s.prometheus.stop();
+    let paused = s.wait_phase("Paused", Duration::from_secs(60)).await?;
+    let weights = paused.status.clone().unwrap_or_default().weights;
+    let ready = paused
+        .status
+        .clone()
+        .unwrap_or_default()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(ready.reason, "PrometheusUnavailable", "{}", ready.message);
+    // While Prometheus is away: two more intervals, no promotion, weights unchanged.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let still = s.experiment().await?;
+    let st = still.status.clone().unwrap_or_default();
+    assert_eq!(st.phase.as_deref(), Some("Paused"));
+    assert_eq!(st.weights, weights);
+    assert!(!actions(&still).contains(&"Promote".to_string()));
+    s.prometheus.resume().await?;
+    let e = s.wait_phase("Promoted", Duration::from_secs(120)).await?;
+    let acts = actions(&e);
+    let pause = acts
+        .iter()
+        .position(|a| a == "Pause")
+        .expect("a Pause decision");
+    assert!(
+        acts[pause..].contains(&"Advance".to_string()),
+        "resumed by itself: {acts:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_continues_from_status_without_double_promotion() -> anyhow::Result<()>
+{
+    let mut s = Scenario::new("restart", &["v1", "v2"]).await?;
+    s.apply(&canary_yaml("[10, 20, 30, 50, 100]", ""))?;
+    let _load = s.load(&[("stable", 0.10), ("canary", 0.20)], &[]);
+    let at_kill = wait_for("two Advances", Duration::from_secs(90), || async {
+        let e = s.experiment().await?;
+        let n = actions(&e).iter().filter(|a| *a == "Advance").count();
+        Ok(((n >= 2).then_some(e.clone()), format!("{:?}", actions(&e))))
+    })
+    .await?;
+    if let Some(op) = s.operator.take() {
+        op.stop().await?;
+    }
+    let before = at_kill.status.clone().unwrap_or_default();
+    // The operator is down for more than an interval: nothing moves.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let route = s.route_weights().await?;
+    assert_eq!(
+        route.get("canary").copied(),
+        before.weights.get("canary").map(|w| i64::from(*w))
+    );
+    s.start_operator().await?;
+    let e = s.wait_phase("Promoted", Duration::from_secs(150)).await?;
+    let st = e.status.clone().unwrap_or_default();
+    let acts = actions(&e);
+    assert_eq!(
+        acts.iter().filter(|a| *a == "Start").count(),
+        1,
+        "no second start: {acts:?}"
+    );
+    assert_eq!(
+        acts.iter().filter(|a| *a == "Promote").count(),
+        1,
+        "{acts:?}"
+    );
+    // The first decision after the restart continued from the step recorded at the kill.
+    let resumed = &st.decisions[before.decisions.len()];
+    assert_eq!(resumed.step, before.step, "{:#?}", st.decisions);
+    let model = s.model().await?.status.unwrap_or_default();
+    assert_eq!(model.serving_version.as_deref(), Some("v2"));
+    assert_eq!(
+        model
+            .versions
+            .iter()
+            .filter(|v| v.state == "Serving")
+            .count(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drifted_inputs_roll_the_canary_back() -> anyhow::Result<()> {
+    let s = Scenario::new("drift", &["v1", "v2"]).await?;
+    s.apply(&canary_yaml(
+        "[20, 50, 100]",
+        "  driftGate: {maxPsi: 0.25}\n",
+    ))?;
+    let _load = s.load(&[("stable", 0.10), ("canary", 0.20)], &["canary"]);
+    let e = s.wait_phase("RolledBack", Duration::from_secs(120)).await?;
+    let st = e.status.clone().unwrap_or_default();
+    let last = st.decisions.last().cloned().unwrap_or_default();
+    assert!(
+        last.message.contains("input drift of canary") && last.message.contains("PSI"),
+        "{}",
+        last.message
+    );
+    let worst = st
+        .drift
+        .iter()
+        .filter(|d| d.variant == "canary" && d.metric == "psi")
+        .map(|d| d.value)
+        .fold(0.0, f64::max);
+    assert!(worst > 0.25, "{:?}", st.drift);
+    let metrics = s
+        .operator
+        .as_ref()
+        .map(|o| o.metrics())
+        .expect("operator")
+        .await?;
+    assert!(metrics.contains("leitwerk_experiment_drift{"), "{metrics}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_arm_bandit_converges_to_the_best_arm_and_promotes_it() -> anyhow::Result<()> {
+    let s = Scenario::new("bandit", &["v1", "v2", "v3"]).await?;
+    s.apply(&format!(
+        r#"apiVersion: leitwerk.dev/v1alpha1
+kind: Experiment
+metadata: {{name: rollout}}
+spec:
+  variants:
+    - {{name: a, modelRef: {{name: lead-scoring}}, version: v1, role: Stable}}
+    - {{name: b, modelRef: {{name: lead-scoring}}, version: v2}}
+    - {{name: c, modelRef: {{name: lead-scoring}}, version: v3}}
+  strategy:
+    type: Bandit
+    bandit: {{rewardKpi: conversion-rate, floorWeight: 5, probabilityToWin: 0.95, minSamples: 300, seed: 7}}
+  kpis:
+    - name: conversion-rate
+      query: '{RATE_QUERY}'
+      sampleQuery: '{SAMPLE_QUERY}'
+      min: 0
+  interval: 5s
+"#
+    ))?;
+    let _load = s.load(&[("a", 0.05), ("b", 0.20), ("c", 0.05)], &[]);
+    let e = s.wait_phase("Promoted", Duration::from_secs(180)).await?;
+    let st = e.status.clone().unwrap_or_default();
+    assert_eq!(st.winner.as_deref(), Some("b"), "{:#?}", st.decisions);
+    let b = st.arms.iter().find(|a| a.variant == "b").expect("arm b");
+    assert!(
+        b.probability_best.unwrap_or(0.0) >= 0.95 && b.trials >= 300.0,
+        "{b:?}"
+    );
+    assert!(
+        (b.successes / b.trials - 0.20).abs() < 0.07,
+        "posterior near the truth: {b:?}"
+    );
+    // Reweights moved traffic towards b before the end.
+    let reweights: Vec<_> = st
+        .decisions
+        .iter()
+        .filter(|d| d.action == "Reweight")
+        .collect();
+    assert!(
+        reweights.iter().any(|d| d.weights["b"] > 34),
+        "{reweights:#?}"
+    );
+    let model = wait_for("the Model to serve v2", Duration::from_secs(30), || async {
+        let m = s.model().await?.status.unwrap_or_default();
+        Ok((
+            (m.serving_version.as_deref() == Some("v2")).then_some(()),
+            format!("{:?}", m.versions),
+        ))
+    });
+    model.await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holdout_reports_a_lift_interval_around_the_simulated_truth() -> anyhow::Result<()> {
+    let s = Scenario::new("holdout", &["v1", "v2"]).await?;
+    // v2 serves after a promotion-free switch: the control arm is the version before it.
+    let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);
+    let m = models.get("lead-scoring").await?;
+    let mut versions = m.status.clone().unwrap_or_default().versions;
+    for v in &mut versions {
+        v.state = if v.version == "v2" {
+            "Serving".into()
+        } else {
+            "Retired".into()
+        };
+    }
+    models
+        .patch_status(
+            "lead-scoring",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"status": {"servingVersion": "v2", "versions": versions}}),
+            ),
+        )
+        .await?;
+    s.apply(&format!(
+        r#"apiVersion: leitwerk.dev/v1alpha1
+kind: Experiment
+metadata: {{name: rollout}}
+spec:
+  variants:
+    - {{name: model, modelRef: {{name: lead-scoring}}, role: Stable}}
+    - {{name: control, modelRef: {{name: lead-scoring}}, role: Control}}
+  strategy: {{type: Holdout, holdout: {{percent: 20, controlVariant: control, kpi: conversion-rate}}}}
+  kpis:
+    - name: conversion-rate
+      query: '{RATE_QUERY}'
+      sampleQuery: '{SAMPLE_QUERY}'
+      min: 0
+  interval: 5s
+"#
+    ))?;
+    let load = s.load(&[("model", 0.20), ("control", 0.10)], &[]);
+    let api: Api<Experiment> = Api::namespaced(s.client.clone(), &s.ns.name);
+    let holdout = wait_for("600 control trials", Duration::from_secs(180), || async {
+        let e = api.get("rollout").await?;
+        let h = e.status.clone().unwrap_or_default().holdout;
+        Ok((
+            h.clone().filter(|h| h.control_trials >= 600.0),
+            format!("{h:?}"),
+        ))
+    })
+    .await?;
+    let e = api.get("rollout").await?;
+    let st = e.status.unwrap_or_default();
+    assert_eq!(
+        st.variants[1].version, "v1",
+        "control is the version served before"
+    );
+    assert_eq!(
+        st.weights,
+        BTreeMap::from([("model".into(), 80), ("control".into(), 20)])
+    );
+    assert!(
+        holdout.lift_lower <= 0.10 && 0.10 <= holdout.lift_upper,
+        "the true lift 0.10 lies in the reported interval: {holdout:?}"
+    );
+    assert!(
+        holdout.lift_upper - holdout.lift_lower < 0.12,
+        "a useful interval: {holdout:?}"
+    );
+    // The traffic split honoured the holdout share.
+    let tally = load.tally();
+    let (m, c) = (
+        tally.get("model").map_or(0, |t| t.0),
+        tally.get("control").map_or(0, |t| t.0),
+    );
+    let share = c as f64 / (m + c).max(1) as f64;
+    assert!(
+        (share - 0.2).abs() < 0.05,
+        "control share {share} of {tally:?}"
+    );
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! A load generator that stands in for the marketing site and its users: it sends scoring
+//! requests the way a Gateway would route them (by the weights of the Experiment's HTTPRoute,
+//! or across the ready pods of the Experiment's Service without one), and reports whether each
+//! scored lead converted, drawn from a true conversion rate per variant. The inference servers
+//! it talks to are the real binaries run by the node stand-in.
+//!
+//! Every loop is bounded: it stops at `max_requests` or when stopped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{DynamicObject, GroupVersionKind, ListParams};
+use kube::{Api, Client, ResourceExt};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+use crate::node::NodeStandIn;
+
+/// What the generator sends and simulates.
+#[derive(Debug, Clone)]
+pub struct Load {
+    /// Namespace of the Experiment.
+    pub namespace: String,
+    /// The Experiment (its HTTPRoute and Service carry its name).
+    pub experiment: String,
+    /// Model name in the inference request path.
+    pub model: String,
+    /// Request bodies (OIP v2 infer requests), sent in turn.
+    pub requests: Vec<serde_json::Value>,
+    /// Requests sent to variants listed in `drifted` instead.
+    pub drifted_requests: Vec<serde_json::Value>,
+    /// Variants whose callers send `drifted_requests`.
+    pub drifted: Vec<String>,
+    /// True conversion rate per variant.
+    pub truth: BTreeMap<String, f64>,
+    /// Requests per second.
+    pub rate: u32,
+    /// Hard bound on requests.
+    pub max_requests: u64,
+    /// Seed of the routing and conversion draws.
+    pub seed: u64,
+}
+
+/// Per variant: requests scored, conversions reported.
+pub type Tally = BTreeMap<String, (u64, u64)>;
+
+/// A running generator.
+#[derive(Debug)]
+pub struct LoadGenerator {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LoadGenerator {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.abort();
+    }
+}
+
+impl LoadGenerator {
+    /// Starts sending on the current runtime.
+    pub fn start(client: Client, node: Arc<NodeStandIn>, load: Load) -> LoadGenerator {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Mutex::new(Tally::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(run(
+            client,
+            node,
+            load,
+            stop.clone(),
+            tally.clone(),
+            errors.clone(),
+        ));
+        LoadGenerator {
+            stop,
+            tally,
+            errors,
+            task,
+        }
+    }
+
+    /// Requests and conversions so far, per variant.
+    pub fn tally(&self) -> Tally {
+        self.tally.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// The last errors (bounded).
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Changes nothing but stops sending.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Where traffic goes now: (variant, weight, REST ports of its ready pods).
+type Routes = Vec<(String, u32, Vec<u16>)>;
+
+async fn routes(client: &Client, node: &NodeStandIn, load: &Load) -> Routes {
+    let ns = &load.namespace;
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let route = match kube::discovery::pinned_kind(client, &gvk).await {
+        Ok((ar, _)) => {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+            api.get_opt(&load.experiment).await.ok().flatten()
+        }
+        Err(_) => None,
+    };
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    // (service, weight); without an HTTPRoute the Experiment's one Service takes everything.
+    let backends: Vec<(String, u32)> = match &route {
+        Some(r) => r.data["spec"]["rules"][0]["backendRefs"]
+            .as_array()
+            .map(|b| {
+                b.iter()
+                    .map(|x| {
+                        (
+                            x["name"].as_str().unwrap_or_default().to_string(),
+                            x["weight"].as_u64().unwrap_or(1) as u32,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => vec![(load.experiment.clone(), 1)],
+    };
+    let mut out: HashMap<String, (u32, Vec<u16>)> = HashMap::new();
+    for (service, weight) in backends {
+        let Ok(Some(svc)) = services.get_opt(&service).await else {
+            continue;
+        };
+        let selector = svc
+            .spec
+            .and_then(|s| s.selector)
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
+            continue;
+        };
+        let ready: Vec<(String, u16)> = list
+            .items
+            .iter()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_none()
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .filter_map(|p| {
+                let variant = p.labels().get("leitwerk.dev/variant")?.clone();
+                let (http, _) = node.ports(ns, &p.name_any())?;
+                Some((variant, http))
+            })
+            .collect();
+        // With one Service over every variant, each pod is one share of the traffic.
+        let per_pod = route.is_none();
+        for (variant, port) in ready {
+            let entry = out.entry(variant).or_insert((0, Vec::new()));
+            entry.0 = if per_pod { entry.0 + 1 } else { weight };
+            entry.1.push(port);
+        }
+    }
+    let mut routes: Routes = out.into_iter().map(|(v, (w, p))| (v, w, p)).collect();
+    routes.sort();
+    routes
+}
+
+async fn run(
+    client: Client,
+    node: Arc<NodeStandIn>,
+    load: Load,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+    errors: Arc<Mutex<Vec<String>>>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let mut rng = StdRng::seed_from_u64(load.seed);
+    let mut outcome_rngs: BTreeMap<String, StdRng> = BTreeMap::new();
+    let pause = Duration::from_secs_f64(1.0 / f64::from(load.rate.max(1)));
+    let mut table: Routes = Vec::new();
+    let mut refreshed = tokio::time::Instant::now() - Duration::from_secs(10);
+    let note = |e: String| {
+        if let Ok(mut list) = errors.lock() {
+            list.push(e);
+            let excess = list.len().saturating_sub(20);
+            list.drain(..excess);
+        }
+    };
+    for n in 0..load.max_requests {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        tokio::time::sleep(pause).await;
+        if refreshed.elapsed() > Duration::from_millis(500) {
+            table = routes(&client, &node, &load).await;
+            refreshed = tokio::time::Instant::now();
+        }
+        let total: u32 = table.iter().map(|(_, w, _)| *w).sum();
+        if total == 0 {
+            continue;
+        }
+        let mut pick = rng.random_range(0..total);
+        let Some((variant, _, ports)) = table.iter().find(|(_, w, _)| {
+            if pick < *w {
+                true
+            } else {
+                pick -= *w;
+                false
+            }
+        }) else {
+            continue;
+        };
+        if ports.is_empty() {
+            continue;
+        }
+        let port = ports[(n as usize) % ports.len()];
+        let pool = if load.drifted.contains(variant) && !load.drifted_requests.is_empty() {
+            &load.drifted_requests
+        } else {
+            &load.requests
+        };
+        let body = &pool[(n as usize) % pool.len()];
+        let response = http
+            .post(format!(
+                "http://127.0.0.1:{port}/v2/models/{}/infer",
+                load.model
+            ))
+            .json(body)
+            .send()
+            .await;
+        let ids: Vec<String> = match response {
+            Ok(r) if r.status().is_success() => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| {
+                    v["parameters"]["prediction_ids"].as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                })
+                .unwrap_or_default(),
+            Ok(r) => {
+                note(format!("{variant}: infer answered {}", r.status()));
+                continue;
+            }
+            Err(e) => {
+                note(format!("{variant}: infer failed: {e}"));
+                continue;
+            }
+        };
+        let truth = load.truth.get(variant).copied().unwrap_or(0.0);
+        let draws = outcome_rngs
+            .entry(variant.clone())
+            .or_insert_with(|| StdRng::seed_from_u64(load.seed ^ hash(variant)));
+        for id in ids {
+            let converted = draws.random_bool(truth.clamp(0.0, 1.0));
+            let sent = http
+                .post(format!("http://127.0.0.1:{port}/v2/feedback"))
+                .json(&serde_json::json!({"prediction_id": id, "converted": converted}))
+                .send()
+                .await;
+            if let Err(e) = sent {
+                note(format!("{variant}: feedback failed: {e}"));
+                continue;
+            }
+            if let Ok(mut t) = tally.lock() {
+                let e = t.entry(variant.clone()).or_default();
+                e.0 += 1;
+                e.1 += u64::from(converted);
+            }
+        }
+    }
+}
+
+fn hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
