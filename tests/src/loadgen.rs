@@ -46,11 +46,15 @@ pub struct Load {
 /// Per variant: requests scored, conversions reported.
 pub type Tally = BTreeMap<String, (u64, u64)>;
 
+/// Per variant: when its first request was scored.
+pub type FirstServed = BTreeMap<String, std::time::SystemTime>;
+
 /// A running generator.
 #[derive(Debug)]
 pub struct LoadGenerator {
     stop: Arc<AtomicBool>,
     tally: Arc<Mutex<Tally>>,
+    first: Arc<Mutex<FirstServed>>,
     errors: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -67,18 +71,20 @@ impl LoadGenerator {
     pub fn start(client: Client, node: Arc<NodeStandIn>, load: Load) -> LoadGenerator {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::new()));
+        let first = Arc::new(Mutex::new(FirstServed::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(run(
             client,
             node,
             load,
             stop.clone(),
-            tally.clone(),
+            (tally.clone(), first.clone()),
             errors.clone(),
         ));
         LoadGenerator {
             stop,
             tally,
+            first,
             errors,
             task,
         }
@@ -87,6 +93,11 @@ impl LoadGenerator {
     /// Requests and conversions so far, per variant.
     pub fn tally(&self) -> Tally {
         self.tally.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// When `variant` first had a request scored.
+    pub fn first_served(&self, variant: &str) -> Option<std::time::SystemTime> {
+        self.first.lock().ok()?.get(variant).copied()
     }
 
     /// The last errors (bounded).
@@ -182,7 +193,7 @@ async fn run(
     node: Arc<NodeStandIn>,
     load: Load,
     stop: Arc<AtomicBool>,
-    tally: Arc<Mutex<Tally>>,
+    (tally, first): (Arc<Mutex<Tally>>, Arc<Mutex<FirstServed>>),
     errors: Arc<Mutex<Vec<String>>>,
 ) {
     let http = reqwest::Client::builder()
@@ -265,6 +276,10 @@ async fn run(
                 continue;
             }
         };
+        if let Ok(mut f) = first.lock() {
+            f.entry(variant.clone())
+                .or_insert_with(std::time::SystemTime::now);
+        }
         let truth = load.truth.get(variant).copied().unwrap_or(0.0);
         let draws = outcome_rngs
             .entry(variant.clone())

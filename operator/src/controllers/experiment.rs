@@ -853,7 +853,10 @@ fn analyse_canary(
     }
     let analysis = Analysis::of(checks, m.first_error());
     let mut c = counters(&state);
-    let mv = canary::next_move(step, steps.len(), &mut c, limits(spec), &analysis);
+    // A step of 100 % is the promotion itself: with no traffic left on stable, relative gates
+    // would have nothing to compare with.
+    let judged = steps.iter().filter(|w| **w < 100).count().max(1);
+    let mv = canary::next_move(step, judged, &mut c, limits(spec), &analysis);
     store_counters(status, c);
     let at = format!("{}/{}", step + 1, steps.len());
     decision.step = Some(at.clone());
@@ -875,6 +878,7 @@ fn analyse_canary(
         }
         Move::Promote => {
             set_weights(status, only(spec, &candidate), now);
+            status.step = Some(format!("{}/{}", steps.len(), steps.len()));
             status.phase = Some("Promoted".into());
             status.winner = Some(candidate.clone());
             decision.action = "Promote".into();
@@ -1585,6 +1589,12 @@ pub fn validate(spec: &ExperimentSpec) -> Result<(), Vec<FieldError>> {
         StrategyType::Canary => {
             if spec.kpis.is_empty() && spec.drift_gate.is_none() {
                 errors.push(FieldError::new("spec.kpis", "a Canary needs at least one KPI gate or a driftGate, or it would promote without evidence"));
+            }
+            if steps_of(spec).first().is_some_and(|w| *w >= 100) {
+                errors.push(FieldError::new(
+                    "spec.strategy.canary.steps",
+                    "the first step must send less than 100 % to the candidate: a step of 100 is the promotion itself, e.g. [5, 25, 50, 100]",
+                ));
             }
             let candidates = spec
                 .variants
