@@ -132,7 +132,7 @@ pub async fn reconcile(
         match resolve(exp, &models) {
             Ok(v) => v,
             Err(outcome) => {
-                let action = reconcile::finish(&ctx, exp, outcome).await?;
+                let action = reconcile::finish(&ctx, exp, *outcome).await?;
                 return Ok(action);
             }
         }
@@ -260,13 +260,16 @@ fn window_secs(exp: &Experiment, status: &ExperimentStatus, now: DateTime<Utc>) 
 }
 
 /// Resolves each variant's Model version and artifact; an outcome says what is missing.
-pub fn resolve(exp: &Experiment, models: &[Option<Model>]) -> Result<Vec<VariantStatus>, Outcome> {
+pub fn resolve(
+    exp: &Experiment,
+    models: &[Option<Model>],
+) -> Result<Vec<VariantStatus>, Box<Outcome>> {
     let ns = exp.namespace().unwrap_or_default();
     let exp_name = exp.name_any();
     let mut out = Vec::with_capacity(exp.spec.variants.len());
     for (i, (variant, model)) in exp.spec.variants.iter().zip(models).enumerate() {
         let Some(model) = model else {
-            return Err(Outcome::new(
+            return Err(Box::new(Outcome::new(
                 "Pending",
                 Desired::not(
                     READY,
@@ -276,14 +279,14 @@ pub fn resolve(exp: &Experiment, models: &[Option<Model>]) -> Result<Vec<Variant
                         variant.model_ref.name, variant.name
                     ),
                 ),
-            ));
+            )));
         };
         let status = model.status.clone().unwrap_or_default();
         let waiting = |message: String| {
-            Outcome::new(
+            Box::new(Outcome::new(
                 "WaitingForVersions",
                 Desired::not(READY, "WaitingForVersions", message),
-            )
+            ))
         };
         let usable = |v: &&ModelVersion| !matches!(v.state.as_str(), "Failed" | "Rejected");
         let version: Option<&ModelVersion> = match (&variant.version, variant.role) {
@@ -461,10 +464,10 @@ fn summary(weights: &BTreeMap<String, i32>, order: &[VariantStatus]) -> String {
 }
 
 fn set_weights(status: &mut ExperimentStatus, weights: BTreeMap<String, i32>, now: DateTime<Utc>) {
-    if status.weights != weights {
-        if let Some(a) = status.analysis.as_mut() {
-            a.weights_since = Some(now.to_rfc3339());
-        }
+    if status.weights != weights
+        && let Some(a) = status.analysis.as_mut()
+    {
+        a.weights_since = Some(now.to_rfc3339());
     }
     status.weights_summary = Some(summary(&weights, &status.variants));
     status.weights = weights;
