@@ -304,6 +304,7 @@ pub struct Batching {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.psiWarn <= self.psiAct").message("drift.psiWarn must not exceed drift.psiAct"))]
+#[x_kube(validation = Rule::new("self.jsWarn <= self.jsAct").message("drift.jsWarn must not exceed drift.jsAct"))]
 pub struct DriftPolicy {
     /// PSI at which a warning is raised.
     #[serde(default = "default_psi_warn")]
@@ -313,7 +314,15 @@ pub struct DriftPolicy {
     #[serde(default = "default_psi_act")]
     #[schemars(range(min = 0.0, max = 10.0))]
     pub psi_act: f64,
-    /// What happens at `psiAct`.
+    /// Jensen–Shannon divergence (bits) of a categorical feature at which a warning is raised.
+    #[serde(default = "default_js_warn")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub js_warn: f64,
+    /// Jensen–Shannon divergence (bits) of a categorical feature at which the action is taken.
+    #[serde(default = "default_js_act")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub js_act: f64,
+    /// What happens at `psiAct` (or `jsAct`).
     #[serde(default)]
     pub action: DriftAction,
     /// Window of serving traffic compared with the training distribution, e.g. `1h`.
@@ -328,6 +337,14 @@ fn default_psi_warn() -> f64 {
 
 fn default_psi_act() -> f64 {
     0.25
+}
+
+fn default_js_warn() -> f64 {
+    0.05
+}
+
+fn default_js_act() -> f64 {
+    0.1
 }
 
 fn default_drift_window() -> String {
@@ -411,6 +428,52 @@ pub struct ModelStatus {
     /// In-cluster URL of the OIP v2 REST endpoint of the serving version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The last input drift check of the serving version (`spec.drift`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<ModelDriftStatus>,
+}
+
+/// The last drift check of a Model's serving version.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDriftStatus {
+    /// When (RFC 3339).
+    pub checked_at: String,
+    /// The version checked.
+    pub version: String,
+    /// `Ok`, `Warn`, `Act` or `NoData`.
+    pub level: String,
+    /// The feature that drifted most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_feature: Option<String>,
+    /// Its measure (PSI for numeric features, Jensen–Shannon divergence in bits for
+    /// categorical ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst_value: Option<f64>,
+    /// Serving rows in the window.
+    #[serde(default)]
+    pub rows: f64,
+    /// Per feature: `psi` or `js` and the value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<FeatureDriftValue>,
+    /// The version the drift action was taken on (once per version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acted_on: Option<String>,
+    /// A retraining the drift asked for and no Job has started yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retrain_requested: bool,
+}
+
+/// Drift of one feature.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureDriftValue {
+    /// Feature name.
+    pub feature: String,
+    /// `psi` or `js`.
+    pub metric: String,
+    /// The measure.
+    pub value: f64,
 }
 
 crate::impl_resource_status!(ModelStatus);

@@ -70,6 +70,19 @@ pub struct DriftLabels {
     pub metric: String,
 }
 
+/// Labels of Model drift series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelDriftLabels {
+    /// Namespace of the Model.
+    pub namespace: String,
+    /// Model name.
+    pub model: String,
+    /// Feature name.
+    pub feature: String,
+    /// `psi` or `js`.
+    pub metric: String,
+}
+
 /// Labels of decision counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
@@ -108,6 +121,8 @@ pub struct Metrics {
     pub experiment_drift: Family<DriftLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Experiment decisions by action.
     pub experiment_decisions: Family<DecisionLabels, Counter>,
+    /// Last measured drift of a Model's serving version per feature.
+    pub model_drift: Family<ModelDriftLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -129,7 +144,13 @@ impl Metrics {
             experiment_kpi: Family::default(),
             experiment_drift: Family::default(),
             experiment_decisions: Family::default(),
+            model_drift: Family::default(),
         };
+        registry.register(
+            "leitwerk_model_drift",
+            "Last measured input drift of a Model's serving version per feature (PSI or JS divergence)",
+            metrics.model_drift.clone(),
+        );
         registry.register(
             "leitwerk_experiment_weight",
             "Traffic weight per Experiment variant, in percent",

@@ -23,7 +23,7 @@ use crate::node::NodeStandIn;
 pub struct Load {
     /// Namespace of the Experiment.
     pub namespace: String,
-    /// The Experiment (its HTTPRoute and Service carry its name).
+    /// The Experiment (its HTTPRoute and Service carry its name), or any Service to send to.
     pub experiment: String,
     /// Model name in the inference request path.
     pub model: String,
@@ -170,7 +170,12 @@ async fn routes(client: &Client, node: &NodeStandIn, load: &Load) -> Routes {
                         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
             })
             .filter_map(|p| {
-                let variant = p.labels().get("leitwerk.dev/variant")?.clone();
+                // A Model's own serving pods carry no variant: they count as "model".
+                let variant = p
+                    .labels()
+                    .get("leitwerk.dev/variant")
+                    .cloned()
+                    .unwrap_or_else(|| "model".into());
                 let (http, _) = node.ports(ns, &p.name_any())?;
                 Some((variant, http))
             })

@@ -1,6 +1,6 @@
 //! The Model controller.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -9,11 +9,16 @@ use kube::{
     Api, Resource, ResourceExt,
     api::{ListParams, ObjectMeta, Patch, PatchParams},
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType},
+        watcher,
+    },
 };
 use leitwerk_crds::{
     FIELD_MANAGER, FeatureSet, Model, ModelSpec,
-    model::{ModelVersion, Task},
+    model::{DriftAction, DriftPolicy, FeatureDriftValue, ModelDriftStatus, ModelVersion, Task},
     summary::TrainSummary,
 };
 
@@ -23,11 +28,14 @@ use super::{
     get_opt, referrers,
 };
 use crate::{
+    analysis::drift::FeatureDrift,
     config::OperatorConfig,
     context::Context,
+    metrics::ModelDriftLabels,
+    prom::Prometheus,
     reconcile::{self, LeitwerkResource, Outcome},
     status::{Desired, READY},
-    validation::{FieldError, check_cron, into_result, summarize},
+    validation::{FieldError, check_cron, into_result, parse_duration, summarize},
     workloads::{
         HTTP_PORT, JobState, MANAGED_BY, PodParts, child_name, job_state, resources,
         serving_deployment, serving_service, store_mount, termination_message, trainer_job,
@@ -37,6 +45,8 @@ use crate::{
 
 /// Label naming the Model an object belongs to.
 pub const MODEL_LABEL: &str = "leitwerk.dev/model";
+/// The condition that reports input drift of the serving version.
+pub const DRIFT: &str = "Drift";
 /// Label carrying the version a training Job produces.
 pub const VERSION_LABEL: &str = "leitwerk.dev/version";
 
@@ -147,6 +157,7 @@ pub async fn reconcile(
         None => Some(None),
     };
     let mut versions = model.status.clone().unwrap_or_default().versions;
+    let mut drift = model.status.clone().unwrap_or_default().drift;
     let mut observed = Observed::default();
     let outcome = match validate(&model.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
@@ -162,17 +173,31 @@ pub async fn reconcile(
             )
             .await?;
             versions = next_versions(model, &observed);
+            let drift_condition = match &model.spec.drift {
+                Some(policy) => watch_drift(&ctx, model, policy, &mut versions, &mut drift).await,
+                None => None,
+            };
             if let Some(serving) = versions.iter().find(|v| v.state == "Serving") {
                 observed.serving_replicas = Some(serve(&ctx, model, &ns, serving).await?);
             }
-            decide_with(
+            let mut outcome = decide_with(
                 model,
                 feature_set.as_ref().map(|f| f.as_ref()),
                 &observed,
                 &versions,
-            )
+            );
+            if let Some((condition, period)) = drift_condition {
+                outcome.conditions.push(condition);
+                outcome.recheck = Some(outcome.recheck.map_or(period, |r| r.min(period)));
+            }
+            outcome
         }
     };
+    if observed.started.is_some()
+        && let Some(d) = drift.as_mut()
+    {
+        d.retrain_requested = false;
+    }
     let endpoint = format!("http://{}.{ns}.svc:{HTTP_PORT}", serving_name(model));
     let action = reconcile::finish_with(&ctx, model, outcome, |status| {
         status.serving_version = versions
@@ -189,6 +214,7 @@ pub async fn reconcile(
             .clone()
             .or_else(|| observed.active.as_ref().map(|(j, _)| j.clone()));
         status.versions = versions.clone();
+        status.drift = drift.clone();
     })
     .await?;
     ctx.reset_backoff(&reconcile::backoff_key(model));
@@ -370,13 +396,15 @@ async fn observe_training(
         .as_ref()
         .and_then(|t| t.retrain.as_ref())
         .is_some_and(|r| r.on_new_data);
-    let needed = match latest {
-        None => true,
-        Some(v) => {
-            v.generation != model.metadata.generation
-                || (on_new_data && v.data_version.as_deref() != Some(data_version.as_str()))
-        }
-    };
+    let drift_retrain = status.drift.as_ref().is_some_and(|d| d.retrain_requested);
+    let needed = drift_retrain
+        || match latest {
+            None => true,
+            Some(v) => {
+                v.generation != model.metadata.generation
+                    || (on_new_data && v.data_version.as_deref() != Some(data_version.as_str()))
+            }
+        };
     if needed {
         let version = format!("v{}", highest + 1);
         let job = build_training_job(model, &ctx.config, &version, &snapshot, &data_version);
@@ -384,6 +412,201 @@ async fn observe_training(
         observed.started = Some(job.name_any());
     }
     Ok(observed)
+}
+
+/// Serving rows a drift check needs before it judges.
+pub const MIN_DRIFT_ROWS: f64 = 100.0;
+
+/// How often a Model's serving inputs are checked: a quarter of the window, 5 s to 15 min.
+pub fn drift_period(policy: &DriftPolicy) -> Duration {
+    let window = parse_duration(&policy.window).unwrap_or(Duration::from_secs(3600));
+    (window / 4).clamp(Duration::from_secs(5), Duration::from_secs(900))
+}
+
+/// The level of a drift check (`Ok`, `Warn`, `Act`) and the feature nearest to its action
+/// threshold.
+pub fn drift_level<'a>(
+    policy: &DriftPolicy,
+    features: &'a [FeatureDrift],
+) -> (&'static str, Option<&'a FeatureDrift>) {
+    let limits = |f: &FeatureDrift| {
+        if f.metric == "psi" {
+            (policy.psi_warn, policy.psi_act)
+        } else {
+            (policy.js_warn, policy.js_act)
+        }
+    };
+    let worst = features.iter().max_by(|a, b| {
+        (a.value / limits(a).1.max(1e-9)).total_cmp(&(b.value / limits(b).1.max(1e-9)))
+    });
+    let level = match worst {
+        Some(f) if f.value >= limits(f).1 => "Act",
+        Some(f) if f.value >= limits(f).0 => "Warn",
+        _ => "Ok",
+    };
+    (level, worst)
+}
+
+/// Serves the version before the serving one again: the serving one becomes RolledBack with
+/// `evidence`. Returns the version now serving, or None when there is none to go back to.
+pub fn roll_back(versions: &mut [ModelVersion], evidence: &str) -> Option<String> {
+    let current = versions.iter().position(|v| v.state == "Serving")?;
+    let previous = versions[..current].iter().rposition(|v| {
+        v.artifact_url.is_some() && matches!(v.state.as_str(), "Retired" | "Candidate")
+    })?;
+    versions[current].state = "RolledBack".into();
+    versions[current].message = Some(evidence.to_string());
+    versions[previous].state = "Serving".into();
+    Some(versions[previous].version.clone())
+}
+
+/// Checks the serving version's input drift when due (`spec.drift`), updates `drift`, and
+/// acts at `psiAct`/`jsAct` once per version: a Warning Event, a rollback to the previous
+/// version (in `versions`), or a retraining request. Returns the `Drift` condition and when to
+/// look again.
+async fn watch_drift(
+    ctx: &Context,
+    model: &Model,
+    policy: &DriftPolicy,
+    versions: &mut [ModelVersion],
+    drift: &mut Option<ModelDriftStatus>,
+) -> Option<(Desired, Duration)> {
+    let serving = versions
+        .iter()
+        .find(|v| v.state == "Serving")?
+        .version
+        .clone();
+    let period = drift_period(policy);
+    let now = chrono::Utc::now();
+    let checked = drift
+        .as_ref()
+        .filter(|d| d.version == serving)
+        .and_then(|d| {
+            chrono::DateTime::parse_from_rfc3339(&d.checked_at)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        });
+    let due =
+        checked.is_none_or(|t| now - t >= chrono::Duration::from_std(period).unwrap_or_default());
+    let ns = model.namespace().unwrap_or_default();
+    let name = model.name_any();
+    if due {
+        let selector =
+            format!(r#"namespace="{ns}",model="{name}",version="{serving}",experiment="""#);
+        let measured = match Prometheus::new(&ctx.config.prometheus_url) {
+            Ok(p) => super::experiment::drift_of(&p, &selector, &policy.window, &[]).await,
+            Err(e) => Err(e),
+        };
+        let features = match measured {
+            Ok(f) => f,
+            Err(e) => {
+                return Some((
+                    Desired::not(
+                        DRIFT,
+                        "PrometheusUnavailable",
+                        format!("drift of {serving} not checked: {e}"),
+                    ),
+                    period,
+                ));
+            }
+        };
+        let rows = features.iter().map(|f| f.rows).fold(0.0, f64::max);
+        let (level, worst) = drift_level(policy, &features);
+        let level = if rows < MIN_DRIFT_ROWS {
+            "NoData"
+        } else {
+            level
+        };
+        let previous = drift.take().filter(|d| d.version == serving);
+        for f in &features {
+            ctx.metrics
+                .model_drift
+                .get_or_create(&ModelDriftLabels {
+                    namespace: ns.clone(),
+                    model: name.clone(),
+                    feature: f.feature.clone(),
+                    metric: f.metric.into(),
+                })
+                .set(f.value);
+        }
+        *drift = Some(ModelDriftStatus {
+            checked_at: now.to_rfc3339(),
+            version: serving.clone(),
+            level: level.into(),
+            worst_feature: worst.map(|w| w.feature.clone()),
+            worst_value: worst.map(|w| (w.value * 1e4).round() / 1e4),
+            rows: rows.round(),
+            features: features
+                .iter()
+                .map(|f| FeatureDriftValue {
+                    feature: f.feature.clone(),
+                    metric: f.metric.into(),
+                    value: (f.value * 1e4).round() / 1e4,
+                })
+                .collect(),
+            acted_on: previous.as_ref().and_then(|p| p.acted_on.clone()),
+            retrain_requested: previous.is_some_and(|p| p.retrain_requested),
+        });
+    }
+    let d = drift.as_mut()?;
+    let evidence = format!(
+        "{} {} of {} is {:.3} over the last {} ({} rows; warn {}/{}, act {}/{} for PSI/JS)",
+        d.worst_feature.clone().unwrap_or_default(),
+        d.features
+            .iter()
+            .find(|f| Some(&f.feature) == d.worst_feature.as_ref())
+            .map_or("psi", |f| f.metric.as_str())
+            .to_uppercase(),
+        d.version,
+        d.worst_value.unwrap_or(0.0),
+        policy.window,
+        d.rows,
+        policy.psi_warn,
+        policy.js_warn,
+        policy.psi_act,
+        policy.js_act,
+    );
+    let condition = match d.level.as_str() {
+        "NoData" => Desired::not(
+            DRIFT,
+            "NotEnoughData",
+            format!(
+                "{} serving rows of {} in the last {}; a verdict needs {MIN_DRIFT_ROWS}",
+                d.rows, d.version, policy.window
+            ),
+        ),
+        "Ok" => Desired::not(DRIFT, "NoDrift", evidence.clone()),
+        "Warn" => Desired::ok(DRIFT, "DriftWarning", evidence.clone()),
+        _ => Desired::ok(DRIFT, "DriftDetected", evidence.clone()),
+    };
+    if d.level == "Act" && d.acted_on.as_deref() != Some(d.version.as_str()) {
+        d.acted_on = Some(d.version.clone());
+        let note = match policy.action {
+            DriftAction::Warn => format!("input drift: {evidence}"),
+            DriftAction::Rollback => {
+                match roll_back(versions, &format!("rolled back on input drift: {evidence}")) {
+                    Some(back) => format!("input drift: {evidence}; serving {back} again"),
+                    None => format!("input drift: {evidence}; no earlier version to roll back to"),
+                }
+            }
+            DriftAction::Retrain if model.spec.feature_set_ref.is_some() => {
+                d.retrain_requested = true;
+                format!("input drift: {evidence}; training a new version on the newest snapshot")
+            }
+            DriftAction::Retrain => {
+                format!("input drift: {evidence}; a bring-your-own Model cannot be retrained here")
+            }
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: format!("Drift{:?}", policy.action),
+            note: Some(reconcile::truncate(&note, 1024)),
+            action: "CheckDrift".into(),
+            secondary: None,
+        };
+        reconcile::publish(ctx, Model::KIND, &event, &model.object_ref(&())).await;
+    }
+    Some((condition, period))
 }
 
 /// The versions after this reconcile: recorded plus finished, promoted when nothing serves,
@@ -989,6 +1212,66 @@ mod tests {
             "{}",
             pending.ready.message
         );
+    }
+
+    #[test]
+    fn drift_levels_use_psi_for_numbers_and_js_for_categories() {
+        let policy: DriftPolicy = yaml_serde::from_str("{action: Rollback}").unwrap();
+        assert_eq!(
+            (policy.psi_warn, policy.psi_act, policy.js_act),
+            (0.1, 0.25, 0.1)
+        );
+        let f = |feature: &str, metric: &'static str, value: f64| FeatureDrift {
+            feature: feature.into(),
+            metric,
+            value,
+            rows: 500.0,
+        };
+        assert_eq!(
+            drift_level(&policy, &[f("a", "psi", 0.05), f("c", "js", 0.01)]).0,
+            "Ok"
+        );
+        let warn = [f("a", "psi", 0.15), f("c", "js", 0.01)];
+        let (level, worst) = drift_level(&policy, &warn);
+        assert_eq!(
+            (level, worst.map(|w| w.feature.as_str())),
+            ("Warn", Some("a"))
+        );
+        // A JS divergence of 0.12 bits is past its act threshold (0.1) even though a PSI of
+        // 0.2 is the larger number: each is judged against its own limits.
+        let act = [f("a", "psi", 0.2), f("c", "js", 0.12)];
+        let (level, worst) = drift_level(&policy, &act);
+        assert_eq!(
+            (level, worst.map(|w| w.feature.as_str())),
+            ("Act", Some("c"))
+        );
+        assert_eq!(drift_level(&policy, &[]).0, "Ok");
+    }
+
+    #[test]
+    fn a_drift_rollback_serves_the_previous_version_and_records_why() {
+        let v = |name: &str, state: &str| ModelVersion {
+            version: name.into(),
+            state: state.into(),
+            artifact_url: Some(format!("file:///a/{name}.onnx")),
+            ..Default::default()
+        };
+        let mut versions = vec![
+            v("v1", "Retired"),
+            v("v2", "Rejected"),
+            v("v3", "Serving"),
+            v("v4", "Candidate"),
+        ];
+        assert_eq!(roll_back(&mut versions, "PSI 0.9").as_deref(), Some("v1"));
+        let states: Vec<&str> = versions.iter().map(|v| v.state.as_str()).collect();
+        assert_eq!(
+            states,
+            vec!["Serving", "Rejected", "RolledBack", "Candidate"]
+        );
+        assert_eq!(versions[2].message.as_deref(), Some("PSI 0.9"));
+        let mut only = vec![v("v1", "Serving")];
+        assert_eq!(roll_back(&mut only, "x"), None);
+        assert_eq!(only[0].state, "Serving", "nothing to go back to: unchanged");
     }
 
     #[test]

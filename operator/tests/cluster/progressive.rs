@@ -257,7 +257,9 @@ impl Scenario {
             tokio::spawn(async move {
                 for _ in 0..20_000 {
                     if let Ok(list) = pods
-                        .list(&ListParams::default().labels("leitwerk.dev/experiment"))
+                        .list(
+                            &ListParams::default().labels("app.kubernetes.io/managed-by=leitwerk"),
+                        )
                         .await
                     {
                         let targets: Vec<String> = list
@@ -341,12 +343,17 @@ impl Scenario {
 
     /// Starts the load with the given true conversion rates.
     fn load(&self, truth: &[(&str, f64)], drifted: &[&str]) -> LoadGenerator {
+        self.load_to("rollout", truth, drifted)
+    }
+
+    /// Starts the load against the HTTPRoute or Service `target`.
+    fn load_to(&self, target: &str, truth: &[(&str, f64)], drifted: &[&str]) -> LoadGenerator {
         LoadGenerator::start(
             self.client.clone(),
             self.env.node.clone(),
             Load {
                 namespace: self.ns.name.clone(),
-                experiment: "rollout".into(),
+                experiment: target.into(),
                 model: "lead-scoring".into(),
                 requests: self.env.requests.clone(),
                 drifted_requests: self.env.drifted.clone(),
@@ -443,6 +450,28 @@ impl Scenario {
                 )
             })
             .collect())
+    }
+
+    /// Makes `version` the serving one (as an earlier promotion would have), the others Retired.
+    async fn serve(&self, version: &str) -> anyhow::Result<()> {
+        let models: Api<Model> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let m = models.get("lead-scoring").await?;
+        let mut versions = m.status.clone().unwrap_or_default().versions;
+        for v in &mut versions {
+            v.state = if v.version == version {
+                "Serving".into()
+            } else {
+                "Retired".into()
+            };
+        }
+        models
+            .patch_status(
+                "lead-scoring",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"servingVersion": version, "versions": versions}})),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn model(&self) -> anyhow::Result<Model> {
@@ -818,26 +847,8 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holdout_reports_a_lift_interval_around_the_simulated_truth() -> anyhow::Result<()> {
     let s = Scenario::new("holdout", &["v1", "v2"]).await?;
-    // v2 serves after a promotion-free switch: the control arm is the version before it.
-    let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);
-    let m = models.get("lead-scoring").await?;
-    let mut versions = m.status.clone().unwrap_or_default().versions;
-    for v in &mut versions {
-        v.state = if v.version == "v2" {
-            "Serving".into()
-        } else {
-            "Retired".into()
-        };
-    }
-    models
-        .patch_status(
-            "lead-scoring",
-            &PatchParams::default(),
-            &Patch::Merge(
-                serde_json::json!({"status": {"servingVersion": "v2", "versions": versions}}),
-            ),
-        )
-        .await?;
+    // v2 serves (as after an earlier promotion): the control arm is the version before it.
+    s.serve("v2").await?;
     s.apply(&format!(
         r#"apiVersion: leitwerk.dev/v1alpha1
 kind: Experiment
@@ -895,5 +906,69 @@ spec:
         (share - 0.2).abs() < 0.05,
         "control share {share} of {tally:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_drifted_inputs_rolls_back_to_its_previous_version() -> anyhow::Result<()> {
+    let s = Scenario::new("model-drift", &["v1", "v2"]).await?;
+    s.serve("v2").await?;
+    s.apply(&format!(
+        "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {{name: lead-scoring}}\nspec:\n  task: BinaryClassification\n  onnx: {{url: \"file://{STORE}/byo/v2/model.onnx\", sha256: \"{}\"}}\n  serving: {{replicas: 1}}\n  drift: {{psiWarn: 0.1, psiAct: 0.25, action: Rollback, window: 20s}}\n",
+        s.env.digest
+    ))?;
+    let _load = s.load_to("lead-scoring-serving", &[("model", 0.1)], &["model"]);
+    let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);
+    let model = wait_for(
+        "the drift rollback to v1",
+        Duration::from_secs(120),
+        || async {
+            let m = models.get("lead-scoring").await?;
+            let st = m.status.clone().unwrap_or_default();
+            let done = st.serving_version.as_deref() == Some("v1")
+                && st
+                    .versions
+                    .iter()
+                    .any(|v| v.version == "v2" && v.state == "RolledBack");
+            Ok((
+                done.then_some(m),
+                format!("{:?} {:?}", st.drift, st.versions),
+            ))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", s.diagnostics()))?;
+    let st = model.status.unwrap_or_default();
+    let v2 = st
+        .versions
+        .iter()
+        .find(|v| v.version == "v2")
+        .cloned()
+        .unwrap_or_default();
+    // The evidence stays on the rolled-back version: "… PSI of v2 is 1.234 over the last 20s …".
+    let message = v2.message.unwrap_or_default();
+    let measured: f64 = message
+        .split(" of v2 is ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        message.contains("input drift") && measured >= 0.25,
+        "{message}"
+    );
+    // The drift status now describes the version serving again (v1).
+    let drift = st.drift.clone().expect("drift status");
+    assert_eq!(drift.version, "v1", "{drift:?}");
+    assert!(
+        st.conditions.iter().any(|c| c.type_ == "Drift"),
+        "{:?}",
+        st.conditions
+    );
+    let events = s
+        .env
+        .cluster
+        .kubectl(&["get", "events", "-n", &s.ns.name], None)?;
+    assert!(String::from_utf8_lossy(&events.stdout).contains("DriftRollback"));
     Ok(())
 }
