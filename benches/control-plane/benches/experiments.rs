@@ -92,7 +92,8 @@ async fn load_of(pid: u32, window: Duration) -> anyhow::Result<(f64, f64)> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let operator = operator_binary()?;
-    let dir = std::env::temp_dir().join(format!("leitwerk-bench-experiments-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("leitwerk-bench-experiments-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let cluster = Cluster::start(&dir.join("cluster"), false)?;
@@ -113,7 +114,9 @@ async fn main() -> anyhow::Result<()> {
         &["--config", &config.to_string_lossy()],
     )
     .await?;
-    let pid = op.pid().ok_or_else(|| anyhow::anyhow!("the operator exited"))?;
+    let pid = op
+        .pid()
+        .ok_or_else(|| anyhow::anyhow!("the operator exited"))?;
 
     // One Model with a serving version (v1) and a candidate (v2), shared by every Experiment.
     let models: Api<Model> = Api::namespaced(client.clone(), &ns.name);
@@ -127,7 +130,10 @@ async fn main() -> anyhow::Result<()> {
         )?;
         wait_for("the Model version", Duration::from_secs(60), || async {
             let st = models.get("m").await?.status.unwrap_or_default();
-            Ok(((st.versions.len() > i).then_some(()), format!("{:?}", st.versions)))
+            Ok((
+                (st.versions.len() > i).then_some(()),
+                format!("{:?}", st.versions),
+            ))
         })
         .await?;
     }
@@ -149,15 +155,22 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join("---\n");
     cluster.apply(Some(&ns.name), "-", Some(&all))?;
-    wait_for("every Experiment to start", Duration::from_secs(300), || async {
-        let mut started = 0;
-        for n in &names {
-            if canary_weight(&client, &ns.name, n).await.is_some() {
-                started += 1;
+    wait_for(
+        "every Experiment to start",
+        Duration::from_secs(300),
+        || async {
+            let mut started = 0;
+            for n in &names {
+                if canary_weight(&client, &ns.name, n).await.is_some() {
+                    started += 1;
+                }
             }
-        }
-        Ok(((started == EXPERIMENTS).then_some(()), format!("{started} started")))
-    })
+            Ok((
+                (started == EXPERIMENTS).then_some(()),
+                format!("{started} started"),
+            ))
+        },
+    )
     .await?;
     let startup = created.elapsed();
     tokio::time::sleep(Duration::from_secs(INTERVAL_SECS)).await;
@@ -170,20 +183,29 @@ async fn main() -> anyhow::Result<()> {
         let weight = canary_weight(&client, &ns.name, n).await.unwrap_or(0);
         let breach = Instant::now();
         exporter.set_rate(n, "canary", 0.0);
-        wait_for("the rollback", Duration::from_secs(10 * INTERVAL_SECS), || async {
-            let w = canary_weight(&client, &ns.name, n).await;
-            Ok(((w == Some(0)).then_some(()), format!("canary weight {w:?}")))
-        })
+        wait_for(
+            "the rollback",
+            Duration::from_secs(10 * INTERVAL_SECS),
+            || async {
+                let w = canary_weight(&client, &ns.name, n).await;
+                Ok(((w == Some(0)).then_some(()), format!("canary weight {w:?}")))
+            },
+        )
         .await?;
         let took = breach.elapsed();
-        println!("breach of {n} (canary at {weight}%) → stable only after {:.1} s", took.as_secs_f64());
+        println!(
+            "breach of {n} (canary at {weight}%) → stable only after {:.1} s",
+            took.as_secs_f64()
+        );
         restore.push(took.as_secs_f64());
     }
     restore.sort_by(f64::total_cmp);
     let median = restore[restore.len() / 2];
     let worst = restore[restore.len() - 1];
 
-    println!("operator (release), {EXPERIMENTS} canary Experiments, interval {INTERVAL_SECS} s, 2 KPI queries per variant and analysis");
+    println!(
+        "operator (release), {EXPERIMENTS} canary Experiments, interval {INTERVAL_SECS} s, 2 KPI queries per variant and analysis"
+    );
     println!(
         "CPU: {:.1} % of a core with {EXPERIMENTS} ({:.1} × the {:.1} % with one); per Experiment {:.2} % of a core",
         cpu_all * 100.0,

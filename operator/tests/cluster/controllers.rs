@@ -335,3 +335,94 @@ spec: {task: 42, onnx: {url: file:///m.onnx}}
         .status();
     Ok(())
 }
+
+/// Without the Gateway API (the shared control plane has none), an Experiment's weights reach
+/// traffic by replica ratio: one Service spans the variants' Deployments, whose replicas follow
+/// the weights. The Model (the user's object) is never written to while the canary runs.
+#[tokio::test]
+async fn without_the_gateway_api_weights_become_replica_ratios() -> anyhow::Result<()> {
+    let cluster = Cluster::shared()?;
+    let ns = TestNamespace::create(&cluster, "replicas").await?;
+    let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
+    let client = cluster.client().await?;
+    let models: Api<Model> = Api::namespaced(client.clone(), &ns.name);
+    for (i, v) in ["v1", "v2"].iter().enumerate() {
+        let model = format!(
+            "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {{name: m}}\nspec:\n  task: BinaryClassification\n  onnx: {{url: \"file:///models/{v}.onnx\"}}\n  serving: {{replicas: 4}}\n"
+        );
+        kubectl_apply(&cluster, &ns.name, "-", Some(&model))?;
+        wait_for("the Model version", WAIT, || async {
+            let st = models.get("m").await?.status.unwrap_or_default();
+            let ok = st.versions.len() == i + 1
+                && st.versions[i].state == if i == 0 { "Serving" } else { "Candidate" };
+            Ok((ok.then_some(()), format!("{:?}", st.versions)))
+        })
+        .await
+        .with_context(|| operator.log_text())?;
+    }
+    let generation = models.get("m").await?.metadata.generation;
+    let experiment = r#"apiVersion: leitwerk.dev/v1alpha1
+kind: Experiment
+metadata: {name: split}
+spec:
+  variants:
+    - {name: stable, modelRef: {name: m}, role: Stable}
+    - {name: canary, modelRef: {name: m}, role: Candidate}
+  strategy: {type: Canary, canary: {steps: [25, 50, 100]}}
+  kpis:
+    - {name: cr, query: 'sum(rate(x{variant="{{variant}}"}[{{interval}}]))', min: 0}
+  interval: 5s
+  prometheusUrl: http://127.0.0.1:9
+"#;
+    kubectl_apply(&cluster, &ns.name, "-", Some(experiment))?;
+    let experiments: Api<Experiment> = Api::namespaced(client.clone(), &ns.name);
+    let e = wait_for("the Experiment to start", WAIT, || async {
+        let e = experiments.get("split").await?;
+        let st = e.status.clone().unwrap_or_default();
+        Ok((st.routing.is_some().then_some(e), format!("{st:?}")))
+    })
+    .await
+    .with_context(|| operator.log_text())?;
+    let st = e.status.unwrap_or_default();
+    assert_eq!(st.routing.as_deref(), Some("ReplicaRatio"));
+    assert_eq!(st.weights_summary.as_deref(), Some("stable=75,canary=25"));
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns.name);
+    let replicas = |name: &'static str| {
+        let deployments = deployments.clone();
+        async move {
+            deployments
+                .get(name)
+                .await
+                .ok()
+                .and_then(|d| d.spec)
+                .and_then(|s| s.replicas)
+        }
+    };
+    let (stable, canary) = (
+        replicas("split-stable").await,
+        replicas("split-canary").await,
+    );
+    assert_eq!((stable, canary), (Some(3), Some(1)), "4 replicas at 75/25");
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, &ns.name);
+    let shared = services.get("split").await?;
+    let selector = shared.spec.and_then(|s| s.selector).unwrap_or_default();
+    assert_eq!(
+        selector.get("leitwerk.dev/experiment").map(String::as_str),
+        Some("split")
+    );
+    assert!(
+        !selector.contains_key("leitwerk.dev/variant"),
+        "spans both variants"
+    );
+    // Prometheus is unreachable here: the canary holds, then pauses, and never advances.
+    let paused =
+        wait_for_ready_reason(&experiments, "split", "PrometheusUnavailable", WAIT).await?;
+    assert_eq!(paused["status"]["weightsSummary"], "stable=75,canary=25");
+    assert_eq!(
+        models.get("m").await?.metadata.generation,
+        generation,
+        "the Model's spec is the user's"
+    );
+    Ok(())
+}
