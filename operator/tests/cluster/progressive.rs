@@ -474,6 +474,23 @@ impl Scenario {
         Ok(())
     }
 
+    /// Waits until the Model serves `version` (after a promotion carried over).
+    async fn wait_serving(&self, version: &str) -> anyhow::Result<Model> {
+        wait_for(
+            &format!("the Model to serve {version}"),
+            Duration::from_secs(30),
+            || async {
+                let m = self.model().await?;
+                let st = m.status.clone().unwrap_or_default();
+                Ok((
+                    (st.serving_version.as_deref() == Some(version)).then_some(m),
+                    format!("{:?}", st.versions),
+                ))
+            },
+        )
+        .await
+    }
+
     async fn model(&self) -> anyhow::Result<Model> {
         Ok(Api::<Model>::namespaced(self.client.clone(), &self.ns.name)
             .get("lead-scoring")
@@ -540,15 +557,7 @@ async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
         load.errors()
     );
     // The Model now serves the promoted version, and only that one.
-    let model = wait_for("the Model to serve v2", Duration::from_secs(30), || async {
-        let m = s.model().await?;
-        let st = m.status.clone().unwrap_or_default();
-        Ok((
-            (st.serving_version.as_deref() == Some("v2")).then_some(m),
-            format!("{:?}", st.versions),
-        ))
-    })
-    .await?;
+    let model = s.wait_serving("v2").await?;
     let versions = model.status.unwrap_or_default().versions;
     assert_eq!(
         versions.iter().filter(|v| v.state == "Serving").count(),
@@ -741,8 +750,7 @@ async fn a_restarted_operator_continues_from_status_without_double_promotion() -
     // The first decision after the restart continued from the step recorded at the kill.
     let resumed = &st.decisions[before.decisions.len()];
     assert_eq!(resumed.step, before.step, "{:#?}", st.decisions);
-    let model = s.model().await?.status.unwrap_or_default();
-    assert_eq!(model.serving_version.as_deref(), Some("v2"));
+    let model = s.wait_serving("v2").await?.status.unwrap_or_default();
     assert_eq!(
         model
             .versions
@@ -833,14 +841,7 @@ spec:
         reweights.iter().any(|d| d.weights["b"] > 34),
         "{reweights:#?}"
     );
-    let model = wait_for("the Model to serve v2", Duration::from_secs(30), || async {
-        let m = s.model().await?.status.unwrap_or_default();
-        Ok((
-            (m.serving_version.as_deref() == Some("v2")).then_some(()),
-            format!("{:?}", m.versions),
-        ))
-    });
-    model.await?;
+    s.wait_serving("v2").await?;
     Ok(())
 }
 
