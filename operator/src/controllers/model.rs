@@ -396,22 +396,33 @@ async fn observe_training(
         .as_ref()
         .and_then(|t| t.retrain.as_ref())
         .is_some_and(|r| r.on_new_data);
-    let drift_retrain = status.drift.as_ref().is_some_and(|d| d.retrain_requested);
-    let needed = drift_retrain
-        || match latest {
-            None => true,
-            Some(v) => {
-                v.generation != model.metadata.generation
-                    || (on_new_data && v.data_version.as_deref() != Some(data_version.as_str()))
-            }
-        };
-    if needed {
+    if training_needed(model, latest, on_new_data, &data_version) {
         let version = format!("v{}", highest + 1);
         let job = build_training_job(model, &ctx.config, &version, &snapshot, &data_version);
         apply(ctx, ns, &job, "training Job").await?;
         observed.started = Some(job.name_any());
     }
     Ok(observed)
+}
+
+/// Whether a new version must be trained: none yet, the spec changed since the newest one, a
+/// new snapshot arrived (with `retrain.onNewData`), or a drift check asked for it.
+pub fn training_needed(
+    model: &Model,
+    latest: Option<&ModelVersion>,
+    on_new_data: bool,
+    data_version: &str,
+) -> bool {
+    let status = model.status.clone().unwrap_or_default();
+    let drift_retrain = status.drift.as_ref().is_some_and(|d| d.retrain_requested);
+    drift_retrain
+        || match latest {
+            None => true,
+            Some(v) => {
+                v.generation != model.metadata.generation
+                    || (on_new_data && v.data_version.as_deref() != Some(data_version))
+            }
+        }
 }
 
 /// Serving rows a drift check needs before it judges.
@@ -1246,6 +1257,48 @@ mod tests {
             ("Act", Some("c"))
         );
         assert_eq!(drift_level(&policy, &[]).0, "Ok");
+    }
+
+    #[test]
+    fn training_follows_spec_changes_new_data_and_drift_requests() {
+        let mut model = example();
+        model.metadata.generation = Some(3);
+        let latest = ModelVersion {
+            version: "v2".into(),
+            generation: Some(3),
+            data_version: Some("sha256:aa".into()),
+            ..Default::default()
+        };
+        assert!(
+            training_needed(&model, None, false, "sha256:aa"),
+            "nothing trained yet"
+        );
+        assert!(!training_needed(&model, Some(&latest), true, "sha256:aa"));
+        assert!(
+            training_needed(&model, Some(&latest), true, "sha256:bb"),
+            "new data"
+        );
+        assert!(
+            !training_needed(&model, Some(&latest), false, "sha256:bb"),
+            "onNewData off"
+        );
+        model.metadata.generation = Some(4);
+        assert!(
+            training_needed(&model, Some(&latest), false, "sha256:aa"),
+            "spec changed"
+        );
+        model.metadata.generation = Some(3);
+        model.status = Some(leitwerk_crds::ModelStatus {
+            drift: Some(ModelDriftStatus {
+                retrain_requested: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(
+            training_needed(&model, Some(&latest), false, "sha256:aa"),
+            "drift asked for it"
+        );
     }
 
     #[test]
