@@ -577,6 +577,22 @@ async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
             && table.contains("Promote:"),
         "{table}"
     );
+    // kubectl describe shows the evidence: decisions with values and thresholds, and Events.
+    let out = s.env.cluster.kubectl(
+        &["describe", "experiment", "rollout", "-n", &s.ns.name],
+        None,
+    )?;
+    let described = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Decisions:",
+        "conversion-rate/canary/min",
+        "Thresholds:",
+        "Advance",
+        "Promote",
+        "Events:",
+    ] {
+        assert!(described.contains(needle), "{needle} missing:\n{described}");
+    }
     let metrics = s
         .operator
         .as_ref()
