@@ -1,0 +1,299 @@
+//! The serving Deployments and Services of the variants, the HTTPRoute or shared Service that
+//! splits traffic, and carrying a verdict over to the Model.
+
+use super::*;
+
+/// Replicas for a weight out of `total` replicas: 0 at weight 0, else at least 1.
+pub fn replicas_for(weight: i32, total: i32) -> i32 {
+    if weight <= 0 {
+        0
+    } else {
+        ((f64::from(weight) * f64::from(total.max(1)) / 100.0).round() as i32).max(1)
+    }
+}
+
+/// The Deployment and Service of every variant, with replicas from the weights.
+pub fn variant_workloads(
+    exp: &Experiment,
+    models: &[Option<Model>],
+    status: &ExperimentStatus,
+    config: &crate::config::OperatorConfig,
+) -> Vec<(Deployment, Service)> {
+    let ns = exp.namespace().unwrap_or_default();
+    let name = exp.name_any();
+    let owner = exp.controller_owner_ref(&()).unwrap_or_default();
+    let stable_total = exp
+        .spec
+        .variants
+        .iter()
+        .zip(models)
+        .find(|(v, _)| v.role == VariantRole::Stable)
+        .and_then(|(_, m)| m.as_ref())
+        .map_or(1, |m| m.spec.serving.replicas.max(1));
+    status
+        .variants
+        .iter()
+        .filter_map(|v| {
+            let model = models.iter().flatten().find(|m| m.name_any() == v.model)?;
+            let mut parts = serving_parts(model, config);
+            parts.labels = BTreeMap::from([
+                (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                (EXPERIMENT_LABEL.to_string(), name.clone()),
+                (VARIANT_LABEL.to_string(), v.name.clone()),
+            ]);
+            let version = ModelVersion {
+                version: v.version.clone(),
+                artifact_url: v.artifact_url.clone(),
+                ..Default::default()
+            };
+            let mut args = serving_args(model, &version);
+            for label in [
+                format!("namespace={ns}"),
+                format!("experiment={name}"),
+                format!("variant={}", v.name),
+            ] {
+                args.extend(["--metric-label".to_string(), label]);
+            }
+            let weight = status.weights.get(&v.name).copied().unwrap_or(0);
+            let workload = child_name(&name, &v.name);
+            let deployment = serving_deployment(
+                &workload,
+                &ns,
+                owner.clone(),
+                &serving_image(model, config),
+                replicas_for(weight, stable_total),
+                args,
+                &parts,
+            );
+            let service = serving_service(&workload, &ns, owner.clone(), &parts.labels);
+            Some((deployment, service))
+        })
+        .collect()
+}
+
+/// The HTTPRoute that splits traffic by weight between the variants' Services.
+pub fn http_route(exp: &Experiment, status: &ExperimentStatus) -> serde_json::Value {
+    let name = exp.name_any();
+    let traffic = exp.spec.traffic.clone().unwrap_or_default();
+    let backends: Vec<serde_json::Value> = status
+        .variants
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "name": child_name(&name, &v.name),
+                "port": crate::workloads::HTTP_PORT,
+                "weight": status.weights.get(&v.name).copied().unwrap_or(0),
+            })
+        })
+        .collect();
+    let mut spec = serde_json::json!({"rules": [{"backendRefs": backends}]});
+    if let Some(gw) = &traffic.gateway_ref {
+        spec["parentRefs"] = serde_json::json!([{"name": gw.name}]);
+    }
+    if !traffic.hostnames.is_empty() {
+        spec["hostnames"] = serde_json::json!(traffic.hostnames);
+    }
+    serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": name,
+            "namespace": exp.namespace(),
+            "labels": {MANAGED_BY.0: MANAGED_BY.1, EXPERIMENT_LABEL: name},
+            "ownerReferences": [exp.controller_owner_ref(&())],
+        },
+        "spec": spec,
+    })
+}
+
+/// The HTTPRoute API when the Gateway API CRDs are installed.
+pub(super) async fn gateway_api(ctx: &Context) -> Option<ApiResource> {
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    kube::discovery::pinned_kind(&ctx.client, &gvk)
+        .await
+        .ok()
+        .map(|(ar, _)| ar)
+}
+
+pub(super) async fn apply_children(
+    ctx: &Context,
+    exp: &Experiment,
+    models: &[Option<Model>],
+    status: &mut ExperimentStatus,
+    route: Option<&ApiResource>,
+) -> Result<(), Error> {
+    let ns = exp.namespace().unwrap_or_default();
+    let name = exp.name_any();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+    let read = |what: &str| {
+        let what = what.to_string();
+        move |source| Error::Read { what, source }
+    };
+    let current = deployments
+        .list(&ListParams::default().labels(&format!("{EXPERIMENT_LABEL}={name}")))
+        .await
+        .map_err(read("variant Deployments"))?;
+    for (deployment, service) in variant_workloads(exp, models, status, &ctx.config) {
+        let workload = deployment.name_any();
+        let existing = current.items.iter().find(|d| d.name_any() == workload);
+        if let Some(v) = status
+            .variants
+            .iter_mut()
+            .find(|v| v.workload.as_deref() == Some(&workload))
+        {
+            v.replicas = deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(0);
+            v.ready_replicas = existing
+                .and_then(|d| d.status.as_ref())
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+        }
+        apply_if_changed(ctx, &ns, deployment, existing, "variant Deployment").await?;
+        let existing_service = services
+            .get_opt(&workload)
+            .await
+            .map_err(read("variant Service"))?;
+        apply_if_changed(
+            ctx,
+            &ns,
+            service,
+            existing_service.as_ref(),
+            "variant Service",
+        )
+        .await?;
+    }
+    match route {
+        Some(ar) => {
+            let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, ar);
+            let mut desired = http_route(exp, status);
+            let hash = hash_of(&desired);
+            let existing = api.get_opt(&name).await.map_err(read("HTTPRoute"))?;
+            let applied = existing
+                .as_ref()
+                .and_then(|r| r.metadata.annotations.as_ref())
+                .and_then(|a| a.get(crate::controllers::feature_set::APPLIED_HASH));
+            if applied != Some(&hash) {
+                desired["metadata"]["annotations"] =
+                    serde_json::json!({crate::controllers::feature_set::APPLIED_HASH: hash});
+                api.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await
+                .map_err(|source| Error::Apply {
+                    what: format!("HTTPRoute {name}"),
+                    source,
+                })?;
+                ctx.metrics.wrote(Experiment::KIND, "child");
+            }
+        }
+        None => {
+            // Without a Gateway API, one Service spans every variant: traffic follows replicas.
+            let owner = exp.controller_owner_ref(&()).unwrap_or_default();
+            let labels = BTreeMap::from([
+                (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                (EXPERIMENT_LABEL.to_string(), name.clone()),
+            ]);
+            let shared = serving_service(&name, &ns, owner, &labels);
+            let existing = services.get_opt(&name).await.map_err(read("Service"))?;
+            apply_if_changed(ctx, &ns, shared, existing.as_ref(), "Experiment Service").await?;
+        }
+    }
+    Ok(())
+}
+
+/// Carries a verdict over to the Model: a promoted version serves (the one serving before is
+/// Retired); a rolled-back candidate is marked RolledBack with the evidence. Returns whether
+/// the Model shows it (then the Experiment stops touching the Model).
+pub(super) async fn carry_over(
+    ctx: &Context,
+    exp: &Experiment,
+    status: &ExperimentStatus,
+    models: &[Option<Model>],
+) -> Result<bool, Error> {
+    let spec = &exp.spec;
+    let ns = exp.namespace().unwrap_or_default();
+    let promoted = status.phase.as_deref() == Some("Promoted");
+    let target = if promoted {
+        status.winner.clone()
+    } else if status.phase.as_deref() == Some("RolledBack") {
+        candidate_name(spec)
+    } else {
+        None
+    };
+    let Some(variant) = target.and_then(|t| status.variants.iter().find(|v| v.name == t)) else {
+        return Ok(true);
+    };
+    let Some(model) = models
+        .iter()
+        .flatten()
+        .find(|m| m.name_any() == variant.model)
+    else {
+        return Ok(true);
+    };
+    let mut ms = model.status.clone().unwrap_or_default();
+    let evidence = status
+        .decisions
+        .last()
+        .map(|d| d.message.clone())
+        .unwrap_or_default();
+    let changed = if promoted {
+        if ms.serving_version.as_deref() == Some(variant.version.as_str()) {
+            return Ok(true);
+        }
+        for v in &mut ms.versions {
+            if v.version == variant.version {
+                v.state = "Serving".into();
+                v.message = Some(format!(
+                    "promoted by Experiment {}: {evidence}",
+                    exp.name_any()
+                ));
+            } else if v.state == "Serving" {
+                v.state = "Retired".into();
+            }
+        }
+        ms.serving_version = Some(variant.version.clone());
+        true
+    } else {
+        match ms
+            .versions
+            .iter_mut()
+            .find(|v| v.version == variant.version)
+        {
+            Some(v) if v.state == "RolledBack" || v.state == "Serving" => return Ok(true),
+            Some(v) => {
+                v.state = "RolledBack".into();
+                v.message = Some(format!(
+                    "rolled back by Experiment {}: {evidence}",
+                    exp.name_any()
+                ));
+                true
+            }
+            None => return Ok(true),
+        }
+    };
+    if changed {
+        let api: Api<Model> = Api::namespaced(ctx.client.clone(), &ns);
+        let body = serde_json::json!({"status": {
+            "servingVersion": ms.serving_version,
+            "versions": ms.versions,
+        }});
+        api.patch_status(
+            &model.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&body),
+        )
+        .await
+        .map_err(|source| Error::Apply {
+            what: format!("status of Model {}", model.name_any()),
+            source,
+        })?;
+        ctx.metrics.wrote(Experiment::KIND, "model-status");
+    }
+    Ok(false)
+}

@@ -1,0 +1,199 @@
+//! Input drift of a Model's serving version (`spec.drift`): the check, its level, and the
+//! action at `psiAct`/`jsAct`.
+
+use super::*;
+
+/// Serving rows a drift check needs before it judges.
+pub const MIN_DRIFT_ROWS: f64 = 100.0;
+
+/// How often a Model's serving inputs are checked: a quarter of the window, 5 s to 15 min.
+pub fn drift_period(policy: &DriftPolicy) -> Duration {
+    let window = parse_duration(&policy.window).unwrap_or(Duration::from_secs(3600));
+    (window / 4).clamp(Duration::from_secs(5), Duration::from_secs(900))
+}
+
+/// The level of a drift check (`Ok`, `Warn`, `Act`) and the feature nearest to its action
+/// threshold.
+pub fn drift_level<'a>(
+    policy: &DriftPolicy,
+    features: &'a [FeatureDrift],
+) -> (&'static str, Option<&'a FeatureDrift>) {
+    let limits = |f: &FeatureDrift| {
+        if f.metric == "psi" {
+            (policy.psi_warn, policy.psi_act)
+        } else {
+            (policy.js_warn, policy.js_act)
+        }
+    };
+    let worst = features.iter().max_by(|a, b| {
+        (a.value / limits(a).1.max(1e-9)).total_cmp(&(b.value / limits(b).1.max(1e-9)))
+    });
+    let level = match worst {
+        Some(f) if f.value >= limits(f).1 => "Act",
+        Some(f) if f.value >= limits(f).0 => "Warn",
+        _ => "Ok",
+    };
+    (level, worst)
+}
+
+/// Serves the version before the serving one again: the serving one becomes RolledBack with
+/// `evidence`. Returns the version now serving, or None when there is none to go back to.
+pub fn roll_back(versions: &mut [ModelVersion], evidence: &str) -> Option<String> {
+    let current = versions.iter().position(|v| v.state == "Serving")?;
+    let previous = versions[..current].iter().rposition(|v| {
+        v.artifact_url.is_some() && matches!(v.state.as_str(), "Retired" | "Candidate")
+    })?;
+    versions[current].state = "RolledBack".into();
+    versions[current].message = Some(evidence.to_string());
+    versions[previous].state = "Serving".into();
+    Some(versions[previous].version.clone())
+}
+
+/// Checks the serving version's input drift when due (`spec.drift`), updates `drift`, and
+/// acts at `psiAct`/`jsAct` once per version: a Warning Event, a rollback to the previous
+/// version (in `versions`), or a retraining request. Returns the `Drift` condition and when to
+/// look again.
+pub(super) async fn watch_drift(
+    ctx: &Context,
+    model: &Model,
+    policy: &DriftPolicy,
+    versions: &mut [ModelVersion],
+    drift: &mut Option<ModelDriftStatus>,
+) -> Option<(Desired, Duration)> {
+    let serving = versions
+        .iter()
+        .find(|v| v.state == "Serving")?
+        .version
+        .clone();
+    let period = drift_period(policy);
+    let now = chrono::Utc::now();
+    let checked = drift
+        .as_ref()
+        .filter(|d| d.version == serving)
+        .and_then(|d| {
+            chrono::DateTime::parse_from_rfc3339(&d.checked_at)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        });
+    let due =
+        checked.is_none_or(|t| now - t >= chrono::Duration::from_std(period).unwrap_or_default());
+    let ns = model.namespace().unwrap_or_default();
+    let name = model.name_any();
+    if due {
+        let selector =
+            format!(r#"namespace="{ns}",model="{name}",version="{serving}",experiment="""#);
+        let measured = match Prometheus::new(&ctx.config.prometheus_url) {
+            Ok(p) => crate::controllers::experiment::drift_of(&p, &selector, &policy.window, &[]).await,
+            Err(e) => Err(e),
+        };
+        let features = match measured {
+            Ok(f) => f,
+            Err(e) => {
+                return Some((
+                    Desired::not(
+                        DRIFT,
+                        "PrometheusUnavailable",
+                        format!("drift of {serving} not checked: {e}"),
+                    ),
+                    period,
+                ));
+            }
+        };
+        let rows = features.iter().map(|f| f.rows).fold(0.0, f64::max);
+        let (level, worst) = drift_level(policy, &features);
+        let level = if rows < MIN_DRIFT_ROWS {
+            "NoData"
+        } else {
+            level
+        };
+        let previous = drift.take().filter(|d| d.version == serving);
+        for f in &features {
+            ctx.metrics
+                .model_drift
+                .get_or_create(&ModelDriftLabels {
+                    namespace: ns.clone(),
+                    model: name.clone(),
+                    feature: f.feature.clone(),
+                    metric: f.metric.into(),
+                })
+                .set(f.value);
+        }
+        *drift = Some(ModelDriftStatus {
+            checked_at: now.to_rfc3339(),
+            version: serving.clone(),
+            level: level.into(),
+            worst_feature: worst.map(|w| w.feature.clone()),
+            worst_value: worst.map(|w| (w.value * 1e4).round() / 1e4),
+            rows: rows.round(),
+            features: features
+                .iter()
+                .map(|f| FeatureDriftValue {
+                    feature: f.feature.clone(),
+                    metric: f.metric.into(),
+                    value: (f.value * 1e4).round() / 1e4,
+                })
+                .collect(),
+            acted_on: previous.as_ref().and_then(|p| p.acted_on.clone()),
+            retrain_requested: previous.is_some_and(|p| p.retrain_requested),
+        });
+    }
+    let d = drift.as_mut()?;
+    let evidence = format!(
+        "{} {} of {} is {:.3} over the last {} ({} rows; warn {}/{}, act {}/{} for PSI/JS)",
+        d.worst_feature.clone().unwrap_or_default(),
+        d.features
+            .iter()
+            .find(|f| Some(&f.feature) == d.worst_feature.as_ref())
+            .map_or("psi", |f| f.metric.as_str())
+            .to_uppercase(),
+        d.version,
+        d.worst_value.unwrap_or(0.0),
+        policy.window,
+        d.rows,
+        policy.psi_warn,
+        policy.js_warn,
+        policy.psi_act,
+        policy.js_act,
+    );
+    let condition = match d.level.as_str() {
+        "NoData" => Desired::not(
+            DRIFT,
+            "NotEnoughData",
+            format!(
+                "{} serving rows of {} in the last {}; a verdict needs {MIN_DRIFT_ROWS}",
+                d.rows, d.version, policy.window
+            ),
+        ),
+        "Ok" => Desired::not(DRIFT, "NoDrift", evidence.clone()),
+        "Warn" => Desired::ok(DRIFT, "DriftWarning", evidence.clone()),
+        _ => Desired::ok(DRIFT, "DriftDetected", evidence.clone()),
+    };
+    if d.level == "Act" && d.acted_on.as_deref() != Some(d.version.as_str()) {
+        d.acted_on = Some(d.version.clone());
+        let note = match policy.action {
+            DriftAction::Warn => format!("input drift: {evidence}"),
+            DriftAction::Rollback => {
+                match roll_back(versions, &format!("rolled back on input drift: {evidence}")) {
+                    Some(back) => format!("input drift: {evidence}; serving {back} again"),
+                    None => format!("input drift: {evidence}; no earlier version to roll back to"),
+                }
+            }
+            DriftAction::Retrain if model.spec.feature_set_ref.is_some() => {
+                d.retrain_requested = true;
+                format!("input drift: {evidence}; training a new version on the newest snapshot")
+            }
+            DriftAction::Retrain => {
+                format!("input drift: {evidence}; a bring-your-own Model cannot be retrained here")
+            }
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: format!("Drift{:?}", policy.action),
+            note: Some(reconcile::truncate(&note, 1024)),
+            action: "CheckDrift".into(),
+            secondary: None,
+        };
+        reconcile::publish(ctx, Model::KIND, &event, &model.object_ref(&())).await;
+    }
+    Some((condition, period))
+}
