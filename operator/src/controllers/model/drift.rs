@@ -83,7 +83,9 @@ pub(super) async fn watch_drift(
         let selector =
             format!(r#"namespace="{ns}",model="{name}",version="{serving}",experiment="""#);
         let measured = match Prometheus::new(&ctx.config.prometheus_url) {
-            Ok(p) => crate::controllers::experiment::drift_of(&p, &selector, &policy.window, &[]).await,
+            Ok(p) => {
+                crate::controllers::experiment::drift_of(&p, &selector, &policy.window, &[]).await
+            }
             Err(e) => Err(e),
         };
         let features = match measured {
