@@ -3,15 +3,22 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use kube::{
     Client,
+    api::{ApiResource, GroupVersionKind},
     runtime::events::{Recorder, Reporter},
 };
 
-use crate::{config::OperatorConfig, metrics::Metrics};
+use crate::{config::OperatorConfig, metrics::Metrics, prom::Prometheus};
+
+/// How long a Gateway API discovery answer is reused before asking the API server again.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(60);
+
+/// A discovery answer (the HTTPRoute API, if installed) and when it was given.
+type Discovered = (Instant, Option<ApiResource>);
 
 /// The shared context handed to every reconcile.
 #[derive(Clone)]
@@ -26,6 +33,10 @@ pub struct Context {
     pub config: Arc<OperatorConfig>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Arc<Mutex<HashMap<String, u32>>>,
+    /// Prometheus clients by URL (one connection pool each, shared by every analysis).
+    prometheus: Arc<Mutex<HashMap<String, Prometheus>>>,
+    /// The last answer to "is the HTTPRoute API installed?", and when it was given.
+    gateway: Arc<Mutex<Option<Discovered>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -52,7 +63,45 @@ impl Context {
             metrics,
             config: Arc::new(config),
             failures: Arc::default(),
+            prometheus: Arc::default(),
+            gateway: Arc::default(),
         }
+    }
+
+    /// The Prometheus client for `url`, created on first use.
+    pub fn prometheus(&self, url: &str) -> Result<Prometheus, String> {
+        if let Some(p) = self
+            .prometheus
+            .lock()
+            .ok()
+            .and_then(|m| m.get(url).cloned())
+        {
+            return Ok(p);
+        }
+        let p = Prometheus::new(url)?;
+        if let Ok(mut m) = self.prometheus.lock() {
+            m.insert(url.to_string(), p.clone());
+        }
+        Ok(p)
+    }
+
+    /// The HTTPRoute API when the Gateway API CRDs are installed; asked of the API server at
+    /// most once per [`DISCOVERY_TTL`], not on every reconcile.
+    pub async fn gateway_api(&self) -> Option<ApiResource> {
+        if let Some((at, answer)) = self.gateway.lock().ok().and_then(|g| g.clone())
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return answer;
+        }
+        let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+        let answer = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .ok()
+            .map(|(ar, _)| ar);
+        if let Ok(mut g) = self.gateway.lock() {
+            *g = Some((Instant::now(), answer.clone()));
+        }
+        answer
     }
 
     /// Records a failure of `key` and returns how long to wait before the next try:

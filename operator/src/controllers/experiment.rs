@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams},
+    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -154,7 +154,7 @@ pub async fn reconcile(
     }
     status.variants = variants;
 
-    let route = gateway_api(&ctx).await;
+    let route = ctx.gateway_api().await;
     status.routing = Some(
         if route.is_some() {
             "HTTPRoute"
@@ -173,7 +173,7 @@ pub async fn reconcile(
             .clone()
             .unwrap_or_else(|| ctx.config.prometheus_url.clone());
         let window = window_secs(exp, &status, now);
-        let measured = match Prometheus::new(&url) {
+        let measured = match ctx.prometheus(&url) {
             Ok(prom) => measure(&prom, exp, &status.variants, window).await,
             Err(e) => Measurements::failed(e),
         };

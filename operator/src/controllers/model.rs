@@ -32,7 +32,6 @@ use crate::{
     config::OperatorConfig,
     context::Context,
     metrics::ModelDriftLabels,
-    prom::Prometheus,
     reconcile::{self, LeitwerkResource, Outcome},
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, parse_duration, summarize},

@@ -106,15 +106,6 @@ pub fn http_route(exp: &Experiment, status: &ExperimentStatus) -> serde_json::Va
     })
 }
 
-/// The HTTPRoute API when the Gateway API CRDs are installed.
-pub(super) async fn gateway_api(ctx: &Context) -> Option<ApiResource> {
-    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
-    kube::discovery::pinned_kind(&ctx.client, &gvk)
-        .await
-        .ok()
-        .map(|(ar, _)| ar)
-}
-
 pub(super) async fn apply_children(
     ctx: &Context,
     exp: &Experiment,

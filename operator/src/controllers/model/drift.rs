@@ -82,7 +82,7 @@ pub(super) async fn watch_drift(
     if due {
         let selector =
             format!(r#"namespace="{ns}",model="{name}",version="{serving}",experiment="""#);
-        let measured = match Prometheus::new(&ctx.config.prometheus_url) {
+        let measured = match ctx.prometheus(&ctx.config.prometheus_url) {
             Ok(p) => {
                 crate::controllers::experiment::drift_of(&p, &selector, &policy.window, &[]).await
             }
