@@ -312,14 +312,83 @@ pub struct TrafficRouting {
     pub hostnames: Vec<String>,
 }
 
+/// What one analysis of an Experiment did.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
+)]
+pub enum DecisionAction {
+    /// The Experiment started: variants resolved, first weights set.
+    Start,
+    /// A canary step passed: the candidate gets the next step's weight.
+    Advance,
+    /// The candidate (or a bandit arm) won and serves the Model.
+    Promote,
+    /// A gate was breached: all traffic back to the stable variant.
+    RollBack,
+    /// No verdict yet (too few samples, no data, a query error): the weights stay.
+    #[default]
+    Hold,
+    /// Holds went past their limit: the analysis is paused until evidence returns.
+    Pause,
+    /// A bandit moved weights towards the arms more likely to be best.
+    Reweight,
+    /// A fixed split or holdout recorded its KPIs.
+    Measure,
+    /// A bandit's best arm is the stable one: the Experiment ends without a promotion.
+    Conclude,
+}
+
+impl DecisionAction {
+    /// The name as it appears in the status, Events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionAction::Start => "Start",
+            DecisionAction::Advance => "Advance",
+            DecisionAction::Promote => "Promote",
+            DecisionAction::RollBack => "RollBack",
+            DecisionAction::Hold => "Hold",
+            DecisionAction::Pause => "Pause",
+            DecisionAction::Reweight => "Reweight",
+            DecisionAction::Measure => "Measure",
+            DecisionAction::Conclude => "Conclude",
+        }
+    }
+}
+
+impl std::fmt::Display for DecisionAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an analysis is paused.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PauseReason {
+    /// Prometheus queries failed more than `consecutiveErrorLimit` times in a row.
+    PrometheusUnavailable,
+    /// More than `inconclusiveLimit` analyses in a row had no verdict (no data, too few
+    /// samples).
+    InsufficientData,
+}
+
+impl PauseReason {
+    /// The name, also the reason of the Ready and Paused conditions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::PrometheusUnavailable => "PrometheusUnavailable",
+            PauseReason::InsufficientData => "InsufficientData",
+        }
+    }
+}
+
 /// One decision of the analysis.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     /// When (RFC 3339).
     pub time: String,
-    /// Promote, Advance, Hold, Pause, RollBack, Reweight.
-    pub action: String,
+    /// What the analysis did.
+    pub action: DecisionAction,
     /// Why, with the numbers.
     pub message: String,
     /// Canary step (`index/total`) or analysis number the decision was taken at.
@@ -386,6 +455,9 @@ pub struct AnalysisState {
     /// When the next analysis is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_analysis: Option<String>,
+    /// Why the analysis is paused, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<PauseReason>,
 }
 
 /// One arm's evidence (bandit posteriors, holdout counts), accumulated over analyses.

@@ -4,6 +4,7 @@
 //! This crate has no I/O and no controller logic. The operator, the trainer and the inference
 //! server all depend on it; it depends on none of them.
 
+pub mod card;
 pub mod common;
 pub mod content_pipeline;
 pub mod crd;
@@ -13,6 +14,7 @@ pub mod filter;
 pub mod model;
 pub mod rag_index;
 pub mod summary;
+pub mod versions;
 
 pub use common::{Condition, LocalObjectReference, ResourceStatus, SecretKeyReference};
 pub use content_pipeline::{ContentPipeline, ContentPipelineSpec, ContentPipelineStatus};

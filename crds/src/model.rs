@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::common::{LocalObjectReference, Scheduling, WorkloadResources};
+pub use crate::versions::{VersionState, Versions};
 
 /// A Model trains versions from a FeatureSet (or takes a ready ONNX file), records each version
 /// with its metrics, serves the promoted one and hands new ones to an Experiment.
@@ -371,9 +372,8 @@ pub enum DriftAction {
 pub struct ModelVersion {
     /// Version name, e.g. `v3`.
     pub version: String,
-    /// State: Serving, Candidate (meets minMetrics, not serving), Rejected (below minMetrics),
-    /// Failed (training failed), Retired, RolledBack.
-    pub state: String,
+    /// Where the version is in its lifecycle.
+    pub state: VersionState,
     /// Digest of the ONNX artifact (`sha256:...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_digest: Option<String>,
@@ -420,8 +420,8 @@ pub struct ModelStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_auc: Option<f64>,
     /// Recorded versions, newest last (bounded by `versionHistoryLimit`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub versions: Vec<ModelVersion>,
+    #[serde(default, skip_serializing_if = "Versions::is_empty")]
+    pub versions: Versions,
     /// The training Job in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training_job: Option<String>,
@@ -431,6 +431,42 @@ pub struct ModelStatus {
     /// The last input drift check of the serving version (`spec.drift`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<ModelDriftStatus>,
+    /// Scheduled retraining (`spec.training.retrain.schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleStatus>,
+}
+
+/// Where a Model's retraining schedule stands.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    /// The due time (RFC 3339) of the newest scheduled training that was started. Due times
+    /// up to it are done; a due time after it that has passed starts one training, also when
+    /// the operator was down at that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
+    /// The next due time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// The training Job started for `lastRun`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<String>,
+}
+
+/// What a drift check of a Model's serving version found.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
+)]
+pub enum DriftLevel {
+    /// Too few serving rows in the window to judge.
+    #[default]
+    NoData,
+    /// Every feature below its warning level.
+    Ok,
+    /// Some feature at or above `psiWarn` / `jsWarn`: a Warning condition.
+    Warn,
+    /// Some feature at or above `psiAct` / `jsAct`: the policy's action runs (once per version).
+    Act,
 }
 
 /// The last drift check of a Model's serving version.
@@ -441,8 +477,8 @@ pub struct ModelDriftStatus {
     pub checked_at: String,
     /// The version checked.
     pub version: String,
-    /// `Ok`, `Warn`, `Act` or `NoData`.
-    pub level: String,
+    /// What the check found.
+    pub level: DriftLevel,
     /// The feature that drifted most.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worst_feature: Option<String>,

@@ -6,7 +6,6 @@ use std::sync::Mutex;
 use ort::environment::Environment;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// Largest number of rows one request may carry.
@@ -99,76 +98,7 @@ impl Rows {
     }
 }
 
-/// Reference buckets of one feature from the model card.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Reference {
-    /// Feature name.
-    pub name: String,
-    /// Inner bucket edges (numeric features).
-    #[serde(default)]
-    pub edges: Vec<f64>,
-    /// Categories; the last is the unknown bucket (categorical features).
-    #[serde(default)]
-    pub categories: Vec<String>,
-    /// `Numeric` or `Categorical`.
-    #[serde(default)]
-    pub kind: String,
-    /// Share of training rows per bucket (missing values excluded).
-    #[serde(default)]
-    pub proportions: Vec<f64>,
-    /// Share of training rows with a missing value.
-    #[serde(default)]
-    pub missing: f64,
-}
-
-impl Reference {
-    /// The training share of every bucket label, missing values included (sums to 1).
-    pub fn shares(&self) -> Vec<(String, f64)> {
-        let present = 1.0 - self.missing.clamp(0.0, 1.0);
-        let mut out: Vec<(String, f64)> = self
-            .proportions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (i.to_string(), p * present))
-            .collect();
-        out.push(("missing".into(), self.missing.clamp(0.0, 1.0)));
-        out
-    }
-
-    /// The bucket label of a number: the index of `(edges[i-1], edges[i]]`.
-    pub fn bucket_of_number(&self, v: f32) -> String {
-        if v.is_nan() {
-            return "missing".into();
-        }
-        self.edges.partition_point(|e| (*e as f32) < v).to_string()
-    }
-
-    /// The bucket label of a category (unknown ones share the last bucket).
-    pub fn bucket_of_text(&self, v: &str) -> String {
-        if v.is_empty() {
-            return "missing".into();
-        }
-        let known = self.categories.len().saturating_sub(1);
-        self.categories[..known]
-            .iter()
-            .position(|c| c == v)
-            .unwrap_or(known)
-            .to_string()
-    }
-}
-
-/// The parts of a model card the server uses.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Card {
-    /// Reference distributions.
-    #[serde(default)]
-    pub reference: Vec<Reference>,
-    /// Decision threshold.
-    #[serde(default)]
-    pub threshold: Option<f64>,
-}
+pub use leitwerk_crds::card::{ModelCard as Card, Reference};
 
 /// A model version ready to serve.
 #[derive(Debug)]

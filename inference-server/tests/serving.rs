@@ -83,7 +83,7 @@ fn card() -> Card {
     serde_json::from_value(json!({
         "reference": [
             {"name": "visits", "edges": [2.0, 5.0]},
-            {"name": "plan", "categories": ["basic", "pro", "<unknown>"]}
+            {"name": "plan", "kind": "Categorical", "categories": ["basic", "pro", "<unknown>"]}
         ],
         "threshold": 0.5
     }))
@@ -525,4 +525,80 @@ async fn shutdown_finishes_the_request_in_flight_then_stops() {
             .is_err(),
         "no longer listening"
     );
+}
+
+/// Regression test for Nagle's algorithm on the server's sockets: a client that leaves Nagle
+/// on (as many gRPC clients do) waited out a delayed ACK, about 40 ms, on every request.
+/// 100 sequential requests on one connection would then take 4 s or more; the fixed server
+/// needs a few tens of milliseconds, so the 2 s bound is an order of magnitude loose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_nagle_on_is_not_slowed_by_delayed_acks() {
+    const REQUESTS: u32 = 100;
+    let env = environment();
+    let s = start(&env, None).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.grpc))
+        .unwrap()
+        .tcp_nodelay(false)
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
+    let input = |name: &str, datatype: &str, contents: pb::InferTensorContents| {
+        pb::model_infer_request::InferInputTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: vec![1, 1],
+            parameters: Default::default(),
+            contents: Some(contents),
+        }
+    };
+    let req = pb::ModelInferRequest {
+        model_name: "leads".into(),
+        inputs: vec![
+            input(
+                "visits",
+                "FP32",
+                pb::InferTensorContents {
+                    fp32_contents: vec![3.0],
+                    ..Default::default()
+                },
+            ),
+            input(
+                "plan",
+                "BYTES",
+                pb::InferTensorContents {
+                    bytes_contents: vec![b"pro".to_vec()],
+                    ..Default::default()
+                },
+            ),
+        ],
+        ..Default::default()
+    };
+    client.model_infer(req.clone()).await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..REQUESTS {
+        client.model_infer(req.clone()).await.unwrap();
+    }
+    let grpc = started.elapsed();
+
+    let rest = reqwest::Client::builder()
+        .tcp_nodelay(false)
+        .build()
+        .unwrap();
+    let url = format!("http://{}/v2/models/leads/infer", s.http);
+    let body = request(&[3.0], &["pro"]);
+    rest.post(&url).json(&body).send().await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..REQUESTS {
+        let r = rest.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    let http = started.elapsed();
+    for (protocol, took) in [("gRPC", grpc), ("REST", http)] {
+        assert!(
+            took < Duration::from_secs(2),
+            "{REQUESTS} sequential {protocol} requests took {took:?}: delayed ACKs are back (TCP_NODELAY)"
+        );
+    }
 }

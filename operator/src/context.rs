@@ -37,6 +37,9 @@ pub struct Context {
     prometheus: Arc<Mutex<HashMap<String, Prometheus>>>,
     /// The last answer to "is the HTTPRoute API installed?", and when it was given.
     gateway: Arc<Mutex<Option<Discovered>>>,
+    /// Per child (`kind/namespace/name`): the hash of the fields the operator set, as the API
+    /// server returned them after the last apply (see `apply::needs_apply`).
+    applied: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -65,6 +68,19 @@ impl Context {
             failures: Arc::default(),
             prometheus: Arc::default(),
             gateway: Arc::default(),
+            applied: Arc::default(),
+        }
+    }
+
+    /// What the API server returned for the fields of the last apply of a child.
+    pub fn remembered(&self, child: &str) -> Option<String> {
+        self.applied.lock().ok()?.get(child).cloned()
+    }
+
+    /// Remembers what the API server returned for the fields of an apply of a child.
+    pub fn remember(&self, child: &str, projection_hash: String) {
+        if let Ok(mut m) = self.applied.lock() {
+            m.insert(child.to_string(), projection_hash);
         }
     }
 

@@ -2,10 +2,12 @@
 //! endpoints and leader election. It decides and delegates; it never runs ML itself.
 
 pub mod analysis;
+pub mod apply;
 pub mod config;
 pub mod context;
 pub mod controllers;
 pub mod http;
+pub mod jobs;
 pub mod leader;
 pub mod metrics;
 pub mod prom;

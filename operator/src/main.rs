@@ -105,6 +105,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("failed to bind the metrics address {}", args.metrics_addr))?;
     info!(addr = %listener.local_addr().unwrap_or(args.metrics_addr), "serving /metrics, /healthz and /readyz");
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        // Scrapes and probes are answered at once, not after the client's delayed ACK.
+        let _ = tcp.set_nodelay(true);
+    });
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
     let identity = args.identity.clone().unwrap_or_else(|| {

@@ -236,6 +236,11 @@ impl Metrics {
             })
             .inc();
     }
+
+    /// Counts a status write that met a newer object (409 Conflict) and was not made.
+    pub fn status_conflict(&self, kind: &str) {
+        self.wrote(kind, "status-conflict");
+    }
 }
 
 /// Records a reconcile's duration when dropped.

@@ -67,6 +67,7 @@ impl Prometheus {
 
     /// Runs an instant query that should produce one value: `None` when it returns no series
     /// or not a number (0/0); several series are an error (aggregate them in the query).
+    /// Infinities are kept: `+Inf` is a real answer (spend divided by zero conversions).
     pub async fn value(&self, query: &str) -> Result<Option<f64>, String> {
         let series = self.series(query).await?;
         if series.len() > 1 {
@@ -75,6 +76,6 @@ impl Prometheus {
                 series.len()
             ));
         }
-        Ok(series.first().map(|(_, v)| *v).filter(|v| v.is_finite()))
+        Ok(series.first().map(|(_, v)| *v).filter(|v| !v.is_nan()))
     }
 }

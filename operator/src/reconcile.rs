@@ -19,7 +19,7 @@ use leitwerk_crds::{
     feature_set::FeatureSetStatus, model::ModelStatus, rag_index::RagIndexStatus,
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::{
     context::Context,
@@ -29,6 +29,10 @@ use crate::{
 /// How long a reconcile that waits for something the operator cannot watch (a Secret, a
 /// ConfigMap) waits before looking again.
 pub const RECHECK_UNWATCHED: Duration = Duration::from_secs(30);
+
+/// How soon a reconcile whose status write met a newer object looks again (the watch event
+/// of the newer object usually comes first).
+pub const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 
 /// A Leitwerk resource kind as the shared steps see it.
 pub trait LeitwerkResource:
@@ -100,7 +104,7 @@ impl Outcome {
 
     /// An invalid spec: Ready=False, reason InvalidSpec, phase Invalid; waits for a change.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new("Invalid", Desired::not(READY, "InvalidSpec", message))
+        Self::new("Invalid", Desired::failed(READY, "InvalidSpec", message))
     }
 }
 
@@ -190,22 +194,38 @@ pub async fn finish_with<K: LeitwerkResource>(
     if differs_ignoring_time(current, &next) {
         let ns = obj.namespace().unwrap_or_default();
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+        // The status was computed from this copy of the object: the write carries its
+        // resourceVersion, so that it cannot overwrite what another writer (an Experiment
+        // promoting a version, this controller's own previous write not yet in the cache)
+        // recorded since. A conflict is no error: the newer object comes with a watch event.
         let body = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
+            "metadata": {"resourceVersion": obj.resource_version()},
             "status": next,
         });
-        api.patch_status(
-            &obj.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await
-        .map_err(|source| StepError::PatchStatus {
-            kind: K::KIND,
-            name: obj.name_any(),
-            source,
-        })?;
+        let written = api
+            .patch_status(
+                &obj.name_any(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await;
+        match written {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                debug!(kind = K::KIND, name = %obj.name_any(), "status changed since it was read; reconciling the newer object");
+                ctx.metrics.status_conflict(K::KIND);
+                return Ok(Action::requeue(CONFLICT_RETRY));
+            }
+            Err(source) => {
+                return Err(StepError::PatchStatus {
+                    kind: K::KIND,
+                    name: obj.name_any(),
+                    source,
+                });
+            }
+        }
         ctx.metrics.wrote(K::KIND, "status");
         let before = condition_key(current, READY);
         let after = condition_key(Some(&next), READY);
@@ -231,10 +251,10 @@ pub async fn finish_with<K: LeitwerkResource>(
     })
 }
 
-/// Whether a Ready condition asks a human to act (a Warning Event): an invalid spec or a
-/// reference that does not resolve. Waiting for the operator's own work is Normal.
+/// Whether a Ready condition asks a human to act (a Warning Event). Each reason carries its
+/// severity ([`Desired::failed`]); waiting for the operator's own work is Normal.
 pub fn needs_attention(ready: &Desired) -> bool {
-    !ready.status && (ready.reason == "InvalidSpec" || ready.reason.ends_with("NotFound"))
+    ready.severity == crate::status::Severity::Warning
 }
 
 /// Publishes an Event; a failure is logged, never fatal to the reconcile.
@@ -421,10 +441,14 @@ mod outcome_tests {
             "WaitingForFeatureSet",
             "x"
         )));
-        assert!(needs_attention(&Desired::not(READY, "SecretNotFound", "x")));
+        assert!(needs_attention(&Desired::failed(
+            READY,
+            "SecretNotFound",
+            "x"
+        )));
         assert!(!needs_attention(&Desired::ok(READY, "Serving", "x")));
         assert_eq!(
-            Outcome::new("Pending", Desired::not(READY, "SecretNotFound", "x"))
+            Outcome::new("Pending", Desired::failed(READY, "SecretNotFound", "x"))
                 .recheck_after(RECHECK_UNWATCHED)
                 .recheck,
             Some(RECHECK_UNWATCHED)

@@ -10,6 +10,17 @@ use leitwerk_crds::ResourceStatus;
 /// The standard condition every Leitwerk resource carries.
 pub const READY: &str = "Ready";
 
+/// Whether a condition's reason asks a human to act. It decides the type of the Event that
+/// publishes a change of the Ready condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Severity {
+    /// Progress or waiting for the operator's own work: a Normal Event.
+    #[default]
+    Normal,
+    /// Something failed or is wrong in the spec or the cluster: a Warning Event.
+    Warning,
+}
+
 /// A condition as a reconcile decides it, before times are attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
@@ -21,6 +32,8 @@ pub struct Desired {
     pub reason: String,
     /// Human-readable message naming the object or field and the fix.
     pub message: String,
+    /// The severity of the reason.
+    pub severity: Severity,
 }
 
 impl Desired {
@@ -31,17 +44,39 @@ impl Desired {
             status: true,
             reason: reason.into(),
             message: message.into(),
+            severity: Severity::Normal,
         }
     }
 
-    /// A condition that does not hold.
+    /// A condition that does not hold yet: the operator waits or works on it (Normal).
     pub fn not(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             type_,
             status: false,
             reason: reason.into(),
             message: message.into(),
+            severity: Severity::Normal,
         }
+    }
+
+    /// A condition that does not hold because something failed or is wrong: a human should
+    /// look (Warning).
+    pub fn failed(
+        type_: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::not(type_, reason, message)
+        }
+    }
+
+    /// The same condition with a Warning severity (a holding condition that reports trouble,
+    /// such as drift above the warning level).
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
     }
 }
 

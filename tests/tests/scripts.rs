@@ -1,5 +1,7 @@
 //! The control-plane scripts report failures usefully.
 
+#![allow(clippy::panic)] // test code: a failed step fails the test
+
 use std::process::Command;
 
 use leitwerk_testkit::repo_root;

@@ -53,6 +53,22 @@ enum Command {
         #[arg(long, env = "ORT_DYLIB_PATH")]
         onnxruntime: PathBuf,
     },
+    /// Print one Open Inference Protocol v2 infer request (JSON, one per line) per row of a
+    /// snapshot: traffic from the training distribution, to replay against a server.
+    Requests {
+        /// URL of the FeatureSet snapshot directory.
+        #[arg(long)]
+        snapshot: String,
+        /// Which rows: those training fits on, those it validates on, or all.
+        #[arg(long, value_enum, default_value = "train")]
+        split: pipeline::Split,
+        /// The validation fraction the Model trains with.
+        #[arg(long, default_value_t = 0.2)]
+        validation_fraction: f64,
+        /// At most this many requests, spread evenly over the rows.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
     /// Chunk, embed and upsert the documents of a RagIndex.
     Index {
         /// The RagIndex spec as JSON.
@@ -307,6 +323,38 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Requests {
+            snapshot,
+            split,
+            validation_fraction,
+            limit,
+        } => {
+            let requests = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| {
+                    rt.block_on(pipeline::infer_requests(
+                        &snapshot,
+                        split,
+                        validation_fraction,
+                        limit,
+                    ))
+                    .map_err(|e| chain(&e))
+                });
+            match requests {
+                Ok(requests) => {
+                    for r in requests {
+                        println!("{r}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(problem) => {
+                    eprintln!("leitwerk-trainer: {problem}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Index { .. } => {
             eprintln!(
                 "leitwerk-trainer: `index` is not implemented in {} yet; nothing was done",
@@ -327,7 +375,7 @@ mod tests {
     #[test]
     fn usage_names_every_sub_command() {
         let help = Args::command().render_long_help().to_string();
-        for sub in ["generate", "materialize", "train", "index"] {
+        for sub in ["generate", "materialize", "train", "requests", "index"] {
             assert!(help.contains(sub), "{help}");
         }
     }

@@ -88,78 +88,13 @@ pub struct Materialized {
 /// Where a source's files are on this machine (object-store sources are downloaded first).
 pub type LocalPaths = BTreeMap<String, PathBuf>;
 
-fn scan(source: &DataSource, path: &std::path::Path) -> PolarsResult<LazyFrame> {
-    let p = PlRefPath::new(path.to_string_lossy().as_ref());
-    match source.format {
-        TableFormat::Csv => LazyCsvReader::new(p)
-            .with_has_header(true)
-            .with_try_parse_dates(true)
-            .with_infer_schema_length(Some(10_000))
-            .finish(),
-        TableFormat::Parquet => LazyFrame::scan_parquet(p, ScanArgsParquet::default()),
-    }
-}
+mod load;
+mod quality;
+mod statistics;
 
-struct Loaded {
-    lf: LazyFrame,
-    schema: SchemaRef,
-}
-
-fn load(
-    spec: &FeatureSetSpec,
-    paths: &LocalPaths,
-) -> Result<BTreeMap<String, Loaded>, MaterializeError> {
-    let mut out = BTreeMap::new();
-    for source in &spec.sources {
-        let src_err = |message: String| MaterializeError::Source {
-            source_name: source.name.clone(),
-            message,
-        };
-        let path = paths
-            .get(&source.name)
-            .ok_or_else(|| src_err("no local path was resolved for this source".into()))?;
-        let mut lf = scan(source, path)
-            .map_err(|e| src_err(format!("cannot read {}: {e}", path.display())))?;
-        let schema = lf
-            .collect_schema()
-            .map_err(|e| src_err(format!("cannot read {}: {e}", path.display())))?;
-        for (col_name, what) in [
-            (&spec.entity_key, "spec.entityKey"),
-            (&spec.event_timestamp, "spec.eventTimestamp"),
-        ] {
-            if schema.get(col_name).is_none() {
-                return Err(src_err(format!(
-                    "has no column {col_name:?} ({what}); its columns are {}",
-                    schema
-                        .iter_names()
-                        .map(|n| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        }
-        let ts_expr = match schema.get(&spec.event_timestamp) {
-            Some(DataType::Datetime(_, _)) | Some(DataType::Date) => {
-                col(spec.event_timestamp.as_str())
-                    .cast(DataType::Datetime(TimeUnit::Milliseconds, None))
-                    .cast(DataType::Int64)
-            }
-            Some(other) => {
-                return Err(src_err(format!(
-                    "column {:?} (spec.eventTimestamp) is {other}, not a timestamp; write ISO 8601 timestamps such as 2026-01-31T12:00:00",
-                    spec.event_timestamp
-                )));
-            }
-            None => unreachable_column(),
-        };
-        let lf = lf.with_columns([
-            ts_expr.alias(TS),
-            col(spec.entity_key.as_str()).cast(DataType::String),
-        ]);
-        out.insert(source.name.clone(), Loaded { lf, schema });
-    }
-    Ok(out)
-}
+use load::*;
+use quality::*;
+pub use statistics::{FeatureStats, quantile, statistics};
 
 fn unreachable_column() -> Expr {
     lit(NULL)
@@ -301,7 +236,8 @@ pub fn materialize(
         })
     };
 
-    let quality = check_quality(&spec.quality_rules, &sources)?;
+    let mut quality = check_quality(&spec.quality_rules, &sources)?;
+    quality.extend(numbers_where_numbers_are_read(spec, &sources)?);
 
     let label_src = source(&spec.label.source, "spec.label.source")?;
     let until = label_src
@@ -316,6 +252,20 @@ pub fn materialize(
             source_name: spec.label.source.clone(),
             message: "has no rows".into(),
         })?;
+    if quality
+        .iter()
+        .any(|q| !q.passed && q.rule.starts_with("numbers in "))
+    {
+        // Aggregating text as numbers would fail or null it out: report, compute nothing.
+        return Ok(Materialized {
+            frame: DataFrame::empty(),
+            features: Vec::new(),
+            quality,
+            data_until_ms: until,
+            cutoffs: Vec::new(),
+            skipped_cutoffs: 0,
+        });
+    }
     let (cutoff_list, skipped) = cutoffs(spec, until)?;
     if cutoff_list.is_empty() {
         return Err(spec_err(
@@ -524,6 +474,9 @@ pub fn materialize(
         .sort([CUTOFF, key], SortMultipleOptions::default())
         .collect()?;
 
+    if let Some(nan) = missing_labels(&frame, &label.name)? {
+        quality.push(nan);
+    }
     Ok(Materialized {
         frame,
         features: columns,
@@ -539,260 +492,6 @@ pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
-}
-
-fn type_matches(expected: ColumnType, actual: &DataType) -> bool {
-    match expected {
-        ColumnType::Integer => actual.is_integer(),
-        ColumnType::Number => actual.is_primitive_numeric(),
-        ColumnType::String => matches!(actual, DataType::String),
-        ColumnType::Boolean => matches!(actual, DataType::Boolean),
-        ColumnType::Timestamp => matches!(actual, DataType::Datetime(_, _) | DataType::Date),
-    }
-}
-
-fn check_quality(
-    rules: &[QualityRule],
-    sources: &BTreeMap<String, Loaded>,
-) -> Result<Vec<QualityResult>, MaterializeError> {
-    let mut out = Vec::new();
-    for rule in rules {
-        let c = rule.column.as_str();
-        let Some((src_name, src)) = sources.iter().find(|(_, s)| s.schema.get(c).is_some()) else {
-            out.push(QualityResult {
-                rule: rule.name.clone(),
-                passed: false,
-                measured: None,
-                limit: None,
-                message: format!("required column {c:?} is in no source"),
-            });
-            continue;
-        };
-        let dtype = src.schema.get(c).cloned().unwrap_or(DataType::Null);
-        let fail = |measured: Option<f64>, limit: Option<f64>, message: String| QualityResult {
-            rule: rule.name.clone(),
-            passed: false,
-            measured,
-            limit,
-            message,
-        };
-        if let Some(expected) = rule.type_
-            && !type_matches(expected, &dtype)
-        {
-            out.push(fail(
-                None,
-                None,
-                format!("column {c:?} of source {src_name} is {dtype}, expected {expected:?}"),
-            ));
-            continue;
-        }
-        let numeric = dtype.is_primitive_numeric();
-        let needs_numbers = rule.min.is_some() || rule.max.is_some() || rule.max_z_score.is_some();
-        if needs_numbers && !numeric {
-            out.push(fail(None, None, format!("column {c:?} of source {src_name} is {dtype}; range and z-score rules need numbers")));
-            continue;
-        }
-        let v = || col(c).cast(DataType::Float64);
-        let mut exprs = vec![
-            v().len().cast(DataType::Float64).alias("n"),
-            v().null_count().cast(DataType::Float64).alias("nulls"),
-        ];
-        if numeric {
-            exprs.push(v().min().alias("min"));
-            exprs.push(v().max().alias("max"));
-            exprs.push(v().mean().alias("mean"));
-            exprs.push(v().std(1).alias("std"));
-        }
-        let stats = src.lf.clone().select(exprs).collect()?;
-        let get = |name: &str| {
-            stats
-                .column(name)
-                .ok()
-                .and_then(|s| s.f64().ok())
-                .and_then(|s| s.get(0))
-        };
-        let n = get("n").unwrap_or(0.0);
-        let mut failures = Vec::new();
-        let mut measured_first = None;
-        if let Some(limit) = rule.max_null_ratio {
-            let ratio = if n > 0.0 {
-                get("nulls").unwrap_or(0.0) / n
-            } else {
-                1.0
-            };
-            measured_first.get_or_insert((ratio, limit));
-            if ratio > limit {
-                failures.push(fail(
-                    Some(ratio),
-                    Some(limit),
-                    format!("null ratio of {c:?} is {ratio:.4}, above the limit {limit}"),
-                ));
-            }
-        }
-        if let Some(min) = rule.min
-            && let Some(actual) = get("min")
-        {
-            measured_first.get_or_insert((actual, min));
-            if actual < min {
-                failures.push(fail(
-                    Some(actual),
-                    Some(min),
-                    format!("minimum of {c:?} is {actual}, below {min}"),
-                ));
-            }
-        }
-        if let Some(max) = rule.max
-            && let Some(actual) = get("max")
-        {
-            measured_first.get_or_insert((actual, max));
-            if actual > max {
-                failures.push(fail(
-                    Some(actual),
-                    Some(max),
-                    format!("maximum of {c:?} is {actual}, above {max}"),
-                ));
-            }
-        }
-        if let Some(z) = rule.max_z_score {
-            let limit = rule.max_outlier_ratio.unwrap_or(0.0);
-            let (mean, std) = (get("mean").unwrap_or(0.0), get("std").unwrap_or(0.0));
-            let ratio = if std > 0.0 && n > 0.0 {
-                let outliers = src
-                    .lf
-                    .clone()
-                    .select([{
-                        let score = (v() - lit(mean)) / lit(std);
-                        score
-                            .clone()
-                            .gt(lit(z))
-                            .or(score.lt(lit(-z)))
-                            .sum()
-                            .cast(DataType::Float64)
-                            .alias("o")
-                    }])
-                    .collect()?;
-                outliers.column("o")?.f64()?.get(0).unwrap_or(0.0) / n
-            } else {
-                0.0
-            };
-            measured_first.get_or_insert((ratio, limit));
-            if ratio > limit {
-                failures.push(fail(Some(ratio), Some(limit), format!("{:.4} of {c:?} lie beyond {z} standard deviations, above the limit {limit}", ratio)));
-            }
-        }
-        if failures.is_empty() {
-            let (measured, limit) =
-                measured_first.map_or((None, None), |(m, l)| (Some(m), Some(l)));
-            out.push(QualityResult {
-                rule: rule.name.clone(),
-                passed: true,
-                measured,
-                limit,
-                message: format!("column {c:?} passed"),
-            });
-        } else {
-            out.extend(failures);
-        }
-    }
-    out.sort_by_key(|r| r.passed);
-    Ok(out)
-}
-
-/// Per-feature statistics of a snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FeatureStats {
-    /// Column name.
-    pub name: String,
-    /// Numeric or Categorical.
-    pub kind: FeatureKind,
-    /// Non-null values.
-    pub count: usize,
-    /// Null values.
-    pub nulls: usize,
-    /// Quantiles at 0, 1, 5, 25, 50, 75, 95, 99 and 100 % (numeric features).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub quantiles: Vec<(f64, f64)>,
-    /// Ten equal-width bins between the minimum and the maximum: (lower edge, count); the last
-    /// bin includes the maximum (numeric features).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub histogram: Vec<(f64, usize)>,
-    /// The most frequent values with their counts (categorical features, at most 50).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub top_values: Vec<(String, usize)>,
-}
-
-/// Quantile by linear interpolation of a sorted slice.
-pub fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
-}
-
-/// Statistics of every feature column.
-pub fn statistics(m: &Materialized) -> Result<Vec<FeatureStats>, MaterializeError> {
-    let mut out = Vec::new();
-    for f in &m.features {
-        let column = m.frame.column(&f.name)?;
-        let nulls = column.null_count();
-        let mut stats = FeatureStats {
-            name: f.name.clone(),
-            kind: f.kind,
-            count: column.len() - nulls,
-            nulls,
-            quantiles: Vec::new(),
-            histogram: Vec::new(),
-            top_values: Vec::new(),
-        };
-        match f.kind {
-            FeatureKind::Numeric => {
-                let mut values: Vec<f64> = column
-                    .f64()?
-                    .iter()
-                    .flatten()
-                    .filter(|v| v.is_finite())
-                    .collect();
-                values.sort_by(f64::total_cmp);
-                if let (Some(&lo), Some(&hi)) = (values.first(), values.last()) {
-                    stats.quantiles = [0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0]
-                        .iter()
-                        .map(|&q| (q, quantile(&values, q)))
-                        .collect();
-                    let width = (hi - lo) / 10.0;
-                    let mut counts = [0usize; 10];
-                    for v in &values {
-                        let bin = if width > 0.0 {
-                            (((v - lo) / width) as usize).min(9)
-                        } else {
-                            0
-                        };
-                        counts[bin] += 1;
-                    }
-                    stats.histogram = counts
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &c)| (lo + width * i as f64, c))
-                        .collect();
-                }
-            }
-            FeatureKind::Categorical => {
-                let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-                for v in column.str()?.iter().flatten() {
-                    *counts.entry(v.to_string()).or_default() += 1;
-                }
-                let mut top: Vec<(String, usize)> = counts.into_iter().collect();
-                top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-                top.truncate(50);
-                stats.top_values = top;
-            }
-        }
-        out.push(stats);
-    }
-    Ok(out)
 }
 
 /// What is written beside a snapshot (`manifest.json`).

@@ -14,7 +14,7 @@ use leitwerk_crds::model::{ModelSpec, Task};
 use leitwerk_crds::summary::{MaterializeSummary, TrainSummary};
 use ndarray::Array2;
 use polars::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::materialize::{self, CUTOFF, FeatureColumn, Manifest};
 use crate::metrics;
@@ -137,80 +137,16 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec_pretty(value).unwrap_or_default()
 }
 
-/// A training table read back from a snapshot.
-#[derive(Debug, Clone)]
-pub struct Table {
-    /// Raw feature columns.
-    pub columns: Columns,
-    /// Feature order and kinds.
-    pub features: Vec<FeatureColumn>,
-    /// Label per row (regression: the value; classification: 0/1).
-    pub label: Vec<f64>,
-    /// Cutoff per row (ms).
-    pub cutoff: Vec<i64>,
-}
+mod card;
+mod parity;
+mod requests;
+mod table;
 
-/// Turns a snapshot frame into columns.
-pub fn table(frame: &DataFrame, manifest: &Manifest) -> Result<Table, JobError> {
-    let mut columns = Columns::default();
-    for f in &manifest.features {
-        let c = frame.column(&f.name)?;
-        match f.kind {
-            FeatureKind::Numeric => {
-                let v = c.cast(&DataType::Float64)?;
-                columns.numeric.push((
-                    f.name.clone(),
-                    v.f64()?.iter().map(|x| x.unwrap_or(f64::NAN)).collect(),
-                ));
-            }
-            FeatureKind::Categorical => {
-                let v = c.cast(&DataType::String)?;
-                columns.categorical.push((
-                    f.name.clone(),
-                    v.str()?
-                        .iter()
-                        .map(|x| x.unwrap_or("").to_string())
-                        .collect(),
-                ));
-            }
-        }
-    }
-    let label = frame.column(&manifest.label)?.cast(&DataType::Float64)?;
-    let label: Vec<f64> = label.f64()?.iter().map(|x| x.unwrap_or(f64::NAN)).collect();
-    let cutoff = frame.column(CUTOFF)?.cast(&DataType::Int64)?;
-    let cutoff: Vec<i64> = cutoff.i64()?.iter().map(|x| x.unwrap_or(0)).collect();
-    Ok(Table {
-        columns,
-        features: manifest.features.clone(),
-        label,
-        cutoff,
-    })
-}
-
-/// Time-ordered split: the newest `fraction` of cutoffs validate. Returns (train, validation)
-/// row indices.
-pub fn time_split(cutoff: &[i64], fraction: f64) -> Result<(Vec<usize>, Vec<usize>), JobError> {
-    let mut distinct: Vec<i64> = cutoff.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() < 2 {
-        return Err(invalid(format!(
-            "the snapshot has {} cutoff(s); a time-ordered split needs at least 2 (raise spec.cutoffs.count of the FeatureSet)",
-            distinct.len()
-        )));
-    }
-    let k = ((distinct.len() as f64 * fraction).ceil() as usize).clamp(1, distinct.len() - 1);
-    let first_valid = distinct[distinct.len() - k];
-    let (mut train, mut valid) = (Vec::new(), Vec::new());
-    for (i, &c) in cutoff.iter().enumerate() {
-        if c >= first_valid {
-            valid.push(i)
-        } else {
-            train.push(i)
-        }
-    }
-    Ok((train, valid))
-}
+pub use card::*;
+pub use leitwerk_crds::card::{ModelCard, Reference};
+pub use parity::*;
+pub use requests::*;
+pub use table::*;
 
 /// A fitted model: preprocessing plus head.
 #[derive(Debug, Clone)]
@@ -333,139 +269,6 @@ pub fn fit(
     Ok((Fitted::Trees(forest), described))
 }
 
-/// Reference distribution of one raw feature, for drift detection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Reference {
-    /// Feature (input) name.
-    pub name: String,
-    /// Numeric or Categorical.
-    pub kind: FeatureKind,
-    /// Numeric: inner bucket edges (deciles of the training rows); bucket i is
-    /// `(edges[i-1], edges[i]]`, the first `(-inf, edges[0]]`, the last `(edges[last], +inf)`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub edges: Vec<f64>,
-    /// Categorical: the categories in bucket order; the last bucket is the unknown bucket.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub categories: Vec<String>,
-    /// Share of training rows per bucket (sums to 1), missing values excluded.
-    pub proportions: Vec<f64>,
-    /// Share of training rows with a missing value.
-    pub missing: f64,
-}
-
-/// The model card, `card.json` beside `model.onnx`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelCard {
-    /// Model name.
-    pub model: String,
-    /// Version as the operator named it.
-    pub version: String,
-    /// Task.
-    pub task: String,
-    /// Algorithm and its parameters.
-    pub parameters: serde_json::Value,
-    /// Validation metrics.
-    pub metrics: BTreeMap<String, f64>,
-    /// Calibration table on the validation rows (classification).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub calibration: Vec<serde_json::Value>,
-    /// Decision threshold used for precision/recall/F1.
-    pub threshold: f64,
-    /// Snapshot version and digest.
-    pub data: serde_json::Value,
-    /// Rows used for training and validation.
-    pub rows: serde_json::Value,
-    /// Inputs in order: name and OIP v2 datatype (`FP32` or `BYTES`), shape `[-1, 1]`.
-    pub inputs: Vec<(String, String)>,
-    /// The output tensor.
-    pub output: String,
-    /// Reference distribution of every feature.
-    pub reference: Vec<Reference>,
-    /// `leitwerk-trainer` version.
-    pub trainer_version: String,
-    /// When training finished (RFC 3339).
-    pub trained_at: String,
-    /// Largest |ONNX Runtime − in-process| difference on the validation rows.
-    pub parity_max_abs_diff: f64,
-    /// The first validation rows with their raw inputs and the score the trainer computed:
-    /// a smoke test for any deployment of the model.
-    pub examples: Vec<serde_json::Value>,
-}
-
-/// The first `n` rows of `columns` as `{"inputs": {...}, "score": s}`.
-pub fn examples(columns: &Columns, scores: &[f64], n: usize) -> Vec<serde_json::Value> {
-    (0..n.min(scores.len()))
-        .map(|i| {
-            let mut inputs = serde_json::Map::new();
-            for (name, v) in &columns.numeric {
-                inputs.insert(
-                    name.clone(),
-                    if v[i].is_finite() {
-                        serde_json::json!(v[i])
-                    } else {
-                        serde_json::Value::Null
-                    },
-                );
-            }
-            for (name, v) in &columns.categorical {
-                inputs.insert(name.clone(), serde_json::json!(v[i]));
-            }
-            serde_json::json!({"inputs": inputs, "score": scores[i]})
-        })
-        .collect()
-}
-
-/// Reference distributions from training rows.
-pub fn references(train: &Columns, encoder: &Encoder) -> Vec<Reference> {
-    let mut out = Vec::new();
-    for (name, values) in &train.numeric {
-        let mut present: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-        present.sort_by(f64::total_cmp);
-        let mut edges: Vec<f64> = (1..10)
-            .map(|i| materialize::quantile(&present, i as f64 / 10.0))
-            .collect();
-        edges.dedup();
-        let mut counts = vec![0usize; edges.len() + 1];
-        for v in &present {
-            counts[edges.partition_point(|e| e < v)] += 1;
-        }
-        let n = present.len().max(1) as f64;
-        out.push(Reference {
-            name: name.clone(),
-            kind: FeatureKind::Numeric,
-            edges,
-            categories: Vec::new(),
-            proportions: counts.iter().map(|&c| c as f64 / n).collect(),
-            missing: (values.len() - present.len()) as f64 / values.len().max(1) as f64,
-        });
-    }
-    for ((name, values), (_, cats)) in train.categorical.iter().zip(&encoder.categories) {
-        let mut counts = vec![0usize; cats.len() + 1];
-        let mut missing = 0;
-        for v in values {
-            if v.is_empty() {
-                missing += 1;
-            } else {
-                counts[cats.iter().position(|c| c == v).unwrap_or(cats.len())] += 1;
-            }
-        }
-        let n = (values.len() - missing).max(1) as f64;
-        let mut categories = cats.clone();
-        categories.push(UNKNOWN.to_string());
-        out.push(Reference {
-            name: name.clone(),
-            kind: FeatureKind::Categorical,
-            edges: Vec::new(),
-            categories,
-            proportions: counts.iter().map(|&c| c as f64 / n).collect(),
-            missing: missing as f64 / values.len().max(1) as f64,
-        });
-    }
-    out
-}
-
 /// What `train` needs besides the spec.
 #[derive(Debug, Clone)]
 pub struct TrainJob {
@@ -493,7 +296,16 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
                 snapshot.url_of("manifest.json")
             ))
         })?;
-    let frame = materialize::from_parquet(snapshot.get("features.parquet").await?)?;
+    let parquet = snapshot.get("features.parquet").await?;
+    let digest = store::digest(&parquet);
+    if digest != manifest.digest {
+        return Err(invalid(format!(
+            "{} has digest {digest}, but its manifest says {}: the snapshot was changed or damaged after publication; materialize the FeatureSet again",
+            snapshot.url_of("features.parquet"),
+            manifest.digest
+        )));
+    }
+    let frame = materialize::from_parquet(parquet)?;
     let table = table(&frame, &manifest)?;
     let fraction = spec
         .training
@@ -575,17 +387,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
             ("leitwerk.threshold", threshold.to_string()),
         ],
     );
-    let served = crate::runtime::score(&job.onnxruntime, &bytes, &valid)?;
-    let parity = served
-        .iter()
-        .zip(&predicted)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0_f64, f64::max);
-    if served.len() != predicted.len() || !parity.is_finite() || parity > 1e-5 {
-        return Err(invalid(format!(
-            "ONNX Runtime and the trained model disagree on the validation rows (max |difference| {parity:e} > 1e-5); nothing was published"
-        )));
-    }
+    let parity = check_parity(&job.onnxruntime, &bytes, &valid, &predicted)?;
 
     let digest = store::digest(&bytes);
     let dir = format!(
@@ -601,7 +403,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         parameters,
         metrics: metric_map.clone(),
         calibration,
-        threshold,
+        threshold: Some(threshold),
         data: serde_json::json!({"version": manifest.version, "digest": manifest.digest, "snapshot": job.snapshot}),
         rows: serde_json::json!({"train": train_idx.len(), "validation": valid_idx.len()}),
         inputs,

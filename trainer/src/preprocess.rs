@@ -139,8 +139,8 @@ fn bucket_width(cats: &[String]) -> usize {
     if cats.is_empty() { 0 } else { cats.len() + 1 }
 }
 
-/// Label of the unknown bucket of a categorical feature.
-pub const UNKNOWN: &str = "<unknown>";
+/// The category that stands for every category not kept (seen too rarely, or never).
+pub use leitwerk_crds::card::UNKNOWN;
 /// Categories seen fewer times in training share the unknown bucket.
 pub const MIN_CATEGORY_COUNT: usize = 5;
 

@@ -1,7 +1,7 @@
 //! Materialization: point-in-time correctness on a data set built so that any leak changes the
 //! result, quality rules that block publication, and the snapshot layout in the store.
 
-#![allow(clippy::unwrap_used)] // test fixtures: a failed setup step fails the test
+#![allow(clippy::unwrap_used, clippy::panic)] // test fixtures: a failed setup step fails the test
 
 use std::path::{Path, PathBuf};
 
@@ -346,5 +346,36 @@ fn a_filter_on_a_missing_column_names_the_field() {
     assert!(
         err.contains("spec.features[1].filter") && err.contains("\"page\""),
         "{err}"
+    );
+}
+
+#[test]
+fn text_in_a_column_read_as_numbers_fails_quality_naming_the_column_and_count() {
+    let dir = temp("text-numbers");
+    leak_trap(&dir);
+    let events = std::fs::read_to_string(dir.join("events.csv"))
+        .unwrap()
+        .replace("view,5", "view,n/a")
+        .replace("view,2", "view,two");
+    std::fs::write(dir.join("events.csv"), events).unwrap();
+    let m = materialize::materialize(&spec(&dir, "[]"), &paths(&dir)).unwrap();
+    let failed: Vec<_> = m.quality.iter().filter(|q| !q.passed).collect();
+    assert_eq!(failed.len(), 1, "{:?}", m.quality);
+    assert_eq!(failed[0].rule, "numbers in events.amount");
+    assert_eq!(failed[0].measured, Some(2.0));
+    assert!(
+        failed[0].message.contains(
+            r#"column "amount" of source events: 2 value(s) are not numbers (first: "two")"#
+        ),
+        "{}",
+        failed[0].message
+    );
+    // The clean data passes the built-in check.
+    leak_trap(&dir);
+    let clean = materialize::materialize(&spec(&dir, "[]"), &paths(&dir)).unwrap();
+    assert!(
+        clean.quality.iter().all(|q| q.passed),
+        "{:?}",
+        clean.quality
     );
 }

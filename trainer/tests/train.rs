@@ -267,3 +267,166 @@ fn a_missing_onnx_runtime_fails_before_publishing_anything() {
     assert!(err.contains("/nonexistent/libonnxruntime.so"), "{err}");
     assert!(!f.dir.join("store/models").exists());
 }
+
+/// A graph of one standardised column `x` with a logistic head, and what the trainer itself
+/// predicts for its rows with the given weight.
+fn one_column_graph(weight: f64) -> (leitwerk_trainer::preprocess::Columns, Vec<u8>, Vec<f64>) {
+    use leitwerk_trainer::{
+        onnx,
+        preprocess::{Columns, Encoder},
+    };
+    let rows = Columns {
+        numeric: vec![("x".into(), (0..50).map(f64::from).collect())],
+        categorical: Vec::new(),
+    };
+    let encoder = Encoder::fit(&rows);
+    let weights = [weight];
+    let graph = onnx::export(
+        &encoder,
+        &onnx::Head::Logistic {
+            weights: &weights,
+            intercept: 0.25,
+        },
+        &[],
+    );
+    let trained = encoder
+        .transform(&rows)
+        .column(0)
+        .iter()
+        .map(|z| leitwerk_trainer::datagen::sigmoid(0.5 * z + 0.25))
+        .collect();
+    (rows, graph, trained)
+}
+
+#[test]
+fn a_graph_that_scores_nan_or_differently_is_refused_before_publication() {
+    let ort = onnxruntime();
+    let (rows, good, trained) = one_column_graph(0.5);
+    let diff = pipeline::check_parity(&ort, &good, &rows, &trained).unwrap();
+    assert!(diff <= pipeline::PARITY_TOLERANCE, "{diff}");
+
+    // A NaN weight makes ONNX Runtime return NaN for every row; `f64::max` would drop it.
+    let (_, nan_graph, _) = one_column_graph(f64::NAN);
+    let err = pipeline::check_parity(&ort, &nan_graph, &rows, &trained)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NaN served"), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+
+    let (_, other_graph, _) = one_column_graph(0.6);
+    let err = pipeline::check_parity(&ort, &other_graph, &rows, &trained)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("disagree on validation row"), "{err}");
+
+    // And the other way round: the trainer's own NaN is refused too.
+    let mut broken = trained.clone();
+    broken[7] = f64::NAN;
+    let err = pipeline::check_parity(&ort, &good, &rows, &broken)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("row 7") && err.contains("NaN trained"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_snapshot_changed_after_publication_is_refused_by_its_digest() {
+    let f = fixture("tampered");
+    let dir = std::path::PathBuf::from(f.snapshot.trim_start_matches("file://"));
+    let parquet = dir.join("features.parquet");
+    // Drop the last row and write the file back: a valid Parquet file, but not the one the
+    // manifest describes.
+    let frame =
+        leitwerk_trainer::materialize::from_parquet(std::fs::read(&parquet).unwrap()).unwrap();
+    let shorter = frame.slice(0, frame.height() - 1);
+    std::fs::write(
+        &parquet,
+        leitwerk_trainer::materialize::to_parquet(&shorter).unwrap(),
+    )
+    .unwrap();
+    let job = TrainJob {
+        namespace: "sales".into(),
+        name: "lead-scoring".into(),
+        version: "v1".into(),
+        snapshot: f.snapshot.clone(),
+        store: f.store.clone(),
+        onnxruntime: onnxruntime(),
+    };
+    let err = f
+        .runtime
+        .block_on(pipeline::run_train(&example_model(), &job))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("features.parquet has digest sha256:")
+            && err.contains("but its manifest says"),
+        "{err}"
+    );
+    assert!(
+        !f.dir.join("store/models").exists(),
+        "nothing was published"
+    );
+}
+
+/// A manifest for a frame of one numeric feature `visits` and the label `converted`.
+fn one_feature_manifest() -> leitwerk_trainer::materialize::Manifest {
+    use leitwerk_crds::feature_set::FeatureKind;
+    use leitwerk_trainer::materialize::{FeatureColumn, Manifest};
+    Manifest {
+        version: "abc".into(),
+        digest: "sha256:abc".into(),
+        entity_key: "lead_id".into(),
+        label: "converted".into(),
+        features: vec![FeatureColumn {
+            name: "visits".into(),
+            kind: FeatureKind::Numeric,
+        }],
+        rows: 4,
+        cutoffs: Vec::new(),
+        data_until: String::new(),
+        quality: Vec::new(),
+    }
+}
+
+#[test]
+fn text_in_a_numeric_column_and_missing_or_nan_labels_are_refused_naming_the_column_and_count() {
+    use leitwerk_trainer::materialize::CUTOFF;
+    use polars::prelude::*;
+    let manifest = one_feature_manifest();
+    let frame = |visits: Column, label: Column| {
+        DataFrame::new_infer_height(vec![
+            Column::new("lead_id".into(), ["a", "b", "c", "d"]),
+            Column::new(CUTOFF.into(), [1_i64, 1, 2, 2]),
+            visits,
+            label,
+        ])
+        .unwrap()
+    };
+    let good_label = Column::new("converted".into(), [0.0, 1.0, 0.0, 1.0]);
+    let text = Column::new("visits".into(), ["3", "n/a", "7", "seven"]);
+    let err = pipeline::table(&frame(text, good_label.clone()), &manifest)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"feature column "visits": 2 of 4 values are not numbers (first: "n/a")"#),
+        "{err}"
+    );
+    let numbers = Column::new("visits".into(), [3.0, 4.0, 7.0, 1.0]);
+    // A missing value of a numeric feature is fine (it is imputed); a missing label is not.
+    let with_null = Column::new("visits".into(), [Some(3.0), None, Some(7.0), Some(1.0)]);
+    assert!(pipeline::table(&frame(with_null, good_label), &manifest).is_ok());
+    for label in [
+        Column::new("converted".into(), [0.0, f64::NAN, 1.0, f64::NAN]),
+        Column::new("converted".into(), [Some(0.0), None, Some(1.0), None]),
+    ] {
+        let err = pipeline::table(&frame(numbers.clone(), label), &manifest)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(r#"label column "converted": 2 of 4 rows are missing or NaN"#),
+            "{err}"
+        );
+    }
+}

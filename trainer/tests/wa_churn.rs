@@ -1,4 +1,4 @@
-#![allow(clippy::expect_used)] // test code: a failed expectation fails the test
+#![allow(clippy::expect_used, clippy::panic)] // test code: a failed expectation fails the test
 
 //! Churn on real public data (IBM Telco, `tests/data/wa_churn.csv`) with the protocol of the
 //! scikit-learn reference in `tests/data/README.md`: the 7,032 complete rows, one-hot (drop

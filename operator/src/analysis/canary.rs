@@ -39,24 +39,7 @@ pub enum Move {
     Pause(PauseReason),
 }
 
-/// Why a canary paused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PauseReason {
-    /// Queries failed more than `consecutiveErrorLimit` times in a row.
-    QueryErrors,
-    /// No conclusive analysis more than `inconclusiveLimit` times in a row.
-    NoData,
-}
-
-impl PauseReason {
-    /// Condition reason.
-    pub fn reason(self) -> &'static str {
-        match self {
-            PauseReason::QueryErrors => "PrometheusUnavailable",
-            PauseReason::NoData => "InsufficientData",
-        }
-    }
-}
+pub use leitwerk_crds::experiment::PauseReason;
 
 /// Applies one analysis at step `step` (0-based) of `steps`; updates the counters.
 pub fn next_move(
@@ -70,7 +53,7 @@ pub fn next_move(
         Analysis::Error(_) => {
             counters.errors += 1;
             if counters.errors > limits.errors {
-                Move::Pause(PauseReason::QueryErrors)
+                Move::Pause(PauseReason::PrometheusUnavailable)
             } else {
                 Move::Hold
             }
@@ -89,7 +72,7 @@ pub fn next_move(
             counters.errors = 0;
             counters.inconclusive += 1;
             if counters.inconclusive > limits.inconclusive {
-                Move::Pause(PauseReason::NoData)
+                Move::Pause(PauseReason::InsufficientData)
             } else {
                 Move::Hold
             }
@@ -164,7 +147,7 @@ mod tests {
             vec![
                 Move::Hold,
                 Move::Hold,
-                Move::Pause(PauseReason::NoData),
+                Move::Pause(PauseReason::InsufficientData),
                 Move::Advance(1)
             ]
         );
@@ -172,8 +155,8 @@ mod tests {
             run(&[err.clone(), err.clone(), err, pass]),
             vec![
                 Move::Hold,
-                Move::Pause(PauseReason::QueryErrors),
-                Move::Pause(PauseReason::QueryErrors),
+                Move::Pause(PauseReason::PrometheusUnavailable),
+                Move::Pause(PauseReason::PrometheusUnavailable),
                 Move::Advance(1)
             ]
         );

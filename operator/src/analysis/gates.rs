@@ -47,7 +47,9 @@ pub fn judge(
     samples: Option<f64>,
     stable: Option<f64>,
 ) -> Check {
-    let value = value.filter(|v| v.is_finite());
+    // NaN (0/0) is no data; an infinity is a value: a cost per acquisition with spend and no
+    // conversions is +Inf and breaches any maximum.
+    let value = value.filter(|v| !v.is_nan());
     let samples = samples.filter(|v| v.is_finite());
     let scale = if gate.relative_to_stable {
         stable.filter(|s| s.is_finite())
@@ -113,20 +115,22 @@ pub enum Analysis {
     Fail(Vec<Check>),
     /// No breach, but some check lacked evidence.
     Inconclusive(Vec<Check>),
-    /// A query failed; nothing can be concluded.
+    /// A query failed and no other check breached; nothing can be concluded.
     Error(String),
 }
 
 impl Analysis {
-    /// Combines checks (and the first query error, if any) into a verdict.
+    /// Combines checks (and the first query error, if any) into a verdict. A breach is
+    /// evidence on its own and wins over a failed query of another KPI: the candidate must not
+    /// keep its traffic because an unrelated query timed out. Otherwise an error means nothing
+    /// can be concluded, not even a pass.
     pub fn of(checks: Vec<Check>, error: Option<String>) -> Analysis {
-        if let Some(e) = error {
-            return Analysis::Error(e);
-        }
-        match checks.iter().map(|c| c.verdict).max() {
-            Some(Verdict::Fail) => Analysis::Fail(checks),
-            Some(Verdict::Inconclusive) => Analysis::Inconclusive(checks),
-            _ => Analysis::Pass(checks),
+        let worst = checks.iter().map(|c| c.verdict).max();
+        match (worst, error) {
+            (Some(Verdict::Fail), _) => Analysis::Fail(checks),
+            (_, Some(e)) => Analysis::Error(e),
+            (Some(Verdict::Inconclusive), None) => Analysis::Inconclusive(checks),
+            (_, None) => Analysis::Pass(checks),
         }
     }
 
@@ -245,8 +249,41 @@ mod tests {
             Analysis::Fail(_)
         ));
         assert_eq!(
-            Analysis::of(vec![pass], Some("connection refused".into())),
+            Analysis::of(vec![pass.clone()], Some("connection refused".into())),
             Analysis::Error("connection refused".into())
+        );
+        let breach = judge(&g, "c", Some(0.1), None, None);
+        assert!(
+            matches!(
+                Analysis::of(vec![pass, breach], Some("connection refused".into())),
+                Analysis::Fail(_)
+            ),
+            "a breach is evidence even when another query failed"
+        );
+    }
+
+    #[test]
+    fn infinity_breaches_a_maximum_and_meets_a_minimum_while_nan_is_no_data() {
+        let cpa = gate(None, Some(40.0), false, None);
+        let inf = judge(&cpa, "canary", Some(f64::INFINITY), None, None);
+        assert_eq!(inf.verdict, Verdict::Fail, "{}", inf.message);
+        assert!(
+            inf.message.contains("inf breaches ≤ 40.0000"),
+            "{}",
+            inf.message
+        );
+        assert_eq!(
+            judge(&cpa, "canary", Some(f64::NAN), None, None).verdict,
+            Verdict::Inconclusive
+        );
+        let floor = gate(Some(0.05), None, false, None);
+        assert_eq!(
+            judge(&floor, "canary", Some(f64::INFINITY), None, None).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge(&floor, "canary", Some(f64::NEG_INFINITY), None, None).verdict,
+            Verdict::Fail
         );
     }
 }

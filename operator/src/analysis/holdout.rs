@@ -54,4 +54,28 @@ mod tests {
         assert!((l.relative.unwrap() - 0.2).abs() < 1e-12);
         assert_eq!(lift((1.0, 0.0), (1.0, 10.0)), None);
     }
+
+    /// The interval is a 95 % interval: over 4,000 seeded simulated holdouts of the end-to-end
+    /// scenario's size (model 0.20 on 2,400 trials, control 0.10 on 600) it covers the true
+    /// lift of 0.10 in 95 ± 1 % of them. One interval misses one time in twenty by design,
+    /// which is why the end-to-end test does not assert a single one.
+    #[test]
+    fn the_interval_covers_the_true_lift_in_95_percent_of_seeded_holdouts() {
+        use rand::{SeedableRng, rngs::StdRng};
+        use rand_distr::{Binomial, Distribution};
+        let mut rng = StdRng::seed_from_u64(20261202);
+        let model = Binomial::new(2400, 0.20).unwrap();
+        let control = Binomial::new(600, 0.10).unwrap();
+        let runs = 4000;
+        let covered = (0..runs)
+            .filter(|_| {
+                let m = model.sample(&mut rng) as f64;
+                let c = control.sample(&mut rng) as f64;
+                let l = lift((m, 2400.0), (c, 600.0)).unwrap();
+                l.lower <= 0.10 && 0.10 <= l.upper
+            })
+            .count();
+        let coverage = covered as f64 / runs as f64;
+        assert!((0.94..=0.96).contains(&coverage), "coverage {coverage}");
+    }
 }

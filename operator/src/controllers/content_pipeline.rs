@@ -34,7 +34,7 @@ pub async fn run(
     let pipelines = controller.store();
     let stream = controller
         .watches(
-            scope.api::<RagIndex>(client),
+            scope.api::<DeserializeGuard<RagIndex>>(client),
             watcher::Config::default(),
             referrers(pipelines, |p: &ContentPipeline, name| {
                 p.spec.rag_index_ref.name == name
@@ -71,7 +71,7 @@ pub async fn reconcile(
             match first_missing_secret(&ctx, &ns, &secret_refs(&pipeline.spec)).await.map_err(|source| Error::Read { what: "Secrets".into(), source })? {
                 Some((field, name)) => Outcome::new(
                     "Pending",
-                    Desired::not(READY, "SecretNotFound", format!("Secret {name:?} named by {field} does not exist in namespace {ns:?}: create it or fix the reference")),
+                    Desired::failed(READY, "SecretNotFound", format!("Secret {name:?} named by {field} does not exist in namespace {ns:?}: create it or fix the reference")),
                 )
                 .recheck_after(RECHECK_UNWATCHED),
                 None => decide(pipeline, index.as_ref()),
@@ -90,7 +90,7 @@ pub fn decide(pipeline: &ContentPipeline, index: Option<&RagIndex>) -> Outcome {
     let Some(index) = index else {
         return Outcome::new(
             "Pending",
-            Desired::not(
+            Desired::failed(
                 READY,
                 "RagIndexNotFound",
                 format!(

@@ -24,16 +24,14 @@ use kube::{
 use leitwerk_crds::{
     Experiment, ExperimentSpec, FIELD_MANAGER, Model,
     experiment::{
-        AnalysisState, ArmStatus, Decision, DriftStatus, ExperimentStatus, HoldoutStatus, KpiGate,
-        StrategyType, VariantRole, VariantStatus,
+        AnalysisState, ArmStatus, Decision, DecisionAction, DriftStatus, ExperimentStatus,
+        HoldoutStatus, KpiGate, PauseReason, StrategyType, VariantRole, VariantStatus,
     },
-    model::ModelVersion,
+    model::{ModelVersion, VersionState},
 };
 
 use super::{
-    Scope, drain,
-    feature_set::{apply_if_changed, hash_of},
-    get_opt,
+    Scope, drain, get_opt,
     model::{serving_args, serving_image, serving_parts},
     referrers,
 };
@@ -45,6 +43,7 @@ use crate::{
         gates::{Analysis, Check, Reading, Verdict, judge},
         holdout,
     },
+    apply::{apply_dynamic_if_changed, apply_if_changed},
     context::Context,
     metrics::{DecisionLabels, DriftLabels, KpiLabels, VariantLabels},
     prom::Prometheus,
@@ -98,7 +97,7 @@ pub async fn run(
             watcher::Config::default().labels(EXPERIMENT_LABEL),
         )
         .watches(
-            scope.api::<Model>(client),
+            scope.api::<DeserializeGuard<Model>>(client),
             watcher::Config::default(),
             referrers(experiments, |e: &Experiment, name| {
                 e.spec.variants.iter().any(|v| v.model_ref.name == name)
@@ -191,17 +190,17 @@ pub async fn reconcile(
             .get_or_create(&DecisionLabels {
                 namespace: ns.clone(),
                 experiment: exp.name_any(),
-                action: d.action.clone(),
+                action: d.action.to_string(),
             })
             .inc();
-        let warning = matches!(d.action.as_str(), "RollBack" | "Pause");
+        let warning = matches!(d.action, DecisionAction::RollBack | DecisionAction::Pause);
         let event = Event {
             type_: if warning {
                 EventType::Warning
             } else {
                 EventType::Normal
             },
-            reason: d.action.clone(),
+            reason: d.action.to_string(),
             note: Some(reconcile::truncate(&d.message, 1024)),
             action: "Analyse".into(),
             secondary: None,
@@ -283,18 +282,15 @@ pub fn outcome_of(exp: &Experiment, status: &ExperimentStatus, now: DateTime<Utc
         Some("Concluded") => ("Concluded", Desired::ok(READY, "Concluded", last.clone())),
         Some("RolledBack") => (
             "RolledBack",
-            Desired::not(READY, "RolledBack", last.clone()),
+            Desired::failed(READY, "RolledBack", last.clone()),
         ),
         Some("Paused") => {
             let reason = status
-                .decisions
-                .iter()
-                .rev()
-                .find(|d| d.action == "Pause")
-                .and_then(|d| d.message.split(':').next())
-                .unwrap_or("Paused")
-                .to_string();
-            ("Paused", Desired::not(READY, reason, last.clone()))
+                .analysis
+                .as_ref()
+                .and_then(|a| a.pause_reason)
+                .map_or("Paused", |r| r.as_str());
+            ("Paused", Desired::failed(READY, reason, last.clone()))
         }
         Some("Running") => (
             "Running",

@@ -136,7 +136,9 @@ pub async fn first_missing_secret(
 }
 
 /// A watch mapper: the objects in `store` (same namespace as the changed object) that
-/// `refers_to` the changed object's name. Malformed objects refer to nothing.
+/// `refers_to` the changed object's name. Malformed objects refer to nothing. Watch the other
+/// kind through `DeserializeGuard` too, so that one malformed object of it cannot stall the
+/// watch: its name still maps to the objects that refer to it.
 pub fn referrers<K, Other>(
     store: Store<DeserializeGuard<K>>,
     refers_to: fn(&K, &str) -> bool,

@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api,
     api::{ListParams, Patch, PatchParams},
 };
+use leitwerk_crds::model::VersionState;
 use leitwerk_crds::{Experiment, FeatureSet, Model};
 use leitwerk_testkit::{
     Cluster, OperatorProcess, TestNamespace, delete_ignoring_missing, kubectl_apply, ready_of,
@@ -255,17 +257,10 @@ async fn model_owns_a_token_less_service_account_that_comes_back_when_deleted() 
     .await?;
     Ok(())
 }
-#[tokio::test]
-async fn malformed_object_does_not_stall_its_controller() -> anyhow::Result<()> {
-    // Its own control plane: the test loosens a CRD schema, which would disturb other tests.
-    let dir = std::env::temp_dir().join(format!("leitwerk-malformed-{}", std::process::id()));
-    let cluster = Cluster::start(&dir, true)?;
-    cluster.install_crds()?;
-    cluster.install_operator_rbac()?;
-    let ns = TestNamespace::create(&cluster, "malformed").await?;
-    let client = cluster.client().await?;
-    // An older, looser schema (as if stored before a schema change): spec.task accepts anything.
-    let mut loose = <Model as kube::CustomResourceExt>::crd();
+/// The CRD of `K` as an older, looser schema might have been (as if objects were stored before
+/// a schema change): its spec accepts anything.
+fn loosened<K: kube::CustomResourceExt>() -> anyhow::Result<CustomResourceDefinition> {
+    let mut loose = K::crd();
     let schema = loose.spec.versions[0]
         .schema
         .as_mut()
@@ -280,19 +275,41 @@ async fn malformed_object_does_not_stall_its_controller() -> anyhow::Result<()> 
     spec.x_kubernetes_preserve_unknown_fields = Some(true);
     spec.properties = None;
     spec.required = None;
-    leitwerk_testkit::apply_crd(&client, &loose).await?;
+    Ok(loose)
+}
+
+/// A malformed Model and a malformed FeatureSet are stored. Neither stalls a controller: the
+/// Model controller (whose own kind and watched FeatureSets both hold a broken object) still
+/// serves other Models and reacts to a new FeatureSet, and the Experiment controller (which
+/// watches Models) reacts to a new Model.
+#[tokio::test]
+async fn malformed_object_does_not_stall_its_controller() -> anyhow::Result<()> {
+    // Its own control plane: the test loosens CRD schemas, which would disturb other tests.
+    let dir = std::env::temp_dir().join(format!("leitwerk-malformed-{}", std::process::id()));
+    let cluster = Cluster::start(&dir, true)?;
+    cluster.install_crds()?;
+    cluster.install_operator_rbac()?;
+    let ns = TestNamespace::create(&cluster, "malformed").await?;
+    let client = cluster.client().await?;
+    leitwerk_testkit::apply_crd(&client, &loosened::<Model>()?).await?;
+    leitwerk_testkit::apply_crd(&client, &loosened::<FeatureSet>()?).await?;
     let broken = r#"apiVersion: leitwerk.dev/v1alpha1
 kind: Model
 metadata: {name: broken}
 spec: {task: 42, onnx: {url: file:///m.onnx}}
+---
+apiVersion: leitwerk.dev/v1alpha1
+kind: FeatureSet
+metadata: {name: broken-features}
+spec: {sources: 7}
 "#;
-    let applied = wait_for("the loose schema to take effect", WAIT, || async {
+    let applied = wait_for("the loose schemas to take effect", WAIT, || async {
         let ok = kubectl_apply(&cluster, &ns.name, "-", Some(broken)).is_ok();
         Ok((ok.then_some(()), "rejected".into()))
     })
     .await;
     applied?;
-    cluster.install_crds()?; // the real schema again; the broken object stays stored
+    cluster.install_crds()?; // the real schemas again; the broken objects stay stored
     let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
     kubectl_apply(
         &cluster,
@@ -304,29 +321,86 @@ spec: {task: 42, onnx: {url: file:///m.onnx}}
     wait_for_ready_reason(&models, "creative-ranker", "AwaitingServing", WAIT)
         .await
         .with_context(|| operator.log_text())?;
-    // The broken object is reported, not silently skipped.
-    wait_for("a MalformedObject Event", WAIT, || async {
-        let events =
-            Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)
-                .list(&ListParams::default())
-                .await?;
-        let found = events.items.iter().any(|e| {
-            e.reason.as_deref() == Some("MalformedObject")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("broken")
-        });
-        Ok((
-            found.then_some(()),
-            format!("{} events", events.items.len()),
-        ))
-    })
-    .await?;
+    // Both broken objects are reported, not silently skipped.
+    for name in ["broken", "broken-features"] {
+        wait_for("a MalformedObject Event", WAIT, || async {
+            let events =
+                Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)
+                    .list(&ListParams::default())
+                    .await?;
+            let found = events.items.iter().any(|e| {
+                e.reason.as_deref() == Some("MalformedObject")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+            });
+            Ok((
+                found.then_some(()),
+                format!("{} events, none for {name}", events.items.len()),
+            ))
+        })
+        .await?;
+    }
     let errors = operator
         .metric_sum(
             "leitwerk_reconcile_errors_total",
             &["category=\"MalformedObject\""],
         )
         .await?;
-    assert!(errors >= 1.0, "{}", operator.metrics().await?);
+    assert!(errors >= 2.0, "{}", operator.metrics().await?);
+
+    // Secondary watches: objects that wait for a missing reference wait for a watch event
+    // (no periodic re-check), so they move on only if the watch of the other kind still runs.
+    let waiting = r#"apiVersion: leitwerk.dev/v1alpha1
+kind: Model
+metadata: {name: waits-for-features}
+spec:
+  task: BinaryClassification
+  featureSetRef: {name: late-features}
+  algorithm: {logisticRegression: {}}
+---
+apiVersion: leitwerk.dev/v1alpha1
+kind: Experiment
+metadata: {name: waits-for-model}
+spec:
+  variants:
+    - {name: stable, modelRef: {name: late-model}, role: Stable}
+    - {name: canary, modelRef: {name: late-model}, role: Candidate}
+  strategy: {type: Canary, canary: {steps: [10, 100]}}
+  kpis: [{name: rate, query: "vector(1)", min: 0}]
+  interval: 1m
+"#;
+    kubectl_apply(&cluster, &ns.name, "-", Some(waiting))?;
+    let experiments: Api<Experiment> = Api::namespaced(client.clone(), &ns.name);
+    wait_for_ready_reason(&models, "waits-for-features", "FeatureSetNotFound", WAIT).await?;
+    wait_for_ready_reason(&experiments, "waits-for-model", "ModelNotFound", WAIT).await?;
+    let features =
+        std::fs::read_to_string(repo_root().join("examples/lead-scoring/featureset.yaml"))?
+            .replace("name: lead-features", "name: late-features");
+    kubectl_apply(&cluster, &ns.name, "-", Some(&features))?;
+    wait_for_ready_reason(&models, "waits-for-features", "WaitingForFeatureSet", WAIT)
+        .await
+        .with_context(|| operator.log_text())?;
+    kubectl_apply(
+        &cluster,
+        &ns.name,
+        "-",
+        Some(
+            "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {name: late-model}\nspec: {task: BinaryClassification, onnx: {url: \"file:///m/model.onnx\"}}\n",
+        ),
+    )?;
+    wait_for("the Experiment to see the new Model", WAIT, || async {
+        let e = experiments.get("waits-for-model").await?;
+        let reason = e
+            .status
+            .unwrap_or_default()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.reason)
+            .unwrap_or_default();
+        Ok(((reason != "ModelNotFound").then_some(()), reason))
+    })
+    .await
+    .with_context(|| operator.log_text())?;
     assert!(!operator.log_text().contains("panicked"));
     drop(ns);
     let _ = std::process::Command::new("bash")
@@ -354,7 +428,12 @@ async fn without_the_gateway_api_weights_become_replica_ratios() -> anyhow::Resu
         wait_for("the Model version", WAIT, || async {
             let st = models.get("m").await?.status.unwrap_or_default();
             let ok = st.versions.len() == i + 1
-                && st.versions[i].state == if i == 0 { "Serving" } else { "Candidate" };
+                && st.versions[i].state
+                    == if i == 0 {
+                        VersionState::Serving
+                    } else {
+                        VersionState::Candidate
+                    };
             Ok((ok.then_some(()), format!("{:?}", st.versions)))
         })
         .await

@@ -3,6 +3,8 @@
 //! Each test has its own namespace and, where it needs one, its own operator process running
 //! as the user `leitwerk-operator` with exactly the RBAC of `config/rbac/`.
 
+#![allow(clippy::panic)] // test code: a failed step fails the test
+
 use std::time::Duration;
 
 use kube::Api;
@@ -11,14 +13,18 @@ use leitwerk_testkit::{Cluster, kubectl_apply, wait_for_ready_reason};
 
 mod api;
 mod controllers;
+mod faults;
 mod operations;
 mod packaging;
 mod predictive;
 mod progressive;
 mod quickstart;
 
+/// The operator binary of this build.
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_leitwerk-operator");
+/// How long a test waits for a condition.
 pub const WAIT: Duration = Duration::from_secs(60);
+/// The example directories under `examples/`.
 pub const EXAMPLES: [&str; 6] = [
     "lead-scoring",
     "churn",
@@ -28,6 +34,7 @@ pub const EXAMPLES: [&str; 6] = [
     "seo-article",
 ];
 
+/// A command's standard error as text.
 pub fn stderr(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -36,6 +43,7 @@ pub fn stderr(out: &std::process::Output) -> String {
     )
 }
 
+/// Applies every example to namespace `ns`.
 pub fn apply_examples(cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
     for example in EXAMPLES {
         kubectl_apply(cluster, ns, &format!("examples/{example}/"), None)?;
@@ -62,6 +70,7 @@ pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str)> 
     ]
 }
 
+/// Waits until the object `kind/name` has the Ready reason `reason`.
 pub async fn wait_reason(
     client: &kube::Client,
     ns: &str,

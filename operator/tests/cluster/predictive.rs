@@ -11,6 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
+use leitwerk_crds::model::VersionState;
 use leitwerk_crds::{FeatureSet, Model};
 use leitwerk_testkit::node::{Image, NodeStandIn};
 use leitwerk_testkit::{Cluster, OperatorProcess, TestNamespace, kubectl_apply, wait_for};
@@ -141,7 +142,7 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
     let serving = status
         .versions
         .iter()
-        .find(|v| v.state == "Serving")
+        .find(|v| v.state == VersionState::Serving)
         .expect("a serving version");
     let auc = serving.metrics["auc"];
     assert!(auc >= 0.75, "the example's minMetrics: AUC {auc}");

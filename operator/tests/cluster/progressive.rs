@@ -14,6 +14,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
+use leitwerk_crds::experiment::DecisionAction;
+use leitwerk_crds::model::{DriftLevel, VersionState};
 use leitwerk_crds::summary::{MaterializeSummary, TrainSummary};
 use leitwerk_crds::{Experiment, FeatureSet, Model};
 use leitwerk_testkit::loadgen::{Load, LoadGenerator};
@@ -37,12 +39,21 @@ struct Env {
     root: PathBuf,
     /// Host directory behind each namespace's `leitwerk-artifacts` claim.
     artifacts: PathBuf,
-    /// sha256 of the model file.
-    digest: String,
-    /// OIP infer requests built from the model card's example rows.
+    /// The model versions v1, v2 and v3 (another algorithm each).
+    versions: BTreeMap<String, Version>,
+    /// OIP infer requests of training rows (clean inputs).
     requests: Vec<serde_json::Value>,
-    /// The same rows with every number multiplied by 1000 (drifted inputs).
+    /// The model card's example rows with every number multiplied by 1000 and shifted by
+    /// 1000 (drifted inputs).
     drifted: Vec<serde_json::Value>,
+}
+
+/// One trained model version.
+struct Version {
+    /// sha256 of the ONNX file.
+    digest: String,
+    /// Its model card (with example rows and their scores).
+    card: serde_json::Value,
 }
 
 static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
@@ -100,26 +111,43 @@ fn setup() -> anyhow::Result<Env> {
     let model: Model = from_yaml(&std::fs::read_to_string(
         leitwerk_testkit::repo_root().join("examples/lead-scoring/model.yaml"),
     )?)?;
-    let trained: TrainSummary = serde_json::from_str(&run(std::process::Command::new(&trainer)
-        .args(["train", "--spec", &serde_json::to_string(&model.spec)?])
-        .args([
-            "--namespace",
-            "e2e",
-            "--name",
-            "lead-scoring",
-            "--version",
-            "v1",
-        ])
-        .args([
-            "--snapshot",
-            materialized.location.as_deref().unwrap_or_default(),
-        ])
-        .args(["--artifact-store", &store, "--onnxruntime", &ort])
-        .arg("--termination-log")
-        .arg(root.join("train.log")))?)?;
-    let model_file = PathBuf::from(trained.model_url.trim_start_matches("file://"));
+    // Three distinguishable versions (another algorithm each, so other scores): a variant
+    // that serves the wrong version is noticed.
+    let snapshot = materialized.location.clone().unwrap_or_default();
     let artifacts = root.join("artifacts");
-    for v in ["v1", "v2", "v3"] {
+    let mut versions = BTreeMap::new();
+    for (v, algorithm) in [
+        (
+            "v1",
+            serde_json::json!({"logisticRegression": {"l2": 0.5, "maxIterations": 300}}),
+        ),
+        (
+            "v2",
+            serde_json::json!({"decisionTree": {"maxDepth": 5, "minSamplesLeaf": 20}}),
+        ),
+        (
+            "v3",
+            serde_json::json!({"randomForest": {"trees": 5, "maxDepth": 4, "seed": 3}}),
+        ),
+    ] {
+        let mut spec = serde_json::to_value(&model.spec)?;
+        spec["algorithm"] = algorithm;
+        let trained: TrainSummary =
+            serde_json::from_str(&run(std::process::Command::new(&trainer)
+                .args(["train", "--spec", &spec.to_string()])
+                .args([
+                    "--namespace",
+                    "e2e",
+                    "--name",
+                    "lead-scoring",
+                    "--version",
+                    v,
+                ])
+                .args(["--snapshot", &snapshot])
+                .args(["--artifact-store", &store, "--onnxruntime", &ort])
+                .arg("--termination-log")
+                .arg(root.join(format!("train-{v}.log"))))?)?;
+        let model_file = PathBuf::from(trained.model_url.trim_start_matches("file://"));
         let dir = artifacts.join("byo").join(v);
         std::fs::create_dir_all(&dir)?;
         std::fs::copy(&model_file, dir.join("model.onnx"))?;
@@ -127,11 +155,33 @@ fn setup() -> anyhow::Result<Env> {
             model_file.with_file_name("card.json"),
             dir.join("card.json"),
         )?;
+        let card: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(model_file.with_file_name("card.json"))?)?;
+        versions.insert(
+            v.to_string(),
+            Version {
+                digest: trained.digest.trim_start_matches("sha256:").to_string(),
+                card,
+            },
+        );
     }
-    let card: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(model_file.with_file_name("card.json"))?)?;
-    let (requests, drifted) = requests_from(&card);
-    anyhow::ensure!(!requests.is_empty(), "the model card has no example rows");
+    let (examples, drifted) = requests_from(&versions["v1"].card);
+    anyhow::ensure!(!examples.is_empty(), "the model card has no example rows");
+    // Clean traffic: rows the models were trained on, so that the served inputs follow the
+    // model cards' reference distributions (the negative control of the drift tests).
+    let requests: Vec<serde_json::Value> = run(std::process::Command::new(&trainer).args([
+        "requests",
+        "--snapshot",
+        &snapshot,
+        "--split",
+        "train",
+        "--limit",
+        "2000",
+    ]))?
+    .lines()
+    .map(serde_json::from_str)
+    .collect::<Result<_, _>>()?;
+    anyhow::ensure!(requests.len() >= 500, "{} training rows", requests.len());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -154,34 +204,47 @@ fn setup() -> anyhow::Result<Env> {
         _runtime: runtime,
         root,
         artifacts,
-        digest: trained.digest.trim_start_matches("sha256:").to_string(),
+        versions,
         requests,
         drifted,
     })
+}
+
+/// An infer request for one example row of a model card; numbers scaled by `scale` (and
+/// shifted by 1000 when scaled up: drifted inputs).
+fn example_request(
+    inputs: &[serde_json::Value],
+    row: &serde_json::Value,
+    scale: f64,
+) -> serde_json::Value {
+    let tensors: Vec<serde_json::Value> = inputs
+        .iter()
+        .map(|input| {
+            let name = input[0].as_str().unwrap_or_default();
+            let datatype = input[1].as_str().unwrap_or_default();
+            let mut value = row["inputs"][name].clone();
+            if let Some(x) = value.as_f64() {
+                value = serde_json::json!(x * scale + if scale > 1.0 { 1000.0 } else { 0.0 });
+            }
+            serde_json::json!({"name": name, "datatype": datatype, "shape": [1, 1], "data": [value]})
+        })
+        .collect();
+    serde_json::json!({"inputs": tensors})
 }
 
 /// One-row infer requests from the card's examples, and drifted copies of them.
 fn requests_from(card: &serde_json::Value) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
     let inputs = card["inputs"].as_array().cloned().unwrap_or_default();
     let examples = card["examples"].as_array().cloned().unwrap_or_default();
-    let build = |row: &serde_json::Value, scale: f64| {
-        let tensors: Vec<serde_json::Value> = inputs
-            .iter()
-            .map(|input| {
-                let name = input[0].as_str().unwrap_or_default();
-                let datatype = input[1].as_str().unwrap_or_default();
-                let mut value = row["inputs"][name].clone();
-                if let Some(x) = value.as_f64() {
-                    value = serde_json::json!(x * scale + if scale > 1.0 { 1000.0 } else { 0.0 });
-                }
-                serde_json::json!({"name": name, "datatype": datatype, "shape": [1, 1], "data": [value]})
-            })
-            .collect();
-        serde_json::json!({"inputs": tensors})
-    };
     (
-        examples.iter().map(|r| build(r, 1.0)).collect(),
-        examples.iter().map(|r| build(r, 1000.0)).collect(),
+        examples
+            .iter()
+            .map(|r| example_request(&inputs, r, 1.0))
+            .collect(),
+        examples
+            .iter()
+            .map(|r| example_request(&inputs, r, 1000.0))
+            .collect(),
     )
 }
 
@@ -295,7 +358,7 @@ impl Scenario {
         for (i, v) in versions.iter().enumerate() {
             s.apply(&format!(
                 "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {{name: lead-scoring}}\nspec:\n  task: BinaryClassification\n  onnx: {{url: \"file://{STORE}/byo/{v}/model.onnx\", sha256: \"{}\"}}\n  serving: {{replicas: 1}}\n",
-                env.digest
+                env.versions[*v].digest
             ))?;
             let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);
             let expected = format!("v{}", i + 1);
@@ -307,7 +370,12 @@ impl Scenario {
                     let st = m.status.clone().unwrap_or_default();
                     let found = st.versions.iter().any(|x| {
                         x.version == expected
-                            && x.state == if i == 0 { "Serving" } else { "Candidate" }
+                            && x.state
+                                == if i == 0 {
+                                    VersionState::Serving
+                                } else {
+                                    VersionState::Candidate
+                                }
                     });
                     Ok((found.then_some(()), format!("{:?}", st.versions)))
                 },
@@ -457,11 +525,11 @@ impl Scenario {
         let models: Api<Model> = Api::namespaced(self.client.clone(), &self.ns.name);
         let m = models.get("lead-scoring").await?;
         let mut versions = m.status.clone().unwrap_or_default().versions;
-        for v in &mut versions {
+        for v in versions.iter_mut() {
             v.state = if v.version == version {
-                "Serving".into()
+                VersionState::Serving
             } else {
-                "Retired".into()
+                VersionState::Retired
             };
         }
         models
@@ -491,6 +559,65 @@ impl Scenario {
         .await
     }
 
+    /// Checks that the pods of every variant serve their variant's version: each answers the
+    /// example rows of that version's model card with that version's scores (the versions are
+    /// different models, so a variant serving another version's file fails this).
+    async fn assert_variants_serve_their_versions(&self) -> anyhow::Result<()> {
+        let st = self.experiment().await?.status.unwrap_or_default();
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &self.ns.name)
+            .list(&ListParams::default().labels("leitwerk.dev/experiment=rollout"))
+            .await?;
+        let http = reqwest::Client::new();
+        let mut checked = std::collections::BTreeSet::new();
+        for pod in &pods.items {
+            let Some(variant) = pod.labels().get("leitwerk.dev/variant") else {
+                continue;
+            };
+            let Some(status) = st.variants.iter().find(|v| &v.name == variant) else {
+                continue;
+            };
+            let Some((port, _)) = self.env.node.ports(&self.ns.name, &pod.name_any()) else {
+                continue; // scaled to zero or not started
+            };
+            let card = &self.env.versions[&status.version].card;
+            let inputs = card["inputs"].as_array().cloned().unwrap_or_default();
+            for example in card["examples"].as_array().cloned().unwrap_or_default() {
+                let body = example_request(&inputs, &example, 1.0);
+                let reply: serde_json::Value = http
+                    .post(format!(
+                        "http://127.0.0.1:{port}/v2/models/lead-scoring/infer"
+                    ))
+                    .json(&body)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let served = reply["outputs"][0]["data"][0].as_f64().unwrap_or(f64::NAN);
+                let expected = example["score"].as_f64().unwrap_or(f64::NAN);
+                anyhow::ensure!(
+                    (served - expected).abs() < 1e-5,
+                    "variant {variant} (pod {}) should serve {}: score {served}, its card says {expected}",
+                    pod.name_any(),
+                    status.version
+                );
+            }
+            checked.insert(variant.clone());
+        }
+        let versions: std::collections::BTreeSet<&str> =
+            st.variants.iter().map(|v| v.version.as_str()).collect();
+        anyhow::ensure!(
+            versions.len() == st.variants.len(),
+            "each variant has its own version: {:?}",
+            st.variants
+        );
+        anyhow::ensure!(
+            checked.len() == st.variants.len(),
+            "checked {checked:?} of {:?}",
+            st.variants
+        );
+        Ok(())
+    }
+
     async fn model(&self) -> anyhow::Result<Model> {
         Ok(Api::<Model>::namespaced(self.client.clone(), &self.ns.name)
             .get("lead-scoring")
@@ -506,7 +633,7 @@ fn tail(text: &str) -> String {
 fn actions(e: &Experiment) -> Vec<String> {
     e.status
         .as_ref()
-        .map(|s| s.decisions.iter().map(|d| d.action.clone()).collect())
+        .map(|s| s.decisions.iter().map(|d| d.action.to_string()).collect())
         .unwrap_or_default()
 }
 
@@ -526,6 +653,45 @@ async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
     let s = Scenario::new("better", &["v1", "v2"]).await?;
     s.apply(&canary_yaml("[20, 50, 100]", ""))?;
     let load = s.load(&[("stable", 0.10), ("canary", 0.20)], &[]);
+    wait_for("the first Advance", Duration::from_secs(90), || async {
+        let e = s.experiment().await?;
+        Ok((
+            actions(&e).contains(&"Advance".to_string()).then_some(()),
+            format!("{:?}", actions(&e)),
+        ))
+    })
+    .await?;
+    s.assert_variants_serve_their_versions().await?;
+    // Someone edits the HTTPRoute by hand: the operator owns it and puts the weights of its
+    // status back at its next reconcile (the next analysis, within one interval).
+    s.env.cluster.kubectl(
+        &[
+            "patch", "httproute", "rollout", "-n", &s.ns.name, "--type=json", "-p",
+            r#"[{"op":"replace","path":"/spec/rules/0/backendRefs/0/weight","value":1},{"op":"replace","path":"/spec/rules/0/backendRefs/1/weight","value":99}]"#,
+        ],
+        None,
+    )?;
+    wait_for(
+        "the HTTPRoute weights restored",
+        Duration::from_secs(30),
+        || async {
+            let route = s.route_weights().await?;
+            let status: BTreeMap<String, i64> = s
+                .experiment()
+                .await?
+                .status
+                .unwrap_or_default()
+                .weights
+                .into_iter()
+                .map(|(k, v)| (k, i64::from(v)))
+                .collect();
+            Ok((
+                (route == status).then_some(()),
+                format!("route {route:?}, status {status:?}"),
+            ))
+        },
+    )
+    .await?;
     let e = s.wait_phase("Promoted", Duration::from_secs(150)).await?;
     let st = e.status.clone().unwrap_or_default();
     assert_eq!(
@@ -537,7 +703,7 @@ async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
     let advance = st
         .decisions
         .iter()
-        .find(|d| d.action == "Advance")
+        .find(|d| d.action == DecisionAction::Advance)
         .expect("an Advance");
     assert!(
         advance.values["conversion-rate/canary"] > advance.thresholds["conversion-rate/canary/min"]
@@ -560,7 +726,10 @@ async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
     let model = s.wait_serving("v2").await?;
     let versions = model.status.unwrap_or_default().versions;
     assert_eq!(
-        versions.iter().filter(|v| v.state == "Serving").count(),
+        versions
+            .iter()
+            .filter(|v| v.state == VersionState::Serving)
+            .count(),
         1,
         "{versions:?}"
     );
@@ -608,7 +777,8 @@ async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worse_canary_is_rolled_back_within_one_interval() -> anyhow::Result<()> {
+async fn a_worse_canary_is_rolled_back_at_the_first_analysis_with_enough_samples()
+-> anyhow::Result<()> {
     let s = Scenario::new("worse", &["v1", "v2"]).await?;
     s.apply(&canary_yaml("[20, 50, 100]", ""))?;
     let load = s.load(&[("stable", 0.10), ("canary", 0.01)], &[]);
@@ -616,32 +786,43 @@ async fn a_worse_canary_is_rolled_back_within_one_interval() -> anyhow::Result<(
     let st = e.status.clone().unwrap_or_default();
     assert_eq!(moves(&e), vec!["Start", "RollBack"], "{:#?}", st.decisions);
     // Holds came only while the canary's pods started (no data yet), never with a breach.
-    for hold in st.decisions.iter().filter(|d| d.action == "Hold") {
+    for hold in st
+        .decisions
+        .iter()
+        .filter(|d| d.action == DecisionAction::Hold)
+    {
         assert!(
             hold.message.contains("no data") || hold.message.contains("samples"),
             "{}",
             hold.message
         );
     }
-    // The breach is measurable once the canary has minSamples predictions in Prometheus; the
-    // analysis before the rollback (if any) lacked them, so the rollback came at the first
-    // analysis that could see the breach: within one interval of it. From the canary's first
-    // request that is at most two 5 s intervals plus a scrape and the reconcile.
-    let rollback = st
+    // The rollback is the first analysis that had minSamples (30) predictions of the canary:
+    // every analysis before it lacked them. The order of decisions is what is asserted; how
+    // fast that is in wall-clock time is measured in benches/control-plane.
+    let rollback_at = st
         .decisions
         .iter()
-        .find(|d| d.action == "RollBack")
+        .position(|d| d.action == DecisionAction::RollBack)
         .expect("a RollBack");
-    let first: chrono::DateTime<chrono::Utc> = load
-        .first_served("canary")
-        .expect("the canary was served")
-        .into();
-    let took = (rfc3339(&rollback.time) - first).num_milliseconds();
-    assert!(
-        took <= 2 * 5_000 + 3_000,
-        "rollback {took} ms after the canary's first request"
-    );
-    eprintln!("worse canary: rolled back {took} ms after its first request (interval 5 s)");
+    let rollback = &st.decisions[rollback_at];
+    let samples = |d: &leitwerk_crds::experiment::Decision| {
+        d.values
+            .get("conversion-rate/canary/samples")
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert!(samples(rollback) >= 30.0, "{rollback:?}");
+    let first_with_samples = st
+        .decisions
+        .iter()
+        .position(|d| d.action != DecisionAction::Start && samples(d) >= 30.0);
+    assert_eq!(first_with_samples, Some(rollback_at), "{:#?}", st.decisions);
+    if let Some(first) = load.first_served("canary") {
+        let took = (rfc3339(&rollback.time) - chrono::DateTime::<chrono::Utc>::from(first))
+            .num_milliseconds();
+        eprintln!("worse canary: rolled back {took} ms after its first request (interval 5 s)");
+    }
     assert!(
         rollback.message.contains("breaches"),
         "{}",
@@ -656,7 +837,7 @@ async fn a_worse_canary_is_rolled_back_within_one_interval() -> anyhow::Result<(
         let st = m.status.clone().unwrap_or_default();
         let v2 = st.versions.iter().find(|v| v.version == "v2").cloned();
         Ok((
-            v2.filter(|v| v.state == "RolledBack"),
+            v2.filter(|v| v.state == VersionState::RolledBack),
             format!("{:?}", st.versions),
         ))
     })
@@ -772,7 +953,7 @@ async fn a_restarted_operator_continues_from_status_without_double_promotion() -
         model
             .versions
             .iter()
-            .filter(|v| v.state == "Serving")
+            .filter(|v| v.state == VersionState::Serving)
             .count(),
         1
     );
@@ -812,6 +993,187 @@ async fn drifted_inputs_roll_the_canary_back() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The negative control of the drift gate: inputs from the training distribution do not
+/// drift, so a drift-gated better canary is promoted, every analysis having measured PSI
+/// below the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_gated_canary_with_clean_inputs_is_promoted() -> anyhow::Result<()> {
+    let s = Scenario::new("clean", &["v1", "v2"]).await?;
+    s.apply(&canary_yaml(
+        "[20, 50, 100]",
+        "  driftGate: {maxPsi: 0.25}\n",
+    ))?;
+    let _load = s.load(&[("stable", 0.10), ("canary", 0.20)], &[]);
+    let e = s.wait_phase("Promoted", Duration::from_secs(150)).await?;
+    let st = e.status.clone().unwrap_or_default();
+    assert_eq!(
+        moves(&e),
+        vec!["Start", "Advance", "Promote"],
+        "{:#?}",
+        st.decisions
+    );
+    let psi: Vec<f64> = st
+        .decisions
+        .iter()
+        .flat_map(|d| {
+            d.values
+                .iter()
+                .filter(|(k, _)| k.starts_with("drift/canary/"))
+                .map(|(_, v)| *v)
+        })
+        .collect();
+    assert!(!psi.is_empty(), "drift was measured: {:#?}", st.decisions);
+    assert!(psi.iter().all(|v| *v <= 0.25), "{psi:?}");
+    Ok(())
+}
+
+/// The negative control of a Model's drift policy: with inputs from the training
+/// distribution, several checks with enough rows find no drift, and the policy never acts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_with_clean_inputs_keeps_serving_and_its_drift_policy_does_not_act()
+-> anyhow::Result<()> {
+    let s = Scenario::new("model-clean", &["v1", "v2"]).await?;
+    s.serve("v2").await?;
+    s.apply(&format!(
+        "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {{name: lead-scoring}}\nspec:\n  task: BinaryClassification\n  onnx: {{url: \"file://{STORE}/byo/v2/model.onnx\", sha256: \"{}\"}}\n  serving: {{replicas: 1}}\n  drift: {{psiWarn: 0.1, psiAct: 0.25, action: Rollback, window: 20s}}\n",
+        s.env.versions["v2"].digest
+    ))?;
+    let _load = s.load_to("lead-scoring-serving", &[("model", 0.1)], &[]);
+    let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);
+    // Three checks (5 s apart) that had enough rows to judge.
+    let judged = &std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let models = &models;
+    wait_for(
+        "three drift checks with a verdict",
+        Duration::from_secs(120),
+        || async move {
+            let m = models.get("lead-scoring").await?;
+            let st = m.status.clone().unwrap_or_default();
+            if let Some(d) = st.drift.clone().filter(|d| d.level != DriftLevel::NoData) {
+                assert_eq!(d.level, DriftLevel::Ok, "clean inputs drift: {d:?}");
+                judged.borrow_mut().insert(d.checked_at.clone());
+            }
+            assert_eq!(
+                st.serving_version.as_deref(),
+                Some("v2"),
+                "{:?}",
+                st.versions
+            );
+            let n = judged.borrow().len();
+            Ok(((n >= 3).then_some(()), format!("{:?}", st.drift)))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", s.diagnostics()))?;
+    let st = models.get("lead-scoring").await?.status.unwrap_or_default();
+    assert!(
+        st.versions
+            .iter()
+            .all(|v| v.state != VersionState::RolledBack),
+        "{:?}",
+        st.versions
+    );
+    let events = s
+        .env
+        .cluster
+        .kubectl(&["get", "events", "-n", &s.ns.name], None)?;
+    assert!(!String::from_utf8_lossy(&events.stdout).contains("DriftRollback"));
+    Ok(())
+}
+
+/// Steady state of running workloads: a serving Model (its pod runs) and a canary in analysis
+/// that holds at every interval (it never gets enough samples). Over more than two intervals
+/// the operator writes nothing but Leases, the Experiment's status once per new decision, and
+/// the Events of those decisions: no child, no Model status, no repeated status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_workloads_are_written_only_for_new_decisions() -> anyhow::Result<()> {
+    let s = Scenario::new("steady-running", &["v1", "v2"]).await?;
+    s.apply(
+        &canary_yaml("[20, 50, 100]", "")
+            .replace("minSamples: 30", "minSamples: 100000000")
+            .replace("inconclusiveLimit: 2", "inconclusiveLimit: 1000"),
+    )?;
+    let _load = s.load(&[("stable", 0.10), ("canary", 0.20)], &[]);
+    let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);
+    wait_for(
+        "the Model serving with a ready pod",
+        Duration::from_secs(60),
+        || async {
+            let m = models.get("lead-scoring").await?;
+            let phase = m.status.and_then(|st| st.phase).unwrap_or_default();
+            Ok(((phase == "Serving").then_some(()), phase))
+        },
+    )
+    .await?;
+    // Settled: both variants ready and at least two Holds behind us.
+    wait_for(
+        "two Holds with ready variants",
+        Duration::from_secs(60),
+        || async {
+            let e = s.experiment().await?;
+            let st = e.status.clone().unwrap_or_default();
+            let holds = actions(&e).iter().filter(|a| *a == "Hold").count();
+            let ready = st.variants.iter().all(|v| v.ready_replicas >= 1);
+            Ok((
+                (holds >= 2 && ready).then_some(()),
+                format!("{:?} {:?}", actions(&e), st.variants),
+            ))
+        },
+    )
+    .await?;
+    let cluster = &s.env.cluster;
+    let audit_start = cluster.audit_lines();
+    let analyses = |e: &Experiment| {
+        e.status
+            .as_ref()
+            .and_then(|st| st.analysis.as_ref())
+            .map_or(0, |a| a.analyses)
+    };
+    let before = analyses(&s.experiment().await?);
+    tokio::time::sleep(Duration::from_secs(16)).await; // more than three 5 s intervals
+    let marker = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "audit-marker"}});
+    s.apply(&marker.to_string())?;
+    wait_for(
+        "the marker in the audit log",
+        Duration::from_secs(30),
+        || async {
+            let seen = cluster
+                .audited_writes("admin", &s.ns.name, audit_start)?
+                .iter()
+                .any(|(_, r, n)| r == "configmaps" && n == "audit-marker");
+            Ok((seen.then_some(()), "not yet".into()))
+        },
+    )
+    .await?;
+    let e = s.experiment().await?;
+    let new_decisions = analyses(&e) - before;
+    assert!(new_decisions >= 2, "{new_decisions} analyses in 16 s");
+    assert!(
+        actions(&e).iter().skip(1).all(|a| a == "Hold"),
+        "{:?}",
+        actions(&e)
+    );
+    let writes: Vec<_> = cluster
+        .audited_writes("leitwerk-operator", &s.ns.name, audit_start)?
+        .into_iter()
+        .filter(|(_, resource, _)| resource != "leases")
+        .collect();
+    let status_writes = writes
+        .iter()
+        .filter(|(_, r, n)| r == "experiments/status" && n == "rollout")
+        .count() as i64;
+    let other: Vec<_> = writes
+        .iter()
+        .filter(|(_, r, _)| r != "experiments/status" && r != "events")
+        .collect();
+    assert!(other.is_empty(), "writes that carry no decision: {other:?}");
+    assert!(
+        (1..=new_decisions).contains(&status_writes),
+        "{status_writes} Experiment status writes for {new_decisions} new decisions: {writes:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_arm_bandit_converges_to_the_best_arm_and_promotes_it() -> anyhow::Result<()> {
     let s = Scenario::new("bandit", &["v1", "v2", "v3"]).await?;
@@ -836,6 +1198,15 @@ spec:
 "#
     ))?;
     let _load = s.load(&[("a", 0.05), ("b", 0.20), ("c", 0.05)], &[]);
+    wait_for("the first Reweight", Duration::from_secs(90), || async {
+        let e = s.experiment().await?;
+        Ok((
+            actions(&e).contains(&"Reweight".to_string()).then_some(()),
+            format!("{:?}", actions(&e)),
+        ))
+    })
+    .await?;
+    s.assert_variants_serve_their_versions().await?;
     let e = s.wait_phase("Promoted", Duration::from_secs(180)).await?;
     let st = e.status.clone().unwrap_or_default();
     assert_eq!(st.winner.as_deref(), Some("b"), "{:#?}", st.decisions);
@@ -852,7 +1223,7 @@ spec:
     let reweights: Vec<_> = st
         .decisions
         .iter()
-        .filter(|d| d.action == "Reweight")
+        .filter(|d| d.action == DecisionAction::Reweight)
         .collect();
     assert!(
         reweights.iter().any(|d| d.weights["b"] > 34),
@@ -905,9 +1276,18 @@ spec:
         st.weights,
         BTreeMap::from([("model".into(), 80), ("control".into(), 20)])
     );
+    // One 95 % interval misses the truth one run in twenty by construction (its coverage is
+    // proven over seeded runs in `analysis::holdout`). Here: the reported interval is the Wald
+    // interval of the reported figures, and the estimate lies within 4 standard errors of the
+    // true lift of 0.10 (a miss once in 16,000 runs).
+    let se = (holdout.lift_upper - holdout.lift_lower) / (2.0 * 1.959_964);
     assert!(
-        holdout.lift_lower <= 0.10 && 0.10 <= holdout.lift_upper,
-        "the true lift 0.10 lies in the reported interval: {holdout:?}"
+        (holdout.lift - (holdout.lift_lower + holdout.lift_upper) / 2.0).abs() < 1e-3,
+        "the interval is centred on the estimate: {holdout:?}"
+    );
+    assert!(
+        (holdout.lift - 0.10).abs() <= 4.0 * se,
+        "the estimate is within 4 standard errors ({se:.4}) of the true lift 0.10: {holdout:?}"
     );
     assert!(
         holdout.lift_upper - holdout.lift_lower < 0.12,
@@ -933,7 +1313,7 @@ async fn a_model_with_drifted_inputs_rolls_back_to_its_previous_version() -> any
     s.serve("v2").await?;
     s.apply(&format!(
         "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {{name: lead-scoring}}\nspec:\n  task: BinaryClassification\n  onnx: {{url: \"file://{STORE}/byo/v2/model.onnx\", sha256: \"{}\"}}\n  serving: {{replicas: 1}}\n  drift: {{psiWarn: 0.1, psiAct: 0.25, action: Rollback, window: 20s}}\n",
-        s.env.digest
+        s.env.versions["v2"].digest
     ))?;
     let _load = s.load_to("lead-scoring-serving", &[("model", 0.1)], &["model"]);
     let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);
@@ -947,7 +1327,7 @@ async fn a_model_with_drifted_inputs_rolls_back_to_its_previous_version() -> any
                 && st
                     .versions
                     .iter()
-                    .any(|v| v.version == "v2" && v.state == "RolledBack");
+                    .any(|v| v.version == "v2" && v.state == VersionState::RolledBack);
             Ok((
                 done.then_some(m),
                 format!("{:?} {:?}", st.drift, st.versions),
@@ -979,7 +1359,7 @@ async fn a_model_with_drifted_inputs_rolls_back_to_its_previous_version() -> any
     // already the next check, of v1.
     let drift = st.drift.clone().expect("drift status");
     let acted = drift.version == "v2"
-        && drift.level == "Act"
+        && drift.level == DriftLevel::Act
         && drift.acted_on.as_deref() == Some("v2")
         && drift.worst_value.unwrap_or(0.0) >= 0.25;
     assert!(acted || drift.version == "v1", "{drift:?}");

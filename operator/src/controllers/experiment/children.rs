@@ -1,6 +1,8 @@
 //! The serving Deployments and Services of the variants, the HTTPRoute or shared Service that
 //! splits traffic, and carrying a verdict over to the Model.
 
+use leitwerk_crds::versions::{Change, VersionState};
+
 use super::*;
 
 /// Replicas for a weight out of `total` replicas: 0 at weight 0, else at least 1.
@@ -160,26 +162,9 @@ pub(super) async fn apply_children(
     match route {
         Some(ar) => {
             let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, ar);
-            let mut desired = http_route(exp, status);
-            let hash = hash_of(&desired);
             let existing = api.get_opt(&name).await.map_err(read("HTTPRoute"))?;
-            let applied = existing
-                .as_ref()
-                .and_then(|r| r.metadata.annotations.as_ref())
-                .and_then(|a| a.get(crate::controllers::feature_set::APPLIED_HASH));
-            if applied != Some(&hash) {
-                desired["metadata"]["annotations"] =
-                    serde_json::json!({crate::controllers::feature_set::APPLIED_HASH: hash});
-                api.patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&desired),
-                )
-                .await
-                .map_err(|source| Error::Apply {
-                    what: format!("HTTPRoute {name}"),
-                    source,
-                })?;
+            let desired = http_route(exp, status);
+            if apply_dynamic_if_changed(ctx, &api, desired, existing.as_ref(), "HTTPRoute").await? {
                 ctx.metrics.wrote(Experiment::KIND, "child");
             }
         }
@@ -196,6 +181,88 @@ pub(super) async fn apply_children(
         }
     }
     Ok(())
+}
+
+/// A verdict of an Experiment for one version of a Model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelVerdict {
+    /// The version won: it serves, and the version serving before is Retired.
+    Promote {
+        /// The version.
+        version: String,
+        /// Why, for the version's message.
+        why: String,
+    },
+    /// The candidate lost: it is marked RolledBack; the serving version stays.
+    RollBack {
+        /// The version.
+        version: String,
+        /// Why, for the version's message.
+        why: String,
+    },
+}
+
+/// How often a verdict is re-read and re-tried when the Model changed in between.
+const VERDICT_ATTEMPTS: usize = 5;
+
+/// Writes a verdict into the Model's status without losing what others write at the same
+/// time: the Model is read fresh, the verdict applied to its versions, and the status written
+/// with the resourceVersion that was read (optimistic concurrency). A conflict (the Model
+/// controller recorded a version meanwhile) reads again and retries. Returns whether the
+/// Model shows the verdict (written now or before).
+pub async fn write_verdict(
+    client: &kube::Client,
+    namespace: &str,
+    model: &str,
+    verdict: &ModelVerdict,
+) -> Result<bool, Error> {
+    let api: Api<Model> = Api::namespaced(client.clone(), namespace);
+    let failed = |source| Error::Apply {
+        what: format!("status of Model {model}"),
+        source,
+    };
+    for _ in 0..VERDICT_ATTEMPTS {
+        let Some(current) = api.get_opt(model).await.map_err(|source| Error::Read {
+            what: format!("Model {model}"),
+            source,
+        })?
+        else {
+            return Ok(true);
+        };
+        let mut versions = current.status.clone().unwrap_or_default().versions;
+        let change = match verdict {
+            ModelVerdict::Promote { version, why } => versions.promote(version, why.clone()),
+            ModelVerdict::RollBack { version, why } => {
+                versions.reject_candidate(version, why.clone())
+            }
+        };
+        if change != Change::Changed {
+            return Ok(true);
+        }
+        let body = serde_json::json!({
+            "metadata": {"resourceVersion": current.resource_version()},
+            "status": {
+                "servingVersion": versions.serving().map(|v| v.version.clone()),
+                "versions": versions,
+            },
+        });
+        match api
+            .patch_status(
+                model,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.to_string()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&body),
+            )
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => return Err(failed(e)),
+        }
+    }
+    Ok(false)
 }
 
 /// Carries a verdict over to the Model: a promoted version serves (the one serving before is
@@ -227,64 +294,37 @@ pub(super) async fn carry_over(
     else {
         return Ok(true);
     };
-    let mut ms = model.status.clone().unwrap_or_default();
     let evidence = status
         .decisions
         .last()
         .map(|d| d.message.clone())
         .unwrap_or_default();
-    let changed = if promoted {
-        if ms.serving_version.as_deref() == Some(variant.version.as_str()) {
-            return Ok(true);
+    let verdict = if promoted {
+        ModelVerdict::Promote {
+            version: variant.version.clone(),
+            why: format!("promoted by Experiment {}: {evidence}", exp.name_any()),
         }
-        for v in &mut ms.versions {
-            if v.version == variant.version {
-                v.state = "Serving".into();
-                v.message = Some(format!(
-                    "promoted by Experiment {}: {evidence}",
-                    exp.name_any()
-                ));
-            } else if v.state == "Serving" {
-                v.state = "Retired".into();
-            }
-        }
-        ms.serving_version = Some(variant.version.clone());
-        true
     } else {
-        match ms
-            .versions
-            .iter_mut()
-            .find(|v| v.version == variant.version)
-        {
-            Some(v) if v.state == "RolledBack" || v.state == "Serving" => return Ok(true),
-            Some(v) => {
-                v.state = "RolledBack".into();
-                v.message = Some(format!(
-                    "rolled back by Experiment {}: {evidence}",
-                    exp.name_any()
-                ));
-                true
-            }
-            None => return Ok(true),
+        ModelVerdict::RollBack {
+            version: variant.version.clone(),
+            why: format!("rolled back by Experiment {}: {evidence}", exp.name_any()),
         }
     };
-    if changed {
-        let api: Api<Model> = Api::namespaced(ctx.client.clone(), &ns);
-        let body = serde_json::json!({"status": {
-            "servingVersion": ms.serving_version,
-            "versions": ms.versions,
-        }});
-        api.patch_status(
-            &model.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&body),
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            what: format!("status of Model {}", model.name_any()),
-            source,
-        })?;
-        ctx.metrics.wrote(Experiment::KIND, "model-status");
+    // Nothing to write when the cached Model already shows it.
+    let cached = model.status.clone().unwrap_or_default().versions;
+    let shown = match &verdict {
+        ModelVerdict::Promote { version, .. } => {
+            cached.serving().is_some_and(|v| &v.version == version)
+        }
+        ModelVerdict::RollBack { version, .. } => cached
+            .named(version)
+            .is_none_or(|v| matches!(v.state, VersionState::RolledBack | VersionState::Serving)),
+    };
+    if shown {
+        return Ok(true);
     }
+    write_verdict(&ctx.client, &ns, &model.name_any(), &verdict).await?;
+    ctx.metrics.wrote(Experiment::KIND, "model-status");
+    // Confirmed once the Model controller's next status shows it (re-checked next reconcile).
     Ok(false)
 }

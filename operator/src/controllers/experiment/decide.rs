@@ -19,9 +19,18 @@ pub fn analyse(
         Some((now + chrono::Duration::from_std(interval).unwrap_or_default()).to_rfc3339());
     status.analysis = Some(state.clone());
     let mut values = BTreeMap::new();
-    for ((kpi, variant), (v, _)) in &m.kpis {
-        if let Ok(Some(x)) = v {
+    for ((kpi, variant), (v, samples)) in &m.kpis {
+        // JSON has no infinity (serde writes null, which would not read back as a number):
+        // an infinite KPI is in the decision's message ("inf breaches …") instead.
+        if let Ok(Some(x)) = v
+            && x.is_finite()
+        {
             values.insert(format!("{kpi}/{variant}"), round4(*x));
+        }
+        if let Ok(Some(n)) = samples
+            && n.is_finite()
+        {
+            values.insert(format!("{kpi}/{variant}/samples"), n.round());
         }
     }
     status.drift = m
@@ -52,9 +61,22 @@ pub fn analyse(
             analyse_measure(exp, status, m, &mut decision)
         }
     }
+    if status.phase.as_deref() != Some("Paused")
+        && let Some(a) = status.analysis.as_mut()
+    {
+        a.pause_reason = None;
+    }
     decision.weights = status.weights.clone();
     record(status, decision.clone());
     decision
+}
+
+/// Pauses the analysis for `reason` (kept in the status for the conditions).
+fn pause(status: &mut ExperimentStatus, reason: PauseReason) {
+    status.phase = Some("Paused".into());
+    if let Some(a) = status.analysis.as_mut() {
+        a.pause_reason = Some(reason);
+    }
 }
 
 pub(super) fn round4(x: f64) -> f64 {
@@ -200,7 +222,7 @@ pub(super) fn analyse_canary(
             }
             status.step = Some(format!("{}/{}", to + 1, steps.len()));
             status.phase = Some("Progressing".into());
-            decision.action = "Advance".into();
+            decision.action = DecisionAction::Advance;
             decision.message = format!(
                 "step {at} passed ({}); {candidate} now at {w}%",
                 evidence(Verdict::Pass)
@@ -211,7 +233,7 @@ pub(super) fn analyse_canary(
             status.step = Some(format!("{}/{}", steps.len(), steps.len()));
             status.phase = Some("Promoted".into());
             status.winner = Some(candidate.clone());
-            decision.action = "Promote".into();
+            decision.action = DecisionAction::Promote;
             decision.message = format!(
                 "last step {at} passed ({}); promoting {candidate}",
                 evidence(Verdict::Pass)
@@ -221,7 +243,7 @@ pub(super) fn analyse_canary(
             set_weights(status, only(spec, &stable), now);
             status.phase = Some("RolledBack".into());
             status.winner = Some(stable.clone());
-            decision.action = "RollBack".into();
+            decision.action = DecisionAction::RollBack;
             decision.message = format!(
                 "{}; failures {} > failureLimit {}: all traffic back to {stable}",
                 evidence(Verdict::Fail),
@@ -230,7 +252,7 @@ pub(super) fn analyse_canary(
             );
         }
         Move::Hold => {
-            decision.action = "Hold".into();
+            decision.action = DecisionAction::Hold;
             decision.message = match &analysis {
                 Analysis::Error(e) => format!(
                     "query failed ({}/{} in a row): {e}",
@@ -254,18 +276,18 @@ pub(super) fn analyse_canary(
             }
         }
         Move::Pause(reason) => {
-            status.phase = Some("Paused".into());
-            decision.action = "Pause".into();
+            pause(status, reason);
+            decision.action = DecisionAction::Pause;
             decision.message = match &analysis {
                 Analysis::Error(e) => format!(
                     "{}: {} query errors in a row (limit {}): {e}; holding at step {at}, never promoting without data",
-                    reason.reason(),
+                    reason.as_str(),
                     c.errors,
                     spec.consecutive_error_limit
                 ),
                 _ => format!(
                     "{}: {} inconclusive analyses (limit {}): {}; holding at step {at}",
-                    reason.reason(),
+                    reason.as_str(),
                     c.inconclusive,
                     spec.inconclusive_limit,
                     evidence(Verdict::Inconclusive)
@@ -334,14 +356,14 @@ pub(super) fn analyse_bandit(
         c.errors += 1;
         store_counters(status, c);
         if c.errors > spec.consecutive_error_limit {
-            status.phase = Some("Paused".into());
-            decision.action = "Pause".into();
+            pause(status, PauseReason::PrometheusUnavailable);
+            decision.action = DecisionAction::Pause;
             decision.message = format!(
                 "PrometheusUnavailable: {} query errors in a row (limit {}): {e}; weights kept",
                 c.errors, spec.consecutive_error_limit
             );
         } else {
-            decision.action = "Hold".into();
+            decision.action = DecisionAction::Hold;
             decision.message = format!(
                 "query failed ({}/{}): {e}; weights kept",
                 c.errors, spec.consecutive_error_limit
@@ -389,7 +411,11 @@ pub(super) fn analyse_bandit(
         status.winner = Some(winner.clone());
         let stable = role_of(spec, &winner) == VariantRole::Stable;
         status.phase = Some(if stable { "Concluded" } else { "Promoted" }.into());
-        decision.action = if stable { "Conclude" } else { "Promote" }.into();
+        decision.action = if stable {
+            DecisionAction::Conclude
+        } else {
+            DecisionAction::Promote
+        };
         decision.message = format!(
             "{winner} is best with probability {:.3} ≥ {} after {:.0} trials ({}){}",
             p[i],
@@ -410,7 +436,7 @@ pub(super) fn analyse_bandit(
         .zip(bandit::weights(&p, b.floor_weight))
         .collect();
     set_weights(status, weights, now);
-    decision.action = "Reweight".into();
+    decision.action = DecisionAction::Reweight;
     decision.message = format!("posteriors: {}", posteriors.join("; "));
 }
 
@@ -427,11 +453,15 @@ pub(super) fn analyse_measure(
     if let Some(e) = m.first_error() {
         c.errors += 1;
         store_counters(status, c);
-        let pause = c.errors > spec.consecutive_error_limit;
-        if pause {
-            status.phase = Some("Paused".into());
+        let paused = c.errors > spec.consecutive_error_limit;
+        if paused {
+            pause(status, PauseReason::PrometheusUnavailable);
         }
-        decision.action = if pause { "Pause" } else { "Hold" }.into();
+        decision.action = if paused {
+            DecisionAction::Pause
+        } else {
+            DecisionAction::Hold
+        };
         decision.message = format!(
             "PrometheusUnavailable: query failed ({} in a row): {e}",
             c.errors
@@ -441,7 +471,7 @@ pub(super) fn analyse_measure(
     c.errors = 0;
     store_counters(status, c);
     status.phase = Some("Running".into());
-    decision.action = "Measure".into();
+    decision.action = DecisionAction::Measure;
     let Some(kpi) = reward_kpi(spec) else {
         decision.message = format!("{} KPI values recorded", decision.values.len());
         return;

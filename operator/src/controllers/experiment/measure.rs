@@ -1,5 +1,7 @@
 //! Reading one analysis's KPIs and input drift from Prometheus.
 
+use leitwerk_crds::card::metric;
+
 use super::*;
 
 /// Everything one analysis read from Prometheus.
@@ -38,7 +40,12 @@ impl Measurements {
 
     pub(super) fn reading(&self, kpi: &str, variant: &str) -> (Option<f64>, Option<f64>) {
         match self.kpis.get(&(kpi.to_string(), variant.to_string())) {
-            Some((v, s)) => (v.clone().ok().flatten(), s.clone().ok().flatten()),
+            // A value may be infinite (a KPI divided by zero conversions); a sample count is
+            // a count or nothing.
+            Some((v, s)) => (
+                v.clone().ok().flatten().filter(|x| !x.is_nan()),
+                s.clone().ok().flatten().filter(|x| x.is_finite()),
+            ),
             None => (None, None),
         }
     }
@@ -100,12 +107,14 @@ pub async fn drift_of(
 ) -> Result<Vec<FeatureDrift>, String> {
     let reference = prom
         .series(&format!(
-            "max by (feature, kind, bucket) (leitwerk_inference_feature_reference{{{selector}}})"
+            "max by (feature, kind, bucket) ({}{{{selector}}})",
+            metric::FEATURE_REFERENCE
         ))
         .await?;
     let serving = prom
         .series(&format!(
-            "sum by (feature, bucket) (increase(leitwerk_inference_feature_bucket_total{{{selector}}}[{window}]))"
+            "sum by (feature, bucket) (increase({}{{{selector}}}[{window}]))",
+            metric::FEATURE_BUCKET
         ))
         .await?;
     type Buckets = BTreeMap<String, f64>;

@@ -25,7 +25,7 @@ fn bandit() -> Experiment {
 fn version(v: &str, state: &str) -> ModelVersion {
     ModelVersion {
         version: v.to_string(),
-        state: state.to_string(),
+        state: state.parse().unwrap(),
         artifact_url: Some(format!("file:///store/m/{v}/model.onnx")),
         artifact_digest: Some(format!("sha256:{}", v.repeat(3))),
         ..Default::default()
@@ -40,9 +40,9 @@ fn model_with(versions: &[(&str, &str)]) -> Model {
     m.status = Some(ModelStatus {
         serving_version: versions
             .iter()
-            .find(|v| v.state == "Serving")
+            .find(|v| v.state == VersionState::Serving)
             .map(|v| v.version.clone()),
-        versions,
+        versions: versions.into(),
         ..Default::default()
     });
     m
@@ -145,7 +145,7 @@ fn a_canary_walks_its_steps_on_passing_evidence_and_promotes_at_the_end() {
     for (i, expected) in [10, 25, 50].iter().enumerate() {
         t += chrono::Duration::minutes(10);
         let d = analyse(&exp, &mut status, &readings(0.10, 0.11, 600.0), t);
-        assert_eq!(d.action, "Advance", "{d:?}");
+        assert_eq!(d.action, DecisionAction::Advance, "{d:?}");
         assert_eq!(status.weights["canary"], *expected);
         assert_eq!(status.step, Some(format!("{}/5", i + 2)));
         assert_eq!(d.values["conversion-rate/canary"], 0.11);
@@ -161,7 +161,8 @@ fn a_canary_walks_its_steps_on_passing_evidence_and_promotes_at_the_end() {
         t + chrono::Duration::minutes(10),
     );
     assert_eq!(
-        d.action, "Promote",
+        d.action,
+        DecisionAction::Promote,
         "passing at 50 % promotes: 100 % is the promotion"
     );
     assert_eq!(status.step.as_deref(), Some("5/5"));
@@ -185,7 +186,7 @@ fn a_breached_gate_rolls_back_at_once_with_the_evidence() {
         &readings(0.10, 0.05, 600.0),
         now() + chrono::Duration::minutes(10),
     );
-    assert_eq!(d.action, "RollBack");
+    assert_eq!(d.action, DecisionAction::RollBack);
     assert!(
         d.message
             .contains("conversion-rate/canary 0.0500 breaches ≥ 0.0950"),
@@ -219,7 +220,11 @@ fn missing_data_never_promotes_pauses_past_the_limit_and_resumes() {
             status.weights["canary"], 5,
             "never advances without evidence"
         );
-        assert_eq!(d.action, if i < 3 { "Hold" } else { "Pause" }, "{d:?}");
+        assert_eq!(
+            d.action.as_str(),
+            if i < 3 { "Hold" } else { "Pause" },
+            "{d:?}"
+        );
     }
     assert_eq!(status.phase.as_deref(), Some("Paused"));
     let paused = outcome_of(&exp, &status, t);
@@ -269,7 +274,7 @@ fn input_drift_of_the_candidate_rolls_back() {
         }]),
     );
     let d = analyse(&exp, &mut status, &m, now() + chrono::Duration::minutes(10));
-    assert_eq!(d.action, "RollBack");
+    assert_eq!(d.action, DecisionAction::RollBack);
     assert!(
         d.message.contains("visits_30d PSI 1.700 > 0.25"),
         "{}",
@@ -302,7 +307,7 @@ fn a_bandit_reweights_by_posterior_and_promotes_a_clear_winner() {
     let mut t = now();
     t += chrono::Duration::minutes(5);
     let d = analyse(&exp, &mut status, &round([0.05, 0.08, 0.05], 300.0), t);
-    assert_eq!(d.action, "Reweight", "{d:?}");
+    assert_eq!(d.action, DecisionAction::Reweight, "{d:?}");
     assert!(
         status.weights["v2"] > status.weights["v1"],
         "{:?}",
@@ -319,11 +324,11 @@ fn a_bandit_reweights_by_posterior_and_promotes_a_clear_winner() {
     for _ in 0..20 {
         t += chrono::Duration::minutes(5);
         last = analyse(&exp, &mut status, &round([0.05, 0.08, 0.05], 300.0), t);
-        if last.action == "Promote" {
+        if last.action == DecisionAction::Promote {
             break;
         }
     }
-    assert_eq!(last.action, "Promote", "{last:?}");
+    assert_eq!(last.action, DecisionAction::Promote, "{last:?}");
     assert_eq!(status.winner.as_deref(), Some("v2"));
     assert!(status.arms[1].trials >= 2000.0, "minSamples 2000");
 }
@@ -367,7 +372,7 @@ fn a_holdout_reports_lift_with_an_interval() {
         &reading,
         now() + chrono::Duration::minutes(10),
     );
-    assert_eq!(d.action, "Measure");
+    assert_eq!(d.action, DecisionAction::Measure);
     let h = status.holdout.clone().unwrap();
     assert_eq!((h.model_rate, h.control_rate, h.lift), (0.12, 0.1, 0.02));
     assert!(
@@ -487,4 +492,62 @@ fn semantic_mistakes_are_all_reported_with_their_fields() {
         validate(&uncounted).unwrap_err()[0].field,
         "spec.kpis[0].sampleQuery"
     );
+}
+
+/// Every pair of (what the CPA gate of the canary shows × what the conversion-rate query of
+/// the canary returns) at the first analysis of step 1, with failureLimit 0 and three errors
+/// and three inconclusive analyses tolerated: the action and which counter moved.
+#[test]
+fn a_breach_decides_whatever_the_other_queries_return_and_nan_is_no_data_but_infinity_is_a_value() {
+    type Reading = Result<Option<f64>, String>;
+    let gate: [(&str, Reading); 6] = [
+        ("passes", Ok(Some(20.0))),
+        ("breaches", Ok(Some(30.0))),
+        ("is +Inf (no conversions)", Ok(Some(f64::INFINITY))),
+        ("is NaN (0/0)", Ok(Some(f64::NAN))),
+        ("has no data", Ok(None)),
+        ("query fails", Err("context deadline exceeded".into())),
+    ];
+    let other: [(&str, Reading); 3] = [
+        ("answers", Ok(Some(0.11))),
+        ("has no data", Ok(None)),
+        ("query fails", Err("connection refused".into())),
+    ];
+    // (action, consecutive errors, inconclusive) per row of `gate`, column of `other`.
+    let expected = [
+        [("Advance", 0, 0), ("Hold", 0, 1), ("Hold", 1, 0)],
+        [("RollBack", 0, 0), ("RollBack", 0, 0), ("RollBack", 0, 0)],
+        [("RollBack", 0, 0), ("RollBack", 0, 0), ("RollBack", 0, 0)],
+        [("Hold", 0, 1), ("Hold", 0, 1), ("Hold", 1, 0)],
+        [("Hold", 0, 1), ("Hold", 0, 1), ("Hold", 1, 0)],
+        [("Hold", 1, 0), ("Hold", 1, 0), ("Hold", 1, 0)],
+    ];
+    for (row, (gate_says, cpa)) in gate.iter().enumerate() {
+        for (column, (other_says, rate)) in other.iter().enumerate() {
+            let (exp, mut status) = started();
+            let mut m = readings(0.10, 0.11, 600.0);
+            m.kpis
+                .insert(("cpa".into(), "canary".into()), (cpa.clone(), Ok(None)));
+            m.kpis.insert(
+                ("conversion-rate".into(), "canary".into()),
+                (rate.clone(), Ok(Some(600.0))),
+            );
+            let d = analyse(&exp, &mut status, &m, now() + chrono::Duration::minutes(10));
+            let a = status.analysis.clone().unwrap_or_default();
+            assert_eq!(
+                (d.action.as_str(), a.consecutive_errors, a.inconclusive),
+                expected[row][column],
+                "CPA {gate_says}, conversion rate {other_says}: {}",
+                d.message
+            );
+            if d.action == DecisionAction::RollBack {
+                assert_eq!(status.weights["canary"], 0, "{gate_says}/{other_says}");
+                assert!(d.message.contains("cpa/canary"), "{}", d.message);
+            }
+            // The status must read back: JSON has no infinity.
+            let json = serde_json::to_string(&status).unwrap();
+            let back: ExperimentStatus = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.decisions.len(), status.decisions.len());
+        }
+    }
 }

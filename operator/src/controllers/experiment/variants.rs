@@ -15,7 +15,7 @@ pub fn resolve(
         let Some(model) = model else {
             return Err(Box::new(Outcome::new(
                 "Pending",
-                Desired::not(
+                Desired::failed(
                     READY,
                     "ModelNotFound",
                     format!(
@@ -43,7 +43,7 @@ pub fn resolve(
                 .versions
                 .iter()
                 .rev()
-                .find(|v| v.state == "Candidate"),
+                .find(|v| v.state == VersionState::Candidate),
             (None, VariantRole::Control) => {
                 let serving = status
                     .versions
@@ -264,7 +264,7 @@ pub fn start(exp: &Experiment, status: &mut ExperimentStatus, now: DateTime<Utc>
         .collect();
     let decision = Decision {
         time: now.to_rfc3339(),
-        action: "Start".into(),
+        action: DecisionAction::Start,
         message: format!(
             "{:?} over {}; weights {}; first analysis in {}",
             exp.spec.strategy.type_,

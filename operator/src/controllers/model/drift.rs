@@ -1,6 +1,8 @@
 //! Input drift of a Model's serving version (`spec.drift`): the check, its level, and the
 //! action at `psiAct`/`jsAct`.
 
+use leitwerk_crds::model::DriftLevel;
+
 use super::*;
 
 /// Serving rows a drift check needs before it judges.
@@ -17,7 +19,7 @@ pub fn drift_period(policy: &DriftPolicy) -> Duration {
 pub fn drift_level<'a>(
     policy: &DriftPolicy,
     features: &'a [FeatureDrift],
-) -> (&'static str, Option<&'a FeatureDrift>) {
+) -> (DriftLevel, Option<&'a FeatureDrift>) {
     let limits = |f: &FeatureDrift| {
         if f.metric == "psi" {
             (policy.psi_warn, policy.psi_act)
@@ -29,24 +31,11 @@ pub fn drift_level<'a>(
         (a.value / limits(a).1.max(1e-9)).total_cmp(&(b.value / limits(b).1.max(1e-9)))
     });
     let level = match worst {
-        Some(f) if f.value >= limits(f).1 => "Act",
-        Some(f) if f.value >= limits(f).0 => "Warn",
-        _ => "Ok",
+        Some(f) if f.value >= limits(f).1 => DriftLevel::Act,
+        Some(f) if f.value >= limits(f).0 => DriftLevel::Warn,
+        _ => DriftLevel::Ok,
     };
     (level, worst)
-}
-
-/// Serves the version before the serving one again: the serving one becomes RolledBack with
-/// `evidence`. Returns the version now serving, or None when there is none to go back to.
-pub fn roll_back(versions: &mut [ModelVersion], evidence: &str) -> Option<String> {
-    let current = versions.iter().position(|v| v.state == "Serving")?;
-    let previous = versions[..current].iter().rposition(|v| {
-        v.artifact_url.is_some() && matches!(v.state.as_str(), "Retired" | "Candidate")
-    })?;
-    versions[current].state = "RolledBack".into();
-    versions[current].message = Some(evidence.to_string());
-    versions[previous].state = "Serving".into();
-    Some(versions[previous].version.clone())
 }
 
 /// Checks the serving version's input drift when due (`spec.drift`), updates `drift`, and
@@ -57,14 +46,10 @@ pub(super) async fn watch_drift(
     ctx: &Context,
     model: &Model,
     policy: &DriftPolicy,
-    versions: &mut [ModelVersion],
+    versions: &mut Versions,
     drift: &mut Option<ModelDriftStatus>,
 ) -> Option<(Desired, Duration)> {
-    let serving = versions
-        .iter()
-        .find(|v| v.state == "Serving")?
-        .version
-        .clone();
+    let serving = versions.serving()?.version.clone();
     let period = drift_period(policy);
     let now = chrono::Utc::now();
     let checked = drift
@@ -92,7 +77,7 @@ pub(super) async fn watch_drift(
             Ok(f) => f,
             Err(e) => {
                 return Some((
-                    Desired::not(
+                    Desired::failed(
                         DRIFT,
                         "PrometheusUnavailable",
                         format!("drift of {serving} not checked: {e}"),
@@ -104,7 +89,7 @@ pub(super) async fn watch_drift(
         let rows = features.iter().map(|f| f.rows).fold(0.0, f64::max);
         let (level, worst) = drift_level(policy, &features);
         let level = if rows < MIN_DRIFT_ROWS {
-            "NoData"
+            DriftLevel::NoData
         } else {
             level
         };
@@ -123,7 +108,7 @@ pub(super) async fn watch_drift(
         *drift = Some(ModelDriftStatus {
             checked_at: now.to_rfc3339(),
             version: serving.clone(),
-            level: level.into(),
+            level,
             worst_feature: worst.map(|w| w.feature.clone()),
             worst_value: worst.map(|w| (w.value * 1e4).round() / 1e4),
             rows: rows.round(),
@@ -157,8 +142,8 @@ pub(super) async fn watch_drift(
         policy.psi_act,
         policy.js_act,
     );
-    let condition = match d.level.as_str() {
-        "NoData" => Desired::not(
+    let condition = match d.level {
+        DriftLevel::NoData => Desired::not(
             DRIFT,
             "NotEnoughData",
             format!(
@@ -166,16 +151,17 @@ pub(super) async fn watch_drift(
                 d.rows, d.version, policy.window
             ),
         ),
-        "Ok" => Desired::not(DRIFT, "NoDrift", evidence.clone()),
-        "Warn" => Desired::ok(DRIFT, "DriftWarning", evidence.clone()),
-        _ => Desired::ok(DRIFT, "DriftDetected", evidence.clone()),
+        DriftLevel::Ok => Desired::not(DRIFT, "NoDrift", evidence.clone()),
+        DriftLevel::Warn => Desired::ok(DRIFT, "DriftWarning", evidence.clone()).warning(),
+        DriftLevel::Act => Desired::ok(DRIFT, "DriftDetected", evidence.clone()).warning(),
     };
-    if d.level == "Act" && d.acted_on.as_deref() != Some(d.version.as_str()) {
+    if d.level == DriftLevel::Act && d.acted_on.as_deref() != Some(d.version.as_str()) {
         d.acted_on = Some(d.version.clone());
         let note = match policy.action {
             DriftAction::Warn => format!("input drift: {evidence}"),
             DriftAction::Rollback => {
-                match roll_back(versions, &format!("rolled back on input drift: {evidence}")) {
+                match versions.roll_back_serving(format!("rolled back on input drift: {evidence}"))
+                {
                     Some(back) => format!("input drift: {evidence}; serving {back} again"),
                     None => format!("input drift: {evidence}; no earlier version to roll back to"),
                 }

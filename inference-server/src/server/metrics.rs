@@ -1,0 +1,181 @@
+//! The server's Prometheus metrics: per version, per feature bucket, per outcome.
+
+use super::*;
+
+/// Labels of per-version series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: String,
+}
+
+/// Labels of request series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: String,
+    /// `rest` or `grpc`.
+    pub protocol: String,
+}
+
+/// Labels of error series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: String,
+    /// `invalid_argument`, `not_found` or `internal`.
+    pub code: String,
+}
+
+/// Labels of feature histogram series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeatureLabels {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: String,
+    /// Feature (input) name.
+    pub feature: String,
+    /// Bucket index of the model card's reference distribution, or `missing`.
+    pub bucket: String,
+}
+
+/// Labels of the reference distribution series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReferenceLabels {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: String,
+    /// Feature (input) name.
+    pub feature: String,
+    /// `numeric` or `categorical`.
+    pub kind: String,
+    /// Bucket index, or `missing`.
+    pub bucket: String,
+}
+
+/// Labels of outcome series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: String,
+    /// `converted` or `not_converted`.
+    pub outcome: String,
+}
+
+/// Every metric the server exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Registry rendered at /metrics.
+    pub registry: Registry,
+    pub(crate) requests: Family<RequestLabels, Counter>,
+    pub(crate) predictions: Family<VersionLabels, Counter>,
+    pub(crate) errors: Family<ErrorLabels, Counter>,
+    pub(crate) latency: Family<RequestLabels, Histogram>,
+    pub(crate) scores: Family<VersionLabels, Histogram>,
+    pub(crate) features: Family<FeatureLabels, Counter>,
+    pub(crate) reference: Family<ReferenceLabels, Gauge<f64, AtomicU64>>,
+    pub(crate) outcomes: Family<OutcomeLabels, Counter>,
+    pub(crate) outcome_value: Family<VersionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    pub(crate) batch_rows: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn new(labels: &[(String, String)]) -> Metrics {
+        let mut registry = Registry::with_prefix_and_labels(
+            "leitwerk_inference",
+            labels
+                .iter()
+                .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone()))),
+        );
+        let reference = Family::<ReferenceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "feature_reference",
+            "Share of training rows per feature and bucket, from the model card (drift reference)",
+            reference.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        let predictions = Family::<VersionLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ])
+        });
+        let scores = Family::<VersionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new((1..20).map(|i| i as f64 / 20.0))
+        });
+        let features = Family::<FeatureLabels, Counter>::default();
+        let outcomes = Family::<OutcomeLabels, Counter>::default();
+        let outcome_value = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
+        let batch_rows = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
+        registry.register("requests", "Inference requests", requests.clone());
+        registry.register("predictions", "Rows scored", predictions.clone());
+        registry.register(
+            "errors",
+            "Failed inference requests by code",
+            errors.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response",
+            latency.clone(),
+        );
+        registry.register(
+            "score",
+            "Scores returned (P(true) for classifiers)",
+            scores.clone(),
+        );
+        registry.register(
+            "feature_bucket",
+            "Rows per feature and bucket of the model card's reference distribution (drift input)",
+            features.clone(),
+        );
+        registry.register(
+            "outcomes",
+            "Outcomes reported through the feedback endpoint",
+            outcomes.clone(),
+        );
+        registry.register(
+            "outcome_value",
+            "Sum of reported outcome values (e.g. revenue)",
+            outcome_value.clone(),
+        );
+        registry.register(
+            "batch_rows",
+            "Rows per model run (dynamic batching)",
+            batch_rows.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            predictions,
+            errors,
+            latency,
+            scores,
+            features,
+            reference,
+            outcomes,
+            outcome_value,
+            batch_rows,
+        }
+    }
+
+    /// Renders the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,107 @@
+//! Observing a FeatureSet's materialization Jobs and its ServiceAccount.
+
+use super::*;
+
+pub(super) async fn observe(ctx: &Context, fs: &FeatureSet, ns: &str) -> Result<Observed, Error> {
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("{FEATURE_SET_LABEL}={}", fs.name_any());
+    let mut jobs = jobs_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Read {
+            what: "materialization Jobs".into(),
+            source,
+        })?
+        .items;
+    jobs.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
+    let generation_job = generation_job_name(fs);
+    let status = fs.status.clone().unwrap_or_default();
+    let known = jobs.iter().any(|j| j.name_any() == generation_job)
+        || status.last_job.as_deref() == Some(generation_job.as_str());
+    if !known {
+        ensure_service_account(ctx, fs, ns).await?;
+        let job = build_job(fs, &ctx.config, &generation_job);
+        apply(ctx, ns, &job, "materialization Job").await?;
+        jobs.push(job);
+    }
+    if let Some(schedule) = &fs.spec.cutoffs.schedule {
+        let cron = build_cron_job(fs, &ctx.config, schedule);
+        let current = Api::<CronJob>::namespaced(ctx.client.clone(), ns)
+            .get_opt(&cron.name_any())
+            .await
+            .map_err(|source| Error::Read {
+                what: "materialization CronJob".into(),
+                source,
+            })?;
+        apply_if_changed(ctx, ns, cron, current.as_ref(), "materialization CronJob").await?;
+    }
+    let mut observed = Observed::default();
+    for job in jobs.iter().rev() {
+        let state = job_state(job);
+        if state == JobState::Active {
+            if observed.active.is_none() && observed.finished.is_none() {
+                let pods = job_pods(ctx, ns, &job.name_any()).await?;
+                observed.active = Some((job.name_any(), unschedulable(&pods)));
+            }
+            continue;
+        }
+        if status.last_job.as_deref() == Some(job.name_any().as_str()) {
+            break;
+        }
+        let pods = job_pods(ctx, ns, &job.name_any()).await?;
+        let message = termination_message(&pods);
+        let result = match (&state, message) {
+            (JobState::Succeeded, Some(m)) => serde_json::from_str::<MaterializeSummary>(&m)
+                .map_err(|e| {
+                    format!(
+                        "the Job's summary is not readable ({e}): {}",
+                        reconcile::truncate(&m, 300)
+                    )
+                }),
+            (JobState::Succeeded, None) => {
+                Err("the Job succeeded but its pod left no summary".into())
+            }
+            (JobState::Failed(reason), m) => Err(failure_message(m.as_deref(), reason)),
+            (JobState::Active, _) => continue,
+        };
+        observed.finished = Some((job.name_any(), result));
+        break;
+    }
+    Ok(observed)
+}
+
+/// Creates the FeatureSet's ServiceAccount (owned, no API token) when it is missing.
+pub(super) async fn ensure_service_account(
+    ctx: &Context,
+    fs: &FeatureSet,
+    ns: &str,
+) -> Result<(), Error> {
+    let name = service_account_name(fs);
+    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
+    if api
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("ServiceAccount {name}"),
+            source,
+        })?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(ns.to_string()),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                (FEATURE_SET_LABEL.to_string(), fs.name_any()),
+            ])),
+            owner_references: fs.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        automount_service_account_token: Some(false),
+        ..Default::default()
+    };
+    apply(ctx, ns, &sa, "ServiceAccount").await
+}

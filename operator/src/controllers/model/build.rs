@@ -1,0 +1,236 @@
+//! The children of a Model, built from its spec (pure): training Jobs, the serving
+//! Deployment and Service, and the token-less ServiceAccount.
+
+use super::*;
+
+/// Name of a Model's serving Deployment and Service.
+pub fn serving_name(model: &Model) -> String {
+    child_name(&model.name_any(), "serving")
+}
+
+pub(super) fn parts(
+    model: &Model,
+    config: &OperatorConfig,
+    store_read_only: bool,
+    resources_spec: Option<&leitwerk_crds::common::WorkloadResources>,
+    scheduling: Option<leitwerk_crds::common::Scheduling>,
+) -> PodParts {
+    let mut mounts = Vec::new();
+    let store = config.artifact_store.clone();
+    if let Some(m) = store_mount(&store, &config.artifact_claim_name, store_read_only) {
+        mounts.push(m);
+    }
+    let mut scheduling = scheduling.unwrap_or_default();
+    if scheduling.service_account_name.is_none() {
+        scheduling.service_account_name = Some(service_account_name(model));
+    }
+    PodParts {
+        labels: BTreeMap::from([
+            (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+            (MODEL_LABEL.to_string(), model.name_any()),
+        ]),
+        mounts,
+        env: Vec::new(),
+        resources: resources(resources_spec),
+        scheduling: Some(scheduling),
+        service_account: config.workload_service_account.clone(),
+        secret_env: Vec::new(),
+    }
+}
+
+/// The training Job of one version.
+pub fn build_training_job(
+    model: &Model,
+    config: &OperatorConfig,
+    version: &str,
+    snapshot: &str,
+    data_version: &str,
+) -> Job {
+    let training = model.spec.training.clone().unwrap_or_default();
+    let mut p = parts(
+        model,
+        config,
+        false,
+        training.resources.as_ref(),
+        training.scheduling.clone(),
+    );
+    p.labels
+        .insert(VERSION_LABEL.to_string(), version.to_string());
+    let mut spec = model.spec.clone();
+    spec.serving.image = None;
+    p.env.push(EnvVar {
+        name: "LEITWERK_SPEC".into(),
+        value: serde_json::to_string(&spec).ok(),
+        ..Default::default()
+    });
+    let args = vec![
+        "train".into(),
+        "--namespace".into(),
+        model.namespace().unwrap_or_default(),
+        "--name".into(),
+        model.name_any(),
+        "--version".into(),
+        version.into(),
+        "--snapshot".into(),
+        snapshot.into(),
+        "--artifact-store".into(),
+        config.artifact_store.clone(),
+    ];
+    let image = training
+        .image
+        .clone()
+        .unwrap_or_else(|| config.trainer_image.clone());
+    let owner = model.controller_owner_ref(&()).unwrap_or_default();
+    let mut job = trainer_job(
+        &child_name(&model.name_any(), &format!("train-{version}")),
+        &model.namespace().unwrap_or_default(),
+        owner,
+        &image,
+        args,
+        &p,
+        training.backoff_limit,
+        training.active_deadline_seconds,
+    );
+    job.metadata.annotations = Some(BTreeMap::from([
+        (
+            "leitwerk.dev/generation".to_string(),
+            model.metadata.generation.unwrap_or(0).to_string(),
+        ),
+        (
+            "leitwerk.dev/data-version".to_string(),
+            data_version.to_string(),
+        ),
+    ]));
+    job
+}
+
+/// The serving Deployment and Service of a version.
+pub fn build_serving(
+    model: &Model,
+    config: &OperatorConfig,
+    version: &ModelVersion,
+) -> (Deployment, Service) {
+    let serving = &model.spec.serving;
+    let p = serving_parts(model, config);
+    let mut args = serving_args(model, version);
+    let ns = model.namespace().unwrap_or_default();
+    args.extend(["--metric-label".to_string(), format!("namespace={ns}")]);
+    let image = serving_image(model, config);
+    let owner = model.controller_owner_ref(&()).unwrap_or_default();
+    let name = serving_name(model);
+    let deployment = serving_deployment(
+        &name,
+        &ns,
+        owner.clone(),
+        &image,
+        serving.replicas,
+        args,
+        &p,
+    );
+    let service = serving_service(&name, &ns, owner, &p.labels);
+    (deployment, service)
+}
+
+/// The pod parts of a Model's serving pods (its labels, store mount, resources, account).
+pub fn serving_parts(model: &Model, config: &OperatorConfig) -> PodParts {
+    parts(
+        model,
+        config,
+        true,
+        model.spec.serving.resources.as_ref(),
+        None,
+    )
+}
+
+/// The serving image of a Model.
+pub fn serving_image(model: &Model, config: &OperatorConfig) -> String {
+    model
+        .spec
+        .serving
+        .image
+        .clone()
+        .unwrap_or_else(|| config.inference_server_image.clone())
+}
+
+/// The inference server's arguments for one version: the digest-pinned model and batching.
+pub fn serving_args(model: &Model, version: &ModelVersion) -> Vec<String> {
+    let serving = &model.spec.serving;
+    let url = version.artifact_url.clone().unwrap_or_default();
+    let digest = version
+        .artifact_digest
+        .as_deref()
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .map(|d| format!("#sha256:{d}"))
+        .unwrap_or_default();
+    let mut args = vec![
+        "--model".to_string(),
+        format!("{}={}={url}{digest}", model.name_any(), version.version),
+    ];
+    if let Some(b) = &serving.batching {
+        args.extend([
+            "--max-batch-size".into(),
+            b.max_batch_size.to_string(),
+            "--max-batch-delay-ms".into(),
+            b.max_delay_ms.to_string(),
+        ]);
+    }
+    args
+}
+
+/// The ServiceAccount the Model's trainer Jobs and serving pods run as, unless the spec names
+/// one. It has no API token mounted: the workloads never talk to the API server.
+pub fn build_service_account(model: &Model) -> Option<ServiceAccount> {
+    let named = model
+        .spec
+        .training
+        .as_ref()
+        .and_then(|t| t.scheduling.as_ref())
+        .and_then(|s| s.service_account_name.as_ref());
+    if named.is_some() {
+        return None;
+    }
+    let owner = model.controller_owner_ref(&())?;
+    Some(ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(service_account_name(model)),
+            namespace: model.namespace(),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                (MODEL_LABEL.to_string(), model.name_any()),
+            ])),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    })
+}
+
+/// Name of a Model's ServiceAccount.
+pub fn service_account_name(model: &Model) -> String {
+    format!("{}-model", model.name_any())
+}
+
+/// Whether `existing` already carries everything `desired` sets.
+pub fn service_account_matches(
+    existing: Option<&ServiceAccount>,
+    desired: &ServiceAccount,
+) -> bool {
+    let Some(existing) = existing else {
+        return false;
+    };
+    let labels = existing.labels();
+    let labels_match = desired
+        .labels()
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let owners_match = desired.owner_references().iter().all(|o| {
+        existing
+            .owner_references()
+            .iter()
+            .any(|e| e.uid == o.uid && e.controller == o.controller)
+    });
+    labels_match
+        && owners_match
+        && existing.automount_service_account_token == desired.automount_service_account_token
+}

@@ -1,0 +1,245 @@
+//! Observing a Model's training Jobs: finished versions, the Job in progress, and whether
+//! a new version must be trained (new spec, new data, the schedule, a drift request).
+
+use super::*;
+
+/// Whether a version's metrics meet `minMetrics` (`logLoss`, `brier`, `mae`, `rmse` are
+/// maxima; everything else minima). Returns the first unmet requirement.
+pub fn unmet(spec: &ModelSpec, metrics: &BTreeMap<String, f64>) -> Option<String> {
+    for (name, limit) in spec.min_metrics.iter().flatten() {
+        let lower_is_better = matches!(name.as_str(), "logLoss" | "brier" | "mae" | "rmse");
+        match metrics.get(name) {
+            None => return Some(format!("metric {name} was not measured")),
+            Some(v) if lower_is_better && v > limit => {
+                return Some(format!("{name} {v:.4} is above the maximum {limit}"));
+            }
+            Some(v) if !lower_is_better && v < limit => {
+                return Some(format!("{name} {v:.4} is below the minimum {limit}"));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+pub(super) async fn observe_training(
+    ctx: &Context,
+    model: &Model,
+    ns: &str,
+    fs: Option<&FeatureSet>,
+) -> Result<Observed, Error> {
+    let mut observed = Observed::default();
+    let status = model.status.clone().unwrap_or_default();
+    if let Some(onnx) = &model.spec.onnx {
+        // Bring your own ONNX: each new (url, sha256) is a new version, served as given when
+        // nothing serves yet and a Candidate (for an Experiment to judge) otherwise.
+        let digest = onnx.sha256.as_ref().map(|d| format!("sha256:{d}"));
+        let newest_byo = status
+            .versions
+            .iter()
+            .rev()
+            .find(|v| v.data_version.as_deref() == Some("byo"));
+        let known = newest_byo.is_some_and(|v| {
+            v.artifact_url.as_deref() == Some(onnx.url.as_str()) && v.artifact_digest == digest
+        });
+        if !known {
+            let next = status
+                .versions
+                .iter()
+                .map(|v| version_number(&v.version))
+                .max()
+                .unwrap_or(0)
+                + 1;
+            observed.finished.push(ModelVersion {
+                version: format!("v{next}"),
+                state: VersionState::Candidate,
+                artifact_digest: digest,
+                data_version: Some("byo".into()),
+                artifact_url: Some(onnx.url.clone()),
+                generation: model.metadata.generation,
+                trained_at: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
+                ..Default::default()
+            });
+        }
+        return Ok(observed);
+    }
+    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("{MODEL_LABEL}={}", model.name_any());
+    let jobs = jobs_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Read {
+            what: "training Jobs".into(),
+            source,
+        })?
+        .items;
+    let recorded = |v: &str| status.versions.iter().any(|x| x.version == v);
+    let mut highest = status
+        .versions
+        .iter()
+        .map(|v| version_number(&v.version))
+        .max()
+        .unwrap_or(0);
+    for job in &jobs {
+        let Some(version) = job.labels().get(VERSION_LABEL).cloned() else {
+            continue;
+        };
+        highest = highest.max(version_number(&version));
+        if recorded(&version) {
+            continue;
+        }
+        let state = job_state(job);
+        if state == JobState::Active {
+            let pods = job_pods(ctx, ns, &job.name_any()).await?;
+            observed.active = Some((job.name_any(), unschedulable(&pods)));
+            continue;
+        }
+        let pods = job_pods(ctx, ns, &job.name_any()).await?;
+        let message = termination_message(&pods);
+        let generation = job
+            .annotations()
+            .get("leitwerk.dev/generation")
+            .and_then(|g| g.parse().ok());
+        let data_version = job.annotations().get("leitwerk.dev/data-version").cloned();
+        let mut v = ModelVersion {
+            version: version.clone(),
+            generation,
+            data_version,
+            ..Default::default()
+        };
+        match (
+            &state,
+            message.as_deref().map(serde_json::from_str::<TrainSummary>),
+        ) {
+            (JobState::Succeeded, Some(Ok(summary))) => {
+                v.artifact_digest = Some(summary.digest);
+                v.artifact_url = Some(summary.model_url);
+                v.data_version = Some(summary.data_version);
+                v.metrics = summary
+                    .metrics
+                    .into_iter()
+                    .map(|(k, x)| (k, (x * 1e4).round() / 1e4))
+                    .collect();
+                v.trained_at = job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.completion_time.as_ref())
+                    .map(|t| t.0.to_string());
+                match unmet(&model.spec, &v.metrics) {
+                    None => v.state = VersionState::Candidate,
+                    Some(why) => {
+                        v.state = VersionState::Rejected;
+                        v.message = Some(why);
+                    }
+                }
+            }
+            _ => {
+                v.state = VersionState::Failed;
+                let reason = match &state {
+                    JobState::Failed(reason) => reason.clone(),
+                    _ => "the Job succeeded but left no readable summary".into(),
+                };
+                v.message = Some(reconcile::truncate(
+                    &failure_message(message.as_deref(), &reason),
+                    512,
+                ));
+            }
+        }
+        observed.finished.push(v);
+    }
+    observed
+        .finished
+        .sort_by_key(|v| version_number(&v.version));
+
+    // The retraining schedule: the due time owed a training, if any, and the next one.
+    let mut due = None;
+    if let Some(cron) = schedule::schedule_of(model) {
+        let now = chrono::Utc::now();
+        let last = schedule::last_run(status.schedule.as_ref(), &jobs);
+        let since = last
+            .as_ref()
+            .map(|(t, _)| *t)
+            .or_else(|| schedule::created(model))
+            .unwrap_or(now);
+        if let Some(check) = schedule::check(cron, since, now) {
+            due = check.due;
+            observed.next_scheduled = check.next.and_then(|n| (n - now).to_std().ok());
+            observed.schedule = Some(leitwerk_crds::model::ScheduleStatus {
+                last_run: last.as_ref().map(|(t, _)| schedule::format(*t)),
+                next_run: check.next.map(schedule::format),
+                last_job: last.and_then(|(_, j)| j),
+            });
+        }
+    }
+
+    // Start training when nothing runs and the data or the spec is new, or the schedule is
+    // due. A due time that finds a training running waits for it to finish.
+    let Some(fs) = fs else { return Ok(observed) };
+    let fs_status = fs.status.clone().unwrap_or_default();
+    let (Some(data_version), Some(snapshot)) = (
+        fs_status.current_version.clone(),
+        fs_status.snapshot.clone(),
+    ) else {
+        return Ok(observed);
+    };
+    if observed.active.is_some() {
+        return Ok(observed);
+    }
+    let latest = status
+        .versions
+        .iter()
+        .chain(&observed.finished)
+        .max_by_key(|v| version_number(&v.version));
+    let on_new_data = model
+        .spec
+        .training
+        .as_ref()
+        .and_then(|t| t.retrain.as_ref())
+        .is_some_and(|r| r.on_new_data);
+    if due.is_some() || training_needed(model, latest, on_new_data, &data_version) {
+        let version = format!("v{}", highest + 1);
+        let mut job = build_training_job(model, &ctx.config, &version, &snapshot, &data_version);
+        if let Some(at) = due {
+            let at = schedule::format(at);
+            job.annotations_mut()
+                .insert(schedule::SCHEDULED_FOR.to_string(), at.clone());
+            if let Some(s) = observed.schedule.as_mut() {
+                s.last_run = Some(at);
+                s.last_job = Some(job.name_any());
+            }
+        }
+        apply(ctx, ns, &job, "training Job").await?;
+        observed.started = Some(job.name_any());
+    }
+    Ok(observed)
+}
+
+/// Whether a new version must be trained: none yet, the spec changed since the newest one, a
+/// new snapshot arrived (with `retrain.onNewData`), or a drift check asked for it.
+pub fn training_needed(
+    model: &Model,
+    latest: Option<&ModelVersion>,
+    on_new_data: bool,
+    data_version: &str,
+) -> bool {
+    let status = model.status.clone().unwrap_or_default();
+    let drift_retrain = status.drift.as_ref().is_some_and(|d| d.retrain_requested);
+    drift_retrain
+        || match latest {
+            None => true,
+            Some(v) => {
+                v.generation != model.metadata.generation
+                    || (on_new_data && v.data_version.as_deref() != Some(data_version))
+            }
+        }
+}
+
+/// The versions after this reconcile: recorded plus finished, promoted when nothing serves,
+/// bounded by `versionHistoryLimit` (the serving version is always kept).
+pub fn next_versions(model: &Model, observed: &Observed) -> Versions {
+    let mut versions = model.status.clone().unwrap_or_default().versions;
+    versions.record(observed.finished.iter().cloned());
+    versions.serve_newest_candidate_if_none_serves();
+    versions.bound(usize::try_from(model.spec.version_history_limit.max(1)).unwrap_or(10));
+    versions
+}

@@ -1,0 +1,263 @@
+use super::*;
+
+fn example() -> Model {
+    let mut model: Model =
+        yaml_serde::from_str(include_str!("../../../../examples/lead-scoring/model.yaml")).unwrap();
+    model.metadata.namespace = Some("sales".into());
+    model.metadata.uid = Some("uid-1".into());
+    model
+}
+
+fn feature_set(version: Option<&str>) -> FeatureSet {
+    let mut fs: FeatureSet = yaml_serde::from_str(include_str!(
+        "../../../../examples/lead-scoring/featureset.yaml"
+    ))
+    .unwrap();
+    fs.status = Some(leitwerk_crds::FeatureSetStatus {
+        current_version: version.map(String::from),
+        ..Default::default()
+    });
+    fs
+}
+
+#[test]
+fn missing_feature_set_names_it_the_field_and_the_namespace() {
+    let outcome = decide(&example(), None);
+    assert_eq!(outcome.ready.reason, "FeatureSetNotFound");
+    assert!(
+        outcome.ready.message.contains("\"lead-features\"")
+            && outcome.ready.message.contains("spec.featureSetRef.name")
+            && outcome.ready.message.contains("\"sales\"")
+    );
+    assert_eq!(
+        outcome.recheck, None,
+        "recovery comes from the FeatureSet watch, not a timer"
+    );
+}
+
+#[test]
+fn model_waits_for_data_then_for_training_and_never_claims_ready() {
+    let fs = feature_set(None);
+    let waiting = decide(&example(), Some(Some(&fs)));
+    assert_eq!(
+        (
+            waiting.phase,
+            waiting.ready.reason.as_str(),
+            waiting.ready.status
+        ),
+        ("WaitingForData", "WaitingForFeatureSet", false)
+    );
+    let fs = feature_set(Some("sha256:ab"));
+    let pending = decide(&example(), Some(Some(&fs)));
+    assert_eq!(
+        (pending.ready.reason.as_str(), pending.ready.status),
+        ("AwaitingTraining", false)
+    );
+    assert!(
+        pending.ready.message.contains("waiting for a version"),
+        "{}",
+        pending.ready.message
+    );
+}
+
+#[test]
+fn drift_levels_use_psi_for_numbers_and_js_for_categories() {
+    let policy: DriftPolicy = yaml_serde::from_str("{action: Rollback}").unwrap();
+    assert_eq!(
+        (policy.psi_warn, policy.psi_act, policy.js_act),
+        (0.1, 0.25, 0.1)
+    );
+    let f = |feature: &str, metric: &'static str, value: f64| FeatureDrift {
+        feature: feature.into(),
+        metric,
+        value,
+        rows: 500.0,
+    };
+    assert_eq!(
+        drift_level(&policy, &[f("a", "psi", 0.05), f("c", "js", 0.01)]).0,
+        leitwerk_crds::model::DriftLevel::Ok
+    );
+    let warn = [f("a", "psi", 0.15), f("c", "js", 0.01)];
+    let (level, worst) = drift_level(&policy, &warn);
+    assert_eq!(
+        (level, worst.map(|w| w.feature.as_str())),
+        (leitwerk_crds::model::DriftLevel::Warn, Some("a"))
+    );
+    // A JS divergence of 0.12 bits is past its act threshold (0.1) even though a PSI of
+    // 0.2 is the larger number: each is judged against its own limits.
+    let act = [f("a", "psi", 0.2), f("c", "js", 0.12)];
+    let (level, worst) = drift_level(&policy, &act);
+    assert_eq!(
+        (level, worst.map(|w| w.feature.as_str())),
+        (leitwerk_crds::model::DriftLevel::Act, Some("c"))
+    );
+    assert_eq!(
+        drift_level(&policy, &[]).0,
+        leitwerk_crds::model::DriftLevel::Ok
+    );
+}
+
+#[test]
+fn training_follows_spec_changes_new_data_and_drift_requests() {
+    let mut model = example();
+    model.metadata.generation = Some(3);
+    let latest = ModelVersion {
+        version: "v2".into(),
+        generation: Some(3),
+        data_version: Some("sha256:aa".into()),
+        ..Default::default()
+    };
+    assert!(
+        training_needed(&model, None, false, "sha256:aa"),
+        "nothing trained yet"
+    );
+    assert!(!training_needed(&model, Some(&latest), true, "sha256:aa"));
+    assert!(
+        training_needed(&model, Some(&latest), true, "sha256:bb"),
+        "new data"
+    );
+    assert!(
+        !training_needed(&model, Some(&latest), false, "sha256:bb"),
+        "onNewData off"
+    );
+    model.metadata.generation = Some(4);
+    assert!(
+        training_needed(&model, Some(&latest), false, "sha256:aa"),
+        "spec changed"
+    );
+    model.metadata.generation = Some(3);
+    model.status = Some(leitwerk_crds::ModelStatus {
+        drift: Some(ModelDriftStatus {
+            retrain_requested: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    assert!(
+        training_needed(&model, Some(&latest), false, "sha256:aa"),
+        "drift asked for it"
+    );
+}
+
+#[test]
+fn a_drift_rollback_serves_the_previous_version_and_records_why() {
+    let v = |name: &str, state: &str| ModelVersion {
+        version: name.into(),
+        state: state.parse().unwrap(),
+        artifact_url: Some(format!("file:///a/{name}.onnx")),
+        ..Default::default()
+    };
+    let mut versions = Versions(vec![
+        v("v1", "Retired"),
+        v("v2", "Rejected"),
+        v("v3", "Serving"),
+        v("v4", "Candidate"),
+    ]);
+    assert_eq!(versions.roll_back_serving("PSI 0.9").as_deref(), Some("v1"));
+    let states: Vec<&str> = versions.iter().map(|v| v.state.as_str()).collect();
+    assert_eq!(
+        states,
+        vec!["Serving", "Rejected", "RolledBack", "Candidate"]
+    );
+    assert_eq!(versions[2].message.as_deref(), Some("PSI 0.9"));
+    let mut only = Versions(vec![v("v1", "Serving")]);
+    assert_eq!(only.roll_back_serving("x"), None);
+    assert_eq!(
+        only[0].state,
+        VersionState::Serving,
+        "nothing to go back to: unchanged"
+    );
+}
+
+#[test]
+fn bring_your_own_onnx_waits_for_serving() {
+    let model: Model = yaml_serde::from_str(include_str!(
+        "../../../../examples/creative-bandit/model.yaml"
+    ))
+    .unwrap();
+    assert_eq!(decide(&model, Some(None)).ready.reason, "AwaitingServing");
+}
+
+#[test]
+fn the_examples_are_valid_and_semantic_mistakes_name_their_fields() {
+    assert_eq!(validate(&example().spec), Ok(()));
+    let mut spec = example().spec;
+    spec.task = Task::Regression;
+    spec.training.get_or_insert_default().retrain = Some(leitwerk_crds::model::RetrainPolicy {
+        on_new_data: false,
+        schedule: Some("0 4 * *".into()),
+    });
+    let errors = validate(&spec).unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "spec.training.retrain.schedule",
+            "spec.algorithm.logisticRegression"
+        ]
+    );
+}
+
+#[test]
+fn versions_meeting_min_metrics_are_promoted_when_nothing_serves_and_history_is_bounded() {
+    let mut model = example();
+    model.spec.version_history_limit = 2;
+    let version = |v: &str, state: &str| ModelVersion {
+        version: v.into(),
+        state: state.parse().unwrap(),
+        ..Default::default()
+    };
+    model.status = Some(leitwerk_crds::ModelStatus {
+        versions: vec![version("v1", "Rejected")].into(),
+        ..Default::default()
+    });
+    let observed = Observed {
+        finished: vec![version("v2", "Candidate"), version("v3", "Failed")],
+        ..Default::default()
+    };
+    let next = next_versions(&model, &observed);
+    let states: Vec<(&str, &str)> = next
+        .iter()
+        .map(|v| (v.version.as_str(), v.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![("v2", "Serving"), ("v3", "Failed")],
+        "v1 fell out of the bounded history"
+    );
+    let mut metrics = BTreeMap::from([("auc".to_string(), 0.7)]);
+    assert_eq!(
+        unmet(&model.spec, &metrics).as_deref(),
+        Some("auc 0.7000 is below the minimum 0.75")
+    );
+    metrics.insert("auc".into(), 0.8);
+    assert_eq!(unmet(&model.spec, &metrics), None);
+}
+
+#[test]
+fn service_account_is_owned_token_less_and_skipped_when_unchanged() {
+    let model = example();
+    let sa = build_service_account(&model).unwrap();
+    assert_eq!(sa.metadata.name.as_deref(), Some("lead-scoring-model"));
+    assert_eq!(sa.automount_service_account_token, Some(false));
+    let owner = &sa.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("Model", Some(true))
+    );
+    assert!(service_account_matches(Some(&sa), &sa));
+    assert!(!service_account_matches(None, &sa));
+    let mut drifted = sa.clone();
+    drifted.automount_service_account_token = Some(true);
+    assert!(!service_account_matches(Some(&drifted), &sa));
+    let mut named = example();
+    named.spec.training.get_or_insert_default().scheduling =
+        Some(leitwerk_crds::common::Scheduling {
+            service_account_name: Some("mine".into()),
+            ..Default::default()
+        });
+    assert!(
+        build_service_account(&named).is_none(),
+        "a user-named account is used as is"
+    );
+}

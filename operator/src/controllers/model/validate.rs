@@ -1,0 +1,42 @@
+//! What the CRD schema cannot check of a Model's spec.
+
+use super::*;
+
+/// Checks what the schema cannot.
+pub fn validate(spec: &ModelSpec) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    if let Some(schedule) = spec
+        .training
+        .as_ref()
+        .and_then(|t| t.retrain.as_ref())
+        .and_then(|r| r.schedule.as_ref())
+        && let Err(problem) = check_cron(schedule)
+    {
+        errors.push(FieldError::new("spec.training.retrain.schedule", problem));
+    }
+    if let Some(algorithm) = &spec.algorithm {
+        let classifier_only = algorithm.logistic_regression.is_some();
+        let regressor_only = algorithm.linear_regression.is_some();
+        if spec.task == Task::Regression && classifier_only {
+            errors.push(FieldError::new("spec.algorithm.logisticRegression", "logistic regression is a classifier: use linearRegression, decisionTree or randomForest for a Regression task"));
+        }
+        if spec.task == Task::BinaryClassification && regressor_only {
+            errors.push(FieldError::new("spec.algorithm.linearRegression", "linear regression predicts numbers: use logisticRegression, decisionTree or randomForest for a BinaryClassification task"));
+        }
+    }
+    if let Some(metrics) = &spec.min_metrics {
+        for (name, value) in metrics {
+            let bounded = matches!(
+                name.as_str(),
+                "auc" | "prAuc" | "precision" | "recall" | "f1" | "brier"
+            );
+            if bounded && !(0.0..=1.0).contains(value) {
+                errors.push(FieldError::new(
+                    format!("spec.minMetrics.{name}"),
+                    format!("{value} is outside 0–1"),
+                ));
+            }
+        }
+    }
+    into_result(errors)
+}

@@ -1,0 +1,61 @@
+//! Snapshot rows as inference requests (`leitwerk-trainer requests`).
+
+use super::*;
+
+/// Which rows of a snapshot [`infer_requests`] turns into requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    /// The rows `train` fits on (the older cutoffs): the distribution a model card's reference
+    /// describes.
+    Train,
+    /// The rows `train` validates on (the newest cutoffs).
+    Validation,
+    /// Every row.
+    All,
+}
+
+/// Reads a snapshot and returns one Open Inference Protocol v2 infer request (REST JSON) per
+/// row of `split`, at most `limit`, evenly spread over the split. `fraction` is the
+/// validation fraction (`spec.training.validationFraction`, 0.2 by default). Rows with a
+/// missing number are skipped: JSON has no NaN. Replaying them against a server gives traffic
+/// from the training distribution (a drift baseline) or reproduces validation scores.
+pub async fn infer_requests(
+    snapshot_url: &str,
+    split: Split,
+    fraction: f64,
+    limit: usize,
+) -> Result<Vec<serde_json::Value>, JobError> {
+    let snapshot = Store::open(snapshot_url)?;
+    let manifest: Manifest = serde_json::from_slice(&snapshot.get("manifest.json").await?)
+        .map_err(|e| {
+            invalid(format!(
+                "{} is not a snapshot manifest: {e}",
+                snapshot.url_of("manifest.json")
+            ))
+        })?;
+    let frame = materialize::from_parquet(snapshot.get("features.parquet").await?)?;
+    let table = table(&frame, &manifest)?;
+    let (train, valid) = time_split(&table.cutoff, fraction)?;
+    let rows: Vec<usize> = match split {
+        Split::Train => train,
+        Split::Validation => valid,
+        Split::All => (0..table.label.len()).collect(),
+    };
+    let complete: Vec<usize> = rows
+        .into_iter()
+        .filter(|&i| table.columns.numeric.iter().all(|(_, v)| v[i].is_finite()))
+        .collect();
+    let step = (complete.len() as f64 / limit.max(1) as f64).max(1.0);
+    let picked = (0..limit.min(complete.len())).map(|k| complete[(k as f64 * step) as usize]);
+    Ok(picked
+        .map(|i| {
+            let numeric = table.columns.numeric.iter().map(|(name, v)| {
+                serde_json::json!({"name": name, "datatype": "FP32", "shape": [1, 1], "data": [v[i]]})
+            });
+            let categorical = table.columns.categorical.iter().map(|(name, v)| {
+                serde_json::json!({"name": name, "datatype": "BYTES", "shape": [1, 1], "data": [v[i]]})
+            });
+            serde_json::json!({"inputs": numeric.chain(categorical).collect::<Vec<_>>()})
+        })
+        .collect())
+}
