@@ -239,7 +239,8 @@ pub struct RetrainPolicy {
     /// Retrain whenever the FeatureSet publishes a new snapshot.
     #[serde(default)]
     pub on_new_data: bool,
-    /// Retrain on this cron schedule, e.g. `0 4 * * 1`.
+    /// Retrain on this five-field cron schedule in UTC, e.g. `0 4 * * 1` (Mondays 04:00). Each
+    /// due time starts one training, also one missed while the operator was down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub schedule: Option<String>,

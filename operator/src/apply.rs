@@ -47,19 +47,53 @@ pub fn project(current: &Value, desired: &Value) -> Value {
     }
 }
 
-/// Whether a child must be applied: it is missing, the operator's desired object changed
-/// (another hash), or a field the operator sets was changed by someone else. `remembered` is
-/// the projection the API server returned for the last apply (it spells some values its own
-/// way, such as quantities), so a normalised value is not mistaken for an edit.
-pub fn needs_apply(current: Option<&Value>, desired: &Value, remembered: Option<&str>) -> bool {
-    let Some(current) = current else { return true };
+/// Why a child must be applied, or `None` when the cluster already shows it: it is missing,
+/// the operator's desired object changed (another hash), or a field the operator sets was
+/// changed by someone else (the reason names the first such field). `remembered` is the
+/// projection the API server returned for the last apply (it spells some values its own way,
+/// such as quantities), so a normalised value is not mistaken for an edit.
+pub fn why_apply(
+    current: Option<&Value>,
+    desired: &Value,
+    remembered: Option<&str>,
+) -> Option<String> {
+    let Some(current) = current else {
+        return Some("it does not exist".into());
+    };
     if current["metadata"]["annotations"][APPLIED_HASH]
         != desired["metadata"]["annotations"][APPLIED_HASH]
     {
-        return true;
+        return Some("the desired object changed".into());
     }
     let seen = project(current, desired);
-    seen != *desired && remembered != Some(hash_of(&seen).as_str())
+    if seen == *desired || remembered == Some(hash_of(&seen).as_str()) {
+        return None;
+    }
+    Some(format!(
+        "{} was changed by someone else",
+        first_difference(&seen, desired, String::new()).unwrap_or_else(|| "a field".into())
+    ))
+}
+
+/// Whether a child must be applied (see [`why_apply`]).
+pub fn needs_apply(current: Option<&Value>, desired: &Value, remembered: Option<&str>) -> bool {
+    why_apply(current, desired, remembered).is_some()
+}
+
+/// The path of the first field where `seen` differs from `desired`.
+fn first_difference(seen: &Value, desired: &Value, path: String) -> Option<String> {
+    match (seen, desired) {
+        (Value::Object(s), Value::Object(d)) => d.iter().find_map(|(k, dv)| {
+            first_difference(s.get(k).unwrap_or(&Value::Null), dv, format!("{path}.{k}"))
+        }),
+        (Value::Array(s), Value::Array(d)) if s.len() == d.len() => s
+            .iter()
+            .zip(d)
+            .enumerate()
+            .find_map(|(i, (sv, dv))| first_difference(sv, dv, format!("{path}[{i}]"))),
+        _ if seen == desired => None,
+        _ => Some(path.trim_start_matches('.').to_string()),
+    }
 }
 
 /// Applies `obj` (a typed child) unless the cluster already shows exactly it.
@@ -85,10 +119,11 @@ where
     let desired = serde_json::to_value(&obj).unwrap_or_default();
     let current = current.and_then(|c| serde_json::to_value(c).ok());
     let key = child_key(K::kind(&()).as_ref(), ns, &desired);
-    if !needs_apply(current.as_ref(), &desired, ctx.remembered(&key).as_deref()) {
+    let Some(why) = why_apply(current.as_ref(), &desired, ctx.remembered(&key).as_deref()) else {
         return Ok(());
-    }
+    };
     let name = obj.meta().name.clone().unwrap_or_default();
+    tracing::info!(child = %key, "applying {what} {name}: {why}");
     let applied = Api::<K>::namespaced(ctx.client.clone(), ns)
         .patch(
             &name,

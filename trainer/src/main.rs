@@ -65,9 +65,12 @@ enum Command {
         /// The validation fraction the Model trains with.
         #[arg(long, default_value_t = 0.2)]
         validation_fraction: f64,
-        /// At most this many requests, spread evenly over the rows.
+        /// At most this many requests: a random sample of the rows, in random order.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
+        /// Seed of the sample; the same seed prints the same requests.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Chunk, embed and upsert the documents of a RagIndex.
     Index {
@@ -328,6 +331,7 @@ fn main() -> ExitCode {
             split,
             validation_fraction,
             limit,
+            seed,
         } => {
             let requests = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -339,6 +343,7 @@ fn main() -> ExitCode {
                         split,
                         validation_fraction,
                         limit,
+                        seed,
                     ))
                     .map_err(|e| chain(&e))
                 });

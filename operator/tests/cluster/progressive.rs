@@ -176,7 +176,9 @@ fn setup() -> anyhow::Result<Env> {
         "--split",
         "train",
         "--limit",
-        "2000",
+        "3000",
+        "--seed",
+        "5",
     ]))?
     .lines()
     .map(serde_json::from_str)
@@ -248,7 +250,7 @@ fn requests_from(card: &serde_json::Value) -> (Vec<serde_json::Value>, Vec<serde
     )
 }
 
-const RATE_QUERY: &str = r#"sum(increase(leitwerk_inference_outcomes_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}",outcome="converted"}[{{interval}}])) / sum(increase(leitwerk_inference_predictions_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}"}[{{interval}}]))"#;
+const RATE_QUERY: &str = r#"(sum(increase(leitwerk_inference_outcomes_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}",outcome="converted"}[{{interval}}])) or vector(0)) / sum(increase(leitwerk_inference_predictions_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}"}[{{interval}}]))"#;
 const SAMPLE_QUERY: &str = r#"sum(increase(leitwerk_inference_predictions_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}"}[{{interval}}]))"#;
 
 /// A canary of `lead-scoring` from its serving version to its newest Candidate: conversion
@@ -1091,7 +1093,7 @@ async fn running_workloads_are_written_only_for_new_decisions() -> anyhow::Resul
     s.apply(
         &canary_yaml("[20, 50, 100]", "")
             .replace("minSamples: 30", "minSamples: 100000000")
-            .replace("inconclusiveLimit: 2", "inconclusiveLimit: 1000"),
+            .replace("inconclusiveLimit: 2", "inconclusiveLimit: 100"),
     )?;
     let _load = s.load(&[("stable", 0.10), ("canary", 0.20)], &[]);
     let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);

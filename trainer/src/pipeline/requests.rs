@@ -1,5 +1,7 @@
 //! Snapshot rows as inference requests (`leitwerk-trainer requests`).
 
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+
 use super::*;
 
 /// Which rows of a snapshot [`infer_requests`] turns into requests.
@@ -15,15 +17,18 @@ pub enum Split {
 }
 
 /// Reads a snapshot and returns one Open Inference Protocol v2 infer request (REST JSON) per
-/// row of `split`, at most `limit`, evenly spread over the split. `fraction` is the
-/// validation fraction (`spec.training.validationFraction`, 0.2 by default). Rows with a
-/// missing number are skipped: JSON has no NaN. Replaying them against a server gives traffic
+/// row of `split`: a seeded random sample of at most `limit` rows, in random order, so that
+/// any stretch of a replay is a sample of the whole split (the snapshot itself is ordered by
+/// cutoff and entity). `fraction` is the validation fraction
+/// (`spec.training.validationFraction`, 0.2 by default). A missing number is sent as `null`,
+/// which the inference server reads as missing. Replaying them against a server gives traffic
 /// from the training distribution (a drift baseline) or reproduces validation scores.
 pub async fn infer_requests(
     snapshot_url: &str,
     split: Split,
     fraction: f64,
     limit: usize,
+    seed: u64,
 ) -> Result<Vec<serde_json::Value>, JobError> {
     let snapshot = Store::open(snapshot_url)?;
     let manifest: Manifest = serde_json::from_slice(&snapshot.get("manifest.json").await?)
@@ -41,16 +46,19 @@ pub async fn infer_requests(
         Split::Validation => valid,
         Split::All => (0..table.label.len()).collect(),
     };
-    let complete: Vec<usize> = rows
+    let mut rows = rows;
+    rows.shuffle(&mut StdRng::seed_from_u64(seed));
+    rows.truncate(limit);
+    Ok(rows
         .into_iter()
-        .filter(|&i| table.columns.numeric.iter().all(|(_, v)| v[i].is_finite()))
-        .collect();
-    let step = (complete.len() as f64 / limit.max(1) as f64).max(1.0);
-    let picked = (0..limit.min(complete.len())).map(|k| complete[(k as f64 * step) as usize]);
-    Ok(picked
         .map(|i| {
             let numeric = table.columns.numeric.iter().map(|(name, v)| {
-                serde_json::json!({"name": name, "datatype": "FP32", "shape": [1, 1], "data": [v[i]]})
+                let value = if v[i].is_finite() {
+                    serde_json::json!(v[i])
+                } else {
+                    serde_json::Value::Null
+                };
+                serde_json::json!({"name": name, "datatype": "FP32", "shape": [1, 1], "data": [value]})
             });
             let categorical = table.columns.categorical.iter().map(|(name, v)| {
                 serde_json::json!({"name": name, "datatype": "BYTES", "shape": [1, 1], "data": [v[i]]})
