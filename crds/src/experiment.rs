@@ -288,6 +288,21 @@ pub struct DriftGate {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 128)))]
     pub features: Vec<String>,
+    /// Serving rows of a variant the window needs before the gate judges it: with fewer, the
+    /// divergence is mostly sampling noise and the check is inconclusive.
+    #[serde(default = "default_min_rows")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub min_rows: i64,
+    /// How far back the drift of a variant is measured (`30s`, `10m`, …); the analysis
+    /// interval when unset. A distribution needs more rows than a rate: a longer window gives
+    /// low-traffic variants enough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16), regex(pattern = r"^[0-9]+[smhd]$"))]
+    pub window: Option<String>,
+}
+
+fn default_min_rows() -> i64 {
+    100
 }
 
 fn default_psi() -> f64 {

@@ -33,10 +33,14 @@ pub fn project(current: &Value, desired: &Value) -> Value {
         (Value::Object(c), Value::Object(d)) => Value::Object(
             d.iter()
                 .map(|(k, dv)| {
-                    (
-                        k.clone(),
-                        c.get(k).map_or(Value::Null, |cv| project(cv, dv)),
-                    )
+                    let seen = match c.get(k) {
+                        Some(cv) => project(cv, dv),
+                        // The API server does not store empty values (`readOnly: false`,
+                        // `[]`): absent is what was asked for.
+                        None if is_empty_value(dv) => dv.clone(),
+                        None => Value::Null,
+                    };
+                    (k.clone(), seen)
                 })
                 .collect(),
         ),
@@ -44,6 +48,17 @@ pub fn project(current: &Value, desired: &Value) -> Value {
             Value::Array(c.iter().zip(d).map(|(cv, dv)| project(cv, dv)).collect())
         }
         _ => current.clone(),
+    }
+}
+
+/// Whether a value is one the API server leaves out when it stores an object.
+fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
     }
 }
 
@@ -288,6 +303,20 @@ mod tests {
         newer["metadata"]["annotations"][APPLIED_HASH] = json!("def");
         assert!(needs_apply(Some(&stored()), &newer, Some(&remembered)));
         assert!(needs_apply(None, &desired(), None));
+    }
+
+    #[test]
+    fn empty_values_the_api_server_leaves_out_are_no_change() {
+        let mut asked = desired();
+        asked["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "store", "mountPath": "/s", "readOnly": false}]);
+        asked["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
+        let mut stored = stored();
+        stored["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+            json!([{"name": "store", "mountPath": "/s"}]);
+        stored["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] =
+            json!("0.5");
+        assert_eq!(why_apply(Some(&stored), &asked, None), None);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!   its Ready condition fresh;
 //! - watches the pods the real kube-scheduler binds to it, and runs each container's image as a
 //!   local binary (an image table maps image → binary + the environment the image would bake
-//!   in, such as `ORT_DYLIB_PATH`), with the pod's arguments and environment;
+//!   in, such as `ORT_DYLIB_PATH`), with the pod's arguments and environment (values from
+//!   `envFrom` and `valueFrom` Secrets and ConfigMaps read from the API like a kubelet; a
+//!   missing one fails the pod as `CreateContainerConfigError` would);
 //! - provides the pod's volumes like a kubelet: each process runs in a private mount namespace
 //!   (`unshare --mount`) with PersistentVolumeClaims (through their bound hostPath
 //!   PersistentVolume) and emptyDirs bind-mounted at their mount paths, and a termination-log
@@ -230,6 +232,81 @@ impl Runner {
         .await;
     }
 
+    /// The container's environment as a kubelet builds it: `envFrom` Secrets and ConfigMaps
+    /// first, then `env` (plain values and `valueFrom` Secret or ConfigMap keys), later
+    /// entries winning. A missing Secret or key fails the pod the way a kubelet reports
+    /// `CreateContainerConfigError`.
+    async fn environment(
+        &self,
+        pod: &Pod,
+        container: &k8s_openapi::api::core::v1::Container,
+    ) -> Result<Vec<(String, String)>, String> {
+        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        let ns = pod.namespace().unwrap_or_default();
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
+        let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
+        let secret = |name: String| {
+            let secrets = secrets.clone();
+            async move {
+                let s = secrets
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| format!("secret {name:?}: {e}"))?
+                    .ok_or(format!(
+                        "CreateContainerConfigError: secret {name:?} not found"
+                    ))?;
+                Ok::<_, String>(
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect::<std::collections::BTreeMap<_, _>>(),
+                )
+            }
+        };
+        let map = |name: String| {
+            let maps = maps.clone();
+            async move {
+                let m = maps
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| format!("configmap {name:?}: {e}"))?
+                    .ok_or(format!(
+                        "CreateContainerConfigError: configmap {name:?} not found"
+                    ))?;
+                Ok::<_, String>(m.data.unwrap_or_default())
+            }
+        };
+        let mut env = Vec::new();
+        for from in container.env_from.iter().flatten() {
+            let prefix = from.prefix.clone().unwrap_or_default();
+            let values = match (&from.secret_ref, &from.config_map_ref) {
+                (Some(s), _) => secret(s.name.clone()).await?,
+                (None, Some(c)) => map(c.name.clone()).await?,
+                (None, None) => continue,
+            };
+            env.extend(values.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
+        }
+        for e in container.env.iter().flatten() {
+            let value = match e.value_from.as_ref() {
+                None => e.value.clone().unwrap_or_default(),
+                Some(from) => match (&from.secret_key_ref, &from.config_map_key_ref) {
+                    (Some(k), _) => secret(k.name.clone()).await?.remove(&k.key).ok_or(format!(
+                        "CreateContainerConfigError: key {:?} not in secret {:?}",
+                        k.key, k.name
+                    ))?,
+                    (None, Some(k)) => map(k.name.clone()).await?.remove(&k.key).ok_or(format!(
+                        "CreateContainerConfigError: key {:?} not in configmap {:?}",
+                        k.key, k.name
+                    ))?,
+                    _ => continue,
+                },
+            };
+            env.push((e.name.clone(), value));
+        }
+        Ok(env)
+    }
+
     /// The host directory behind a volume.
     async fn volume_path(
         &self,
@@ -393,8 +470,12 @@ impl Runner {
         for (k, v) in &image.env {
             cmd.env(k, v);
         }
-        for e in container.env.iter().flatten() {
-            cmd.env(&e.name, e.value.clone().unwrap_or_default());
+        let environment = match self.environment(&pod, &container).await {
+            Ok(env) => env,
+            Err(e) => return self.fail(&pod, e).await,
+        };
+        for (k, v) in environment {
+            cmd.env(k, v);
         }
         let Ok(log2) = log.try_clone() else { return };
         cmd.stdout(log).stderr(log2);

@@ -136,13 +136,7 @@ impl JobArgs {
 
 /// The error chain as one line.
 fn chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    message
+    pipeline::error_chain(err)
 }
 
 fn run_job(command: Command) -> ExitCode {

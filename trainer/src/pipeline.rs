@@ -44,17 +44,42 @@ fn invalid(message: impl Into<String>) -> JobError {
     JobError::Invalid(message.into())
 }
 
+/// An error and its sources in one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Downloads object-store sources into `work` and returns every source's local path.
 pub async fn resolve_sources(
     spec: &FeatureSetSpec,
     work: &Path,
 ) -> Result<materialize::LocalPaths, JobError> {
     let mut paths = BTreeMap::new();
-    for source in &spec.sources {
+    for (index, source) in spec.sources.iter().enumerate() {
         let path = match (&source.file, &source.object_store) {
             (Some(file), _) => PathBuf::from(&file.path),
             (None, Some(obj)) => {
-                let bytes = store::read_url(&obj.url).await?;
+                let bytes = store::read_url(&obj.url).await.map_err(|e| {
+                    let credentials = match &obj.credentials_secret_ref {
+                        Some(secret) => format!(
+                            "with the credentials of Secret {:?} (spec.sources[{}].objectStore.credentialsSecretRef): check its keys",
+                            secret.name, index
+                        ),
+                        None => "without credentials (set objectStore.credentialsSecretRef)".to_string(),
+                    };
+                    invalid(format!(
+                        "source {} could not be read {credentials}: {}",
+                        source.name,
+                        error_chain(&e)
+                    ))
+                })?;
                 let local = work.join(format!("source-{}", source.name));
                 std::fs::write(&local, bytes)
                     .map_err(|e| invalid(format!("cannot write {}: {e}", local.display())))?;

@@ -146,15 +146,20 @@ pub fn checks(spec: &ExperimentSpec, m: &Measurements, variant: &str) -> Vec<Che
             })
             .collect();
         let rows = features.iter().map(|f| f.rows).fold(0.0, f64::max);
-        let (verdict, message) = if !breaches.is_empty() {
+        // Too few rows first: a divergence over a handful of rows is sampling noise, even
+        // when it is large.
+        let (verdict, message) = if rows < gate.min_rows as f64 {
+            (
+                Verdict::Inconclusive,
+                format!(
+                    "drift/{variant}: {rows:.0} of {} serving rows in the window",
+                    gate.min_rows
+                ),
+            )
+        } else if !breaches.is_empty() {
             (
                 Verdict::Fail,
                 format!("input drift of {variant}: {}", breaches.join(", ")),
-            )
-        } else if rows <= 0.0 {
-            (
-                Verdict::Inconclusive,
-                format!("drift/{variant}: no serving rows in the window"),
             )
         } else {
             let worst = features.iter().map(|f| f.value).fold(0.0, f64::max);

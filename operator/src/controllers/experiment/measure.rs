@@ -89,7 +89,13 @@ pub async fn measure(
                 r#"namespace="{ns}",experiment="{name}",variant="{}""#,
                 v.name
             );
-            let d = drift_of(prom, &selector, &window, &gate.features).await;
+            // Never shorter than the analysis window: a drift window covers whole intervals.
+            let drift_window = gate
+                .window
+                .as_deref()
+                .and_then(parse_duration)
+                .map_or(window_secs, |w| w.as_secs().max(window_secs));
+            let d = drift_of(prom, &selector, &format!("{drift_window}s"), &gate.features).await;
             m.drift.insert(v.name.clone(), d);
         }
     }

@@ -262,6 +262,8 @@ fn input_drift_of_the_candidate_rolls_back() {
         max_psi: 0.25,
         max_js_divergence: 0.1,
         features: vec![],
+        min_rows: 100,
+        window: None,
     });
     let mut m = readings(0.10, 0.11, 600.0);
     m.drift.insert(
@@ -550,4 +552,38 @@ fn a_breach_decides_whatever_the_other_queries_return_and_nan_is_no_data_but_inf
             assert_eq!(back.decisions.len(), status.decisions.len());
         }
     }
+}
+
+#[test]
+fn a_drift_gate_does_not_judge_a_handful_of_rows() {
+    let (mut exp, mut status) = started();
+    exp.spec.drift_gate = Some(leitwerk_crds::experiment::DriftGate {
+        max_psi: 0.25,
+        max_js_divergence: 0.1,
+        features: Vec::new(),
+        min_rows: 100,
+        window: None,
+    });
+    let mut m = readings(0.10, 0.11, 600.0);
+    m.drift.insert(
+        "canary".into(),
+        Ok(vec![FeatureDrift {
+            feature: "visits".into(),
+            metric: "psi",
+            value: 2.5,
+            rows: 40.0,
+        }]),
+    );
+    let d = analyse(&exp, &mut status, &m, now() + chrono::Duration::minutes(10));
+    assert_eq!(d.action, DecisionAction::Hold, "{d:?}");
+    assert!(
+        d.message.contains("drift/canary: 40 of 100 serving rows"),
+        "{}",
+        d.message
+    );
+    if let Ok(features) = m.drift.get_mut("canary").unwrap() {
+        features[0].rows = 100.0;
+    }
+    let d = analyse(&exp, &mut status, &m, now() + chrono::Duration::minutes(20));
+    assert_eq!(d.action, DecisionAction::RollBack, "{d:?}");
 }
