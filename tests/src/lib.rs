@@ -12,6 +12,7 @@ pub mod loadgen;
 pub mod node;
 mod operator;
 pub mod prometheus;
+pub mod s3;
 
 pub use cluster::{Cluster, TestNamespace, client_from};
 pub use operator::{OperatorProcess, grant_leader_election};
