@@ -102,6 +102,22 @@ impl Outcome {
         self
     }
 
+    /// A reference that does not resolve: phase Pending, Ready=False with reason
+    /// `<Kind>NotFound` and a message naming the object, the field and the fix. `field` may
+    /// carry context after the path (`spec.variants[0].modelRef.name (variant "canary")`).
+    pub fn missing(kind: &str, name: &str, field: &str, namespace: &str) -> Self {
+        Self::new(
+            "Pending",
+            Desired::failed(
+                READY,
+                format!("{kind}NotFound"),
+                format!(
+                    "{kind} {name:?} named by {field} does not exist in namespace {namespace:?}: create it or fix the reference"
+                ),
+            ),
+        )
+    }
+
     /// An invalid spec: Ready=False, reason InvalidSpec, phase Invalid; waits for a change.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new("Invalid", Desired::failed(READY, "InvalidSpec", message))
@@ -159,6 +175,27 @@ impl Categorized for Error {
             Error::Step(StepError::PatchStatus { .. }) => "StatusPatchFailed",
         }
     }
+}
+
+/// What a controller's reconcile of one valid object returns, for [`guarded`].
+pub type Body<'a> = futures::future::BoxFuture<'a, Result<Action, Error>>;
+
+/// Owns the start and end of every reconcile: times it, reports a malformed object (and
+/// skips it until it changes) instead of running `body`, and resets the object's backoff once
+/// `body` succeeded. Errors go to [`error_policy`].
+pub async fn guarded<K: LeitwerkResource>(
+    obj: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+    body: for<'a> fn(&'a K, &'a Context) -> Body<'a>,
+) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started(K::KIND);
+    let resource = match &obj.0 {
+        Ok(r) => r,
+        Err(invalid) => return Ok(report_malformed::<K>(&ctx, invalid).await),
+    };
+    let action = body(resource, &ctx).await?;
+    ctx.reset_backoff(&backoff_key(resource));
+    Ok(action)
 }
 
 /// Writes the status that `outcome` implies, if it differs from the current one in more than

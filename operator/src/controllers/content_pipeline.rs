@@ -50,36 +50,41 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<ContentPipeline>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started(ContentPipeline::KIND);
-    let pipeline = match &obj.0 {
-        Ok(p) => p,
-        Err(invalid) => {
-            return Ok(reconcile::report_malformed::<ContentPipeline>(&ctx, invalid).await);
-        }
-    };
+    reconcile::guarded(obj, ctx, |pipeline, ctx| {
+        Box::pin(reconcile_content_pipeline(pipeline, ctx))
+    })
+    .await
+}
+
+async fn reconcile_content_pipeline(
+    pipeline: &ContentPipeline,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let ns = pipeline.namespace().unwrap_or_default();
     let outcome = match validate(&pipeline.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
         Ok(()) => {
             let index_name = &pipeline.spec.rag_index_ref.name;
-            let index = get_opt::<RagIndex>(&ctx, &ns, index_name)
+            let index = get_opt::<RagIndex>(ctx, &ns, index_name)
                 .await
                 .map_err(|source| Error::Read {
                     what: format!("RagIndex {index_name}"),
                     source,
                 })?;
-            match first_missing_secret(&ctx, &ns, &secret_refs(&pipeline.spec)).await.map_err(|source| Error::Read { what: "Secrets".into(), source })? {
-                Some((field, name)) => Outcome::new(
-                    "Pending",
-                    Desired::failed(READY, "SecretNotFound", format!("Secret {name:?} named by {field} does not exist in namespace {ns:?}: create it or fix the reference")),
-                )
-                .recheck_after(RECHECK_UNWATCHED),
+            match first_missing_secret(ctx, &ns, &secret_refs(&pipeline.spec))
+                .await
+                .map_err(|source| Error::Read {
+                    what: "Secrets".into(),
+                    source,
+                })? {
+                Some((field, name)) => {
+                    Outcome::missing("Secret", &name, &field, &ns).recheck_after(RECHECK_UNWATCHED)
+                }
                 None => decide(pipeline, index.as_ref()),
             }
         }
     };
-    let action = reconcile::finish(&ctx, pipeline, outcome).await?;
-    ctx.reset_backoff(&reconcile::backoff_key(pipeline));
+    let action = reconcile::finish(ctx, pipeline, outcome).await?;
     Ok(action)
 }
 
@@ -88,16 +93,7 @@ pub fn decide(pipeline: &ContentPipeline, index: Option<&RagIndex>) -> Outcome {
     let ns = pipeline.namespace().unwrap_or_default();
     let name = &pipeline.spec.rag_index_ref.name;
     let Some(index) = index else {
-        return Outcome::new(
-            "Pending",
-            Desired::failed(
-                READY,
-                "RagIndexNotFound",
-                format!(
-                    "RagIndex {name:?} named by spec.ragIndexRef.name does not exist in namespace {ns:?}: create it or fix the reference"
-                ),
-            ),
-        );
+        return Outcome::missing("RagIndex", name, "spec.ragIndexRef.name", &ns);
     };
     let index_ready = index.status.as_ref().is_some_and(|s| {
         s.conditions

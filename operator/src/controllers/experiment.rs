@@ -114,19 +114,21 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<Experiment>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started(Experiment::KIND);
-    let exp = match &obj.0 {
-        Ok(e) => e,
-        Err(invalid) => return Ok(reconcile::report_malformed::<Experiment>(&ctx, invalid).await),
-    };
+    reconcile::guarded(obj, ctx, |exp, ctx| {
+        Box::pin(reconcile_experiment(exp, ctx))
+    })
+    .await
+}
+
+async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action, Error> {
     let ns = exp.namespace().unwrap_or_default();
     if let Err(errors) = validate(&exp.spec) {
-        let action = reconcile::finish(&ctx, exp, Outcome::invalid(summarize(&errors))).await?;
+        let action = reconcile::finish(ctx, exp, Outcome::invalid(summarize(&errors))).await?;
         return Ok(action);
     }
     let mut models = Vec::with_capacity(exp.spec.variants.len());
     for v in &exp.spec.variants {
-        let model = get_opt::<Model>(&ctx, &ns, &v.model_ref.name)
+        let model = get_opt::<Model>(ctx, &ns, &v.model_ref.name)
             .await
             .map_err(|source| Error::Read {
                 what: format!("Model {}", v.model_ref.name),
@@ -141,7 +143,7 @@ pub async fn reconcile(
         match resolve(exp, &models) {
             Ok(v) => v,
             Err(outcome) => {
-                let action = reconcile::finish(&ctx, exp, *outcome).await?;
+                let action = reconcile::finish(ctx, exp, *outcome).await?;
                 return Ok(action);
             }
         }
@@ -179,11 +181,11 @@ pub async fn reconcile(
         decision = Some(analyse(exp, &mut status, &measured, now));
     }
 
-    apply_children(&ctx, exp, &models, &mut status, route.as_ref()).await?;
+    apply_children(ctx, exp, &models, &mut status, route.as_ref()).await?;
     if is_terminal(&status) && !status.promotion_confirmed {
-        status.promotion_confirmed = carry_over(&ctx, exp, &status, &models).await?;
+        status.promotion_confirmed = carry_over(ctx, exp, &status, &models).await?;
     }
-    export_metrics(&ctx, exp, &status);
+    export_metrics(ctx, exp, &status);
     if let Some(d) = &decision {
         ctx.metrics
             .experiment_decisions
@@ -205,10 +207,10 @@ pub async fn reconcile(
             action: "Analyse".into(),
             secondary: None,
         };
-        reconcile::publish(&ctx, Experiment::KIND, &event, &exp.object_ref(&())).await;
+        reconcile::publish(ctx, Experiment::KIND, &event, &exp.object_ref(&())).await;
     }
     let outcome = outcome_of(exp, &status, now);
-    let action = reconcile::finish_with(&ctx, exp, outcome, |s| {
+    let action = reconcile::finish_with(ctx, exp, outcome, |s| {
         let phase = s.phase.clone();
         let conditions = std::mem::take(&mut s.conditions);
         let generation = s.observed_generation;
@@ -218,7 +220,6 @@ pub async fn reconcile(
         s.observed_generation = generation;
     })
     .await?;
-    ctx.reset_backoff(&reconcile::backoff_key(exp));
     Ok(action)
 }
 

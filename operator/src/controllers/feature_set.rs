@@ -69,32 +69,33 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<FeatureSet>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started(FeatureSet::KIND);
-    let fs = match &obj.0 {
-        Ok(fs) => fs,
-        Err(invalid) => return Ok(reconcile::report_malformed::<FeatureSet>(&ctx, invalid).await),
-    };
+    reconcile::guarded(obj, ctx, |fs, ctx| Box::pin(reconcile_feature_set(fs, ctx))).await
+}
+
+async fn reconcile_feature_set(fs: &FeatureSet, ctx: &Context) -> Result<Action, Error> {
     let ns = fs.namespace().unwrap_or_default();
     let mut observed = Observed::default();
     let outcome = match validate(&fs.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
         Ok(()) => {
             let refs = secret_refs(&fs.spec);
-            match first_missing_secret(&ctx, &ns, &refs).await.map_err(|source| Error::Read { what: "credential Secrets".into(), source })? {
-                Some((field, name)) => Outcome::new(
-                    "Pending",
-                    Desired::failed(READY, "SecretNotFound", format!("Secret {name:?} named by {field} does not exist in namespace {ns:?}: create it or fix the reference")),
-                )
-                .recheck_after(RECHECK_UNWATCHED),
+            match first_missing_secret(ctx, &ns, &refs)
+                .await
+                .map_err(|source| Error::Read {
+                    what: "credential Secrets".into(),
+                    source,
+                })? {
+                Some((field, name)) => {
+                    Outcome::missing("Secret", &name, &field, &ns).recheck_after(RECHECK_UNWATCHED)
+                }
                 None => {
-                    observed = observe(&ctx, fs, &ns).await?;
+                    observed = observe(ctx, fs, &ns).await?;
                     decide_with(fs, &observed)
                 }
             }
         }
     };
-    let action = reconcile::finish_with(&ctx, fs, outcome, |status| observed.apply(status)).await?;
-    ctx.reset_backoff(&reconcile::backoff_key(fs));
+    let action = reconcile::finish_with(ctx, fs, outcome, |status| observed.apply(status)).await?;
     Ok(action)
 }
 

@@ -138,14 +138,13 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<Model>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started(Model::KIND);
-    let model = match &obj.0 {
-        Ok(m) => m,
-        Err(invalid) => return Ok(reconcile::report_malformed::<Model>(&ctx, invalid).await),
-    };
+    reconcile::guarded(obj, ctx, |model, ctx| Box::pin(reconcile_model(model, ctx))).await
+}
+
+async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> {
     let ns = model.namespace().unwrap_or_default();
     let feature_set = match &model.spec.feature_set_ref {
-        Some(r) => get_opt::<FeatureSet>(&ctx, &ns, &r.name)
+        Some(r) => get_opt::<FeatureSet>(ctx, &ns, &r.name)
             .await
             .map_err(|source| Error::Read {
                 what: format!("FeatureSet {}", r.name),
@@ -161,10 +160,10 @@ pub async fn reconcile(
         Err(errors) => Outcome::invalid(summarize(&errors)),
         Ok(()) => {
             if let Some(sa) = build_service_account(model) {
-                apply_service_account(&ctx, &ns, sa).await?;
+                apply_service_account(ctx, &ns, sa).await?;
             }
             observed = observe_training(
-                &ctx,
+                ctx,
                 model,
                 &ns,
                 feature_set.as_ref().and_then(|f| f.as_ref()),
@@ -172,11 +171,11 @@ pub async fn reconcile(
             .await?;
             versions = next_versions(model, &observed);
             let drift_condition = match &model.spec.drift {
-                Some(policy) => watch_drift(&ctx, model, policy, &mut versions, &mut drift).await,
+                Some(policy) => watch_drift(ctx, model, policy, &mut versions, &mut drift).await,
                 None => None,
             };
             if let Some(serving) = versions.iter().find(|v| v.state == VersionState::Serving) {
-                observed.serving_replicas = Some(serve(&ctx, model, &ns, serving).await?);
+                observed.serving_replicas = Some(serve(ctx, model, &ns, serving).await?);
             }
             let mut outcome = decide_with(
                 model,
@@ -202,7 +201,7 @@ pub async fn reconcile(
         d.retrain_requested = false;
     }
     let endpoint = format!("http://{}.{ns}.svc:{HTTP_PORT}", serving_name(model));
-    let action = reconcile::finish_with(&ctx, model, outcome, |status| {
+    let action = reconcile::finish_with(ctx, model, outcome, |status| {
         status.serving_version = versions
             .iter()
             .find(|v| v.state == VersionState::Serving)
@@ -227,6 +226,5 @@ pub async fn reconcile(
         }
     })
     .await?;
-    ctx.reset_backoff(&reconcile::backoff_key(model));
     Ok(action)
 }

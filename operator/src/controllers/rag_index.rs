@@ -42,11 +42,13 @@ pub async fn reconcile(
     obj: Arc<DeserializeGuard<RagIndex>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile_started(RagIndex::KIND);
-    let index = match &obj.0 {
-        Ok(i) => i,
-        Err(invalid) => return Ok(reconcile::report_malformed::<RagIndex>(&ctx, invalid).await),
-    };
+    reconcile::guarded(obj, ctx, |index, ctx| {
+        Box::pin(reconcile_rag_index(index, ctx))
+    })
+    .await
+}
+
+async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, Error> {
     let ns = index.namespace().unwrap_or_default();
     let outcome = match validate(&index.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
@@ -54,7 +56,7 @@ pub async fn reconcile(
             let mut missing = None;
             for (i, source) in index.spec.sources.iter().enumerate() {
                 if let Some(cm) = &source.config_map_ref
-                    && !config_map_exists(&ctx, &ns, &cm.name)
+                    && !config_map_exists(ctx, &ns, &cm.name)
                         .await
                         .map_err(|source| Error::Read {
                             what: format!("ConfigMap {}", cm.name),
@@ -62,42 +64,33 @@ pub async fn reconcile(
                         })?
                 {
                     missing = Some((
-                        "ConfigMapNotFound",
-                        format!(
-                            "ConfigMap {:?} named by spec.sources[{i}].configMapRef.name does not exist in namespace {ns:?}: create it or fix the reference",
-                            cm.name
-                        ),
+                        "ConfigMap",
+                        cm.name.clone(),
+                        format!("spec.sources[{i}].configMapRef.name"),
                     ));
                     break;
                 }
             }
             if missing.is_none()
                 && let Some((field, name)) =
-                    first_missing_secret(&ctx, &ns, &secret_refs(&index.spec))
+                    first_missing_secret(ctx, &ns, &secret_refs(&index.spec))
                         .await
                         .map_err(|source| Error::Read {
                             what: "Secrets".into(),
                             source,
                         })?
             {
-                missing = Some((
-                    "SecretNotFound",
-                    format!(
-                        "Secret {name:?} named by {field} does not exist in namespace {ns:?}: create it or fix the reference"
-                    ),
-                ));
+                missing = Some(("Secret", name, field));
             }
             match missing {
-                Some((reason, message)) => {
-                    Outcome::new("Pending", Desired::not(READY, reason, message))
-                        .recheck_after(RECHECK_UNWATCHED)
+                Some((kind, name, field)) => {
+                    Outcome::missing(kind, &name, &field, &ns).recheck_after(RECHECK_UNWATCHED)
                 }
                 None => decide(index),
             }
         }
     };
-    let action = reconcile::finish(&ctx, index, outcome).await?;
-    ctx.reset_backoff(&reconcile::backoff_key(index));
+    let action = reconcile::finish(ctx, index, outcome).await?;
     Ok(action)
 }
 

@@ -13,16 +13,14 @@ pub fn resolve(
     let mut out = Vec::with_capacity(exp.spec.variants.len());
     for (i, (variant, model)) in exp.spec.variants.iter().zip(models).enumerate() {
         let Some(model) = model else {
-            return Err(Box::new(Outcome::new(
-                "Pending",
-                Desired::failed(
-                    READY,
-                    "ModelNotFound",
-                    format!(
-                        "Model {:?} named by spec.variants[{i}].modelRef.name (variant {:?}) does not exist in namespace {ns:?}: create it or fix the reference",
-                        variant.model_ref.name, variant.name
-                    ),
+            return Err(Box::new(Outcome::missing(
+                "Model",
+                &variant.model_ref.name,
+                &format!(
+                    "spec.variants[{i}].modelRef.name (variant {:?})",
+                    variant.name
                 ),
+                &ns,
             )));
         };
         let status = model.status.clone().unwrap_or_default();

@@ -84,17 +84,7 @@ pub fn decide_with(
         });
     }
     let outcome = match (feature_set, &model.spec.feature_set_ref) {
-        (None, Some(r)) => Outcome::new(
-            "Pending",
-            Desired::failed(
-                READY,
-                "FeatureSetNotFound",
-                format!(
-                    "FeatureSet {:?} named by spec.featureSetRef.name does not exist in namespace {ns:?}: create it or fix the reference",
-                    r.name
-                ),
-            ),
-        ),
+        (None, Some(r)) => Outcome::missing("FeatureSet", &r.name, "spec.featureSetRef.name", &ns),
         (Some(Some(fs)), _)
             if fs
                 .status
