@@ -8,6 +8,31 @@ use serde::{Deserialize, Serialize};
 /// The largest termination message Kubernetes keeps.
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
+/// The termination message of a failed Job: `{"error": "…"}`, the error shortened (on a
+/// character boundary, with `…`) until the JSON fits [`TERMINATION_MESSAGE_LIMIT`]. Cutting
+/// the encoded JSON instead would leave it unreadable for the operator, which then could only
+/// show it raw.
+pub fn encode_error(problem: &str) -> String {
+    let mut keep = problem.len();
+    loop {
+        let mut end = keep.min(problem.len());
+        while !problem.is_char_boundary(end) {
+            end -= 1;
+        }
+        let shown = if end < problem.len() {
+            format!("{}…", &problem[..end])
+        } else {
+            problem.to_string()
+        };
+        let text = serde_json::json!({ "error": shown }).to_string();
+        if text.len() <= TERMINATION_MESSAGE_LIMIT || end == 0 {
+            return text;
+        }
+        // Escapes make the JSON longer than the text: shrink by the excess and try again.
+        keep = end.saturating_sub((text.len() - TERMINATION_MESSAGE_LIMIT).max(16));
+    }
+}
+
 /// The outcome of one quality rule (the same type the FeatureSet status shows).
 pub use crate::feature_set::QualityRuleStatus as QualityResult;
 
@@ -69,6 +94,23 @@ pub fn encode_materialize(summary: &MaterializeSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_error_stays_valid_json_within_the_limit() {
+        let problem = format!(
+            "source leads could not be read with the credentials of Secret \"s3-wrong\": {}",
+            "<Error>\"quoted\"</Error>\n".repeat(400)
+        );
+        let text = encode_error(&problem);
+        assert!(text.len() <= TERMINATION_MESSAGE_LIMIT, "{}", text.len());
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let error = back["error"].as_str().unwrap();
+        assert!(error.starts_with(
+            "source leads could not be read with the credentials of Secret \"s3-wrong\""
+        ));
+        assert!(error.ends_with('…'));
+        assert_eq!(encode_error("short"), r#"{"error":"short"}"#);
+    }
 
     #[test]
     fn a_long_quality_list_is_cut_to_the_termination_message_limit() {

@@ -133,30 +133,25 @@ where
         .insert(APPLIED_HASH.to_string(), hash);
     let desired = serde_json::to_value(&obj).unwrap_or_default();
     let current = current.and_then(|c| serde_json::to_value(c).ok());
-    let key = child_key(K::kind(&()).as_ref(), ns, &desired);
-    let Some(why) = why_apply(current.as_ref(), &desired, ctx.remembered(&key).as_deref()) else {
-        return Ok(());
-    };
-    let name = obj.meta().name.clone().unwrap_or_default();
-    tracing::info!(child = %key, "applying {what} {name}: {why}");
-    let applied = Api::<K>::namespaced(ctx.client.clone(), ns)
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&obj),
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            what: format!("{what} {name}"),
-            source,
-        })?;
-    ctx.metrics.wrote(K::kind(&()).as_ref(), "child");
-    remember(ctx, &key, &applied, &desired);
+    let api = Api::<K>::namespaced(ctx.client.clone(), ns);
+    if apply_value_if_changed(
+        ctx,
+        &api,
+        K::kind(&()).as_ref(),
+        ns,
+        &desired,
+        current,
+        what,
+    )
+    .await?
+    {
+        ctx.metrics.wrote(K::kind(&()).as_ref(), "child");
+    }
     Ok(())
 }
 
 /// Applies an untyped child (an HTTPRoute of the Gateway API) unless the cluster already shows
-/// exactly it.
+/// exactly it. Returns whether it wrote.
 pub async fn apply_dynamic_if_changed(
     ctx: &Context,
     api: &Api<DynamicObject>,
@@ -172,26 +167,31 @@ pub async fn apply_dynamic_if_changed(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let key = child_key(&kind, &ns, &desired);
-    if !needs_apply(current.as_ref(), &desired, ctx.remembered(&key).as_deref()) {
+    apply_value_if_changed(ctx, api, &kind, &ns, &desired, current, what).await
+}
+
+/// The common part of the two above: decide, log why, apply, remember what the API server
+/// returned. Returns whether it wrote.
+async fn apply_value_if_changed<T>(
+    ctx: &Context,
+    api: &Api<T>,
+    kind: &str,
+    ns: &str,
+    desired: &Value,
+    current: Option<Value>,
+    what: &str,
+) -> Result<bool, Error>
+where
+    T: Clone + serde::de::DeserializeOwned + std::fmt::Debug + serde::Serialize,
+{
+    let key = child_key(kind, ns, desired);
+    let Some(why) = why_apply(current.as_ref(), desired, ctx.remembered(&key).as_deref()) else {
         return Ok(false);
-    }
-    let name = desired["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let applied = api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            what: format!("{what} {name}"),
-            source,
-        })?;
-    remember(ctx, &key, &applied, &desired);
+    };
+    let name = desired["metadata"]["name"].as_str().unwrap_or_default();
+    tracing::info!(child = %key, "applying {what} {name}: {why}");
+    let applied = server_side_apply(api, name, desired, what).await?;
+    remember(ctx, &key, &applied, desired);
     Ok(true)
 }
 
@@ -205,19 +205,28 @@ where
         + std::fmt::Debug,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
-    Api::<K>::namespaced(ctx.client.clone(), ns)
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await
-        .map_err(|source| Error::Apply {
-            what: format!("{what} {name}"),
-            source,
-        })?;
+    let api = Api::<K>::namespaced(ctx.client.clone(), ns);
+    server_side_apply(&api, &name, obj, what).await?;
     ctx.metrics.wrote(K::kind(&()).as_ref(), "child");
     Ok(())
+}
+
+/// One server-side apply under the operator's field manager, taking over conflicting fields.
+async fn server_side_apply<T, B>(api: &Api<T>, name: &str, body: &B, what: &str) -> Result<T, Error>
+where
+    T: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    B: serde::Serialize + std::fmt::Debug,
+{
+    api.patch(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        what: format!("{what} {name}"),
+        source,
+    })
 }
 
 fn child_key(kind: &str, ns: &str, desired: &Value) -> String {

@@ -198,9 +198,7 @@ fn run_job(command: Command) -> ExitCode {
         }
         Err(problem) => {
             eprintln!("leitwerk-trainer: {problem}");
-            let mut text = serde_json::json!({ "error": problem }).to_string();
-            text.truncate(summary::TERMINATION_MESSAGE_LIMIT);
-            job.report(&text);
+            job.report(&summary::encode_error(&problem));
             ExitCode::FAILURE
         }
     }
