@@ -27,6 +27,12 @@ pub struct OperatorConfig {
     /// Service account of workloads when a resource names none.
     #[serde(default = "default_workload_sa")]
     pub workload_service_account: String,
+    /// Secret (in each workload's namespace) whose keys become the environment of every Job
+    /// and serving pod: the credentials and endpoint of an object-store `artifactStore`
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT`, …). None by default
+    /// (a `file://` store, or credentials from the node's identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_store_secret: Option<String>,
 }
 
 fn default_trainer_image() -> String {
@@ -62,6 +68,7 @@ impl Default for OperatorConfig {
             artifact_claim_name: default_artifact_claim(),
             prometheus_url: default_prometheus(),
             workload_service_account: default_workload_sa(),
+            artifact_store_secret: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use leitwerk_crds::{
     summary::MaterializeSummary,
 };
 
-use super::{Scope, drain, first_missing_secret};
+use super::{Scope, artifact_store_secret, drain, first_missing_secret};
 use crate::{
     apply::{apply, apply_if_changed},
     config::OperatorConfig,
@@ -78,7 +78,8 @@ async fn reconcile_feature_set(fs: &FeatureSet, ctx: &Context) -> Result<Action,
     let outcome = match validate(&fs.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
         Ok(()) => {
-            let refs = secret_refs(&fs.spec);
+            let mut refs = secret_refs(&fs.spec);
+            refs.extend(artifact_store_secret(ctx));
             match first_missing_secret(ctx, &ns, &refs)
                 .await
                 .map_err(|source| Error::Read {

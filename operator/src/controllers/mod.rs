@@ -121,6 +121,20 @@ pub async fn config_map_exists(
     Ok(meta.is_some())
 }
 
+/// The operator's `artifactStoreSecret` as a reference to check, if it is set.
+pub fn artifact_store_secret(ctx: &Context) -> Vec<(String, String)> {
+    ctx.config
+        .artifact_store_secret
+        .iter()
+        .map(|name| {
+            (
+                "artifactStoreSecret of the operator's config".to_string(),
+                name.clone(),
+            )
+        })
+        .collect()
+}
+
 /// Finds the first missing Secret among `(field, name)` references.
 pub async fn first_missing_secret(
     ctx: &Context,

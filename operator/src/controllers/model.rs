@@ -26,7 +26,7 @@ use leitwerk_crds::{
     versions::version_number,
 };
 
-use super::{Scope, drain, get_opt, referrers};
+use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
 use crate::{
     analysis::drift::FeatureDrift,
     apply::{apply, apply_if_changed},
@@ -156,9 +156,17 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
     let mut versions = model.status.clone().unwrap_or_default().versions;
     let mut drift = model.status.clone().unwrap_or_default().drift;
     let mut observed = Observed::default();
-    let outcome = match validate(&model.spec) {
-        Err(errors) => Outcome::invalid(summarize(&errors)),
-        Ok(()) => {
+    let missing_secret = first_missing_secret(ctx, &ns, &artifact_store_secret(ctx))
+        .await
+        .map_err(|source| Error::Read {
+            what: "the artifact store Secret".into(),
+            source,
+        })?;
+    let outcome = match (validate(&model.spec), missing_secret) {
+        (Err(errors), _) => Outcome::invalid(summarize(&errors)),
+        (Ok(()), Some((field, name))) => Outcome::missing("Secret", &name, &field, &ns)
+            .recheck_after(reconcile::RECHECK_UNWATCHED),
+        (Ok(()), None) => {
             if let Some(sa) = build_service_account(model) {
                 apply_service_account(ctx, &ns, sa).await?;
             }

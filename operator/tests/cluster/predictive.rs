@@ -52,6 +52,30 @@ pub(crate) fn volume_yaml(ns: &str, claim: &str, path: &Path) -> String {
     )
 }
 
+/// The example rows of a model card as one OIP v2 request's inputs, and the scores the
+/// trainer computed for them.
+fn card_examples(card: &serde_json::Value) -> (Vec<serde_json::Value>, Vec<f64>) {
+    let examples = card["examples"].as_array().cloned().unwrap_or_default();
+    let inputs = card["inputs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|input| {
+            let name = input[0].as_str().unwrap_or_default();
+            let datatype = input[1].as_str().unwrap_or_default();
+            let data: Vec<serde_json::Value> =
+                examples.iter().map(|e| e["inputs"][name].clone()).collect();
+            serde_json::json!({"name": name, "datatype": datatype, "shape": [data.len(), 1], "data": data})
+        })
+        .collect();
+    let scores = examples
+        .iter()
+        .map(|e| e["score"].as_f64().unwrap_or(f64::NAN))
+        .collect();
+    (inputs, scores)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainers_scores()
 -> anyhow::Result<()> {
@@ -208,23 +232,7 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
         ))
     })
     .await?;
-    let inputs: Vec<serde_json::Value> = card["inputs"]
-        .as_array()
-        .unwrap_or(&vec![])
-        .iter()
-        .map(|input| {
-            let name = input[0].as_str().unwrap_or_default();
-            let datatype = input[1].as_str().unwrap_or_default();
-            let data: Vec<serde_json::Value> = card["examples"].as_array().unwrap_or(&vec![]).iter().map(|e| e["inputs"][name].clone()).collect();
-            serde_json::json!({"name": name, "datatype": datatype, "shape": [data.len(), 1], "data": data})
-        })
-        .collect();
-    let expected: Vec<f64> = card["examples"]
-        .as_array()
-        .unwrap_or(&vec![])
-        .iter()
-        .map(|e| e["score"].as_f64().unwrap_or(f64::NAN))
-        .collect();
+    let (inputs, expected) = card_examples(&card);
     assert_eq!(expected.len(), 5);
     let response: serde_json::Value = reqwest::Client::new()
         .post(format!(
@@ -410,6 +418,102 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
         "{}",
         refused.message
     );
+
+    // The artifact store on S3 too: an operator whose config names `s3://artifacts` and the
+    // Secret with its credentials (`artifactStoreSecret`, passed to every Job and serving pod).
+    // The snapshot, the model and its card land in the bucket, and the serving pod loads the
+    // model from there and answers with the trainer's scores.
+    let ns3 = TestNamespace::create(&cluster, "s3store").await?;
+    cluster.apply(
+        Some(&ns3.name),
+        "-",
+        Some(&s3.credentials_secret("s3-credentials", &s3.secret_key)),
+    )?;
+    let config3 = dir.join("operator-s3.yaml");
+    std::fs::write(
+        &config3,
+        format!(
+            "trainerImage: {TRAINER_IMAGE}\ninferenceServerImage: {SERVER_IMAGE}\nartifactStore: s3://artifacts\nartifactStoreSecret: s3-credentials\n"
+        ),
+    )?;
+    std::fs::create_dir_all(s3.root.join("artifacts"))?;
+    let operator3 = OperatorProcess::start(
+        &cluster,
+        OPERATOR,
+        &ns3.name,
+        &["--config", &config3.to_string_lossy()],
+    )
+    .await?;
+    cluster.apply(
+        Some(&ns3.name),
+        "-",
+        Some(&from_s3("lead-features", "s3-credentials")),
+    )?;
+    let model_yaml = std::fs::read_to_string(
+        leitwerk_testkit::repo_root().join("examples/lead-scoring/model.yaml"),
+    )?
+    .replace("replicas: 2", "replicas: 1");
+    cluster.apply(Some(&ns3.name), "-", Some(&model_yaml))?;
+    let models3: Api<Model> = Api::namespaced(client.clone(), &ns3.name);
+    let on_s3 = wait_for(
+        "the Model trained and served from S3",
+        Duration::from_secs(300),
+        || async {
+            let m = models3.get("lead-scoring").await?;
+            let st = m.status.clone().unwrap_or_default();
+            Ok((
+                (st.phase.as_deref() == Some("Serving")).then_some(st.clone()),
+                format!("{:?} {:?}", st.phase, st.conditions),
+            ))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator3.log_text()))?;
+    let version = on_s3.versions.serving().cloned().unwrap_or_default();
+    let model_url = version.artifact_url.clone().unwrap_or_default();
+    assert!(
+        model_url.starts_with("s3://artifacts/models/"),
+        "{model_url}"
+    );
+    let card_file = s3
+        .root
+        .join(model_url.trim_start_matches("s3://"))
+        .with_file_name("card.json");
+    let card3: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_file)?)?;
+    let port3 = wait_for(
+        "the S3-backed serving pod",
+        Duration::from_secs(60),
+        || async {
+            let ports = node.all_ports();
+            let found = ports
+                .iter()
+                .find(|(k, _)| k.starts_with(&format!("{}/lead-scoring-serving", ns3.name)))
+                .map(|(_, p)| p.0);
+            Ok((found, format!("{ports:?}")))
+        },
+    )
+    .await?;
+    let (inputs3, expected3) = card_examples(&card3);
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port3}/v2/models/lead-scoring/infer"
+        ))
+        .json(&serde_json::json!({"inputs": inputs3}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let scores3: Vec<f64> = response["outputs"][0]["data"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .map(|v| v.as_f64().unwrap_or(f64::NAN))
+        .collect();
+    assert_eq!(scores3.len(), expected3.len(), "{response}");
+    for (s, e) in scores3.iter().zip(&expected3) {
+        assert!((s - e).abs() <= 1e-5, "served from S3 {s} vs trainer {e}");
+    }
+    drop(operator3);
     drop(s3);
     drop(node);
     Ok(())

@@ -60,6 +60,8 @@ pub(super) fn pod_parts(fs: &FeatureSet, config: &OperatorConfig) -> (PodParts, 
         secret_env: {
             let mut names: Vec<String> =
                 secret_refs(&fs.spec).into_iter().map(|(_, n)| n).collect();
+            names.extend(config.artifact_store_secret.iter().cloned());
+            names.sort();
             names.dedup();
             names
         },

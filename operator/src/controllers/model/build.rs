@@ -34,7 +34,7 @@ pub(super) fn parts(
         resources: resources(resources_spec),
         scheduling: Some(scheduling),
         service_account: config.workload_service_account.clone(),
-        secret_env: Vec::new(),
+        secret_env: config.artifact_store_secret.iter().cloned().collect(),
     }
 }
 

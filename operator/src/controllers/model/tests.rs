@@ -261,3 +261,72 @@ fn service_account_is_owned_token_less_and_skipped_when_unchanged() {
         "a user-named account is used as is"
     );
 }
+
+#[test]
+fn the_artifact_store_secret_reaches_training_jobs_and_serving_pods() {
+    let model = example();
+    let config = OperatorConfig {
+        artifact_store: "s3://artifacts".into(),
+        artifact_store_secret: Some("s3-credentials".into()),
+        ..OperatorConfig::default()
+    };
+    let secret_of = |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| -> Vec<String> {
+        spec.and_then(|p| p.containers.first())
+            .and_then(|c| c.env_from.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| e.secret_ref.map(|s| s.name))
+            .collect()
+    };
+    let job = build_training_job(&model, &config, "v1", "s3://artifacts/snap", "abc");
+    let job_pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    assert_eq!(secret_of(job_pod), ["s3-credentials"]);
+    let version = ModelVersion {
+        version: "v1".into(),
+        artifact_url: Some("s3://artifacts/models/m/model.onnx".into()),
+        ..Default::default()
+    };
+    let (deployment, _) = build_serving(&model, &config, &version);
+    let serving_pod = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref());
+    assert_eq!(secret_of(serving_pod), ["s3-credentials"]);
+    // Without it, nothing is added.
+    let plain = build_training_job(&model, &OperatorConfig::default(), "v1", "file:///s", "abc");
+    assert!(secret_of(plain.spec.as_ref().and_then(|s| s.template.spec.as_ref())).is_empty());
+}
+
+/// Each reason carries its severity: failures and references that do not resolve publish
+/// Warning Events, waiting for the operator's own work publishes Normal ones.
+#[test]
+fn failures_are_warnings_and_waiting_is_normal() {
+    use crate::reconcile::needs_attention;
+    let fs = feature_set(Some("sha256:ab"));
+    let mut failed = example();
+    failed.status = Some(leitwerk_crds::ModelStatus {
+        versions: vec![ModelVersion {
+            version: "v1".into(),
+            state: VersionState::Failed,
+            message: Some("the trainer ran out of memory".into()),
+            ..Default::default()
+        }]
+        .into(),
+        ..Default::default()
+    });
+    let outcome = decide(&failed, Some(Some(&fs)));
+    assert_eq!(outcome.ready.reason, "TrainingFailed");
+    assert!(needs_attention(&outcome.ready));
+    let mut rejected = failed.clone();
+    if let Some(st) = rejected.status.as_mut() {
+        st.versions[0].state = VersionState::Rejected;
+    }
+    assert!(needs_attention(&decide(&rejected, Some(Some(&fs))).ready));
+    assert!(
+        needs_attention(&decide(&example(), None).ready),
+        "FeatureSetNotFound"
+    );
+    let waiting = decide(&example(), Some(Some(&feature_set(None))));
+    assert!(!needs_attention(&waiting.ready), "{:?}", waiting.ready);
+    assert!(!needs_attention(&decide(&example(), Some(Some(&fs))).ready));
+}
