@@ -68,11 +68,13 @@ pub const PAUSED: &str = "Paused";
 
 pub use crate::reconcile::Error;
 
+mod arms;
 mod children;
 mod decide;
 mod measure;
 mod variants;
 
+use arms::*;
 pub use children::*;
 pub use decide::*;
 pub use measure::*;
