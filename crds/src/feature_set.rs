@@ -308,7 +308,7 @@ pub struct FeatureSetStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Short phase: Pending, Materializing, Ready, QualityFailed, Invalid.
+    /// Short phase: Pending, Materializing, Ready, QualityFailed, Failed, Invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Standard conditions (`Ready`, `Materialized`, `QualityPassed`).

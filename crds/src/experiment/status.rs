@@ -218,7 +218,8 @@ pub struct ExperimentStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Short phase: Pending, WaitingForVersions, Progressing, Paused, Promoted, RolledBack.
+    /// Short phase: Pending, WaitingForVersions, Progressing (canary), Running (bandit, fixed
+    /// split, holdout), Paused, Promoted, Concluded (the stable arm won), RolledBack, Invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Standard conditions (`Ready`, `Progressing`, `Paused`).

@@ -40,7 +40,8 @@ pub struct ModelStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Short phase: Pending, WaitingForData, Training, Serving, Failed, Invalid.
+    /// Short phase: Pending, WaitingForData, Training, Deploying, Serving, Rejected, Failed,
+    /// Invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     /// Standard conditions (`Ready`, `Trained`, `Serving`, `Drift`).
