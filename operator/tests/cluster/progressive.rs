@@ -999,8 +999,8 @@ async fn drifted_inputs_roll_the_canary_back() -> anyhow::Result<()> {
 }
 
 /// The negative control of the drift gate: inputs from the training distribution do not
-/// drift, so a drift-gated better canary is promoted, every analysis having measured PSI
-/// below the gate.
+/// drift, so a drift-gated better canary is promoted: every decision that moved traffic
+/// measured PSI below the gate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drift_gated_canary_with_clean_inputs_is_promoted() -> anyhow::Result<()> {
     let s = Scenario::new("clean", &["v1", "v2"]).await?;
