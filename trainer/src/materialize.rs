@@ -99,7 +99,13 @@ use load::*;
 use quality::*;
 pub use statistics::{FeatureStats, quantile, statistics};
 
-/// Computes the training table of a FeatureSet.
+/// Computes the training table of a FeatureSet: load the sources, check quality, build the
+/// spine of (entity, cutoff) rows, join the windowed features per (source, filter) group, join
+/// the label from `[cutoff, cutoff + horizon)`, fill the empty aggregations.
+///
+/// One long function on purpose: every step builds on the same lazy frame and on the column
+/// names the previous steps chose, and the point-in-time rules (features strictly before the
+/// cutoff, the label only after it) are easiest to audit when read top to bottom in one place.
 pub fn materialize(
     spec: &FeatureSetSpec,
     paths: &LocalPaths,

@@ -182,6 +182,9 @@ pub fn checks(spec: &ExperimentSpec, m: &Measurements, variant: &str) -> Vec<Che
     out
 }
 
+/// One canary analysis: the gates' checks and thresholds, the move of the state machine, and
+/// the weights, phase and decision message it implies. One match over the move on purpose:
+/// each arm writes the same three things (weights, phase, message) and reads best side by side.
 pub(super) fn analyse_canary(
     exp: &Experiment,
     status: &mut ExperimentStatus,

@@ -22,6 +22,12 @@ pub fn unmet(spec: &ModelSpec, metrics: &BTreeMap<String, f64>) -> Option<String
     None
 }
 
+/// What the training Jobs of a Model show, and the training Job this reconcile starts if one
+/// is due (new spec, new data, the schedule, a drift request).
+///
+/// Long on purpose: bring-your-own versions, finished Jobs, the schedule and the start of a
+/// new Job all read the same Job list and version numbering; split apart they would each list
+/// the Jobs again or pass half-built state around.
 pub(super) async fn observe_training(
     ctx: &Context,
     model: &Model,
