@@ -221,13 +221,7 @@ async fn model_owns_a_token_less_service_account_that_comes_back_when_deleted() 
 {
     let cluster = Cluster::shared()?;
     let ns = TestNamespace::create(&cluster, "sa").await?;
-    let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
-    kubectl_apply(
-        &cluster,
-        &ns.name,
-        "examples/creative-bandit/model.yaml",
-        None,
-    )?;
+    let operator = operator_with_example_model(&cluster, &ns.name).await?;
     let client = cluster.client().await?;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
     let sa = wait_for("the Model's ServiceAccount", WAIT, || async {
@@ -310,13 +304,7 @@ spec: {sources: 7}
     .await;
     applied?;
     cluster.install_crds()?; // the real schemas again; the broken objects stay stored
-    let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
-    kubectl_apply(
-        &cluster,
-        &ns.name,
-        "examples/creative-bandit/model.yaml",
-        None,
-    )?;
+    let operator = operator_with_example_model(&cluster, &ns.name).await?;
     let models: Api<Model> = Api::namespaced(client.clone(), &ns.name);
     wait_for_ready_reason(&models, "creative-ranker", "AwaitingServing", WAIT)
         .await

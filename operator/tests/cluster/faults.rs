@@ -196,13 +196,7 @@ async fn a_version_recorded_while_an_experiment_promotes_survives() -> anyhow::R
 async fn a_hand_edited_serving_deployment_is_restored() -> anyhow::Result<()> {
     let cluster = Cluster::shared()?;
     let ns = TestNamespace::create(&cluster, "restore").await?;
-    let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
-    kubectl_apply(
-        &cluster,
-        &ns.name,
-        "examples/creative-bandit/model.yaml",
-        None,
-    )?;
+    let operator = operator_with_example_model(&cluster, &ns.name).await?;
     let client = cluster.client().await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let image = |d: &Deployment| {

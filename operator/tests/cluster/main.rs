@@ -127,3 +127,13 @@ pub async fn wait_reason(
         other => anyhow::bail!("unknown kind {other}"),
     }
 }
+
+/// An operator watching `ns` and the example bring-your-own Model (`creative-ranker`) in it.
+pub async fn operator_with_example_model(
+    cluster: &Cluster,
+    ns: &str,
+) -> anyhow::Result<leitwerk_testkit::OperatorProcess> {
+    let operator = leitwerk_testkit::OperatorProcess::start(cluster, OPERATOR, ns, &[]).await?;
+    kubectl_apply(cluster, ns, "examples/creative-bandit/model.yaml", None)?;
+    Ok(operator)
+}
