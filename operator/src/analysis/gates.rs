@@ -82,7 +82,7 @@ pub fn judge(
     };
     if scale.is_none() {
         check.message = format!(
-            "{name}/{variant}: {v:.4}, but the stable variant has no value to compare with"
+            "{name}/{variant}: {v:.4}, but the stable variant has no data to compare with"
         );
         return check;
     }
@@ -203,10 +203,17 @@ mod tests {
             judge(&g, "canary", Some(0.096), None, Some(0.1)).verdict,
             Verdict::Pass
         );
+        let orphan = judge(&g, "canary", Some(0.096), None, None);
         assert_eq!(
-            judge(&g, "canary", Some(0.096), None, None).verdict,
+            orphan.verdict,
             Verdict::Inconclusive,
             "no stable value: no verdict"
+        );
+        // Operators (and the rollout tests) read "no data" as the reason to hold.
+        assert!(
+            orphan.message.contains("stable variant has no data"),
+            "{}",
+            orphan.message
         );
     }
 

@@ -787,7 +787,8 @@ async fn a_worse_canary_is_rolled_back_at_the_first_analysis_with_enough_samples
     let e = s.wait_phase("RolledBack", Duration::from_secs(120)).await?;
     let st = e.status.clone().unwrap_or_default();
     assert_eq!(moves(&e), vec!["Start", "RollBack"], "{:#?}", st.decisions);
-    // Holds came only while the canary's pods started (no data yet), never with a breach.
+    // Holds came only while data was missing (the canary's pods starting, or the stable
+    // variant's first scrape not yet in the window), never with a breach.
     for hold in st
         .decisions
         .iter()
