@@ -109,37 +109,121 @@ pub struct Scheduling {
     pub service_account_name: Option<String>,
 }
 
+/// Declares a closed set of names serialised as strings (a phase, a version state, a
+/// decision): the enum with its schema (the CRD lists every value), `as_str`, `Display`,
+/// `FromStr` and `ALL`. Put `#[derive(Default)]` and `#[default]` on the invocation when the
+/// set has a default.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(
+            schemars::JsonSchema,
+            serde::Serialize,
+            serde::Deserialize,
+            Clone,
+            Copy,
+            Debug,
+            PartialEq,
+            Eq,
+            Hash,
+        )]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The name as it appears in status, Events and metrics.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => stringify!($variant),)+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| {
+                    let all: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("{s:?} is not one of {}", all.join(", "))
+                })
+            }
+        }
+    };
+}
+pub(crate) use named_enum;
+
+/// The phase of one kind: the short word of `kubectl get`, from a closed set that the CRD
+/// schema lists. Every kind can wait for a reference and refuse an invalid spec.
+pub trait Phase:
+    Copy + std::fmt::Debug + PartialEq + Eq + Serialize + Send + Sync + 'static
+{
+    /// Waiting for something it references.
+    const PENDING: Self;
+    /// The spec cannot be acted on; waits for a change.
+    const INVALID: Self;
+    /// The name as it appears in status.
+    fn name(self) -> &'static str;
+}
+
+/// Implements [`Phase`] for a [`named_enum!`] with `Pending` and `Invalid` values.
+macro_rules! impl_phase {
+    ($t:ty) => {
+        impl $crate::common::Phase for $t {
+            const PENDING: Self = <$t>::Pending;
+            const INVALID: Self = <$t>::Invalid;
+            fn name(self) -> &'static str {
+                self.as_str()
+            }
+        }
+    };
+}
+pub(crate) use impl_phase;
+
 /// Accessors that every Leitwerk status offers, so the operator handles conditions once.
 pub trait ResourceStatus: Default + Clone + PartialEq {
+    /// The kind's phases.
+    type Phase: Phase;
     /// The generation this status describes.
     fn observed_generation(&self) -> Option<i64>;
     /// Sets the generation this status describes.
     fn set_observed_generation(&mut self, generation: Option<i64>);
     /// The short phase shown in printer columns.
-    fn phase(&self) -> Option<&str>;
+    fn phase(&self) -> Option<Self::Phase>;
     /// Sets the phase.
-    fn set_phase(&mut self, phase: Option<String>);
+    fn set_phase(&mut self, phase: Option<Self::Phase>);
     /// The standard conditions.
     fn conditions(&self) -> &[Condition];
     /// The standard conditions, mutable.
     fn conditions_mut(&mut self) -> &mut Vec<Condition>;
 }
 
-/// Implements [`ResourceStatus`] for a status struct with the three standard fields.
-#[macro_export]
+/// Implements [`ResourceStatus`] for a status struct with the three standard fields, the
+/// phase typed as `$phase`.
 macro_rules! impl_resource_status {
-    ($t:ty) => {
+    ($t:ty, $phase:ty) => {
+        $crate::common::impl_phase!($phase);
         impl $crate::common::ResourceStatus for $t {
+            type Phase = $phase;
             fn observed_generation(&self) -> Option<i64> {
                 self.observed_generation
             }
             fn set_observed_generation(&mut self, generation: Option<i64>) {
                 self.observed_generation = generation;
             }
-            fn phase(&self) -> Option<&str> {
-                self.phase.as_deref()
+            fn phase(&self) -> Option<$phase> {
+                self.phase
             }
-            fn set_phase(&mut self, phase: Option<String>) {
+            fn set_phase(&mut self, phase: Option<$phase>) {
                 self.phase = phase;
             }
             fn conditions(&self) -> &[$crate::common::Condition] {
@@ -151,6 +235,7 @@ macro_rules! impl_resource_status {
         }
     };
 }
+pub(crate) use impl_resource_status;
 
 /// Parses durations such as `30s`, `5m`, `12h`, `7d`.
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {

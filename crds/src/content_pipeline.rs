@@ -288,9 +288,9 @@ pub struct ContentPipelineStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Short phase: Pending, WaitingForIndex, Running, AwaitingApproval, Published, Failed, Invalid.
+    /// Short phase; the schema lists every value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<ContentPipelinePhase>,
     /// Standard conditions (`Ready`, `Grounded`, `WithinBudget`, `Approved`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -308,4 +308,24 @@ pub struct ContentPipelineStatus {
     pub draft: Option<String>,
 }
 
-crate::impl_resource_status!(ContentPipelineStatus);
+crate::common::named_enum! {
+    /// The phase of a ContentPipeline.
+    pub enum ContentPipelinePhase {
+        /// Waiting for a reference or a Secret.
+        Pending,
+        /// The referenced RagIndex has no ready version yet.
+        WaitingForIndex,
+        /// A run is generating content.
+        Running,
+        /// Generated content waits for a human approval.
+        AwaitingApproval,
+        /// The last run's content was published.
+        Published,
+        /// The last run failed.
+        Failed,
+        /// The spec cannot be acted on; waits for a change.
+        Invalid,
+    }
+}
+
+crate::common::impl_resource_status!(ContentPipelineStatus, ContentPipelinePhase);

@@ -112,6 +112,58 @@ mod tests {
         }
     }
 
+    /// `kubectl explain` lists the phases the operator can write, and only those: the schema
+    /// of each kind's `status.phase` is the enum the operator's code is typed with.
+    #[test]
+    fn each_kinds_phase_schema_lists_exactly_its_phases() {
+        fn names<P: Copy + std::fmt::Display>(all: &[P]) -> Vec<String> {
+            all.iter().map(|p| p.to_string()).collect()
+        }
+        let expected = [
+            names(crate::feature_set::FeatureSetPhase::ALL),
+            names(crate::model::ModelPhase::ALL),
+            names(crate::experiment::ExperimentPhase::ALL),
+            names(crate::rag_index::RagIndexPhase::ALL),
+            names(crate::content_pipeline::ContentPipelinePhase::ALL),
+        ];
+        for (crd, expected) in all().into_iter().zip(expected) {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap_or_default();
+            let listed: Vec<String> =
+                schema["openAPIV3Schema"]["properties"]["status"]["properties"]["phase"]["enum"]
+                    .as_array()
+                    .map(|values| {
+                        values
+                            .iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            assert_eq!(listed, expected, "{name}");
+            for phase in ["Pending", "Invalid"] {
+                assert!(listed.iter().any(|p| p == phase), "{name} lacks {phase}");
+            }
+        }
+    }
+
+    #[test]
+    fn named_values_parse_from_their_names_and_refuse_others_with_the_choices() {
+        use crate::model::ModelPhase;
+        for phase in ModelPhase::ALL {
+            assert_eq!(phase.as_str().parse::<ModelPhase>(), Ok(*phase));
+            assert_eq!(
+                serde_json::to_value(phase).ok(),
+                Some(serde_json::json!(phase.as_str()))
+            );
+        }
+        let err = "Running".parse::<ModelPhase>().unwrap_err();
+        assert!(
+            err.contains("\"Running\"") && err.contains("Serving"),
+            "{err}"
+        );
+        assert!(serde_json::from_value::<ModelPhase>(serde_json::json!("Running")).is_err());
+    }
+
     /// Every property in every schema has a description (so `kubectl explain` helps), and
     /// every string and list in a spec is bounded (so CEL cost stays low and input is sane).
     #[test]

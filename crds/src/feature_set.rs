@@ -308,9 +308,9 @@ pub struct FeatureSetStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Short phase: Pending, Materializing, Ready, QualityFailed, Failed, Invalid.
+    /// Short phase; the schema lists every value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<FeatureSetPhase>,
     /// Standard conditions (`Ready`, `Materialized`, `QualityPassed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -362,4 +362,22 @@ pub struct QualityRuleStatus {
     pub message: String,
 }
 
-crate::impl_resource_status!(FeatureSetStatus);
+crate::common::named_enum! {
+    /// The phase of a FeatureSet.
+    pub enum FeatureSetPhase {
+        /// Waiting for a referenced Secret or for its first materialization to be started.
+        Pending,
+        /// A materialization Job is running.
+        Materializing,
+        /// A snapshot passed its quality checks and is the current one.
+        Ready,
+        /// The last materialization failed its quality checks; the previous snapshot stays.
+        QualityFailed,
+        /// The last materialization failed.
+        Failed,
+        /// The spec cannot be acted on; waits for a change.
+        Invalid,
+    }
+}
+
+crate::common::impl_resource_status!(FeatureSetStatus, FeatureSetPhase);

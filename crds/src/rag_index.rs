@@ -241,9 +241,9 @@ pub struct RagIndexStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Short phase: Pending, Indexing, Ready, Failed, Invalid.
+    /// Short phase; the schema lists every value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<RagIndexPhase>,
     /// Standard conditions (`Ready`, `Indexed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -261,4 +261,20 @@ pub struct RagIndexStatus {
     pub recall_at_k: Option<f64>,
 }
 
-crate::impl_resource_status!(RagIndexStatus);
+crate::common::named_enum! {
+    /// The phase of a RagIndex.
+    pub enum RagIndexPhase {
+        /// Waiting for a reference or a Secret.
+        Pending,
+        /// An index version is being built.
+        Indexing,
+        /// An index version serves.
+        Ready,
+        /// The last build failed.
+        Failed,
+        /// The spec cannot be acted on; waits for a change.
+        Invalid,
+    }
+}
+
+crate::common::impl_resource_status!(RagIndexStatus, RagIndexPhase);

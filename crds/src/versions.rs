@@ -8,56 +8,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::ModelVersion;
 
-/// The state of one version.
-#[derive(
-    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
-)]
-pub enum VersionState {
-    /// Trained (or imported), meets `minMetrics`, not serving: an Experiment may judge it.
-    #[default]
-    Candidate,
-    /// Takes the Model's traffic. At most one version serves.
-    Serving,
-    /// Served before and was replaced by a promotion.
-    Retired,
-    /// Was rolled back by an Experiment or the drift policy; never served again by itself.
-    RolledBack,
-    /// Trained, but below `minMetrics`.
-    Rejected,
-    /// Training failed.
-    Failed,
+crate::common::named_enum! {
+    /// The state of one version.
+    #[derive(Default)]
+    pub enum VersionState {
+        /// Trained (or imported), meets `minMetrics`, not serving: an Experiment may judge it.
+        #[default]
+        Candidate,
+        /// Takes the Model's traffic. At most one version serves.
+        Serving,
+        /// Served before and was replaced by a promotion.
+        Retired,
+        /// Was rolled back by an Experiment or the drift policy; never served again by itself.
+        RolledBack,
+        /// Trained, but below `minMetrics`.
+        Rejected,
+        /// Training failed.
+        Failed,
+    }
 }
 
 impl VersionState {
     /// Whether the version has a usable artifact (it trained and met its gates).
     pub fn is_usable(self) -> bool {
         !matches!(self, VersionState::Failed | VersionState::Rejected)
-    }
-
-    /// The name as it appears in the status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VersionState::Candidate => "Candidate",
-            VersionState::Serving => "Serving",
-            VersionState::Retired => "Retired",
-            VersionState::RolledBack => "RolledBack",
-            VersionState::Rejected => "Rejected",
-            VersionState::Failed => "Failed",
-        }
-    }
-}
-
-impl std::str::FromStr for VersionState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
-            .map_err(|_| format!("{s:?} is not a version state"))
-    }
-}
-
-impl std::fmt::Display for VersionState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -15,7 +15,7 @@ use kube::{
 };
 use leitwerk_crds::{
     ContentPipeline, Experiment, FIELD_MANAGER, FeatureSet, Model, RagIndex, ResourceStatus,
-    content_pipeline::ContentPipelineStatus, experiment::ExperimentStatus,
+    common::Phase, content_pipeline::ContentPipelineStatus, experiment::ExperimentStatus,
     feature_set::FeatureSetStatus, model::ModelStatus, rag_index::RagIndexStatus,
 };
 use serde::{Serialize, de::DeserializeOwned};
@@ -71,12 +71,15 @@ leitwerk_resource!(Experiment, ExperimentStatus, "Experiment");
 leitwerk_resource!(RagIndex, RagIndexStatus, "RagIndex");
 leitwerk_resource!(ContentPipeline, ContentPipelineStatus, "ContentPipeline");
 
+/// The phase type of a kind.
+pub type PhaseOf<K> = <<K as LeitwerkResource>::Status as ResourceStatus>::Phase;
+
 /// What a reconcile decided, before it is written: a phase, the Ready condition, any other
 /// conditions, and when to look again.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub struct Outcome<P> {
     /// The short phase.
-    pub phase: &'static str,
+    pub phase: P,
     /// The Ready condition.
     pub ready: Desired,
     /// Further conditions.
@@ -85,9 +88,9 @@ pub struct Outcome {
     pub recheck: Option<Duration>,
 }
 
-impl Outcome {
+impl<P: Phase> Outcome<P> {
     /// An outcome that waits for a watched change.
-    pub fn new(phase: &'static str, ready: Desired) -> Self {
+    pub fn new(phase: P, ready: Desired) -> Self {
         Self {
             phase,
             ready,
@@ -107,7 +110,7 @@ impl Outcome {
     /// carry context after the path (`spec.variants[0].modelRef.name (variant "canary")`).
     pub fn missing(kind: &str, name: &str, field: &str, namespace: &str) -> Self {
         Self::new(
-            "Pending",
+            P::PENDING,
             Desired::failed(
                 READY,
                 format!("{kind}NotFound"),
@@ -120,7 +123,7 @@ impl Outcome {
 
     /// An invalid spec: Ready=False, reason InvalidSpec, phase Invalid; waits for a change.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new("Invalid", Desired::failed(READY, "InvalidSpec", message))
+        Self::new(P::INVALID, Desired::failed(READY, "InvalidSpec", message))
     }
 }
 
@@ -203,7 +206,7 @@ pub async fn guarded<K: LeitwerkResource>(
 pub async fn finish<K: LeitwerkResource>(
     ctx: &Context,
     obj: &K,
-    outcome: Outcome,
+    outcome: Outcome<PhaseOf<K>>,
 ) -> Result<Action, StepError> {
     finish_with(ctx, obj, outcome, |_| {}).await
 }
@@ -213,7 +216,7 @@ pub async fn finish<K: LeitwerkResource>(
 pub async fn finish_with<K: LeitwerkResource>(
     ctx: &Context,
     obj: &K,
-    outcome: Outcome,
+    outcome: Outcome<PhaseOf<K>>,
     fields: impl FnOnce(&mut K::Status),
 ) -> Result<Action, StepError> {
     let generation = obj.meta().generation;
@@ -462,12 +465,17 @@ mod tests {
 
 #[cfg(test)]
 mod outcome_tests {
+    use leitwerk_crds::model::ModelPhase;
+
     use super::*;
 
     #[test]
     fn invalid_specs_wait_for_a_change_and_need_attention() {
-        let outcome = Outcome::invalid("spec.interval: too short");
-        assert_eq!((outcome.phase, outcome.recheck), ("Invalid", None));
+        let outcome: Outcome<ModelPhase> = Outcome::invalid("spec.interval: too short");
+        assert_eq!(
+            (outcome.phase, outcome.recheck),
+            (ModelPhase::Invalid, None)
+        );
         assert!(needs_attention(&outcome.ready));
     }
 
@@ -485,9 +493,12 @@ mod outcome_tests {
         )));
         assert!(!needs_attention(&Desired::ok(READY, "Serving", "x")));
         assert_eq!(
-            Outcome::new("Pending", Desired::failed(READY, "SecretNotFound", "x"))
-                .recheck_after(RECHECK_UNWATCHED)
-                .recheck,
+            Outcome::new(
+                ModelPhase::Pending,
+                Desired::failed(READY, "SecretNotFound", "x")
+            )
+            .recheck_after(RECHECK_UNWATCHED)
+            .recheck,
             Some(RECHECK_UNWATCHED)
         );
     }

@@ -114,13 +114,13 @@ pub fn set_condition(
 pub fn next_status<S: ResourceStatus>(
     current: Option<&S>,
     generation: Option<i64>,
-    phase: &str,
+    phase: S::Phase,
     conditions: &[Desired],
     now: Timestamp,
 ) -> S {
     let mut next = current.cloned().unwrap_or_default();
     next.set_observed_generation(generation);
-    next.set_phase(Some(phase.to_string()));
+    next.set_phase(Some(phase));
     for desired in conditions {
         set_condition(next.conditions_mut(), desired, generation, now);
     }
@@ -154,7 +154,7 @@ pub fn condition_key<S: ResourceStatus>(
 
 #[cfg(test)]
 mod tests {
-    use leitwerk_crds::ModelStatus;
+    use leitwerk_crds::{ModelStatus, model::ModelPhase};
 
     use super::*;
 
@@ -167,14 +167,14 @@ mod tests {
         let first: ModelStatus = next_status(
             None,
             Some(1),
-            "Pending",
+            ModelPhase::Pending,
             &[Desired::not(READY, "A", "a")],
             at(100),
         );
         let second: ModelStatus = next_status(
             Some(&first),
             Some(2),
-            "Pending",
+            ModelPhase::Pending,
             &[Desired::not(READY, "B", "b")],
             at(200),
         );
@@ -184,7 +184,7 @@ mod tests {
         let third: ModelStatus = next_status(
             Some(&second),
             Some(2),
-            "Serving",
+            ModelPhase::Serving,
             &[Desired::ok(READY, "C", "c")],
             at(300),
         );
@@ -197,14 +197,14 @@ mod tests {
         let first: ModelStatus = next_status(
             None,
             Some(1),
-            "Pending",
+            ModelPhase::Pending,
             &[Desired::not(READY, "A", "a")],
             at(100),
         );
         let again: ModelStatus = next_status(
             Some(&first),
             Some(1),
-            "Pending",
+            ModelPhase::Pending,
             &[Desired::not(READY, "A", "a")],
             at(999),
         );
@@ -212,7 +212,7 @@ mod tests {
         let moved: ModelStatus = next_status(
             Some(&first),
             Some(2),
-            "Pending",
+            ModelPhase::Pending,
             &[Desired::not(READY, "A", "a")],
             at(999),
         );
@@ -226,7 +226,7 @@ mod tests {
         let s: ModelStatus = next_status(
             None,
             None,
-            "Invalid",
+            ModelPhase::Invalid,
             &[Desired::not(READY, "A", long)],
             at(1),
         );

@@ -3,72 +3,40 @@
 
 use super::*;
 
-/// What one analysis of an Experiment did.
-#[derive(
-    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
-)]
-pub enum DecisionAction {
-    /// The Experiment started: variants resolved, first weights set.
-    Start,
-    /// A canary step passed: the candidate gets the next step's weight.
-    Advance,
-    /// The candidate (or a bandit arm) won and serves the Model.
-    Promote,
-    /// A gate was breached: all traffic back to the stable variant.
-    RollBack,
-    /// No verdict yet (too few samples, no data, a query error): the weights stay.
-    #[default]
-    Hold,
-    /// Holds went past their limit: the analysis is paused until evidence returns.
-    Pause,
-    /// A bandit moved weights towards the arms more likely to be best.
-    Reweight,
-    /// A fixed split or holdout recorded its KPIs.
-    Measure,
-    /// A bandit's best arm is the stable one: the Experiment ends without a promotion.
-    Conclude,
-}
-
-impl DecisionAction {
-    /// The name as it appears in the status, Events and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DecisionAction::Start => "Start",
-            DecisionAction::Advance => "Advance",
-            DecisionAction::Promote => "Promote",
-            DecisionAction::RollBack => "RollBack",
-            DecisionAction::Hold => "Hold",
-            DecisionAction::Pause => "Pause",
-            DecisionAction::Reweight => "Reweight",
-            DecisionAction::Measure => "Measure",
-            DecisionAction::Conclude => "Conclude",
-        }
+crate::common::named_enum! {
+    /// What one analysis of an Experiment did.
+    #[derive(Default)]
+    pub enum DecisionAction {
+        /// The Experiment started: variants resolved, first weights set.
+        Start,
+        /// A canary step passed: the candidate gets the next step's weight.
+        Advance,
+        /// The candidate (or a bandit arm) won and serves the Model.
+        Promote,
+        /// A gate was breached: all traffic back to the stable variant.
+        RollBack,
+        /// No verdict yet (too few samples, no data, a query error): the weights stay.
+        #[default]
+        Hold,
+        /// Holds went past their limit: the analysis is paused until evidence returns.
+        Pause,
+        /// A bandit moved weights towards the arms more likely to be best.
+        Reweight,
+        /// A fixed split or holdout recorded its KPIs.
+        Measure,
+        /// A bandit's best arm is the stable one: the Experiment ends without a promotion.
+        Conclude,
     }
 }
 
-impl std::fmt::Display for DecisionAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why an analysis is paused.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PauseReason {
-    /// Prometheus queries failed more than `consecutiveErrorLimit` times in a row.
-    PrometheusUnavailable,
-    /// More than `inconclusiveLimit` analyses in a row had no verdict (no data, too few
-    /// samples).
-    InsufficientData,
-}
-
-impl PauseReason {
-    /// The name, also the reason of the Ready and Paused conditions.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PauseReason::PrometheusUnavailable => "PrometheusUnavailable",
-            PauseReason::InsufficientData => "InsufficientData",
-        }
+crate::common::named_enum! {
+    /// Why an analysis is paused.
+    pub enum PauseReason {
+        /// Prometheus queries failed more than `consecutiveErrorLimit` times in a row.
+        PrometheusUnavailable,
+        /// More than `inconclusiveLimit` analyses in a row had no verdict (no data, too few
+        /// samples).
+        InsufficientData,
     }
 }
 
@@ -218,10 +186,9 @@ pub struct ExperimentStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Short phase: Pending, WaitingForVersions, Progressing (canary), Running (bandit, fixed
-    /// split, holdout), Paused, Promoted, Concluded (the stable arm won), RolledBack, Invalid.
+    /// Short phase; the schema lists every value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<ExperimentPhase>,
     /// Standard conditions (`Ready`, `Progressing`, `Paused`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -266,4 +233,28 @@ pub struct ExperimentStatus {
     pub promotion_confirmed: bool,
 }
 
-crate::impl_resource_status!(ExperimentStatus);
+crate::common::named_enum! {
+    /// The phase of an Experiment.
+    pub enum ExperimentPhase {
+        /// Waiting for a referenced Model.
+        Pending,
+        /// A variant's Model has no usable version yet.
+        WaitingForVersions,
+        /// A canary or bandit is shifting traffic.
+        Progressing,
+        /// A fixed split or holdout is measuring.
+        Running,
+        /// The analysis is paused (`analysis.pauseReason` says why); the weights stay.
+        Paused,
+        /// The candidate won and serves the Model.
+        Promoted,
+        /// A bandit's best arm is the stable one; nothing was promoted.
+        Concluded,
+        /// A gate was breached; all traffic is back on the stable variant.
+        RolledBack,
+        /// The spec cannot be acted on; waits for a change.
+        Invalid,
+    }
+}
+
+crate::common::impl_resource_status!(ExperimentStatus, ExperimentPhase);

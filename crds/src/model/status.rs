@@ -40,10 +40,9 @@ pub struct ModelStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Short phase: Pending, WaitingForData, Training, Deploying, Serving, Rejected, Failed,
-    /// Invalid.
+    /// Short phase; the schema lists every value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<ModelPhase>,
     /// Standard conditions (`Ready`, `Trained`, `Serving`, `Drift`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -90,20 +89,20 @@ pub struct ScheduleStatus {
     pub last_job: Option<String>,
 }
 
-/// What a drift check of a Model's serving version found.
-#[derive(
-    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash,
-)]
-pub enum DriftLevel {
-    /// Too few serving rows in the window to judge.
-    #[default]
-    NoData,
-    /// Every feature below its warning level.
-    Ok,
-    /// Some feature at or above `psiWarn` / `jsWarn`: a Warning condition.
-    Warn,
-    /// Some feature at or above `psiAct` / `jsAct`: the policy's action runs (once per version).
-    Act,
+crate::common::named_enum! {
+    /// What a drift check of a Model's serving version found.
+    #[derive(Default)]
+    pub enum DriftLevel {
+        /// Too few serving rows in the window to judge.
+        #[default]
+        NoData,
+        /// Every feature below its warning level.
+        Ok,
+        /// Some feature at or above `psiWarn` / `jsWarn`: a Warning condition.
+        Warn,
+        /// Some feature at or above `psiAct` / `jsAct`: the policy's action runs (once per version).
+        Act,
+    }
 }
 
 /// The last drift check of a Model's serving version.
@@ -149,4 +148,26 @@ pub struct FeatureDriftValue {
     pub value: f64,
 }
 
-crate::impl_resource_status!(ModelStatus);
+crate::common::named_enum! {
+    /// The phase of a Model.
+    pub enum ModelPhase {
+        /// Waiting for a reference, a Secret or a schedulable node.
+        Pending,
+        /// The FeatureSet has no usable snapshot yet.
+        WaitingForData,
+        /// A training Job is running.
+        Training,
+        /// A version is being rolled out; no replica is available yet.
+        Deploying,
+        /// A version serves.
+        Serving,
+        /// The last trained version is below `minMetrics`.
+        Rejected,
+        /// The last training failed.
+        Failed,
+        /// The spec cannot be acted on; waits for a change.
+        Invalid,
+    }
+}
+
+crate::common::impl_resource_status!(ModelStatus, ModelPhase);

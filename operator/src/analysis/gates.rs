@@ -81,9 +81,8 @@ pub fn judge(
         return check;
     };
     if scale.is_none() {
-        check.message = format!(
-            "{name}/{variant}: {v:.4}, but the stable variant has no data to compare with"
-        );
+        check.message =
+            format!("{name}/{variant}: {v:.4}, but the stable variant has no data to compare with");
         return check;
     }
     let bounds = describe_bounds(min, max);

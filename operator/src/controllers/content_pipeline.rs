@@ -7,7 +7,9 @@ use kube::{
     core::DeserializeGuard,
     runtime::{Controller, controller::Action, watcher},
 };
-use leitwerk_crds::{ContentPipeline, ContentPipelineSpec, RagIndex};
+use leitwerk_crds::{
+    ContentPipeline, ContentPipelineSpec, RagIndex, content_pipeline::ContentPipelinePhase,
+};
 
 use super::{Scope, drain, first_missing_secret, get_opt, referrers};
 use crate::{
@@ -89,7 +91,10 @@ async fn reconcile_content_pipeline(
 }
 
 /// The status of a valid pipeline given its RagIndex.
-pub fn decide(pipeline: &ContentPipeline, index: Option<&RagIndex>) -> Outcome {
+pub fn decide(
+    pipeline: &ContentPipeline,
+    index: Option<&RagIndex>,
+) -> Outcome<ContentPipelinePhase> {
     let ns = pipeline.namespace().unwrap_or_default();
     let name = &pipeline.spec.rag_index_ref.name;
     let Some(index) = index else {
@@ -102,7 +107,7 @@ pub fn decide(pipeline: &ContentPipeline, index: Option<&RagIndex>) -> Outcome {
     });
     if !index_ready {
         return Outcome::new(
-            "WaitingForIndex",
+            ContentPipelinePhase::WaitingForIndex,
             Desired::not(
                 READY,
                 "WaitingForRagIndex",
@@ -111,7 +116,7 @@ pub fn decide(pipeline: &ContentPipeline, index: Option<&RagIndex>) -> Outcome {
         );
     }
     Outcome::new(
-        "Pending",
+        ContentPipelinePhase::Pending,
         Desired::not(
             READY,
             "AwaitingGeneration",
@@ -212,7 +217,7 @@ mod tests {
         let ready: RagIndexStatus = next_status(
             None,
             Some(1),
-            "Ready",
+            leitwerk_crds::rag_index::RagIndexPhase::Ready,
             &[Desired::ok(READY, "Indexed", "v1")],
             k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
         );

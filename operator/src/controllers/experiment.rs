@@ -23,6 +23,7 @@ use kube::{
 };
 use leitwerk_crds::{
     Experiment, ExperimentSpec, FIELD_MANAGER, Model,
+    experiment::ExperimentPhase,
     experiment::{
         AnalysisState, ArmStatus, Decision, DecisionAction, DriftStatus, ExperimentStatus,
         HoldoutStatus, KpiGate, PauseReason, StrategyType, VariantRole, VariantStatus,
@@ -213,7 +214,7 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
     }
     let outcome = outcome_of(exp, &status, now);
     let action = reconcile::finish_with(ctx, exp, outcome, |s| {
-        let phase = s.phase.clone();
+        let phase = s.phase;
         let conditions = std::mem::take(&mut s.conditions);
         let generation = s.observed_generation;
         *s = status;
@@ -240,8 +241,8 @@ fn restart(status: &mut ExperimentStatus) {
 /// Whether the analysis has ended (no more traffic moves).
 pub fn is_terminal(status: &ExperimentStatus) -> bool {
     matches!(
-        status.phase.as_deref(),
-        Some("Promoted" | "RolledBack" | "Concluded")
+        status.phase,
+        Some(ExperimentPhase::Promoted | ExperimentPhase::RolledBack | ExperimentPhase::Concluded)
     )
 }
 
@@ -272,7 +273,11 @@ fn window_secs(exp: &Experiment, status: &ExperimentStatus, now: DateTime<Utc>) 
 }
 
 /// The phase, conditions and requeue of the status.
-pub fn outcome_of(exp: &Experiment, status: &ExperimentStatus, now: DateTime<Utc>) -> Outcome {
+pub fn outcome_of(
+    exp: &Experiment,
+    status: &ExperimentStatus,
+    now: DateTime<Utc>,
+) -> Outcome<ExperimentPhase> {
     let last = status
         .decisions
         .last()
@@ -280,36 +285,42 @@ pub fn outcome_of(exp: &Experiment, status: &ExperimentStatus, now: DateTime<Utc
         .unwrap_or_default();
     let weights = status.weights_summary.clone().unwrap_or_default();
     let routing = status.routing.clone().unwrap_or_default();
-    let (phase, ready): (&'static str, Desired) = match status.phase.as_deref() {
-        Some("Promoted") => ("Promoted", Desired::ok(READY, "Promoted", last.clone())),
-        Some("Concluded") => ("Concluded", Desired::ok(READY, "Concluded", last.clone())),
-        Some("RolledBack") => (
-            "RolledBack",
-            Desired::failed(READY, "RolledBack", last.clone()),
-        ),
-        Some("Paused") => {
+    // Only the analysis' own phases survive here; anything else (a phase of waiting written
+    // before the variants resolved) reads as progressing.
+    let phase = match status.phase {
+        Some(
+            p @ (ExperimentPhase::Promoted
+            | ExperimentPhase::Concluded
+            | ExperimentPhase::RolledBack
+            | ExperimentPhase::Paused
+            | ExperimentPhase::Running),
+        ) => p,
+        _ => ExperimentPhase::Progressing,
+    };
+    let ready = match phase {
+        ExperimentPhase::Promoted | ExperimentPhase::Concluded => {
+            Desired::ok(READY, phase.as_str(), last.clone())
+        }
+        ExperimentPhase::RolledBack => Desired::failed(READY, "RolledBack", last.clone()),
+        ExperimentPhase::Paused => {
             let reason = status
                 .analysis
                 .as_ref()
                 .and_then(|a| a.pause_reason)
                 .map_or("Paused", |r| r.as_str());
-            ("Paused", Desired::failed(READY, reason, last.clone()))
+            Desired::failed(READY, reason, last.clone())
         }
-        Some("Running") => (
-            "Running",
-            Desired::ok(READY, "Running", format!("weights {weights} via {routing}")),
-        ),
-        _ => (
+        ExperimentPhase::Running => {
+            Desired::ok(READY, "Running", format!("weights {weights} via {routing}"))
+        }
+        _ => Desired::ok(
+            READY,
             "Progressing",
-            Desired::ok(
-                READY,
-                "Progressing",
-                format!("weights {weights} via {routing}; {last}"),
-            ),
+            format!("weights {weights} via {routing}; {last}"),
         ),
     };
     let mut outcome = Outcome::new(phase, ready.clone());
-    let paused = if phase == "Paused" {
+    let paused = if phase == ExperimentPhase::Paused {
         Desired::ok(PAUSED, ready.reason.clone(), ready.message.clone())
     } else {
         Desired::not(PAUSED, "Analysing", "the analysis is not paused")

@@ -14,6 +14,7 @@ use kube::{
 };
 use leitwerk_crds::{
     FeatureSet, FeatureSetSpec, FeatureSetStatus,
+    feature_set::FeatureSetPhase,
     feature_set::{Aggregation, QualityRuleStatus},
     filter::Filter,
     summary::MaterializeSummary,

@@ -18,6 +18,7 @@ use kube::{
 };
 use leitwerk_crds::{
     FIELD_MANAGER, FeatureSet, Model, ModelSpec,
+    model::ModelPhase,
     model::{
         DriftAction, DriftPolicy, FeatureDriftValue, ModelDriftStatus, ModelVersion, Task,
         VersionState, Versions,

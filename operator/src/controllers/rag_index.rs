@@ -7,7 +7,7 @@ use kube::{
     core::DeserializeGuard,
     runtime::{Controller, controller::Action, watcher},
 };
-use leitwerk_crds::{RagIndex, RagIndexSpec};
+use leitwerk_crds::{RagIndex, RagIndexSpec, rag_index::RagIndexPhase};
 
 use super::{Scope, config_map_exists, drain, first_missing_secret};
 use crate::{
@@ -95,14 +95,14 @@ async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, 
 }
 
 /// The status of a valid RagIndex whose references resolve.
-pub fn decide(index: &RagIndex) -> Outcome {
+pub fn decide(index: &RagIndex) -> Outcome<RagIndexPhase> {
     match index
         .status
         .as_ref()
         .and_then(|s| s.current_version.clone())
     {
         Some(version) => Outcome::new(
-            "Ready",
+            RagIndexPhase::Ready,
             Desired::ok(
                 READY,
                 "Indexed",
@@ -110,7 +110,7 @@ pub fn decide(index: &RagIndex) -> Outcome {
             ),
         ),
         None => Outcome::new(
-            "Pending",
+            RagIndexPhase::Pending,
             Desired::not(
                 READY,
                 "AwaitingIndexing",
@@ -195,7 +195,7 @@ mod tests {
             ..Default::default()
         });
         let outcome = decide(&index);
-        assert!(outcome.ready.status && outcome.phase == "Ready");
+        assert!(outcome.ready.status && outcome.phase == RagIndexPhase::Ready);
     }
 
     #[test]

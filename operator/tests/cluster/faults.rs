@@ -11,7 +11,7 @@ use kube::{
 };
 use leitwerk_crds::{
     FeatureSet, Model, ModelStatus,
-    model::{ModelVersion, VersionState, Versions},
+    model::{ModelPhase, ModelVersion, VersionState, Versions},
 };
 use leitwerk_operator::{
     config::OperatorConfig,
@@ -133,10 +133,10 @@ async fn a_version_recorded_while_an_experiment_promotes_survives() -> anyhow::R
         &ctx,
         &stale,
         Outcome::new(
-            "Serving",
+            ModelPhase::Serving,
             Desired::ok(READY, "Serving", "version v1 is serving"),
         ),
-        |s| s.phase = Some("Serving".into()),
+        |s| s.phase = Some(ModelPhase::Serving),
     )
     .await?;
     assert_eq!(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
-use leitwerk_crds::model::VersionState;
+use leitwerk_crds::model::{ModelPhase, VersionState};
 use leitwerk_crds::{FeatureSet, Model};
 use leitwerk_testkit::node::{Image, NodeStandIn};
 use leitwerk_testkit::{Cluster, OperatorProcess, TestNamespace, kubectl_apply, wait_for};
@@ -146,18 +146,14 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
     let model = wait_for("the Model to serve", Duration::from_secs(300), || async {
         let m = models.get("lead-scoring").await?;
-        let phase = m
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default();
+        let phase = m.status.as_ref().and_then(|s| s.phase);
         let fs = feature_sets.get("lead-features").await?;
         let why = format!(
-            "Model {phase} {:?}; FeatureSet {:?}",
+            "Model {phase:?} {:?}; FeatureSet {:?}",
             m.status.as_ref().map(|s| (&s.conditions, &s.versions)),
             fs.status.as_ref().map(|s| (&s.phase, &s.conditions))
         );
-        Ok(((phase == "Serving").then_some(m), why))
+        Ok(((phase == Some(ModelPhase::Serving)).then_some(m), why))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
@@ -270,7 +266,7 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
             let m = models.get("byo").await?;
             let s = m.status.unwrap_or_default();
             Ok((
-                (s.phase.as_deref() == Some("Serving")).then_some(()),
+                (s.phase == Some(ModelPhase::Serving)).then_some(()),
                 format!("{:?} {:?}", s.phase, s.conditions),
             ))
         },
@@ -321,7 +317,7 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
             let m = models.get("greedy").await?;
             let s = m.status.unwrap_or_default();
             let training = s.conditions.iter().find(|c| c.type_ == "Training").cloned();
-            let ok = s.phase.as_deref() == Some("Pending")
+            let ok = s.phase == Some(ModelPhase::Pending)
                 && training.as_ref().is_some_and(|c| {
                     c.reason == "Unschedulable" && c.message.contains("nvidia.com/gpu")
                 });
@@ -462,7 +458,7 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
             let m = models3.get("lead-scoring").await?;
             let st = m.status.clone().unwrap_or_default();
             Ok((
-                (st.phase.as_deref() == Some("Serving")).then_some(st.clone()),
+                (st.phase == Some(ModelPhase::Serving)).then_some(st.clone()),
                 format!("{:?} {:?}", st.phase, st.conditions),
             ))
         },

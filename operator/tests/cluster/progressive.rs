@@ -14,8 +14,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
-use leitwerk_crds::experiment::DecisionAction;
-use leitwerk_crds::model::{DriftLevel, VersionState};
+use leitwerk_crds::experiment::{DecisionAction, ExperimentPhase};
+use leitwerk_crds::model::{DriftLevel, ModelPhase, VersionState};
 use leitwerk_crds::summary::{MaterializeSummary, TrainSummary};
 use leitwerk_crds::{Experiment, FeatureSet, Model};
 use leitwerk_testkit::loadgen::{Load, LoadGenerator};
@@ -445,18 +445,30 @@ impl Scenario {
     }
 
     /// Waits for the Experiment's phase; fails early on a terminal phase that is not it.
-    async fn wait_phase(&self, phase: &str, timeout: Duration) -> anyhow::Result<Experiment> {
+    async fn wait_phase(
+        &self,
+        phase: ExperimentPhase,
+        timeout: Duration,
+    ) -> anyhow::Result<Experiment> {
         let api: Api<Experiment> = Api::namespaced(self.client.clone(), &self.ns.name);
         let result = wait_for(&format!("Experiment phase {phase}"), timeout, || async {
             let e = api.get("rollout").await?;
             let st = e.status.clone().unwrap_or_default();
-            let now = st.phase.clone().unwrap_or_default();
-            if now != phase && matches!(now.as_str(), "Promoted" | "RolledBack" | "Concluded") {
-                anyhow::bail!("ended {now} instead of {phase}: {:#?}", st.decisions);
+            let now = st.phase;
+            let ended = matches!(
+                now,
+                Some(
+                    ExperimentPhase::Promoted
+                        | ExperimentPhase::RolledBack
+                        | ExperimentPhase::Concluded
+                )
+            );
+            if now != Some(phase) && ended {
+                anyhow::bail!("ended {now:?} instead of {phase}: {:#?}", st.decisions);
             }
             Ok((
-                (now == phase).then_some(e),
-                format!("{now}; decisions {:#?}", st.decisions),
+                (now == Some(phase)).then_some(e),
+                format!("{now:?}; decisions {:#?}", st.decisions),
             ))
         })
         .await;
@@ -694,7 +706,9 @@ async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let e = s.wait_phase("Promoted", Duration::from_secs(150)).await?;
+    let e = s
+        .wait_phase(ExperimentPhase::Promoted, Duration::from_secs(150))
+        .await?;
     let st = e.status.clone().unwrap_or_default();
     assert_eq!(
         moves(&e),
@@ -784,7 +798,9 @@ async fn a_worse_canary_is_rolled_back_at_the_first_analysis_with_enough_samples
     let s = Scenario::new("worse", &["v1", "v2"]).await?;
     s.apply(&canary_yaml("[20, 50, 100]", ""))?;
     let load = s.load(&[("stable", 0.10), ("canary", 0.01)], &[]);
-    let e = s.wait_phase("RolledBack", Duration::from_secs(120)).await?;
+    let e = s
+        .wait_phase(ExperimentPhase::RolledBack, Duration::from_secs(120))
+        .await?;
     let st = e.status.clone().unwrap_or_default();
     assert_eq!(moves(&e), vec!["Start", "RollBack"], "{:#?}", st.decisions);
     // Holds came only while data was missing (the canary's pods starting, or the stable
@@ -868,7 +884,8 @@ async fn without_prometheus_the_canary_pauses_and_resumes_when_it_returns() -> a
     let mut s = Scenario::new("outage", &["v1", "v2"]).await?;
     s.apply(&canary_yaml("[10, 20, 40, 100]", ""))?;
     let _load = s.load(&[("stable", 0.10), ("canary", 0.20)], &[]);
-    s.wait_phase("Progressing", Duration::from_secs(60)).await?;
+    s.wait_phase(ExperimentPhase::Progressing, Duration::from_secs(60))
+        .await?;
     wait_for("the first Advance", Duration::from_secs(60), || async {
         let e = s.experiment().await?;
         Ok((
@@ -878,7 +895,9 @@ async fn without_prometheus_the_canary_pauses_and_resumes_when_it_returns() -> a
     })
     .await?;
     s.prometheus.stop();
-    let paused = s.wait_phase("Paused", Duration::from_secs(60)).await?;
+    let paused = s
+        .wait_phase(ExperimentPhase::Paused, Duration::from_secs(60))
+        .await?;
     let weights = paused.status.clone().unwrap_or_default().weights;
     let ready = paused
         .status
@@ -893,11 +912,13 @@ async fn without_prometheus_the_canary_pauses_and_resumes_when_it_returns() -> a
     tokio::time::sleep(Duration::from_secs(10)).await;
     let still = s.experiment().await?;
     let st = still.status.clone().unwrap_or_default();
-    assert_eq!(st.phase.as_deref(), Some("Paused"));
+    assert_eq!(st.phase, Some(ExperimentPhase::Paused));
     assert_eq!(st.weights, weights);
     assert!(!actions(&still).contains(&"Promote".to_string()));
     s.prometheus.resume().await?;
-    let e = s.wait_phase("Promoted", Duration::from_secs(120)).await?;
+    let e = s
+        .wait_phase(ExperimentPhase::Promoted, Duration::from_secs(120))
+        .await?;
     let acts = actions(&e);
     let pause = acts
         .iter()
@@ -935,7 +956,9 @@ async fn a_restarted_operator_continues_from_status_without_double_promotion() -
         before.weights.get("canary").map(|w| i64::from(*w))
     );
     s.start_operator().await?;
-    let e = s.wait_phase("Promoted", Duration::from_secs(150)).await?;
+    let e = s
+        .wait_phase(ExperimentPhase::Promoted, Duration::from_secs(150))
+        .await?;
     let st = e.status.clone().unwrap_or_default();
     let acts = actions(&e);
     assert_eq!(
@@ -974,7 +997,9 @@ async fn drifted_inputs_roll_the_canary_back() -> anyhow::Result<()> {
         .replace("inconclusiveLimit: 2", "inconclusiveLimit: 100"),
     )?;
     let _load = s.load(&[("stable", 0.10), ("canary", 0.20)], &["canary"]);
-    let e = s.wait_phase("RolledBack", Duration::from_secs(120)).await?;
+    let e = s
+        .wait_phase(ExperimentPhase::RolledBack, Duration::from_secs(120))
+        .await?;
     let st = e.status.clone().unwrap_or_default();
     let last = st.decisions.last().cloned().unwrap_or_default();
     assert!(
@@ -1014,7 +1039,9 @@ async fn a_drift_gated_canary_with_clean_inputs_is_promoted() -> anyhow::Result<
         .replace("inconclusiveLimit: 2", "inconclusiveLimit: 100"),
     )?;
     let _load = s.load(&[("stable", 0.10), ("canary", 0.20)], &[]);
-    let e = s.wait_phase("Promoted", Duration::from_secs(300)).await?;
+    let e = s
+        .wait_phase(ExperimentPhase::Promoted, Duration::from_secs(300))
+        .await?;
     let st = e.status.clone().unwrap_or_default();
     assert_eq!(
         moves(&e),
@@ -1120,8 +1147,11 @@ async fn running_workloads_are_written_only_for_new_decisions() -> anyhow::Resul
         Duration::from_secs(60),
         || async {
             let m = models.get("lead-scoring").await?;
-            let phase = m.status.and_then(|st| st.phase).unwrap_or_default();
-            Ok(((phase == "Serving").then_some(()), phase))
+            let phase = m.status.and_then(|st| st.phase);
+            Ok((
+                (phase == Some(ModelPhase::Serving)).then_some(()),
+                format!("{phase:?}"),
+            ))
         },
     )
     .await?;
@@ -1227,7 +1257,9 @@ spec:
     })
     .await?;
     s.assert_variants_serve_their_versions().await?;
-    let e = s.wait_phase("Promoted", Duration::from_secs(180)).await?;
+    let e = s
+        .wait_phase(ExperimentPhase::Promoted, Duration::from_secs(180))
+        .await?;
     let st = e.status.clone().unwrap_or_default();
     assert_eq!(st.winner.as_deref(), Some("b"), "{:#?}", st.decisions);
     let b = st.arms.iter().find(|a| a.variant == "b").expect("arm b");

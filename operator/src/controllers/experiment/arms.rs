@@ -79,7 +79,7 @@ pub(super) fn analyse_bandit(
     }
     c.errors = 0;
     store_counters(status, c);
-    status.phase = Some("Progressing".into());
+    status.phase = Some(ExperimentPhase::Progressing);
     accumulate(status, m, &b.reward_kpi);
     let arms: Vec<Arm> = status
         .arms
@@ -116,7 +116,11 @@ pub(super) fn analyse_bandit(
         set_weights(status, only(spec, &winner), now);
         status.winner = Some(winner.clone());
         let stable = role_of(spec, &winner) == VariantRole::Stable;
-        status.phase = Some(if stable { "Concluded" } else { "Promoted" }.into());
+        status.phase = Some(if stable {
+            ExperimentPhase::Concluded
+        } else {
+            ExperimentPhase::Promoted
+        });
         decision.action = if stable {
             DecisionAction::Conclude
         } else {
@@ -176,7 +180,7 @@ pub(super) fn analyse_measure(
     }
     c.errors = 0;
     store_counters(status, c);
-    status.phase = Some("Running".into());
+    status.phase = Some(ExperimentPhase::Running);
     decision.action = DecisionAction::Measure;
     let Some(kpi) = reward_kpi(spec) else {
         decision.message = format!("{} KPI values recorded", decision.values.len());

@@ -276,10 +276,10 @@ pub(super) async fn carry_over(
 ) -> Result<bool, Error> {
     let spec = &exp.spec;
     let ns = exp.namespace().unwrap_or_default();
-    let promoted = status.phase.as_deref() == Some("Promoted");
+    let promoted = status.phase == Some(ExperimentPhase::Promoted);
     let target = if promoted {
         status.winner.clone()
-    } else if status.phase.as_deref() == Some("RolledBack") {
+    } else if status.phase == Some(ExperimentPhase::RolledBack) {
         candidate_name(spec)
     } else {
         None

@@ -61,7 +61,7 @@ pub fn analyse(
             analyse_measure(exp, status, m, &mut decision)
         }
     }
-    if status.phase.as_deref() != Some("Paused")
+    if status.phase != Some(ExperimentPhase::Paused)
         && let Some(a) = status.analysis.as_mut()
     {
         a.pause_reason = None;
@@ -73,7 +73,7 @@ pub fn analyse(
 
 /// Pauses the analysis for `reason` (kept in the status for the conditions).
 pub(super) fn pause(status: &mut ExperimentStatus, reason: PauseReason) {
-    status.phase = Some("Paused".into());
+    status.phase = Some(ExperimentPhase::Paused);
     if let Some(a) = status.analysis.as_mut() {
         a.pause_reason = Some(reason);
     }
@@ -229,7 +229,7 @@ pub(super) fn analyse_canary(
                 a.step_index = to as i32;
             }
             status.step = Some(format!("{}/{}", to + 1, steps.len()));
-            status.phase = Some("Progressing".into());
+            status.phase = Some(ExperimentPhase::Progressing);
             decision.action = DecisionAction::Advance;
             decision.message = format!(
                 "step {at} passed ({}); {candidate} now at {w}%",
@@ -239,7 +239,7 @@ pub(super) fn analyse_canary(
         Move::Promote => {
             set_weights(status, only(spec, &candidate), now);
             status.step = Some(format!("{}/{}", steps.len(), steps.len()));
-            status.phase = Some("Promoted".into());
+            status.phase = Some(ExperimentPhase::Promoted);
             status.winner = Some(candidate.clone());
             decision.action = DecisionAction::Promote;
             decision.message = format!(
@@ -249,7 +249,7 @@ pub(super) fn analyse_canary(
         }
         Move::RollBack => {
             set_weights(status, only(spec, &stable), now);
-            status.phase = Some("RolledBack".into());
+            status.phase = Some(ExperimentPhase::RolledBack);
             status.winner = Some(stable.clone());
             decision.action = DecisionAction::RollBack;
             decision.message = format!(
@@ -279,8 +279,8 @@ pub(super) fn analyse_canary(
                     spec.inconclusive_limit
                 ),
             };
-            if status.phase.as_deref() != Some("Paused") {
-                status.phase = Some("Progressing".into());
+            if status.phase != Some(ExperimentPhase::Paused) {
+                status.phase = Some(ExperimentPhase::Progressing);
             }
         }
         Move::Pause(reason) => {

@@ -7,7 +7,7 @@ use super::*;
 pub fn resolve(
     exp: &Experiment,
     models: &[Option<Model>],
-) -> Result<Vec<VariantStatus>, Box<Outcome>> {
+) -> Result<Vec<VariantStatus>, Box<Outcome<ExperimentPhase>>> {
     let ns = exp.namespace().unwrap_or_default();
     let exp_name = exp.name_any();
     let mut out = Vec::with_capacity(exp.spec.variants.len());
@@ -26,7 +26,7 @@ pub fn resolve(
         let status = model.status.clone().unwrap_or_default();
         let waiting = |message: String| {
             Box::new(Outcome::new(
-                "WaitingForVersions",
+                ExperimentPhase::WaitingForVersions,
                 Desired::not(READY, "WaitingForVersions", message),
             ))
         };
@@ -248,13 +248,10 @@ pub fn start(exp: &Experiment, status: &mut ExperimentStatus, now: DateTime<Utc>
     if exp.spec.strategy.type_ == StrategyType::Canary {
         status.step = Some(format!("1/{}", steps_of(&exp.spec).len()));
     }
-    status.phase = Some(
-        match exp.spec.strategy.type_ {
-            StrategyType::Canary | StrategyType::Bandit => "Progressing",
-            StrategyType::FixedSplit | StrategyType::Holdout => "Running",
-        }
-        .into(),
-    );
+    status.phase = Some(match exp.spec.strategy.type_ {
+        StrategyType::Canary | StrategyType::Bandit => ExperimentPhase::Progressing,
+        StrategyType::FixedSplit | StrategyType::Holdout => ExperimentPhase::Running,
+    });
     let versions: Vec<String> = status
         .variants
         .iter()

@@ -3,12 +3,12 @@
 use super::*;
 
 /// The status of a valid FeatureSet whose references resolve.
-pub fn decide(fs: &FeatureSet) -> Outcome {
+pub fn decide(fs: &FeatureSet) -> Outcome<FeatureSetPhase> {
     decide_with(fs, &Observed::default())
 }
 
 /// The status given what the Jobs show.
-pub fn decide_with(fs: &FeatureSet, observed: &Observed) -> Outcome {
+pub fn decide_with(fs: &FeatureSet, observed: &Observed) -> Outcome<FeatureSetPhase> {
     let mut status = fs.status.clone().unwrap_or_default();
     observed.apply(&mut status);
     let failed_rule = status.quality_results.iter().find(|q| !q.passed);
@@ -33,7 +33,7 @@ pub fn decide_with(fs: &FeatureSet, observed: &Observed) -> Outcome {
         &quality_condition,
     ) {
         (Some(version), _, _, _) => Outcome::new(
-            "Ready",
+            FeatureSetPhase::Ready,
             Desired::ok(
                 READY,
                 "SnapshotPublished",
@@ -45,7 +45,7 @@ pub fn decide_with(fs: &FeatureSet, observed: &Observed) -> Outcome {
             ),
         ),
         (None, Some((job, why)), _, _) => Outcome::new(
-            "Materializing",
+            FeatureSetPhase::Materializing,
             Desired::not(
                 READY,
                 "AwaitingMaterialization",
@@ -56,15 +56,15 @@ pub fn decide_with(fs: &FeatureSet, observed: &Observed) -> Outcome {
             ),
         ),
         (None, None, Some(error), _) => Outcome::new(
-            "Failed",
+            FeatureSetPhase::Failed,
             Desired::failed(READY, "MaterializationFailed", error.clone()),
         ),
         (None, None, None, Some(q)) => Outcome::new(
-            "QualityFailed",
+            FeatureSetPhase::QualityFailed,
             Desired::failed(READY, "QualityRuleFailed", q.message.clone()),
         ),
         (None, None, None, None) => Outcome::new(
-            "Pending",
+            FeatureSetPhase::Pending,
             Desired::not(
                 READY,
                 "AwaitingMaterialization",

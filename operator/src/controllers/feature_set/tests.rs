@@ -51,7 +51,7 @@ fn unpublished_feature_sets_are_honest_about_waiting() {
     let outcome = decide(&example());
     assert_eq!(
         (
-            outcome.phase,
+            outcome.phase.as_str(),
             outcome.ready.status,
             outcome.ready.reason.as_str()
         ),

@@ -4,7 +4,7 @@ use super::*;
 
 /// The status of a valid Model, given its FeatureSet: `None` when the reference does not
 /// resolve, `Some(None)` when the Model brings its own ONNX file.
-pub fn decide(model: &Model, feature_set: Option<Option<&FeatureSet>>) -> Outcome {
+pub fn decide(model: &Model, feature_set: Option<Option<&FeatureSet>>) -> Outcome<ModelPhase> {
     let versions = model.status.clone().unwrap_or_default().versions;
     decide_with(model, feature_set, &Observed::default(), &versions)
 }
@@ -15,7 +15,7 @@ pub fn decide_with(
     feature_set: Option<Option<&FeatureSet>>,
     observed: &Observed,
     versions: &[ModelVersion],
-) -> Outcome {
+) -> Outcome<ModelPhase> {
     let ns = model.namespace().unwrap_or_default();
     let training = match (&observed.active, &observed.started) {
         (Some((job, Some(why))), _) => Some(Desired::failed(
@@ -36,7 +36,7 @@ pub fn decide_with(
         _ => None,
     };
     let recheck = observed.active.is_some() || observed.started.is_some();
-    let with_training = |mut o: Outcome| {
+    let with_training = |mut o: Outcome<ModelPhase>| {
         if let Some(t) = training.clone() {
             o.conditions.push(t);
         }
@@ -54,7 +54,7 @@ pub fn decide_with(
             .unwrap_or_default();
         return with_training(match observed.serving_replicas {
             Some((available, _)) if available >= 1 => Outcome::new(
-                "Serving",
+                ModelPhase::Serving,
                 Desired::ok(
                     READY,
                     "Serving",
@@ -62,7 +62,7 @@ pub fn decide_with(
                 ),
             ),
             Some((available, wanted)) => Outcome::new(
-                "Deploying",
+                ModelPhase::Deploying,
                 Desired::not(
                     READY,
                     "AwaitingServing",
@@ -74,7 +74,7 @@ pub fn decide_with(
             )
             .recheck_after(std::time::Duration::from_secs(10)),
             None => Outcome::new(
-                "Serving",
+                ModelPhase::Serving,
                 Desired::ok(
                     READY,
                     "Serving",
@@ -93,7 +93,7 @@ pub fn decide_with(
                 .is_none() =>
         {
             Outcome::new(
-                "WaitingForData",
+                ModelPhase::WaitingForData,
                 Desired::not(
                     READY,
                     "WaitingForFeatureSet",
@@ -105,7 +105,7 @@ pub fn decide_with(
             )
         }
         (Some(None), None) => Outcome::new(
-            "Deploying",
+            ModelPhase::Deploying,
             Desired::not(
                 READY,
                 "AwaitingServing",
@@ -114,15 +114,15 @@ pub fn decide_with(
         ),
         _ => match (versions.last(), &training) {
             (_, Some(t)) if t.reason == "Unschedulable" => Outcome::new(
-                "Pending",
+                ModelPhase::Pending,
                 Desired::failed(READY, "AwaitingTraining", t.message.clone()),
             ),
             (_, Some(t)) => Outcome::new(
-                "Training",
+                ModelPhase::Training,
                 Desired::not(READY, "AwaitingTraining", t.message.clone()),
             ),
             (Some(v), None) if v.state == VersionState::Rejected => Outcome::new(
-                "Rejected",
+                ModelPhase::Rejected,
                 Desired::failed(
                     READY,
                     "BelowMinMetrics",
@@ -134,7 +134,7 @@ pub fn decide_with(
                 ),
             ),
             (Some(v), None) if v.state == VersionState::Failed => Outcome::new(
-                "Failed",
+                ModelPhase::Failed,
                 Desired::failed(
                     READY,
                     "TrainingFailed",
@@ -158,7 +158,7 @@ pub fn decide_with(
                     _ => String::new(),
                 };
                 Outcome::new(
-                    "Pending",
+                    ModelPhase::Pending,
                     Desired::not(
                         READY,
                         "AwaitingTraining",

@@ -41,7 +41,7 @@ fn model_waits_for_data_then_for_training_and_never_claims_ready() {
     let waiting = decide(&example(), Some(Some(&fs)));
     assert_eq!(
         (
-            waiting.phase,
+            waiting.phase.as_str(),
             waiting.ready.reason.as_str(),
             waiting.ready.status
         ),

@@ -37,12 +37,12 @@ fn a_canary_walks_its_steps_on_passing_evidence_and_promotes_at_the_end() {
     );
     assert_eq!(status.step.as_deref(), Some("5/5"));
 
-    assert_eq!(status.phase.as_deref(), Some("Promoted"));
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Promoted"));
     assert_eq!(status.winner.as_deref(), Some("canary"));
     assert_eq!(status.weights["canary"], 100);
     let outcome = outcome_of(&exp, &status, t);
     assert_eq!(
-        (outcome.phase, outcome.ready.reason.as_str()),
+        (outcome.phase.as_str(), outcome.ready.reason.as_str()),
         ("Promoted", "Promoted")
     );
 }
@@ -67,7 +67,7 @@ fn a_breached_gate_rolls_back_at_once_with_the_evidence() {
         status.weights,
         BTreeMap::from([("stable".into(), 100), ("canary".into(), 0)])
     );
-    assert_eq!(status.phase.as_deref(), Some("RolledBack"));
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("RolledBack"));
     assert_eq!(status.decisions.len(), 2, "Start and RollBack");
     assert!(
         status
@@ -96,7 +96,7 @@ fn missing_data_never_promotes_pauses_past_the_limit_and_resumes() {
             "{d:?}"
         );
     }
-    assert_eq!(status.phase.as_deref(), Some("Paused"));
+    assert_eq!(status.phase.map(|p| p.as_str()), Some("Paused"));
     let paused = outcome_of(&exp, &status, t);
     assert_eq!(paused.ready.reason, "InsufficientData");
     assert!(
@@ -120,7 +120,7 @@ fn missing_data_never_promotes_pauses_past_the_limit_and_resumes() {
     t += chrono::Duration::minutes(10);
     let d = analyse(&exp, &mut status, &readings(0.10, 0.11, 600.0), t);
     assert_eq!(
-        (d.action.as_str(), status.phase.as_deref()),
+        (d.action.as_str(), status.phase.map(|p| p.as_str())),
         ("Advance", Some("Progressing"))
     );
 }
