@@ -111,10 +111,14 @@ pub struct Scheduling {
 
 /// Declares a closed set of names serialised as strings (a phase, a version state, a
 /// decision): the enum with its schema (the CRD lists every value), `as_str`, `Display`,
-/// `FromStr` and `ALL`. Put `#[derive(Default)]` and `#[default]` on the invocation when the
-/// set has a default.
+/// `FromStr` and `ALL`. A value is named after its variant unless `= "name"` follows it. Put
+/// `#[derive(Default)]` and `#[default]` on the invocation when the set has a default.
 macro_rules! named_enum {
-    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident,)+ }) => {
+    (@name $variant:ident) => { stringify!($variant) };
+    (@name $variant:ident $name:literal) => { $name };
+    ($(#[$meta:meta])* pub enum $name:ident {
+        $($(#[$vmeta:meta])* $variant:ident $(= $text:literal)?,)+
+    }) => {
         $(#[$meta])*
         #[derive(
             schemars::JsonSchema,
@@ -128,7 +132,7 @@ macro_rules! named_enum {
             Hash,
         )]
         pub enum $name {
-            $($(#[$vmeta])* $variant,)+
+            $($(#[$vmeta])* $(#[serde(rename = $text)])? $variant,)+
         }
 
         impl $name {
@@ -138,7 +142,7 @@ macro_rules! named_enum {
             /// The name as it appears in status, Events and metrics.
             pub fn as_str(self) -> &'static str {
                 match self {
-                    $($name::$variant => stringify!($variant),)+
+                    $($name::$variant => $crate::common::named_enum!(@name $variant $($text)?),)+
                 }
             }
         }

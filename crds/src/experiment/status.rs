@@ -171,8 +171,8 @@ pub struct DriftStatus {
     pub variant: String,
     /// Feature name.
     pub feature: String,
-    /// `psi` (numeric) or `js` (categorical, Jensen–Shannon in bits).
-    pub metric: String,
+    /// How it is measured.
+    pub metric: crate::model::DriftMetric,
     /// The measure.
     pub value: f64,
     /// Serving rows in the window.

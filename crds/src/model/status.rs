@@ -136,14 +136,26 @@ pub struct ModelDriftStatus {
     pub retrain_requested: bool,
 }
 
+crate::common::named_enum! {
+    /// How the drift of a feature is measured.
+    #[derive(Default)]
+    pub enum DriftMetric {
+        #[default]
+        /// Population stability index over the model card's decile buckets (numeric features).
+        Psi = "psi",
+        /// Jensen–Shannon divergence in bits over the categories (categorical features).
+        Js = "js",
+    }
+}
+
 /// Drift of one feature.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FeatureDriftValue {
     /// Feature name.
     pub feature: String,
-    /// `psi` or `js`.
-    pub metric: String,
+    /// How it is measured.
+    pub metric: DriftMetric,
     /// The measure.
     pub value: f64,
 }

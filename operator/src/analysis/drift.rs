@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use leitwerk_crds::model::DriftMetric;
+
 /// Added to every share before taking logarithms, so empty buckets stay finite.
 pub const EPSILON: f64 = 1e-6;
 
@@ -75,7 +77,7 @@ pub struct FeatureDrift {
     /// Feature name.
     pub feature: String,
     /// `psi` or `js`.
-    pub metric: &'static str,
+    pub metric: DriftMetric,
     /// The measure.
     pub value: f64,
     /// Serving rows behind it.
@@ -101,8 +103,8 @@ pub fn feature_drift(
         .map(|l| serving.get(*l).copied().unwrap_or(0.0))
         .collect();
     let (metric, value) = match kind {
-        FeatureKind::Numeric => ("psi", psi(&e, &a)?),
-        FeatureKind::Categorical => ("js", js_divergence(&e, &a)?),
+        FeatureKind::Numeric => (DriftMetric::Psi, psi(&e, &a)?),
+        FeatureKind::Categorical => (DriftMetric::Js, js_divergence(&e, &a)?),
     };
     Some(FeatureDrift {
         feature: feature.to_string(),
@@ -148,10 +150,10 @@ mod tests {
         ]);
         let serving = BTreeMap::from([("1".to_string(), 80.0), ("missing".to_string(), 20.0)]);
         let d = feature_drift("x", FeatureKind::Numeric, &reference, &serving).unwrap();
-        assert_eq!((d.metric, d.rows), ("psi", 100.0));
+        assert_eq!((d.metric, d.rows), (DriftMetric::Psi, 100.0));
         assert!(d.value > 1.0, "{d:?}");
         let c = feature_drift("x", FeatureKind::Categorical, &reference, &serving).unwrap();
-        assert_eq!(c.metric, "js");
+        assert_eq!(c.metric, DriftMetric::Js);
         assert!(c.value > 0.3 && c.value < 1.0, "{c:?}");
     }
 

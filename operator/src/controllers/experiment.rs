@@ -377,7 +377,7 @@ fn export_metrics(ctx: &Context, exp: &Experiment, status: &ExperimentStatus) {
                 experiment: experiment.clone(),
                 variant: d.variant.clone(),
                 feature: d.feature.clone(),
-                metric: d.metric.clone(),
+                metric: d.metric.to_string(),
             })
             .set(d.value);
     }

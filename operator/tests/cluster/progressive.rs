@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use leitwerk_crds::experiment::{DecisionAction, ExperimentPhase};
-use leitwerk_crds::model::{DriftLevel, ModelPhase, VersionState};
+use leitwerk_crds::model::{DriftLevel, DriftMetric, ModelPhase, VersionState};
 use leitwerk_crds::summary::{MaterializeSummary, TrainSummary};
 use leitwerk_crds::{Experiment, FeatureSet, Model};
 use leitwerk_testkit::loadgen::{Load, LoadGenerator};
@@ -1010,7 +1010,7 @@ async fn drifted_inputs_roll_the_canary_back() -> anyhow::Result<()> {
     let worst = st
         .drift
         .iter()
-        .filter(|d| d.variant == "canary" && d.metric == "psi")
+        .filter(|d| d.variant == "canary" && d.metric == DriftMetric::Psi)
         .map(|d| d.value)
         .fold(0.0, f64::max);
     assert!(worst > 0.25, "{:?}", st.drift);

@@ -1,6 +1,8 @@
 //! One analysis: what the measured KPIs and drift do to counters, weights, evidence and phase
 //! (pure: no Kubernetes, no Prometheus).
 
+use leitwerk_crds::model::DriftMetric;
+
 use super::*;
 
 /// Runs one analysis on what was measured: updates counters, weights, evidence and phase, and
@@ -40,7 +42,7 @@ pub fn analyse(
             d.iter().flatten().map(move |f| DriftStatus {
                 variant: variant.clone(),
                 feature: f.feature.clone(),
-                metric: f.metric.into(),
+                metric: f.metric,
                 value: round4(f.value),
                 rows: f.rows.round(),
             })
@@ -121,26 +123,19 @@ pub fn checks(spec: &ExperimentSpec, m: &Measurements, variant: &str) -> Vec<Che
     if let Some(gate) = &spec.drift_gate
         && let Some(Ok(features)) = m.drift.get(variant)
     {
+        let limit = |metric: DriftMetric| match metric {
+            DriftMetric::Psi => gate.max_psi,
+            DriftMetric::Js => gate.max_js_divergence,
+        };
         let breaches: Vec<String> = features
             .iter()
-            .filter(|f| {
-                let limit = if f.metric == "psi" {
-                    gate.max_psi
-                } else {
-                    gate.max_js_divergence
-                };
-                f.value > limit
-            })
+            .filter(|f| f.value > limit(f.metric))
             .map(|f| {
-                let limit = if f.metric == "psi" {
-                    gate.max_psi
-                } else {
-                    gate.max_js_divergence
-                };
+                let limit = limit(f.metric);
                 format!(
                     "{} {} {:.3} > {limit}",
                     f.feature,
-                    f.metric.to_uppercase(),
+                    f.metric.as_str().to_uppercase(),
                     f.value
                 )
             })

@@ -1,7 +1,7 @@
 //! Input drift of a Model's serving version (`spec.drift`): the check, its level, and the
 //! action at `psiAct`/`jsAct`.
 
-use leitwerk_crds::model::DriftLevel;
+use leitwerk_crds::model::{DriftLevel, DriftMetric};
 
 use super::*;
 
@@ -20,12 +20,9 @@ pub fn drift_level<'a>(
     policy: &DriftPolicy,
     features: &'a [FeatureDrift],
 ) -> (DriftLevel, Option<&'a FeatureDrift>) {
-    let limits = |f: &FeatureDrift| {
-        if f.metric == "psi" {
-            (policy.psi_warn, policy.psi_act)
-        } else {
-            (policy.js_warn, policy.js_act)
-        }
+    let limits = |f: &FeatureDrift| match f.metric {
+        DriftMetric::Psi => (policy.psi_warn, policy.psi_act),
+        DriftMetric::Js => (policy.js_warn, policy.js_act),
     };
     let worst = features.iter().max_by(|a, b| {
         (a.value / limits(a).1.max(1e-9)).total_cmp(&(b.value / limits(b).1.max(1e-9)))
@@ -101,7 +98,7 @@ pub(super) async fn watch_drift(
                     namespace: ns.clone(),
                     model: name.clone(),
                     feature: f.feature.clone(),
-                    metric: f.metric.into(),
+                    metric: f.metric.to_string(),
                 })
                 .set(f.value);
         }
@@ -116,7 +113,7 @@ pub(super) async fn watch_drift(
                 .iter()
                 .map(|f| FeatureDriftValue {
                     feature: f.feature.clone(),
-                    metric: f.metric.into(),
+                    metric: f.metric,
                     value: (f.value * 1e4).round() / 1e4,
                 })
                 .collect(),
@@ -131,7 +128,8 @@ pub(super) async fn watch_drift(
         d.features
             .iter()
             .find(|f| Some(&f.feature) == d.worst_feature.as_ref())
-            .map_or("psi", |f| f.metric.as_str())
+            .map_or(DriftMetric::Psi, |f| f.metric)
+            .as_str()
             .to_uppercase(),
         d.version,
         d.worst_value.unwrap_or(0.0),

@@ -67,9 +67,9 @@ fn drift_levels_use_psi_for_numbers_and_js_for_categories() {
         (policy.psi_warn, policy.psi_act, policy.js_act),
         (0.1, 0.25, 0.1)
     );
-    let f = |feature: &str, metric: &'static str, value: f64| FeatureDrift {
+    let f = |feature: &str, metric: &str, value: f64| FeatureDrift {
         feature: feature.into(),
-        metric,
+        metric: metric.parse().expect("a drift metric"),
         value,
         rows: 500.0,
     };

@@ -140,7 +140,7 @@ fn input_drift_of_the_candidate_rolls_back() {
         "canary".into(),
         Ok(vec![FeatureDrift {
             feature: "visits_30d".into(),
-            metric: "psi",
+            metric: leitwerk_crds::model::DriftMetric::Psi,
             value: 1.7,
             rows: 500.0,
         }]),
@@ -229,7 +229,7 @@ fn a_drift_gate_does_not_judge_a_handful_of_rows() {
         "canary".into(),
         Ok(vec![FeatureDrift {
             feature: "visits".into(),
-            metric: "psi",
+            metric: leitwerk_crds::model::DriftMetric::Psi,
             value: 2.5,
             rows: 40.0,
         }]),
