@@ -15,20 +15,52 @@ pub const MISSING: &str = "missing";
 /// The category that stands for every category not kept by the encoder.
 pub const UNKNOWN: &str = "<unknown>";
 
-/// Metric names of `leitwerk-inference-server` (with its `leitwerk_inference` prefix) that the
-/// operator reads from Prometheus.
+/// Metric names of `leitwerk-inference-server` that the operator and the example KPI queries
+/// read from Prometheus. The server registers each under [`metric::PREFIX`] with its
+/// `registered` name; the exposition adds `_total` to counters.
 pub mod metric {
     /// Prefix of every inference server metric.
     pub const PREFIX: &str = "leitwerk_inference";
-    /// Rows scored per model version (a counter).
+
+    /// The names the server registers, under [`PREFIX`].
+    pub mod registered {
+        /// Rows scored per model version (a counter).
+        pub const PREDICTIONS: &str = "predictions";
+        /// Outcomes reported through the feedback endpoint (a counter; `outcome` label).
+        pub const OUTCOMES: &str = "outcomes";
+        /// Served rows per feature and reference bucket (a counter).
+        pub const FEATURE_BUCKET: &str = "feature_bucket";
+        /// Training share per feature and bucket from the model card (a gauge).
+        pub const FEATURE_REFERENCE: &str = "feature_reference";
+    }
+
+    /// Rows scored per model version, as exposed.
     pub const PREDICTIONS: &str = "leitwerk_inference_predictions_total";
-    /// Outcomes reported through the feedback endpoint (a counter; `outcome` label).
+    /// Outcomes reported through the feedback endpoint, as exposed.
     pub const OUTCOMES: &str = "leitwerk_inference_outcomes_total";
-    /// Served rows per feature and reference bucket (a counter): the drift input.
+    /// Served rows per feature and reference bucket, as exposed: the drift input.
     pub const FEATURE_BUCKET: &str = "leitwerk_inference_feature_bucket_total";
-    /// Training share per feature and bucket from the model card (a gauge): the drift
+    /// Training share per feature and bucket from the model card, as exposed: the drift
     /// reference.
     pub const FEATURE_REFERENCE: &str = "leitwerk_inference_feature_reference";
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn exposed_names_are_the_registered_ones_under_the_prefix() {
+            for (exposed, name, counter) in [
+                (PREDICTIONS, registered::PREDICTIONS, true),
+                (OUTCOMES, registered::OUTCOMES, true),
+                (FEATURE_BUCKET, registered::FEATURE_BUCKET, true),
+                (FEATURE_REFERENCE, registered::FEATURE_REFERENCE, false),
+            ] {
+                let suffix = if counter { "_total" } else { "" };
+                assert_eq!(exposed, format!("{PREFIX}_{name}{suffix}"));
+            }
+        }
+    }
 }
 
 /// The reference bucket of a number. Bucket `i` is `(edges[i-1], edges[i]]`, the first

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use leitwerk_crds::card::metric;
 use leitwerk_inference_server::grpc::pb;
 use leitwerk_inference_server::model::Card;
 use leitwerk_inference_server::{Batching, Model, Server, load_onnxruntime, serve};
@@ -437,20 +438,38 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
         value(r#"leitwerk_inference_score_count{model="leads",version="v2"}"#),
         8.0
     );
+    // The names the operator queries (crds' `card::metric`) are the ones exposed.
+    assert_eq!(
+        value(&format!(
+            r#"{}{{model="leads",version="v2"}}"#,
+            metric::PREDICTIONS
+        )),
+        8.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            r#"{}{{model="leads",version="v2",feature="visits",kind="numeric",bucket="missing"}}"#,
+            metric::FEATURE_REFERENCE
+        )),
+        "{metrics}"
+    );
     // visits 0..7 against edges [2, 5]: buckets 0 (0,1,2), 1 (3,4,5), 2 (6,7).
     for (bucket, n) in [("0", 3.0), ("1", 3.0), ("2", 2.0)] {
         assert_eq!(
             value(&format!(
-                r#"leitwerk_inference_feature_bucket_total{{model="leads",version="v2",feature="visits",bucket="{bucket}"}}"#
+                r#"{}{{model="leads",version="v2",feature="visits",bucket="{bucket}"}}"#,
+                metric::FEATURE_BUCKET
             )),
             n,
             "{metrics}"
         );
     }
     assert_eq!(
-        value(
-            r#"leitwerk_inference_feature_bucket_total{model="leads",version="v2",feature="plan",bucket="1"}"#
-        ),
+        value(&format!(
+            r#"{}{{model="leads",version="v2",feature="plan",bucket="1"}}"#,
+            metric::FEATURE_BUCKET
+        )),
         8.0
     );
 
@@ -479,9 +498,10 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
         .await
         .unwrap();
     assert!(
-        metrics.contains(
-            r#"leitwerk_inference_outcomes_total{model="leads",version="v2",outcome="converted"} 1"#
-        ),
+        metrics.contains(&format!(
+            r#"{}{{model="leads",version="v2",outcome="converted"}} 1"#,
+            metric::OUTCOMES
+        )),
         "{metrics}"
     );
     assert!(

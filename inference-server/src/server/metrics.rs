@@ -1,5 +1,7 @@
 //! The server's Prometheus metrics: per version, per feature bucket, per outcome.
 
+use leitwerk_crds::card::metric;
+
 use super::*;
 
 /// Labels of per-version series.
@@ -92,14 +94,14 @@ pub struct Metrics {
 impl Metrics {
     pub(crate) fn new(labels: &[(String, String)]) -> Metrics {
         let mut registry = Registry::with_prefix_and_labels(
-            "leitwerk_inference",
+            metric::PREFIX,
             labels
                 .iter()
                 .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone()))),
         );
         let reference = Family::<ReferenceLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
-            "feature_reference",
+            metric::registered::FEATURE_REFERENCE,
             "Share of training rows per feature and bucket, from the model card (drift reference)",
             reference.clone(),
         );
@@ -119,7 +121,11 @@ impl Metrics {
         let outcome_value = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
         let batch_rows = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
         registry.register("requests", "Inference requests", requests.clone());
-        registry.register("predictions", "Rows scored", predictions.clone());
+        registry.register(
+            metric::registered::PREDICTIONS,
+            "Rows scored",
+            predictions.clone(),
+        );
         registry.register(
             "errors",
             "Failed inference requests by code",
@@ -136,12 +142,12 @@ impl Metrics {
             scores.clone(),
         );
         registry.register(
-            "feature_bucket",
+            metric::registered::FEATURE_BUCKET,
             "Rows per feature and bucket of the model card's reference distribution (drift input)",
             features.clone(),
         );
         registry.register(
-            "outcomes",
+            metric::registered::OUTCOMES,
             "Outcomes reported through the feedback endpoint",
             outcomes.clone(),
         );
