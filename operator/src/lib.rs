@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod prom;
 pub mod reconcile;
+pub mod service_account;
 pub mod status;
 pub mod validation;
 pub mod workloads;

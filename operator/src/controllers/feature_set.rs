@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{EnvVar, ServiceAccount};
+use k8s_openapi::api::core::v1::EnvVar;
 use kube::{
     Api, Resource, ResourceExt,
     api::{ListParams, ObjectMeta},
@@ -26,6 +26,7 @@ use crate::{
     config::OperatorConfig,
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
+    service_account,
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, parse_duration, summarize},
     workloads::{

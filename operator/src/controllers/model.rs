@@ -7,7 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{EnvVar, Service, ServiceAccount};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ListParams, ObjectMeta, Patch, PatchParams},
+    api::ListParams,
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -17,7 +17,7 @@ use kube::{
     },
 };
 use leitwerk_crds::{
-    FIELD_MANAGER, FeatureSet, Model, ModelSpec,
+    FeatureSet, Model, ModelSpec,
     model::ModelPhase,
     model::{
         DriftAction, DriftPolicy, FeatureDriftValue, ModelDriftStatus, ModelVersion, Task,
@@ -36,6 +36,7 @@ use crate::{
     jobs::{failure_message, job_pods},
     metrics::ModelDriftLabels,
     reconcile::{self, LeitwerkResource, Outcome},
+    service_account,
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, parse_duration, summarize},
     workloads::{
@@ -169,7 +170,7 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
             .recheck_after(reconcile::RECHECK_UNWATCHED),
         (Ok(()), None) => {
             if let Some(sa) = build_service_account(model) {
-                apply_service_account(ctx, &ns, sa).await?;
+                service_account::ensure(ctx, Model::KIND, &sa).await?;
             }
             observed = observe_training(
                 ctx,

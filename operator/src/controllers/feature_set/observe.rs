@@ -19,7 +19,7 @@ pub(super) async fn observe(ctx: &Context, fs: &FeatureSet, ns: &str) -> Result<
     let known = jobs.iter().any(|j| j.name_any() == generation_job)
         || status.last_job.as_deref() == Some(generation_job.as_str());
     if !known {
-        ensure_service_account(ctx, fs, ns).await?;
+        ensure_service_account(ctx, fs).await?;
         let job = build_job(fs, &ctx.config, &generation_job);
         apply(ctx, ns, &job, "materialization Job").await?;
         jobs.push(job);
@@ -70,38 +70,10 @@ pub(super) async fn observe(ctx: &Context, fs: &FeatureSet, ns: &str) -> Result<
     Ok(observed)
 }
 
-/// Creates the FeatureSet's ServiceAccount (owned, no API token) when it is missing.
-pub(super) async fn ensure_service_account(
-    ctx: &Context,
-    fs: &FeatureSet,
-    ns: &str,
-) -> Result<(), Error> {
-    let name = service_account_name(fs);
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-    if api
-        .get_opt(&name)
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("ServiceAccount {name}"),
-            source,
-        })?
-        .is_some()
-    {
-        return Ok(());
+/// Creates (or restores) the FeatureSet's token-less ServiceAccount.
+pub(super) async fn ensure_service_account(ctx: &Context, fs: &FeatureSet) -> Result<(), Error> {
+    match service_account::token_less(fs, service_account_name(fs), FEATURE_SET_LABEL) {
+        Some(sa) => service_account::ensure(ctx, FeatureSet::KIND, &sa).await,
+        None => Ok(()),
     }
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(ns.to_string()),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
-                (FEATURE_SET_LABEL.to_string(), fs.name_any()),
-            ])),
-            owner_references: fs.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
-        automount_service_account_token: Some(false),
-        ..Default::default()
-    };
-    apply(ctx, ns, &sa, "ServiceAccount").await
 }

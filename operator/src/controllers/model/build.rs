@@ -178,7 +178,7 @@ pub fn serving_args(model: &Model, version: &ModelVersion) -> Vec<String> {
 }
 
 /// The ServiceAccount the Model's trainer Jobs and serving pods run as, unless the spec names
-/// one. It has no API token mounted: the workloads never talk to the API server.
+/// one.
 pub fn build_service_account(model: &Model) -> Option<ServiceAccount> {
     let named = model
         .spec
@@ -189,48 +189,10 @@ pub fn build_service_account(model: &Model) -> Option<ServiceAccount> {
     if named.is_some() {
         return None;
     }
-    let owner = model.controller_owner_ref(&())?;
-    Some(ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(service_account_name(model)),
-            namespace: model.namespace(),
-            labels: Some(BTreeMap::from([
-                (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
-                (MODEL_LABEL.to_string(), model.name_any()),
-            ])),
-            owner_references: Some(vec![owner]),
-            ..ObjectMeta::default()
-        },
-        automount_service_account_token: Some(false),
-        ..ServiceAccount::default()
-    })
+    service_account::token_less(model, service_account_name(model), MODEL_LABEL)
 }
 
 /// Name of a Model's ServiceAccount.
 pub fn service_account_name(model: &Model) -> String {
     format!("{}-model", model.name_any())
-}
-
-/// Whether `existing` already carries everything `desired` sets.
-pub fn service_account_matches(
-    existing: Option<&ServiceAccount>,
-    desired: &ServiceAccount,
-) -> bool {
-    let Some(existing) = existing else {
-        return false;
-    };
-    let labels = existing.labels();
-    let labels_match = desired
-        .labels()
-        .iter()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let owners_match = desired.owner_references().iter().all(|o| {
-        existing
-            .owner_references()
-            .iter()
-            .any(|e| e.uid == o.uid && e.controller == o.controller)
-    });
-    labels_match
-        && owners_match
-        && existing.automount_service_account_token == desired.automount_service_account_token
 }

@@ -41,31 +41,3 @@ pub(super) async fn serve(
         .unwrap_or(0);
     Ok((available, model.spec.serving.replicas))
 }
-
-pub(super) async fn apply_service_account(
-    ctx: &Context,
-    ns: &str,
-    desired: ServiceAccount,
-) -> Result<(), Error> {
-    let name = desired.name_any();
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), ns);
-    let existing = api.get_opt(&name).await.map_err(|source| Error::Read {
-        what: format!("ServiceAccount {name}"),
-        source,
-    })?;
-    if service_account_matches(existing.as_ref(), &desired) {
-        return Ok(());
-    }
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&desired),
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        what: format!("ServiceAccount {name}"),
-        source,
-    })?;
-    ctx.metrics.wrote(Model::KIND, "child");
-    Ok(())
-}
