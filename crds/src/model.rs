@@ -331,6 +331,15 @@ pub struct DriftPolicy {
     #[serde(default = "default_drift_window")]
     #[schemars(regex(pattern = r"^[0-9]{1,6}(s|m|h|d)$"), length(max = 16))]
     pub window: String,
+    /// Serving rows the window needs before drift is judged: with fewer, the divergence is
+    /// mostly sampling noise and the check reports no data (as `driftGate.minRows` does).
+    #[serde(default = "default_drift_min_rows")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub min_rows: i64,
+}
+
+fn default_drift_min_rows() -> i64 {
+    100
 }
 
 fn default_psi_warn() -> f64 {

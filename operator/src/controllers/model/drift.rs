@@ -5,17 +5,14 @@ use leitwerk_crds::model::{DriftLevel, DriftMetric};
 
 use super::*;
 
-/// Serving rows a drift check needs before it judges.
-pub const MIN_DRIFT_ROWS: f64 = 100.0;
-
 /// How often a Model's serving inputs are checked: a quarter of the window, 5 s to 15 min.
 pub fn drift_period(policy: &DriftPolicy) -> Duration {
     let window = parse_duration(&policy.window).unwrap_or(Duration::from_secs(3600));
     (window / 4).clamp(Duration::from_secs(5), Duration::from_secs(900))
 }
 
-/// The level of a drift check (`Ok`, `Warn`, `Act`) and the feature nearest to its action
-/// threshold.
+/// The level of a drift check (`NoData` below `minRows` serving rows, else `Ok`, `Warn`,
+/// `Act`) and the feature nearest to its action threshold.
 pub fn drift_level<'a>(
     policy: &DriftPolicy,
     features: &'a [FeatureDrift],
@@ -27,7 +24,9 @@ pub fn drift_level<'a>(
     let worst = features.iter().max_by(|a, b| {
         (a.value / limits(a).1.max(1e-9)).total_cmp(&(b.value / limits(b).1.max(1e-9)))
     });
+    let rows = features.iter().map(|f| f.rows).fold(0.0, f64::max);
     let level = match worst {
+        _ if rows < policy.min_rows as f64 => DriftLevel::NoData,
         Some(f) if f.value >= limits(f).1 => DriftLevel::Act,
         Some(f) if f.value >= limits(f).0 => DriftLevel::Warn,
         _ => DriftLevel::Ok,
@@ -85,11 +84,6 @@ pub(super) async fn watch_drift(
         };
         let rows = features.iter().map(|f| f.rows).fold(0.0, f64::max);
         let (level, worst) = drift_level(policy, &features);
-        let level = if rows < MIN_DRIFT_ROWS {
-            DriftLevel::NoData
-        } else {
-            level
-        };
         let previous = drift.take().filter(|d| d.version == serving);
         for f in &features {
             ctx.metrics
@@ -145,8 +139,8 @@ pub(super) async fn watch_drift(
             DRIFT,
             "NotEnoughData",
             format!(
-                "{} serving rows of {} in the last {}; a verdict needs {MIN_DRIFT_ROWS}",
-                d.rows, d.version, policy.window
+                "{} serving rows of {} in the last {}; a verdict needs {} (spec.drift.minRows)",
+                d.rows, d.version, policy.window, policy.min_rows
             ),
         ),
         DriftLevel::Ok => Desired::not(DRIFT, "NoDrift", evidence.clone()),

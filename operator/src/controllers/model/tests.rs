@@ -93,7 +93,23 @@ fn drift_levels_use_psi_for_numbers_and_js_for_categories() {
     );
     assert_eq!(
         drift_level(&policy, &[]).0,
-        leitwerk_crds::model::DriftLevel::Ok
+        leitwerk_crds::model::DriftLevel::NoData
+    );
+    // Below minRows (default 100) even a large divergence is no verdict; the threshold is
+    // the policy's.
+    let few = [FeatureDrift {
+        rows: 99.0,
+        ..f("a", "psi", 3.0)
+    }];
+    assert_eq!(
+        drift_level(&policy, &few).0,
+        leitwerk_crds::model::DriftLevel::NoData
+    );
+    let strict: DriftPolicy = yaml_serde::from_str("{action: Rollback, minRows: 1000}").unwrap();
+    assert_eq!(
+        drift_level(&strict, &act).0,
+        leitwerk_crds::model::DriftLevel::NoData,
+        "500 rows are too few for minRows 1000"
     );
 }
 
