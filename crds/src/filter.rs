@@ -135,6 +135,8 @@ impl fmt::Display for Token {
     }
 }
 
+/// The filter language's lexer: one match over the next character, long because the language
+/// has that many tokens.
 fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, FilterError> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();

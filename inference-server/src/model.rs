@@ -193,6 +193,8 @@ impl Model {
     }
 
     /// Validates request tensors against the inputs: names, shapes and datatypes.
+    /// Each refusal names the input and what was expected; long because there are that many
+    /// ways a request can be wrong.
     pub fn prepare(&self, tensors: Vec<TensorIn>) -> Result<Rows, InferError> {
         let bad = InferError::Invalid;
         let mut slots: Vec<Option<Column>> = vec![None; self.inputs.len()];

@@ -86,6 +86,8 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// Starts the operator: configuration, client, metrics and health server, leader election and
+/// the controllers. A start-up sequence, read top to bottom.
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => OperatorConfig::load(path)?,

@@ -193,6 +193,8 @@ async fn routes(client: &Client, node: &NodeStandIn, load: &Load) -> Routes {
     routes
 }
 
+/// The load loop: send, read the variant that answered, report the outcome. Bounded by the
+/// caller's stop signal and request budget.
 async fn run(
     client: Client,
     node: Arc<NodeStandIn>,

@@ -72,6 +72,7 @@ fn shell_quote(s: &str) -> String {
 impl NodeStandIn {
     /// Registers Node `name` with `gpus` GPUs and starts running the pods bound to it.
     /// `root` holds per-pod files (logs, termination messages, emptyDirs).
+    /// Long because it is the registration and the watch loop of a node, in order.
     pub async fn start(
         client: Client,
         name: &str,
@@ -352,6 +353,9 @@ impl Runner {
         ))
     }
 
+    /// Runs one pod as a kubelet would: resolves its env and volumes, starts each container as
+    /// a process, reports Running and then the termination state. Long because it is that
+    /// sequence, with a status report at each step.
     async fn run_pod(&self, pod: Pod) {
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
         let pod_dir = self.root.join("pods").join(pod.uid().unwrap_or_default());

@@ -167,6 +167,9 @@ impl Graph {
 }
 
 /// Builds the ONNX model; `metadata` goes into `metadata_props`.
+/// Long on purpose: the graph is written node by node in the order ONNX Runtime evaluates it
+/// (encode, head, output), so that the exported graph can be read against the trainer's own
+/// scoring.
 pub fn export(encoder: &Encoder, head: &Head<'_>, metadata: &[(&str, String)]) -> Vec<u8> {
     let mut g = Graph {
         nodes: Vec::new(),

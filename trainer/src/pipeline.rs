@@ -203,6 +203,7 @@ impl Fitted {
 }
 
 /// Fits the algorithm a Model asks for.
+/// One arm per algorithm, each fitting and wrapping its model the same way.
 pub fn fit(
     spec: &ModelSpec,
     x: &Array2<f64>,
@@ -312,6 +313,10 @@ pub struct TrainJob {
 }
 
 /// `leitwerk-trainer train`.
+///
+/// Long on purpose: the steps (verify the snapshot, split, fit, evaluate, export, check
+/// parity, publish) run in this order and each refuses to go on when the previous one found a
+/// problem; read top to bottom they are the trainer's contract.
 pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary, JobError> {
     let snapshot = Store::open(&job.snapshot)?;
     let manifest: Manifest = serde_json::from_slice(&snapshot.get("manifest.json").await?)

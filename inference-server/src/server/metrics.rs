@@ -92,6 +92,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Registers every metric the server exposes; a list, long because there are that many.
     pub(crate) fn new(labels: &[(String, String)]) -> Metrics {
         let mut registry = Registry::with_prefix_and_labels(
             metric::PREFIX,

@@ -123,6 +123,9 @@ pub async fn reconcile(
     .await
 }
 
+/// The Experiment's reconcile: validate → resolve variants → apply children → analyse when due
+/// → publish the decision → write status. Long because it is the sequence; each step is a
+/// function of its own.
 async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action, Error> {
     let ns = exp.namespace().unwrap_or_default();
     if let Err(errors) = validate(&exp.spec) {

@@ -143,6 +143,9 @@ pub async fn reconcile(
     reconcile::guarded(obj, ctx, |model, ctx| Box::pin(reconcile_model(model, ctx))).await
 }
 
+/// The Model's reconcile: resolve the FeatureSet and Secrets → validate → observe training →
+/// serve → drift → status. Long because it is the sequence; each step is a function of its
+/// own.
 async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> {
     let ns = model.namespace().unwrap_or_default();
     let feature_set = match &model.spec.feature_set_ref {

@@ -114,6 +114,8 @@ pub fn write(spec: &LeadsSpec, dir: &std::path::Path) -> Result<Leads, Error> {
 }
 
 /// Generates leads and their events.
+/// One simulation loop on purpose: each lead's attributes, events and conversion are drawn in
+/// sequence from one seeded generator, so that the same seed gives the same data.
 pub fn generate(spec: &LeadsSpec) -> Result<Leads, Error> {
     if spec.days < 30 {
         return Err(Error::Invalid {

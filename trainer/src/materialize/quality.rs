@@ -109,6 +109,8 @@ pub(super) fn type_matches(expected: ColumnType, actual: &DataType) -> bool {
     }
 }
 
+/// Checks each rule against the source that has its column. One match over the rule kinds, on
+/// purpose: every kind measures one number against one limit and reports it the same way.
 pub(super) fn check_quality(
     rules: &[QualityRule],
     sources: &BTreeMap<String, Loaded>,

@@ -44,6 +44,10 @@ pub(super) fn accumulate(status: &mut ExperimentStatus, m: &Measurements, kpi: &
     }
 }
 
+/// One bandit analysis: posteriors from the arms' evidence, the probability that each arm is
+/// best, new weights, and a promotion or conclusion once one arm is best with
+/// `probabilityToWin`. Kept in one function like `analyse_canary`: the weights, phase and
+/// decision message it writes are read together.
 pub(super) fn analyse_bandit(
     exp: &Experiment,
     status: &mut ExperimentStatus,

@@ -4,6 +4,7 @@
 use super::*;
 
 /// Resolves each variant's Model version and artifact; an outcome says what is missing.
+/// Every way a reference can be missing or unusable gets its own outcome naming the field.
 pub fn resolve(
     exp: &Experiment,
     models: &[Option<Model>],

@@ -18,6 +18,8 @@ pub fn secret_refs(spec: &FeatureSetSpec) -> Vec<(String, String)> {
 }
 
 /// Checks what the schema cannot: durations, schedules, column names and label leakage.
+/// A list of independent checks, each naming its field and the fix; long because there are
+/// many of them, not because they depend on each other.
 pub fn validate(spec: &FeatureSetSpec) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     let max_window = std::time::Duration::from_secs(10 * 365 * 86_400);

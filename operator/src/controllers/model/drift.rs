@@ -48,74 +48,94 @@ pub(super) async fn watch_drift(
     let serving = versions.serving()?.version.clone();
     let period = drift_period(policy);
     let now = chrono::Utc::now();
-    let checked = drift
-        .as_ref()
-        .filter(|d| d.version == serving)
-        .and_then(|d| {
-            chrono::DateTime::parse_from_rfc3339(&d.checked_at)
-                .ok()
-                .map(|t| t.with_timezone(&chrono::Utc))
-        });
-    let due =
-        checked.is_none_or(|t| now - t >= chrono::Duration::from_std(period).unwrap_or_default());
-    let ns = model.namespace().unwrap_or_default();
-    let name = model.name_any();
-    if due {
-        let selector =
-            format!(r#"namespace="{ns}",model="{name}",version="{serving}",experiment="""#);
-        let measured = match ctx.prometheus(&ctx.config.prometheus_url) {
-            Ok(p) => {
-                crate::controllers::experiment::drift_of(&p, &selector, &policy.window, &[]).await
-            }
-            Err(e) => Err(e),
-        };
-        let features = match measured {
-            Ok(f) => f,
-            Err(e) => {
-                return Some((
-                    Desired::failed(
-                        DRIFT,
-                        "PrometheusUnavailable",
-                        format!("drift of {serving} not checked: {e}"),
-                    ),
-                    period,
-                ));
-            }
-        };
-        let rows = features.iter().map(|f| f.rows).fold(0.0, f64::max);
-        let (level, worst) = drift_level(policy, &features);
-        let previous = drift.take().filter(|d| d.version == serving);
-        for f in &features {
-            ctx.metrics
-                .model_drift
-                .get_or_create(&ModelDriftLabels {
-                    namespace: ns.clone(),
-                    model: name.clone(),
-                    feature: f.feature.clone(),
-                    metric: f.metric.to_string(),
-                })
-                .set(f.value);
-        }
-        *drift = Some(ModelDriftStatus {
-            checked_at: now.to_rfc3339(),
-            version: serving.clone(),
-            level,
-            worst_feature: worst.map(|w| w.feature.clone()),
-            worst_value: worst.map(|w| (w.value * 1e4).round() / 1e4),
-            rows: rows.round(),
-            features: features
-                .iter()
-                .map(|f| FeatureDriftValue {
-                    feature: f.feature.clone(),
-                    metric: f.metric,
-                    value: (f.value * 1e4).round() / 1e4,
-                })
-                .collect(),
-            acted_on: previous.as_ref().and_then(|p| p.acted_on.clone()),
-            retrain_requested: previous.is_some_and(|p| p.retrain_requested),
-        });
+    if is_due(drift.as_ref(), &serving, period, now)
+        && let Err(e) = check_drift(ctx, model, policy, &serving, drift, now).await
+    {
+        let message = format!("drift of {serving} not checked: {e}");
+        return Some((
+            Desired::failed(DRIFT, "PrometheusUnavailable", message),
+            period,
+        ));
     }
     let d = drift.as_mut()?;
+    let (condition, evidence) = drift_condition(policy, d);
+    if d.level == DriftLevel::Act && d.acted_on.as_deref() != Some(d.version.as_str()) {
+        d.acted_on = Some(d.version.clone());
+        act_on_drift(ctx, model, policy, versions, d, &evidence).await;
+    }
+    Some((condition, period))
+}
+
+/// Whether the serving version's drift is due for a check: never checked, checked for another
+/// version, or checked a period ago.
+fn is_due(
+    drift: Option<&ModelDriftStatus>,
+    serving: &str,
+    period: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let checked = drift.filter(|d| d.version == serving).and_then(|d| {
+        chrono::DateTime::parse_from_rfc3339(&d.checked_at)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    });
+    checked.is_none_or(|t| now - t >= chrono::Duration::from_std(period).unwrap_or_default())
+}
+
+/// Measures the serving version's drift over `policy.window` and records it in `drift` (and
+/// the drift gauges), keeping what was acted on for this version.
+async fn check_drift(
+    ctx: &Context,
+    model: &Model,
+    policy: &DriftPolicy,
+    serving: &str,
+    drift: &mut Option<ModelDriftStatus>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), String> {
+    let ns = model.namespace().unwrap_or_default();
+    let name = model.name_any();
+    let selector = format!(r#"namespace="{ns}",model="{name}",version="{serving}",experiment="""#);
+    let prometheus = ctx.prometheus(&ctx.config.prometheus_url)?;
+    let features =
+        crate::controllers::experiment::drift_of(&prometheus, &selector, &policy.window, &[])
+            .await?;
+    let rows = features.iter().map(|f| f.rows).fold(0.0, f64::max);
+    let (level, worst) = drift_level(policy, &features);
+    let previous = drift.take().filter(|d| d.version == serving);
+    for f in &features {
+        ctx.metrics
+            .model_drift
+            .get_or_create(&ModelDriftLabels {
+                namespace: ns.clone(),
+                model: name.clone(),
+                feature: f.feature.clone(),
+                metric: f.metric.to_string(),
+            })
+            .set(f.value);
+    }
+    *drift = Some(ModelDriftStatus {
+        checked_at: now.to_rfc3339(),
+        version: serving.to_string(),
+        level,
+        worst_feature: worst.map(|w| w.feature.clone()),
+        worst_value: worst.map(|w| (w.value * 1e4).round() / 1e4),
+        rows: rows.round(),
+        features: features
+            .iter()
+            .map(|f| FeatureDriftValue {
+                feature: f.feature.clone(),
+                metric: f.metric,
+                value: (f.value * 1e4).round() / 1e4,
+            })
+            .collect(),
+        acted_on: previous.as_ref().and_then(|p| p.acted_on.clone()),
+        retrain_requested: previous.is_some_and(|p| p.retrain_requested),
+    });
+    Ok(())
+}
+
+/// The `Drift` condition of the last check, and its evidence in one line.
+fn drift_condition(policy: &DriftPolicy, d: &ModelDriftStatus) -> (Desired, String) {
     let evidence = format!(
         "{} {} of {} is {:.3} over the last {} ({} rows; warn {}/{}, act {}/{} for PSI/JS)",
         d.worst_feature.clone().unwrap_or_default(),
@@ -147,33 +167,40 @@ pub(super) async fn watch_drift(
         DriftLevel::Warn => Desired::ok(DRIFT, "DriftWarning", evidence.clone()).warning(),
         DriftLevel::Act => Desired::ok(DRIFT, "DriftDetected", evidence.clone()).warning(),
     };
-    if d.level == DriftLevel::Act && d.acted_on.as_deref() != Some(d.version.as_str()) {
-        d.acted_on = Some(d.version.clone());
-        let note = match policy.action {
-            DriftAction::Warn => format!("input drift: {evidence}"),
-            DriftAction::Rollback => {
-                match versions.roll_back_serving(format!("rolled back on input drift: {evidence}"))
-                {
-                    Some(back) => format!("input drift: {evidence}; serving {back} again"),
-                    None => format!("input drift: {evidence}; no earlier version to roll back to"),
-                }
+    (condition, evidence)
+}
+
+/// Takes the policy's action on drift of `d.version` and publishes it as a Warning Event.
+async fn act_on_drift(
+    ctx: &Context,
+    model: &Model,
+    policy: &DriftPolicy,
+    versions: &mut Versions,
+    d: &mut ModelDriftStatus,
+    evidence: &str,
+) {
+    let note = match policy.action {
+        DriftAction::Warn => format!("input drift: {evidence}"),
+        DriftAction::Rollback => {
+            match versions.roll_back_serving(format!("rolled back on input drift: {evidence}")) {
+                Some(back) => format!("input drift: {evidence}; serving {back} again"),
+                None => format!("input drift: {evidence}; no earlier version to roll back to"),
             }
-            DriftAction::Retrain if model.spec.feature_set_ref.is_some() => {
-                d.retrain_requested = true;
-                format!("input drift: {evidence}; training a new version on the newest snapshot")
-            }
-            DriftAction::Retrain => {
-                format!("input drift: {evidence}; a bring-your-own Model cannot be retrained here")
-            }
-        };
-        let event = Event {
-            type_: EventType::Warning,
-            reason: format!("Drift{:?}", policy.action),
-            note: Some(reconcile::truncate(&note, 1024)),
-            action: "CheckDrift".into(),
-            secondary: None,
-        };
-        reconcile::publish(ctx, Model::KIND, &event, &model.object_ref(&())).await;
-    }
-    Some((condition, period))
+        }
+        DriftAction::Retrain if model.spec.feature_set_ref.is_some() => {
+            d.retrain_requested = true;
+            format!("input drift: {evidence}; training a new version on the newest snapshot")
+        }
+        DriftAction::Retrain => {
+            format!("input drift: {evidence}; a bring-your-own Model cannot be retrained here")
+        }
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: format!("Drift{:?}", policy.action),
+        note: Some(reconcile::truncate(&note, 1024)),
+        action: "CheckDrift".into(),
+        secondary: None,
+    };
+    reconcile::publish(ctx, Model::KIND, &event, &model.object_ref(&())).await;
 }

@@ -10,6 +10,8 @@ pub fn decide(model: &Model, feature_set: Option<Option<&FeatureSet>>) -> Outcom
 }
 
 /// The status given what the cluster shows and the versions after this reconcile.
+/// One match over what the cluster shows, on purpose: each arm is one status a user can see
+/// (phase, Ready reason, message), and they are easiest to keep consistent side by side.
 pub fn decide_with(
     model: &Model,
     feature_set: Option<Option<&FeatureSet>>,
