@@ -36,6 +36,20 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// What a provider script under `tests/` (e.g. `minilm.sh`, `numpy-python.sh`) provides: it
+/// fetches into the cache when needed and prints a path, which this returns.
+pub fn provided(script: &str) -> anyhow::Result<PathBuf> {
+    let path = repo_root().join("tests").join(script);
+    let out = std::process::Command::new("bash").arg(&path).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
 /// The Kubernetes version pinned in `tests/cluster/versions.env`, e.g. `v1.34.4`.
 pub fn kubernetes_version() -> String {
     let pins =

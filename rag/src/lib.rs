@@ -1,0 +1,7 @@
+//! Retrieval for Leitwerk: documents, chunking measured in the embedding model's word pieces,
+//! all-MiniLM-L6-v2 embeddings in candle, and the evaluation of an index on labelled queries.
+//!
+//! No I/O beyond reading model files: the trainer's `index` command and the inference server
+//! both build on this crate.
+
+pub mod embed;
