@@ -9,6 +9,8 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::chunk::WordPieces;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// The most word pieces the model reads (sentence-transformers' `max_seq_length` for
@@ -59,8 +61,7 @@ pub struct ModelIdentity {
 pub struct Embedder {
     model: BertModel,
     tokenizer: Tokenizer,
-    /// The same tokenizer without truncation or padding, for measuring text.
-    counter: Tokenizer,
+    pieces: WordPieces,
     device: Device,
     identity: ModelIdentity,
 }
@@ -101,16 +102,12 @@ impl Embedder {
             })?;
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer_bytes = read(&tokenizer_path)?;
-        let mut counter =
+        let mut tokenizer =
             Tokenizer::from_bytes(&tokenizer_bytes).map_err(|e| EmbedError::Read {
                 path: tokenizer_path.clone(),
                 message: e.to_string(),
             })?;
-        let mut tokenizer = counter.clone();
-        counter
-            .with_truncation(None)
-            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
-        counter.with_padding(None);
+        let pieces = WordPieces::new(tokenizer.clone())?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: MAX_WORD_PIECES,
@@ -136,7 +133,7 @@ impl Embedder {
         Ok(Embedder {
             model,
             tokenizer,
-            counter,
+            pieces,
             device,
             identity,
         })
@@ -147,16 +144,9 @@ impl Embedder {
         &self.identity
     }
 
-    /// The word pieces of `text` without special tokens and without truncation: what a chunk
-    /// is measured in.
-    pub fn word_pieces(&self, text: &str) -> usize {
-        // Encoding without special tokens cannot fail for a WordPiece model: unknown words
-        // become [UNK]. Should it fail, counting characters over-estimates, which only makes
-        // chunks smaller.
-        self.counter
-            .encode_fast(text, false)
-            .map(|e| e.len())
-            .unwrap_or(text.len())
+    /// The word-piece counter of the model's tokenizer: what chunks are measured in.
+    pub fn pieces(&self) -> &WordPieces {
+        &self.pieces
     }
 
     /// The unit-length embeddings of `texts`, in order, computed in batches of [`BATCH`].

@@ -4,4 +4,5 @@
 //! No I/O beyond reading model files: the trainer's `index` command and the inference server
 //! both build on this crate.
 
+pub mod chunk;
 pub mod embed;
