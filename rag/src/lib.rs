@@ -6,3 +6,4 @@
 
 pub mod chunk;
 pub mod embed;
+pub mod eval;
