@@ -62,7 +62,7 @@ impl ChunkSizer for WordPieces {
 }
 
 /// How text is split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Structure {
     /// Markdown: headings, then blocks, then sentences.
     Markdown,

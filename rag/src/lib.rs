@@ -5,5 +5,6 @@
 //! both build on this crate.
 
 pub mod chunk;
+pub mod documents;
 pub mod embed;
 pub mod eval;
