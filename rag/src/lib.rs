@@ -8,3 +8,5 @@ pub mod chunk;
 pub mod documents;
 pub mod embed;
 pub mod eval;
+pub mod index;
+pub mod search;
