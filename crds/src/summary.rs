@@ -79,6 +79,73 @@ pub struct TrainSummary {
     pub parity_max_abs_diff: f64,
 }
 
+/// `leitwerk-trainer index`: one index version built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexSummary {
+    /// Version (first 12 hex digits of the index file's digest).
+    pub version: String,
+    /// `sha256:<hex>` of the index file.
+    pub digest: String,
+    /// URL of the index file.
+    pub url: String,
+    /// Documents in the version.
+    pub documents: i64,
+    /// Chunks in the version.
+    pub chunks: i64,
+    /// Documents new in this build.
+    pub added: i64,
+    /// Documents whose content changed.
+    pub changed: i64,
+    /// Documents no longer in the sources.
+    pub removed: i64,
+    /// Documents kept with their vectors.
+    pub unchanged: i64,
+    /// Chunks embedded by this build.
+    pub embedded: i64,
+    /// Whether the previous version was ignored (none, or another model or chunking).
+    pub from_scratch: bool,
+    /// The embedding model: name, weights and tokenizer digests, dimension, pooling.
+    pub model: EmbeddingModelIdentity,
+    /// Quality on the labelled set, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<RetrievalQuality>,
+}
+
+/// What identifies an embedding model (the same fields the RagIndex status shows).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EmbeddingModelIdentity {
+    /// Name, e.g. `all-MiniLM-L6-v2`.
+    pub name: String,
+    /// `sha256:` digest of the weights.
+    pub weights_digest: String,
+    /// `sha256:` digest of the tokenizer.
+    pub tokenizer_digest: String,
+    /// Vector dimension.
+    pub dimension: i64,
+    /// Pooling (`mean`, then L2 normalisation).
+    pub pooling: String,
+}
+
+/// Retrieval quality of a version on the labelled set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RetrievalQuality {
+    /// The cut-off k.
+    pub k: i64,
+    /// Mean recall@k.
+    pub recall_at_k: f64,
+    /// Mean reciprocal rank.
+    pub mrr: f64,
+    /// Mean nDCG@k.
+    pub ndcg_at_k: f64,
+    /// Queries whose first result is relevant.
+    pub first_relevant: i64,
+    /// Queries evaluated.
+    pub queries: i64,
+}
+
 /// Serialises a summary, dropping quality details until it fits the limit.
 pub fn encode_materialize(summary: &MaterializeSummary) -> String {
     let mut s = summary.clone();

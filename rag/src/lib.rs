@@ -10,3 +10,4 @@ pub mod embed;
 pub mod eval;
 pub mod index;
 pub mod search;
+pub mod sources;

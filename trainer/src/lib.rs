@@ -1,6 +1,7 @@
 //! The trainer's library: the work behind `leitwerk-trainer`'s sub-commands.
 
 pub mod datagen;
+pub mod index;
 pub mod logistic;
 pub mod materialize;
 pub mod metrics;

@@ -3,19 +3,16 @@
 //! Its sub-commands and their arguments are the contract between the operator and its Jobs.
 //! `generate` writes seeded synthetic marketing data (see `leitwerk_trainer::datagen`);
 //! `materialize` and `train` are the Jobs of FeatureSets and Models (see
-//! `leitwerk_trainer::pipeline`). `index` (RagIndex) arrives in a later release; until then it
-//! says so and exits with status 3 instead of pretending to succeed.
+//! `leitwerk_trainer::pipeline`); `index` builds a RagIndex version (see
+//! `leitwerk_trainer::index`).
 
 use std::{path::PathBuf, process::ExitCode};
 
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
-use leitwerk_crds::{FeatureSetSpec, ModelSpec, summary};
+use leitwerk_crds::{FeatureSetSpec, ModelSpec, RagIndexSpec, summary};
 use leitwerk_trainer::datagen::{self, churn::ChurnSpec, leads::LeadsSpec};
-use leitwerk_trainer::pipeline;
-
-/// Exit status of a sub-command that this release does not implement yet.
-const NOT_IMPLEMENTED: u8 = 3;
+use leitwerk_trainer::{index, pipeline};
 
 /// Runs Leitwerk's batch work: FeatureSet materialization, model training and RagIndex
 /// indexing. The operator starts it as a Kubernetes Job; a short JSON summary goes to the
@@ -74,12 +71,24 @@ enum Command {
     },
     /// Chunk, embed and upsert the documents of a RagIndex.
     Index {
-        /// The RagIndex spec as JSON.
+        #[command(flatten)]
+        job: JobArgs,
+        /// A source and where it is mounted: `NAME=DIR` (a ConfigMap's keys) or `NAME=GLOB`.
+        #[arg(long = "source", required = true)]
+        sources: Vec<index::SourceMount>,
+        /// Directory of the embedding model (`config.json`, `tokenizer.json`,
+        /// `model.safetensors`).
+        #[arg(long, env = "LEITWERK_EMBEDDING_MODEL_DIR")]
+        model_dir: PathBuf,
+        /// URL of the previous version's index file, to build incrementally from.
         #[arg(long)]
-        spec: PathBuf,
-        /// Artifact store URL for the index metadata (and the embedded vector store).
+        previous: Option<String>,
+        /// URL or path of the labelled set (JSON Lines of query and relevant document ids).
         #[arg(long)]
-        artifact_store: String,
+        labelled: Option<String>,
+        /// The k of recall@k.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
     },
 }
 
@@ -184,6 +193,32 @@ fn run_job(command: Command) -> ExitCode {
                 };
                 runtime
                     .block_on(pipeline::run_train(&spec, &train))
+                    .map(|s| serde_json::to_string(&s).unwrap_or_default())
+                    .map_err(|e| chain(&e))
+            });
+            (job, outcome)
+        }
+        Command::Index {
+            job,
+            sources,
+            model_dir,
+            previous,
+            labelled,
+            k,
+        } => {
+            let outcome = job.spec::<RagIndexSpec>().and_then(|spec| {
+                let index_job = index::IndexJob {
+                    namespace: job.namespace.clone(),
+                    name: job.name.clone(),
+                    store: job.artifact_store.clone(),
+                    sources,
+                    model_dir,
+                    previous,
+                    labelled,
+                    k,
+                };
+                runtime
+                    .block_on(index::run_index(&spec, &index_job))
                     .map(|s| serde_json::to_string(&s).unwrap_or_default())
                     .map_err(|e| chain(&e))
             });
@@ -351,13 +386,6 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
-        }
-        Command::Index { .. } => {
-            eprintln!(
-                "leitwerk-trainer: `index` is not implemented in {} yet; nothing was done",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(NOT_IMPLEMENTED)
         }
         job => run_job(job),
     }

@@ -1,0 +1,198 @@
+//! `leitwerk-trainer index`: reads a RagIndex's sources, builds the next index version
+//! (incrementally from the previous one when the model and chunking are the same), writes it
+//! to the artifact store under its digest, and measures it on the labelled set.
+
+use std::path::PathBuf;
+
+use leitwerk_crds::rag_index::{ChunkingStrategy, RagIndexSpec};
+use leitwerk_crds::summary::{EmbeddingModelIdentity, IndexSummary, RetrievalQuality};
+use leitwerk_rag::chunk::{Settings, Structure};
+use leitwerk_rag::documents::Document;
+use leitwerk_rag::embed::Embedder;
+use leitwerk_rag::eval::{self, parse_labelled};
+use leitwerk_rag::index::{self, ChunkingKey, Index};
+use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
+use leitwerk_rag::sources;
+
+use crate::pipeline::JobError;
+use crate::store::{Store, read_url};
+
+/// A source as the Job sees it: its name and where it is mounted (a directory holding a
+/// ConfigMap's keys, or a glob of files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMount {
+    /// The source's name in the spec.
+    pub name: String,
+    /// A directory or a glob.
+    pub path: String,
+}
+
+impl std::str::FromStr for SourceMount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, path) = s
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+            .ok_or_else(|| format!("--source {s:?}: expected NAME=PATH"))?;
+        Ok(SourceMount {
+            name: name.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+/// What `index` is asked to do besides the spec.
+#[derive(Debug, Clone)]
+pub struct IndexJob {
+    /// Namespace of the RagIndex.
+    pub namespace: String,
+    /// Name of the RagIndex.
+    pub name: String,
+    /// Artifact store URL.
+    pub store: String,
+    /// The sources, mounted.
+    pub sources: Vec<SourceMount>,
+    /// Directory of the embedding model (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`).
+    pub model_dir: PathBuf,
+    /// URL of the previous version's index file, to build incrementally from.
+    pub previous: Option<String>,
+    /// URL or path of the labelled set (JSON Lines).
+    pub labelled: Option<String>,
+    /// The k of recall@k.
+    pub k: usize,
+}
+
+/// Reads every source's documents.
+pub fn read_sources(mounts: &[SourceMount]) -> Result<Vec<Document>, JobError> {
+    let mut out = Vec::new();
+    for m in mounts {
+        let docs = if m.path.contains(['*', '?', '[']) {
+            sources::files(&m.name, &m.path)
+        } else {
+            sources::config_map(&m.name, std::path::Path::new(&m.path))
+        }
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
+        out.extend(docs);
+    }
+    if out.is_empty() {
+        return Err(JobError::Invalid(
+            "the sources hold no documents: add .md, .html or .txt documents to them".into(),
+        ));
+    }
+    Ok(out)
+}
+
+async fn read_text(url: &str) -> Result<Vec<u8>, JobError> {
+    if url.contains("://") {
+        Ok(read_url(url).await?)
+    } else {
+        std::fs::read(url).map_err(|e| JobError::Invalid(format!("cannot read {url}: {e}")))
+    }
+}
+
+/// Runs `leitwerk-trainer index`.
+pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSummary, JobError> {
+    let documents = read_sources(&job.sources)?;
+    let embedder = Embedder::load(&job.model_dir, &spec.embedding.model)
+        .map_err(|e| JobError::Invalid(format!("embedding model: {e}")))?;
+    let previous = match &job.previous {
+        Some(url) => Some(
+            Index::from_bytes(&read_text(url).await?)
+                .map_err(|e| JobError::Invalid(format!("previous version {url}: {e}")))?,
+        ),
+        None => None,
+    };
+    let max = usize::try_from(spec.chunking.max_tokens).unwrap_or(0);
+    let overlap = usize::try_from(spec.chunking.overlap_tokens).unwrap_or(0);
+    let strategy = spec.chunking.strategy;
+    let settings = move |d: &Document| Settings {
+        structure: match strategy {
+            ChunkingStrategy::Markdown => d.structure,
+            ChunkingStrategy::Text => Structure::Text,
+        },
+        max_word_pieces: max,
+        overlap,
+    };
+    let key = ChunkingKey {
+        max_word_pieces: max,
+        overlap,
+    };
+    let (built, report) = index::build(previous.as_ref(), documents, settings, key, &embedder)
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
+    let quality = match &job.labelled {
+        Some(url) => Some(measure(&built, &embedder, &read_text(url).await?, job.k)?),
+        None => None,
+    };
+    let bytes = built.to_bytes();
+    let digest = crate::store::digest(&bytes);
+    let hex = digest.trim_start_matches("sha256:");
+    let key = format!("indexes/{}/{}/{hex}.lwrag", job.namespace, job.name);
+    let store = Store::open(&job.store)?;
+    if !store.exists(&key).await? {
+        store.put(&key, bytes).await?;
+    }
+    let id = embedder.identity();
+    Ok(IndexSummary {
+        version: hex.chars().take(12).collect(),
+        digest: digest.clone(),
+        url: store.url_of(&key),
+        documents: built.documents.len() as i64,
+        chunks: report.chunks as i64,
+        added: report.added as i64,
+        changed: report.changed as i64,
+        removed: report.removed as i64,
+        unchanged: report.unchanged as i64,
+        embedded: report.embedded as i64,
+        from_scratch: report.from_scratch,
+        model: EmbeddingModelIdentity {
+            name: id.name.clone(),
+            weights_digest: id.weights_digest.clone(),
+            tokenizer_digest: id.tokenizer_digest.clone(),
+            dimension: id.dimension as i64,
+            pooling: id.pooling.clone(),
+        },
+        quality,
+    })
+}
+
+/// Quality of `index` on a labelled set; the set must only name documents the index has.
+fn measure(
+    index: &Index,
+    embedder: &Embedder,
+    labelled: &[u8],
+    k: usize,
+) -> Result<RetrievalQuality, JobError> {
+    let text = std::str::from_utf8(labelled)
+        .map_err(|_| JobError::Invalid("the labelled set is not UTF-8 text".into()))?;
+    let set = parse_labelled(text).map_err(|e| JobError::Invalid(e.to_string()))?;
+    let unknown = eval::unknown_ids(&set, &index.document_ids());
+    if !unknown.is_empty() {
+        return Err(JobError::Invalid(format!(
+            "the labelled set names documents the sources do not have: {}; fix the ids (they are <source>/<key>)",
+            unknown.join(", ")
+        )));
+    }
+    let queries: Vec<&str> = set.iter().map(|l| l.query.as_str()).collect();
+    let vectors = embedder
+        .embed(&queries)
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
+    let store = ExactStore::new(index.clone());
+    let mut ranked = Vec::new();
+    for v in &vectors {
+        // Enough chunks to reach k distinct documents in all but pathological cases.
+        let hits = store
+            .search(v, k * 8, &Filter::new())
+            .map_err(|e| JobError::Invalid(e.to_string()))?;
+        ranked.push(hits.into_iter().map(|h| h.document).collect());
+    }
+    let q = eval::evaluate(&set, &ranked, k);
+    Ok(RetrievalQuality {
+        k: k as i64,
+        recall_at_k: q.recall_at_k,
+        mrr: q.mrr,
+        ndcg_at_k: q.ndcg_at_k,
+        first_relevant: q.first_relevant as i64,
+        queries: q.queries as i64,
+    })
+}
