@@ -6,6 +6,7 @@
 pub mod grpc;
 pub mod model;
 pub mod rest;
+pub mod retrieval;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -149,11 +150,10 @@ pub async fn serve(
             tracing::warn!(error = %e, "failed to set TCP_NODELAY on a REST connection");
         }
     });
-    let rest = axum::serve(http_listener, rest::router(server.clone())).with_graceful_shutdown(
-        async move {
-            let _ = rx_http.recv().await;
-        },
-    );
+    let routes = rest::router(server.clone()).merge(retrieval::router(server.clone()));
+    let rest = axum::serve(http_listener, routes).with_graceful_shutdown(async move {
+        let _ = rx_http.recv().await;
+    });
     let incoming =
         tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()

@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
+use leitwerk_inference_server::retrieval::{IndexArg, Retrieval};
 use leitwerk_inference_server::{Batching, ModelArg, Server, load_models, load_onnxruntime, serve};
 
 /// Exit status of a configuration error (no usable ONNX Runtime library, a model that does
@@ -16,8 +17,25 @@ const CONFIG_ERROR: u8 = 1;
 struct Args {
     /// Model to serve as NAME=VERSION=URL[#sha256:HEX] (repeat for several models and
     /// versions; the first version of a name is its default).
-    #[arg(long = "model", value_name = "NAME=VERSION=URL", required = true)]
+    #[arg(
+        long = "model",
+        value_name = "NAME=VERSION=URL",
+        required_unless_present = "embedding_model_dir"
+    )]
     models: Vec<ModelArg>,
+    /// RagIndex version to serve as NAME=URL of its index file (repeatable); needs
+    /// --embedding-model-dir, the model it was built with.
+    #[arg(
+        long = "index",
+        value_name = "NAME=URL",
+        requires = "embedding_model_dir"
+    )]
+    indexes: Vec<IndexArg>,
+    /// Directory of the embedding model (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`; `tests/minilm.sh` provides all-MiniLM-L6-v2): serves
+    /// `/v1/embeddings` and the indexes' `/v1/indexes/{name}/query`.
+    #[arg(long, env = "LEITWERK_EMBEDDING_MODEL_DIR")]
+    embedding_model_dir: Option<PathBuf>,
     /// Address of the REST endpoint (and /metrics).
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
@@ -89,38 +107,63 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let environment = match load_onnxruntime(args.onnxruntime.as_deref()) {
-        Ok(env) => env,
-        Err(problem) => {
-            eprintln!("leitwerk-inference-server: {problem}");
-            return ExitCode::from(CONFIG_ERROR);
+    let models = if args.models.is_empty() {
+        Vec::new()
+    } else {
+        let environment = match load_onnxruntime(args.onnxruntime.as_deref()) {
+            Ok(env) => env,
+            Err(problem) => {
+                eprintln!("leitwerk-inference-server: {problem}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        };
+        eprintln!(
+            "leitwerk-inference-server: loaded ONNX Runtime ({})",
+            ort::info()
+        );
+        match load_models(&environment, &args.models).await {
+            Ok(m) => m,
+            Err(problem) => {
+                eprintln!("leitwerk-inference-server: {problem}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
         }
     };
-    eprintln!(
-        "leitwerk-inference-server: loaded ONNX Runtime ({})",
-        ort::info()
-    );
-    let models = match load_models(&environment, &args.models).await {
-        Ok(m) => m,
-        Err(problem) => {
-            eprintln!("leitwerk-inference-server: {problem}");
-            return ExitCode::from(CONFIG_ERROR);
-        }
+    let retrieval = match &args.embedding_model_dir {
+        Some(dir) => match Retrieval::load(dir, &args.indexes).await {
+            Ok(r) => Some(r),
+            Err(problem) => {
+                eprintln!("leitwerk-inference-server: {problem}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        },
+        None => None,
     };
     let batching = (args.max_batch_size > 1).then(|| Batching {
         max_batch_size: args.max_batch_size,
         max_delay: Duration::from_millis(args.max_batch_delay_ms),
     });
-    let names: Vec<String> = models
+    let mut names: Vec<String> = models
         .iter()
         .map(|m| format!("{} {}", m.name, m.version))
         .collect();
+    if let Some(r) = &retrieval {
+        names.push("embeddings".into());
+        names.extend(
+            r.served()
+                .into_iter()
+                .map(|(n, v, chunks)| format!("index {n} {v} ({chunks} chunks)")),
+        );
+    }
     let server = Server::with_labels(
         models,
         batching,
         args.feedback_capacity,
         &args.metric_labels,
     );
+    if let Some(r) = retrieval {
+        let _ = server.retrieval.set(std::sync::Arc::new(r));
+    }
     let result = serve(server, args.http_addr, args.grpc_addr, shutdown_signal(), |http, grpc| {
         eprintln!("leitwerk-inference-server: serving {} on http://{http} (REST, /metrics) and {grpc} (gRPC)", names.join(", "));
     })

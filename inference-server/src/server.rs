@@ -18,7 +18,7 @@ use crate::model::{Column, InferError, Model, Rows, TensorIn};
 
 mod batching;
 mod feedback;
-mod metrics;
+pub(crate) mod metrics;
 
 pub use batching::*;
 pub use feedback::*;
@@ -45,6 +45,8 @@ pub struct Server {
     id_prefix: String,
     /// False once shutdown begins (readiness fails).
     pub ready: std::sync::atomic::AtomicBool,
+    /// The embedding model and RagIndex versions, when the server was given them.
+    pub retrieval: std::sync::OnceLock<Arc<crate::retrieval::Retrieval>>,
 }
 
 /// The reply of one inference.
@@ -130,6 +132,7 @@ impl Server {
             ids: AtomicU64::new(0),
             id_prefix: format!("{:x}", nanos & 0xffff_ffff_ffff),
             ready: std::sync::atomic::AtomicBool::new(true),
+            retrieval: std::sync::OnceLock::new(),
         })
     }
 

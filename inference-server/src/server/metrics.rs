@@ -13,6 +13,15 @@ pub struct VersionLabels {
     pub version: String,
 }
 
+/// Labels of retrieval series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IndexLabels {
+    /// RagIndex name.
+    pub index: String,
+    /// Index version.
+    pub version: String,
+}
+
 /// Labels of request series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -89,6 +98,9 @@ pub struct Metrics {
     pub(crate) outcomes: Family<OutcomeLabels, Counter>,
     pub(crate) outcome_value: Family<VersionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub(crate) batch_rows: Histogram,
+    pub(crate) index_queries: Family<IndexLabels, Counter>,
+    pub(crate) index_empty: Family<IndexLabels, Counter>,
+    pub(crate) index_latency: Family<IndexLabels, Histogram>,
 }
 
 impl Metrics {
@@ -162,8 +174,31 @@ impl Metrics {
             "Rows per model run (dynamic batching)",
             batch_rows.clone(),
         );
+        let index_queries = Family::<IndexLabels, Counter>::default();
+        let index_empty = Family::<IndexLabels, Counter>::default();
+        let index_latency = Family::<IndexLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0])
+        });
+        registry.register(
+            "index_queries",
+            "Retrieval queries per index version",
+            index_queries.clone(),
+        );
+        registry.register(
+            "index_empty_results",
+            "Retrieval queries that found nothing (e.g. a filter nothing passes)",
+            index_empty.clone(),
+        );
+        registry.register(
+            "index_query_duration_seconds",
+            "Time to embed a query and search the index",
+            index_latency.clone(),
+        );
         Metrics {
             registry,
+            index_queries,
+            index_empty,
+            index_latency,
             requests,
             predictions,
             errors,

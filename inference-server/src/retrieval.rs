@@ -1,0 +1,328 @@
+//! Retrieval: the server loads RagIndex versions (index files written by `leitwerk-trainer
+//! index`) and the embedding model they were built with, and answers
+//! `POST /v1/indexes/{name}/query` and OpenAI-compatible `POST /v1/embeddings`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use leitwerk_rag::embed::Embedder;
+use leitwerk_rag::index::Index;
+use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::server::Server;
+use crate::server::metrics::IndexLabels;
+
+/// Most texts one embeddings request may carry.
+pub const MAX_INPUTS: usize = 256;
+/// Longest text accepted, in bytes (longer text would be truncated by the model anyway).
+pub const MAX_TEXT_BYTES: usize = 32 * 1024;
+/// Most results one query may ask for.
+pub const MAX_TOP_K: usize = 100;
+
+/// One `--index NAME=URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexArg {
+    /// The RagIndex's name, as queried.
+    pub name: String,
+    /// URL of the index file.
+    pub url: String,
+}
+
+impl std::str::FromStr for IndexArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((name, url)) if !name.is_empty() && url.contains("://") => Ok(IndexArg {
+                name: name.into(),
+                url: url.into(),
+            }),
+            _ => Err(format!(
+                "--index {s:?} is not NAME=URL (e.g. product-docs=file:///indexes/ab12.lwrag)"
+            )),
+        }
+    }
+}
+
+/// A served index version.
+#[derive(Debug)]
+struct Served {
+    version: String,
+    store: ExactStore,
+}
+
+/// The embedding model and the indexes served with it.
+#[derive(Debug)]
+pub struct Retrieval {
+    embedder: Embedder,
+    indexes: BTreeMap<String, Served>,
+}
+
+impl Retrieval {
+    /// Loads the model in `model_dir` and every index; an index built with another model is
+    /// refused, because its vectors are not comparable with this model's queries.
+    pub async fn load(model_dir: &Path, indexes: &[IndexArg]) -> Result<Retrieval, String> {
+        let embedder = Embedder::load(model_dir, "all-MiniLM-L6-v2")
+            .map_err(|e| format!("embedding model: {e}"))?;
+        let mut served = BTreeMap::new();
+        for arg in indexes {
+            let bytes = crate::read_url(&arg.url)
+                .await?
+                .ok_or_else(|| format!("index {} at {} does not exist", arg.name, arg.url))?;
+            let version = leitwerk_rag::documents::digest(&bytes)
+                .trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect();
+            let index =
+                Index::from_bytes(&bytes).map_err(|e| format!("index {}: {e}", arg.name))?;
+            if index.model.weights_digest != embedder.identity().weights_digest
+                || index.model.tokenizer_digest != embedder.identity().tokenizer_digest
+            {
+                return Err(format!(
+                    "index {} was embedded with {} (weights {}), not with this server's model (weights {}): serve it with the model it was built with",
+                    arg.name,
+                    index.model.name,
+                    index.model.weights_digest,
+                    embedder.identity().weights_digest
+                ));
+            }
+            served.insert(
+                arg.name.clone(),
+                Served {
+                    version,
+                    store: ExactStore::new(index),
+                },
+            );
+        }
+        Ok(Retrieval {
+            embedder,
+            indexes: served,
+        })
+    }
+
+    /// `(name, version, chunks)` of every served index.
+    pub fn served(&self) -> Vec<(String, String, usize)> {
+        self.indexes
+            .iter()
+            .map(|(n, s)| (n.clone(), s.version.clone(), s.store.len()))
+            .collect()
+    }
+}
+
+/// A refusal answered as `{"error": …}`.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// The routes, when the server has retrieval.
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/indexes/{name}/query", post(query))
+        .with_state(server)
+}
+
+fn retrieval_of(server: &Server) -> Result<Arc<Retrieval>, Refusal> {
+    server.retrieval.get().cloned().ok_or_else(|| {
+        Refusal(
+            StatusCode::NOT_FOUND,
+            "this server serves no embedding model (start it with --embedding-model-dir)".into(),
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Input {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+struct EmbeddingsRequest {
+    input: Input,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+async fn embeddings(State(server): State<Arc<Server>>, body: axum::body::Bytes) -> Response {
+    match embed_request(&server, &body).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn embed_request(server: &Server, body: &[u8]) -> Result<Value, Refusal> {
+    let retrieval = retrieval_of(server)?;
+    let request: EmbeddingsRequest = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "the body is not {{\"input\": \"text\" | [\"text\", …], \"model\": \"…\"}}: {e}"
+        ))
+    })?;
+    let name = retrieval.embedder.identity().name.clone();
+    if let Some(m) = request.model.as_deref()
+        && m != name
+    {
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            format!("model {m:?} is not served here; this server embeds with {name}"),
+        ));
+    }
+    let inputs = match request.input {
+        Input::One(t) => vec![t],
+        Input::Many(list) => list,
+    };
+    if inputs.is_empty() || inputs.len() > MAX_INPUTS {
+        return Err(bad(format!(
+            "input has {} texts; send 1 to {MAX_INPUTS}",
+            inputs.len()
+        )));
+    }
+    if let Some(i) = inputs.iter().position(|t| t.len() > MAX_TEXT_BYTES) {
+        return Err(bad(format!(
+            "input[{i}] is longer than {MAX_TEXT_BYTES} bytes; split it"
+        )));
+    }
+    let tokens: usize = inputs
+        .iter()
+        .map(|t| retrieval.embedder.pieces().count(t) + 2)
+        .sum();
+    let worker = retrieval.clone();
+    let vectors = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        worker.embedder.embed(&refs).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .collect();
+    Ok(json!({
+        "object": "list",
+        "data": data,
+        "model": name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct QueryRequest {
+    query: String,
+    #[serde(default = "default_top_k")]
+    top_k: usize,
+    #[serde(default)]
+    filter: Filter,
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+
+async fn query(
+    State(server): State<Arc<Server>>,
+    UrlPath(name): UrlPath<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    match run_query(&server, &name, &body).await {
+        Ok(v) => Json(v).into_response(),
+        Err(r) => r.into_response(),
+    }
+}
+
+async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Refusal> {
+    let started = Instant::now();
+    let retrieval = retrieval_of(server)?;
+    let Some(served) = retrieval.indexes.get(name) else {
+        let names: Vec<&str> = retrieval.indexes.keys().map(String::as_str).collect();
+        return Err(Refusal(
+            StatusCode::NOT_FOUND,
+            format!(
+                "index {name:?} is not served here; served: {}",
+                names.join(", ")
+            ),
+        ));
+    };
+    let request: QueryRequest = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "the body is not {{\"query\": \"…\", \"topK\": 5, \"filter\": {{\"field\": \"value\"}}, \"mode\": \"Dense\"}}: {e}"
+        ))
+    })?;
+    if request.query.trim().is_empty() || request.query.len() > MAX_TEXT_BYTES {
+        return Err(bad(format!(
+            "query must be 1 to {MAX_TEXT_BYTES} bytes of text"
+        )));
+    }
+    if !(1..=MAX_TOP_K).contains(&request.top_k) {
+        return Err(bad(format!("topK must be 1 to {MAX_TOP_K}")));
+    }
+    match request.mode.as_deref() {
+        None | Some("Dense") => {}
+        Some("Hybrid") => {
+            return Err(bad(
+                "mode Hybrid (BM25 fused with dense results) is not served by this release; use Dense",
+            ));
+        }
+        Some(other) => return Err(bad(format!("mode {other:?} is not Dense or Hybrid"))),
+    }
+    let worker = retrieval.clone();
+    let text = request.query.clone();
+    let vector = tokio::task::spawn_blocking(move || worker.embedder.embed(&[text.as_str()]))
+        .await
+        .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let query_vector = vector.first().map(Vec::as_slice).unwrap_or_default();
+    let hits = served
+        .store
+        .search(query_vector, request.top_k, &request.filter)
+        .map_err(|e| bad(e.to_string()))?;
+    let labels = IndexLabels {
+        index: name.to_string(),
+        version: served.version.clone(),
+    };
+    let m = &server.metrics;
+    m.index_queries.get_or_create(&labels).inc();
+    if hits.is_empty() {
+        m.index_empty.get_or_create(&labels).inc();
+    }
+    m.index_latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    let results: Vec<Value> = hits
+        .into_iter()
+        .map(|h| {
+            json!({
+                "text": h.text,
+                "score": h.score,
+                "document": h.document,
+                "title": h.title,
+                "url": h.url,
+                "section": h.section,
+                "version": served.version,
+            })
+        })
+        .collect();
+    Ok(json!({"index": name, "version": served.version, "results": results}))
+}

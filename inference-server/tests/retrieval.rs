@@ -1,0 +1,240 @@
+//! The server binary serving a RagIndex version built from the example corpus: answers over
+//! REST agree with the library's evaluation, `/v1/embeddings` returns the model's vectors,
+//! refusals name the field, and an index built with another model is refused at start.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use leitwerk_rag::chunk::Settings;
+use leitwerk_rag::documents;
+use leitwerk_rag::embed::Embedder;
+use leitwerk_rag::eval::{evaluate, parse_labelled};
+use leitwerk_rag::index::{ChunkingKey, build};
+use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
+use leitwerk_testkit::{free_port, provided, repo_root};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leitwerk-inference-server");
+
+#[derive(serde::Deserialize)]
+struct ConfigMap {
+    data: BTreeMap<String, String>,
+}
+
+fn example(file: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(repo_root().join("examples/product-docs-rag").join(file))?;
+    Ok(yaml_serde::from_str::<ConfigMap>(&text)?.data)
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_ready(base: &str) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        if let Ok(r) = reqwest::get(format!("{base}/v2/health/ready")).await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the server did not become ready")
+}
+
+async fn post(url: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let r = reqwest::Client::new().post(url).json(body).send().await?;
+    let status = r.status().as_u16();
+    Ok((status, r.json().await?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_answers_the_labelled_queries_as_the_evaluation_says() -> anyhow::Result<()> {
+    let model_dir = provided("minilm.sh")?;
+    let embedder = Embedder::load(&model_dir, "all-MiniLM-L6-v2")?;
+    let docs: Vec<documents::Document> = example("docs-configmap.yaml")?
+        .iter()
+        .map(|(k, v)| documents::read("product-docs", k, v.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let key = ChunkingKey {
+        max_word_pieces: 200,
+        overlap: 30,
+    };
+    let settings = |d: &documents::Document| Settings {
+        structure: d.structure,
+        max_word_pieces: 200,
+        overlap: 30,
+    };
+    let (index, _) = build(None, docs, settings, key, &embedder)?;
+    let dir = std::env::temp_dir().join(format!("leitwerk-retrieval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("index.lwrag");
+    std::fs::write(&file, index.to_bytes())?;
+    let version: String = index
+        .digest()
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect();
+
+    // What the evaluation says: how many labelled queries get a relevant document first.
+    let set = parse_labelled(example("eval-configmap.yaml")?["queries.jsonl"].as_str())?;
+    let store = ExactStore::new(index.clone());
+    let vectors = embedder.embed(&set.iter().map(|l| l.query.as_str()).collect::<Vec<_>>())?;
+    let ranked: Vec<Vec<String>> = vectors
+        .iter()
+        .map(|v| {
+            store
+                .search(v, 40, &Filter::new())
+                .map(|hits| hits.into_iter().map(|h| h.document).collect())
+        })
+        .collect::<Result<_, _>>()?;
+    let expected = evaluate(&set, &ranked, 5);
+
+    let (http, grpc) = (free_port()?, free_port()?);
+    let server = Running(
+        Command::new(BIN)
+            .arg("--embedding-model-dir")
+            .arg(&model_dir)
+            .arg("--index")
+            .arg(format!("product-docs=file://{}", file.display()))
+            .args(["--http-addr", &format!("127.0.0.1:{http}")])
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let base = format!("http://127.0.0.1:{http}");
+    wait_ready(&base).await?;
+    let url = format!("{base}/v1/indexes/product-docs/query");
+    let mut first_relevant = 0;
+    for labelled in &set {
+        let (status, body) = post(&url, &json!({"query": labelled.query, "topK": 3})).await?;
+        assert_eq!(status, 200, "{body}");
+        let results = body["results"].as_array().cloned().unwrap_or_default();
+        assert_eq!(results.len(), 3);
+        assert_eq!(body["version"], version.as_str());
+        let first = results[0]["document"].as_str().unwrap_or_default();
+        if labelled.relevant.iter().any(|r| r == first) {
+            first_relevant += 1;
+        }
+        for r in &results {
+            assert!(r["title"].is_string() && r["section"].is_string() && r["text"].is_string());
+            assert_eq!(r["version"], version.as_str());
+        }
+    }
+    assert_eq!(first_relevant, expected.first_relevant);
+    assert!(
+        first_relevant * 10 >= set.len() * 8,
+        "{first_relevant}/{}",
+        set.len()
+    );
+
+    // A filter restricts the results; an unknown field, a bad topK or mode, an unknown index
+    // are refused naming what is wrong.
+    let (_, body) = post(
+        &url,
+        &json!({"query": "price", "topK": 5, "filter": {"document": "product-docs/plan-scale.md"}}),
+    )
+    .await?;
+    let results = body["results"].as_array().cloned().unwrap_or_default();
+    assert!(!results.is_empty());
+    assert!(
+        results
+            .iter()
+            .all(|r| r["document"] == "product-docs/plan-scale.md")
+    );
+    for (request, status, needle) in [
+        (
+            json!({"query": "x", "filter": {"colour": "red"}}),
+            400,
+            "\"colour\"",
+        ),
+        (json!({"query": "x", "topK": 0}), 400, "topK"),
+        (json!({"query": "x", "mode": "Hybrid"}), 400, "Hybrid"),
+        (json!({"query": ""}), 400, "query"),
+        (json!({"question": "x"}), 400, "query"),
+    ] {
+        let (got, body) = post(&url, &request).await?;
+        assert_eq!(got, status, "{request}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(needle),
+            "{body}"
+        );
+    }
+    let (got, body) = post(
+        &format!("{base}/v1/indexes/nope/query"),
+        &json!({"query": "x"}),
+    )
+    .await?;
+    assert_eq!(got, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("product-docs"),
+        "{body}"
+    );
+
+    // Embeddings, OpenAI-compatible, equal to the library's.
+    let texts = ["How do I cancel?", "Preise für SMS"];
+    let (status, body) = post(
+        &format!("{base}/v1/embeddings"),
+        &json!({"input": texts, "model": "all-MiniLM-L6-v2"}),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let want = embedder.embed(&texts)?;
+    for (i, w) in want.iter().enumerate() {
+        let got: Vec<f32> = serde_json::from_value(body["data"][i]["embedding"].clone())?;
+        let diff = got
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0_f32, f32::max);
+        assert!(diff < 1e-6, "{diff}");
+    }
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap_or(0) > 4);
+    let (status, _) = post(
+        &format!("{base}/v1/embeddings"),
+        &json!({"input": "x", "model": "text-embedding-3-small"}),
+    )
+    .await?;
+    assert_eq!(status, 404);
+
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let line = format!(
+        "leitwerk_inference_index_queries_total{{index=\"product-docs\",version=\"{version}\"}}"
+    );
+    assert!(metrics.contains(&line), "{metrics}");
+    drop(server);
+
+    // An index embedded with another model is refused at start, naming both.
+    let mut foreign = index.clone();
+    foreign.model.weights_digest = "sha256:0000".into();
+    let other = dir.join("foreign.lwrag");
+    std::fs::write(&other, foreign.to_bytes())?;
+    let out = Command::new(BIN)
+        .arg("--embedding-model-dir")
+        .arg(&model_dir)
+        .arg("--index")
+        .arg(format!("old=file://{}", other.display()))
+        .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("index old was embedded with") && stderr.contains("sha256:0000"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
