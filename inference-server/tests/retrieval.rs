@@ -12,19 +12,13 @@ use leitwerk_rag::embed::Embedder;
 use leitwerk_rag::eval::{evaluate, parse_labelled};
 use leitwerk_rag::index::{ChunkingKey, build};
 use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
-use leitwerk_testkit::{free_port, provided, repo_root};
+use leitwerk_testkit::{example_config_map, free_port, provided};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leitwerk-inference-server");
 
-#[derive(serde::Deserialize)]
-struct ConfigMap {
-    data: BTreeMap<String, String>,
-}
-
 fn example(file: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(repo_root().join("examples/product-docs-rag").join(file))?;
-    Ok(yaml_serde::from_str::<ConfigMap>(&text)?.data)
+    example_config_map(&format!("product-docs-rag/{file}"))
 }
 
 struct Running(Child);

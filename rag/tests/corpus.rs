@@ -10,16 +10,10 @@ use leitwerk_rag::embed::Embedder;
 use leitwerk_rag::eval::{Labelled, Quality, evaluate, parse_labelled, unknown_ids};
 use leitwerk_rag::index::{ChunkingKey, Index, build};
 use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
-use leitwerk_testkit::{provided, repo_root};
-
-#[derive(serde::Deserialize)]
-struct ConfigMap {
-    data: BTreeMap<String, String>,
-}
+use leitwerk_testkit::{example_config_map, provided};
 
 fn config_map(file: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(repo_root().join("examples/product-docs-rag").join(file))?;
-    Ok(yaml_serde::from_str::<ConfigMap>(&text)?.data)
+    example_config_map(&format!("product-docs-rag/{file}"))
 }
 
 fn corpus() -> anyhow::Result<Vec<Document>> {

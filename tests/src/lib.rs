@@ -50,6 +50,19 @@ pub fn provided(script: &str) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// The `data` of a ConfigMap manifest under `examples/` (e.g.
+/// `product-docs-rag/docs-configmap.yaml`).
+pub fn example_config_map(
+    path: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    #[derive(serde::Deserialize)]
+    struct ConfigMap {
+        data: std::collections::BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(repo_root().join("examples").join(path))?;
+    Ok(yaml_serde::from_str::<ConfigMap>(&text)?.data)
+}
+
 /// The Kubernetes version pinned in `tests/cluster/versions.env`, e.g. `v1.34.4`.
 pub fn kubernetes_version() -> String {
     let pins =

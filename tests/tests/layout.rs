@@ -67,6 +67,9 @@ fn top_level_entries_are_exactly_the_documented_ones() {
         "examples",
         "inference-server",
         "operator",
+        // The retrieval library shared by the trainer (`index`) and the inference server
+        // (queries, embeddings), documented in the README's Architecture.
+        "rag",
         "rust-toolchain.toml",
         "rustfmt.toml",
         "tests",

@@ -7,18 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use leitwerk_crds::summary::IndexSummary;
-use leitwerk_testkit::{provided, repo_root};
+use leitwerk_testkit::{example_config_map, provided};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leitwerk-trainer");
 
-#[derive(serde::Deserialize)]
-struct ConfigMap {
-    data: BTreeMap<String, String>,
-}
-
 fn example(file: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(repo_root().join("examples/product-docs-rag").join(file))?;
-    Ok(yaml_serde::from_str::<ConfigMap>(&text)?.data)
+    example_config_map(&format!("product-docs-rag/{file}"))
 }
 
 /// Writes a ConfigMap's keys as the kubelet does: the files live in a timestamped directory,
