@@ -217,17 +217,49 @@ pub struct QdrantStore {
     pub api_key_secret_ref: Option<SecretKeyReference>,
 }
 
-/// A labelled set for recall@k.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+/// The labelled set every new version is evaluated on before it serves. Exactly one of
+/// `configMapRef` and `labelledSetUrl` is set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.labelledSetUrl)").message("evaluation sets exactly one of configMapRef or labelledSetUrl"))]
 pub struct Evaluation {
-    /// URL of a JSON Lines file: `{"query": ..., "relevant": ["doc-id", ...]}` per line.
+    /// A key of a ConfigMap in the same namespace holding the JSON Lines set:
+    /// `{"query": "…", "relevant": ["<source>/<key>", …]}` per line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<ConfigMapKeyReference>,
+    /// URL of the JSON Lines set (`file://`, `s3://`, `gs://`, `az://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 8, max = 1024), regex(pattern = r"^(file|s3|gs|az)://.+"))]
-    pub labelled_set_url: String,
-    /// k of recall@k.
+    pub labelled_set_url: Option<String>,
+    /// k of recall@k and nDCG@k.
     #[serde(default = "default_k")]
     #[schemars(range(min = 1, max = 100))]
     pub k: i32,
+    /// The lowest recall@k a version may have to serve.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_recall: f64,
+    /// How much lower than the serving version's recall@k a new version's may be and still
+    /// replace it.
+    #[serde(default = "default_tolerance")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub tolerance: f64,
+}
+
+/// A reference to one key of a ConfigMap in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyReference {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_tolerance() -> f64 {
+    0.02
 }
 
 fn default_k() -> i32 {
