@@ -9,5 +9,6 @@ pub mod documents;
 pub mod embed;
 pub mod eval;
 pub mod index;
+pub mod scan;
 pub mod search;
 pub mod sources;
