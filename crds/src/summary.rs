@@ -110,10 +110,19 @@ pub struct IndexSummary {
     /// Quality on the labelled set, when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<RetrievalQuality>,
+    /// Personal data found in the version's chunks (redacted or flagged).
+    #[serde(default)]
+    pub personal_data: i64,
+    /// Chunks flagged for a reviewer.
+    #[serde(default)]
+    pub flagged: i64,
+    /// Chunks quarantined from serving.
+    #[serde(default)]
+    pub quarantined: i64,
 }
 
 /// What identifies an embedding model (the same fields the RagIndex status shows).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmbeddingModelIdentity {
     /// Name, e.g. `all-MiniLM-L6-v2`.
@@ -129,7 +138,7 @@ pub struct EmbeddingModelIdentity {
 }
 
 /// Retrieval quality of a version on the labelled set.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetrievalQuality {
     /// The cut-off k.

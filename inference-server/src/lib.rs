@@ -157,7 +157,12 @@ pub async fn serve(
     let incoming =
         tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
-        .add_service(grpc::GrpcInferenceServiceServer::new(grpc::Service(server)))
+        .add_service(grpc::GrpcInferenceServiceServer::new(grpc::Service(
+            server.clone(),
+        )))
+        .add_service(retrieval::pb::retrieval_server::RetrievalServer::new(
+            retrieval::GrpcRetrieval(server),
+        ))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = rx_grpc.recv().await;
         });

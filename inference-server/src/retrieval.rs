@@ -252,6 +252,63 @@ async fn query(
     }
 }
 
+/// The retrieval query over gRPC (`leitwerk.retrieval.v1.Retrieval/Query`): the request is
+/// put in the REST body's shape and answered by the same code, so that both APIs agree.
+#[derive(Debug, Clone)]
+pub struct GrpcRetrieval(pub Arc<Server>);
+
+#[tonic::async_trait]
+impl pb::retrieval_server::Retrieval for GrpcRetrieval {
+    async fn query(
+        &self,
+        request: tonic::Request<pb::QueryRequest>,
+    ) -> Result<tonic::Response<pb::QueryResponse>, tonic::Status> {
+        let r = request.into_inner();
+        let mut body = json!({"query": r.query, "filter": r.filter});
+        if r.top_k > 0 {
+            body["topK"] = json!(r.top_k);
+        }
+        if !r.mode.is_empty() {
+            body["mode"] = json!(r.mode);
+        }
+        let answer = run_query(&self.0, &r.index, body.to_string().as_bytes())
+            .await
+            .map_err(|Refusal(code, message)| match code {
+                StatusCode::NOT_FOUND => tonic::Status::not_found(message),
+                StatusCode::BAD_REQUEST => tonic::Status::invalid_argument(message),
+                _ => tonic::Status::internal(message),
+            })?;
+        let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+        let results = answer["results"]
+            .as_array()
+            .map(|hits| {
+                hits.iter()
+                    .map(|h| pb::Chunk {
+                        text: text(h, "text"),
+                        score: h["score"].as_f64().unwrap_or(0.0) as f32,
+                        document: text(h, "document"),
+                        title: text(h, "title"),
+                        url: text(h, "url"),
+                        section: text(h, "section"),
+                        version: text(h, "version"),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(tonic::Response::new(pb::QueryResponse {
+            index: text(&answer, "index"),
+            version: text(&answer, "version"),
+            results,
+        }))
+    }
+}
+
+/// Code generated from `proto/retrieval.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("leitwerk.retrieval.v1");
+}
+
 async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Refusal> {
     let started = Instant::now();
     let retrieval = retrieval_of(server)?;

@@ -1,5 +1,5 @@
 //! The server binary serving a RagIndex version built from the example corpus: answers over
-//! REST agree with the library's evaluation, `/v1/embeddings` returns the model's vectors,
+//! REST agree with the library's evaluation (and over gRPC with REST), `/v1/embeddings` returns the model's vectors,
 //! refusals name the field, and an index built with another model is refused at start.
 
 use std::collections::BTreeMap;
@@ -174,6 +174,51 @@ async fn the_server_answers_the_labelled_queries_as_the_evaluation_says() -> any
             .contains("product-docs"),
         "{body}"
     );
+
+    // gRPC answers the same query with the same chunks, and refuses the same way.
+    use leitwerk_inference_server::retrieval::pb;
+    let mut client =
+        pb::retrieval_client::RetrievalClient::connect(format!("http://127.0.0.1:{grpc}")).await?;
+    let question = "Is there a discount for charities?";
+    let (_, rest) = post(&url, &json!({"query": question, "topK": 4})).await?;
+    let answer = client
+        .query(pb::QueryRequest {
+            index: "product-docs".into(),
+            query: question.into(),
+            top_k: 4,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(answer.version, version);
+    let grpc_docs: Vec<&str> = answer.results.iter().map(|c| c.document.as_str()).collect();
+    let rest_docs: Vec<&str> = rest["results"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|h| h["document"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(grpc_docs, rest_docs);
+    for (request, code) in [
+        (
+            pb::QueryRequest {
+                index: "nope".into(),
+                query: "x".into(),
+                ..Default::default()
+            },
+            tonic::Code::NotFound,
+        ),
+        (
+            pb::QueryRequest {
+                index: "product-docs".into(),
+                query: "x".into(),
+                top_k: 1000,
+                ..Default::default()
+            },
+            tonic::Code::InvalidArgument,
+        ),
+    ] {
+        let err = client.query(request).await.err().map(|e| e.code());
+        assert_eq!(err, Some(code));
+    }
 
     // Embeddings, OpenAI-compatible, equal to the library's.
     let texts = ["How do I cancel?", "Preise für SMS"];

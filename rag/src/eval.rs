@@ -142,32 +142,6 @@ pub fn evaluate(set: &[Labelled], ranked: &[Vec<String>], k: usize) -> Quality {
     q
 }
 
-/// Whether a new version may replace the serving one: it must reach `min_recall` and be no
-/// more than `tolerance` below the serving version's recall@k. The refusal names both figures.
-pub fn admit(
-    candidate: &Quality,
-    serving: Option<&Quality>,
-    min_recall: f64,
-    tolerance: f64,
-) -> Result<(), String> {
-    let k = candidate.k;
-    if candidate.recall_at_k < min_recall {
-        return Err(format!(
-            "recall@{k} {:.3} is below evaluation.minRecall {min_recall:.3}",
-            candidate.recall_at_k
-        ));
-    }
-    if let Some(s) = serving
-        && candidate.recall_at_k < s.recall_at_k - tolerance
-    {
-        return Err(format!(
-            "recall@{k} {:.3} is more than evaluation.tolerance {tolerance:.3} below the serving version's {:.3}",
-            candidate.recall_at_k, s.recall_at_k
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,31 +181,6 @@ mod tests {
         let second = (1.0 / 3f64.log2()) / (1.0 + 1.0 / 3f64.log2());
         assert!((q.ndcg_at_k - (1.0 + second) / 3.0).abs() < 1e-12, "{q:?}");
         assert_eq!((q.first_relevant, q.queries), (1, 3));
-    }
-
-    #[test]
-    fn a_version_serves_only_above_the_floor_and_within_the_tolerance() {
-        let q = |recall: f64| Quality {
-            k: 5,
-            recall_at_k: recall,
-            mrr: 0.0,
-            ndcg_at_k: 0.0,
-            first_relevant: 0,
-            queries: 44,
-        };
-        assert_eq!(admit(&q(0.9), None, 0.8, 0.02), Ok(()));
-        let low = admit(&q(0.7), None, 0.8, 0.02).unwrap_err();
-        assert!(
-            low.contains("0.700") && low.contains("minRecall 0.800"),
-            "{low}"
-        );
-        assert_eq!(admit(&q(0.95), Some(&q(0.966)), 0.8, 0.02), Ok(()));
-        let worse = admit(&q(0.90), Some(&q(0.966)), 0.8, 0.02).unwrap_err();
-        assert!(
-            worse.contains("0.900") && worse.contains("0.966"),
-            "{worse}"
-        );
-        assert_eq!(admit(&q(0.99), Some(&q(0.966)), 0.8, 0.0), Ok(()));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::{Settings, SettingsError, split};
 use crate::documents::{Document, digest};
 use crate::embed::{EmbedError, Embedder, ModelIdentity};
+use crate::scan::{InjectionPolicy, PersonalDataPolicy, Safety, scan};
 
 /// The first bytes of an index file.
 const MAGIC: &[u8; 8] = b"LWRAG001";
@@ -44,6 +45,19 @@ pub struct StoredChunk {
     /// Its vector (kept out of the header when written).
     #[serde(skip)]
     pub vector: Vec<f32>,
+    /// Personal data found in it (redacted unless the policy flags it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub personal_data: usize,
+    /// Marked for a reviewer: personal data or injection text the policy lets through.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flagged: bool,
+    /// Prompt-injection text: kept, never served.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quarantined: bool,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One document of an index.
@@ -78,6 +92,9 @@ pub struct Index {
     pub chunking: ChunkingKey,
     /// Documents by id.
     pub documents: BTreeMap<String, StoredDocument>,
+    /// The ingest-safety policy it was built with.
+    #[serde(default)]
+    pub safety: Safety,
 }
 
 /// What a build did.
@@ -96,8 +113,15 @@ pub struct BuildReport {
     pub chunks: usize,
     /// Chunks embedded by this build.
     pub embedded: usize,
-    /// Whether the previous version was ignored (another model or chunking, or none).
+    /// Whether the previous version was ignored (another model, chunking or safety policy, or
+    /// none).
     pub from_scratch: bool,
+    /// Personal data found in the version's chunks (redacted or flagged, as the policy says).
+    pub personal_data: usize,
+    /// Chunks flagged for a reviewer.
+    pub flagged: usize,
+    /// Chunks quarantined from serving (prompt-injection text).
+    pub quarantined: usize,
 }
 
 /// Errors of a build or of reading an index file.
@@ -115,10 +139,20 @@ pub enum IndexError {
     /// An index file that is not one.
     #[error("not a Leitwerk index file: {0}")]
     Format(String),
+    /// Personal data under the `Reject` policy. Names the kinds, never the data.
+    #[error(
+        "document {id} holds personal data ({kinds}) and spec.safety.personalData is Reject: remove it from the source, or choose Redact or Flag"
+    )]
+    PersonalData {
+        /// The document.
+        id: String,
+        /// The kinds found.
+        kinds: String,
+    },
 }
 
-/// Builds a version from `documents`, reusing what `previous` has for unchanged documents when
-/// it was built with the same model and chunking.
+/// Builds a version from `documents` under the default safety policy (personal data redacted,
+/// injection text quarantined); see [`build_with`].
 pub fn build(
     previous: Option<&Index>,
     documents: Vec<Document>,
@@ -126,7 +160,54 @@ pub fn build(
     chunking: ChunkingKey,
     embedder: &Embedder,
 ) -> Result<(Index, BuildReport), IndexError> {
-    let reusable = previous.filter(|p| p.model == *embedder.identity() && p.chunking == chunking);
+    build_with(
+        previous,
+        documents,
+        settings_of,
+        chunking,
+        Safety::default(),
+        embedder,
+    )
+}
+
+/// A chunk after the safety scan: its text (redacted when the policy says so) and marks.
+fn screened(
+    doc: &str,
+    text: String,
+    safety: Safety,
+) -> Result<(String, usize, bool, bool), IndexError> {
+    let redact = safety.personal_data == PersonalDataPolicy::Redact;
+    let (findings, redacted) = scan(&text, redact);
+    let found: usize = findings.pii.values().sum();
+    if found > 0 && safety.personal_data == PersonalDataPolicy::Reject {
+        let kinds: Vec<&str> = findings.pii.keys().map(|k| k.name()).collect();
+        return Err(IndexError::PersonalData {
+            id: doc.to_string(),
+            kinds: kinds.join(", "),
+        });
+    }
+    let injected = findings.injection > 0;
+    let quarantined = injected && safety.injection == InjectionPolicy::Quarantine;
+    let flagged = (found > 0 && safety.personal_data == PersonalDataPolicy::Flag)
+        || (injected && safety.injection == InjectionPolicy::Flag);
+    Ok((redacted.unwrap_or(text), found, flagged, quarantined))
+}
+
+/// Builds a version from `documents`, reusing what `previous` has for unchanged documents when
+/// it was built with the same model, chunking and safety policy. Every new chunk is scanned
+/// for personal data and prompt-injection text first ([`crate::scan`]): redacted, flagged,
+/// quarantined or refused as `safety` says; the report counts them over the whole version.
+pub fn build_with(
+    previous: Option<&Index>,
+    documents: Vec<Document>,
+    settings_of: impl Fn(&Document) -> Settings,
+    chunking: ChunkingKey,
+    safety: Safety,
+    embedder: &Embedder,
+) -> Result<(Index, BuildReport), IndexError> {
+    let reusable = previous.filter(|p| {
+        p.model == *embedder.identity() && p.chunking == chunking && p.safety == safety
+    });
     let mut report = BuildReport {
         from_scratch: reusable.is_none(),
         ..BuildReport::default()
@@ -148,7 +229,24 @@ pub fn build(
             None => report.added += 1,
         }
         let settings = settings_of(&doc);
-        let chunks = split(&doc.text, &settings, embedder.pieces())?;
+        let mut chunks = Vec::new();
+        for c in split(&doc.text, &settings, embedder.pieces())? {
+            if c.text.trim().is_empty() {
+                continue;
+            }
+            let (text, personal_data, flagged, quarantined) = screened(&doc.id, c.text, safety)?;
+            chunks.push(StoredChunk {
+                id: format!("{}#{}", doc.id, c.index),
+                document: doc.id.clone(),
+                text,
+                section: c.section,
+                word_pieces: c.word_pieces,
+                vector: Vec::new(),
+                personal_data,
+                flagged,
+                quarantined,
+            });
+        }
         let stored = StoredDocument {
             id: doc.id.clone(),
             source: doc.source,
@@ -156,18 +254,7 @@ pub fn build(
             url: doc.url,
             metadata: doc.metadata,
             digest: doc.digest,
-            chunks: chunks
-                .into_iter()
-                .filter(|c| !c.text.trim().is_empty())
-                .map(|c| StoredChunk {
-                    id: format!("{}#{}", doc.id, c.index),
-                    document: doc.id.clone(),
-                    text: c.text,
-                    section: c.section,
-                    word_pieces: c.word_pieces,
-                    vector: Vec::new(),
-                })
-                .collect(),
+            chunks,
         };
         to_embed.extend((0..stored.chunks.len()).map(|i| (doc.id.clone(), i)));
         out.insert(doc.id, stored);
@@ -192,11 +279,16 @@ pub fn build(
     }
     report.embedded = to_embed.len();
     report.chunks = out.values().map(|d| d.chunks.len()).sum();
+    let all = || out.values().flat_map(|d| d.chunks.iter());
+    report.personal_data = all().map(|c| c.personal_data).sum();
+    report.flagged = all().filter(|c| c.flagged).count();
+    report.quarantined = all().filter(|c| c.quarantined).count();
     Ok((
         Index {
             model: embedder.identity().clone(),
             chunking,
             documents: out,
+            safety,
         },
         report,
     ))

@@ -36,6 +36,51 @@ impl Pii {
     }
 }
 
+/// What a build does with a chunk that holds personal data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PersonalDataPolicy {
+    /// Replace each finding with its placeholder (`[EMAIL]`) before embedding.
+    #[default]
+    Redact,
+    /// Keep the text and mark the chunk as flagged.
+    Flag,
+    /// Fail the build, naming the document and the kinds found.
+    Reject,
+}
+
+/// What a build does with a chunk that carries prompt-injection signs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum InjectionPolicy {
+    /// Keep it in the index but never serve it.
+    #[default]
+    Quarantine,
+    /// Serve it, marked as flagged.
+    Flag,
+}
+
+/// The ingest-safety policy of an index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Safety {
+    /// Personal data.
+    pub personal_data: PersonalDataPolicy,
+    /// Prompt-injection text.
+    pub injection: InjectionPolicy,
+}
+
+impl Pii {
+    /// The kind's name in messages and counts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pii::Email => "e-mail address",
+            Pii::Phone => "phone number",
+            Pii::Iban => "IBAN",
+            Pii::Card => "card number",
+            Pii::Ip => "IP address",
+        }
+    }
+}
+
 /// What one scan found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Findings {

@@ -11,7 +11,9 @@
 //!   missing one fails the pod as `CreateContainerConfigError` would);
 //! - provides the pod's volumes like a kubelet: each process runs in a private mount namespace
 //!   (`unshare --mount`) with PersistentVolumeClaims (through their bound hostPath
-//!   PersistentVolume) and emptyDirs bind-mounted at their mount paths, and a termination-log
+//!   PersistentVolume), emptyDirs and ConfigMaps (their keys written as files when the pod
+//!   starts; a later change of the ConfigMap is not projected) bind-mounted at their mount
+//!   paths, and a termination-log
 //!   file bind-mounted at the container's `terminationMessagePath`; empty mount-point
 //!   directories are created on the host when missing;
 //! - gives serving containers their own ports: containers that declare ports `http` and `grpc`
@@ -29,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
@@ -242,7 +244,7 @@ impl Runner {
         pod: &Pod,
         container: &k8s_openapi::api::core::v1::Container,
     ) -> Result<Vec<(String, String)>, String> {
-        use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+        use k8s_openapi::api::core::v1::Secret;
         let ns = pod.namespace().unwrap_or_default();
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &ns);
@@ -327,6 +329,32 @@ impl Runner {
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             return Ok(dir);
         }
+        if let Some(source) = &v.config_map {
+            // As the kubelet projects a ConfigMap: each key (or each listed item) a file.
+            let ns = pod.namespace().unwrap_or_default();
+            let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &ns)
+                .get(&source.name)
+                .await
+                .map_err(|e| format!("FailedMount: configmap {:?}: {e}", source.name))?;
+            let data = cm.data.unwrap_or_default();
+            let dir = pod_dir.join("volumes").join(volume);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let items: Vec<(String, String)> = match &source.items {
+                Some(items) => items
+                    .iter()
+                    .map(|i| (i.key.clone(), i.path.clone()))
+                    .collect(),
+                None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+            };
+            for (key, path) in items {
+                let text = data.get(&key).ok_or(format!(
+                    "FailedMount: key {key:?} not in configmap {:?}",
+                    source.name
+                ))?;
+                std::fs::write(dir.join(path), text).map_err(|e| e.to_string())?;
+            }
+            return Ok(dir);
+        }
         if let Some(pvc) = &v.persistent_volume_claim {
             let ns = pod.namespace().unwrap_or_default();
             let claim = Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &ns)
@@ -349,7 +377,7 @@ impl Runner {
             return Ok(PathBuf::from(path));
         }
         Err(format!(
-            "volume {volume}: only emptyDir and persistentVolumeClaim are supported by the stand-in"
+            "volume {volume}: only emptyDir, configMap and persistentVolumeClaim are supported by the stand-in"
         ))
     }
 

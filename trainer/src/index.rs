@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
-use leitwerk_crds::rag_index::{ChunkingStrategy, RagIndexSpec};
+use leitwerk_crds::rag_index::{
+    ChunkingStrategy, InjectionPolicy, PersonalDataPolicy, RagIndexSpec,
+};
 use leitwerk_crds::summary::{EmbeddingModelIdentity, IndexSummary, RetrievalQuality};
 use leitwerk_rag::chunk::{Settings, Structure};
 use leitwerk_rag::documents::Document;
@@ -61,18 +63,29 @@ pub struct IndexJob {
     pub labelled: Option<String>,
     /// The k of recall@k.
     pub k: usize,
+    /// Remove the RagIndex's other index files, except these URLs (the versions the status
+    /// keeps); `None` removes nothing.
+    pub keep: Option<Vec<String>>,
 }
 
-/// Reads every source's documents.
-pub fn read_sources(mounts: &[SourceMount]) -> Result<Vec<Document>, JobError> {
+/// Where a RagIndex's index files live in the artifact store.
+pub fn index_prefix(namespace: &str, name: &str) -> String {
+    format!("indexes/{namespace}/{name}/")
+}
+
+/// Reads every source's documents: a directory (a mounted ConfigMap's keys), a glob of files,
+/// or an object-store prefix (`s3://bucket/docs/`; credentials from the environment).
+pub async fn read_sources(mounts: &[SourceMount]) -> Result<Vec<Document>, JobError> {
     let mut out = Vec::new();
     for m in mounts {
-        let docs = if m.path.contains(['*', '?', '[']) {
-            sources::files(&m.name, &m.path)
+        let docs = if m.path.contains("://") {
+            read_objects(&m.name, &m.path).await?
+        } else if m.path.contains(['*', '?', '[']) {
+            sources::files(&m.name, &m.path).map_err(|e| JobError::Invalid(e.to_string()))?
         } else {
             sources::config_map(&m.name, std::path::Path::new(&m.path))
-        }
-        .map_err(|e| JobError::Invalid(e.to_string()))?;
+                .map_err(|e| JobError::Invalid(e.to_string()))?
+        };
         out.extend(docs);
     }
     if out.is_empty() {
@@ -81,6 +94,32 @@ pub fn read_sources(mounts: &[SourceMount]) -> Result<Vec<Document>, JobError> {
         ));
     }
     Ok(out)
+}
+
+/// The documents under an object-store prefix: every object whose name ends in a known
+/// format (`.md`, `.html`, `.txt`, …); a key is the path below the prefix. Objects of other
+/// kinds (images, PDFs) are skipped and counted on stderr.
+async fn read_objects(source: &str, url: &str) -> Result<Vec<Document>, JobError> {
+    let store = Store::open(url)?;
+    let mut docs = Vec::new();
+    let mut skipped = 0;
+    for key in store.list("").await? {
+        if leitwerk_rag::documents::Format::of(&key).is_none() {
+            skipped += 1;
+            continue;
+        }
+        let bytes = store.get(&key).await?;
+        let mut doc = leitwerk_rag::documents::read(source, &key, &bytes)
+            .map_err(|e| JobError::Invalid(format!("source {source}: {e}")))?;
+        doc.url = Some(store.url_of(&key));
+        docs.push(doc);
+    }
+    if skipped > 0 {
+        eprintln!(
+            "leitwerk-trainer: source {source}: skipped {skipped} objects under {url} that are not Markdown, HTML or text"
+        );
+    }
+    Ok(docs)
 }
 
 async fn read_text(url: &str) -> Result<Vec<u8>, JobError> {
@@ -93,7 +132,7 @@ async fn read_text(url: &str) -> Result<Vec<u8>, JobError> {
 
 /// Runs `leitwerk-trainer index`.
 pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSummary, JobError> {
-    let documents = read_sources(&job.sources)?;
+    let documents = read_sources(&job.sources).await?;
     let embedder = Embedder::load(&job.model_dir, &spec.embedding.model)
         .map_err(|e| JobError::Invalid(format!("embedding model: {e}")))?;
     let previous = match &job.previous {
@@ -118,8 +157,26 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
         max_word_pieces: max,
         overlap,
     };
-    let (built, report) = index::build(previous.as_ref(), documents, settings, key, &embedder)
-        .map_err(|e| JobError::Invalid(e.to_string()))?;
+    let safety = leitwerk_rag::scan::Safety {
+        personal_data: match spec.safety.personal_data {
+            PersonalDataPolicy::Redact => leitwerk_rag::scan::PersonalDataPolicy::Redact,
+            PersonalDataPolicy::Flag => leitwerk_rag::scan::PersonalDataPolicy::Flag,
+            PersonalDataPolicy::Reject => leitwerk_rag::scan::PersonalDataPolicy::Reject,
+        },
+        injection: match spec.safety.injection {
+            InjectionPolicy::Quarantine => leitwerk_rag::scan::InjectionPolicy::Quarantine,
+            InjectionPolicy::Flag => leitwerk_rag::scan::InjectionPolicy::Flag,
+        },
+    };
+    let (built, report) = index::build_with(
+        previous.as_ref(),
+        documents,
+        settings,
+        key,
+        safety,
+        &embedder,
+    )
+    .map_err(|e| JobError::Invalid(e.to_string()))?;
     let quality = match &job.labelled {
         Some(url) => Some(measure(&built, &embedder, &read_text(url).await?, job.k)?),
         None => None,
@@ -127,10 +184,19 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
     let bytes = built.to_bytes();
     let digest = crate::store::digest(&bytes);
     let hex = digest.trim_start_matches("sha256:");
-    let key = format!("indexes/{}/{}/{hex}.lwrag", job.namespace, job.name);
+    let prefix = index_prefix(&job.namespace, &job.name);
+    let key = format!("{prefix}{hex}.lwrag");
     let store = Store::open(&job.store)?;
     if !store.exists(&key).await? {
         store.put(&key, bytes).await?;
+    }
+    if let Some(keep) = &job.keep {
+        for old in store.list(&prefix).await? {
+            let url = store.url_of(&old);
+            if old != key && old.ends_with(".lwrag") && !keep.contains(&url) {
+                store.delete(&old).await?;
+            }
+        }
     }
     let id = embedder.identity();
     Ok(IndexSummary {
@@ -153,7 +219,20 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
             pooling: id.pooling.clone(),
         },
         quality,
+        personal_data: report.personal_data as i64,
+        flagged: report.flagged as i64,
+        quarantined: report.quarantined as i64,
     })
+}
+
+/// Removes every index file of a RagIndex (it was deleted); returns how many there were.
+pub async fn delete_index(store_url: &str, namespace: &str, name: &str) -> Result<usize, JobError> {
+    let store = Store::open(store_url)?;
+    let files = store.list(&index_prefix(namespace, name)).await?;
+    for key in &files {
+        store.delete(key).await?;
+    }
+    Ok(files.len())
 }
 
 /// Quality of `index` on a labelled set; the set must only name documents the index has.

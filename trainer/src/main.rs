@@ -89,6 +89,17 @@ enum Command {
         /// The k of recall@k.
         #[arg(long, default_value_t = 5)]
         k: usize,
+        /// Remove the RagIndex's other index files, except those given with --keep.
+        #[arg(long)]
+        prune: bool,
+        /// URL of an index file to keep when pruning (repeatable).
+        #[arg(long = "keep")]
+        keep: Vec<String>,
+    },
+    /// Remove every index file of a RagIndex (the operator runs this when one is deleted).
+    DeleteIndex {
+        #[command(flatten)]
+        job: JobArgs,
     },
 }
 
@@ -205,6 +216,8 @@ fn run_job(command: Command) -> ExitCode {
             previous,
             labelled,
             k,
+            prune,
+            keep,
         } => {
             let outcome = job.spec::<RagIndexSpec>().and_then(|spec| {
                 let index_job = index::IndexJob {
@@ -216,12 +229,24 @@ fn run_job(command: Command) -> ExitCode {
                     previous,
                     labelled,
                     k,
+                    keep: prune.then_some(keep),
                 };
                 runtime
                     .block_on(index::run_index(&spec, &index_job))
                     .map(|s| serde_json::to_string(&s).unwrap_or_default())
                     .map_err(|e| chain(&e))
             });
+            (job, outcome)
+        }
+        Command::DeleteIndex { job } => {
+            let outcome = runtime
+                .block_on(index::delete_index(
+                    &job.artifact_store,
+                    &job.namespace,
+                    &job.name,
+                ))
+                .map(|n| format!(r#"{{"deleted":{n}}}"#))
+                .map_err(|e| chain(&e));
             (job, outcome)
         }
         _ => return ExitCode::FAILURE,
@@ -400,7 +425,14 @@ mod tests {
     #[test]
     fn usage_names_every_sub_command() {
         let help = Args::command().render_long_help().to_string();
-        for sub in ["generate", "materialize", "train", "requests", "index"] {
+        for sub in [
+            "generate",
+            "materialize",
+            "train",
+            "requests",
+            "index",
+            "delete-index",
+        ] {
             assert!(help.contains(sub), "{help}");
         }
     }

@@ -26,7 +26,7 @@ pub enum StoreError {
     /// Reading or writing failed.
     #[error("artifact store {op} {url} failed")]
     Io {
-        /// `read` or `write`.
+        /// `read`, `write`, `list` or `delete`.
         op: &'static str,
         /// The object's URL.
         url: String,
@@ -126,6 +126,54 @@ impl Store {
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(source) => Err(StoreError::Io {
                 op: "read",
+                url: self.url_of(key),
+                source,
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// Keys (relative to this store's prefix) of the objects below `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        use futures::TryStreamExt;
+        let base: Vec<String> = self
+            .prefix
+            .parts()
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        let found: Vec<object_store::ObjectMeta> = self
+            .inner
+            .list(Some(&self.path(prefix)))
+            .try_collect()
+            .await
+            .map_err(|source| StoreError::Io {
+                op: "list",
+                url: self.url_of(prefix),
+                source,
+            })?;
+        let mut keys: Vec<String> = found
+            .into_iter()
+            .map(|meta| {
+                let parts: Vec<String> = meta
+                    .location
+                    .parts()
+                    .skip(base.len())
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                parts.join("/")
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes one object; a missing object is no error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.inner.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StoreError::Io {
+                op: "delete",
                 url: self.url_of(key),
                 source,
             }),

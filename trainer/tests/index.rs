@@ -136,6 +136,55 @@ fn the_index_job_builds_measures_and_rebuilds_only_what_changed() -> anyhow::Res
     );
     assert!(!next.from_scratch && next.embedded >= 1 && next.embedded < next.chunks / 4);
     assert_ne!(next.digest, summary.digest);
+    let versions = base.join("store/indexes/marketing/product-docs");
+    let files = |dir: &Path| -> anyhow::Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().to_string()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        Ok(names)
+    };
+    assert_eq!(files(&versions)?.len(), 2, "both versions are kept");
+
+    // Pruning keeps the new file and those named with --keep; a third build after another
+    // edit, keeping only the second version, removes the first.
+    docs.entry("billing-faq.md".into())
+        .or_default()
+        .push_str("\n## Do you bill in yen?\nNo.\n");
+    mount(&base.join("docs"), &docs)?;
+    let third = index(
+        &base,
+        &["--previous", &next.url, "--prune", "--keep", &next.url],
+    )?;
+    assert_eq!(third.code, Some(0), "{}", third.stderr);
+    let last: IndexSummary = serde_json::from_str(third.stdout.trim())?;
+    let name = |s: &IndexSummary| format!("{}.lwrag", s.digest.trim_start_matches("sha256:"));
+    let mut expected = vec![name(&next), name(&last)];
+    expected.sort();
+    assert_eq!(files(&versions)?, expected);
+
+    // delete-index removes every file of the RagIndex, and only of it.
+    let other = base.join("store/indexes/marketing/other");
+    std::fs::create_dir_all(&other)?;
+    std::fs::write(other.join("keep.lwrag"), b"x")?;
+    let out = Command::new(BIN)
+        .args(["delete-index", "--spec", "{}", "--namespace", "marketing"])
+        .args(["--name", "product-docs", "--artifact-store"])
+        .arg(format!("file://{}", base.join("store").display()))
+        .arg("--termination-log")
+        .arg(base.join("termination-delete"))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"deleted":2}"#
+    );
+    assert!(files(&versions).map_or(true, |f| f.is_empty()));
+    assert_eq!(files(&other)?, vec!["keep.lwrag"]);
     Ok(())
 }
 
@@ -178,6 +227,76 @@ fn refusals_name_the_document_or_the_label_and_write_no_version() -> anyhow::Res
         run.stderr.contains("the sources hold no documents"),
         "{}",
         run.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn objects_under_a_prefix_are_documents_with_their_url_and_other_objects_are_skipped()
+-> anyhow::Result<()> {
+    let base = scratch().with_extension("s3");
+    let s3 = leitwerk_testkit::s3::S3Server::start(&base.join("s3"))?;
+    s3.put(
+        "docs",
+        "product/pricing.md",
+        b"# Pricing\nPro costs 49 EUR a month.",
+    )?;
+    s3.put(
+        "docs",
+        "product/guide/setup.html",
+        b"<html><nav>Menu</nav><main><h1>Setup</h1><p>Add the DNS records.</p></main></html>",
+    )?;
+    s3.put("docs", "product/logo.png", b"\x89PNG")?;
+    s3.put("docs", "other/outside.md", b"# Outside the prefix")?;
+    let spec = r#"{"sources": [{"name": "site", "objectStore": {"url": "s3://docs/product/"}}]}"#;
+    let out = Command::new(BIN)
+        .args([
+            "index",
+            "--spec",
+            spec,
+            "--namespace",
+            "marketing",
+            "--name",
+            "site",
+        ])
+        .arg("--artifact-store")
+        .arg(format!("file://{}", base.join("store").display()))
+        .arg("--termination-log")
+        .arg(base.join("termination-log"))
+        .arg("--model-dir")
+        .arg(provided("minilm.sh")?)
+        .args(["--source", "site=s3://docs/product/"])
+        .env("AWS_ACCESS_KEY_ID", &s3.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key)
+        .env("AWS_ENDPOINT", &s3.endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: IndexSummary = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())?;
+    assert_eq!(summary.documents, 2, "{summary:?}");
+    assert!(stderr.contains("skipped 1 objects"), "{stderr}");
+    let file = summary.url.trim_start_matches("file://");
+    let index = leitwerk_rag::index::Index::from_bytes(&std::fs::read(file)?)?;
+    let mut ids: Vec<(String, Option<String>)> = index
+        .documents
+        .values()
+        .map(|d| (d.id.clone(), d.url.clone()))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![
+            (
+                "site/guide/setup.html".to_string(),
+                Some("s3://docs/product/guide/setup.html".to_string())
+            ),
+            (
+                "site/pricing.md".to_string(),
+                Some("s3://docs/product/pricing.md".to_string())
+            ),
+        ]
     );
     Ok(())
 }

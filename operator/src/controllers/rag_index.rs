@@ -1,43 +1,120 @@
-//! The RagIndex controller.
+//! The RagIndex controller: it launches indexing Jobs (`leitwerk-trainer index`) when the
+//! spec, a ConfigMap source or the refresh schedule asks for one, records each build's
+//! version, lets a version serve only when it passes the evaluation gate, runs the retrieval
+//! Deployment and Service of the serving version, keeps a bounded number of versions, and
+//! removes the index files when the RagIndex is deleted.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Service, ServiceAccount};
 use kube::{
-    ResourceExt,
+    Api, Resource, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{
+        Controller,
+        controller::Action,
+        events::{Event, EventType},
+        watcher,
+    },
 };
-use leitwerk_crds::{RagIndex, RagIndexSpec, rag_index::RagIndexPhase};
+use leitwerk_crds::{
+    RagIndex, RagIndexSpec,
+    rag_index::{BuildState, IndexBuild, IndexVersion, IndexVersionState, RagIndexPhase},
+    summary::IndexSummary,
+};
 
-use super::{Scope, config_map_exists, drain, first_missing_secret};
+use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
 use crate::{
+    apply::{apply, apply_if_changed, hash_of},
+    config::OperatorConfig,
     context::Context,
+    controllers::model::schedule,
+    jobs::{failure_message, job_pods},
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
+    service_account,
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, summarize},
+    workloads::{
+        HTTP_PORT, JobState, MANAGED_BY, Mount, PodParts, child_name, claim_mount, job_state,
+        resources, serving_deployment, serving_service, store_mount, termination_message,
+        trainer_job, unschedulable,
+    },
 };
+
+mod build;
+mod observe;
+mod status;
+#[cfg(test)]
+mod tests;
+
+pub use build::*;
+pub use observe::*;
+pub use status::*;
 
 /// Embedding models that ship with Leitwerk.
 pub const KNOWN_EMBEDDING_MODELS: [&str; 1] = ["all-MiniLM-L6-v2"];
+/// Label naming the RagIndex an object belongs to.
+pub const RAG_INDEX_LABEL: &str = "leitwerk.dev/rag-index";
+/// Label carrying an indexing Job's build number.
+pub const BUILD_LABEL: &str = "leitwerk.dev/build";
+/// Annotation with the digest of the ConfigMap sources a build read.
+pub const SOURCES_ANNOTATION: &str = "leitwerk.dev/sources-digest";
+/// Annotation with the spec generation a build indexed.
+pub const GENERATION_ANNOTATION: &str = "leitwerk.dev/generation";
+/// The finalizer that removes a RagIndex's index files before it goes.
+pub const FINALIZER: &str = "leitwerk.dev/index-files";
+/// The condition of the last build.
+pub const INDEXED: &str = "Indexed";
+/// The condition of the last version's evaluation.
+pub const EVALUATED: &str = "Evaluated";
+/// The condition of the retrieval Deployment.
+pub const SERVING: &str = "Serving";
 
 pub use crate::reconcile::Error;
 
-/// Runs the RagIndex controller.
+/// Runs the RagIndex controller. It owns its Jobs, Deployment and ServiceAccount and watches
+/// the ConfigMaps its RagIndexes read (a changed document re-indexes).
 pub async fn run(
     ctx: Context,
     scope: Scope,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let stream = Controller::new(
-        scope.api::<DeserializeGuard<RagIndex>>(ctx.client.clone()),
+    let client = ctx.client.clone();
+    let controller = Controller::new(
+        scope.api::<DeserializeGuard<RagIndex>>(client.clone()),
         watcher::Config::default(),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, reconcile::error_policy, Arc::new(ctx));
+    );
+    let indexes = controller.store();
+    let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let stream = controller
+        .owns(
+            scope.api::<ServiceAccount>(client.clone()),
+            watcher::Config::default().labels(&managed),
+        )
+        .owns(
+            scope.api::<Job>(client.clone()),
+            watcher::Config::default().labels(RAG_INDEX_LABEL),
+        )
+        .owns(
+            scope.api::<Deployment>(client.clone()),
+            watcher::Config::default().labels(RAG_INDEX_LABEL),
+        )
+        .watches(
+            scope.api::<ConfigMap>(client),
+            watcher::Config::default(),
+            referrers(indexes, |index: &RagIndex, name| {
+                config_maps(&index.spec).iter().any(|(_, cm)| cm == name)
+            }),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(RagIndex::KIND, stream).await;
 }
 
-/// Reconciles one RagIndex: validate → resolve ConfigMaps and Secrets → status.
+/// Reconciles one RagIndex.
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<RagIndex>>,
     ctx: Arc<Context>,
@@ -48,76 +125,110 @@ pub async fn reconcile(
     .await
 }
 
+/// The RagIndex's reconcile: deletion → finalizer → validate → resolve ConfigMaps and
+/// Secrets → observe builds → start a build when due → serve → status. Long because it is the
+/// sequence; each step is a function of its own.
 async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, Error> {
     let ns = index.namespace().unwrap_or_default();
+    if index.metadata.deletion_timestamp.is_some() {
+        return finalize(ctx, index, &ns).await;
+    }
+    let mut observed = Observed::default();
     let outcome = match validate(&index.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
-        Ok(()) => {
-            let mut missing = None;
-            for (i, source) in index.spec.sources.iter().enumerate() {
-                if let Some(cm) = &source.config_map_ref
-                    && !config_map_exists(ctx, &ns, &cm.name)
-                        .await
-                        .map_err(|source| Error::Read {
-                            what: format!("ConfigMap {}", cm.name),
-                            source,
-                        })?
-                {
-                    missing = Some((
-                        "ConfigMap",
-                        cm.name.clone(),
-                        format!("spec.sources[{i}].configMapRef.name"),
-                    ));
-                    break;
+        Ok(()) => match resolve(ctx, index, &ns).await? {
+            Err(missing) => missing.recheck_after(RECHECK_UNWATCHED),
+            Ok(sources_digest) => {
+                // Builds write index files: from here on, deletion must remove them.
+                if !index.finalizers().iter().any(|f| f == FINALIZER) {
+                    set_finalizer(ctx, index, &ns, true).await?;
                 }
-            }
-            if missing.is_none()
-                && let Some((field, name)) =
-                    first_missing_secret(ctx, &ns, &secret_refs(&index.spec))
-                        .await
-                        .map_err(|source| Error::Read {
-                            what: "Secrets".into(),
-                            source,
-                        })?
-            {
-                missing = Some(("Secret", name, field));
-            }
-            match missing {
-                Some((kind, name, field)) => {
-                    Outcome::missing(kind, &name, &field, &ns).recheck_after(RECHECK_UNWATCHED)
+                if let Some(sa) = build_service_account(index) {
+                    service_account::ensure(ctx, RagIndex::KIND, &sa).await?;
                 }
-                None => decide(index),
+                observed = observe_builds(ctx, index, &ns, &sources_digest).await?;
+                if let Some(serving) = observed.serving() {
+                    observed.serving_replicas = Some(serve(ctx, index, &ns, &serving).await?);
+                }
+                let mut outcome = decide(index, &observed);
+                if let Some(wait) = observed.next_scheduled {
+                    let wait = wait + Duration::from_secs(1);
+                    outcome.recheck = Some(outcome.recheck.map_or(wait, |r| r.min(wait)));
+                }
+                outcome
             }
-        }
+        },
     };
-    let action = reconcile::finish(ctx, index, outcome).await?;
+    for notice in &observed.events {
+        let event = notice.event();
+        reconcile::publish(ctx, RagIndex::KIND, &event, &index.object_ref(&())).await;
+    }
+    let endpoint = endpoint(index);
+    let action = reconcile::finish_with(ctx, index, outcome, |status| {
+        if observed.recorded {
+            apply_observed(status, &observed, &endpoint);
+        }
+    })
+    .await?;
     Ok(action)
 }
 
-/// The status of a valid RagIndex whose references resolve.
-pub fn decide(index: &RagIndex) -> Outcome<RagIndexPhase> {
-    match index
-        .status
-        .as_ref()
-        .and_then(|s| s.current_version.clone())
-    {
-        Some(version) => Outcome::new(
-            RagIndexPhase::Ready,
-            Desired::ok(
-                READY,
-                "Indexed",
-                format!("index version {version} serves retrieval"),
-            ),
-        ),
-        None => Outcome::new(
-            RagIndexPhase::Pending,
-            Desired::not(
-                READY,
-                "AwaitingIndexing",
-                "the spec is valid; no index version exists yet (this operator version does not run indexing Jobs yet)",
-            ),
-        ),
+/// The ConfigMaps and Secrets a RagIndex names: `Ok(digest of the ConfigMaps' data)` when all
+/// exist, otherwise the outcome that names the first missing one.
+async fn resolve(
+    ctx: &Context,
+    index: &RagIndex,
+    ns: &str,
+) -> Result<Result<String, Outcome<RagIndexPhase>>, Error> {
+    let mut contents = Vec::new();
+    for (field, name) in config_maps(&index.spec) {
+        let cm = get_opt::<ConfigMap>(ctx, ns, &name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("ConfigMap {name}"),
+                source,
+            })?;
+        match cm {
+            Some(cm) => contents.push((name, cm.data, cm.binary_data)),
+            None => return Ok(Err(Outcome::missing("ConfigMap", &name, &field, ns))),
+        }
     }
+    let mut secrets = secret_refs(&index.spec);
+    secrets.extend(artifact_store_secret(ctx));
+    if let Some((field, name)) =
+        first_missing_secret(ctx, ns, &secrets)
+            .await
+            .map_err(|source| Error::Read {
+                what: "Secrets".into(),
+                source,
+            })?
+    {
+        return Ok(Err(Outcome::missing("Secret", &name, &field, ns)));
+    }
+    Ok(Ok(hash_of(&contents)))
+}
+
+/// `(field, ConfigMap name)` of every ConfigMap the spec reads: sources and the labelled set.
+pub fn config_maps(spec: &RagIndexSpec) -> Vec<(String, String)> {
+    let mut refs: Vec<(String, String)> = spec
+        .sources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            Some((
+                format!("spec.sources[{i}].configMapRef.name"),
+                s.config_map_ref.as_ref()?.name.clone(),
+            ))
+        })
+        .collect();
+    if let Some(cm) = spec
+        .evaluation
+        .as_ref()
+        .and_then(|e| e.config_map_ref.as_ref())
+    {
+        refs.push(("spec.evaluation.configMapRef.name".into(), cm.name.clone()));
+    }
+    refs
 }
 
 /// `(field, secret name)` of every Secret the spec references.
@@ -158,11 +269,11 @@ pub fn validate(spec: &RagIndexSpec) -> Result<(), Vec<FieldError>> {
     if !KNOWN_EMBEDDING_MODELS.contains(&spec.embedding.model.as_str()) {
         errors.push(FieldError::new("spec.embedding.model", format!("{:?} is not an embedding model Leitwerk ships; use one of {KNOWN_EMBEDDING_MODELS:?}", spec.embedding.model)));
     }
-    if spec.embedding.model == "all-MiniLM-L6-v2" && spec.chunking.max_tokens > 256 {
+    if spec.embedding.model == "all-MiniLM-L6-v2" && spec.chunking.max_tokens > 254 {
         errors.push(FieldError::new(
             "spec.chunking.maxTokens",
             format!(
-                "{} exceeds the 256-token window of all-MiniLM-L6-v2: chunks would be truncated",
+                "{} exceeds what all-MiniLM-L6-v2 reads (256 word pieces, 254 of them text): chunks would be truncated; use at most 254",
                 spec.chunking.max_tokens
             ),
         ));
@@ -172,49 +283,125 @@ pub fn validate(spec: &RagIndexSpec) -> Result<(), Vec<FieldError>> {
     {
         errors.push(FieldError::new("spec.refreshSchedule", problem));
     }
+    for (i, source) in spec.sources.iter().enumerate() {
+        if let Some(file) = &source.file
+            && file.claim_name.is_none()
+        {
+            errors.push(FieldError::new(
+                format!("spec.sources[{i}].file.claimName"),
+                "a file source needs the PersistentVolumeClaim that holds it: set claimName",
+            ));
+        }
+    }
+    if spec
+        .vector_store
+        .as_ref()
+        .is_some_and(|v| v.qdrant.is_some())
+    {
+        errors.push(FieldError::new(
+            "spec.vectorStore.qdrant",
+            "a Qdrant server is not supported by this release; use vectorStore.embedded (or leave vectorStore out)",
+        ));
+    }
     into_result(errors)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The retrieval Service's URL.
+pub fn endpoint(index: &RagIndex) -> String {
+    format!(
+        "http://{}.{}.svc:{HTTP_PORT}",
+        serving_name(index),
+        index.namespace().unwrap_or_default()
+    )
+}
 
-    fn example() -> RagIndex {
-        yaml_serde::from_str(include_str!(
-            "../../../examples/product-docs-rag/ragindex.yaml"
-        ))
-        .unwrap()
+/// Adds (`true`) or removes (`false`) the finalizer, keeping any other finalizers.
+async fn set_finalizer(ctx: &Context, index: &RagIndex, ns: &str, on: bool) -> Result<(), Error> {
+    let mut finalizers: Vec<String> = index
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    if on {
+        finalizers.push(FINALIZER.to_string());
     }
+    let api: Api<RagIndex> = Api::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
+    api.patch(
+        &index.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        what: format!("the finalizer of RagIndex {}", index.name_any()),
+        source,
+    })?;
+    Ok(())
+}
 
-    #[test]
-    fn a_fresh_index_waits_for_indexing_and_a_published_one_is_ready() {
-        assert_eq!(decide(&example()).ready.reason, "AwaitingIndexing");
-        let mut index = example();
-        index.status = Some(leitwerk_crds::RagIndexStatus {
-            current_version: Some("sha256:1".into()),
-            ..Default::default()
-        });
-        let outcome = decide(&index);
-        assert!(outcome.ready.status && outcome.phase == RagIndexPhase::Ready);
+/// A RagIndex being deleted: a Job removes its index files, then the finalizer goes. A
+/// namespace that is being deleted takes no new Job: the files stay, and a Warning says so.
+async fn finalize(ctx: &Context, index: &RagIndex, ns: &str) -> Result<Action, Error> {
+    if !index.finalizers().iter().any(|f| f == FINALIZER) {
+        return Ok(Action::await_change());
     }
-
-    #[test]
-    fn unknown_models_oversized_chunks_and_bad_schedules_are_named() {
-        assert_eq!(validate(&example().spec), Ok(()));
-        let mut spec = example().spec;
-        spec.embedding.model = "text-embedding-3-large".into();
-        spec.refresh_schedule = Some("nightly".into());
-        let fields: Vec<String> = validate(&spec)
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
-        assert_eq!(fields, vec!["spec.embedding.model", "spec.refreshSchedule"]);
-        let mut spec = example().spec;
-        spec.chunking.max_tokens = 512;
-        assert_eq!(
-            validate(&spec).unwrap_err()[0].field,
-            "spec.chunking.maxTokens"
-        );
+    let job = build_delete_job(index, &ctx.config);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let current = jobs
+        .get_opt(&job.name_any())
+        .await
+        .map_err(|source| Error::Read {
+            what: "the index deletion Job".into(),
+            source,
+        })?;
+    let done = match current.as_ref().map(job_state) {
+        None => {
+            if let Err(e) = apply(ctx, ns, &job, "index deletion Job").await {
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: "FilesLeft".into(),
+                    note: Some(reconcile::truncate(
+                        &format!(
+                            "the index files under {} could not be removed: {}",
+                            index_prefix_url(index, &ctx.config),
+                            reconcile::error_chain(&e)
+                        ),
+                        1024,
+                    )),
+                    action: "Delete".into(),
+                    secondary: None,
+                };
+                reconcile::publish(ctx, RagIndex::KIND, &event, &index.object_ref(&())).await;
+                true
+            } else {
+                false
+            }
+        }
+        Some(JobState::Active) => false,
+        Some(JobState::Succeeded) => true,
+        Some(JobState::Failed(why)) => {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "FilesLeft".into(),
+                note: Some(reconcile::truncate(
+                    &format!(
+                        "the index files under {} could not be removed ({why}); remove them by hand",
+                        index_prefix_url(index, &ctx.config)
+                    ),
+                    1024,
+                )),
+                action: "Delete".into(),
+                secondary: None,
+            };
+            reconcile::publish(ctx, RagIndex::KIND, &event, &index.object_ref(&())).await;
+            true
+        }
+    };
+    if !done {
+        return Ok(Action::requeue(Duration::from_secs(3)));
     }
+    set_finalizer(ctx, index, ns, false).await?;
+    Ok(Action::await_change())
 }

@@ -19,6 +19,7 @@ mod packaging;
 mod predictive;
 mod progressive;
 mod quickstart;
+mod retrieval;
 
 /// The operator binary of this build.
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_leitwerk-operator");
@@ -61,7 +62,7 @@ pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str)> 
         ("Experiment", "lead-scoring-canary", "WaitingForVersions"),
         ("Model", "creative-ranker", "AwaitingServing"),
         ("Experiment", "creative-bandit", "WaitingForVersions"),
-        ("RagIndex", "product-docs", "AwaitingIndexing"),
+        ("RagIndex", "product-docs", "Indexing"),
         (
             "ContentPipeline",
             "seo-lead-scoring-article",

@@ -125,7 +125,7 @@ async fn only_one_replica_leads_and_a_standby_takes_over() -> anyhow::Result<()>
     wait_for_ready_reason(
         &Api::<RagIndex>::namespaced(client.clone(), &ns.name),
         "product-docs",
-        "AwaitingIndexing",
+        "Indexing",
         WAIT,
     )
     .await?;
@@ -182,7 +182,13 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-only-leitw
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: leitwerk-restricted}]
 "#;
     kubectl_apply(&cluster, &ns.name, "-", Some(role))?;
-    kubectl_apply(&cluster, &ns.name, "examples/product-docs-rag/", None)?;
+    // The RagIndex without its ConfigMaps: its reconcile reads, then writes only its status.
+    kubectl_apply(
+        &cluster,
+        &ns.name,
+        "examples/product-docs-rag/ragindex.yaml",
+        None,
+    )?;
     let operator = OperatorProcess::start_as(
         &cluster,
         &cluster.restricted_kubeconfig,
@@ -242,7 +248,7 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: leitwerk-rest
     wait_for_ready_reason(
         &Api::<RagIndex>::namespaced(client.clone(), &ns.name),
         "product-docs",
-        "AwaitingIndexing",
+        "ConfigMapNotFound",
         WAIT,
     )
     .await

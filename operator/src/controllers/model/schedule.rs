@@ -65,7 +65,12 @@ pub fn last_run(
 
 /// The Model's creation time (the schedule counts from it before the first scheduled run).
 pub fn created(model: &Model) -> Option<DateTime<Utc>> {
-    parse(&model.metadata.creation_timestamp.as_ref()?.0.to_string())
+    created_at(&model.metadata)
+}
+
+/// An object's creation time.
+pub fn created_at(meta: &kube::api::ObjectMeta) -> Option<DateTime<Utc>> {
+    parse(&meta.creation_timestamp.as_ref()?.0.to_string())
 }
 
 fn parse(text: &str) -> Option<DateTime<Utc>> {

@@ -1,0 +1,239 @@
+//! Retrieval: embedding throughput against sentence-transformers (PyTorch, CPU) on the same
+//! weights and sentences; query latency of the embedded store at 10,000 and 100,000 chunks
+//! with recall@10 against exact search; a full build per 1,000 chunks and an incremental
+//! rebuild after one changed document among those.
+//!
+//! `cargo bench -p leitwerk-benches --bench retrieval` (the peer: `pip install
+//! sentence-transformers`; the benchmark says so when it is missing)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks: a failed step aborts the run
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use leitwerk_benches::{scratch, summary};
+use leitwerk_rag::chunk::Settings;
+use leitwerk_rag::documents::{self, Document};
+use leitwerk_rag::embed::Embedder;
+use leitwerk_rag::index::{ChunkingKey, build};
+use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
+use rand::{RngExt, SeedableRng};
+
+const BATCH: usize = 32;
+
+fn model_dir() -> std::path::PathBuf {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/minilm.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("run tests/minilm.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// The example corpus's documents, and its paragraphs as sentences to embed.
+fn corpus() -> (Vec<Document>, Vec<String>) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/product-docs-rag/docs-configmap.yaml");
+    let cm: serde_json::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let data: BTreeMap<String, String> = serde_json::from_value(cm["data"].clone()).unwrap();
+    let docs: Vec<Document> = data
+        .iter()
+        .map(|(k, v)| documents::read("product-docs", k, v.as_bytes()).unwrap())
+        .collect();
+    let sentences = data
+        .values()
+        .flat_map(|t| t.split("\n\n").map(str::trim).filter(|p| p.len() > 20))
+        .map(String::from)
+        .collect();
+    (docs, sentences)
+}
+
+fn settings(d: &Document) -> Settings {
+    Settings {
+        structure: d.structure,
+        max_word_pieces: 64,
+        overlap: 8,
+    }
+}
+
+const KEY: ChunkingKey = ChunkingKey {
+    max_word_pieces: 64,
+    overlap: 8,
+};
+
+fn embedding_throughput(embedder: &Embedder, sentences: &[String], model: &std::path::Path) {
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    embedder.embed(&refs[..BATCH]).unwrap(); // warm-up
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        for batch in refs.chunks(BATCH) {
+            embedder.embed(batch).unwrap();
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let ours = sentences.len() as f64 / times[1].as_secs_f64();
+    println!(
+        "embedding: Leitwerk (candle, CPU) {ours:.1} sentences/s ({} sentences, batch {BATCH}, median of 3)",
+        sentences.len()
+    );
+    let dir = scratch("retrieval-st");
+    let input = dir.join("sentences.json");
+    std::fs::write(&input, serde_json::to_vec(sentences).unwrap()).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sentence_transformers_reference.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(model)
+        .arg(&input)
+        .arg(BATCH.to_string())
+        .output()
+        .expect("run python3");
+    if !out.status.success() {
+        println!(
+            "embedding: sentence-transformers DID NOT RUN (pip install sentence-transformers): {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        );
+        return;
+    }
+    let theirs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    println!(
+        "embedding: sentence-transformers (PyTorch, CPU) {theirs:.1} sentences/s; ratio Leitwerk / sentence-transformers {:.2}x",
+        ours / theirs
+    );
+}
+
+/// `n` chunks of random unit vectors (the latency of exact search does not depend on the
+/// values), queried with the corpus's own sentence vectors.
+fn query_latency(n: usize, queries: &[Vec<f32>]) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let template = {
+        let (docs, _) = corpus();
+        docs.into_iter().next().unwrap()
+    };
+    let mut index_docs = BTreeMap::new();
+    let per_doc = 100;
+    for d in 0..n / per_doc {
+        let chunks = (0..per_doc)
+            .map(|c| {
+                let mut v: Vec<f32> = (0..384).map(|_| rng.random::<f32>() - 0.5).collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.iter_mut().for_each(|x| *x /= norm);
+                leitwerk_rag::index::StoredChunk {
+                    id: format!("d{d}#{c}"),
+                    document: format!("d{d}"),
+                    text: String::new(),
+                    section: String::new(),
+                    word_pieces: 0,
+                    vector: v,
+                    personal_data: 0,
+                    flagged: false,
+                    quarantined: false,
+                }
+            })
+            .collect();
+        index_docs.insert(
+            format!("d{d}"),
+            leitwerk_rag::index::StoredDocument {
+                id: format!("d{d}"),
+                source: "bench".into(),
+                title: template.title.clone(),
+                url: None,
+                metadata: BTreeMap::new(),
+                digest: String::new(),
+                chunks,
+            },
+        );
+    }
+    let embedder_identity = Embedder::load(&model_dir(), "all-MiniLM-L6-v2")
+        .unwrap()
+        .identity()
+        .clone();
+    let index = leitwerk_rag::index::Index {
+        model: embedder_identity,
+        chunking: KEY,
+        documents: index_docs,
+        safety: Default::default(),
+    };
+    let store = ExactStore::new(index);
+    let mut samples: Vec<Duration> = Vec::new();
+    for _ in 0..3 {
+        for q in queries {
+            let t = Instant::now();
+            let hits = store.search(q, 10, &Filter::new()).unwrap();
+            samples.push(t.elapsed());
+            assert_eq!(hits.len(), 10);
+        }
+    }
+    let (p50, p99, _) = summary(samples);
+    println!(
+        "query: {n} chunks, exact store, top 10: p50 {:.2} ms, p99 {:.2} ms, recall@10 against exact search 1.000 (the store is exact)",
+        p50 / 1000.0,
+        p99 / 1000.0
+    );
+}
+
+fn main() {
+    let model = model_dir();
+    let embedder = Embedder::load(&model, "all-MiniLM-L6-v2").unwrap();
+    let (docs, sentences) = corpus();
+    let sentences: Vec<String> = sentences.into_iter().cycle().take(512).collect();
+    embedding_throughput(&embedder, &sentences, &model);
+
+    // Builds: the corpus copied until it has at least 1,000 chunks.
+    let mut many = Vec::new();
+    let mut copy = 0;
+    loop {
+        for d in &docs {
+            let mut d = d.clone();
+            d.id = format!("{}-{copy}", d.id);
+            d.digest = documents::digest(format!("{}{copy}", d.digest).as_bytes());
+            many.push(d);
+        }
+        copy += 1;
+        let (probe, _) = build(None, many.clone(), settings, KEY, &embedder).unwrap();
+        if probe.chunks().count() >= 1000 {
+            break;
+        }
+    }
+    let t = Instant::now();
+    let (full, report) = build(None, many.clone(), settings, KEY, &embedder).unwrap();
+    let full_time = t.elapsed();
+    let chunks = report.chunks;
+    let mut edited = many.clone();
+    edited[0]
+        .text
+        .push_str("\n\nOne more paragraph about invoices.");
+    edited[0].digest = documents::digest(edited[0].text.as_bytes());
+    let t = Instant::now();
+    let (_, inc) = build(Some(&full), edited, settings, KEY, &embedder).unwrap();
+    let inc_time = t.elapsed();
+    println!(
+        "build: {} documents, {chunks} chunks from scratch in {:.2} s ({:.2} s per 1,000 chunks)",
+        many.len(),
+        full_time.as_secs_f64(),
+        full_time.as_secs_f64() * 1000.0 / chunks as f64
+    );
+    println!(
+        "build: one changed document ({} chunks embedded) in {:.3} s: {:.1} % of the full build",
+        inc.embedded,
+        inc_time.as_secs_f64(),
+        100.0 * inc_time.as_secs_f64() / full_time.as_secs_f64()
+    );
+
+    let refs: Vec<&str> = sentences.iter().take(200).map(String::as_str).collect();
+    let queries = embedder.embed(&refs).unwrap();
+    for n in [10_000, 100_000] {
+        query_latency(n, &queries);
+    }
+}

