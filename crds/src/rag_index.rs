@@ -50,6 +50,9 @@ pub struct RagIndexSpec {
     /// Resources of the indexing Job (set `gpu` to embed on a GPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<WorkloadResources>,
+    /// How queries rank chunks unless they say otherwise.
+    #[serde(default)]
+    pub search: Search,
     /// What indexing does with personal data and prompt-injection text in the documents.
     #[serde(default)]
     pub safety: IngestSafety,
@@ -191,6 +194,28 @@ fn default_embedding_model() -> String {
 
 fn default_batch() -> i32 {
     32
+}
+
+/// How the retrieval server ranks chunks.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Search {
+    /// The mode of queries that name none.
+    #[serde(default)]
+    pub mode: SearchMode,
+}
+
+crate::common::named_enum! {
+    /// How chunks are ranked.
+    #[derive(Default)]
+    pub enum SearchMode {
+        /// Cosine similarity of the embeddings.
+        #[default]
+        Dense,
+        /// Dense and BM25 keyword rankings fused by reciprocal rank: for product names, SKUs
+        /// and codes that embeddings miss.
+        Hybrid,
+    }
 }
 
 /// Ingest safety (OWASP LLM01, LLM02, LLM08): every chunk is scanned before it is embedded.

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::Parser;
-use leitwerk_inference_server::retrieval::{IndexArg, Retrieval};
+use leitwerk_inference_server::retrieval::{IndexArg, Retrieval, SearchMode};
 use leitwerk_inference_server::{Batching, ModelArg, Server, load_models, load_onnxruntime, serve};
 
 /// Exit status of a configuration error (no usable ONNX Runtime library, a model that does
@@ -36,6 +36,9 @@ struct Args {
     /// `/v1/embeddings` and the indexes' `/v1/indexes/{name}/query`.
     #[arg(long, env = "LEITWERK_EMBEDDING_MODEL_DIR")]
     embedding_model_dir: Option<PathBuf>,
+    /// How index queries that name no `mode` rank chunks.
+    #[arg(long, value_enum, default_value = "Dense")]
+    search_mode: SearchMode,
     /// Address of the REST endpoint (and /metrics).
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
@@ -130,7 +133,7 @@ async fn main() -> ExitCode {
         }
     };
     let retrieval = match &args.embedding_model_dir {
-        Some(dir) => match Retrieval::load(dir, &args.indexes).await {
+        Some(dir) => match Retrieval::load(dir, &args.indexes, args.search_mode).await {
             Ok(r) => Some(r),
             Err(problem) => {
                 eprintln!("leitwerk-inference-server: {problem}");

@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use leitwerk_rag::embed::Embedder;
 use leitwerk_rag::index::Index;
-use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
+use leitwerk_rag::search::{ExactStore, Filter, HybridStore, VectorStore};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -56,7 +56,19 @@ impl std::str::FromStr for IndexArg {
 #[derive(Debug)]
 struct Served {
     version: String,
-    store: ExactStore,
+    store: HybridStore,
+}
+
+/// How a query ranks chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchMode {
+    /// Cosine similarity of the embeddings.
+    #[default]
+    #[value(name = "Dense")]
+    Dense,
+    /// Dense and BM25 keyword rankings fused by reciprocal rank.
+    #[value(name = "Hybrid")]
+    Hybrid,
 }
 
 /// The embedding model and the indexes served with it.
@@ -64,12 +76,18 @@ struct Served {
 pub struct Retrieval {
     embedder: Embedder,
     indexes: BTreeMap<String, Served>,
+    mode: SearchMode,
 }
 
 impl Retrieval {
     /// Loads the model in `model_dir` and every index; an index built with another model is
     /// refused, because its vectors are not comparable with this model's queries.
-    pub async fn load(model_dir: &Path, indexes: &[IndexArg]) -> Result<Retrieval, String> {
+    /// Queries that name no mode are answered in `mode`.
+    pub async fn load(
+        model_dir: &Path,
+        indexes: &[IndexArg],
+        mode: SearchMode,
+    ) -> Result<Retrieval, String> {
         let embedder = Embedder::load(model_dir, "all-MiniLM-L6-v2")
             .map_err(|e| format!("embedding model: {e}"))?;
         let mut served = BTreeMap::new();
@@ -99,13 +117,14 @@ impl Retrieval {
                 arg.name.clone(),
                 Served {
                     version,
-                    store: ExactStore::new(index),
+                    store: HybridStore::new(ExactStore::new(index)),
                 },
             );
         }
         Ok(Retrieval {
             embedder,
             indexes: served,
+            mode,
         })
     }
 
@@ -113,7 +132,7 @@ impl Retrieval {
     pub fn served(&self) -> Vec<(String, String, usize)> {
         self.indexes
             .iter()
-            .map(|(n, s)| (n.clone(), s.version.clone(), s.store.len()))
+            .map(|(n, s)| (n.clone(), s.version.clone(), s.store.dense().len()))
             .collect()
     }
 }
@@ -335,15 +354,12 @@ async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Re
     if !(1..=MAX_TOP_K).contains(&request.top_k) {
         return Err(bad(format!("topK must be 1 to {MAX_TOP_K}")));
     }
-    match request.mode.as_deref() {
-        None | Some("Dense") => {}
-        Some("Hybrid") => {
-            return Err(bad(
-                "mode Hybrid (BM25 fused with dense results) is not served by this release; use Dense",
-            ));
-        }
+    let mode = match request.mode.as_deref() {
+        None => retrieval.mode,
+        Some("Dense") => SearchMode::Dense,
+        Some("Hybrid") => SearchMode::Hybrid,
         Some(other) => return Err(bad(format!("mode {other:?} is not Dense or Hybrid"))),
-    }
+    };
     let worker = retrieval.clone();
     let text = request.query.clone();
     let vector = tokio::task::spawn_blocking(move || worker.embedder.embed(&[text.as_str()]))
@@ -351,10 +367,20 @@ async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Re
         .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let query_vector = vector.first().map(Vec::as_slice).unwrap_or_default();
-    let hits = served
-        .store
-        .search(query_vector, request.top_k, &request.filter)
-        .map_err(|e| bad(e.to_string()))?;
+    let hits = match mode {
+        SearchMode::Dense => {
+            served
+                .store
+                .dense()
+                .search(query_vector, request.top_k, &request.filter)
+        }
+        SearchMode::Hybrid => {
+            served
+                .store
+                .search(query_vector, &request.query, request.top_k, &request.filter)
+        }
+    }
+    .map_err(|e| bad(e.to_string()))?;
     let labels = IndexLabels {
         index: name.to_string(),
         version: served.version.clone(),

@@ -150,7 +150,7 @@ async fn the_server_answers_the_labelled_queries_as_the_evaluation_says() -> any
             "\"colour\"",
         ),
         (json!({"query": "x", "topK": 0}), 400, "topK"),
-        (json!({"query": "x", "mode": "Hybrid"}), 400, "Hybrid"),
+        (json!({"query": "x", "mode": "Sparse"}), 400, "Hybrid"),
         (json!({"query": ""}), 400, "query"),
         (json!({"question": "x"}), 400, "query"),
     ] {
@@ -161,6 +161,17 @@ async fn the_server_answers_the_labelled_queries_as_the_evaluation_says() -> any
             "{body}"
         );
     }
+    // Hybrid: dense and BM25 fused by reciprocal rank (scores at most 2 / 61).
+    let (got, body) = post(
+        &url,
+        &json!({"query": "charity discount nonprofit", "topK": 3, "mode": "Hybrid"}),
+    )
+    .await?;
+    assert_eq!(got, 200, "{body}");
+    let results = body["results"].as_array().cloned().unwrap_or_default();
+    assert_eq!(results.len(), 3, "{body}");
+    let top = results[0]["score"].as_f64().unwrap_or(1.0);
+    assert!(top > 0.0 && top <= 2.0 / 61.0 + 1e-6, "{body}");
     let (got, body) = post(
         &format!("{base}/v1/indexes/nope/query"),
         &json!({"query": "x"}),

@@ -290,6 +290,8 @@ pub fn build_serving(
         format!("{}={}", index.name_any(), version.url),
         "--metric-label".into(),
         format!("namespace={ns}"),
+        "--search-mode".into(),
+        index.spec.search.mode.to_string(),
     ];
     let owner = index.controller_owner_ref(&()).unwrap_or_default();
     let name = serving_name(index);
