@@ -86,6 +86,44 @@ pub struct DocumentSource {
     /// Documents stored as the keys of a ConfigMap in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<LocalObjectReference>,
+    /// Read the source's files as product feeds (CSV or JSON Lines), a document a row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<DocumentFeed>,
+}
+
+/// A product feed: every row becomes one document, rendered by `template`, with the row's
+/// fields as its metadata (filterable).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentFeed {
+    /// How rows are written.
+    pub format: FeedFormat,
+    /// The field that identifies a row (its document id is `<source>/<value>`).
+    #[schemars(length(min = 1, max = 128))]
+    pub id_field: String,
+    /// The field of the title; the id when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub title_field: Option<String>,
+    /// The field of the URL a result links to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub url_field: Option<String>,
+    /// A minijinja template over the row's fields, e.g.
+    /// `"# {{ name }}\n\nSKU {{ sku }}: {{ description }} {{ price }} EUR."`; a field the
+    /// template names and a row lacks fails the build naming the row.
+    #[schemars(length(min = 1, max = 8192))]
+    pub template: String,
+}
+
+crate::common::named_enum! {
+    /// How a feed's rows are written.
+    pub enum FeedFormat {
+        /// Comma-separated, a header row first (files ending in `.csv`).
+        Csv,
+        /// One JSON object a line (files ending in `.jsonl`).
+        JsonLines,
+    }
 }
 
 /// Files on a mounted volume.

@@ -8,6 +8,7 @@ pub mod chunk;
 pub mod documents;
 pub mod embed;
 pub mod eval;
+pub mod feeds;
 pub mod index;
 pub mod scan;
 pub mod search;

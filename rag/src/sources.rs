@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::documents::{self, Document, DocumentError};
+use crate::documents::{self, Document};
 
 /// Why a source cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +28,13 @@ pub enum SourceError {
         /// Why.
         message: String,
     },
-    /// A document cannot be read.
-    #[error("source {source_name}: {error}")]
-    Document {
+    /// A document (or a feed) cannot be read.
+    #[error("source {source_name}: {message}")]
+    Read {
         /// The source.
         source_name: String,
-        /// The document's problem.
-        error: DocumentError,
+        /// The problem, naming the document or the feed row.
+        message: String,
     },
 }
 
@@ -46,17 +46,46 @@ fn unreadable(source: &str, path: &Path, e: impl std::fmt::Display) -> SourceErr
     }
 }
 
-fn read_one(source: &str, key: &str, path: &Path) -> Result<Document, SourceError> {
+/// Turns a file's bytes (with its key) into documents: one document, or a feed's rows.
+pub type Reader<'a> = &'a dyn Fn(&str, &[u8]) -> Result<Vec<Document>, String>;
+
+/// The reader of plain documents (Markdown, HTML, text): one document a file.
+pub fn plain(source: &str) -> impl Fn(&str, &[u8]) -> Result<Vec<Document>, String> + '_ {
+    move |key, bytes| {
+        documents::read(source, key, bytes)
+            .map(|d| vec![d])
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The reader of a product feed: every row a document.
+pub fn feed<'a>(
+    source: &'a str,
+    feed: &'a crate::feeds::Feed,
+) -> impl Fn(&str, &[u8]) -> Result<Vec<Document>, String> + 'a {
+    move |key, bytes| crate::feeds::read(source, key, bytes, feed).map_err(|e| e.to_string())
+}
+
+fn read_one(
+    source: &str,
+    key: &str,
+    path: &Path,
+    reader: Reader<'_>,
+) -> Result<Vec<Document>, SourceError> {
     let bytes = std::fs::read(path).map_err(|e| unreadable(source, path, e))?;
-    documents::read(source, key, &bytes).map_err(|error| SourceError::Document {
+    reader(key, &bytes).map_err(|message| SourceError::Read {
         source_name: source.to_string(),
-        error,
+        message,
     })
 }
 
 /// The documents of a ConfigMap mounted at `dir`: every key is a file. The kubelet's own
 /// entries (`..data`, `..<timestamp>`) are skipped.
-pub fn config_map(source: &str, dir: &Path) -> Result<Vec<Document>, SourceError> {
+pub fn config_map(
+    source: &str,
+    dir: &Path,
+    reader: Reader<'_>,
+) -> Result<Vec<Document>, SourceError> {
     let mut keys: Vec<(String, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| unreadable(source, dir, e))? {
         let entry = entry.map_err(|e| unreadable(source, dir, e))?;
@@ -70,14 +99,20 @@ pub fn config_map(source: &str, dir: &Path) -> Result<Vec<Document>, SourceError
         }
     }
     keys.sort();
-    keys.iter()
-        .map(|(key, path)| read_one(source, key, path))
-        .collect()
+    let mut docs = Vec::new();
+    for (key, path) in &keys {
+        docs.extend(read_one(source, key, path, reader)?);
+    }
+    Ok(docs)
 }
 
 /// The documents of the files matching `pattern` (e.g. `/docs/**/*.md`); a key is the path
 /// below the pattern's fixed prefix (`guides/setup.md`).
-pub fn files(source: &str, pattern: &str) -> Result<Vec<Document>, SourceError> {
+pub fn files(
+    source: &str,
+    pattern: &str,
+    reader: Reader<'_>,
+) -> Result<Vec<Document>, SourceError> {
     let base: PathBuf = Path::new(pattern)
         .components()
         .take_while(|c| {
@@ -98,17 +133,16 @@ pub fn files(source: &str, pattern: &str) -> Result<Vec<Document>, SourceError> 
         }
     }
     found.sort();
-    found
-        .iter()
-        .map(|path| {
-            let key = path
-                .strip_prefix(&base)
-                .unwrap_or(path)
-                .to_string_lossy()
-                .to_string();
-            read_one(source, &key, path)
-        })
-        .collect()
+    let mut docs = Vec::new();
+    for path in &found {
+        let key = path
+            .strip_prefix(&base)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .to_string();
+        docs.extend(read_one(source, &key, path, reader)?);
+    }
+    Ok(docs)
 }
 
 #[cfg(test)]
@@ -129,10 +163,10 @@ mod tests {
         let _ = std::fs::write(dir.join("..2026_12_02/faq.md"), "# FAQ");
         let _ = std::fs::write(dir.join("faq.md"), "# FAQ\nAnswers");
         let _ = std::fs::write(dir.join("about.txt"), "About us");
-        let docs = config_map("docs", &dir).unwrap_or_default();
+        let docs = config_map("docs", &dir, &plain("docs")).unwrap_or_default();
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, vec!["docs/about.txt", "docs/faq.md"]);
-        let missing = config_map("docs", &dir.join("nope"))
+        let missing = config_map("docs", &dir.join("nope"), &plain("docs"))
             .unwrap_err()
             .to_string();
         assert!(missing.starts_with("source docs: cannot read"), "{missing}");
@@ -146,11 +180,27 @@ mod tests {
         let _ = std::fs::write(dir.join("index.md"), "# Home");
         let _ = std::fs::write(dir.join("logo.png"), b"\x89PNG\0");
         let pattern = format!("{}/**/*.md", dir.display());
-        let docs = files("site", &pattern).unwrap_or_default();
+        let docs = files("site", &pattern, &plain("site")).unwrap_or_default();
         let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, vec!["site/guides/setup.md", "site/index.md"]);
         let all = format!("{}/*", dir.display());
-        let err = files("site", &all).unwrap_err().to_string();
+        let err = files("site", &all, &plain("site")).unwrap_err().to_string();
         assert!(err.contains("site/logo.png: unknown format"), "{err}");
+    }
+
+    #[test]
+    fn a_feed_source_reads_every_row_of_its_files() {
+        let dir = scratch("feed");
+        let _ = std::fs::write(dir.join("shop.csv"), "sku,name\nA1,Tote\nB2,Bottle\n");
+        let feed = crate::feeds::Feed {
+            format: crate::feeds::FeedFormat::Csv,
+            id_field: "sku".into(),
+            title_field: Some("name".into()),
+            url_field: None,
+            template: "# {{ name }} ({{ sku }})".into(),
+        };
+        let docs = config_map("shop", &dir, &super::feed("shop", &feed)).unwrap_or_default();
+        let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, vec!["shop/A1", "shop/B2"]);
     }
 }

@@ -74,16 +74,36 @@ pub fn index_prefix(namespace: &str, name: &str) -> String {
 }
 
 /// Reads every source's documents: a directory (a mounted ConfigMap's keys), a glob of files,
-/// or an object-store prefix (`s3://bucket/docs/`; credentials from the environment).
-pub async fn read_sources(mounts: &[SourceMount]) -> Result<Vec<Document>, JobError> {
+/// or an object-store prefix (`s3://bucket/docs/`; credentials from the environment). A
+/// source with a `feed` in the spec reads its files as product feeds, a document a row.
+pub async fn read_sources(
+    spec: &RagIndexSpec,
+    mounts: &[SourceMount],
+) -> Result<Vec<Document>, JobError> {
     let mut out = Vec::new();
     for m in mounts {
+        let feed = spec
+            .sources
+            .iter()
+            .find(|s| s.name == m.name)
+            .and_then(|s| s.feed.as_ref())
+            .map(feed_of);
+        let plain = sources::plain(&m.name);
+        let rows;
+        let reader: sources::Reader<'_> = match &feed {
+            Some(f) => {
+                rows = sources::feed(&m.name, f);
+                &rows
+            }
+            None => &plain,
+        };
         let docs = if m.path.contains("://") {
-            read_objects(&m.name, &m.path).await?
+            read_objects(&m.name, &m.path, reader).await?
         } else if m.path.contains(['*', '?', '[']) {
-            sources::files(&m.name, &m.path).map_err(|e| JobError::Invalid(e.to_string()))?
+            sources::files(&m.name, &m.path, reader)
+                .map_err(|e| JobError::Invalid(e.to_string()))?
         } else {
-            sources::config_map(&m.name, std::path::Path::new(&m.path))
+            sources::config_map(&m.name, std::path::Path::new(&m.path), reader)
                 .map_err(|e| JobError::Invalid(e.to_string()))?
         };
         out.extend(docs);
@@ -96,23 +116,48 @@ pub async fn read_sources(mounts: &[SourceMount]) -> Result<Vec<Document>, JobEr
     Ok(out)
 }
 
+fn feed_of(feed: &leitwerk_crds::rag_index::DocumentFeed) -> leitwerk_rag::feeds::Feed {
+    leitwerk_rag::feeds::Feed {
+        format: match feed.format {
+            leitwerk_crds::rag_index::FeedFormat::Csv => leitwerk_rag::feeds::FeedFormat::Csv,
+            leitwerk_crds::rag_index::FeedFormat::JsonLines => {
+                leitwerk_rag::feeds::FeedFormat::JsonLines
+            }
+        },
+        id_field: feed.id_field.clone(),
+        title_field: feed.title_field.clone(),
+        url_field: feed.url_field.clone(),
+        template: feed.template.clone(),
+    }
+}
+
 /// The documents under an object-store prefix: every object whose name ends in a known
 /// format (`.md`, `.html`, `.txt`, …); a key is the path below the prefix. Objects of other
 /// kinds (images, PDFs) are skipped and counted on stderr.
-async fn read_objects(source: &str, url: &str) -> Result<Vec<Document>, JobError> {
+async fn read_objects(
+    source: &str,
+    url: &str,
+    reader: sources::Reader<'_>,
+) -> Result<Vec<Document>, JobError> {
     let store = Store::open(url)?;
     let mut docs = Vec::new();
     let mut skipped = 0;
     for key in store.list("").await? {
-        if leitwerk_rag::documents::Format::of(&key).is_none() {
+        let feed_file = key.ends_with(".csv") || key.ends_with(".jsonl");
+        if leitwerk_rag::documents::Format::of(&key).is_none() && !feed_file {
             skipped += 1;
             continue;
         }
         let bytes = store.get(&key).await?;
-        let mut doc = leitwerk_rag::documents::read(source, &key, &bytes)
-            .map_err(|e| JobError::Invalid(format!("source {source}: {e}")))?;
-        doc.url = Some(store.url_of(&key));
-        docs.push(doc);
+        let read =
+            reader(&key, &bytes).map_err(|e| JobError::Invalid(format!("source {source}: {e}")))?;
+        for mut doc in read {
+            // A document file's own URL; a feed row keeps the URL its row gives.
+            if doc.url.is_none() && !feed_file {
+                doc.url = Some(store.url_of(&key));
+            }
+            docs.push(doc);
+        }
     }
     if skipped > 0 {
         eprintln!(
@@ -132,7 +177,7 @@ async fn read_text(url: &str) -> Result<Vec<u8>, JobError> {
 
 /// Runs `leitwerk-trainer index`.
 pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSummary, JobError> {
-    let documents = read_sources(&job.sources).await?;
+    let documents = read_sources(spec, &job.sources).await?;
     let embedder = Embedder::load(&job.model_dir, &spec.embedding.model)
         .map_err(|e| JobError::Invalid(format!("embedding model: {e}")))?;
     let previous = match &job.previous {

@@ -300,3 +300,91 @@ fn objects_under_a_prefix_are_documents_with_their_url_and_other_objects_are_ski
     );
     Ok(())
 }
+
+#[test]
+fn a_product_feed_becomes_a_document_a_row_with_its_fields_as_metadata() -> anyhow::Result<()> {
+    let base = scratch().with_extension("feed");
+    let csv = "sku,name,price,colour\nLM-TOTE-BLK,Tote bag,12.50,black\nLM-BTL-RED,Water bottle,19.00,red\n";
+    mount(
+        &base.join("docs"),
+        &BTreeMap::from([("catalogue.csv".to_string(), csv.to_string())]),
+    )?;
+    let spec = r##"{"sources": [{"name": "product-docs", "configMapRef": {"name": "shop"},
+        "feed": {"format": "Csv", "idField": "sku", "titleField": "name",
+                 "template": "# {{ name }}\n\nSKU {{ sku }} in {{ colour }}: {{ price }} EUR."}}]}"##;
+    let out = Command::new(BIN)
+        .args([
+            "index",
+            "--spec",
+            spec,
+            "--namespace",
+            "marketing",
+            "--name",
+            "shop",
+        ])
+        .arg("--artifact-store")
+        .arg(format!("file://{}", base.join("store").display()))
+        .arg("--termination-log")
+        .arg(base.join("termination-log"))
+        .arg("--model-dir")
+        .arg(provided("minilm.sh")?)
+        .arg("--source")
+        .arg(format!("product-docs={}", base.join("docs").display()))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: IndexSummary = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())?;
+    assert_eq!(summary.documents, 2);
+    let index = leitwerk_rag::index::Index::from_bytes(&std::fs::read(
+        summary.url.trim_start_matches("file://"),
+    )?)?;
+    let tote = &index.documents["product-docs/LM-TOTE-BLK"];
+    assert_eq!(tote.title, "Tote bag");
+    assert_eq!(
+        tote.metadata.get("colour").map(String::as_str),
+        Some("black")
+    );
+    assert!(
+        tote.chunks[0]
+            .text
+            .contains("SKU LM-TOTE-BLK in black: 12.50 EUR.")
+    );
+
+    // A row without its id names the feed and the row.
+    mount(
+        &base.join("docs"),
+        &BTreeMap::from([(
+            "catalogue.csv".to_string(),
+            "sku,name,price,colour\n,Cap,5,blue\n".to_string(),
+        )]),
+    )?;
+    let out = Command::new(BIN)
+        .args([
+            "index",
+            "--spec",
+            spec,
+            "--namespace",
+            "marketing",
+            "--name",
+            "shop",
+        ])
+        .arg("--artifact-store")
+        .arg(format!("file://{}", base.join("store").display()))
+        .arg("--termination-log")
+        .arg(base.join("termination-log"))
+        .arg("--model-dir")
+        .arg(provided("minilm.sh")?)
+        .arg("--source")
+        .arg(format!("product-docs={}", base.join("docs").display()))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("feed product-docs/catalogue.csv, row 1: no sku"),
+        "{stderr}"
+    );
+    Ok(())
+}

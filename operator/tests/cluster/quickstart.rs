@@ -40,6 +40,7 @@ fn quick_start_shows_every_example_with_its_phase() {
             [
                 "Pending",
                 "Materializing",
+                "Indexing",
                 "Deploying",
                 "WaitingForData",
                 "WaitingForVersions",

@@ -224,3 +224,51 @@ fn unknown_models_oversized_chunks_and_bad_schedules_are_named() {
         "spec.chunking.maxTokens"
     );
 }
+
+#[test]
+fn a_failed_build_leaves_the_serving_version_serving_and_says_why() {
+    let index = example();
+    let mut observed = Observed::default();
+    built(&index, &mut observed, 1, &"a".repeat(64), 0.95);
+    observed.serving_replicas = Some((1, 1));
+    observed.last_build = Some(IndexBuild {
+        number: 2,
+        job: build_job_name(&index, 2),
+        state: BuildState::Failed,
+        message: Some("source product-docs: product-docs/logo.md: not text".into()),
+        ..Default::default()
+    });
+    let outcome = decide(&index, &observed);
+    assert_eq!(
+        (outcome.phase, outcome.ready.status),
+        (RagIndexPhase::Ready, true)
+    );
+    let indexed = outcome
+        .conditions
+        .iter()
+        .find(|c| c.type_ == INDEXED)
+        .unwrap();
+    assert_eq!(
+        (indexed.status, indexed.reason.as_str()),
+        (false, "BuildFailed")
+    );
+    assert!(
+        indexed.message.contains("product-docs/logo.md"),
+        "{}",
+        indexed.message
+    );
+    assert_eq!(observed.serving().unwrap().version, "a".repeat(12));
+
+    // Without a serving version, the RagIndex fails and names the build's problem.
+    let mut first = Observed {
+        last_build: observed.last_build.clone(),
+        ..Default::default()
+    };
+    first.recorded = true;
+    let outcome = decide(&index, &first);
+    assert_eq!(
+        (outcome.phase, outcome.ready.reason.as_str()),
+        (RagIndexPhase::Failed, "BuildFailed")
+    );
+    assert!(outcome.ready.message.contains("not text"));
+}
