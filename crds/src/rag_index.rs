@@ -435,6 +435,9 @@ pub struct RagIndexStatus {
     /// Chunks of the serving version quarantined from serving (prompt-injection text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<i64>,
+    /// Documents of the serving version whose HTML hid text from readers (left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_html: Option<i64>,
     /// The last indexing build: running, succeeded or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_build: Option<IndexBuild>,
@@ -529,6 +532,9 @@ pub struct IndexVersion {
     /// Chunks quarantined from serving.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<i64>,
+    /// Documents whose HTML hid text from readers (that text is never indexed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_html: Option<i64>,
     /// When it was built (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_at: Option<String>,

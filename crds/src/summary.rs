@@ -119,6 +119,9 @@ pub struct IndexSummary {
     /// Chunks quarantined from serving.
     #[serde(default)]
     pub quarantined: i64,
+    /// Documents with HTML text hidden from readers (never indexed).
+    #[serde(default)]
+    pub hidden_html: i64,
 }
 
 /// What identifies an embedding model (the same fields the RagIndex status shows).

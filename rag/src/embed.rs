@@ -150,10 +150,19 @@ impl Embedder {
     }
 
     /// The unit-length embeddings of `texts`, in order, computed in batches of [`BATCH`].
+    ///
+    /// Texts are batched longest first (by characters, as sentence-transformers does), so that
+    /// a batch pads to a length close to its own texts' rather than the longest text's; the
+    /// vectors come back in the order of `texts`.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(BATCH) {
-            out.extend(self.embed_batch(batch)?);
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].chars().count()));
+        let mut out = vec![Vec::new(); texts.len()];
+        for batch in order.chunks(BATCH) {
+            let group: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+            for (&i, v) in batch.iter().zip(self.embed_batch(&group)?) {
+                out[i] = v;
+            }
         }
         Ok(out)
     }

@@ -207,6 +207,7 @@ pub fn read(
             text,
             structure: Structure::Markdown,
             digest,
+            hidden_words: 0,
         });
     }
     Ok(docs)

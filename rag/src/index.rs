@@ -78,6 +78,9 @@ pub struct StoredDocument {
     pub metadata: BTreeMap<String, String>,
     /// Content digest.
     pub digest: String,
+    /// Words of HTML text hidden from readers, left out of its chunks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hidden_words: usize,
     /// Its chunks.
     pub chunks: Vec<StoredChunk>,
 }
@@ -122,6 +125,8 @@ pub struct BuildReport {
     pub flagged: usize,
     /// Chunks quarantined from serving (prompt-injection text).
     pub quarantined: usize,
+    /// Documents with HTML text hidden from readers (left out of the index).
+    pub hidden_html: usize,
 }
 
 /// Errors of a build or of reading an index file.
@@ -254,6 +259,7 @@ pub fn build_with(
             url: doc.url,
             metadata: doc.metadata,
             digest: doc.digest,
+            hidden_words: doc.hidden_words,
             chunks,
         };
         to_embed.extend((0..stored.chunks.len()).map(|i| (doc.id.clone(), i)));
@@ -283,6 +289,7 @@ pub fn build_with(
     report.personal_data = all().map(|c| c.personal_data).sum();
     report.flagged = all().filter(|c| c.flagged).count();
     report.quarantined = all().filter(|c| c.quarantined).count();
+    report.hidden_html = out.values().filter(|d| d.hidden_words > 0).count();
     Ok((
         Index {
             model: embedder.identity().clone(),

@@ -267,6 +267,7 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
         personal_data: report.personal_data as i64,
         flagged: report.flagged as i64,
         quarantined: report.quarantined as i64,
+        hidden_html: report.hidden_html as i64,
     })
 }
 

@@ -350,6 +350,7 @@ pub fn record_version(
         model: Some(summary.model.clone()),
         flagged: Some(summary.flagged),
         quarantined: Some(summary.quarantined),
+        hidden_html: Some(summary.hidden_html),
         built_at: finished,
         message: None,
     };

@@ -244,6 +244,7 @@ pub fn apply_observed(status: &mut RagIndexStatus, observed: &Observed, endpoint
     status.embedding_model = serving.as_ref().and_then(|v| v.model.clone());
     status.flagged = serving.as_ref().and_then(|v| v.flagged);
     status.quarantined = serving.as_ref().and_then(|v| v.quarantined);
+    status.hidden_html = serving.as_ref().and_then(|v| v.hidden_html);
     let latest = observed.versions.last();
     status.latest_version = latest.map(|v| v.version.clone());
     status.latest_recall_at_k = latest.and_then(|v| v.quality).map(|q| q.recall_at_k);

@@ -42,6 +42,7 @@ fn summary(digest: &str, recall: f64) -> IndexSummary {
         personal_data: 0,
         flagged: 0,
         quarantined: 0,
+        hidden_html: 0,
     }
 }
 
