@@ -4,7 +4,7 @@
 //! by hand (`kubectl edit`, `kubectl scale`), which is put back within one reconcile.
 
 use kube::{
-    Api,
+    Api, ResourceExt,
     api::{DynamicObject, Patch, PatchParams},
 };
 use leitwerk_crds::FIELD_MANAGER;
@@ -240,6 +240,51 @@ fn remember<T: serde::Serialize>(ctx: &Context, key: &str, applied: &T, desired:
     if let Ok(applied) = serde_json::to_value(applied) {
         ctx.remember(key, hash_of(&project(&applied, desired)));
     }
+}
+
+/// Applies a serving Deployment and its Service where they differ from what runs; returns the
+/// Deployment as it was before (its status tells how many replicas are available).
+pub async fn apply_serving(
+    ctx: &Context,
+    ns: &str,
+    deployment: k8s_openapi::api::apps::v1::Deployment,
+    service: k8s_openapi::api::core::v1::Service,
+    what: &str,
+) -> Result<Option<k8s_openapi::api::apps::v1::Deployment>, Error> {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let current = api
+        .get_opt(&deployment.name_any())
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("{what} Deployment"),
+            source,
+        })?;
+    apply_if_changed(
+        ctx,
+        ns,
+        deployment,
+        current.as_ref(),
+        &format!("{what} Deployment"),
+    )
+    .await?;
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(ctx.client.clone(), ns);
+    let current_service = services
+        .get_opt(&service.name_any())
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("{what} Service"),
+            source,
+        })?;
+    apply_if_changed(
+        ctx,
+        ns,
+        service,
+        current_service.as_ref(),
+        &format!("{what} Service"),
+    )
+    .await?;
+    Ok(current)
 }
 
 #[cfg(test)]

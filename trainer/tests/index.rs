@@ -70,6 +70,30 @@ fn index(base: &Path, extra: &[&str]) -> anyhow::Result<Run> {
     })
 }
 
+/// `leitwerk-trainer index` of RagIndex `marketing/<name>` with `spec`, one source, a file
+/// store and a termination log under `base`.
+fn index_command(base: &Path, spec: &str, name: &str, source: &str) -> anyhow::Result<Command> {
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "index",
+            "--spec",
+            spec,
+            "--namespace",
+            "marketing",
+            "--name",
+            name,
+        ])
+        .arg("--artifact-store")
+        .arg(format!("file://{}", base.join("store").display()))
+        .arg("--termination-log")
+        .arg(base.join("termination-log"))
+        .arg("--model-dir")
+        .arg(provided("minilm.sh")?)
+        .args(["--source", source]);
+    Ok(command)
+}
+
 fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("leitwerk-index-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -249,23 +273,7 @@ fn objects_under_a_prefix_are_documents_with_their_url_and_other_objects_are_ski
     s3.put("docs", "product/logo.png", b"\x89PNG")?;
     s3.put("docs", "other/outside.md", b"# Outside the prefix")?;
     let spec = r#"{"sources": [{"name": "site", "objectStore": {"url": "s3://docs/product/"}}]}"#;
-    let out = Command::new(BIN)
-        .args([
-            "index",
-            "--spec",
-            spec,
-            "--namespace",
-            "marketing",
-            "--name",
-            "site",
-        ])
-        .arg("--artifact-store")
-        .arg(format!("file://{}", base.join("store").display()))
-        .arg("--termination-log")
-        .arg(base.join("termination-log"))
-        .arg("--model-dir")
-        .arg(provided("minilm.sh")?)
-        .args(["--source", "site=s3://docs/product/"])
+    let out = index_command(&base, spec, "site", "site=s3://docs/product/")?
         .env("AWS_ACCESS_KEY_ID", &s3.access_key)
         .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key)
         .env("AWS_ENDPOINT", &s3.endpoint)
@@ -312,25 +320,8 @@ fn a_product_feed_becomes_a_document_a_row_with_its_fields_as_metadata() -> anyh
     let spec = r##"{"sources": [{"name": "product-docs", "configMapRef": {"name": "shop"},
         "feed": {"format": "Csv", "idField": "sku", "titleField": "name",
                  "template": "# {{ name }}\n\nSKU {{ sku }} in {{ colour }}: {{ price }} EUR."}}]}"##;
-    let out = Command::new(BIN)
-        .args([
-            "index",
-            "--spec",
-            spec,
-            "--namespace",
-            "marketing",
-            "--name",
-            "shop",
-        ])
-        .arg("--artifact-store")
-        .arg(format!("file://{}", base.join("store").display()))
-        .arg("--termination-log")
-        .arg(base.join("termination-log"))
-        .arg("--model-dir")
-        .arg(provided("minilm.sh")?)
-        .arg("--source")
-        .arg(format!("product-docs={}", base.join("docs").display()))
-        .output()?;
+    let source = format!("product-docs={}", base.join("docs").display());
+    let out = index_command(&base, spec, "shop", &source)?.output()?;
     assert!(
         out.status.success(),
         "{}",
@@ -361,25 +352,8 @@ fn a_product_feed_becomes_a_document_a_row_with_its_fields_as_metadata() -> anyh
             "sku,name,price,colour\n,Cap,5,blue\n".to_string(),
         )]),
     )?;
-    let out = Command::new(BIN)
-        .args([
-            "index",
-            "--spec",
-            spec,
-            "--namespace",
-            "marketing",
-            "--name",
-            "shop",
-        ])
-        .arg("--artifact-store")
-        .arg(format!("file://{}", base.join("store").display()))
-        .arg("--termination-log")
-        .arg(base.join("termination-log"))
-        .arg("--model-dir")
-        .arg(provided("minilm.sh")?)
-        .arg("--source")
-        .arg(format!("product-docs={}", base.join("docs").display()))
-        .output()?;
+    let source = format!("product-docs={}", base.join("docs").display());
+    let out = index_command(&base, spec, "shop", &source)?.output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

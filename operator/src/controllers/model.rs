@@ -30,7 +30,7 @@ use leitwerk_crds::{
 use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
 use crate::{
     analysis::drift::FeatureDrift,
-    apply::{apply, apply_if_changed},
+    apply::apply,
     config::OperatorConfig,
     context::Context,
     jobs::{failure_message, job_pods},

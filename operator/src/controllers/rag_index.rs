@@ -28,7 +28,7 @@ use leitwerk_crds::{
 
 use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
 use crate::{
-    apply::{apply, apply_if_changed, hash_of},
+    apply::{apply, hash_of},
     config::OperatorConfig,
     context::Context,
     controllers::model::schedule,
@@ -341,6 +341,25 @@ async fn set_finalizer(ctx: &Context, index: &RagIndex, ns: &str, on: bool) -> R
     Ok(())
 }
 
+/// A Warning that the index files stay (the RagIndex goes anyway, so that a namespace can be
+/// deleted).
+async fn files_left(ctx: &Context, index: &RagIndex, why: &str) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "FilesLeft".into(),
+        note: Some(reconcile::truncate(
+            &format!(
+                "the index files under {} could not be removed ({why}); remove them by hand",
+                index_prefix_url(index, &ctx.config)
+            ),
+            1024,
+        )),
+        action: "Delete".into(),
+        secondary: None,
+    };
+    reconcile::publish(ctx, RagIndex::KIND, &event, &index.object_ref(&())).await;
+}
+
 /// A RagIndex being deleted: a Job removes its index files, then the finalizer goes. A
 /// namespace that is being deleted takes no new Job: the files stay, and a Warning says so.
 async fn finalize(ctx: &Context, index: &RagIndex, ns: &str) -> Result<Action, Error> {
@@ -359,21 +378,7 @@ async fn finalize(ctx: &Context, index: &RagIndex, ns: &str) -> Result<Action, E
     let done = match current.as_ref().map(job_state) {
         None => {
             if let Err(e) = apply(ctx, ns, &job, "index deletion Job").await {
-                let event = Event {
-                    type_: EventType::Warning,
-                    reason: "FilesLeft".into(),
-                    note: Some(reconcile::truncate(
-                        &format!(
-                            "the index files under {} could not be removed: {}",
-                            index_prefix_url(index, &ctx.config),
-                            reconcile::error_chain(&e)
-                        ),
-                        1024,
-                    )),
-                    action: "Delete".into(),
-                    secondary: None,
-                };
-                reconcile::publish(ctx, RagIndex::KIND, &event, &index.object_ref(&())).await;
+                files_left(ctx, index, &reconcile::error_chain(&e)).await;
                 true
             } else {
                 false
@@ -382,20 +387,7 @@ async fn finalize(ctx: &Context, index: &RagIndex, ns: &str) -> Result<Action, E
         Some(JobState::Active) => false,
         Some(JobState::Succeeded) => true,
         Some(JobState::Failed(why)) => {
-            let event = Event {
-                type_: EventType::Warning,
-                reason: "FilesLeft".into(),
-                note: Some(reconcile::truncate(
-                    &format!(
-                        "the index files under {} could not be removed ({why}); remove them by hand",
-                        index_prefix_url(index, &ctx.config)
-                    ),
-                    1024,
-                )),
-                action: "Delete".into(),
-                secondary: None,
-            };
-            reconcile::publish(ctx, RagIndex::KIND, &event, &index.object_ref(&())).await;
+            files_left(ctx, index, &why).await;
             true
         }
     };

@@ -143,6 +143,14 @@ pub struct BuildInputs {
     pub scheduled_for: Option<String>,
 }
 
+fn spec_env(value: Option<String>) -> EnvVar {
+    EnvVar {
+        name: "LEITWERK_SPEC".into(),
+        value,
+        ..Default::default()
+    }
+}
+
 /// The indexing Job of one build.
 pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &BuildInputs) -> Job {
     let spec = &index.spec;
@@ -207,11 +215,7 @@ pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &Build
     }
     p.labels
         .insert(BUILD_LABEL.to_string(), inputs.number.to_string());
-    p.env.push(EnvVar {
-        name: "LEITWERK_SPEC".into(),
-        value: serde_json::to_string(spec).ok(),
-        ..Default::default()
-    });
+    p.env.push(spec_env(serde_json::to_string(spec).ok()));
     let owner = index.controller_owner_ref(&()).unwrap_or_default();
     let mut job = trainer_job(
         &build_job_name(index, inputs.number),
@@ -244,11 +248,7 @@ pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &Build
 /// owner is going) and removes itself an hour after it finished.
 pub fn build_delete_job(index: &RagIndex, config: &OperatorConfig) -> Job {
     let mut p = parts(index, config, false);
-    p.env.push(EnvVar {
-        name: "LEITWERK_SPEC".into(),
-        value: Some("{}".into()),
-        ..Default::default()
-    });
+    p.env.push(spec_env(Some("{}".into())));
     // It runs as the RagIndex's ServiceAccount, which the garbage collector keeps until the
     // RagIndex itself is gone (after this Job).
     let args = vec![

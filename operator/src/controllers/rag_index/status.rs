@@ -264,23 +264,16 @@ pub(super) async fn serve(
     version: &IndexVersion,
 ) -> Result<(i32, i32), Error> {
     let (deployment, service) = build_serving(index, &ctx.config, version);
-    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let current = api
-        .get_opt(&deployment.name_any())
-        .await
-        .map_err(|source| Error::Read {
-            what: "retrieval Deployment".into(),
-            source,
-        })?;
+    let wanted_args = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.args.clone());
+    let current = crate::apply::apply_serving(ctx, ns, deployment, service, "retrieval").await?;
     // Availability counts only once the Deployment runs the version asked for.
     let rolled_out = current.as_ref().is_some_and(|d| {
         let spec_args = d
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|p| p.containers.first())
-            .and_then(|c| c.args.clone());
-        let wanted_args = deployment
             .spec
             .as_ref()
             .and_then(|s| s.template.spec.as_ref())
@@ -292,30 +285,6 @@ pub(super) async fn serve(
             && status.updated_replicas.unwrap_or(0) >= 1
             && status.replicas.unwrap_or(0) == status.updated_replicas.unwrap_or(0)
     });
-    apply_if_changed(
-        ctx,
-        ns,
-        deployment,
-        current.as_ref(),
-        "retrieval Deployment",
-    )
-    .await?;
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    let current_service = services
-        .get_opt(&service.name_any())
-        .await
-        .map_err(|source| Error::Read {
-            what: "retrieval Service".into(),
-            source,
-        })?;
-    apply_if_changed(
-        ctx,
-        ns,
-        service,
-        current_service.as_ref(),
-        "retrieval Service",
-    )
-    .await?;
     let available = current
         .as_ref()
         .filter(|_| rolled_out)
