@@ -23,17 +23,7 @@ use rand::{RngExt, SeedableRng};
 const BATCH: usize = 32;
 
 fn model_dir() -> std::path::PathBuf {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/minilm.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .expect("run tests/minilm.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    leitwerk_benches::provided("minilm.sh")
 }
 
 /// The example corpus's documents, and its paragraphs as sentences to embed.

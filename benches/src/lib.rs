@@ -13,19 +13,27 @@ pub fn summary(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     (at(0.5), at(0.99), mean)
 }
 
-/// ONNX Runtime's library, as `tests/onnxruntime.sh` provides it.
-pub fn onnxruntime() -> std::path::PathBuf {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/onnxruntime.sh");
+/// What a project script under `tests/` provides (it prints the path).
+pub fn provided(script: &str) -> std::path::PathBuf {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests")
+        .join(script);
     let out = std::process::Command::new("bash")
-        .arg(script)
+        .arg(&script)
         .output()
-        .expect("run tests/onnxruntime.sh");
+        .expect("run the script");
     assert!(
         out.status.success(),
-        "{}",
+        "{}: {}",
+        script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// ONNX Runtime's library, as `tests/onnxruntime.sh` provides it.
+pub fn onnxruntime() -> std::path::PathBuf {
+    provided("onnxruntime.sh")
 }
 
 /// A scratch directory for one benchmark run.

@@ -44,6 +44,31 @@ pub(crate) fn onnxruntime() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The stand-in's image table: the trainer and the inference server of this build under the
+/// given image names, with the environment their images bake in.
+pub(crate) fn images(
+    trainer: &str,
+    server: &str,
+    env: &[(String, String)],
+) -> anyhow::Result<HashMap<String, Image>> {
+    Ok(HashMap::from([
+        (
+            trainer.to_string(),
+            Image {
+                binary: sibling("leitwerk-trainer")?,
+                env: env.to_vec(),
+            },
+        ),
+        (
+            server.to_string(),
+            Image {
+                binary: sibling("leitwerk-inference-server")?,
+                env: env.to_vec(),
+            },
+        ),
+    ]))
+}
+
 /// A hostPath PersistentVolume and a claim bound to it (the PV controller binds them).
 pub(crate) fn volume_yaml(ns: &str, claim: &str, path: &Path) -> String {
     format!(
@@ -108,23 +133,8 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
         cluster.apply(None, "-", Some(&volume_yaml(&ns.name, claim, path)))?;
     }
 
-    let ort = onnxruntime()?;
-    let images = HashMap::from([
-        (
-            TRAINER_IMAGE.to_string(),
-            Image {
-                binary: trainer.clone(),
-                env: vec![("ORT_DYLIB_PATH".into(), ort.clone())],
-            },
-        ),
-        (
-            SERVER_IMAGE.to_string(),
-            Image {
-                binary: sibling("leitwerk-inference-server")?,
-                env: vec![("ORT_DYLIB_PATH".into(), ort.clone())],
-            },
-        ),
-    ]);
+    let env = vec![("ORT_DYLIB_PATH".to_string(), onnxruntime()?)];
+    let images = images(TRAINER_IMAGE, SERVER_IMAGE, &env)?;
     let node = NodeStandIn::start(client.clone(), "gpu-node-1", 1, &dir, images).await?;
 
     let config = dir.join("operator.yaml");

@@ -7,7 +7,7 @@
 //! gate does not serve while the old one keeps answering, and deleting the RagIndex removes
 //! its index files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,13 +16,13 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use leitwerk_crds::RagIndex;
 use leitwerk_crds::rag_index::{BuildState, IndexBuild, IndexVersionState, RagIndexPhase};
-use leitwerk_testkit::node::{Image, NodeStandIn};
+use leitwerk_testkit::node::NodeStandIn;
 use leitwerk_testkit::{
     Cluster, OperatorProcess, TestNamespace, example_config_map, kubectl_apply, provided, wait_for,
 };
 
 use crate::OPERATOR;
-use crate::predictive::{onnxruntime, sibling, volume_yaml};
+use crate::predictive::{images, onnxruntime, volume_yaml};
 
 const TRAINER_IMAGE: &str = "leitwerk-trainer:rag";
 const SERVER_IMAGE: &str = "leitwerk-inference-server:rag";
@@ -174,22 +174,7 @@ async fn product_docs_index_builds_serves_refreshes_refuses_and_cleans_up() -> a
         ("LEITWERK_EMBEDDING_MODEL_DIR".to_string(), model_dir),
         ("ORT_DYLIB_PATH".to_string(), onnxruntime()?),
     ];
-    let images = HashMap::from([
-        (
-            TRAINER_IMAGE.to_string(),
-            Image {
-                binary: sibling("leitwerk-trainer")?,
-                env: env.clone(),
-            },
-        ),
-        (
-            SERVER_IMAGE.to_string(),
-            Image {
-                binary: sibling("leitwerk-inference-server")?,
-                env,
-            },
-        ),
-    ]);
+    let images = images(TRAINER_IMAGE, SERVER_IMAGE, &env)?;
     let node = NodeStandIn::start(client.clone(), "rag-node-1", 0, &dir, images).await?;
     let config = dir.join("operator.yaml");
     std::fs::write(

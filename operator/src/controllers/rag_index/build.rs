@@ -143,6 +143,19 @@ pub struct BuildInputs {
     pub scheduled_for: Option<String>,
 }
 
+/// `leitwerk-trainer <command>` for this RagIndex and its artifact store.
+fn trainer_args(command: &str, index: &RagIndex, config: &OperatorConfig) -> Vec<String> {
+    vec![
+        command.to_string(),
+        "--namespace".into(),
+        index.namespace().unwrap_or_default(),
+        "--name".into(),
+        index.name_any(),
+        "--artifact-store".into(),
+        store_of(index, config),
+    ]
+}
+
 fn spec_env(value: Option<String>) -> EnvVar {
     EnvVar {
         name: "LEITWERK_SPEC".into(),
@@ -155,15 +168,7 @@ fn spec_env(value: Option<String>) -> EnvVar {
 pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &BuildInputs) -> Job {
     let spec = &index.spec;
     let mut p = parts(index, config, false);
-    let mut args = vec![
-        "index".to_string(),
-        "--namespace".into(),
-        index.namespace().unwrap_or_default(),
-        "--name".into(),
-        index.name_any(),
-        "--artifact-store".into(),
-        store_of(index, config),
-    ];
+    let mut args = trainer_args("index", index, config);
     for (i, source) in spec.sources.iter().enumerate() {
         if let Some(cm) = &source.config_map_ref {
             let dir = format!("{SOURCES_DIR}/{}", source.name);
@@ -251,15 +256,7 @@ pub fn build_delete_job(index: &RagIndex, config: &OperatorConfig) -> Job {
     p.env.push(spec_env(Some("{}".into())));
     // It runs as the RagIndex's ServiceAccount, which the garbage collector keeps until the
     // RagIndex itself is gone (after this Job).
-    let args = vec![
-        "delete-index".to_string(),
-        "--namespace".into(),
-        index.namespace().unwrap_or_default(),
-        "--name".into(),
-        index.name_any(),
-        "--artifact-store".into(),
-        store_of(index, config),
-    ];
+    let args = trainer_args("delete-index", index, config);
     let mut job = trainer_job(
         &child_name(&index.name_any(), "delete-index"),
         &index.namespace().unwrap_or_default(),
