@@ -198,6 +198,24 @@ fn the_index_job_mounts_its_sources_and_labelled_set_and_keeps_the_versions_in_s
 }
 
 #[test]
+fn an_index_job_asks_for_the_gpu_the_spec_names() {
+    let mut index = example();
+    index.spec.resources = Some(leitwerk_crds::common::WorkloadResources {
+        cpu: Some("2".into()),
+        memory: None,
+        gpu: Some(leitwerk_crds::common::GpuResources {
+            count: 1,
+            resource_name: "nvidia.com/gpu".into(),
+        }),
+    });
+    let job = build_index_job(&index, &OperatorConfig::default(), &BuildInputs::default());
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let limits = pod.containers[0].resources.clone().unwrap().limits.unwrap();
+    assert_eq!(limits["nvidia.com/gpu"].0, "1");
+    assert_eq!(limits["cpu"].0, "2");
+}
+
+#[test]
 fn file_sources_mount_their_claim_at_the_glob_prefix() {
     assert_eq!(static_prefix("/docs/**/*.md"), "/docs");
     assert_eq!(static_prefix("/docs/product/faq.md"), "/docs/product");
