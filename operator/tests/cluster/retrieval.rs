@@ -4,8 +4,9 @@
 //! The index Job builds a version, the evaluation gate lets it serve, the retrieval pod
 //! answers the labelled queries as the status says; an edited document (through the ConfigMap
 //! watch) re-embeds only itself, a new chunk size rebuilds everything, a version below the
-//! gate does not serve while the old one keeps answering, and deleting the RagIndex removes
-//! its index files.
+//! gate does not serve while the old one keeps answering, the refresh schedule re-reads the
+//! sources (unchanged ones make no new version), and deleting the RagIndex removes its index
+//! files.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -381,7 +382,47 @@ async fn product_docs_index_builds_serves_refreshes_refuses_and_cleans_up() -> a
     kept_sorted.sort();
     assert_eq!(index_files(&artifacts, &ns.name), kept_sorted);
 
-    // 6. Deleting the RagIndex removes its index files before it goes.
+    // 6. The refresh schedule re-reads the sources by itself; unchanged sources give no new
+    // version. The patch starts build 5 (a new generation, and the schedule's first due
+    // time); build 6 comes from the schedule alone, at the next minute.
+    patch_spec(
+        &indexes,
+        serde_json::json!({"refreshSchedule": "* * * * *"}),
+    )
+    .await?;
+    let (index, sixth) = wait_for("a scheduled build", Duration::from_secs(150), || async {
+        let i = indexes.get("product-docs").await?;
+        let s = i.status.clone().unwrap_or_default();
+        let done = s
+            .last_build
+            .clone()
+            .filter(|b| b.number >= 6 && b.state != BuildState::Running);
+        Ok((
+            done.map(|b| (i.clone(), b)),
+            format!("{:?} {:?}", s.last_build, s.schedule),
+        ))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+    let after = index.status.clone().unwrap_or_default();
+    assert_eq!(sixth.state, BuildState::Succeeded, "{sixth:?}");
+    assert_eq!(
+        sixth.version.as_deref(),
+        Some(refused.version.as_str()),
+        "{sixth:?}"
+    );
+    assert_eq!(
+        after.versions, status.versions,
+        "no new version from unchanged sources"
+    );
+    let schedule = after.schedule.clone().unwrap_or_default();
+    assert!(
+        schedule.last_run.is_some() && schedule.next_run.is_some(),
+        "{schedule:?}"
+    );
+    assert_eq!(schedule.last_job.as_deref(), Some(sixth.job.as_str()));
+
+    // 7. Deleting the RagIndex removes its index files before it goes.
     indexes.delete("product-docs", &Default::default()).await?;
     wait_for(
         "the RagIndex to be gone",

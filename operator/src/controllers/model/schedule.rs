@@ -1,7 +1,7 @@
 //! Scheduled retraining: which due time of `spec.training.retrain.schedule` is owed a training
 //! (pure: no Kubernetes).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 use leitwerk_crds::{Model, model::ScheduleStatus};
@@ -35,6 +35,11 @@ pub fn schedule_of(model: &Model) -> Option<&str> {
 /// reports it before this is called).
 pub fn check(schedule: &str, since: DateTime<Utc>, now: DateTime<Utc>) -> Option<ScheduleCheck> {
     let cron: croner::Cron = schedule.parse().ok()?;
+    // Due times are whole seconds, as the status records them: croner keeps the fraction of
+    // a second of the time it searches from, and a due time of 04:00:00.4 would be "after"
+    // the recorded 04:00:00 at every look, starting a new run each time the last one ends.
+    let now = now.with_nanosecond(0).unwrap_or(now);
+    let since = since.with_nanosecond(0).unwrap_or(since);
     let latest = cron.find_previous_occurrence(&now, true).ok();
     Some(ScheduleCheck {
         due: latest.filter(|t| *t > since),
@@ -112,6 +117,35 @@ mod tests {
         .unwrap();
         assert_eq!(done.due, None);
         assert_eq!(check("not a schedule", created, created), None);
+    }
+
+    #[test]
+    fn every_minute_is_owed_once_a_minute_whatever_the_fraction_of_a_second() {
+        let last = at("2026-12-02T16:42:00Z");
+        for now in [
+            "2026-12-02T16:42:00Z",
+            "2026-12-02T16:42:01Z",
+            "2026-12-02T16:42:59Z",
+        ] {
+            let c = check("* * * * *", last, at(now)).unwrap();
+            assert_eq!(c.due, None, "{now}");
+        }
+        let c = check("* * * * *", last, at("2026-12-02T16:43:00Z")).unwrap();
+        assert_eq!(c.due, Some(at("2026-12-02T16:43:00Z")));
+        // A reconcile runs at a fraction of a second: the due time it finds is still the
+        // recorded one, not a new one.
+        let now = at("2026-12-02T16:42:03Z") + chrono::Duration::milliseconds(417);
+        assert_eq!(check("* * * * *", last, now).unwrap().due, None);
+        let daily = check(
+            "0 4 * * *",
+            at("2026-11-24T04:00:00Z"),
+            at("2026-11-24T04:10:33Z") + chrono::Duration::milliseconds(123),
+        )
+        .unwrap();
+        assert_eq!(
+            daily.due, None,
+            "a finished run is not owed again the same day"
+        );
     }
 
     #[test]
