@@ -29,7 +29,13 @@ k8s_bin=$(sed -n 's/^LEITWERK_K8S_BIN=//p' "$state/env")
 kubectl() { "$k8s_bin/kubectl" "$@"; }
 echo "== installing the CRDs and the operator's RBAC"
 kubectl apply --server-side -f config/crd/bases/ >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null
+# A CRD read before the API server wrote its first status has no conditions, and kubectl wait
+# then fails at once ("… <nil> is of the type <nil>") instead of waiting: try again, bounded.
+for attempt in $(seq 1 30); do
+  if kubectl wait --for=condition=Established --timeout=60s crd --all >/dev/null 2>&1; then break; fi
+  if [ "$attempt" = 30 ]; then kubectl wait --for=condition=Established --timeout=5s crd --all >/dev/null; fi
+  sleep 1
+done
 kubectl apply --server-side -f config/rbac/role.yaml >/dev/null
 kubectl create namespace leitwerk-demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -n leitwerk-demo -f config/rbac/leader_election_role.yaml >/dev/null

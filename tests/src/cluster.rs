@@ -196,22 +196,26 @@ impl Cluster {
         let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
         self.apply(None, &dir, None)
             .context("failed to install the Gateway API CRDs")?;
-        let out = self.kubectl(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/httproutes.gateway.networking.k8s.io",
-            ],
-            None,
-        )?;
-        if !out.status.success() {
-            bail!(
-                "the HTTPRoute CRD did not become Established: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        self.wait_established(&["crd/httproutes.gateway.networking.k8s.io"])
+            .context("the HTTPRoute CRD did not become Established")
+    }
+
+    /// Waits until the CRDs are Established. A CRD read before the API server wrote its first
+    /// status has no conditions, and `kubectl wait` then fails at once ("… <nil> is of the type
+    /// <nil>") instead of waiting: it is asked again, at most 30 times.
+    fn wait_established(&self, crds: &[&str]) -> anyhow::Result<()> {
+        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        args.extend_from_slice(crds);
+        let mut last = String::new();
+        for _ in 0..30 {
+            let out = self.kubectl(&args, None)?;
+            if out.status.success() {
+                return Ok(());
+            }
+            last = String::from_utf8_lossy(&out.stderr).to_string();
+            std::thread::sleep(Duration::from_secs(1));
         }
-        Ok(())
+        bail!("{last}")
     }
 
     /// Installs the CRDs by server-side apply (as `crdgen` renders them) and waits until
@@ -220,25 +224,14 @@ impl Cluster {
         let yaml = leitwerk_crds::crd::render_yaml()?;
         self.apply(None, "-", Some(&yaml))
             .context("failed to install the CRDs")?;
-        let out = self.kubectl(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/featuresets.leitwerk.dev",
-                "crd/models.leitwerk.dev",
-                "crd/experiments.leitwerk.dev",
-                "crd/ragindexes.leitwerk.dev",
-                "crd/contentpipelines.leitwerk.dev",
-            ],
-            None,
-        )?;
-        if !out.status.success() {
-            bail!(
-                "the CRDs did not become Established: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        self.wait_established(&[
+            "crd/featuresets.leitwerk.dev",
+            "crd/models.leitwerk.dev",
+            "crd/experiments.leitwerk.dev",
+            "crd/ragindexes.leitwerk.dev",
+            "crd/contentpipelines.leitwerk.dev",
+        ])
+        .context("the CRDs did not become Established")?;
         // Established comes a moment before discovery lists the kinds (and `kubectl get
         // leitwerk` resolves the category through discovery): wait for discovery too.
         let deadline = Instant::now() + Duration::from_secs(60);
