@@ -816,9 +816,11 @@ async fn a_worse_canary_is_rolled_back_at_the_first_analysis_with_enough_samples
             hold.message
         );
     }
-    // The rollback is the first analysis that had minSamples (30) predictions of the canary:
-    // every analysis before it lacked them. The order of decisions is what is asserted; how
-    // fast that is in wall-clock time is measured in benches/control-plane.
+    // The rollback is the first analysis that had its evidence: minSamples (30) predictions of
+    // the canary and a value for the stable variant to compare with (a Hold for "no data"
+    // before it is right: the stable's first scrape may not be in the window yet). The order
+    // of decisions is what is asserted; how fast that is in wall-clock time is measured in
+    // benches/control-plane.
     let rollback_at = st
         .decisions
         .iter()
@@ -832,10 +834,11 @@ async fn a_worse_canary_is_rolled_back_at_the_first_analysis_with_enough_samples
             .unwrap_or(0.0)
     };
     assert!(samples(rollback) >= 30.0, "{rollback:?}");
-    let first_with_samples = st
-        .decisions
-        .iter()
-        .position(|d| d.action != DecisionAction::Start && samples(d) >= 30.0);
+    let first_with_samples = st.decisions.iter().position(|d| {
+        d.action != DecisionAction::Start
+            && samples(d) >= 30.0
+            && !(d.action == DecisionAction::Hold && d.message.contains("no data"))
+    });
     assert_eq!(first_with_samples, Some(rollback_at), "{:#?}", st.decisions);
     if let Some(first) = load.first_served("canary") {
         let took = (rfc3339(&rollback.time) - chrono::DateTime::<chrono::Utc>::from(first))
