@@ -144,6 +144,8 @@ fn query_latency(n: usize, queries: &[Vec<f32>]) {
                 metadata: BTreeMap::new(),
                 digest: String::new(),
                 hidden_words: 0,
+                personal_data: BTreeMap::new(),
+                injection: 0,
                 chunks,
             },
         );

@@ -5,12 +5,16 @@
 //! server all depend on it; it depends on none of them.
 
 pub mod card;
+pub mod command;
 pub mod common;
 pub mod content_pipeline;
+pub mod contract;
 pub mod crd;
 pub mod experiment;
 pub mod feature_set;
 pub mod filter;
+pub mod labels;
+pub mod metrics;
 pub mod model;
 pub mod rag_index;
 pub mod summary;

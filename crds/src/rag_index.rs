@@ -26,7 +26,9 @@ use crate::common::{LocalObjectReference, SecretKeyReference, SecretReference, W
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.sources.all(s, self.sources.filter(t, t.name == s.name).size() == 1)").message("sources[].name must be unique"))]
 pub struct RagIndexSpec {
-    /// Where the documents come from.
+    /// Where the documents come from (at most 16 sources). A document (a file, an object, a
+    /// ConfigMap key or a rendered feed row) may have at most 1 MiB; a larger one fails the
+    /// build naming it, and the serving version stays.
     #[schemars(length(min = 1, max = 16))]
     pub sources: Vec<DocumentSource>,
     /// How documents are split into chunks.
@@ -48,7 +50,9 @@ pub struct RagIndexSpec {
     /// Resources of the indexing Job (set `gpu` to embed on a GPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<WorkloadResources>,
-    /// How queries rank chunks unless they say otherwise.
+    /// How queries rank chunks unless they say otherwise. A query to the retrieval server
+    /// may have at most 32 KiB of text and ask for at most 100 results (`topK`); larger ones
+    /// get a 400 naming the limit.
     #[serde(default)]
     pub search: Search,
     /// What indexing does with personal data and prompt-injection text in the documents.
@@ -182,7 +186,7 @@ impl Default for Chunking {
 }
 
 fn default_max_tokens() -> i32 {
-    254
+    i32::try_from(MINILM.max_chunk_tokens()).unwrap_or(254)
 }
 
 fn default_overlap() -> i32 {
@@ -225,7 +229,43 @@ impl Default for Embedding {
 }
 
 fn default_embedding_model() -> String {
-    "all-MiniLM-L6-v2".to_string()
+    MINILM.name.to_string()
+}
+
+/// An embedding model that ships with Leitwerk: what the operator validates a spec against,
+/// and what the trainer and the retrieval server load (their own test checks that the loaded
+/// model agrees).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShippedEmbeddingModel {
+    /// The name a spec uses.
+    pub name: &'static str,
+    /// Dimensions of its vectors.
+    pub dimension: usize,
+    /// Word pieces it reads, `[CLS]` and `[SEP]` included; longer inputs are truncated.
+    pub max_word_pieces: usize,
+}
+
+impl ShippedEmbeddingModel {
+    /// The longest chunk in word pieces that the model reads whole (without `[CLS]` and
+    /// `[SEP]`): the ceiling and default of `chunking.maxTokens`.
+    pub const fn max_chunk_tokens(&self) -> usize {
+        self.max_word_pieces - 2
+    }
+}
+
+/// all-MiniLM-L6-v2, the default embedding model.
+pub const MINILM: ShippedEmbeddingModel = ShippedEmbeddingModel {
+    name: "all-MiniLM-L6-v2",
+    dimension: 384,
+    max_word_pieces: 256,
+};
+
+/// Every embedding model Leitwerk ships.
+pub const EMBEDDING_MODELS: [ShippedEmbeddingModel; 1] = [MINILM];
+
+/// The shipped embedding model called `name`.
+pub fn embedding_model(name: &str) -> Option<ShippedEmbeddingModel> {
+    EMBEDDING_MODELS.iter().copied().find(|m| m.name == name)
 }
 
 fn default_batch() -> i32 {
@@ -236,14 +276,18 @@ fn default_batch() -> i32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Search {
-    /// The mode of queries that name none.
-    #[serde(default)]
-    pub mode: SearchMode,
+    /// The mode of queries that name none, and the mode the evaluation gate measures. Left
+    /// out, each build measures both modes on the labelled set and serves the better one
+    /// (higher recall@k, then MRR; Dense on a tie or without a labelled set), with both
+    /// figures in the version's status: product names and rare terms make Hybrid the better
+    /// mode on many corpora, and the labelled set decides, not a default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SearchMode>,
 }
 
 crate::common::named_enum! {
     /// How chunks are ranked.
-    #[derive(Default)]
+    #[derive(Default, PartialOrd, Ord)]
     pub enum SearchMode {
         /// Cosine similarity of the embeddings.
         #[default]

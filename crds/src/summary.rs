@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rag_index::SearchMode;
+
 /// The largest termination message Kubernetes keeps.
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
@@ -107,12 +109,29 @@ pub struct IndexSummary {
     pub from_scratch: bool,
     /// The embedding model: name, weights and tokenizer digests, dimension, pooling.
     pub model: EmbeddingModelIdentity,
-    /// Quality on the labelled set, when one was given.
+    /// Quality on the labelled set, when one was given, in the mode the version serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<RetrievalQuality>,
-    /// Personal data found in the version's chunks (redacted or flagged).
+    /// The mode the version serves in (`spec.search.mode`, or the better one measured).
+    #[serde(default)]
+    pub search_mode: SearchMode,
+    /// Quality in each mode, when the spec left the mode to the labelled set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quality_by_mode: BTreeMap<SearchMode, RetrievalQuality>,
+    /// The serving version measured again on this build's labelled set, in the mode it
+    /// serves: what the evaluation gate compares with, so that a changed labelled set never
+    /// compares figures from two different sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_quality: Option<RetrievalQuality>,
+    /// Personal data found in the version's documents (redacted or flagged).
     #[serde(default)]
     pub personal_data: i64,
+    /// The same, by kind (`e-mail address`, `IBAN`, …): counts only, never values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub personal_data_by_kind: BTreeMap<String, i64>,
+    /// Prompt-injection signs found in the version's documents.
+    #[serde(default)]
+    pub injection: i64,
     /// Chunks flagged for a reviewer.
     #[serde(default)]
     pub flagged: i64,

@@ -20,45 +20,9 @@ use ort::environment::Environment;
 pub use model::Model;
 pub use server::{Batching, Server};
 
-/// One `--model NAME=VERSION=URL[#sha256:HEX]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelArg {
-    /// Model name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// URL of the ONNX file.
-    pub url: String,
-    /// Expected digest, if given.
-    pub sha256: Option<String>,
-}
-
-impl std::str::FromStr for ModelArg {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut parts = s.splitn(3, '=');
-        let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(format!(
-                "--model {s:?} is not NAME=VERSION=URL (e.g. lead-scoring=v3=file:///models/model.onnx)"
-            ));
-        };
-        if name.is_empty() || version.is_empty() || rest.is_empty() {
-            return Err(format!("--model {s:?} has an empty name, version or URL"));
-        }
-        let (url, sha256) = match rest.split_once("#sha256:") {
-            Some((u, d)) => (u.to_string(), Some(d.to_ascii_lowercase())),
-            None => (rest.to_string(), None),
-        };
-        Ok(ModelArg {
-            name: name.into(),
-            version: version.into(),
-            url,
-            sha256,
-        })
-    }
-}
+/// A model version to serve (`--model NAME=VERSION=URL[#sha256:HEX]`): the operator's and
+/// the server's one type.
+pub use leitwerk_crds::command::ModelArg;
 
 /// Reads an object by URL (`file://`, `s3://`, `gs://`, `az://`); `Ok(None)` when it does not exist.
 pub async fn read_url(url: &str) -> Result<Option<Vec<u8>>, String> {

@@ -28,29 +28,8 @@ pub const MAX_TEXT_BYTES: usize = 32 * 1024;
 /// Most results one query may ask for.
 pub const MAX_TOP_K: usize = 100;
 
-/// One `--index NAME=URL`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IndexArg {
-    /// The RagIndex's name, as queried.
-    pub name: String,
-    /// URL of the index file.
-    pub url: String,
-}
-
-impl std::str::FromStr for IndexArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once('=') {
-            Some((name, url)) if !name.is_empty() && url.contains("://") => Ok(IndexArg {
-                name: name.into(),
-                url: url.into(),
-            }),
-            _ => Err(format!(
-                "--index {s:?} is not NAME=URL (e.g. product-docs=file:///indexes/ab12.lwrag)"
-            )),
-        }
-    }
-}
+/// A RagIndex version to serve (`--index NAME=URL`): the operator's and the server's one type.
+pub use leitwerk_crds::command::IndexArg;
 
 /// A served index version.
 #[derive(Debug)]
@@ -60,16 +39,7 @@ struct Served {
 }
 
 /// How a query ranks chunks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum SearchMode {
-    /// Cosine similarity of the embeddings.
-    #[default]
-    #[value(name = "Dense")]
-    Dense,
-    /// Dense and BM25 keyword rankings fused by reciprocal rank.
-    #[value(name = "Hybrid")]
-    Hybrid,
-}
+pub use leitwerk_crds::rag_index::SearchMode;
 
 /// The embedding model and the indexes served with it.
 #[derive(Debug)]
@@ -88,7 +58,7 @@ impl Retrieval {
         indexes: &[IndexArg],
         mode: SearchMode,
     ) -> Result<Retrieval, String> {
-        let embedder = Embedder::load(model_dir, "all-MiniLM-L6-v2")
+        let embedder = Embedder::load(model_dir, leitwerk_crds::rag_index::MINILM.name)
             .map_err(|e| format!("embedding model: {e}"))?;
         let mut served = BTreeMap::new();
         for arg in indexes {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::{context::Context, reconcile::Error};
 
 /// Annotation with the hash of what the operator last applied to a child object.
-pub const APPLIED_HASH: &str = "leitwerk.dev/applied-hash";
+pub const APPLIED_HASH: &str = leitwerk_crds::labels::APPLIED_HASH;
 
 /// A stable hash of an object's JSON.
 pub fn hash_of<T: serde::Serialize>(value: &T) -> String {

@@ -1,9 +1,202 @@
-//! What the Jobs of every kind share: their pods, and why a Job failed.
+//! The one reader of Job outcomes that every Job-driven kind uses (Model training, FeatureSet
+//! materialization, RagIndex builds, and the content pipeline's stages when they come).
+//!
+//! The operator believes a Job only when it made it: the Job's controller ownerReference
+//! names the resource by uid (or, for a FeatureSet's scheduled runs, a CronJob whose
+//! controller is the resource), and the pod whose termination message is read is controlled
+//! by that Job. A Job that carries the labels without that chain is foreign: it is never read,
+//! and a Warning Event names it. Without this, anyone who may create Jobs in the namespace
+//! could make a forged summary serve a file and bypass the evaluation gate.
 
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
-use kube::{Api, api::ListParams};
+use kube::api::ObjectMeta;
+use kube::{Api, Resource, ResourceExt, api::ListParams};
+use serde::de::DeserializeOwned;
 
-use crate::{context::Context, reconcile::Error};
+use crate::context::Context;
+use crate::reconcile::{Error, Notice, truncate};
+use crate::workloads::{JobState, job_state, termination_message, unschedulable};
+
+/// What a trusted Job shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome<S> {
+    /// Still running or waiting for a node; why the scheduler cannot place it, if it says so.
+    Running {
+        /// The scheduler's message when the pod is unschedulable.
+        unschedulable: Option<String>,
+    },
+    /// Finished with a readable summary.
+    Succeeded {
+        /// The summary the Job's pod wrote as its termination message.
+        summary: S,
+        /// When the Job completed (RFC 3339), if it says.
+        finished: Option<String>,
+    },
+    /// Failed, or succeeded without a readable summary: why, in words.
+    Failed {
+        /// The trainer's error, else the pod's message, else the Job's own reason.
+        reason: String,
+    },
+}
+
+impl<S> JobOutcome<S> {
+    /// Whether the Job has not finished.
+    pub fn is_running(&self) -> bool {
+        matches!(self, JobOutcome::Running { .. })
+    }
+}
+
+/// The Jobs of one resource, split by whether the operator made them.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedJobs {
+    /// Jobs whose controller chain leads to the resource.
+    pub trusted: Vec<Job>,
+    /// Warning Events naming each Job that carries the resource's labels but not its owner.
+    pub foreign: Vec<Notice>,
+}
+
+/// Whether `meta`'s controller ownerReference has `uid`.
+pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+/// Splits `jobs` into those controlled by one of `owners` (uids) and the others. Pure.
+pub fn split_trusted(
+    jobs: Vec<Job>,
+    owners: &[String],
+    kind: &str,
+    name: &str,
+    action: &'static str,
+) -> OwnedJobs {
+    let mut owned = OwnedJobs::default();
+    for job in jobs {
+        if owners.iter().any(|uid| controlled_by(&job.metadata, uid)) {
+            owned.trusted.push(job);
+        } else {
+            let by = job
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| format!("{} {}", o.kind, o.name))
+                .unwrap_or_else(|| "nothing".into());
+            owned.foreign.push(Notice::warning(
+                action,
+                "UntrustedJob",
+                format!(
+                    "Job {} carries the labels of {kind} {name} but was not created by it (its controller is {by}): it is ignored, and nothing it reports is recorded",
+                    job.name_any()
+                ),
+            ));
+        }
+    }
+    owned
+}
+
+/// The Jobs matching `selector` in `owner`'s namespace, split by trust. With `via_cron_jobs`,
+/// Jobs created by a CronJob that `owner` controls (a FeatureSet's schedule) are trusted too.
+pub async fn list_owned<K>(
+    ctx: &Context,
+    owner: &K,
+    selector: &str,
+    via_cron_jobs: bool,
+    action: &'static str,
+) -> Result<OwnedJobs, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let ns = owner.namespace().unwrap_or_default();
+    let Some(uid) = owner.meta().uid.clone() else {
+        return Ok(OwnedJobs::default());
+    };
+    let mut owners = vec![uid.clone()];
+    if via_cron_jobs {
+        let crons = Api::<CronJob>::namespaced(ctx.client.clone(), &ns)
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|source| Error::Read {
+                what: "CronJobs".into(),
+                source,
+            })?;
+        owners.extend(
+            crons
+                .items
+                .iter()
+                .filter(|c| controlled_by(&c.metadata, &uid))
+                .filter_map(|c| c.metadata.uid.clone()),
+        );
+    }
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), &ns)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(|source| Error::Read {
+            what: "Jobs".into(),
+            source,
+        })?
+        .items;
+    Ok(split_trusted(
+        jobs,
+        &owners,
+        K::kind(&()).as_ref(),
+        &owner.name_any(),
+        action,
+    ))
+}
+
+/// Reads a trusted Job's outcome: its state, and the summary its own pod wrote.
+pub async fn outcome<S: DeserializeOwned>(
+    ctx: &Context,
+    job: &Job,
+) -> Result<JobOutcome<S>, Error> {
+    let ns = job.namespace().unwrap_or_default();
+    let pods = job_pods(ctx, &ns, job).await?;
+    Ok(outcome_of(job, &pods))
+}
+
+/// A Job's outcome from the Job and its pods (pure). Pods not controlled by the Job are
+/// ignored: their status proves nothing about it.
+pub fn outcome_of<S: DeserializeOwned>(job: &Job, pods: &[Pod]) -> JobOutcome<S> {
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let pods: Vec<Pod> = pods
+        .iter()
+        .filter(|p| controlled_by(&p.metadata, &uid))
+        .cloned()
+        .collect();
+    match job_state(job) {
+        JobState::Active => JobOutcome::Running {
+            unschedulable: unschedulable(&pods),
+        },
+        JobState::Failed(reason) => JobOutcome::Failed {
+            reason: failure_message(termination_message(&pods).as_deref(), &reason),
+        },
+        JobState::Succeeded => match termination_message(&pods) {
+            None => JobOutcome::Failed {
+                reason: "the Job succeeded but its pod left no summary".into(),
+            },
+            Some(m) => match serde_json::from_str::<S>(&m) {
+                Ok(summary) => JobOutcome::Succeeded {
+                    summary,
+                    finished: job
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.completion_time.as_ref())
+                        .map(|t| t.0.to_string()),
+                },
+                Err(e) => JobOutcome::Failed {
+                    reason: format!(
+                        "the Job's summary is not readable ({e}): {}",
+                        truncate(&m, 300)
+                    ),
+                },
+            },
+        },
+    }
+}
 
 /// Why a Job failed: the trainer's `{"error": …}` summary, else the pod's message (its log
 /// tail), else the Job's own reason.
@@ -18,13 +211,159 @@ pub fn failure_message(message: Option<&str>, reason: &str) -> String {
 }
 
 /// Pods of a Job.
-pub async fn job_pods(ctx: &Context, ns: &str, job: &str) -> Result<Vec<Pod>, Error> {
+pub async fn job_pods(ctx: &Context, ns: &str, job: &Job) -> Result<Vec<Pod>, Error> {
+    let name = job.name_any();
     Api::<Pod>::namespaced(ctx.client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}")))
         .await
         .map(|l| l.items)
         .map_err(|source| Error::Read {
-            what: format!("pods of Job {job}"),
+            what: format!("pods of Job {name}"),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Summary {
+        version: String,
+    }
+
+    fn owned_by(uid: &str, kind: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(format!("{kind}-child")),
+            uid: Some(format!("{uid}-child")),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: kind.into(),
+                name: "owner".into(),
+                uid: uid.into(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
+            ..Default::default()
+        }
+    }
+
+    fn job(meta: ObjectMeta, condition: Option<&str>) -> Job {
+        Job {
+            metadata: meta,
+            status: Some(JobStatus {
+                conditions: condition.map(|c| {
+                    vec![JobCondition {
+                        type_: c.into(),
+                        status: "True".into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pod(owner_uid: &str, message: &str) -> Pod {
+        Pod {
+            metadata: owned_by(owner_uid, "Job"),
+            status: Some(PodStatus {
+                container_statuses: Some(vec![ContainerStatus {
+                    state: Some(ContainerState {
+                        terminated: Some(ContainerStateTerminated {
+                            message: Some(message.into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_jobs_controlled_by_the_resource_are_trusted_and_the_others_are_named() {
+        let mut forged = job(ObjectMeta::default(), Some("Complete"));
+        forged.metadata.name = Some("forged".into());
+        let mut other = job(owned_by("someone-else", "Deployment"), Some("Complete"));
+        other.metadata.name = Some("other".into());
+        let mut not_controller = job(owned_by("idx", "RagIndex"), None);
+        not_controller.metadata.name = Some("weak".into());
+        not_controller.metadata.owner_references.as_mut().unwrap()[0].controller = None;
+        let mine = job(owned_by("idx", "RagIndex"), None);
+        let split = split_trusted(
+            vec![forged, other, not_controller, mine],
+            &["idx".to_string()],
+            "RagIndex",
+            "docs",
+            "Index",
+        );
+        assert_eq!(split.trusted.len(), 1);
+        assert_eq!(split.trusted[0].name_any(), "RagIndex-child");
+        let notes: Vec<&str> = split.foreign.iter().map(|n| n.note.as_str()).collect();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(notes[0].starts_with("Job forged carries the labels of RagIndex docs"));
+        assert!(notes[0].contains("its controller is nothing"));
+        assert!(notes[1].contains("its controller is Deployment owner"));
+        assert!(
+            split
+                .foreign
+                .iter()
+                .all(|n| n.warning && n.reason == "UntrustedJob")
+        );
+    }
+
+    #[test]
+    fn a_summary_counts_only_from_a_pod_the_job_controls() {
+        let done = job(owned_by("idx", "RagIndex"), Some("Complete"));
+        let uid = done.metadata.uid.clone().unwrap();
+        let good = pod(&uid, r#"{"version":"v3"}"#);
+        let planted = pod("another-job", r#"{"version":"v666"}"#);
+        assert_eq!(
+            outcome_of::<Summary>(&done, &[planted.clone()]),
+            JobOutcome::Failed {
+                reason: "the Job succeeded but its pod left no summary".into()
+            }
+        );
+        match outcome_of::<Summary>(&done, &[planted, good]) {
+            JobOutcome::Succeeded { summary, .. } => assert_eq!(summary.version, "v3"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn outcomes_are_typed_running_succeeded_or_failed_with_a_reason() {
+        let running = job(owned_by("m", "Model"), None);
+        assert!(outcome_of::<Summary>(&running, &[]).is_running());
+        let failed = job(owned_by("m", "Model"), Some("Failed"));
+        let uid = failed.metadata.uid.clone().unwrap();
+        assert_eq!(
+            outcome_of::<Summary>(&failed, &[pod(&uid, r#"{"error":"label has NaN"}"#)]),
+            JobOutcome::Failed {
+                reason: "label has NaN".into()
+            }
+        );
+        let done = job(owned_by("m", "Model"), Some("Complete"));
+        let uid = done.metadata.uid.clone().unwrap();
+        match outcome_of::<Summary>(&done, &[pod(&uid, "not json")]) {
+            JobOutcome::Failed { reason } => {
+                assert!(
+                    reason.starts_with("the Job's summary is not readable"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -1,9 +1,12 @@
-//! Reading KPIs from Prometheus.
+//! Reading KPIs and the serving inputs' drift from Prometheus.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use leitwerk_crds::card::metric;
 use prometheus_http_query::{Client, response::Data};
+
+use crate::analysis::drift::{FeatureDrift, FeatureKind, feature_drift};
 
 /// How long one query may take, end to end.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,4 +81,58 @@ impl Prometheus {
         }
         Ok(series.first().map(|(_, v)| *v).filter(|v| !v.is_nan()))
     }
+}
+
+/// Drift of the inputs of the inference servers matching `selector` (PromQL label matchers)
+/// over the window, per feature, against the reference shares the servers export from the
+/// model card. `only` restricts the features (all when empty).
+pub async fn input_drift(
+    prom: &Prometheus,
+    selector: &str,
+    window: &str,
+    only: &[String],
+) -> Result<Vec<FeatureDrift>, String> {
+    let reference = prom
+        .series(&format!(
+            "max by (feature, kind, bucket) ({}{{{selector}}})",
+            metric::FEATURE_REFERENCE
+        ))
+        .await?;
+    let serving = prom
+        .series(&format!(
+            "sum by (feature, bucket) (increase({}{{{selector}}}[{window}]))",
+            metric::FEATURE_BUCKET
+        ))
+        .await?;
+    type Buckets = BTreeMap<String, f64>;
+    let mut features: BTreeMap<String, (FeatureKind, Buckets, Buckets)> = BTreeMap::new();
+    for (labels, share) in &reference {
+        let (Some(f), Some(b)) = (labels.get("feature"), labels.get("bucket")) else {
+            continue;
+        };
+        let kind = if labels.get("kind").map(String::as_str) == Some("categorical") {
+            FeatureKind::Categorical
+        } else {
+            FeatureKind::Numeric
+        };
+        let entry = features
+            .entry(f.clone())
+            .or_insert_with(|| (kind, Buckets::new(), Buckets::new()));
+        entry.1.insert(b.clone(), *share);
+    }
+    for (labels, count) in &serving {
+        let (Some(f), Some(b)) = (labels.get("feature"), labels.get("bucket")) else {
+            continue;
+        };
+        if let Some(entry) = features.get_mut(f)
+            && count.is_finite()
+        {
+            entry.2.insert(b.clone(), *count);
+        }
+    }
+    Ok(features
+        .iter()
+        .filter(|(f, _)| only.is_empty() || only.contains(f))
+        .filter_map(|(f, (kind, reference, serving))| feature_drift(f, *kind, reference, serving))
+        .collect())
 }

@@ -86,6 +86,57 @@ pub struct Outcome<P> {
     pub conditions: Vec<Desired>,
     /// When to reconcile again without a watch event; `None` waits for a change.
     pub recheck: Option<Duration>,
+    /// Events this reconcile decided to publish (besides the Ready transition's).
+    pub events: Vec<Notice>,
+}
+
+/// An Event a reconcile decided to publish: data in its outcome, published in one place
+/// ([`finish_with`]) after the status is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Warning (a human should look) or Normal.
+    pub warning: bool,
+    /// PascalCase reason.
+    pub reason: &'static str,
+    /// What happened, with the figures behind it.
+    pub note: String,
+    /// The action the Event reports (`Index`, `Train`, `Materialize`, …).
+    pub action: &'static str,
+}
+
+impl Notice {
+    /// A Normal Event.
+    pub fn normal(action: &'static str, reason: &'static str, note: impl Into<String>) -> Self {
+        Notice {
+            warning: false,
+            reason,
+            note: note.into(),
+            action,
+        }
+    }
+
+    /// A Warning Event: a human should look.
+    pub fn warning(action: &'static str, reason: &'static str, note: impl Into<String>) -> Self {
+        Notice {
+            warning: true,
+            ..Notice::normal(action, reason, note)
+        }
+    }
+
+    /// The Event to publish.
+    pub fn event(&self) -> Event {
+        Event {
+            type_: if self.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: self.reason.into(),
+            note: Some(truncate(&self.note, 1024)),
+            action: self.action.into(),
+            secondary: None,
+        }
+    }
 }
 
 impl<P: Phase> Outcome<P> {
@@ -96,7 +147,14 @@ impl<P: Phase> Outcome<P> {
             ready,
             conditions: Vec::new(),
             recheck: None,
+            events: Vec::new(),
         }
+    }
+
+    /// The same outcome, publishing `events` too.
+    pub fn with_events(mut self, events: impl IntoIterator<Item = Notice>) -> Self {
+        self.events.extend(events);
+        self
     }
 
     /// The same outcome, re-checked after `after`.
@@ -165,6 +223,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Adding or removing a finalizer failed (422 when another writer changed the list).
+    #[error("failed to update the finalizers of {what}")]
+    Finalizer {
+        /// The object.
+        what: String,
+        /// Why.
+        #[source]
+        source: crate::finalizer::Error,
+    },
     /// A shared step failed.
     #[error(transparent)]
     Step(#[from] StepError),
@@ -175,6 +242,7 @@ impl Categorized for Error {
         match self {
             Error::Read { .. } => "ReadFailed",
             Error::Apply { .. } => "ApplyFailed",
+            Error::Finalizer { .. } => "FinalizerFailed",
             Error::Step(StepError::PatchStatus { .. }) => "StatusPatchFailed",
         }
     }
@@ -284,6 +352,11 @@ pub async fn finish_with<K: LeitwerkResource>(
             };
             publish(ctx, K::KIND, &event, &obj.object_ref(&())).await;
         }
+    }
+    // Published even when the status write was skipped (nothing but the Events changed) and
+    // never before a write that met a newer object: that reconcile is repeated.
+    for notice in &outcome.events {
+        publish(ctx, K::KIND, &notice.event(), &obj.object_ref(&())).await;
     }
     Ok(match outcome.recheck {
         Some(after) => Action::requeue(after),

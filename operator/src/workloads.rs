@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
+use leitwerk_crds::command::ServerArgs;
 use leitwerk_crds::common::{Scheduling, WorkloadResources};
 
 /// Label on every object the operator creates.
@@ -259,6 +260,50 @@ pub fn trainer_job(
     }
 }
 
+/// The one rule for whether a serving Deployment is up (Model, Experiment variant, RagIndex):
+/// its available replicas, counted only once the Deployment as the API server has it
+/// (`current`) has rolled out the pod template asked for (`wanted`: same image and
+/// arguments, the controller has seen the generation, every replica updated). Until then the
+/// available pods serve an older version and prove nothing about this one.
+pub fn available_replicas(current: Option<&Deployment>, wanted: &Deployment) -> i32 {
+    let container = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.containers.first())
+            .map(|c| (c.image.clone(), c.args.clone()))
+    };
+    let Some(current) = current else {
+        return 0;
+    };
+    let status = current.status.clone().unwrap_or_default();
+    let rolled_out = container(current) == container(wanted)
+        && status.observed_generation >= current.metadata.generation
+        && status.updated_replicas.unwrap_or(0) >= 1
+        && status.replicas.unwrap_or(0) == status.updated_replicas.unwrap_or(0);
+    if rolled_out {
+        status.available_replicas.unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// The environment variable that carries a Job's resource spec (`leitwerk-trainer --spec`).
+pub fn spec_env<T: serde::Serialize>(spec: &T) -> EnvVar {
+    EnvVar {
+        name: leitwerk_crds::contract::SPEC_ENV.into(),
+        value: serde_json::to_string(spec).ok(),
+        ..Default::default()
+    }
+}
+
+/// Seconds a serving pod keeps answering after SIGTERM with its readiness failing
+/// (`--drain-seconds`), while Service endpoints and load balancers drop it.
+pub const DRAIN_SECONDS: i64 = 10;
+/// The serving pod's grace period: the drain, then up to 20 s for in-flight requests (a
+/// batch of long retrieval or generation requests) before the kubelet kills it.
+pub const TERMINATION_GRACE_SECONDS: i64 = DRAIN_SECONDS + 20;
+
 /// The serving Deployment: `leitwerk-inference-server` with the given `--model` arguments.
 pub fn serving_deployment(
     name: &str,
@@ -266,7 +311,7 @@ pub fn serving_deployment(
     owner: OwnerReference,
     image: &str,
     replicas: i32,
-    args: Vec<String>,
+    args: ServerArgs,
     parts: &PodParts,
 ) -> Deployment {
     let probe = |path: &str, period: i32| Probe {
@@ -278,10 +323,14 @@ pub fn serving_deployment(
         period_seconds: Some(period),
         ..Default::default()
     };
+    let args = ServerArgs {
+        drain_seconds: DRAIN_SECONDS.unsigned_abs(),
+        ..args
+    };
     let container = Container {
         name: "inference-server".into(),
         image: Some(image.into()),
-        args: Some(args),
+        args: Some(args.to_args()),
         ports: Some(vec![
             ContainerPort {
                 name: Some("http".into()),
@@ -294,12 +343,16 @@ pub fn serving_deployment(
                 ..Default::default()
             },
         ]),
-        readiness_probe: Some(probe("/v2/health/ready", 5)),
+        // Two failed probes (10 s) leave the endpoints within the drain.
+        readiness_probe: Some(Probe {
+            failure_threshold: Some(2),
+            ..probe("/v2/health/ready", 5)
+        }),
         liveness_probe: Some(probe("/v2/health/live", 10)),
         ..Default::default()
     };
     let mut spec = pod_spec(container, parts, "Always");
-    spec.termination_grace_period_seconds = Some(30);
+    spec.termination_grace_period_seconds = Some(TERMINATION_GRACE_SECONDS);
     Deployment {
         metadata: ObjectMeta {
             name: Some(name.into()),
@@ -468,6 +521,105 @@ mod tests {
         assert_eq!(limits["nvidia.com/gpu"], Quantity("1".into()));
         assert_eq!(limits["cpu"], Quantity("2".into()));
         assert!(resources(None).is_none());
+    }
+
+    #[test]
+    fn a_serving_pod_drains_within_its_grace_period_and_leaves_endpoints_first() {
+        let d = serving_deployment(
+            "docs-retrieval",
+            "ns",
+            OwnerReference::default(),
+            "server:1",
+            1,
+            ServerArgs {
+                indexes: vec!["docs=file:///x.lwrag".parse().unwrap()],
+                ..ServerArgs::default()
+            },
+            &PodParts::default(),
+        );
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        let args = pod.containers[0].args.clone().unwrap();
+        let at = args.iter().position(|a| a == "--drain-seconds").unwrap();
+        let drain: i64 = args[at + 1].parse().unwrap();
+        let grace = pod.termination_grace_period_seconds.unwrap();
+        // The drain ends before the kubelet's SIGKILL, with time left for in-flight requests.
+        assert!(
+            drain > 0 && grace >= drain + 10,
+            "drain {drain}, grace {grace}"
+        );
+        // Readiness is probed often enough that a pod that stops being ready leaves the
+        // endpoints well within its drain even when the endpoint controller misses the
+        // deletion (period × failures ≤ drain).
+        let ready = pod.containers[0].readiness_probe.clone().unwrap();
+        let window = ready.period_seconds.unwrap() * ready.failure_threshold.unwrap_or(3);
+        assert!(
+            window <= drain,
+            "readiness notices in {window}s, drain {drain}s"
+        );
+    }
+
+    #[test]
+    fn a_serving_deployment_is_up_only_once_it_runs_the_template_asked_for() {
+        use k8s_openapi::api::apps::v1::DeploymentStatus;
+        let build = |url: &str| {
+            serving_deployment(
+                "docs-retrieval",
+                "ns",
+                OwnerReference::default(),
+                "server:1",
+                1,
+                ServerArgs {
+                    indexes: vec![format!("docs={url}").parse().unwrap()],
+                    ..ServerArgs::default()
+                },
+                &PodParts::default(),
+            )
+        };
+        let mut current = build("file:///v1.lwrag");
+        current.metadata.generation = Some(2);
+        current.status = Some(DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(1),
+            updated_replicas: Some(1),
+            available_replicas: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(available_replicas(None, &build("file:///v1.lwrag")), 0);
+        assert_eq!(
+            available_replicas(Some(&current), &build("file:///v1.lwrag")),
+            1
+        );
+        // The old version's pod is available, but v2 was asked for: nothing serves v2 yet.
+        assert_eq!(
+            available_replicas(Some(&current), &build("file:///v2.lwrag")),
+            0
+        );
+        // v2 applied, the rollout under way: a new and an old pod, not all updated.
+        let mut rolling = build("file:///v2.lwrag");
+        rolling.metadata.generation = Some(3);
+        rolling.status = Some(DeploymentStatus {
+            observed_generation: Some(3),
+            replicas: Some(2),
+            updated_replicas: Some(1),
+            available_replicas: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(
+            available_replicas(Some(&rolling), &build("file:///v2.lwrag")),
+            0
+        );
+        // The controller has not seen the new generation yet.
+        rolling.status = Some(DeploymentStatus {
+            observed_generation: Some(2),
+            replicas: Some(1),
+            updated_replicas: Some(1),
+            available_replicas: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(
+            available_replicas(Some(&rolling), &build("file:///v2.lwrag")),
+            0
+        );
     }
 
     #[test]

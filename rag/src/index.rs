@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunk::{Settings, SettingsError, split};
 use crate::documents::{Document, digest};
 use crate::embed::{EmbedError, Embedder, ModelIdentity};
-use crate::scan::{InjectionPolicy, PersonalDataPolicy, Safety, scan};
+use crate::scan::{InjectionPolicy, PersonalDataPolicy, Pii, Safety, scan};
 
 /// The first bytes of an index file.
 const MAGIC: &[u8; 8] = b"LWRAG001";
@@ -81,6 +81,13 @@ pub struct StoredDocument {
     /// Words of HTML text hidden from readers, left out of its chunks.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub hidden_words: usize,
+    /// Personal data found in the document (text, title, URL and metadata), by kind: counts
+    /// only, never the values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub personal_data: BTreeMap<String, usize>,
+    /// Prompt-injection signs found in the document.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub injection: usize,
     /// Its chunks.
     pub chunks: Vec<StoredChunk>,
 }
@@ -101,7 +108,7 @@ pub struct Index {
 }
 
 /// What a build did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildReport {
     /// New documents.
@@ -127,6 +134,10 @@ pub struct BuildReport {
     pub quarantined: usize,
     /// Documents with HTML text hidden from readers (left out of the index).
     pub hidden_html: usize,
+    /// Personal data by kind over the version's documents (counts only).
+    pub personal_data_by_kind: BTreeMap<String, usize>,
+    /// Prompt-injection signs over the version's documents.
+    pub injection: usize,
 }
 
 /// Errors of a build or of reading an index file.
@@ -175,12 +186,22 @@ pub fn build(
     )
 }
 
-/// A chunk after the safety scan: its text (redacted when the policy says so) and marks.
-fn screened(
-    doc: &str,
+/// A piece of a chunk (its text or its section path) after the safety scan.
+struct ScreenedText {
+    /// The text, redacted when the policy says so.
     text: String,
-    safety: Safety,
-) -> Result<(String, usize, bool, bool), IndexError> {
+    /// Personal data found (before any redaction).
+    personal_data: usize,
+    /// Prompt-injection signs found.
+    injection: usize,
+    /// Marked for a reviewer.
+    flagged: bool,
+    /// Never served.
+    quarantined: bool,
+}
+
+/// Scans one piece of a chunk: redacted, flagged, quarantined or refused as `safety` says.
+fn screened(doc: &str, text: String, safety: Safety) -> Result<ScreenedText, IndexError> {
     let redact = safety.personal_data == PersonalDataPolicy::Redact;
     let (findings, redacted) = scan(&text, redact);
     let found: usize = findings.pii.values().sum();
@@ -192,10 +213,73 @@ fn screened(
         });
     }
     let injected = findings.injection > 0;
-    let quarantined = injected && safety.injection == InjectionPolicy::Quarantine;
-    let flagged = (found > 0 && safety.personal_data == PersonalDataPolicy::Flag)
-        || (injected && safety.injection == InjectionPolicy::Flag);
-    Ok((redacted.unwrap_or(text), found, flagged, quarantined))
+    Ok(ScreenedText {
+        text: redacted.unwrap_or(text),
+        personal_data: found,
+        injection: findings.injection,
+        flagged: (found > 0 && safety.personal_data == PersonalDataPolicy::Flag)
+            || (injected && safety.injection == InjectionPolicy::Flag),
+        quarantined: injected && safety.injection == InjectionPolicy::Quarantine,
+    })
+}
+
+/// What the scan of a whole document found, before it is split.
+#[derive(Debug, Default)]
+struct Screened {
+    /// Personal data by kind, over the text, title, URL and metadata.
+    personal_data: BTreeMap<String, usize>,
+    /// Prompt-injection signs over the same.
+    injection: usize,
+    /// Prompt-injection signs in the body text alone.
+    body_injection: usize,
+    /// Injection text outside the body (title, URL, metadata) or across a chunk boundary:
+    /// every chunk is marked, since none can be cleared alone.
+    mark_all: bool,
+}
+
+/// Scans a whole document before it is split — its text (so that personal data across a
+/// chunk boundary is caught), title, URL and metadata values — and redacts all of them when
+/// the policy says so. Refuses the document under `Reject`, naming the field.
+fn screen_document(doc: &mut Document, safety: Safety) -> Result<Screened, IndexError> {
+    let redact = safety.personal_data == PersonalDataPolicy::Redact;
+    let mut out = Screened::default();
+    let mut outside_body = 0;
+    let mut fields: Vec<(String, &mut String)> = vec![
+        ("text".to_string(), &mut doc.text),
+        ("title".to_string(), &mut doc.title),
+    ];
+    if let Some(url) = doc.url.as_mut() {
+        fields.push(("url".to_string(), url));
+    }
+    for (key, value) in doc.metadata.iter_mut() {
+        fields.push((format!("metadata {key:?}"), value));
+    }
+    for (field, value) in fields {
+        let (findings, redacted) = scan(value, redact);
+        if !findings.pii.is_empty() && safety.personal_data == PersonalDataPolicy::Reject {
+            let kinds: Vec<&str> = findings.pii.keys().map(|k| k.name()).collect();
+            return Err(IndexError::PersonalData {
+                id: format!("{} ({field})", doc.id),
+                kinds: kinds.join(", "),
+            });
+        }
+        for (kind, n) in &findings.pii {
+            *out.personal_data
+                .entry(kind.name().to_string())
+                .or_default() += n;
+        }
+        out.injection += findings.injection;
+        if field == "text" {
+            out.body_injection = findings.injection;
+        } else {
+            outside_body += findings.injection;
+        }
+        if let Some(r) = redacted {
+            *value = r;
+        }
+    }
+    out.mark_all = outside_body > 0;
+    Ok(out)
 }
 
 /// Builds a version from `documents`, reusing what `previous` has for unchanged documents when
@@ -234,23 +318,51 @@ pub fn build_with(
             None => report.added += 1,
         }
         let settings = settings_of(&doc);
+        let mut doc = doc;
+        let screen = screen_document(&mut doc, safety)?;
         let mut chunks = Vec::new();
+        let mut chunk_injection = 0;
         for c in split(&doc.text, &settings, embedder.pieces())? {
             if c.text.trim().is_empty() {
                 continue;
             }
-            let (text, personal_data, flagged, quarantined) = screened(&doc.id, c.text, safety)?;
+            // The chunk's own text and its section path (headings it sits under, which a
+            // later chunk of a section does not repeat in its text).
+            let body = screened(&doc.id, c.text, safety)?;
+            let section = screened(&doc.id, c.section, safety)?;
+            let placeholders = Pii::ALL
+                .iter()
+                .map(|k| body.text.matches(k.placeholder()).count())
+                .sum::<usize>();
+            chunk_injection += body.injection;
             chunks.push(StoredChunk {
                 id: format!("{}#{}", doc.id, c.index),
                 document: doc.id.clone(),
-                text,
-                section: c.section,
+                text: body.text,
+                section: section.text,
                 word_pieces: c.word_pieces,
                 vector: Vec::new(),
-                personal_data,
-                flagged,
-                quarantined,
+                personal_data: body.personal_data + section.personal_data + placeholders,
+                flagged: body.flagged || section.flagged,
+                quarantined: body.quarantined || section.quarantined,
             });
+        }
+        // Findings no chunk shows alone (across a boundary, or outside the body) mark every
+        // chunk of the document, as the policy says.
+        if screen.mark_all || screen.body_injection > chunk_injection {
+            for c in &mut chunks {
+                match safety.injection {
+                    InjectionPolicy::Quarantine => c.quarantined = true,
+                    InjectionPolicy::Flag => c.flagged = true,
+                }
+            }
+        }
+        let pii_found: usize = screen.personal_data.values().sum();
+        let pii_in_chunks: usize = chunks.iter().map(|c| c.personal_data).sum();
+        if safety.personal_data == PersonalDataPolicy::Flag && pii_found > pii_in_chunks {
+            for c in &mut chunks {
+                c.flagged = true;
+            }
         }
         let stored = StoredDocument {
             id: doc.id.clone(),
@@ -260,6 +372,8 @@ pub fn build_with(
             metadata: doc.metadata,
             digest: doc.digest,
             hidden_words: doc.hidden_words,
+            personal_data: screen.personal_data,
+            injection: screen.injection,
             chunks,
         };
         to_embed.extend((0..stored.chunks.len()).map(|i| (doc.id.clone(), i)));
@@ -286,7 +400,24 @@ pub fn build_with(
     report.embedded = to_embed.len();
     report.chunks = out.values().map(|d| d.chunks.len()).sum();
     let all = || out.values().flat_map(|d| d.chunks.iter());
-    report.personal_data = all().map(|c| c.personal_data).sum();
+    for d in out.values() {
+        for (kind, n) in &d.personal_data {
+            *report
+                .personal_data_by_kind
+                .entry(kind.clone())
+                .or_default() += n;
+        }
+        report.injection += d.injection;
+    }
+    // Counted over documents, so that a finding across a chunk boundary counts once; a
+    // document of an older version without counts by kind gives its chunks' count.
+    report.personal_data = out
+        .values()
+        .map(|d| match d.personal_data.is_empty() {
+            true => d.chunks.iter().map(|c| c.personal_data).sum(),
+            false => d.personal_data.values().sum::<usize>(),
+        })
+        .sum();
     report.flagged = all().filter(|c| c.flagged).count();
     report.quarantined = all().filter(|c| c.quarantined).count();
     report.hidden_html = out.values().filter(|d| d.hidden_words > 0).count();
@@ -337,29 +468,50 @@ impl Index {
             .get(8..16)
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map(u64::from_le_bytes)
-            .ok_or_else(|| bad("truncated header length"))? as usize;
-        let header = bytes
-            .get(16..16 + len)
-            .ok_or_else(|| bad("truncated header"))?;
+            .ok_or_else(|| bad("truncated header length"))?;
+        // Every size below comes from the file: checked, so that a tampered length is an
+        // error and never a wrap or a panic.
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| l.checked_add(16))
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| {
+                IndexError::Format(format!(
+                    "the header claims {len} bytes but the file has {} after the length",
+                    bytes.len().saturating_sub(16)
+                ))
+            })?;
+        let header = bytes.get(16..end).ok_or_else(|| bad("truncated header"))?;
         let mut index: Index =
             serde_json::from_slice(header).map_err(|e| IndexError::Format(e.to_string()))?;
         let dim = index.model.dimension;
-        let mut rest = bytes.get(16 + len..).unwrap_or_default();
-        let want = index.chunks().count() * dim * 4;
+        let rest = bytes.get(end..).unwrap_or_default();
+        let stride = dim
+            .checked_mul(4)
+            .ok_or_else(|| bad("the model's dimension is out of range"))?;
+        let want = index
+            .chunks()
+            .count()
+            .checked_mul(stride)
+            .ok_or_else(|| bad("the chunk count times the dimension is out of range"))?;
         if rest.len() != want {
             return Err(IndexError::Format(format!(
                 "{} bytes of vectors, {want} expected",
                 rest.len()
             )));
         }
+        let mut vectors = rest.chunks_exact(stride.max(1));
         for doc in index.documents.values_mut() {
             for chunk in &mut doc.chunks {
-                let (head, tail) = rest.split_at(dim * 4);
-                chunk.vector = head
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                rest = tail;
+                chunk.vector = match stride {
+                    0 => Vec::new(),
+                    _ => vectors
+                        .next()
+                        .ok_or_else(|| bad("fewer vectors than chunks"))?
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                };
             }
         }
         Ok(index)

@@ -24,6 +24,9 @@ pub enum Pii {
 }
 
 impl Pii {
+    /// Every kind.
+    pub const ALL: [Pii; 5] = [Pii::Email, Pii::Phone, Pii::Iban, Pii::Card, Pii::Ip];
+
     /// The placeholder a redaction leaves.
     pub fn placeholder(self) -> &'static str {
         match self {

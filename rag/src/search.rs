@@ -146,6 +146,9 @@ impl VectorStore for ExactStore {
 /// The constant of reciprocal rank fusion: a result at rank r (from 1) adds 1 / (60 + r).
 pub const RRF_K: f32 = 60.0;
 
+/// The least depth each ranking of a hybrid search reaches before fusion.
+pub const HYBRID_DEPTH: usize = 200;
+
 /// Dense and keyword retrieval fused by reciprocal rank fusion, for the product names, SKUs
 /// and codes that embeddings miss: BM25 (the `bm25` crate: English stemming and stop words)
 /// over the chunk texts, beside exact dense search.
@@ -191,7 +194,9 @@ impl HybridStore {
     }
 
     /// The `k` best chunks for `text` (embedded as `query`) that pass `filter`: the dense and
-    /// the keyword ranking, each to a depth of `max(4k, 50)`, fused by reciprocal rank; the
+    /// the keyword ranking, each to a depth of `max(4k, HYBRID_DEPTH)`, fused by reciprocal
+    /// rank (the fixed floor makes the first results the same whatever `k` asks: the
+    /// evaluation gate ranks deeper than a user's query and must see the same order); the
     /// score is the fused one.
     pub fn search(
         &self,
@@ -201,7 +206,7 @@ impl HybridStore {
         filter: &Filter,
     ) -> Result<Vec<Hit>, UnknownField> {
         self.dense.check_fields(filter)?;
-        let depth = (k * 4).max(50);
+        let depth = (k * 4).max(HYBRID_DEPTH);
         let dense = self.dense.search(query, depth, filter)?;
         let index = self.dense.index();
         // Filtered out after ranking: look deeper when a filter may remove most of them.

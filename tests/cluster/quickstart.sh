@@ -15,6 +15,8 @@ if [ "${1:-}" = "--down" ]; then
   exit 0
 fi
 cd "$root"
+echo "== set-up (tests/setup.sh: what a fresh machine lacks)"
+bash tests/setup.sh
 operator=${LEITWERK_OPERATOR_BIN:-}
 if [ -z "$operator" ]; then
   echo "== building the operator"

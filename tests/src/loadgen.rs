@@ -173,7 +173,7 @@ async fn routes(client: &Client, node: &NodeStandIn, load: &Load) -> Routes {
                 // A Model's own serving pods carry no variant: they count as "model".
                 let variant = p
                     .labels()
-                    .get("leitwerk.dev/variant")
+                    .get(leitwerk_crds::labels::VARIANT)
                     .cloned()
                     .unwrap_or_else(|| "model".into());
                 let (http, _) = node.ports(ns, &p.name_any())?;

@@ -124,14 +124,14 @@ impl NodeStandIn {
         let task = tokio::spawn(async move {
             let pods: Api<Pod> = Api::all(runner.client.clone());
             let config = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
-            let mut started: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+            let mut started: HashMap<String, Running> = HashMap::new();
             let mut stream = watcher::watcher(pods, config).boxed();
             while let Some(event) = stream.next().await {
                 let pods = match event {
                     Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => vec![p],
                     Ok(watcher::Event::Delete(p)) => {
-                        if let Some(h) = started.remove(&p.uid().unwrap_or_default()) {
-                            h.abort();
+                        if let Some(r) = started.remove(&p.uid().unwrap_or_default()) {
+                            r.task.abort();
                         }
                         continue;
                     }
@@ -140,16 +140,39 @@ impl NodeStandIn {
                 for pod in pods {
                     let uid = pod.uid().unwrap_or_default();
                     if pod.metadata.deletion_timestamp.is_some() {
-                        if let Some(h) = started.remove(&uid) {
-                            h.abort();
-                        }
+                        // As a kubelet: SIGTERM, up to the grace period for the process to
+                        // exit (SIGKILL after it), then the pod object goes.
+                        let grace = pod
+                            .metadata
+                            .deletion_grace_period_seconds
+                            .or_else(|| {
+                                pod.spec
+                                    .as_ref()
+                                    .and_then(|s| s.termination_grace_period_seconds)
+                            })
+                            .unwrap_or(30)
+                            .clamp(0, 120) as u64;
+                        let running = started.remove(&uid);
                         let api: Api<Pod> = Api::namespaced(
                             runner.client.clone(),
                             &pod.namespace().unwrap_or_default(),
                         );
-                        let _ = api
-                            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
-                            .await;
+                        let name = pod.name_any();
+                        tokio::spawn(async move {
+                            if let Some(r) = running {
+                                r.terminate.notify_one();
+                                let mut task = r.task;
+                                let waited =
+                                    tokio::time::timeout(Duration::from_secs(grace + 2), &mut task)
+                                        .await;
+                                if waited.is_err() {
+                                    task.abort();
+                                }
+                            }
+                            let _ = api
+                                .delete(&name, &DeleteParams::default().grace_period(0))
+                                .await;
+                        });
                         continue;
                     }
                     let phase = pod
@@ -161,7 +184,15 @@ impl NodeStandIn {
                         continue;
                     }
                     let r = runner.clone();
-                    started.insert(uid, tokio::spawn(async move { r.run_pod(pod).await }));
+                    let terminate = Arc::new(tokio::sync::Notify::new());
+                    let signal = terminate.clone();
+                    started.insert(
+                        uid,
+                        Running {
+                            task: tokio::spawn(async move { r.run_pod(pod, signal).await }),
+                            terminate,
+                        },
+                    );
                 }
             }
         });
@@ -204,6 +235,12 @@ fn node_status(gpus: u32) -> serde_json::Value {
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
         "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "v1.34.4-standin", "kubeProxyVersion": "", "bootID": "", "containerRuntimeVersion": "standin://1", "kernelVersion": "", "machineID": "", "osImage": "", "systemUUID": ""}
     }})
+}
+
+/// A pod's process as the stand-in tracks it: its task, and how to ask it to stop.
+struct Running {
+    task: tokio::task::JoinHandle<()>,
+    terminate: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone)]
@@ -384,7 +421,7 @@ impl Runner {
     /// Runs one pod as a kubelet would: resolves its env and volumes, starts each container as
     /// a process, reports Running and then the termination state. Long because it is that
     /// sequence, with a status report at each step.
-    async fn run_pod(&self, pod: Pod) {
+    async fn run_pod(&self, pod: Pod, terminate: Arc<tokio::sync::Notify>) {
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
         let pod_dir = self.root.join("pods").join(pod.uid().unwrap_or_default());
         if let Err(e) = std::fs::create_dir_all(&pod_dir) {
@@ -551,6 +588,14 @@ impl Runner {
                 if let Ok(Some(_)) = child.try_wait() {
                     break;
                 }
+                if tokio::time::timeout(Duration::ZERO, terminate.notified())
+                    .await
+                    .is_ok()
+                {
+                    // Deleted before it was ready: stop at once.
+                    terminate.notify_one();
+                    break;
+                }
                 if reqwest::get(&url)
                     .await
                     .map(|r| r.status().is_success())
@@ -562,7 +607,23 @@ impl Runner {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        let status = child.wait().await;
+        let status = tokio::select! {
+            status = child.wait() => status,
+            _ = terminate.notified() => {
+                // SIGTERM, as a kubelet sends it; the deletion task above bounds the wait by
+                // the pod's grace period.
+                if let Some(pid) = child.id() {
+                    let _ = tokio::process::Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status()
+                        .await;
+                }
+                child.wait().await
+            }
+        };
+        if let Ok(mut p) = self.ports.lock() {
+            p.remove(&key);
+        }
         let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
         let mut message = std::fs::read_to_string(&termination_file).unwrap_or_default();
         if message.is_empty() && code != 0 {

@@ -98,3 +98,60 @@ fn the_pinned_kubernetes_version_matches_the_k8s_openapi_feature() {
         "tests/cluster/versions.env pins {pin} but Cargo.toml has: {line}"
     );
 }
+
+/// The Rust files below `dir`, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_leitwerk_label_and_annotation_is_written_once_in_crds() {
+    let root = repo_root();
+    let mut files = Vec::new();
+    for dir in [
+        "operator/src",
+        "trainer/src",
+        "inference-server/src",
+        "rag/src",
+        "tests/src",
+    ] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    rust_files(&root.join("crds/src"), &mut files);
+    let mut copies = Vec::new();
+    for file in &files {
+        // Below the crate's own folder (tests/src is the test kit's code, not a test).
+        let inside: Vec<_> = file
+            .strip_prefix(&root)
+            .unwrap_or(file)
+            .components()
+            .skip(1)
+            .collect();
+        let test_module = inside
+            .iter()
+            .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "tests.rs");
+        if file.ends_with("crds/src/labels.rs") || test_module {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        // Unit tests may spell a label out to check the value the operator writes.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for name in leitwerk_crds::labels::ALL {
+            if code.contains(&format!("\"{name}\"")) {
+                copies.push(format!("{} spells {name:?}", file.display()));
+            }
+        }
+    }
+    assert!(
+        copies.is_empty(),
+        "use leitwerk_crds::labels instead: {copies:#?}"
+    );
+    assert!(files.len() > 50, "found only {} files", files.len());
+}

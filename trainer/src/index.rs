@@ -2,46 +2,27 @@
 //! (incrementally from the previous one when the model and chunking are the same), writes it
 //! to the artifact store under its digest, and measures it on the labelled set.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use leitwerk_crds::contract::{index_key, is_index_file};
 use leitwerk_crds::rag_index::{
-    ChunkingStrategy, InjectionPolicy, PersonalDataPolicy, RagIndexSpec,
+    ChunkingStrategy, InjectionPolicy, PersonalDataPolicy, RagIndexSpec, SearchMode,
 };
 use leitwerk_crds::summary::{EmbeddingModelIdentity, IndexSummary, RetrievalQuality};
 use leitwerk_rag::chunk::{Settings, Structure};
 use leitwerk_rag::documents::Document;
 use leitwerk_rag::embed::Embedder;
-use leitwerk_rag::eval::{self, parse_labelled};
+use leitwerk_rag::eval::{self, Labelled, parse_labelled};
 use leitwerk_rag::index::{self, ChunkingKey, Index};
-use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
+use leitwerk_rag::search::{ExactStore, Filter, HybridStore, VectorStore};
 use leitwerk_rag::sources;
 
 use crate::pipeline::JobError;
 use crate::store::{Store, read_url};
 
-/// A source as the Job sees it: its name and where it is mounted (a directory holding a
-/// ConfigMap's keys, or a glob of files).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceMount {
-    /// The source's name in the spec.
-    pub name: String,
-    /// A directory or a glob.
-    pub path: String,
-}
-
-impl std::str::FromStr for SourceMount {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, path) = s
-            .split_once('=')
-            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-            .ok_or_else(|| format!("--source {s:?}: expected NAME=PATH"))?;
-        Ok(SourceMount {
-            name: name.to_string(),
-            path: path.to_string(),
-        })
-    }
-}
+/// A source as the Job sees it (`--source NAME=PATH`): the contract in `leitwerk_crds`.
+pub use leitwerk_crds::command::SourceMount;
 
 /// What `index` is asked to do besides the spec.
 #[derive(Debug, Clone)]
@@ -66,12 +47,12 @@ pub struct IndexJob {
     /// Remove the RagIndex's other index files, except these URLs (the versions the status
     /// keeps); `None` removes nothing.
     pub keep: Option<Vec<String>>,
+    /// The serving version's index file and the mode it serves in: measured again on the
+    /// labelled set, so that the gate compares two figures from the same set.
+    pub serving: Option<(String, SearchMode)>,
 }
 
-/// Where a RagIndex's index files live in the artifact store.
-pub fn index_prefix(namespace: &str, name: &str) -> String {
-    format!("indexes/{namespace}/{name}/")
-}
+pub use leitwerk_crds::contract::index_prefix;
 
 /// Reads every source's documents: a directory (a mounted ConfigMap's keys), a glob of files,
 /// or an object-store prefix (`s3://bucket/docs/`; credentials from the environment). A
@@ -222,15 +203,33 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
         &embedder,
     )
     .map_err(|e| JobError::Invalid(e.to_string()))?;
-    let quality = match &job.labelled {
-        Some(url) => Some(measure(&built, &embedder, &read_text(url).await?, job.k)?),
-        None => None,
+    let judged = match &job.labelled {
+        Some(url) => {
+            let queries = LabelledQueries::read(&built, &embedder, &read_text(url).await?)?;
+            let serving = match &job.serving {
+                None => None,
+                Some((url, mode)) => {
+                    let index = match (&previous, &job.previous) {
+                        (Some(p), Some(p_url)) if p_url == url => p.clone(),
+                        _ => Index::from_bytes(&read_text(url).await?).map_err(|e| {
+                            JobError::Invalid(format!("serving version {url}: {e}"))
+                        })?,
+                    };
+                    Some(measure(&index, &queries, job.k, *mode)?)
+                }
+            };
+            judge(&built, &queries, job.k, spec.search.mode, serving)?
+        }
+        None => Judged {
+            mode: spec.search.mode.unwrap_or_default(),
+            ..Judged::default()
+        },
     };
     let bytes = built.to_bytes();
     let digest = crate::store::digest(&bytes);
     let hex = digest.trim_start_matches("sha256:");
     let prefix = index_prefix(&job.namespace, &job.name);
-    let key = format!("{prefix}{hex}.lwrag");
+    let key = index_key(&job.namespace, &job.name, hex);
     let store = Store::open(&job.store)?;
     if !store.exists(&key).await? {
         store.put(&key, bytes).await?;
@@ -238,7 +237,7 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
     if let Some(keep) = &job.keep {
         for old in store.list(&prefix).await? {
             let url = store.url_of(&old);
-            if old != key && old.ends_with(".lwrag") && !keep.contains(&url) {
+            if old != key && is_index_file(&old) && !keep.contains(&url) {
                 store.delete(&old).await?;
             }
         }
@@ -263,8 +262,17 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
             dimension: id.dimension as i64,
             pooling: id.pooling.clone(),
         },
-        quality,
+        quality: judged.quality,
+        search_mode: judged.mode,
+        quality_by_mode: judged.by_mode,
+        serving_quality: judged.serving,
         personal_data: report.personal_data as i64,
+        personal_data_by_kind: report
+            .personal_data_by_kind
+            .iter()
+            .map(|(k, n)| (k.clone(), *n as i64))
+            .collect(),
+        injection: report.injection as i64,
         flagged: report.flagged as i64,
         quarantined: report.quarantined as i64,
         hidden_html: report.hidden_html as i64,
@@ -281,37 +289,53 @@ pub async fn delete_index(store_url: &str, namespace: &str, name: &str) -> Resul
     Ok(files.len())
 }
 
-/// Quality of `index` on a labelled set; the set must only name documents the index has.
-fn measure(
-    index: &Index,
-    embedder: &Embedder,
-    labelled: &[u8],
-    k: usize,
-) -> Result<RetrievalQuality, JobError> {
-    let text = std::str::from_utf8(labelled)
-        .map_err(|_| JobError::Invalid("the labelled set is not UTF-8 text".into()))?;
-    let set = parse_labelled(text).map_err(|e| JobError::Invalid(e.to_string()))?;
-    let unknown = eval::unknown_ids(&set, &index.document_ids());
-    if !unknown.is_empty() {
-        return Err(JobError::Invalid(format!(
-            "the labelled set names documents the sources do not have: {}; fix the ids (they are <source>/<key>)",
-            unknown.join(", ")
-        )));
-    }
-    let queries: Vec<&str> = set.iter().map(|l| l.query.as_str()).collect();
-    let vectors = embedder
-        .embed(&queries)
-        .map_err(|e| JobError::Invalid(e.to_string()))?;
-    let store = ExactStore::new(index.clone());
-    let mut ranked = Vec::new();
-    for v in &vectors {
-        // Enough chunks to reach k distinct documents in all but pathological cases.
-        let hits = store
-            .search(v, k * 8, &Filter::new())
+/// A labelled set with its queries embedded once, for every index and mode measured.
+pub struct LabelledQueries {
+    set: Vec<Labelled>,
+    vectors: Vec<Vec<f32>>,
+}
+
+impl LabelledQueries {
+    /// Reads and embeds a labelled set; it must only name documents `index` has.
+    pub fn read(index: &Index, embedder: &Embedder, labelled: &[u8]) -> Result<Self, JobError> {
+        let text = std::str::from_utf8(labelled)
+            .map_err(|_| JobError::Invalid("the labelled set is not UTF-8 text".into()))?;
+        let set = parse_labelled(text).map_err(|e| JobError::Invalid(e.to_string()))?;
+        let unknown = eval::unknown_ids(&set, &index.document_ids());
+        if !unknown.is_empty() {
+            return Err(JobError::Invalid(format!(
+                "the labelled set names documents the sources do not have: {}; fix the ids (they are <source>/<key>)",
+                unknown.join(", ")
+            )));
+        }
+        let queries: Vec<&str> = set.iter().map(|l| l.query.as_str()).collect();
+        let vectors = embedder
+            .embed(&queries)
             .map_err(|e| JobError::Invalid(e.to_string()))?;
+        Ok(LabelledQueries { set, vectors })
+    }
+}
+
+/// Quality of `index` on the labelled queries, ranked as the retrieval server ranks in `mode`.
+pub fn measure(
+    index: &Index,
+    queries: &LabelledQueries,
+    k: usize,
+    mode: SearchMode,
+) -> Result<RetrievalQuality, JobError> {
+    let store = HybridStore::new(ExactStore::new(index.clone()));
+    // Enough chunks to reach k distinct documents in all but pathological cases.
+    let depth = k * 8;
+    let mut ranked = Vec::new();
+    for (labelled, v) in queries.set.iter().zip(&queries.vectors) {
+        let hits = match mode {
+            SearchMode::Dense => store.dense().search(v, depth, &Filter::new()),
+            SearchMode::Hybrid => store.search(v, &labelled.query, depth, &Filter::new()),
+        }
+        .map_err(|e| JobError::Invalid(e.to_string()))?;
         ranked.push(hits.into_iter().map(|h| h.document).collect());
     }
-    let q = eval::evaluate(&set, &ranked, k);
+    let q = eval::evaluate(&queries.set, &ranked, k);
     Ok(RetrievalQuality {
         k: k as i64,
         recall_at_k: q.recall_at_k,
@@ -320,4 +344,102 @@ fn measure(
         first_relevant: q.first_relevant as i64,
         queries: q.queries as i64,
     })
+}
+
+/// What the evaluation of a new version found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Judged {
+    /// The mode the version serves in.
+    pub mode: SearchMode,
+    /// Its quality in that mode.
+    pub quality: Option<RetrievalQuality>,
+    /// Its quality in each mode, when the spec left the mode open.
+    pub by_mode: BTreeMap<SearchMode, RetrievalQuality>,
+    /// The serving version's quality on the same set, in the mode it serves.
+    pub serving: Option<RetrievalQuality>,
+}
+
+/// Measures `index` in the spec's mode, or in both modes when the spec names none, and picks
+/// the mode it serves in.
+pub fn judge(
+    index: &Index,
+    queries: &LabelledQueries,
+    k: usize,
+    mode: Option<SearchMode>,
+    serving: Option<RetrievalQuality>,
+) -> Result<Judged, JobError> {
+    let modes = match mode {
+        Some(m) => vec![m],
+        None => SearchMode::ALL.to_vec(),
+    };
+    let mut by_mode = BTreeMap::new();
+    for m in modes {
+        by_mode.insert(m, measure(index, queries, k, m)?);
+    }
+    let chosen = mode.unwrap_or_else(|| better_mode(&by_mode));
+    Ok(Judged {
+        mode: chosen,
+        quality: by_mode.get(&chosen).cloned(),
+        by_mode: if mode.is_some() {
+            BTreeMap::new()
+        } else {
+            by_mode
+        },
+        serving,
+    })
+}
+
+/// The mode with the higher recall@k, then the higher MRR; Dense on a tie (it needs no
+/// keyword index).
+pub fn better_mode(by_mode: &BTreeMap<SearchMode, RetrievalQuality>) -> SearchMode {
+    let key = |q: &RetrievalQuality| (q.recall_at_k, q.mrr);
+    match (
+        by_mode.get(&SearchMode::Dense),
+        by_mode.get(&SearchMode::Hybrid),
+    ) {
+        (Some(d), Some(h)) if key(h) > key(d) => SearchMode::Hybrid,
+        (None, Some(_)) => SearchMode::Hybrid,
+        _ => SearchMode::Dense,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use leitwerk_crds::rag_index::MINILM;
+
+    use super::*;
+
+    #[test]
+    fn the_shipped_model_the_operator_validates_against_is_the_one_rag_reads() {
+        assert_eq!(MINILM.max_word_pieces, leitwerk_rag::embed::MAX_WORD_PIECES);
+        assert_eq!(
+            MINILM.max_chunk_tokens(),
+            leitwerk_rag::chunk::MAX_CHUNK_WORD_PIECES
+        );
+    }
+
+    fn q(recall: f64, mrr: f64) -> RetrievalQuality {
+        RetrievalQuality {
+            k: 5,
+            recall_at_k: recall,
+            mrr,
+            ndcg_at_k: 0.0,
+            first_relevant: 0,
+            queries: 44,
+        }
+    }
+
+    #[test]
+    fn the_better_mode_has_the_higher_recall_then_mrr_and_a_tie_stays_dense() {
+        let both = |d: RetrievalQuality, h: RetrievalQuality| {
+            better_mode(&BTreeMap::from([
+                (SearchMode::Dense, d),
+                (SearchMode::Hybrid, h),
+            ]))
+        };
+        assert_eq!(both(q(0.90, 0.8), q(0.95, 0.7)), SearchMode::Hybrid);
+        assert_eq!(both(q(0.95, 0.8), q(0.90, 0.9)), SearchMode::Dense);
+        assert_eq!(both(q(0.95, 0.8), q(0.95, 0.9)), SearchMode::Hybrid);
+        assert_eq!(both(q(0.95, 0.9), q(0.95, 0.9)), SearchMode::Dense);
+    }
 }

@@ -10,6 +10,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
+use leitwerk_crds::command::{JobArgs, JobCommand};
 use leitwerk_crds::{FeatureSetSpec, ModelSpec, RagIndexSpec, summary};
 use leitwerk_trainer::datagen::{self, churn::ChurnSpec, leads::LeadsSpec};
 use leitwerk_trainer::{index, pipeline};
@@ -31,25 +32,6 @@ enum Command {
         #[command(subcommand)]
         data: Data,
     },
-    /// Materialize a FeatureSet into a versioned, point-in-time-correct snapshot with statistics.
-    Materialize {
-        #[command(flatten)]
-        job: JobArgs,
-    },
-    /// Train a Model on a FeatureSet snapshot, evaluate it and export one ONNX graph.
-    Train {
-        #[command(flatten)]
-        job: JobArgs,
-        /// URL of the FeatureSet snapshot directory to train on.
-        #[arg(long)]
-        snapshot: String,
-        /// Version to record, as the operator numbers them (`v3`).
-        #[arg(long)]
-        version: String,
-        /// ONNX Runtime shared library for the parity check.
-        #[arg(long, env = "ORT_DYLIB_PATH")]
-        onnxruntime: PathBuf,
-    },
     /// Print one Open Inference Protocol v2 infer request (JSON, one per line) per row of a
     /// snapshot: traffic from the training distribution, to replay against a server.
     Requests {
@@ -69,88 +51,32 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Chunk, embed and upsert the documents of a RagIndex.
-    Index {
-        #[command(flatten)]
-        job: JobArgs,
-        /// A source and where it is mounted: `NAME=DIR` (a ConfigMap's keys) or `NAME=GLOB`.
-        #[arg(long = "source", required = true)]
-        sources: Vec<index::SourceMount>,
-        /// Directory of the embedding model (`config.json`, `tokenizer.json`,
-        /// `model.safetensors`).
-        #[arg(long, env = "LEITWERK_EMBEDDING_MODEL_DIR")]
-        model_dir: PathBuf,
-        /// URL of the previous version's index file, to build incrementally from.
-        #[arg(long)]
-        previous: Option<String>,
-        /// URL or path of the labelled set (JSON Lines of query and relevant document ids).
-        #[arg(long)]
-        labelled: Option<String>,
-        /// The k of recall@k.
-        #[arg(long, default_value_t = 5)]
-        k: usize,
-        /// Remove the RagIndex's other index files, except those given with --keep.
-        #[arg(long)]
-        prune: bool,
-        /// URL of an index file to keep when pruning (repeatable).
-        #[arg(long = "keep")]
-        keep: Vec<String>,
-    },
-    /// Remove every index file of a RagIndex (the operator runs this when one is deleted).
-    DeleteIndex {
-        #[command(flatten)]
-        job: JobArgs,
-    },
+    /// The Jobs the operator starts: their command lines are the contract in
+    /// `leitwerk_crds::command`, built by the operator and parsed here.
+    #[command(flatten)]
+    Job(JobCommand),
 }
 
 /// Data sets `generate` writes.
-/// What every Job sub-command takes.
-#[derive(Debug, clap::Args)]
-struct JobArgs {
-    /// The resource's spec as JSON, or `@PATH` to read it from a file.
-    #[arg(long, env = "LEITWERK_SPEC")]
-    spec: String,
-    /// Namespace of the resource.
-    #[arg(long, env = "LEITWERK_NAMESPACE", default_value = "default")]
-    namespace: String,
-    /// Name of the resource.
-    #[arg(long, env = "LEITWERK_NAME")]
-    name: String,
-    /// Artifact store URL (`file:///…`, `s3://…`, `gs://…`, `az://…`).
-    #[arg(long, env = "LEITWERK_ARTIFACT_STORE")]
-    artifact_store: String,
-    /// Where the JSON summary goes besides stdout (Kubernetes reads it as the termination
-    /// message).
-    #[arg(
-        long,
-        env = "LEITWERK_TERMINATION_LOG",
-        default_value = "/dev/termination-log"
-    )]
-    termination_log: PathBuf,
-    /// Scratch directory (downloads of object-store sources).
-    #[arg(long, default_value = "/tmp")]
-    work_dir: PathBuf,
+/// The Job's resource spec, from `--spec` (JSON, or `@PATH`).
+fn spec_of<T: serde::de::DeserializeOwned>(job: &JobArgs) -> Result<T, String> {
+    let text = match job.spec.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read --spec {path}: {e}"))?
+        }
+        None => job.spec.clone(),
+    };
+    serde_json::from_str(&text).map_err(|e| format!("--spec is not a valid spec: {e}"))
 }
 
-impl JobArgs {
-    fn spec<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
-        let text = match self.spec.strip_prefix('@') {
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read --spec {path}: {e}"))?,
-            None => self.spec.clone(),
-        };
-        serde_json::from_str(&text).map_err(|e| format!("--spec is not a valid spec: {e}"))
-    }
-
-    /// Prints the summary and writes it where Kubernetes reads the termination message.
-    fn report(&self, summary: &str) {
-        println!("{summary}");
-        if let Err(e) = std::fs::write(&self.termination_log, summary) {
-            eprintln!(
-                "leitwerk-trainer: could not write the termination message to {}: {e}",
-                self.termination_log.display()
-            );
-        }
+/// Prints the summary and writes it where Kubernetes reads the termination message.
+fn report(job: &JobArgs, summary: &str) {
+    println!("{summary}");
+    if let Err(e) = std::fs::write(&job.termination_log, summary) {
+        eprintln!(
+            "leitwerk-trainer: could not write the termination message to {}: {e}",
+            job.termination_log.display()
+        );
     }
 }
 
@@ -159,7 +85,7 @@ fn chain(err: &dyn std::error::Error) -> String {
     pipeline::error_chain(err)
 }
 
-fn run_job(command: Command) -> ExitCode {
+fn run_job(command: JobCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -171,94 +97,77 @@ fn run_job(command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (job, outcome) = match command {
-        Command::Materialize { job } => {
-            let outcome = job.spec::<FeatureSetSpec>().and_then(|spec| {
-                runtime
-                    .block_on(pipeline::run_materialize(
-                        &spec,
-                        &job.namespace,
-                        &job.name,
-                        &job.artifact_store,
-                        &job.work_dir,
-                    ))
-                    .map(|s| summary::encode_materialize(&s))
-                    .map_err(|e| chain(&e))
-            });
-            (job, outcome)
-        }
-        Command::Train {
-            job,
-            snapshot,
-            version,
-            onnxruntime,
-        } => {
-            let outcome = job.spec::<ModelSpec>().and_then(|spec| {
-                let train = pipeline::TrainJob {
-                    namespace: job.namespace.clone(),
-                    name: job.name.clone(),
-                    version,
-                    snapshot,
-                    store: job.artifact_store.clone(),
-                    onnxruntime,
-                };
-                runtime
-                    .block_on(pipeline::run_train(&spec, &train))
-                    .map(|s| serde_json::to_string(&s).unwrap_or_default())
-                    .map_err(|e| chain(&e))
-            });
-            (job, outcome)
-        }
-        Command::Index {
-            job,
-            sources,
-            model_dir,
-            previous,
-            labelled,
-            k,
-            prune,
-            keep,
-        } => {
-            let outcome = job.spec::<RagIndexSpec>().and_then(|spec| {
-                let index_job = index::IndexJob {
-                    namespace: job.namespace.clone(),
-                    name: job.name.clone(),
-                    store: job.artifact_store.clone(),
-                    sources,
-                    model_dir,
-                    previous,
-                    labelled,
-                    k,
-                    keep: prune.then_some(keep),
-                };
-                runtime
-                    .block_on(index::run_index(&spec, &index_job))
-                    .map(|s| serde_json::to_string(&s).unwrap_or_default())
-                    .map_err(|e| chain(&e))
-            });
-            (job, outcome)
-        }
-        Command::DeleteIndex { job } => {
-            let outcome = runtime
-                .block_on(index::delete_index(
-                    &job.artifact_store,
+    let job = command.job().clone();
+    let outcome = match command {
+        JobCommand::Materialize { job } => spec_of::<FeatureSetSpec>(&job).and_then(|spec| {
+            runtime
+                .block_on(pipeline::run_materialize(
+                    &spec,
                     &job.namespace,
                     &job.name,
+                    &job.artifact_store,
+                    &job.work_dir,
                 ))
-                .map(|n| format!(r#"{{"deleted":{n}}}"#))
-                .map_err(|e| chain(&e));
-            (job, outcome)
-        }
-        _ => return ExitCode::FAILURE,
+                .map(|s| summary::encode_materialize(&s))
+                .map_err(|e| chain(&e))
+        }),
+        JobCommand::Train { job, train } => spec_of::<ModelSpec>(&job).and_then(|spec| {
+            let onnxruntime = train.onnxruntime.ok_or_else(|| {
+                "train needs ONNX Runtime for its parity check: set --onnxruntime or ORT_DYLIB_PATH"
+                    .to_string()
+            })?;
+            let train = pipeline::TrainJob {
+                namespace: job.namespace.clone(),
+                name: job.name.clone(),
+                version: train.version,
+                snapshot: train.snapshot,
+                store: job.artifact_store.clone(),
+                onnxruntime,
+            };
+            runtime
+                .block_on(pipeline::run_train(&spec, &train))
+                .map(|s| serde_json::to_string(&s).unwrap_or_default())
+                .map_err(|e| chain(&e))
+        }),
+        JobCommand::Index { job, index: args } => spec_of::<RagIndexSpec>(&job).and_then(|spec| {
+            let model_dir = args.model_dir.ok_or_else(|| {
+                "index needs the embedding model: set --model-dir or LEITWERK_EMBEDDING_MODEL_DIR"
+                    .to_string()
+            })?;
+            let index_job = index::IndexJob {
+                namespace: job.namespace.clone(),
+                name: job.name.clone(),
+                store: job.artifact_store.clone(),
+                sources: args.sources,
+                model_dir,
+                previous: args.previous,
+                labelled: args.labelled,
+                k: args.k,
+                keep: args.prune.then_some(args.keep),
+                serving: args.serving.map(|url| (url, args.serving_mode)),
+            };
+            runtime
+                .block_on(index::run_index(&spec, &index_job))
+                .map(|s| serde_json::to_string(&s).unwrap_or_default())
+                .map_err(|e| chain(&e))
+        }),
+        JobCommand::DeleteIndex { job } => runtime
+            .block_on(index::delete_index(
+                &job.artifact_store,
+                &job.namespace,
+                &job.name,
+            ))
+            .map(|n| format!(r#"{{"deleted":{n}}}"#))
+            .map_err(|e| chain(&e)),
     };
     match outcome {
         Ok(summary) => {
-            job.report(&summary);
+            report(&job, &summary);
             ExitCode::SUCCESS
         }
         Err(problem) => {
             eprintln!("leitwerk-trainer: {problem}");
-            job.report(&summary::encode_error(&problem));
+            report(&job, &summary::encode_error(&problem));
             ExitCode::FAILURE
         }
     }
@@ -412,7 +321,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        job => run_job(job),
+        Command::Job(job) => run_job(job),
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use leitwerk_crds::feature_set::{FeatureKind, FeatureSetSpec};
+use leitwerk_crds::metrics::Metric;
 use leitwerk_crds::model::{ModelSpec, Task};
 use leitwerk_crds::summary::{MaterializeSummary, TrainSummary};
 use ndarray::Array2;
@@ -369,19 +370,25 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         Task::BinaryClassification => {
             let labels: Vec<bool> = y_valid.iter().map(|&v| v > 0.0).collect();
             if let Some(auc) = metrics::roc_auc(&predicted, &labels) {
-                metric_map.insert("auc".to_string(), auc);
+                metric_map.insert(Metric::Auc.to_string(), auc);
             }
             if let Some(pr) = metrics::pr_auc(&predicted, &labels) {
-                metric_map.insert("prAuc".to_string(), pr);
+                metric_map.insert(Metric::PrAuc.to_string(), pr);
             }
-            metric_map.insert("logLoss".into(), metrics::log_loss(&predicted, &labels));
-            metric_map.insert("brier".into(), metrics::brier(&predicted, &labels));
-            let t = metrics::at_threshold(&predicted, &labels, threshold);
-            metric_map.insert("precision".into(), t.precision);
-            metric_map.insert("recall".into(), t.recall);
-            metric_map.insert("f1".into(), t.f1);
             metric_map.insert(
-                "positiveRate".into(),
+                Metric::LogLoss.to_string(),
+                metrics::log_loss(&predicted, &labels),
+            );
+            metric_map.insert(
+                Metric::Brier.to_string(),
+                metrics::brier(&predicted, &labels),
+            );
+            let t = metrics::at_threshold(&predicted, &labels, threshold);
+            metric_map.insert(Metric::Precision.to_string(), t.precision);
+            metric_map.insert(Metric::Recall.to_string(), t.recall);
+            metric_map.insert(Metric::F1.to_string(), t.f1);
+            metric_map.insert(
+                Metric::PositiveRate.to_string(),
                 labels.iter().filter(|&&b| b).count() as f64 / labels.len().max(1) as f64,
             );
             calibration = metrics::calibration(&predicted, &labels, 10)
@@ -391,9 +398,9 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         }
         Task::Regression => {
             let r = metrics::regression(&predicted, &y_valid);
-            metric_map.insert("mae".into(), r.mae);
-            metric_map.insert("rmse".into(), r.rmse);
-            metric_map.insert("r2".into(), r.r2);
+            metric_map.insert(Metric::Mae.to_string(), r.mae);
+            metric_map.insert(Metric::Rmse.to_string(), r.rmse);
+            metric_map.insert(Metric::R2.to_string(), r.r2);
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use leitwerk_crds::rag_index::{MINILM, SearchMode};
 use leitwerk_crds::summary::IndexSummary;
 use leitwerk_testkit::{example_config_map, provided};
 
@@ -125,7 +126,7 @@ fn the_index_job_builds_measures_and_rebuilds_only_what_changed() -> anyhow::Res
     assert!(summary.from_scratch && summary.embedded == summary.chunks);
     assert_eq!(
         (summary.model.name.as_str(), summary.model.dimension),
-        ("all-MiniLM-L6-v2", 384)
+        (MINILM.name, MINILM.dimension as i64)
     );
     let quality = summary
         .quality
@@ -134,6 +135,39 @@ fn the_index_job_builds_measures_and_rebuilds_only_what_changed() -> anyhow::Res
         quality.recall_at_k >= 0.85 && quality.queries >= 40,
         "{quality:?}"
     );
+    // The example leaves the search mode open: both modes are measured, and the version
+    // serves in the better one, whose figure is its quality.
+    let modes: Vec<SearchMode> = summary.quality_by_mode.keys().copied().collect();
+    assert_eq!(modes, [SearchMode::Dense, SearchMode::Hybrid]);
+    assert_eq!(summary.quality_by_mode[&summary.search_mode], quality);
+    assert_eq!(
+        summary.search_mode,
+        leitwerk_trainer::index::better_mode(&summary.quality_by_mode)
+    );
+    assert_eq!(summary.serving_quality, None);
+    // Measured again as the serving version, in each mode, the same file on the same set
+    // gives the same figures.
+    for mode in [SearchMode::Dense, SearchMode::Hybrid] {
+        let again = index(
+            &base,
+            &[
+                "--labelled",
+                &labelled_arg,
+                "--serving",
+                &summary.url,
+                "--serving-mode",
+                mode.as_str(),
+            ],
+        )?;
+        assert_eq!(again.code, Some(0), "{}", again.stderr);
+        let again: IndexSummary = serde_json::from_str(again.stdout.trim())?;
+        assert_eq!(again.digest, summary.digest);
+        assert_eq!(
+            again.serving_quality.as_ref(),
+            Some(&summary.quality_by_mode[&mode]),
+            "{mode}"
+        );
+    }
     let file = summary
         .url
         .strip_prefix("file://")

@@ -1,10 +1,13 @@
 //! What the operator observes of a RagIndex: its status, builds and versions, and the
 //! evaluation gate a version passes before it serves.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::rag_index::SearchMode;
 use crate::summary::{EmbeddingModelIdentity, RetrievalQuality};
 
 /// What the operator observed of a RagIndex.
@@ -54,6 +57,10 @@ pub struct RagIndexStatus {
     /// When the sources were last read into a version (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_indexed: Option<String>,
+    /// Personal data found in the serving version's documents (redacted or flagged, as
+    /// `safety.personalData` says); counts only, never values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_data: Option<i64>,
     /// Chunks of the serving version flagged for personal data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flagged: Option<i64>,
@@ -145,12 +152,22 @@ pub struct IndexVersion {
     pub documents: i64,
     /// Chunks.
     pub chunks: i64,
-    /// Quality on the labelled set.
+    /// Quality on the labelled set, in the mode it serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<RetrievalQuality>,
+    /// The search mode it serves in: `spec.search.mode`, or the better of both measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_mode: Option<SearchMode>,
+    /// Quality in each mode, when the spec left the mode to the labelled set.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quality_by_mode: BTreeMap<SearchMode, RetrievalQuality>,
     /// The embedding model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<EmbeddingModelIdentity>,
+    /// Personal data found in its documents, by kind (`e-mail address`, `IBAN`, …): counts
+    /// only, never values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub personal_data: BTreeMap<String, i64>,
     /// Chunks flagged for personal data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flagged: Option<i64>,

@@ -40,7 +40,7 @@ use crate::{
     analysis::{
         bandit::{self, Arm},
         canary::{self, Counters, Limits, Move},
-        drift::{FeatureDrift, FeatureKind, feature_drift},
+        drift::FeatureDrift,
         gates::{Analysis, Check, Reading, Verdict, judge},
         holdout,
     },
@@ -61,9 +61,9 @@ pub const MIN_INTERVAL_SECS: u64 = 5;
 /// Decisions kept in status.
 pub const DECISION_HISTORY: usize = 20;
 /// Label on everything an Experiment runs.
-pub const EXPERIMENT_LABEL: &str = "leitwerk.dev/experiment";
+pub const EXPERIMENT_LABEL: &str = leitwerk_crds::labels::EXPERIMENT;
 /// Label naming the variant of a serving pod.
-pub const VARIANT_LABEL: &str = "leitwerk.dev/variant";
+pub const VARIANT_LABEL: &str = leitwerk_crds::labels::VARIANT;
 /// The condition that says an analysis is paused and why.
 pub const PAUSED: &str = "Paused";
 

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobTemplateSpec};
-use k8s_openapi::api::core::v1::EnvVar;
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ListParams, ObjectMeta},
+    api::ObjectMeta,
     core::DeserializeGuard,
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
@@ -25,20 +24,20 @@ use crate::{
     apply::{apply, apply_if_changed},
     config::OperatorConfig,
     context::Context,
-    reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
+    jobs::{JobOutcome, list_owned, outcome},
+    reconcile::{self, LeitwerkResource, Notice, Outcome, RECHECK_UNWATCHED},
     service_account,
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, parse_duration, summarize},
     workloads::{
-        JobState, MANAGED_BY, Mount, PodParts, child_name, claim_mount, job_state, resources,
-        store_mount, termination_message, trainer_job, unschedulable,
+        MANAGED_BY, Mount, PodParts, child_name, claim_mount, resources, store_mount, trainer_job,
     },
 };
 
 pub use crate::reconcile::Error;
 
 /// Label naming the FeatureSet a Job belongs to.
-pub const FEATURE_SET_LABEL: &str = "leitwerk.dev/featureset";
+pub const FEATURE_SET_LABEL: &str = leitwerk_crds::labels::FEATURE_SET;
 
 /// Runs the FeatureSet controller. It watches the materialization Jobs (its own and those of
 /// its CronJob) by label.
@@ -98,6 +97,7 @@ async fn reconcile_feature_set(fs: &FeatureSet, ctx: &Context) -> Result<Action,
             }
         }
     };
+    let outcome = outcome.with_events(observed.events.clone());
     let action = reconcile::finish_with(ctx, fs, outcome, |status| observed.apply(status)).await?;
     Ok(action)
 }
@@ -109,6 +109,8 @@ pub struct Observed {
     pub active: Option<(String, Option<String>)>,
     /// The newest finished Job not yet reflected in status, with its summary or error.
     pub finished: Option<(String, Result<MaterializeSummary, String>)>,
+    /// Events to publish (a foreign Job carrying the FeatureSet's labels).
+    pub events: Vec<Notice>,
 }
 
 impl Observed {
@@ -160,7 +162,6 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use crate::jobs::{failure_message, job_pods};
 pub use build::*;
 use observe::*;
 pub use status::*;

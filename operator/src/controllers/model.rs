@@ -4,10 +4,9 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{EnvVar, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use kube::{
-    Api, Resource, ResourceExt,
-    api::ListParams,
+    Resource, ResourceExt,
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -18,6 +17,7 @@ use kube::{
 };
 use leitwerk_crds::{
     FeatureSet, Model, ModelSpec,
+    metrics::Metric,
     model::ModelPhase,
     model::{
         DriftAction, DriftPolicy, FeatureDriftValue, ModelDriftStatus, ModelVersion, Task,
@@ -33,32 +33,34 @@ use crate::{
     apply::apply,
     config::OperatorConfig,
     context::Context,
-    jobs::{failure_message, job_pods},
+    jobs::{JobOutcome, list_owned, outcome},
     metrics::ModelDriftLabels,
-    reconcile::{self, LeitwerkResource, Outcome},
-    service_account,
+    reconcile::{self, LeitwerkResource, Notice, Outcome},
+    schedule, service_account,
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, parse_duration, summarize},
     workloads::{
-        HTTP_PORT, JobState, MANAGED_BY, PodParts, child_name, job_state, resources,
-        serving_deployment, serving_service, store_mount, termination_message, trainer_job,
-        unschedulable,
+        HTTP_PORT, MANAGED_BY, PodParts, child_name, resources, serving_deployment,
+        serving_service, store_mount, trainer_job,
     },
 };
 
 /// Label naming the Model an object belongs to.
-pub const MODEL_LABEL: &str = "leitwerk.dev/model";
+pub const MODEL_LABEL: &str = leitwerk_crds::labels::MODEL;
 /// The condition that reports input drift of the serving version.
 pub const DRIFT: &str = "Drift";
 /// Label carrying the version a training Job produces.
-pub const VERSION_LABEL: &str = "leitwerk.dev/version";
+pub const VERSION_LABEL: &str = leitwerk_crds::labels::VERSION;
+/// Annotation with the spec generation a training Job trained from.
+pub const GENERATION_ANNOTATION: &str = leitwerk_crds::labels::GENERATION;
+/// Annotation with the snapshot version a training Job reads.
+pub const DATA_VERSION_ANNOTATION: &str = leitwerk_crds::labels::DATA_VERSION;
 
 pub use crate::reconcile::Error;
 
 mod build;
 mod drift;
 mod observe;
-pub mod schedule;
 mod serve;
 mod status;
 mod validate;
@@ -131,6 +133,8 @@ pub struct Observed {
     pub next_scheduled: Option<std::time::Duration>,
     /// Where the retraining schedule stands, when the Model has one.
     pub schedule: Option<leitwerk_crds::model::ScheduleStatus>,
+    /// Events to publish (a foreign Job carrying the Model's labels).
+    pub events: Vec<Notice>,
 }
 
 /// Reconciles one Model: resolve the FeatureSet → validate → ServiceAccount → read finished
@@ -213,6 +217,7 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
     {
         d.retrain_requested = false;
     }
+    let outcome = outcome.with_events(std::mem::take(&mut observed.events));
     let endpoint = format!("http://{}.{ns}.svc:{HTTP_PORT}", serving_name(model));
     let action = reconcile::finish_with(ctx, model, outcome, |status| {
         status.serving_version = versions
@@ -226,7 +231,10 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
             .find(|v| v.state != VersionState::Failed)
         {
             status.latest_version = Some(latest.version.clone());
-            status.latest_auc = latest.metrics.get("auc").map(|a| (a * 1e4).round() / 1e4);
+            status.latest_auc = latest
+                .metrics
+                .get(Metric::Auc.as_str())
+                .map(|a| (a * 1e4).round() / 1e4);
         }
         status.training_job = observed
             .started

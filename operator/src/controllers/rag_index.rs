@@ -8,13 +8,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{ListParams, Patch, PatchParams},
+    api::PartialObjectMeta,
     core::DeserializeGuard,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Action,
         events::{Event, EventType},
         watcher,
@@ -22,7 +22,10 @@ use kube::{
 };
 use leitwerk_crds::{
     RagIndex, RagIndexSpec,
-    rag_index::{BuildState, IndexBuild, IndexVersion, IndexVersionState, RagIndexPhase},
+    rag_index::{
+        BuildState, EMBEDDING_MODELS, IndexBuild, IndexVersion, IndexVersionState, RagIndexPhase,
+        embedding_model,
+    },
     summary::IndexSummary,
 };
 
@@ -31,16 +34,15 @@ use crate::{
     apply::{apply, hash_of},
     config::OperatorConfig,
     context::Context,
-    controllers::model::schedule,
-    jobs::{failure_message, job_pods},
-    reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
-    service_account,
+    finalizer,
+    jobs::{JobOutcome, list_owned, outcome},
+    reconcile::{self, LeitwerkResource, Notice, Outcome, RECHECK_UNWATCHED},
+    schedule, service_account,
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, summarize},
     workloads::{
         HTTP_PORT, JobState, MANAGED_BY, Mount, PodParts, child_name, claim_mount, job_state,
-        resources, serving_deployment, serving_service, store_mount, termination_message,
-        trainer_job, unschedulable,
+        resources, serving_deployment, serving_service, store_mount, trainer_job,
     },
 };
 
@@ -54,18 +56,16 @@ pub use build::*;
 pub use observe::*;
 pub use status::*;
 
-/// Embedding models that ship with Leitwerk.
-pub const KNOWN_EMBEDDING_MODELS: [&str; 1] = ["all-MiniLM-L6-v2"];
 /// Label naming the RagIndex an object belongs to.
-pub const RAG_INDEX_LABEL: &str = "leitwerk.dev/rag-index";
+pub const RAG_INDEX_LABEL: &str = leitwerk_crds::labels::RAG_INDEX;
 /// Label carrying an indexing Job's build number.
-pub const BUILD_LABEL: &str = "leitwerk.dev/build";
+pub const BUILD_LABEL: &str = leitwerk_crds::labels::BUILD;
 /// Annotation with the digest of the ConfigMap sources a build read.
-pub const SOURCES_ANNOTATION: &str = "leitwerk.dev/sources-digest";
+pub const SOURCES_ANNOTATION: &str = leitwerk_crds::labels::SOURCES_DIGEST;
 /// Annotation with the spec generation a build indexed.
-pub const GENERATION_ANNOTATION: &str = "leitwerk.dev/generation";
+pub const GENERATION_ANNOTATION: &str = leitwerk_crds::labels::GENERATION;
 /// The finalizer that removes a RagIndex's index files before it goes.
-pub const FINALIZER: &str = "leitwerk.dev/index-files";
+pub const FINALIZER: &str = leitwerk_crds::labels::INDEX_FILES_FINALIZER;
 /// The condition of the last build.
 pub const INDEXED: &str = "Indexed";
 /// The condition of the last version's evaluation.
@@ -102,9 +102,15 @@ pub async fn run(
             scope.api::<Deployment>(client.clone()),
             watcher::Config::default().labels(RAG_INDEX_LABEL),
         )
-        .watches(
-            scope.api::<ConfigMap>(client),
-            watcher::Config::default(),
+        // Metadata only: a change of any ConfigMap bumps its resourceVersion, which is all
+        // the watch needs to map it to the RagIndexes that read it; the operator never holds
+        // (or receives) the data of ConfigMaps it does not read.
+        .watches_stream(
+            watcher(
+                scope.api::<PartialObjectMeta<ConfigMap>>(client),
+                watcher::Config::default(),
+            )
+            .touched_objects(),
             referrers(indexes, |index: &RagIndex, name| {
                 config_maps(&index.spec).iter().any(|(_, cm)| cm == name)
             }),
@@ -159,10 +165,7 @@ async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, 
             }
         },
     };
-    for notice in &observed.events {
-        let event = notice.event();
-        reconcile::publish(ctx, RagIndex::KIND, &event, &index.object_ref(&())).await;
-    }
+    let outcome = outcome.with_events(observed.events.clone());
     let endpoint = endpoint(index);
     let action = reconcile::finish_with(ctx, index, outcome, |status| {
         if observed.recorded {
@@ -266,17 +269,34 @@ pub fn secret_refs(spec: &RagIndexSpec) -> Vec<(String, String)> {
 /// Checks what the schema cannot.
 pub fn validate(spec: &RagIndexSpec) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
-    if !KNOWN_EMBEDDING_MODELS.contains(&spec.embedding.model.as_str()) {
-        errors.push(FieldError::new("spec.embedding.model", format!("{:?} is not an embedding model Leitwerk ships; use one of {KNOWN_EMBEDDING_MODELS:?}", spec.embedding.model)));
-    }
-    if spec.embedding.model == "all-MiniLM-L6-v2" && spec.chunking.max_tokens > 254 {
-        errors.push(FieldError::new(
-            "spec.chunking.maxTokens",
-            format!(
-                "{} exceeds what all-MiniLM-L6-v2 reads (256 word pieces, 254 of them text): chunks would be truncated; use at most 254",
-                spec.chunking.max_tokens
-            ),
-        ));
+    match embedding_model(&spec.embedding.model) {
+        None => {
+            let known: Vec<&str> = EMBEDDING_MODELS.iter().map(|m| m.name).collect();
+            errors.push(FieldError::new(
+                "spec.embedding.model",
+                format!(
+                    "{:?} is not an embedding model Leitwerk ships; use one of {known:?}",
+                    spec.embedding.model
+                ),
+            ));
+        }
+        Some(m)
+            if spec.chunking.max_tokens
+                > i32::try_from(m.max_chunk_tokens()).unwrap_or(i32::MAX) =>
+        {
+            errors.push(FieldError::new(
+                "spec.chunking.maxTokens",
+                format!(
+                    "{} exceeds what {} reads ({} word pieces, {} of them text): chunks would be truncated; use at most {}",
+                    spec.chunking.max_tokens,
+                    m.name,
+                    m.max_word_pieces,
+                    m.max_chunk_tokens(),
+                    m.max_chunk_tokens()
+                ),
+            ));
+        }
+        Some(_) => {}
     }
     if let Some(schedule) = &spec.refresh_schedule
         && let Err(problem) = check_cron(schedule)
@@ -315,30 +335,16 @@ pub fn endpoint(index: &RagIndex) -> String {
     )
 }
 
-/// Adds (`true`) or removes (`false`) the finalizer, keeping any other finalizers.
+/// Adds (`true`) or removes (`false`) the finalizer, never touching any other (a JSON patch
+/// pinned to the list this copy shows: [`crate::finalizer`]).
 async fn set_finalizer(ctx: &Context, index: &RagIndex, ns: &str, on: bool) -> Result<(), Error> {
-    let mut finalizers: Vec<String> = index
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    if on {
-        finalizers.push(FINALIZER.to_string());
-    }
     let api: Api<RagIndex> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = serde_json::json!({"metadata": {"finalizers": finalizers}});
-    api.patch(
-        &index.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        what: format!("the finalizer of RagIndex {}", index.name_any()),
-        source,
-    })?;
-    Ok(())
+    finalizer::set(&api, index, FINALIZER, on)
+        .await
+        .map_err(|source| Error::Finalizer {
+            what: format!("RagIndex {}", index.name_any()),
+            source,
+        })
 }
 
 /// A Warning that the index files stay (the RagIndex goes anyway, so that a namespace can be

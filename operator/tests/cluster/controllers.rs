@@ -25,7 +25,7 @@ async fn examples_reconcile_to_their_documented_conditions() -> anyhow::Result<(
     let operator = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
     apply_examples(&cluster, &ns.name)?;
     let client = cluster.client().await?;
-    for (kind, name, reason) in expected_conditions() {
+    for (kind, name, reason, _) in expected_conditions() {
         let obj = wait_reason(&client, &ns.name, kind, name, reason)
             .await
             .with_context(|| format!("{kind} {name}; operator log:\n{}", operator.log_text()))?;
@@ -50,30 +50,31 @@ async fn examples_reconcile_to_their_documented_conditions() -> anyhow::Result<(
         None,
     )?;
     let events: serde_json::Value = serde_json::from_slice(&events.stdout)?;
-    let reasons: Vec<(String, String)> = events["items"]
+    let reasons: Vec<(String, String, String)> = events["items"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|e| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
             (
-                e["regarding"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                e["reason"].as_str().unwrap_or_default().to_string(),
+                text(&e["regarding"]["name"]),
+                text(&e["reason"]),
+                text(&e["type"]),
             )
         })
         .collect();
-    for (_, name, reason) in expected_conditions() {
+    // Each kind's Events carry their severity: a Job no node can take is a Warning, waiting
+    // for another resource is Normal.
+    for (_, name, reason, type_) in expected_conditions() {
         assert!(
-            reasons.contains(&(name.to_string(), reason.to_string())),
-            "no {reason} Event for {name}: {reasons:?}"
+            reasons.contains(&(name.to_string(), reason.to_string(), type_.to_string())),
+            "no {type_} {reason} Event for {name}: {reasons:?}"
         );
     }
     // `kubectl get leitwerk` tells the story: every object with its phase.
     let out = cluster.kubectl(&["get", "leitwerk", "-n", &ns.name], None)?;
     let table = stderr(&out);
-    for (_, name, _) in expected_conditions() {
+    for (_, name, _, _) in expected_conditions() {
         assert!(
             table.contains(name),
             "{name} missing from kubectl get leitwerk:\n{table}"

@@ -52,21 +52,33 @@ pub fn apply_examples(cluster: &Cluster, ns: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Ready reason each example object reaches in this release, as examples/README.md says.
-pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str)> {
+/// The Ready reason each example object reaches without a node in this release, as
+/// examples/README.md says, and the type of the Event that announces it.
+pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
     vec![
-        ("FeatureSet", "lead-features", "AwaitingMaterialization"),
-        ("Model", "lead-scoring", "WaitingForFeatureSet"),
-        ("FeatureSet", "churn-features", "AwaitingMaterialization"),
-        ("Model", "churn", "WaitingForFeatureSet"),
-        ("Experiment", "lead-scoring-canary", "WaitingForVersions"),
-        ("Model", "creative-ranker", "AwaitingServing"),
-        ("Experiment", "creative-bandit", "WaitingForVersions"),
-        ("RagIndex", "product-docs", "Indexing"),
+        ("FeatureSet", "lead-features", "Unschedulable", "Warning"),
+        ("Model", "lead-scoring", "WaitingForFeatureSet", "Normal"),
+        ("FeatureSet", "churn-features", "Unschedulable", "Warning"),
+        ("Model", "churn", "WaitingForFeatureSet", "Normal"),
+        (
+            "Experiment",
+            "lead-scoring-canary",
+            "WaitingForVersions",
+            "Normal",
+        ),
+        ("Model", "creative-ranker", "AwaitingServing", "Normal"),
+        (
+            "Experiment",
+            "creative-bandit",
+            "WaitingForVersions",
+            "Normal",
+        ),
+        ("RagIndex", "product-docs", "Indexing", "Normal"),
         (
             "ContentPipeline",
             "seo-lead-scoring-article",
             "WaitingForRagIndex",
+            "Normal",
         ),
     ]
 }

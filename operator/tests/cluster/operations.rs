@@ -18,7 +18,7 @@ async fn steady_state_makes_no_write_requests() -> anyhow::Result<()> {
     let first = OperatorProcess::start(&cluster, OPERATOR, &ns.name, &[]).await?;
     apply_examples(&cluster, &ns.name)?;
     let client = cluster.client().await?;
-    for (kind, name, reason) in expected_conditions() {
+    for (kind, name, reason, _) in expected_conditions() {
         wait_reason(&client, &ns.name, kind, name, reason)
             .await
             .with_context(|| first.log_text())?;

@@ -25,7 +25,7 @@ fn quick_start_shows_every_example_with_its_phase() {
     let out = out.unwrap_or_else(|e| panic!("failed to run the quick start: {e}"));
     let text = stderr(&out);
     assert!(out.status.success(), "the quick start failed:\n{text}");
-    for (kind, name, _) in expected_conditions() {
+    for (kind, name, _, _) in expected_conditions() {
         let row = text
             .lines()
             .find(|l| l.contains(&format!("{}.leitwerk.dev/{name} ", kind.to_lowercase())));

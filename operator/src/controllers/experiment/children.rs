@@ -1,6 +1,7 @@
 //! The serving Deployments and Services of the variants, the HTTPRoute or shared Service that
 //! splits traffic, and carrying a verdict over to the Model.
 
+use leitwerk_crds::command::MetricLabel;
 use leitwerk_crds::versions::{Change, VersionState};
 
 use super::*;
@@ -49,12 +50,12 @@ pub fn variant_workloads(
                 ..Default::default()
             };
             let mut args = serving_args(model, &version);
-            for label in [
-                format!("namespace={ns}"),
-                format!("experiment={name}"),
-                format!("variant={}", v.name),
+            for (key, value) in [
+                ("namespace", ns.clone()),
+                ("experiment", name.clone()),
+                ("variant", v.name.clone()),
             ] {
-                args.extend(["--metric-label".to_string(), label]);
+                args.metric_labels.push(MetricLabel(key.into(), value));
             }
             let weight = status.weights.get(&v.name).copied().unwrap_or(0);
             let workload = child_name(&name, &v.name);
@@ -140,10 +141,7 @@ pub(super) async fn apply_children(
                 .as_ref()
                 .and_then(|s| s.replicas)
                 .unwrap_or(0);
-            v.ready_replicas = existing
-                .and_then(|d| d.status.as_ref())
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0);
+            v.ready_replicas = crate::workloads::available_replicas(existing, &deployment);
         }
         apply_if_changed(ctx, &ns, deployment, existing, "variant Deployment").await?;
         let existing_service = services

@@ -1,7 +1,5 @@
 //! Reading one analysis's KPIs and input drift from Prometheus.
 
-use leitwerk_crds::card::metric;
-
 use super::*;
 
 /// Everything one analysis read from Prometheus.
@@ -95,63 +93,15 @@ pub async fn measure(
                 .as_deref()
                 .and_then(parse_duration)
                 .map_or(window_secs, |w| w.as_secs().max(window_secs));
-            let d = drift_of(prom, &selector, &format!("{drift_window}s"), &gate.features).await;
+            let d = crate::prom::input_drift(
+                prom,
+                &selector,
+                &format!("{drift_window}s"),
+                &gate.features,
+            )
+            .await;
             m.drift.insert(v.name.clone(), d);
         }
     }
     m
-}
-
-/// Drift of the inputs of the inference servers matching `selector` (PromQL label matchers)
-/// over the window, per feature, against the reference shares the servers export from the
-/// model card. `only` restricts the features (all when empty).
-pub async fn drift_of(
-    prom: &Prometheus,
-    selector: &str,
-    window: &str,
-    only: &[String],
-) -> Result<Vec<FeatureDrift>, String> {
-    let reference = prom
-        .series(&format!(
-            "max by (feature, kind, bucket) ({}{{{selector}}})",
-            metric::FEATURE_REFERENCE
-        ))
-        .await?;
-    let serving = prom
-        .series(&format!(
-            "sum by (feature, bucket) (increase({}{{{selector}}}[{window}]))",
-            metric::FEATURE_BUCKET
-        ))
-        .await?;
-    type Buckets = BTreeMap<String, f64>;
-    let mut features: BTreeMap<String, (FeatureKind, Buckets, Buckets)> = BTreeMap::new();
-    for (labels, share) in &reference {
-        let (Some(f), Some(b)) = (labels.get("feature"), labels.get("bucket")) else {
-            continue;
-        };
-        let kind = if labels.get("kind").map(String::as_str) == Some("categorical") {
-            FeatureKind::Categorical
-        } else {
-            FeatureKind::Numeric
-        };
-        let entry = features
-            .entry(f.clone())
-            .or_insert_with(|| (kind, Buckets::new(), Buckets::new()));
-        entry.1.insert(b.clone(), *share);
-    }
-    for (labels, count) in &serving {
-        let (Some(f), Some(b)) = (labels.get("feature"), labels.get("bucket")) else {
-            continue;
-        };
-        if let Some(entry) = features.get_mut(f)
-            && count.is_finite()
-        {
-            entry.2.insert(b.clone(), *count);
-        }
-    }
-    Ok(features
-        .iter()
-        .filter(|(f, _)| only.is_empty() || only.contains(f))
-        .filter_map(|(f, (kind, reference, serving))| feature_drift(f, *kind, reference, serving))
-        .collect())
 }

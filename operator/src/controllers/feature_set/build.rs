@@ -1,7 +1,10 @@
 //! The children of a FeatureSet, built from its spec (pure): the materialization Job and
 //! CronJob.
 
+use leitwerk_crds::command::{JobArgs, JobCommand};
+
 use super::*;
+use crate::workloads::spec_env;
 
 /// Name of the token-less ServiceAccount a FeatureSet's Jobs run as.
 pub fn service_account_name(fs: &FeatureSet) -> String {
@@ -42,11 +45,7 @@ pub(super) fn pod_parts(fs: &FeatureSet, config: &OperatorConfig) -> (PodParts, 
     if let Some(m) = store_mount(&store, &config.artifact_claim_name, false) {
         mounts.push(m);
     }
-    let env = vec![EnvVar {
-        name: "LEITWERK_SPEC".into(),
-        value: serde_json::to_string(&fs.spec).ok(),
-        ..Default::default()
-    }];
+    let env = vec![spec_env(&fs.spec)];
     let parts = PodParts {
         labels: BTreeMap::from([
             (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
@@ -70,15 +69,10 @@ pub(super) fn pod_parts(fs: &FeatureSet, config: &OperatorConfig) -> (PodParts, 
 }
 
 pub(super) fn job_args(fs: &FeatureSet, store: &str) -> Vec<String> {
-    vec![
-        "materialize".into(),
-        "--namespace".into(),
-        fs.namespace().unwrap_or_default(),
-        "--name".into(),
-        fs.name_any(),
-        "--artifact-store".into(),
-        store.into(),
-    ]
+    JobCommand::Materialize {
+        job: JobArgs::new(&fs.namespace().unwrap_or_default(), &fs.name_any(), store),
+    }
+    .to_args()
 }
 
 /// The materialization Job of one generation.

@@ -3,16 +3,9 @@
 use super::*;
 
 pub(super) async fn observe(ctx: &Context, fs: &FeatureSet, ns: &str) -> Result<Observed, Error> {
-    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let selector = format!("{FEATURE_SET_LABEL}={}", fs.name_any());
-    let mut jobs = jobs_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::Read {
-            what: "materialization Jobs".into(),
-            source,
-        })?
-        .items;
+    let owned = list_owned(ctx, fs, &selector, true, "Materialize").await?;
+    let mut jobs = owned.trusted;
     jobs.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
     let generation_job = generation_job_name(fs);
     let status = fs.status.clone().unwrap_or_default();
@@ -35,37 +28,28 @@ pub(super) async fn observe(ctx: &Context, fs: &FeatureSet, ns: &str) -> Result<
             })?;
         apply_if_changed(ctx, ns, cron, current.as_ref(), "materialization CronJob").await?;
     }
-    let mut observed = Observed::default();
+    let mut observed = Observed {
+        events: owned.foreign,
+        ..Default::default()
+    };
     for job in jobs.iter().rev() {
-        let state = job_state(job);
-        if state == JobState::Active {
-            if observed.active.is_none() && observed.finished.is_none() {
-                let pods = job_pods(ctx, ns, &job.name_any()).await?;
-                observed.active = Some((job.name_any(), unschedulable(&pods)));
+        let finished = status.last_job.as_deref() == Some(job.name_any().as_str());
+        match outcome::<MaterializeSummary>(ctx, job).await? {
+            JobOutcome::Running { unschedulable } => {
+                if observed.active.is_none() && observed.finished.is_none() {
+                    observed.active = Some((job.name_any(), unschedulable));
+                }
             }
-            continue;
-        }
-        if status.last_job.as_deref() == Some(job.name_any().as_str()) {
-            break;
-        }
-        let pods = job_pods(ctx, ns, &job.name_any()).await?;
-        let message = termination_message(&pods);
-        let result = match (&state, message) {
-            (JobState::Succeeded, Some(m)) => serde_json::from_str::<MaterializeSummary>(&m)
-                .map_err(|e| {
-                    format!(
-                        "the Job's summary is not readable ({e}): {}",
-                        reconcile::truncate(&m, 300)
-                    )
-                }),
-            (JobState::Succeeded, None) => {
-                Err("the Job succeeded but its pod left no summary".into())
+            _ if finished => break,
+            JobOutcome::Succeeded { summary, .. } => {
+                observed.finished = Some((job.name_any(), Ok(summary)));
+                break;
             }
-            (JobState::Failed(reason), m) => Err(failure_message(m.as_deref(), reason)),
-            (JobState::Active, _) => continue,
-        };
-        observed.finished = Some((job.name_any(), result));
-        break;
+            JobOutcome::Failed { reason } => {
+                observed.finished = Some((job.name_any(), Err(reason)));
+                break;
+            }
+        }
     }
     Ok(observed)
 }

@@ -44,15 +44,20 @@ pub fn decide_with(fs: &FeatureSet, observed: &Observed) -> Outcome<FeatureSetPh
                 ),
             ),
         ),
-        (None, Some((job, why)), _, _) => Outcome::new(
+        (None, Some((job, Some(why))), _, _) => Outcome::new(
+            FeatureSetPhase::Materializing,
+            Desired::failed(
+                READY,
+                "Unschedulable",
+                format!("materialization Job {job} cannot be scheduled: {why}"),
+            ),
+        ),
+        (None, Some((job, None)), _, _) => Outcome::new(
             FeatureSetPhase::Materializing,
             Desired::not(
                 READY,
                 "AwaitingMaterialization",
-                match why {
-                    Some(why) => format!("Job {job} cannot be scheduled: {why}"),
-                    None => format!("Job {job} is materializing the first snapshot"),
-                },
+                format!("Job {job} is materializing the first snapshot"),
             ),
         ),
         (None, None, Some(error), _) => Outcome::new(

@@ -60,6 +60,35 @@ fn unpublished_feature_sets_are_honest_about_waiting() {
 }
 
 #[test]
+fn an_unschedulable_materialization_job_is_a_warning_naming_the_scheduler_message() {
+    let observed = Observed {
+        active: Some((
+            "lead-features-mat-g1".into(),
+            Some("0/1 nodes are available: 1 Insufficient nvidia.com/gpu".into()),
+        )),
+        ..Default::default()
+    };
+    let outcome = decide_with(&example(), &observed);
+    assert_eq!(outcome.ready.reason, "Unschedulable");
+    assert!(reconcile::needs_attention(&outcome.ready));
+    assert!(
+        outcome
+            .ready
+            .message
+            .contains("lead-features-mat-g1 cannot be scheduled: 0/1 nodes"),
+        "{}",
+        outcome.ready.message
+    );
+    let running = Observed {
+        active: Some(("lead-features-mat-g1".into(), None)),
+        ..Default::default()
+    };
+    let outcome = decide_with(&example(), &running);
+    assert_eq!(outcome.ready.reason, "AwaitingMaterialization");
+    assert!(!reconcile::needs_attention(&outcome.ready));
+}
+
+#[test]
 fn credential_secrets_are_found_with_their_fields() {
     let mut spec = example().spec;
     assert!(secret_refs(&spec).is_empty());

@@ -1,7 +1,10 @@
 //! The children of a Model, built from its spec (pure): training Jobs, the serving
 //! Deployment and Service, and the token-less ServiceAccount.
 
+use leitwerk_crds::command::{JobArgs, JobCommand, MetricLabel, ModelArg, ServerArgs, TrainArgs};
+
 use super::*;
+use crate::workloads::spec_env;
 
 /// Name of a Model's serving Deployment and Service.
 pub fn serving_name(model: &Model) -> String {
@@ -58,24 +61,21 @@ pub fn build_training_job(
         .insert(VERSION_LABEL.to_string(), version.to_string());
     let mut spec = model.spec.clone();
     spec.serving.image = None;
-    p.env.push(EnvVar {
-        name: "LEITWERK_SPEC".into(),
-        value: serde_json::to_string(&spec).ok(),
-        ..Default::default()
-    });
-    let args = vec![
-        "train".into(),
-        "--namespace".into(),
-        model.namespace().unwrap_or_default(),
-        "--name".into(),
-        model.name_any(),
-        "--version".into(),
-        version.into(),
-        "--snapshot".into(),
-        snapshot.into(),
-        "--artifact-store".into(),
-        config.artifact_store.clone(),
-    ];
+    p.env.push(spec_env(&spec));
+    let args = JobCommand::Train {
+        job: JobArgs::new(
+            &model.namespace().unwrap_or_default(),
+            &model.name_any(),
+            &config.artifact_store,
+        ),
+        train: TrainArgs {
+            snapshot: snapshot.into(),
+            version: version.into(),
+            // The trainer image sets ORT_DYLIB_PATH.
+            onnxruntime: None,
+        },
+    }
+    .to_args();
     let image = training
         .image
         .clone()
@@ -93,11 +93,11 @@ pub fn build_training_job(
     );
     job.metadata.annotations = Some(BTreeMap::from([
         (
-            "leitwerk.dev/generation".to_string(),
+            GENERATION_ANNOTATION.to_string(),
             model.metadata.generation.unwrap_or(0).to_string(),
         ),
         (
-            "leitwerk.dev/data-version".to_string(),
+            DATA_VERSION_ANNOTATION.to_string(),
             data_version.to_string(),
         ),
     ]));
@@ -114,7 +114,8 @@ pub fn build_serving(
     let p = serving_parts(model, config);
     let mut args = serving_args(model, version);
     let ns = model.namespace().unwrap_or_default();
-    args.extend(["--metric-label".to_string(), format!("namespace={ns}")]);
+    args.metric_labels
+        .push(MetricLabel("namespace".into(), ns.clone()));
     let image = serving_image(model, config);
     let owner = model.controller_owner_ref(&()).unwrap_or_default();
     let name = serving_name(model);
@@ -153,26 +154,26 @@ pub fn serving_image(model: &Model, config: &OperatorConfig) -> String {
 }
 
 /// The inference server's arguments for one version: the digest-pinned model and batching.
-pub fn serving_args(model: &Model, version: &ModelVersion) -> Vec<String> {
+pub fn serving_args(model: &Model, version: &ModelVersion) -> ServerArgs {
     let serving = &model.spec.serving;
     let url = version.artifact_url.clone().unwrap_or_default();
     let digest = version
         .artifact_digest
         .as_deref()
         .and_then(|d| d.strip_prefix("sha256:"))
-        .map(|d| format!("#sha256:{d}"))
-        .unwrap_or_default();
-    let mut args = vec![
-        "--model".to_string(),
-        format!("{}={}={url}{digest}", model.name_any(), version.version),
-    ];
+        .map(str::to_string);
+    let mut args = ServerArgs {
+        models: vec![ModelArg {
+            name: model.name_any(),
+            version: version.version.clone(),
+            url,
+            sha256: digest,
+        }],
+        ..ServerArgs::default()
+    };
     if let Some(b) = &serving.batching {
-        args.extend([
-            "--max-batch-size".into(),
-            b.max_batch_size.to_string(),
-            "--max-batch-delay-ms".into(),
-            b.max_delay_ms.to_string(),
-        ]);
+        args.max_batch_size = usize::try_from(b.max_batch_size).unwrap_or(1);
+        args.max_batch_delay_ms = u64::try_from(b.max_delay_ms).unwrap_or(0);
     }
     args
 }

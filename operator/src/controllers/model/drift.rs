@@ -96,9 +96,7 @@ async fn check_drift(
     let name = model.name_any();
     let selector = format!(r#"namespace="{ns}",model="{name}",version="{serving}",experiment="""#);
     let prometheus = ctx.prometheus(&ctx.config.prometheus_url)?;
-    let features =
-        crate::controllers::experiment::drift_of(&prometheus, &selector, &policy.window, &[])
-            .await?;
+    let features = crate::prom::input_drift(&prometheus, &selector, &policy.window, &[]).await?;
     let rows = features.iter().map(|f| f.rows).fold(0.0, f64::max);
     let (level, worst) = drift_level(policy, &features);
     let previous = drift.take().filter(|d| d.version == serving);

@@ -1,13 +1,15 @@
 //! Observing a Model's training Jobs: finished versions, the Job in progress, and whether
 //! a new version must be trained (new spec, new data, the schedule, a drift request).
 
+use leitwerk_crds::metrics::Metric;
+
 use super::*;
 
-/// Whether a version's metrics meet `minMetrics` (`logLoss`, `brier`, `mae`, `rmse` are
-/// maxima; everything else minima). Returns the first unmet requirement.
+/// Whether a version's metrics meet `minMetrics` (losses and errors are maxima, everything
+/// else minima: [`Metric::lower_is_better`]). Returns the first unmet requirement.
 pub fn unmet(spec: &ModelSpec, metrics: &BTreeMap<String, f64>) -> Option<String> {
     for (name, limit) in spec.min_metrics.iter().flatten() {
-        let lower_is_better = matches!(name.as_str(), "logLoss" | "brier" | "mae" | "rmse");
+        let lower_is_better = name.parse::<Metric>().is_ok_and(|m| m.lower_is_better());
         match metrics.get(name) {
             None => return Some(format!("metric {name} was not measured")),
             Some(v) if lower_is_better && v > limit => {
@@ -69,16 +71,10 @@ pub(super) async fn observe_training(
         }
         return Ok(observed);
     }
-    let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let selector = format!("{MODEL_LABEL}={}", model.name_any());
-    let jobs = jobs_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::Read {
-            what: "training Jobs".into(),
-            source,
-        })?
-        .items;
+    let owned = list_owned(ctx, model, &selector, false, "Train").await?;
+    observed.events.extend(owned.foreign);
+    let jobs = owned.trusted;
     let recorded = |v: &str| status.versions.iter().any(|x| x.version == v);
     let mut highest = status
         .versions
@@ -94,64 +90,23 @@ pub(super) async fn observe_training(
         if recorded(&version) {
             continue;
         }
-        let state = job_state(job);
-        if state == JobState::Active {
-            let pods = job_pods(ctx, ns, &job.name_any()).await?;
-            observed.active = Some((job.name_any(), unschedulable(&pods)));
-            continue;
-        }
-        let pods = job_pods(ctx, ns, &job.name_any()).await?;
-        let message = termination_message(&pods);
-        let generation = job
-            .annotations()
-            .get("leitwerk.dev/generation")
-            .and_then(|g| g.parse().ok());
-        let data_version = job.annotations().get("leitwerk.dev/data-version").cloned();
-        let mut v = ModelVersion {
+        let v = ModelVersion {
             version: version.clone(),
-            generation,
-            data_version,
+            generation: job
+                .annotations()
+                .get(GENERATION_ANNOTATION)
+                .and_then(|g| g.parse().ok()),
+            data_version: job.annotations().get(DATA_VERSION_ANNOTATION).cloned(),
             ..Default::default()
         };
-        match (
-            &state,
-            message.as_deref().map(serde_json::from_str::<TrainSummary>),
-        ) {
-            (JobState::Succeeded, Some(Ok(summary))) => {
-                v.artifact_digest = Some(summary.digest);
-                v.artifact_url = Some(summary.model_url);
-                v.data_version = Some(summary.data_version);
-                v.metrics = summary
-                    .metrics
-                    .into_iter()
-                    .map(|(k, x)| (k, (x * 1e4).round() / 1e4))
-                    .collect();
-                v.trained_at = job
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.completion_time.as_ref())
-                    .map(|t| t.0.to_string());
-                match unmet(&model.spec, &v.metrics) {
-                    None => v.state = VersionState::Candidate,
-                    Some(why) => {
-                        v.state = VersionState::Rejected;
-                        v.message = Some(why);
-                    }
-                }
+        match outcome::<TrainSummary>(ctx, job).await? {
+            JobOutcome::Running { unschedulable } => {
+                observed.active = Some((job.name_any(), unschedulable));
             }
-            _ => {
-                v.state = VersionState::Failed;
-                let reason = match &state {
-                    JobState::Failed(reason) => reason.clone(),
-                    _ => "the Job succeeded but left no readable summary".into(),
-                };
-                v.message = Some(reconcile::truncate(
-                    &failure_message(message.as_deref(), &reason),
-                    512,
-                ));
-            }
+            done => observed
+                .finished
+                .push(trained_version(&model.spec, v, done)),
         }
-        observed.finished.push(v);
     }
     observed
         .finished
@@ -218,6 +173,41 @@ pub(super) async fn observe_training(
         observed.started = Some(job.name_any());
     }
     Ok(observed)
+}
+
+/// The version a finished training Job makes: a Candidate when its metrics meet
+/// `minMetrics`, Rejected when they do not, Failed when the Job failed. Pure.
+pub fn trained_version(
+    spec: &ModelSpec,
+    mut v: ModelVersion,
+    outcome: JobOutcome<TrainSummary>,
+) -> ModelVersion {
+    match outcome {
+        JobOutcome::Succeeded { summary, finished } => {
+            v.artifact_digest = Some(summary.digest);
+            v.artifact_url = Some(summary.model_url);
+            v.data_version = Some(summary.data_version);
+            v.metrics = summary
+                .metrics
+                .into_iter()
+                .map(|(k, x)| (k, (x * 1e4).round() / 1e4))
+                .collect();
+            v.trained_at = finished;
+            match unmet(spec, &v.metrics) {
+                None => v.state = VersionState::Candidate,
+                Some(why) => {
+                    v.state = VersionState::Rejected;
+                    v.message = Some(why);
+                }
+            }
+        }
+        JobOutcome::Failed { reason } => {
+            v.state = VersionState::Failed;
+            v.message = Some(reconcile::truncate(&reason, 512));
+        }
+        JobOutcome::Running { .. } => {}
+    }
+    v
 }
 
 /// Whether a new version must be trained: none yet, the spec changed since the newest one, a

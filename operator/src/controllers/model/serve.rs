@@ -9,11 +9,8 @@ pub(super) async fn serve(
     version: &ModelVersion,
 ) -> Result<(i32, i32), Error> {
     let (deployment, service) = build_serving(model, &ctx.config, version);
+    let wanted = deployment.clone();
     let current = crate::apply::apply_serving(ctx, ns, deployment, service, "serving").await?;
-    let available = current
-        .as_ref()
-        .and_then(|d| d.status.as_ref())
-        .and_then(|s| s.available_replicas)
-        .unwrap_or(0);
+    let available = crate::workloads::available_replicas(current.as_ref(), &wanted);
     Ok((available, model.spec.serving.replicas))
 }

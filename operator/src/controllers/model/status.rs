@@ -51,7 +51,7 @@ pub fn decide_with(
     if let Some(serving) = versions.iter().find(|v| v.state == VersionState::Serving) {
         let auc = serving
             .metrics
-            .get("auc")
+            .get(Metric::Auc.as_str())
             .map(|a| format!(" (AUC {a})"))
             .unwrap_or_default();
         return with_training(match observed.serving_replicas {

@@ -1,5 +1,7 @@
 //! What the CRD schema cannot check of a Model's spec.
 
+use leitwerk_crds::metrics::Metric;
+
 use super::*;
 
 /// Checks what the schema cannot.
@@ -26,10 +28,7 @@ pub fn validate(spec: &ModelSpec) -> Result<(), Vec<FieldError>> {
     }
     if let Some(metrics) = &spec.min_metrics {
         for (name, value) in metrics {
-            let bounded = matches!(
-                name.as_str(),
-                "auc" | "prAuc" | "precision" | "recall" | "f1" | "brier"
-            );
+            let bounded = name.parse::<Metric>().is_ok_and(|m| m.is_unit_interval());
             if bounded && !(0.0..=1.0).contains(value) {
                 errors.push(FieldError::new(
                     format!("spec.minMetrics.{name}"),

@@ -5,6 +5,12 @@
 use k8s_openapi::api::apps::v1::{DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, KeyToPath, Volume, VolumeMount};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use leitwerk_crds::command::{
+    IndexArg, IndexArgs, JobArgs, JobCommand, MetricLabel, ServerArgs, SourceMount,
+};
+use leitwerk_crds::rag_index::SearchMode;
+
+use crate::workloads::spec_env;
 
 use super::*;
 
@@ -42,10 +48,12 @@ pub fn store_of(index: &RagIndex, config: &OperatorConfig) -> String {
 /// The URL under which a RagIndex's index files live (for messages).
 pub fn index_prefix_url(index: &RagIndex, config: &OperatorConfig) -> String {
     format!(
-        "{}/indexes/{}/{}/",
+        "{}/{}",
         store_of(index, config).trim_end_matches('/'),
-        index.namespace().unwrap_or_default(),
-        index.name_any()
+        leitwerk_crds::contract::index_prefix(
+            &index.namespace().unwrap_or_default(),
+            &index.name_any()
+        )
     )
 }
 
@@ -93,17 +101,33 @@ pub fn static_prefix(path: &str) -> String {
     if dir.is_empty() { "/".into() } else { dir }
 }
 
-fn parts(index: &RagIndex, config: &OperatorConfig, read_only_store: bool) -> PodParts {
+/// What a RagIndex pod does; it decides which Secrets the pod receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodRole {
+    /// An indexing Job: reads the sources (with their credentials), writes the store.
+    Build,
+    /// The deletion Job: removes index files from the store (its credentials only).
+    Delete,
+    /// The retrieval pod: reads the store (its credentials only), never the sources.
+    Serve,
+}
+
+/// The pod parts of `role`: least secrets — source credentials reach the indexing Job only.
+pub fn parts(index: &RagIndex, config: &OperatorConfig, role: PodRole) -> PodParts {
     let mut mounts = Vec::new();
     if let Some(m) = store_mount(
         &store_of(index, config),
         &config.artifact_claim_name,
-        read_only_store,
+        role == PodRole::Serve,
     ) {
         mounts.push(m);
     }
     let mut secret_env: Vec<String> = config.artifact_store_secret.iter().cloned().collect();
-    for s in &index.spec.sources {
+    let sources = match role {
+        PodRole::Build => index.spec.sources.as_slice(),
+        PodRole::Delete | PodRole::Serve => &[],
+    };
+    for s in sources {
         if let Some(name) = s
             .object_store
             .as_ref()
@@ -137,38 +161,43 @@ pub struct BuildInputs {
     pub sources_digest: String,
     /// URL of the newest version's index file, to build incrementally from.
     pub previous: Option<String>,
+    /// The serving version's index file and mode, measured again on the labelled set.
+    pub serving: Option<(String, SearchMode)>,
     /// URLs of the index files the versions in status keep; every other file is removed.
     pub keep: Vec<String>,
     /// The schedule's due time this build is for, if the schedule started it.
     pub scheduled_for: Option<String>,
 }
 
-/// `leitwerk-trainer <command>` for this RagIndex and its artifact store.
-fn trainer_args(command: &str, index: &RagIndex, config: &OperatorConfig) -> Vec<String> {
-    vec![
-        command.to_string(),
-        "--namespace".into(),
-        index.namespace().unwrap_or_default(),
-        "--name".into(),
-        index.name_any(),
-        "--artifact-store".into(),
-        store_of(index, config),
-    ]
-}
-
-fn spec_env(value: Option<String>) -> EnvVar {
-    EnvVar {
-        name: "LEITWERK_SPEC".into(),
-        value,
-        ..Default::default()
-    }
+/// The trainer's common arguments for this RagIndex and its artifact store.
+fn job_args(index: &RagIndex, config: &OperatorConfig) -> JobArgs {
+    JobArgs::new(
+        &index.namespace().unwrap_or_default(),
+        &index.name_any(),
+        &store_of(index, config),
+    )
 }
 
 /// The indexing Job of one build.
 pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &BuildInputs) -> Job {
     let spec = &index.spec;
-    let mut p = parts(index, config, false);
-    let mut args = trainer_args("index", index, config);
+    let mut p = parts(index, config, PodRole::Build);
+    let mut args = IndexArgs {
+        sources: Vec::new(),
+        // The trainer image sets LEITWERK_EMBEDDING_MODEL_DIR.
+        model_dir: None,
+        previous: inputs.previous.clone(),
+        labelled: None,
+        k: 5,
+        prune: true,
+        keep: inputs.keep.clone(),
+        serving: inputs.serving.as_ref().map(|(url, _)| url.clone()),
+        serving_mode: inputs.serving.as_ref().map(|(_, m)| *m).unwrap_or_default(),
+    };
+    let mount = |name: &str, path: &str| SourceMount {
+        name: name.into(),
+        path: path.into(),
+    };
     for (i, source) in spec.sources.iter().enumerate() {
         if let Some(cm) = &source.config_map_ref {
             let dir = format!("{SOURCES_DIR}/{}", source.name);
@@ -178,7 +207,7 @@ pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &Build
                 &dir,
                 None,
             ));
-            args.extend(["--source".into(), format!("{}={dir}", source.name)]);
+            args.sources.push(mount(&source.name, &dir));
         }
         if let Some(file) = &source.file {
             if let Some(claim) = &file.claim_name {
@@ -188,13 +217,10 @@ pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &Build
                         .push(claim_mount(&format!("source-{i}"), claim, &dir, true));
                 }
             }
-            args.extend(["--source".into(), format!("{}={}", source.name, file.path)]);
+            args.sources.push(mount(&source.name, &file.path));
         }
         if let Some(objects) = &source.object_store {
-            args.extend([
-                "--source".into(),
-                format!("{}={}", source.name, objects.url),
-            ]);
+            args.sources.push(mount(&source.name, &objects.url));
         }
     }
     if let Some(evaluation) = &spec.evaluation {
@@ -205,22 +231,20 @@ pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &Build
                 EVALUATION_DIR,
                 Some(&cm.key),
             ));
-            args.extend(["--labelled".into(), format!("{EVALUATION_DIR}/{}", cm.key)]);
+            args.labelled = Some(format!("{EVALUATION_DIR}/{}", cm.key));
         } else if let Some(url) = &evaluation.labelled_set_url {
-            args.extend(["--labelled".into(), url.clone()]);
+            args.labelled = Some(url.clone());
         }
-        args.extend(["--k".into(), evaluation.k.to_string()]);
+        args.k = usize::try_from(evaluation.k).unwrap_or(5);
     }
-    if let Some(previous) = &inputs.previous {
-        args.extend(["--previous".into(), previous.clone()]);
+    let args = JobCommand::Index {
+        job: job_args(index, config),
+        index: args,
     }
-    args.push("--prune".into());
-    for url in &inputs.keep {
-        args.extend(["--keep".into(), url.clone()]);
-    }
+    .to_args();
     p.labels
         .insert(BUILD_LABEL.to_string(), inputs.number.to_string());
-    p.env.push(spec_env(serde_json::to_string(spec).ok()));
+    p.env.push(spec_env(spec));
     let owner = index.controller_owner_ref(&()).unwrap_or_default();
     let mut job = trainer_job(
         &build_job_name(index, inputs.number),
@@ -252,11 +276,14 @@ pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &Build
 /// The Job that removes every index file of a RagIndex being deleted. It has no owner (its
 /// owner is going) and removes itself an hour after it finished.
 pub fn build_delete_job(index: &RagIndex, config: &OperatorConfig) -> Job {
-    let mut p = parts(index, config, false);
-    p.env.push(spec_env(Some("{}".into())));
+    let mut p = parts(index, config, PodRole::Delete);
+    p.env.push(spec_env(&serde_json::json!({})));
     // It runs as the RagIndex's ServiceAccount, which the garbage collector keeps until the
     // RagIndex itself is gone (after this Job).
-    let args = trainer_args("delete-index", index, config);
+    let args = JobCommand::DeleteIndex {
+        job: job_args(index, config),
+    }
+    .to_args();
     let mut job = trainer_job(
         &child_name(&index.name_any(), "delete-index"),
         &index.namespace().unwrap_or_default(),
@@ -274,22 +301,32 @@ pub fn build_delete_job(index: &RagIndex, config: &OperatorConfig) -> Job {
     job
 }
 
+/// The mode a version serves in: the one its build measured and chose (the gate judged that
+/// mode), else the spec's, else Dense.
+pub fn serving_mode(index: &RagIndex, version: &IndexVersion) -> SearchMode {
+    version
+        .search_mode
+        .or(index.spec.search.mode)
+        .unwrap_or_default()
+}
+
 /// The retrieval Deployment and Service of the serving version.
 pub fn build_serving(
     index: &RagIndex,
     config: &OperatorConfig,
     version: &IndexVersion,
 ) -> (Deployment, Service) {
-    let p = parts(index, config, true);
+    let p = parts(index, config, PodRole::Serve);
     let ns = index.namespace().unwrap_or_default();
-    let args = vec![
-        "--index".to_string(),
-        format!("{}={}", index.name_any(), version.url),
-        "--metric-label".into(),
-        format!("namespace={ns}"),
-        "--search-mode".into(),
-        index.spec.search.mode.to_string(),
-    ];
+    let args = ServerArgs {
+        indexes: vec![IndexArg {
+            name: index.name_any(),
+            url: version.url.clone(),
+        }],
+        search_mode: serving_mode(index, version),
+        metric_labels: vec![MetricLabel("namespace".into(), ns.clone())],
+        ..ServerArgs::default()
+    };
     let owner = index.controller_owner_ref(&()).unwrap_or_default();
     let name = serving_name(index);
     let mut deployment = serving_deployment(

@@ -3,20 +3,10 @@
 //! versions kept.
 
 use leitwerk_crds::model::ScheduleStatus;
-use leitwerk_crds::rag_index::admit;
+use leitwerk_crds::rag_index::{SearchMode, admit};
+use leitwerk_crds::summary::RetrievalQuality;
 
 use super::*;
-
-/// An Event this reconcile decided to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    /// Warning (a human should look) or Normal.
-    pub warning: bool,
-    /// PascalCase reason.
-    pub reason: &'static str,
-    /// What happened.
-    pub note: String,
-}
 
 /// What the cluster shows about a RagIndex's builds, and what this reconcile changed.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -53,28 +43,11 @@ impl Observed {
     }
 
     fn notice(&mut self, warning: bool, reason: &'static str, note: String) {
-        self.events.push(Notice {
-            warning,
-            reason,
-            note,
+        self.events.push(if warning {
+            Notice::warning("Index", reason, note)
+        } else {
+            Notice::normal("Index", reason, note)
         });
-    }
-}
-
-impl Notice {
-    /// The Event to publish.
-    pub fn event(&self) -> Event {
-        Event {
-            type_: if self.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: self.reason.into(),
-            note: Some(reconcile::truncate(&self.note, 1024)),
-            action: "Index".into(),
-            secondary: None,
-        }
     }
 }
 
@@ -99,14 +72,17 @@ pub(super) async fn observe_builds(
         schedule: status.schedule.clone(),
         ..Default::default()
     };
-    let jobs: Vec<Job> = Api::<Job>::namespaced(ctx.client.clone(), ns)
-        .list(&ListParams::default().labels(&format!("{RAG_INDEX_LABEL}={}", index.name_any())))
-        .await
-        .map_err(|source| Error::Read {
-            what: "indexing Jobs".into(),
-            source,
-        })?
-        .items
+    let owned = list_owned(
+        ctx,
+        index,
+        &format!("{RAG_INDEX_LABEL}={}", index.name_any()),
+        false,
+        "Index",
+    )
+    .await?;
+    observed.events.extend(owned.foreign);
+    let jobs: Vec<Job> = owned
+        .trusted
         .into_iter()
         .filter(|j| build_number(j).is_some())
         .collect();
@@ -122,10 +98,8 @@ pub(super) async fn observe_builds(
         .collect();
     open.sort_by_key(|j| build_number(j));
     for job in open {
-        let number = build_number(job).unwrap_or(0);
-        let pods = job_pods(ctx, ns, &job.name_any()).await?;
-        let mut build = IndexBuild {
-            number,
+        let build = IndexBuild {
+            number: build_number(job).unwrap_or(0),
             job: job.name_any(),
             generation: job
                 .annotations()
@@ -134,53 +108,7 @@ pub(super) async fn observe_builds(
             sources_digest: job.annotations().get(SOURCES_ANNOTATION).cloned(),
             ..Default::default()
         };
-        match job_state(job) {
-            JobState::Active => {
-                observed.active = Some((job.name_any(), unschedulable(&pods)));
-                observed.last_build = Some(build);
-            }
-            state => {
-                let message = termination_message(&pods);
-                let finished = job
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.completion_time.as_ref())
-                    .map(|t| t.0.to_string());
-                let summary = message
-                    .as_deref()
-                    .and_then(|m| serde_json::from_str::<IndexSummary>(m).ok());
-                match (&state, summary) {
-                    (JobState::Succeeded, Some(summary)) => {
-                        record_version(index, &mut observed, &mut build, summary, finished);
-                    }
-                    _ => {
-                        let reason = match &state {
-                            JobState::Failed(reason) => reason.clone(),
-                            _ => "the Job succeeded but left no readable summary".into(),
-                        };
-                        build.state = BuildState::Failed;
-                        build.message = Some(reconcile::truncate(
-                            &failure_message(message.as_deref(), &reason),
-                            512,
-                        ));
-                        let stays = match observed.serving() {
-                            Some(v) => format!("version {} keeps serving", v.version),
-                            None => "nothing serves yet".into(),
-                        };
-                        observed.notice(
-                            true,
-                            "BuildFailed",
-                            format!(
-                                "build {number} (Job {}) failed: {}; {stays}",
-                                build.job,
-                                build.message.clone().unwrap_or_default()
-                            ),
-                        );
-                    }
-                }
-                observed.last_build = Some(build);
-            }
-        }
+        record_build(index, &mut observed, build, outcome(ctx, job).await?);
     }
 
     // The refresh schedule: the due time owed a build, if any, and the next one.
@@ -228,6 +156,9 @@ pub(super) async fn observe_builds(
             number: highest + 1,
             sources_digest: sources_digest.to_string(),
             previous: kept.last().map(|v| v.url.clone()),
+            serving: observed
+                .serving()
+                .map(|v| (v.url.clone(), v.search_mode.unwrap_or_default())),
             keep: kept.iter().map(|v| v.url.clone()).collect(),
             scheduled_for: due.map(schedule::format),
         };
@@ -262,6 +193,43 @@ pub(super) async fn observe_builds(
         });
     }
     Ok(observed)
+}
+
+/// Records what a build's Job shows: still running, a version through the gate, or a
+/// failure that leaves the serving version serving.
+pub fn record_build(
+    index: &RagIndex,
+    observed: &mut Observed,
+    mut build: IndexBuild,
+    outcome: JobOutcome<IndexSummary>,
+) {
+    match outcome {
+        JobOutcome::Running { unschedulable } => {
+            observed.active = Some((build.job.clone(), unschedulable));
+        }
+        JobOutcome::Succeeded { summary, finished } => {
+            record_version(index, observed, &mut build, summary, finished);
+        }
+        JobOutcome::Failed { reason } => {
+            build.state = BuildState::Failed;
+            build.message = Some(reconcile::truncate(&reason, 512));
+            let stays = match observed.serving() {
+                Some(v) => format!("version {} keeps serving", v.version),
+                None => "nothing serves yet".into(),
+            };
+            observed.notice(
+                true,
+                "BuildFailed",
+                format!(
+                    "build {} (Job {}) failed: {}; {stays}",
+                    build.number,
+                    build.job,
+                    build.message.clone().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    observed.last_build = Some(build);
 }
 
 /// Whether a new build is due: none yet, the spec or the ConfigMap sources changed since the
@@ -305,9 +273,16 @@ pub fn record_version(
         .or_else(|| Some(k8s_openapi::jiff::Timestamp::now().to_string()));
     if let Some(known) = observed
         .versions
-        .iter()
+        .iter_mut()
         .find(|v| v.digest == summary.digest)
     {
+        // The same file, measured again: a changed labelled set or search mode shows in the
+        // serving version's figures and in the mode its Deployment serves.
+        if known.state == IndexVersionState::Serving && summary.quality.is_some() {
+            known.quality = summary.quality.clone().map(round_quality);
+            known.search_mode = Some(summary.search_mode);
+            known.quality_by_mode = rounded_by_mode(&summary);
+        }
         let note = format!(
             "build {} found the sources unchanged: version {} ({})",
             build.number, known.version, known.state
@@ -318,10 +293,15 @@ pub fn record_version(
     let serving = observed.serving();
     let gate = match &index.spec.evaluation {
         None => Ok(()),
+        // The serving version as the build measured it again on the same labelled set (a
+        // summary of an older trainer has none: then its recorded figure).
         Some(e) => match &summary.quality {
             Some(q) => admit(
                 q,
-                serving.as_ref().and_then(|s| s.quality.as_ref()),
+                summary
+                    .serving_quality
+                    .as_ref()
+                    .or_else(|| serving.as_ref().and_then(|s| s.quality.as_ref())),
                 e.min_recall,
                 e.tolerance,
             ),
@@ -332,12 +312,22 @@ pub fn record_version(
         .quality
         .as_ref()
         .map(|q| {
+            let modes: Vec<String> = summary
+                .quality_by_mode
+                .iter()
+                .map(|(m, q)| format!("{m} {:.3}", q.recall_at_k))
+                .collect();
+            let modes = match modes.is_empty() {
+                true => String::new(),
+                false => format!(" (measured {})", modes.join(", ")),
+            };
             format!(
-                ", recall@{} {:.3}, nDCG@{} {:.3}",
-                q.k, q.recall_at_k, q.k, q.ndcg_at_k
+                ", {} search, recall@{} {:.3}, nDCG@{} {:.3}{modes}",
+                summary.search_mode, q.k, q.recall_at_k, q.k, q.ndcg_at_k
             )
         })
         .unwrap_or_default();
+    let summary_findings = (summary.personal_data, summary.injection);
     let mut version = IndexVersion {
         version: summary.version.clone(),
         state: IndexVersionState::Serving,
@@ -346,14 +336,20 @@ pub fn record_version(
         build: build.number,
         documents: summary.documents,
         chunks: summary.chunks,
-        quality: summary.quality.map(round_quality),
+        quality: summary.quality.clone().map(round_quality),
+        search_mode: Some(summary.search_mode),
+        quality_by_mode: rounded_by_mode(&summary),
         model: Some(summary.model.clone()),
+        personal_data: summary.personal_data_by_kind.clone(),
         flagged: Some(summary.flagged),
         quarantined: Some(summary.quarantined),
         hidden_html: Some(summary.hidden_html),
         built_at: finished,
         message: None,
     };
+    if let Some(notice) = ingest_findings(&version, &summary_findings) {
+        observed.events.push(notice);
+    }
     match gate {
         Ok(()) => {
             for v in &mut observed.versions {
@@ -389,6 +385,56 @@ pub fn record_version(
     }
     observed.versions.push(version);
     bound(&mut observed.versions, history_limit(index));
+}
+
+/// The quality in each mode measured, rounded like the version's own.
+fn rounded_by_mode(summary: &IndexSummary) -> BTreeMap<SearchMode, RetrievalQuality> {
+    summary
+        .quality_by_mode
+        .iter()
+        .map(|(m, q)| (*m, round_quality(q.clone())))
+        .collect()
+}
+
+/// The `IngestFindings` Event of a new version: what the safety scan found, by kind, and
+/// what it did — counts only, never a value or a sample. A Warning when chunks were
+/// quarantined or flagged (a reviewer should look), Normal when everything was redacted.
+pub fn ingest_findings(
+    version: &IndexVersion,
+    (personal, injection): &(i64, i64),
+) -> Option<Notice> {
+    let flagged = version.flagged.unwrap_or(0);
+    let quarantined = version.quarantined.unwrap_or(0);
+    let hidden = version.hidden_html.unwrap_or(0);
+    if *personal == 0 && *injection == 0 && flagged == 0 && quarantined == 0 && hidden == 0 {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if *personal > 0 {
+        let kinds: Vec<String> = version
+            .personal_data
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        let kinds = if kinds.is_empty() {
+            personal.to_string()
+        } else {
+            kinds.join(", ")
+        };
+        parts.push(format!("personal data: {kinds}"));
+    }
+    if *injection > 0 {
+        parts.push(format!("{injection} prompt-injection signs"));
+    }
+    parts.push(format!(
+        "{quarantined} chunks quarantined (never served), {flagged} flagged for review, {hidden} documents with hidden HTML text (left out)"
+    ));
+    let note = format!("version {}: {}", version.version, parts.join("; "));
+    Some(if flagged > 0 || quarantined > 0 {
+        Notice::warning("Index", "IngestFindings", note)
+    } else {
+        Notice::normal("Index", "IngestFindings", note)
+    })
 }
 
 /// How many versions a RagIndex keeps.

@@ -242,6 +242,10 @@ pub fn apply_observed(status: &mut RagIndexStatus, observed: &Observed, endpoint
         .and_then(|v| v.quality)
         .map(|q| q.ndcg_at_k);
     status.embedding_model = serving.as_ref().and_then(|v| v.model.clone());
+    status.personal_data = serving
+        .as_ref()
+        .filter(|v| !v.personal_data.is_empty())
+        .map(|v| v.personal_data.values().sum());
     status.flagged = serving.as_ref().and_then(|v| v.flagged);
     status.quarantined = serving.as_ref().and_then(|v| v.quarantined);
     status.hidden_html = serving.as_ref().and_then(|v| v.hidden_html);
@@ -264,32 +268,8 @@ pub(super) async fn serve(
     version: &IndexVersion,
 ) -> Result<(i32, i32), Error> {
     let (deployment, service) = build_serving(index, &ctx.config, version);
-    let wanted_args = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.first())
-        .and_then(|c| c.args.clone());
+    let wanted = deployment.clone();
     let current = crate::apply::apply_serving(ctx, ns, deployment, service, "retrieval").await?;
-    // Availability counts only once the Deployment runs the version asked for.
-    let rolled_out = current.as_ref().is_some_and(|d| {
-        let spec_args = d
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .and_then(|p| p.containers.first())
-            .and_then(|c| c.args.clone());
-        let status = d.status.clone().unwrap_or_default();
-        spec_args == wanted_args
-            && status.observed_generation >= d.metadata.generation
-            && status.updated_replicas.unwrap_or(0) >= 1
-            && status.replicas.unwrap_or(0) == status.updated_replicas.unwrap_or(0)
-    });
-    let available = current
-        .as_ref()
-        .filter(|_| rolled_out)
-        .and_then(|d| d.status.as_ref())
-        .and_then(|s| s.available_replicas)
-        .unwrap_or(0);
+    let available = crate::workloads::available_replicas(current.as_ref(), &wanted);
     Ok((available, 1))
 }

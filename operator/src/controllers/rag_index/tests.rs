@@ -1,3 +1,4 @@
+use leitwerk_crds::rag_index::SearchMode;
 use leitwerk_crds::summary::{EmbeddingModelIdentity, RetrievalQuality};
 
 use super::*;
@@ -39,7 +40,12 @@ fn summary(digest: &str, recall: f64) -> IndexSummary {
             first_relevant: 40,
             queries: 44,
         }),
+        search_mode: SearchMode::Dense,
+        quality_by_mode: Default::default(),
+        serving_quality: None,
         personal_data: 0,
+        personal_data_by_kind: Default::default(),
+        injection: 0,
         flagged: 0,
         quarantined: 0,
         hidden_html: 0,
@@ -157,6 +163,7 @@ fn the_index_job_mounts_its_sources_and_labelled_set_and_keeps_the_versions_in_s
         number: 4,
         sources_digest: "d1".into(),
         previous: Some("file:///a/x.lwrag".into()),
+        serving: Some(("file:///a/w.lwrag".into(), SearchMode::Hybrid)),
         keep: vec!["file:///a/x.lwrag".into(), "file:///a/y.lwrag".into()],
         scheduled_for: None,
     };
@@ -171,6 +178,7 @@ fn the_index_job_mounts_its_sources_and_labelled_set_and_keeps_the_versions_in_s
         "--labelled /evaluation/queries.jsonl",
         "--k 5",
         "--previous file:///a/x.lwrag",
+        "--serving file:///a/w.lwrag --serving-mode Hybrid",
         "--prune --keep file:///a/x.lwrag --keep file:///a/y.lwrag",
     ] {
         assert!(args.contains(part), "{part} in {args}");
@@ -290,4 +298,204 @@ fn a_failed_build_leaves_the_serving_version_serving_and_says_why() {
         (RagIndexPhase::Failed, "BuildFailed")
     );
     assert!(outcome.ready.message.contains("not text"));
+}
+
+#[test]
+fn source_credentials_reach_the_index_job_only() {
+    let mut index = example();
+    index
+        .spec
+        .sources
+        .push(leitwerk_crds::rag_index::DocumentSource {
+            name: "bucket".into(),
+            file: None,
+            object_store: Some(leitwerk_crds::rag_index::DocumentObjects {
+                url: "s3://docs/product/".into(),
+                credentials_secret_ref: Some(leitwerk_crds::common::SecretReference {
+                    name: "docs-bucket-creds".into(),
+                }),
+            }),
+            config_map_ref: None,
+            feed: None,
+        });
+    let config = OperatorConfig {
+        artifact_store_secret: Some("artifact-store-creds".into()),
+        ..Default::default()
+    };
+    let secrets_of = |pod: &k8s_openapi::api::core::v1::PodSpec| -> Vec<String> {
+        pod.containers[0]
+            .env_from
+            .iter()
+            .flatten()
+            .filter_map(|e| e.secret_ref.as_ref().map(|s| s.name.clone()))
+            .collect()
+    };
+    let job = build_index_job(&index, &config, &BuildInputs::default());
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        secrets_of(&pod),
+        ["artifact-store-creds", "docs-bucket-creds"]
+    );
+
+    let serving = build_serving(&index, &config, &IndexVersion::default()).0;
+    let template = serving.spec.unwrap().template;
+    assert_eq!(
+        secrets_of(template.spec.as_ref().unwrap()),
+        ["artifact-store-creds"]
+    );
+    let text = serde_json::to_string(&template).unwrap();
+    assert!(!text.contains("docs-bucket-creds"), "{text}");
+
+    let delete = build_delete_job(&index, &config);
+    let pod = delete.spec.unwrap().template.spec.unwrap();
+    assert_eq!(secrets_of(&pod), ["artifact-store-creds"]);
+}
+
+#[test]
+fn ingest_findings_count_by_kind_and_never_carry_a_value() {
+    let index = example();
+    let mut observed = Observed::default();
+    let mut s = summary(&"c".repeat(64), 0.95);
+    s.personal_data = 3;
+    s.personal_data_by_kind = BTreeMap::from([
+        ("IBAN".to_string(), 1),
+        ("card number".to_string(), 1),
+        ("e-mail address".to_string(), 1),
+    ]);
+    s.injection = 1;
+    s.quarantined = 2;
+    let mut build = IndexBuild {
+        number: 1,
+        ..Default::default()
+    };
+    record_version(&index, &mut observed, &mut build, s, None);
+    let event = observed
+        .events
+        .iter()
+        .find(|e| e.reason == "IngestFindings")
+        .expect("an IngestFindings Event");
+    assert!(event.warning, "quarantined chunks need a reviewer");
+    assert!(
+        event
+            .note
+            .contains("personal data: 1 IBAN, 1 card number, 1 e-mail address"),
+        "{}",
+        event.note
+    );
+    assert!(
+        event.note.contains("2 chunks quarantined"),
+        "{}",
+        event.note
+    );
+    assert_eq!(observed.versions[0].personal_data.len(), 3);
+
+    // A clean version says nothing.
+    let mut observed = Observed::default();
+    record_version(
+        &index,
+        &mut observed,
+        &mut build,
+        summary(&"d".repeat(64), 0.95),
+        None,
+    );
+    assert!(observed.events.iter().all(|e| e.reason != "IngestFindings"));
+}
+
+fn quality(recall: f64) -> RetrievalQuality {
+    RetrievalQuality {
+        k: 5,
+        recall_at_k: recall,
+        mrr: 0.9,
+        ndcg_at_k: 0.9,
+        first_relevant: 40,
+        queries: 44,
+    }
+}
+
+#[test]
+fn the_gate_compares_with_the_serving_version_measured_again_on_the_same_labelled_set() {
+    let index = example();
+    let mut observed = Observed::default();
+    built(&index, &mut observed, 1, &"a".repeat(64), 0.95);
+    // A harder labelled set: the serving version reaches only 0.85 on it, the new one 0.86.
+    // Against the recorded 0.95 it would be refused; against the same set it is better.
+    let mut s = summary(&"b".repeat(64), 0.86);
+    s.serving_quality = Some(quality(0.85));
+    let mut build = IndexBuild {
+        number: 2,
+        ..Default::default()
+    };
+    record_version(&index, &mut observed, &mut build, s, None);
+    assert_eq!(observed.serving().unwrap().version, "b".repeat(12));
+
+    // Measured again, the serving version is far better than the new one: refused, naming
+    // the figure of the same set.
+    let mut s = summary(&"c".repeat(64), 0.86);
+    s.serving_quality = Some(quality(0.97));
+    let mut build = IndexBuild {
+        number: 3,
+        ..Default::default()
+    };
+    record_version(&index, &mut observed, &mut build, s, None);
+    let refused = observed.versions.last().unwrap();
+    assert_eq!(refused.state, IndexVersionState::Refused);
+    assert!(
+        refused.message.as_deref().unwrap().contains("0.970"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_version_serves_in_the_mode_its_build_measured_best_with_both_figures_recorded() {
+    let index = example();
+    assert_eq!(
+        index.spec.search.mode, None,
+        "the example leaves the mode open"
+    );
+    let mut observed = Observed::default();
+    let mut s = summary(&"a".repeat(64), 0.97);
+    s.search_mode = SearchMode::Hybrid;
+    s.quality_by_mode = [
+        (SearchMode::Dense, quality(0.93)),
+        (SearchMode::Hybrid, quality(0.97)),
+    ]
+    .into();
+    let mut build = IndexBuild {
+        number: 1,
+        ..Default::default()
+    };
+    record_version(&index, &mut observed, &mut build, s, None);
+    let v = observed.serving().unwrap();
+    assert_eq!(v.search_mode, Some(SearchMode::Hybrid));
+    assert_eq!(v.quality_by_mode[&SearchMode::Dense].recall_at_k, 0.93);
+    let promoted = observed
+        .events
+        .iter()
+        .find(|e| e.reason == "Promoted")
+        .unwrap();
+    assert!(
+        promoted.note.contains("Hybrid search") && promoted.note.contains("Dense 0.930"),
+        "{promoted:?}"
+    );
+    let (deployment, _) = build_serving(&index, &OperatorConfig::default(), &v);
+    let args = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap()
+        .join(" ");
+    assert!(args.contains("--search-mode Hybrid"), "{args}");
+
+    // The same file built again under a new labelled set: the serving version's figures and
+    // mode follow the new measurement.
+    let mut s = summary(&"a".repeat(64), 0.90);
+    s.search_mode = SearchMode::Dense;
+    let mut build = IndexBuild {
+        number: 2,
+        ..Default::default()
+    };
+    record_version(&index, &mut observed, &mut build, s, None);
+    let v = observed.serving().unwrap();
+    assert_eq!(observed.versions.len(), 1);
+    assert_eq!(v.search_mode, Some(SearchMode::Dense));
+    assert_eq!(v.quality.as_ref().unwrap().recall_at_k, 0.9);
 }

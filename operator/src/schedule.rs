@@ -1,4 +1,5 @@
-//! Scheduled retraining: which due time of `spec.training.retrain.schedule` is owed a training
+//! Schedules of every kind that has one (a Model's `training.retrain.schedule`, a RagIndex's
+//! `refreshSchedule`): which due time is owed a run
 //! (pure: no Kubernetes).
 
 use chrono::{DateTime, Timelike, Utc};
@@ -7,7 +8,7 @@ use kube::ResourceExt;
 use leitwerk_crds::{Model, model::ScheduleStatus};
 
 /// Annotation on a training Job started by the schedule: the due time it trains for.
-pub const SCHEDULED_FOR: &str = "leitwerk.dev/scheduled-for";
+pub const SCHEDULED_FOR: &str = leitwerk_crds::labels::SCHEDULED_FOR;
 
 /// What the schedule asks for now.
 #[derive(Debug, Clone, PartialEq, Eq)]

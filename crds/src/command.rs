@@ -1,0 +1,651 @@
+//! The command lines that cross a process boundary: the operator builds them into Jobs and
+//! Deployments, `leitwerk-trainer` and `leitwerk-inference-server` parse them with clap. One
+//! type per command line serves both directions (`to_args` writes what `clap` parses), and a
+//! round-trip test parses what the builder writes, so a flag cannot be renamed on one side
+//! only.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::contract::SPEC_ENV;
+use crate::rag_index::SearchMode;
+
+/// What every trainer Job sub-command takes.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct JobArgs {
+    /// The resource's spec as JSON, or `@PATH` to read it from a file. The operator passes it
+    /// in the environment ([`SPEC_ENV`]): specs outgrow comfortable command lines.
+    #[arg(long, env = SPEC_ENV, hide_env_values = true)]
+    pub spec: String,
+    /// Namespace of the resource.
+    #[arg(long, env = "LEITWERK_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Name of the resource.
+    #[arg(long, env = "LEITWERK_NAME")]
+    pub name: String,
+    /// Artifact store URL (`file:///…`, `s3://…`, `gs://…`, `az://…`).
+    #[arg(long, env = "LEITWERK_ARTIFACT_STORE")]
+    pub artifact_store: String,
+    /// Where the JSON summary goes besides stdout (Kubernetes reads it as the termination
+    /// message).
+    #[arg(
+        long,
+        env = "LEITWERK_TERMINATION_LOG",
+        default_value = "/dev/termination-log"
+    )]
+    pub termination_log: PathBuf,
+    /// Scratch directory (downloads of object-store sources).
+    #[arg(long, default_value = "/tmp")]
+    pub work_dir: PathBuf,
+}
+
+impl JobArgs {
+    /// The arguments of a Job the operator starts for `namespace`/`name`. The spec is left
+    /// empty: the operator puts it in the environment ([`SPEC_ENV`]), which `to_args` never
+    /// writes.
+    pub fn new(namespace: &str, name: &str, artifact_store: &str) -> JobArgs {
+        JobArgs {
+            spec: String::new(),
+            namespace: namespace.into(),
+            name: name.into(),
+            artifact_store: artifact_store.into(),
+            termination_log: PathBuf::from("/dev/termination-log"),
+            work_dir: PathBuf::from("/tmp"),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<String>) {
+        flag(out, "--namespace", &self.namespace);
+        flag(out, "--name", &self.name);
+        flag(out, "--artifact-store", &self.artifact_store);
+        if self.termination_log != PathBuf::from("/dev/termination-log") {
+            flag(out, "--termination-log", &self.termination_log.display());
+        }
+        if self.work_dir != PathBuf::from("/tmp") {
+            flag(out, "--work-dir", &self.work_dir.display());
+        }
+    }
+}
+
+/// `leitwerk-trainer train`'s own arguments.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct TrainArgs {
+    /// URL of the FeatureSet snapshot directory to train on.
+    #[arg(long)]
+    pub snapshot: String,
+    /// Version to record, as the operator numbers them (`v3`).
+    #[arg(long)]
+    pub version: String,
+    /// ONNX Runtime shared library for the parity check (the image sets `ORT_DYLIB_PATH`).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub onnxruntime: Option<PathBuf>,
+}
+
+/// A RagIndex source as the indexing Job sees it: its name and where it is mounted (a
+/// directory holding a ConfigMap's keys, or a glob of files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMount {
+    /// The source's name in the spec.
+    pub name: String,
+    /// A directory or a glob.
+    pub path: String,
+}
+
+impl FromStr for SourceMount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, path) = s
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+            .ok_or_else(|| format!("--source {s:?}: expected NAME=PATH"))?;
+        Ok(SourceMount {
+            name: name.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for SourceMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.path)
+    }
+}
+
+/// `leitwerk-trainer index`'s own arguments.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct IndexArgs {
+    /// A source and where it is mounted: `NAME=DIR` (a ConfigMap's keys) or `NAME=GLOB`.
+    #[arg(long = "source", required = true)]
+    pub sources: Vec<SourceMount>,
+    /// Directory of the embedding model (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`); the image sets `LEITWERK_EMBEDDING_MODEL_DIR`.
+    #[arg(long, env = "LEITWERK_EMBEDDING_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// URL of the previous version's index file, to build incrementally from.
+    #[arg(long)]
+    pub previous: Option<String>,
+    /// URL or path of the labelled set (JSON Lines of query and relevant document ids).
+    #[arg(long)]
+    pub labelled: Option<String>,
+    /// The k of recall@k.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Remove the RagIndex's other index files, except those given with --keep.
+    #[arg(long)]
+    pub prune: bool,
+    /// URL of an index file to keep when pruning (repeatable).
+    #[arg(long = "keep")]
+    pub keep: Vec<String>,
+    /// URL of the serving version's index file: measured again on the labelled set, so that
+    /// the gate compares figures from the same set.
+    #[arg(long)]
+    pub serving: Option<String>,
+    /// The mode the serving version serves in.
+    #[arg(long, default_value_t = SearchMode::Dense)]
+    pub serving_mode: SearchMode,
+}
+
+impl IndexArgs {
+    fn write(&self, out: &mut Vec<String>) {
+        for s in &self.sources {
+            flag(out, "--source", s);
+        }
+        if let Some(dir) = &self.model_dir {
+            flag(out, "--model-dir", &dir.display());
+        }
+        if let Some(url) = &self.labelled {
+            flag(out, "--labelled", url);
+        }
+        flag(out, "--k", &self.k);
+        if let Some(url) = &self.serving {
+            flag(out, "--serving", url);
+            flag(out, "--serving-mode", &self.serving_mode);
+        }
+        if let Some(url) = &self.previous {
+            flag(out, "--previous", url);
+        }
+        if self.prune {
+            out.push("--prune".into());
+        }
+        for url in &self.keep {
+            flag(out, "--keep", url);
+        }
+    }
+}
+
+/// The trainer's Job sub-commands: the ones the operator starts.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum JobCommand {
+    /// Materialize a FeatureSet into a versioned, point-in-time-correct snapshot with statistics.
+    Materialize {
+        /// The Job's resource and store.
+        #[command(flatten)]
+        job: JobArgs,
+    },
+    /// Train a Model on a FeatureSet snapshot, evaluate it and export one ONNX graph.
+    Train {
+        /// The Job's resource and store.
+        #[command(flatten)]
+        job: JobArgs,
+        /// What to train.
+        #[command(flatten)]
+        train: TrainArgs,
+    },
+    /// Chunk, embed and write the next version of a RagIndex.
+    Index {
+        /// The Job's resource and store.
+        #[command(flatten)]
+        job: JobArgs,
+        /// The sources and the versions.
+        #[command(flatten)]
+        index: IndexArgs,
+    },
+    /// Remove every index file of a RagIndex (the operator runs this when one is deleted).
+    DeleteIndex {
+        /// The Job's resource and store.
+        #[command(flatten)]
+        job: JobArgs,
+    },
+}
+
+impl JobCommand {
+    /// The common arguments.
+    pub fn job(&self) -> &JobArgs {
+        match self {
+            JobCommand::Materialize { job }
+            | JobCommand::Train { job, .. }
+            | JobCommand::Index { job, .. }
+            | JobCommand::DeleteIndex { job } => job,
+        }
+    }
+
+    /// The command line (sub-command first) that `leitwerk-trainer` parses back into `self`,
+    /// given the spec in [`SPEC_ENV`].
+    pub fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self {
+            JobCommand::Materialize { job } => {
+                out.push("materialize".into());
+                job.write(&mut out);
+            }
+            JobCommand::Train { job, train } => {
+                out.push("train".into());
+                job.write(&mut out);
+                flag(&mut out, "--version", &train.version);
+                flag(&mut out, "--snapshot", &train.snapshot);
+                if let Some(path) = &train.onnxruntime {
+                    flag(&mut out, "--onnxruntime", &path.display());
+                }
+            }
+            JobCommand::Index { job, index } => {
+                out.push("index".into());
+                job.write(&mut out);
+                index.write(&mut out);
+            }
+            JobCommand::DeleteIndex { job } => {
+                out.push("delete-index".into());
+                job.write(&mut out);
+            }
+        }
+        out
+    }
+}
+
+/// A model version the inference server serves: `NAME=VERSION=URL[#sha256:HEX]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelArg {
+    /// Model name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// URL of the ONNX file.
+    pub url: String,
+    /// Expected digest (hex, without `sha256:`), if given.
+    pub sha256: Option<String>,
+}
+
+impl FromStr for ModelArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.splitn(3, '=');
+        let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!(
+                "--model {s:?} is not NAME=VERSION=URL (e.g. lead-scoring=v3=file:///models/model.onnx)"
+            ));
+        };
+        if name.is_empty() || version.is_empty() || rest.is_empty() {
+            return Err(format!("--model {s:?} has an empty name, version or URL"));
+        }
+        let (url, sha256) = match rest.split_once("#sha256:") {
+            Some((url, hex)) => (url.to_string(), Some(hex.to_ascii_lowercase())),
+            None => (rest.to_string(), None),
+        };
+        Ok(ModelArg {
+            name: name.into(),
+            version: version.into(),
+            url,
+            sha256,
+        })
+    }
+}
+
+impl fmt::Display for ModelArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}={}", self.name, self.version, self.url)?;
+        match &self.sha256 {
+            Some(hex) => write!(f, "#sha256:{hex}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A RagIndex version the inference server serves: `NAME=URL` of its index file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexArg {
+    /// The RagIndex's name, as queried.
+    pub name: String,
+    /// URL of the index file.
+    pub url: String,
+}
+
+impl FromStr for IndexArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((name, url)) if !name.is_empty() && url.contains("://") => Ok(IndexArg {
+                name: name.into(),
+                url: url.into(),
+            }),
+            _ => Err(format!(
+                "--index {s:?} is not NAME=URL (e.g. product-docs=file:///indexes/ab12.lwrag)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for IndexArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.url)
+    }
+}
+
+/// Labels the inference server sets on its own metrics; a constant label may not reuse them.
+pub const RESERVED_METRIC_LABELS: [&str; 8] = [
+    "model", "version", "feature", "bucket", "kind", "outcome", "code", "protocol",
+];
+
+/// A constant metric label, `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricLabel(pub String, pub String);
+
+impl FromStr for MetricLabel {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (k, v) = text
+            .split_once('=')
+            .ok_or_else(|| format!("--metric-label {text:?} is not KEY=VALUE"))?;
+        let valid = !k.is_empty()
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid || k.starts_with("__") {
+            return Err(format!(
+                "--metric-label key {k:?} is not a Prometheus label name: use letters, digits and _, e.g. variant=canary"
+            ));
+        }
+        if RESERVED_METRIC_LABELS.contains(&k) {
+            return Err(format!(
+                "--metric-label key {k:?} is a label the server sets itself; pick another"
+            ));
+        }
+        Ok(MetricLabel(k.into(), v.into()))
+    }
+}
+
+impl fmt::Display for MetricLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.0, self.1)
+    }
+}
+
+/// `leitwerk-inference-server`'s command line: serves Leitwerk models (ONNX, with
+/// preprocessing inside the graph) over the Open Inference Protocol v2, REST and gRPC,
+/// RagIndex versions for retrieval, and per-version Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Parser)]
+#[command(name = "leitwerk-inference-server", version)]
+pub struct ServerArgs {
+    /// Model to serve as NAME=VERSION=URL[#sha256:HEX] (repeat for several models and
+    /// versions; the first version of a name is its default).
+    #[arg(
+        long = "model",
+        value_name = "NAME=VERSION=URL",
+        required_unless_present = "embedding_model_dir"
+    )]
+    pub models: Vec<ModelArg>,
+    /// RagIndex version to serve as NAME=URL of its index file (repeatable); needs
+    /// --embedding-model-dir, the model it was built with.
+    #[arg(
+        long = "index",
+        value_name = "NAME=URL",
+        requires = "embedding_model_dir"
+    )]
+    pub indexes: Vec<IndexArg>,
+    /// Directory of the embedding model (`config.json`, `tokenizer.json`,
+    /// `model.safetensors`; `tests/minilm.sh` provides all-MiniLM-L6-v2): serves
+    /// `/v1/embeddings` and the indexes' `/v1/indexes/{name}/query`.
+    #[arg(long, env = "LEITWERK_EMBEDDING_MODEL_DIR")]
+    pub embedding_model_dir: Option<PathBuf>,
+    /// How index queries that name no `mode` rank chunks.
+    #[arg(long, default_value_t = SearchMode::Dense)]
+    pub search_mode: SearchMode,
+    /// Address of the REST endpoint (and /metrics).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Address of the gRPC endpoint.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub grpc_addr: SocketAddr,
+    /// Path of ONNX Runtime's shared library (libonnxruntime.so, e.g. from the onnxruntime
+    /// wheel: `tests/onnxruntime.sh` provides one).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub onnxruntime: Option<PathBuf>,
+    /// Largest dynamic batch in rows; 1 disables batching.
+    #[arg(long, default_value_t = 1)]
+    pub max_batch_size: usize,
+    /// Longest wait for a batch to fill, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub max_batch_delay_ms: u64,
+    /// Predictions remembered for the feedback endpoint (oldest forgotten first).
+    #[arg(long, default_value_t = 100_000)]
+    pub feedback_capacity: usize,
+    /// Seconds to keep serving after SIGTERM with readiness failing, so that load balancers
+    /// and Service endpoints stop sending before the listeners close; in-flight requests then
+    /// finish. Keep it below the pod's terminationGracePeriodSeconds.
+    #[arg(long, default_value_t = 10)]
+    pub drain_seconds: u64,
+    /// Constant label on every metric as KEY=VALUE (repeatable), e.g. `variant=canary`; the
+    /// operator sets namespace, experiment and variant.
+    #[arg(long = "metric-label", value_name = "KEY=VALUE")]
+    pub metric_labels: Vec<MetricLabel>,
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        ServerArgs {
+            models: Vec::new(),
+            indexes: Vec::new(),
+            embedding_model_dir: None,
+            search_mode: SearchMode::Dense,
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            grpc_addr: SocketAddr::from(([0, 0, 0, 0], 8081)),
+            onnxruntime: None,
+            max_batch_size: 1,
+            max_batch_delay_ms: 0,
+            feedback_capacity: 100_000,
+            drain_seconds: 10,
+            metric_labels: Vec::new(),
+        }
+    }
+}
+
+impl ServerArgs {
+    /// The command line (without the program name) that parses back into `self`. Values
+    /// equal to their defaults are left out, so that a Deployment's arguments say only what
+    /// the operator chose.
+    pub fn to_args(&self) -> Vec<String> {
+        let d = ServerArgs::default();
+        let mut out = Vec::new();
+        for m in &self.models {
+            flag(&mut out, "--model", m);
+        }
+        for i in &self.indexes {
+            flag(&mut out, "--index", i);
+        }
+        if let Some(dir) = &self.embedding_model_dir {
+            flag(&mut out, "--embedding-model-dir", &dir.display());
+        }
+        if self.search_mode != d.search_mode || !self.indexes.is_empty() {
+            flag(&mut out, "--search-mode", &self.search_mode);
+        }
+        if self.http_addr != d.http_addr {
+            flag(&mut out, "--http-addr", &self.http_addr);
+        }
+        if self.grpc_addr != d.grpc_addr {
+            flag(&mut out, "--grpc-addr", &self.grpc_addr);
+        }
+        if let Some(path) = &self.onnxruntime {
+            flag(&mut out, "--onnxruntime", &path.display());
+        }
+        if self.max_batch_size != d.max_batch_size
+            || self.max_batch_delay_ms != d.max_batch_delay_ms
+        {
+            flag(&mut out, "--max-batch-size", &self.max_batch_size);
+            flag(&mut out, "--max-batch-delay-ms", &self.max_batch_delay_ms);
+        }
+        if self.feedback_capacity != d.feedback_capacity {
+            flag(&mut out, "--feedback-capacity", &self.feedback_capacity);
+        }
+        flag(&mut out, "--drain-seconds", &self.drain_seconds);
+        for l in &self.metric_labels {
+            flag(&mut out, "--metric-label", l);
+        }
+        out
+    }
+}
+
+fn flag(out: &mut Vec<String>, name: &str, value: &dyn fmt::Display) {
+    out.push(name.to_string());
+    out.push(value.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Parser, Subcommand};
+
+    use super::*;
+
+    /// The trainer's Job sub-commands as its binary parses them.
+    #[derive(Debug, Parser)]
+    struct Trainer {
+        #[command(subcommand)]
+        command: JobCommand,
+    }
+
+    fn parse_job(command: &JobCommand) -> JobCommand {
+        let mut args = vec!["leitwerk-trainer".to_string()];
+        args.extend(command.to_args());
+        // The spec travels in the environment; given as a flag it parses the same.
+        args.extend(["--spec".to_string(), command.job().spec.clone()]);
+        match Trainer::try_parse_from(&args) {
+            Ok(t) => t.command,
+            Err(e) => panic!("{args:?} does not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn every_trainer_command_the_operator_builds_parses_back_to_itself() {
+        let job = JobArgs {
+            spec: "{}".into(),
+            ..JobArgs::new("marketing", "docs", "file:///artifacts")
+        };
+        let commands = [
+            JobCommand::Materialize { job: job.clone() },
+            JobCommand::Train {
+                job: job.clone(),
+                train: TrainArgs {
+                    snapshot: "file:///artifacts/featuresets/x/".into(),
+                    version: "v3".into(),
+                    onnxruntime: Some("/opt/ort/libonnxruntime.so".into()),
+                },
+            },
+            JobCommand::Index {
+                job: JobArgs {
+                    termination_log: "/tmp/term".into(),
+                    work_dir: "/scratch".into(),
+                    ..job.clone()
+                },
+                index: IndexArgs {
+                    sources: vec![
+                        "docs=/sources/docs".parse().unwrap(),
+                        "pdfs=/data/*.md".parse().unwrap(),
+                    ],
+                    model_dir: Some("/models/minilm".into()),
+                    previous: Some("file:///a/x.lwrag".into()),
+                    labelled: Some("/evaluation/queries.jsonl".into()),
+                    k: 10,
+                    prune: true,
+                    keep: vec!["file:///a/x.lwrag".into(), "file:///a/y.lwrag".into()],
+                    serving: Some("file:///a/w.lwrag".into()),
+                    serving_mode: SearchMode::Hybrid,
+                },
+            },
+            JobCommand::Index {
+                job: job.clone(),
+                index: IndexArgs {
+                    sources: vec!["docs=/sources/docs".parse().unwrap()],
+                    model_dir: None,
+                    previous: None,
+                    labelled: None,
+                    k: 5,
+                    prune: false,
+                    keep: Vec::new(),
+                    serving: None,
+                    serving_mode: SearchMode::Dense,
+                },
+            },
+            JobCommand::DeleteIndex { job },
+        ];
+        for command in commands {
+            assert_eq!(parse_job(&command), command);
+        }
+        assert!(
+            JobCommand::augment_subcommands(clap::Command::new("t"))
+                .get_subcommands()
+                .any(|c| c.get_name() == "delete-index")
+        );
+    }
+
+    #[test]
+    fn every_server_command_line_the_operator_builds_parses_back_to_itself() {
+        let servers = [
+            ServerArgs {
+                models: vec![
+                    format!(
+                        "lead-scoring=v3=file:///m/v3.onnx#sha256:{}",
+                        "ab".repeat(32)
+                    )
+                    .parse()
+                    .unwrap(),
+                    "lead-scoring=v4=s3://bucket/v4.onnx".parse().unwrap(),
+                ],
+                max_batch_size: 32,
+                max_batch_delay_ms: 2,
+                metric_labels: vec![
+                    "namespace=marketing".parse().unwrap(),
+                    "variant=canary".parse().unwrap(),
+                ],
+                ..ServerArgs::default()
+            },
+            ServerArgs {
+                indexes: vec!["docs=file:///i/ab.lwrag".parse().unwrap()],
+                embedding_model_dir: Some("/models/minilm".into()),
+                search_mode: SearchMode::Hybrid,
+                http_addr: "127.0.0.1:9000".parse().unwrap(),
+                grpc_addr: "127.0.0.1:9001".parse().unwrap(),
+                onnxruntime: Some("/ort/lib.so".into()),
+                feedback_capacity: 10,
+                drain_seconds: 3,
+                ..ServerArgs::default()
+            },
+        ];
+        for server in servers {
+            let mut args = vec!["leitwerk-inference-server".to_string()];
+            args.extend(server.to_args());
+            match ServerArgs::try_parse_from(&args) {
+                Ok(parsed) => assert_eq!(parsed, server, "{args:?}"),
+                Err(e) => panic!("{args:?} does not parse: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_refused_naming_the_flag() {
+        assert!("x".parse::<SourceMount>().unwrap_err().contains("--source"));
+        assert!("a=v1".parse::<ModelArg>().unwrap_err().contains("--model"));
+        assert!("docs".parse::<IndexArg>().unwrap_err().contains("--index"));
+        assert!(
+            "1x=y"
+                .parse::<MetricLabel>()
+                .unwrap_err()
+                .contains("label name")
+        );
+        assert!(
+            "model=x"
+                .parse::<MetricLabel>()
+                .unwrap_err()
+                .contains("sets itself")
+        );
+    }
+}

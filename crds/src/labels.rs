@@ -1,0 +1,49 @@
+//! Every `leitwerk.dev/*` label, annotation and finalizer, named once: the operator writes
+//! them, the node stand-in, the load generator and the tests read them.
+
+/// Label naming the FeatureSet a materialization Job belongs to.
+pub const FEATURE_SET: &str = "leitwerk.dev/featureset";
+/// Label naming the Model a training Job, Deployment or ServiceAccount belongs to.
+pub const MODEL: &str = "leitwerk.dev/model";
+/// Label carrying the version a training Job produces or a serving pod serves.
+pub const VERSION: &str = "leitwerk.dev/version";
+/// Label naming the Experiment a variant Deployment belongs to.
+pub const EXPERIMENT: &str = "leitwerk.dev/experiment";
+/// Label naming an Experiment's variant.
+pub const VARIANT: &str = "leitwerk.dev/variant";
+/// Label naming the RagIndex an object belongs to.
+pub const RAG_INDEX: &str = "leitwerk.dev/rag-index";
+/// Label carrying an indexing Job's build number.
+pub const BUILD: &str = "leitwerk.dev/build";
+
+/// Annotation with the spec generation a Job worked from.
+pub const GENERATION: &str = "leitwerk.dev/generation";
+/// Annotation with the FeatureSet snapshot version a training Job reads.
+pub const DATA_VERSION: &str = "leitwerk.dev/data-version";
+/// Annotation with the digest of the ConfigMap sources a build read.
+pub const SOURCES_DIGEST: &str = "leitwerk.dev/sources-digest";
+/// Annotation with the schedule's due time a Job was started for.
+pub const SCHEDULED_FOR: &str = "leitwerk.dev/scheduled-for";
+/// Annotation with the hash of the projection of a child the operator last applied.
+pub const APPLIED_HASH: &str = "leitwerk.dev/applied-hash";
+
+/// The finalizer that removes a RagIndex's index files before it goes.
+pub const INDEX_FILES_FINALIZER: &str = "leitwerk.dev/index-files";
+
+/// Every label, annotation and finalizer above, for the test that finds no copy of them as
+/// a literal anywhere else.
+pub const ALL: [&str; 13] = [
+    FEATURE_SET,
+    MODEL,
+    VERSION,
+    EXPERIMENT,
+    VARIANT,
+    RAG_INDEX,
+    BUILD,
+    GENERATION,
+    DATA_VERSION,
+    SOURCES_DIGEST,
+    SCHEDULED_FOR,
+    APPLIED_HASH,
+    INDEX_FILES_FINALIZER,
+];

