@@ -553,7 +553,7 @@ mod tests {
         let ready = pod.containers[0].readiness_probe.clone().unwrap();
         let window = ready.period_seconds.unwrap() * ready.failure_threshold.unwrap_or(3);
         assert!(
-            window <= drain,
+            i64::from(window) <= drain,
             "readiness notices in {window}s, drain {drain}s"
         );
     }
