@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use leitwerk_testkit::free_port;
+use leitwerk_testkit::{free_port, provided};
 
 const BIN: &str = env!("CARGO_BIN_EXE_leitwerk-inference-server");
 
@@ -34,14 +34,18 @@ async fn status(url: &str) -> Option<u16> {
 async fn sigterm_fails_readiness_first_keeps_answering_for_the_drain_then_exits()
 -> anyhow::Result<()> {
     let (http, grpc) = (free_port()?, free_port()?);
+    // The embedding model alone (no ONNX model): the server's lightest complete start.
+    let model_dir = provided("minilm.sh")?;
     let child = Command::new(BIN)
+        .arg("--embedding-model-dir")
+        .arg(&model_dir)
         .args([
             "--http-addr",
             &format!("127.0.0.1:{http}"),
             "--grpc-addr",
             &format!("127.0.0.1:{grpc}"),
             "--drain-seconds",
-            "3",
+            "8",
         ])
         .env_remove("ORT_DYLIB_PATH")
         .stdout(Stdio::null())
@@ -69,9 +73,10 @@ async fn sigterm_fails_readiness_first_keeps_answering_for_the_drain_then_exits(
         assert_eq!(status(&live).await, Some(200), "a request during the drain");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        sent.elapsed() < Duration::from_secs(3),
-        "the checks took past the drain"
+    // A precondition of the checks above, not a timing goal: they ran inside the drain.
+    anyhow::ensure!(
+        sent.elapsed() < Duration::from_secs(8),
+        "the machine was too slow for the checks to fall inside the 8 s drain"
     );
 
     // After the drain the process exits on its own, successfully.
@@ -80,14 +85,14 @@ async fn sigterm_fails_readiness_first_keeps_answering_for_the_drain_then_exits(
             break code;
         }
         anyhow::ensure!(
-            sent.elapsed() < Duration::from_secs(15),
+            sent.elapsed() < Duration::from_secs(30),
             "the server did not exit after its drain"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(exit.success(), "{exit:?}");
     assert!(
-        sent.elapsed() >= Duration::from_secs(3),
+        sent.elapsed() >= Duration::from_secs(8),
         "exited before the drain ended: {:?}",
         sent.elapsed()
     );

@@ -39,7 +39,6 @@ fn a_component_that_fails_to_start_is_named_with_its_log_tail() {
 
 #[test]
 fn setup_stops_at_once_naming_the_command_that_installs_what_is_missing() {
-    let started = std::time::Instant::now();
     let out = Command::new("bash")
         .arg(repo_root().join("tests/setup.sh"))
         .env("LEITWERK_SETUP_NO_INSTALL", "1")
@@ -59,9 +58,12 @@ fn setup_stops_at_once_naming_the_command_that_installs_what_is_missing() {
             && stderr.contains("prometheus"),
         "{stderr}"
     );
-    // It checks before it downloads anything: a newcomer learns it in seconds, not after a
-    // build.
-    assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+    // It checks before it downloads anything: a newcomer learns it at once, not after a
+    // build or a download.
+    assert!(
+        !stderr.contains("[onnxruntime]") && !stderr.contains("[minilm]"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ use kube::{
         Controller,
         controller::Action,
         events::{Event, EventType},
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -95,9 +96,17 @@ pub async fn run(
             scope.api::<ServiceAccount>(client.clone()),
             watcher::Config::default().labels(&managed),
         )
-        .owns(
+        // Jobs by their label, not by owner: a Job that carries a Model's labels without
+        // being its own is seen at once, ignored and named in an `UntrustedJob` Warning.
+        .watches(
             scope.api::<Job>(client.clone()),
             watcher::Config::default().labels(MODEL_LABEL),
+            |job: Job| {
+                let ns = job.namespace().unwrap_or_default();
+                job.labels()
+                    .get(MODEL_LABEL)
+                    .map(|name| ObjectRef::<DeserializeGuard<Model>>::new(name).within(&ns))
+            },
         )
         .owns(
             scope.api::<Deployment>(client.clone()),

@@ -17,6 +17,7 @@ use kube::{
         Controller, WatchStreamExt,
         controller::Action,
         events::{Event, EventType},
+        reflector::ObjectRef,
         watcher,
     },
 };
@@ -94,9 +95,17 @@ pub async fn run(
             scope.api::<ServiceAccount>(client.clone()),
             watcher::Config::default().labels(&managed),
         )
-        .owns(
+        // Jobs by their label, not by owner: a Job that carries a RagIndex's labels without
+        // being its own is seen at once, ignored and named in an `UntrustedJob` Warning.
+        .watches(
             scope.api::<Job>(client.clone()),
             watcher::Config::default().labels(RAG_INDEX_LABEL),
+            |job: Job| {
+                let ns = job.namespace().unwrap_or_default();
+                job.labels()
+                    .get(RAG_INDEX_LABEL)
+                    .map(|name| ObjectRef::<DeserializeGuard<RagIndex>>::new(name).within(&ns))
+            },
         )
         .owns(
             scope.api::<Deployment>(client.clone()),

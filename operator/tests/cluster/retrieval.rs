@@ -234,7 +234,9 @@ async fn forged_build_is_ignored(
             "leitwerk.dev/rag-index": "product-docs", "leitwerk.dev/build": "50"}},
         "spec": {"backoffLimit": 0, "template": {
             "metadata": {"labels": {"leitwerk.dev/rag-index": "product-docs", "leitwerk.dev/build": "50"}},
-            "spec": {"restartPolicy": "Never", "containers": [{
+            // No API token: the node stand-in projects no token volume (the operator's own
+            // pods run without one too).
+            "spec": {"restartPolicy": "Never", "automountServiceAccountToken": false, "containers": [{
                 "name": "forger", "image": FORGER_IMAGE,
                 "args": ["-c", format!("printf '%s' '{summary}' > /dev/termination-log")],
             }]}}},
