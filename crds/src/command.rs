@@ -60,10 +60,10 @@ impl JobArgs {
         flag(out, "--namespace", &self.namespace);
         flag(out, "--name", &self.name);
         flag(out, "--artifact-store", &self.artifact_store);
-        if self.termination_log != PathBuf::from("/dev/termination-log") {
+        if self.termination_log.as_os_str() != "/dev/termination-log" {
             flag(out, "--termination-log", &self.termination_log.display());
         }
-        if self.work_dir != PathBuf::from("/tmp") {
+        if self.work_dir.as_os_str() != "/tmp" {
             flag(out, "--work-dir", &self.work_dir.display());
         }
     }

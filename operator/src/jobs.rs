@@ -331,7 +331,7 @@ mod tests {
         let good = pod(&uid, r#"{"version":"v3"}"#);
         let planted = pod("another-job", r#"{"version":"v666"}"#);
         assert_eq!(
-            outcome_of::<Summary>(&done, &[planted.clone()]),
+            outcome_of::<Summary>(&done, std::slice::from_ref(&planted)),
             JobOutcome::Failed {
                 reason: "the Job succeeded but its pod left no summary".into()
             }

@@ -9,6 +9,7 @@ use leitwerk_rag::index::Index;
 use proptest::prelude::*;
 
 /// A small valid index file: 2 documents, 3 chunks, 3-dimensional vectors.
+#[allow(clippy::expect_used)] // a test helper: a fixture that does not read fails the test
 fn valid_file() -> Vec<u8> {
     let chunk = |doc: &str, i: usize| {
         serde_json::json!({

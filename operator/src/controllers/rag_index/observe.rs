@@ -279,7 +279,7 @@ pub fn record_version(
         // The same file, measured again: a changed labelled set or search mode shows in the
         // serving version's figures and in the mode its Deployment serves.
         if known.state == IndexVersionState::Serving && summary.quality.is_some() {
-            known.quality = summary.quality.clone().map(round_quality);
+            known.quality = summary.quality.map(round_quality);
             known.search_mode = Some(summary.search_mode);
             known.quality_by_mode = rounded_by_mode(&summary);
         }
@@ -336,7 +336,7 @@ pub fn record_version(
         build: build.number,
         documents: summary.documents,
         chunks: summary.chunks,
-        quality: summary.quality.clone().map(round_quality),
+        quality: summary.quality.map(round_quality),
         search_mode: Some(summary.search_mode),
         quality_by_mode: rounded_by_mode(&summary),
         model: Some(summary.model.clone()),
@@ -392,7 +392,7 @@ fn rounded_by_mode(summary: &IndexSummary) -> BTreeMap<SearchMode, RetrievalQual
     summary
         .quality_by_mode
         .iter()
-        .map(|(m, q)| (*m, round_quality(q.clone())))
+        .map(|(m, q)| (*m, round_quality(*q)))
         .collect()
 }
 
