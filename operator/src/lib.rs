@@ -11,6 +11,7 @@ pub mod http;
 pub mod jobs;
 pub mod leader;
 pub mod metrics;
+pub mod notice;
 pub mod prom;
 pub mod reconcile;
 pub mod schedule;

@@ -21,6 +21,7 @@ use leitwerk_crds::{
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{debug, info, warn};
 
+pub use crate::notice::Notice;
 use crate::{
     context::Context,
     status::{Desired, READY, condition_key, differs_ignoring_time, next_status},
@@ -88,55 +89,6 @@ pub struct Outcome<P> {
     pub recheck: Option<Duration>,
     /// Events this reconcile decided to publish (besides the Ready transition's).
     pub events: Vec<Notice>,
-}
-
-/// An Event a reconcile decided to publish: data in its outcome, published in one place
-/// ([`finish_with`]) after the status is written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    /// Warning (a human should look) or Normal.
-    pub warning: bool,
-    /// PascalCase reason.
-    pub reason: &'static str,
-    /// What happened, with the figures behind it.
-    pub note: String,
-    /// The action the Event reports (`Index`, `Train`, `Materialize`, …).
-    pub action: &'static str,
-}
-
-impl Notice {
-    /// A Normal Event.
-    pub fn normal(action: &'static str, reason: &'static str, note: impl Into<String>) -> Self {
-        Notice {
-            warning: false,
-            reason,
-            note: note.into(),
-            action,
-        }
-    }
-
-    /// A Warning Event: a human should look.
-    pub fn warning(action: &'static str, reason: &'static str, note: impl Into<String>) -> Self {
-        Notice {
-            warning: true,
-            ..Notice::normal(action, reason, note)
-        }
-    }
-
-    /// The Event to publish.
-    pub fn event(&self) -> Event {
-        Event {
-            type_: if self.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: self.reason.into(),
-            note: Some(truncate(&self.note, 1024)),
-            action: self.action.into(),
-            secondary: None,
-        }
-    }
 }
 
 impl<P: Phase> Outcome<P> {

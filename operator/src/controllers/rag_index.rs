@@ -161,7 +161,10 @@ async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, 
                 if let Some(sa) = build_service_account(index) {
                     service_account::ensure(ctx, RagIndex::KIND, &sa).await?;
                 }
-                observed = observe_builds(ctx, index, &ns, &sources_digest).await?;
+                observed = observe_builds(ctx, index, &sources_digest).await?;
+                if let Some(job) = observed.start.take() {
+                    apply(ctx, &ns, &job, "indexing Job").await?;
+                }
                 if let Some(serving) = observed.serving() {
                     observed.serving_replicas = Some(serve(ctx, index, &ns, &serving).await?);
                 }

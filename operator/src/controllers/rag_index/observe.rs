@@ -21,8 +21,11 @@ pub struct Observed {
     pub last_indexed: Option<String>,
     /// The indexing Job in progress, and why it cannot be scheduled if so.
     pub active: Option<(String, Option<String>)>,
-    /// The indexing Job this reconcile started.
+    /// The indexing Job this reconcile starts (its name).
     pub started: Option<String>,
+    /// The indexing Job to create: decided here, created by the reconcile in one place with
+    /// the other children, so that observing writes nothing.
+    pub start: Option<Job>,
     /// Available replicas of the retrieval Deployment, and the replicas asked for.
     pub serving_replicas: Option<(i32, i32)>,
     /// Time until the next scheduled refresh.
@@ -55,12 +58,12 @@ fn build_number(job: &Job) -> Option<i64> {
     job.labels().get(BUILD_LABEL)?.parse().ok()
 }
 
-/// Reads the indexing Jobs of a RagIndex, records finished builds, and starts the next build
-/// when the spec, the ConfigMap sources or the schedule ask for one and none runs.
+/// Reads the indexing Jobs of a RagIndex, records finished builds, and decides the next build
+/// (`Observed::start`, created by the reconcile) when the spec, the ConfigMap sources or the
+/// schedule ask for one and none runs. Writes nothing.
 pub(super) async fn observe_builds(
     ctx: &Context,
     index: &RagIndex,
-    ns: &str,
     sources_digest: &str,
 ) -> Result<Observed, Error> {
     let status = index.status.clone().unwrap_or_default();
@@ -163,7 +166,6 @@ pub(super) async fn observe_builds(
             scheduled_for: due.map(schedule::format),
         };
         let job = build_index_job(index, &ctx.config, &inputs);
-        apply(ctx, ns, &job, "indexing Job").await?;
         if let (Some(at), Some(s)) = (&inputs.scheduled_for, observed.schedule.as_mut()) {
             s.last_run = Some(at.clone());
             s.last_job = Some(job.name_any());
@@ -191,6 +193,7 @@ pub(super) async fn observe_builds(
             sources_digest: Some(inputs.sources_digest),
             ..Default::default()
         });
+        observed.start = Some(job);
     }
     Ok(observed)
 }
