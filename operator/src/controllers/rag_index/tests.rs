@@ -16,6 +16,18 @@ fn example() -> RagIndex {
     index
 }
 
+/// Quality on the example's 44 labelled queries with recall@5 `recall`.
+fn quality(recall: f64) -> RetrievalQuality {
+    RetrievalQuality {
+        k: 5,
+        recall_at_k: recall,
+        mrr: 0.9,
+        ndcg_at_k: 0.9,
+        first_relevant: 40,
+        queries: 44,
+    }
+}
+
 fn summary(digest: &str, recall: f64) -> IndexSummary {
     IndexSummary {
         version: digest[..12].to_string(),
@@ -34,14 +46,7 @@ fn summary(digest: &str, recall: f64) -> IndexSummary {
             dimension: 384,
             ..Default::default()
         },
-        quality: Some(RetrievalQuality {
-            k: 5,
-            recall_at_k: recall,
-            mrr: 0.9,
-            ndcg_at_k: 0.9,
-            first_relevant: 40,
-            queries: 44,
-        }),
+        quality: Some(quality(recall)),
         search_mode: SearchMode::Dense,
         quality_by_mode: Default::default(),
         serving_quality: None,

@@ -2,20 +2,8 @@
 //! labelled set, and the search mode a build measured best.
 
 use leitwerk_crds::rag_index::SearchMode;
-use leitwerk_crds::summary::RetrievalQuality;
 
 use super::*;
-
-fn quality(recall: f64) -> RetrievalQuality {
-    RetrievalQuality {
-        k: 5,
-        recall_at_k: recall,
-        mrr: 0.9,
-        ndcg_at_k: 0.9,
-        first_relevant: 40,
-        queries: 44,
-    }
-}
 
 #[test]
 fn the_gate_compares_with_the_serving_version_measured_again_on_the_same_labelled_set() {
