@@ -67,7 +67,7 @@ pub struct ModelSpec {
 }
 
 fn default_history() -> i32 {
-    10
+    crate::versions::DEFAULT_HISTORY
 }
 
 /// The learning task.

@@ -58,14 +58,15 @@ pub struct RagIndexSpec {
     /// What indexing does with personal data and prompt-injection text in the documents.
     #[serde(default)]
     pub safety: IngestSafety,
-    /// Index versions kept (their files too); the serving version is always kept.
+    /// Index versions kept (their files too), 10 when left out as for a Model; the serving
+    /// version is always kept.
     #[serde(default = "default_history")]
     #[schemars(range(min = 1, max = 50))]
     pub version_history_limit: i32,
 }
 
 fn default_history() -> i32 {
-    3
+    crate::versions::DEFAULT_HISTORY
 }
 
 /// A document source. Exactly one of `file`, `objectStore` and `configMap` is set.

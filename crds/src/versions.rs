@@ -1,6 +1,7 @@
-//! The lifecycle of a Model's versions, written once: which one serves, and what promotion,
-//! rollback and retirement do to the list. The Model controller, its drift policy and the
-//! Experiment controller all change versions through these functions.
+//! The lifecycle of versions, written once for every versioned kind: which one serves, and
+//! what promotion, rollback, retirement and the history bound do to the list. The Model
+//! controller, its drift policy, the Experiment controller and the RagIndex controller all
+//! change versions through these functions.
 
 use std::ops::{Deref, DerefMut};
 
@@ -35,40 +36,110 @@ impl VersionState {
     }
 }
 
-/// A Model's recorded versions, oldest first.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+/// Where a version stands in the lifecycle every versioned kind shares (Model and RagIndex):
+/// what [`Versions`] reads and changes. Each kind maps its own states onto it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Usable, not serving: may be promoted.
+    Candidate,
+    /// Takes the traffic. At most one version serves.
+    Serving,
+    /// Served before and was replaced.
+    Retired,
+    /// Was rolled back; never served again by itself.
+    RolledBack,
+    /// Never usable (failed its gate or its build).
+    Refused,
+}
+
+/// A version a resource records: its name, order, stage and whether it has an artifact.
+pub trait Version {
+    /// Its name as status shows it.
+    fn name(&self) -> &str;
+    /// Its place in the history (oldest lowest).
+    fn order(&self) -> i64;
+    /// Where it stands.
+    fn stage(&self) -> Stage;
+    /// Whether it has a file a server can load.
+    fn has_artifact(&self) -> bool;
+    /// Moves it to `stage` ([`Versions`] sets only Serving, Retired and RolledBack), with the
+    /// reason when one is given.
+    fn set_stage(&mut self, stage: Stage, why: Option<String>);
+}
+
+impl Version for ModelVersion {
+    fn name(&self) -> &str {
+        &self.version
+    }
+    fn order(&self) -> i64 {
+        i64::from(version_number(&self.version))
+    }
+    fn stage(&self) -> Stage {
+        match self.state {
+            VersionState::Candidate => Stage::Candidate,
+            VersionState::Serving => Stage::Serving,
+            VersionState::Retired => Stage::Retired,
+            VersionState::RolledBack => Stage::RolledBack,
+            VersionState::Rejected | VersionState::Failed => Stage::Refused,
+        }
+    }
+    fn has_artifact(&self) -> bool {
+        self.artifact_url.is_some()
+    }
+    fn set_stage(&mut self, stage: Stage, why: Option<String>) {
+        self.state = match stage {
+            Stage::Candidate => VersionState::Candidate,
+            Stage::Serving => VersionState::Serving,
+            Stage::Retired => VersionState::Retired,
+            Stage::RolledBack => VersionState::RolledBack,
+            Stage::Refused => VersionState::Rejected,
+        };
+        if why.is_some() {
+            self.message = why;
+        }
+    }
+}
+
+/// A resource's recorded versions, oldest first: a Model's (the default) or a RagIndex's.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(transparent)]
 #[schemars(transparent)]
-pub struct Versions(pub Vec<ModelVersion>);
+pub struct Versions<V = ModelVersion>(pub Vec<V>);
 
-impl Deref for Versions {
-    type Target = Vec<ModelVersion>;
+impl<V> Default for Versions<V> {
+    fn default() -> Self {
+        Versions(Vec::new())
+    }
+}
+
+impl<V> Deref for Versions<V> {
+    type Target = Vec<V>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
 }
 
-impl DerefMut for Versions {
+impl<V> DerefMut for Versions<V> {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.0
     }
 }
 
-impl From<Vec<ModelVersion>> for Versions {
-    fn from(v: Vec<ModelVersion>) -> Self {
+impl<V> From<Vec<V>> for Versions<V> {
+    fn from(v: Vec<V>) -> Self {
         Versions(v)
     }
 }
 
-impl FromIterator<ModelVersion> for Versions {
-    fn from_iter<I: IntoIterator<Item = ModelVersion>>(iter: I) -> Self {
+impl<V> FromIterator<V> for Versions<V> {
+    fn from_iter<I: IntoIterator<Item = V>>(iter: I) -> Self {
         Versions(iter.into_iter().collect())
     }
 }
 
-impl<'a> IntoIterator for &'a Versions {
-    type Item = &'a ModelVersion;
-    type IntoIter = std::slice::Iter<'a, ModelVersion>;
+impl<'a, V> IntoIterator for &'a Versions<V> {
+    type Item = &'a V;
+    type IntoIter = std::slice::Iter<'a, V>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
@@ -90,30 +161,22 @@ pub fn version_number(name: &str) -> u32 {
     name.trim_start_matches('v').parse().unwrap_or(0)
 }
 
-impl Versions {
+/// Versions kept when `versionHistoryLimit` is left out, for every versioned kind.
+pub const DEFAULT_HISTORY: i32 = 10;
+
+/// `versionHistoryLimit` as a count (at least 1).
+pub fn history_limit(limit: i32) -> usize {
+    usize::try_from(limit.max(1)).unwrap_or(1)
+}
+
+impl<V> Versions<V> {
     /// Whether there are no versions (for `skip_serializing_if`).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
 
-    /// The version that serves.
-    pub fn serving(&self) -> Option<&ModelVersion> {
-        self.0.iter().find(|v| v.state == VersionState::Serving)
-    }
-
-    /// The version named `name`.
-    pub fn named(&self, name: &str) -> Option<&ModelVersion> {
-        self.0.iter().find(|v| v.version == name)
-    }
-
-    /// The newest Candidate.
-    pub fn newest_candidate(&self) -> Option<&ModelVersion> {
-        self.0
-            .iter()
-            .rev()
-            .find(|v| v.state == VersionState::Candidate)
-    }
-
+impl Versions<ModelVersion> {
     /// The highest version number recorded.
     pub fn highest(&self) -> u32 {
         self.0
@@ -122,21 +185,37 @@ impl Versions {
             .max()
             .unwrap_or(0)
     }
+}
+
+impl<V: Version> Versions<V> {
+    /// The version that serves.
+    pub fn serving(&self) -> Option<&V> {
+        self.0.iter().find(|v| v.stage() == Stage::Serving)
+    }
+
+    /// The version named `name`.
+    pub fn named(&self, name: &str) -> Option<&V> {
+        self.0.iter().find(|v| v.name() == name)
+    }
+
+    /// The newest Candidate.
+    pub fn newest_candidate(&self) -> Option<&V> {
+        self.0.iter().rev().find(|v| v.stage() == Stage::Candidate)
+    }
 
     /// Promotes `name`: it serves (with `why`), and the version serving before is Retired.
     pub fn promote(&mut self, name: &str, why: impl Into<String>) -> Change {
-        match self.named(name).map(|v| v.state) {
+        match self.named(name).map(Version::stage) {
             None => return Change::Unknown,
-            Some(VersionState::Serving) => return Change::AlreadyDone,
+            Some(Stage::Serving) => return Change::AlreadyDone,
             Some(_) => {}
         }
         let why = why.into();
         for v in self.0.iter_mut() {
-            if v.version == name {
-                v.state = VersionState::Serving;
-                v.message = Some(why.clone());
-            } else if v.state == VersionState::Serving {
-                v.state = VersionState::Retired;
+            if v.name() == name {
+                v.set_stage(Stage::Serving, Some(why.clone()));
+            } else if v.stage() == Stage::Serving {
+                v.set_stage(Stage::Retired, None);
             }
         }
         Change::Changed
@@ -145,14 +224,13 @@ impl Versions {
     /// Marks a candidate that lost its Experiment RolledBack (with `why`). A serving version is
     /// left alone (use [`Versions::roll_back_serving`]).
     pub fn reject_candidate(&mut self, name: &str, why: impl Into<String>) -> Change {
-        match self.0.iter_mut().find(|v| v.version == name) {
+        match self.0.iter_mut().find(|v| v.name() == name) {
             None => Change::Unknown,
-            Some(v) if matches!(v.state, VersionState::RolledBack | VersionState::Serving) => {
+            Some(v) if matches!(v.stage(), Stage::RolledBack | Stage::Serving) => {
                 Change::AlreadyDone
             }
             Some(v) => {
-                v.state = VersionState::RolledBack;
-                v.message = Some(why.into());
+                v.set_stage(Stage::RolledBack, Some(why.into()));
                 Change::Changed
             }
         }
@@ -162,18 +240,13 @@ impl Versions {
     /// artifact and is Retired or a Candidate serves again. Returns that version, or `None`
     /// (and changes nothing) when there is none.
     pub fn roll_back_serving(&mut self, why: impl Into<String>) -> Option<String> {
-        let current = self
-            .0
-            .iter()
-            .position(|v| v.state == VersionState::Serving)?;
+        let current = self.0.iter().position(|v| v.stage() == Stage::Serving)?;
         let previous = self.0[..current].iter().rposition(|v| {
-            v.artifact_url.is_some()
-                && matches!(v.state, VersionState::Retired | VersionState::Candidate)
+            v.has_artifact() && matches!(v.stage(), Stage::Retired | Stage::Candidate)
         })?;
-        self.0[current].state = VersionState::RolledBack;
-        self.0[current].message = Some(why.into());
-        self.0[previous].state = VersionState::Serving;
-        Some(self.0[previous].version.clone())
+        self.0[current].set_stage(Stage::RolledBack, Some(why.into()));
+        self.0[previous].set_stage(Stage::Serving, None);
+        Some(self.0[previous].name().to_string())
     }
 
     /// Serves the newest Candidate when nothing serves. Returns its name when it did.
@@ -185,15 +258,15 @@ impl Versions {
             .0
             .iter_mut()
             .rev()
-            .find(|v| v.state == VersionState::Candidate)?;
-        best.state = VersionState::Serving;
-        Some(best.version.clone())
+            .find(|v| v.stage() == Stage::Candidate)?;
+        best.set_stage(Stage::Serving, None);
+        Some(best.name().to_string())
     }
 
     /// Keeps at most `limit` versions, dropping the oldest first; the serving one is kept.
     pub fn bound(&mut self, limit: usize) {
         while self.0.len() > limit.max(1) {
-            match self.0.iter().position(|v| v.state != VersionState::Serving) {
+            match self.0.iter().position(|v| v.stage() != Stage::Serving) {
                 Some(i) => {
                     self.0.remove(i);
                 }
@@ -202,15 +275,15 @@ impl Versions {
         }
     }
 
-    /// Adds versions recorded since (ignoring names already present), keeping the order by
-    /// version number.
-    pub fn record(&mut self, new: impl IntoIterator<Item = ModelVersion>) {
+    /// Adds versions recorded since (ignoring names already present), keeping the history in
+    /// order.
+    pub fn record(&mut self, new: impl IntoIterator<Item = V>) {
         for v in new {
-            if self.named(&v.version).is_none() {
+            if self.named(v.name()).is_none() {
                 self.0.push(v);
             }
         }
-        self.0.sort_by_key(|v| version_number(&v.version));
+        self.0.sort_by_key(Version::order);
     }
 }
 

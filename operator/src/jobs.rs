@@ -8,6 +8,8 @@
 //! and a Warning Event names it. Without this, anyone who may create Jobs in the namespace
 //! could make a forged summary serve a file and bypass the evaluation gate.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ObjectMeta;
@@ -146,6 +148,19 @@ where
         &owner.name_any(),
         action,
     ))
+}
+
+/// The outcomes of `jobs` by Job name: the reads a plan needs, made before it so that the
+/// plan itself is pure. A Job without an entry is one the caller did not ask about.
+pub async fn outcomes<'a, S: DeserializeOwned>(
+    ctx: &Context,
+    jobs: impl IntoIterator<Item = &'a Job>,
+) -> Result<BTreeMap<String, JobOutcome<S>>, Error> {
+    let mut read = BTreeMap::new();
+    for job in jobs {
+        read.insert(job.name_any(), outcome(ctx, job).await?);
+    }
+    Ok(read)
 }
 
 /// Reads a trusted Job's outcome: its state, and the summary its own pod wrote.

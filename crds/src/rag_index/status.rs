@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::rag_index::SearchMode;
 use crate::summary::{EmbeddingModelIdentity, RetrievalQuality};
+use crate::versions::{Stage, Version, Versions};
 
 /// What the operator observed of a RagIndex.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -77,8 +78,8 @@ pub struct RagIndexStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<crate::model::ScheduleStatus>,
     /// Index versions, oldest first, at most `versionHistoryLimit` (the serving one is kept).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub versions: Vec<IndexVersion>,
+    #[serde(default, skip_serializing_if = "Versions::is_empty")]
+    pub versions: Versions<IndexVersion>,
 }
 
 /// One indexing build (a Job).
@@ -180,7 +181,7 @@ pub struct IndexVersion {
     /// When it was built (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_at: Option<String>,
-    /// Why it was refused.
+    /// Why it serves, or why it was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -196,6 +197,38 @@ crate::common::named_enum! {
         Retired,
         /// It failed its evaluation; it never served.
         Refused,
+    }
+}
+
+/// An index version in the shared lifecycle. Its gate decides at once whether it serves, so
+/// it is never a Candidate, and an index changes by a new build rather than by a rollback: a
+/// version taken out of service is Retired.
+impl Version for IndexVersion {
+    fn name(&self) -> &str {
+        &self.version
+    }
+    fn order(&self) -> i64 {
+        self.build
+    }
+    fn stage(&self) -> Stage {
+        match self.state {
+            IndexVersionState::Serving => Stage::Serving,
+            IndexVersionState::Retired => Stage::Retired,
+            IndexVersionState::Refused => Stage::Refused,
+        }
+    }
+    fn has_artifact(&self) -> bool {
+        !self.url.is_empty()
+    }
+    fn set_stage(&mut self, stage: Stage, why: Option<String>) {
+        self.state = match stage {
+            Stage::Serving => IndexVersionState::Serving,
+            Stage::Candidate | Stage::Retired | Stage::RolledBack => IndexVersionState::Retired,
+            Stage::Refused => IndexVersionState::Refused,
+        };
+        if why.is_some() {
+            self.message = why;
+        }
     }
 }
 

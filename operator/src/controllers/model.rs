@@ -24,8 +24,6 @@ use leitwerk_crds::{
         DriftAction, DriftPolicy, FeatureDriftValue, ModelDriftStatus, ModelVersion, Task,
         VersionState, Versions,
     },
-    summary::TrainSummary,
-    versions::version_number,
 };
 
 use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
@@ -34,7 +32,6 @@ use crate::{
     apply::apply,
     config::OperatorConfig,
     context::Context,
-    jobs::{JobOutcome, list_owned, outcome},
     metrics::ModelDriftLabels,
     reconcile::{self, LeitwerkResource, Notice, Outcome},
     schedule, service_account,
@@ -134,8 +131,10 @@ pub struct Observed {
     pub finished: Vec<ModelVersion>,
     /// The training Job in progress, and why it cannot be scheduled if so.
     pub active: Option<(String, Option<String>)>,
-    /// The training Job this reconcile started.
+    /// The training Job this reconcile starts (its name).
     pub started: Option<String>,
+    /// The training Job to create: planned, then created by the reconcile in one place.
+    pub start: Option<Job>,
     /// Available replicas of the serving Deployment, and the replicas asked for.
     pub serving_replicas: Option<(i32, i32)>,
     /// Time until the next scheduled retraining (`spec.training.retrain.schedule`).
@@ -188,13 +187,12 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
             if let Some(sa) = build_service_account(model) {
                 service_account::ensure(ctx, Model::KIND, &sa).await?;
             }
-            observed = observe_training(
-                ctx,
-                model,
-                &ns,
-                feature_set.as_ref().and_then(|f| f.as_ref()),
-            )
-            .await?;
+            let read = read_training(ctx, model).await?;
+            let fs = feature_set.as_ref().and_then(|f| f.as_ref());
+            observed = plan_training(model, fs, read, &ctx.config, chrono::Utc::now());
+            if let Some(job) = &observed.start {
+                apply(ctx, &ns, job, "training Job").await?;
+            }
             versions = next_versions(model, &observed);
             let drift_condition = match &model.spec.drift {
                 Some(policy) => watch_drift(ctx, model, policy, &mut versions, &mut drift).await,

@@ -1,9 +1,29 @@
 //! Observing a Model's training Jobs: finished versions, the Job in progress, and whether
 //! a new version must be trained (new spec, new data, the schedule, a drift request).
 
-use leitwerk_crds::metrics::Metric;
+use std::collections::BTreeMap;
 
-use super::*;
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use leitwerk_crds::{
+    FeatureSet, Model, ModelSpec,
+    metrics::Metric,
+    model::{ModelVersion, ScheduleStatus, VersionState, Versions},
+    summary::TrainSummary,
+    versions::{history_limit, version_number},
+};
+
+use super::{
+    DATA_VERSION_ANNOTATION, Error, GENERATION_ANNOTATION, MODEL_LABEL, Observed, VERSION_LABEL,
+    build_training_job,
+};
+use crate::{
+    config::OperatorConfig,
+    context::Context,
+    jobs::{JobOutcome, list_owned, outcomes},
+    reconcile::{self, Notice},
+    schedule,
+};
 
 /// Whether a version's metrics meet `minMetrics` (losses and errors are maxima, everything
 /// else minima: [`Metric::lower_is_better`]). Returns the first unmet requirement.
@@ -24,19 +44,61 @@ pub fn unmet(spec: &ModelSpec, metrics: &BTreeMap<String, f64>) -> Option<String
     None
 }
 
-/// What the training Jobs of a Model show, and the training Job this reconcile starts if one
-/// is due (new spec, new data, the schedule, a drift request).
+/// What the reconcile reads about a Model's training before it plans.
+#[derive(Debug, Clone, Default)]
+pub struct TrainingRead {
+    /// Its trusted training Jobs.
+    pub jobs: Vec<Job>,
+    /// The outcome of each Job whose version the status does not record yet.
+    pub outcomes: BTreeMap<String, JobOutcome<TrainSummary>>,
+    /// Warnings naming Jobs that carry its labels without being its own.
+    pub foreign: Vec<Notice>,
+}
+
+/// Reads a Model's training Jobs and the outcomes of those not recorded yet. Writes nothing.
+pub(super) async fn read_training(ctx: &Context, model: &Model) -> Result<TrainingRead, Error> {
+    if model.spec.onnx.is_some() {
+        return Ok(TrainingRead::default());
+    }
+    let selector = format!("{MODEL_LABEL}={}", model.name_any());
+    let owned = list_owned(ctx, model, &selector, false, "Train").await?;
+    let status = model.status.clone().unwrap_or_default();
+    let open: Vec<&Job> = owned
+        .trusted
+        .iter()
+        .filter(|job| {
+            job.labels()
+                .get(VERSION_LABEL)
+                .is_some_and(|v| status.versions.named(v).is_none())
+        })
+        .collect();
+    let outcomes = outcomes(ctx, open).await?;
+    Ok(TrainingRead {
+        jobs: owned.trusted,
+        outcomes,
+        foreign: owned.foreign,
+    })
+}
+
+/// Plans a Model's training from what was read (pure): finished Jobs into versions, the Job in
+/// progress, where the schedule stands, and the training Job to start (`Observed::start`,
+/// created by the reconcile) when the spec or the data is new, the schedule is due or a drift
+/// check asked for one, and none runs.
 ///
 /// Long on purpose: bring-your-own versions, finished Jobs, the schedule and the start of a
-/// new Job all read the same Job list and version numbering; split apart they would each list
-/// the Jobs again or pass half-built state around.
-pub(super) async fn observe_training(
-    ctx: &Context,
+/// new Job all read the same Job list and version numbering; split apart they would pass
+/// half-built state around.
+pub fn plan_training(
     model: &Model,
-    ns: &str,
     fs: Option<&FeatureSet>,
-) -> Result<Observed, Error> {
-    let mut observed = Observed::default();
+    read: TrainingRead,
+    config: &OperatorConfig,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Observed {
+    let mut observed = Observed {
+        events: read.foreign,
+        ..Default::default()
+    };
     let status = model.status.clone().unwrap_or_default();
     if let Some(onnx) = &model.spec.onnx {
         // Bring your own ONNX: each new (url, sha256) is a new version, served as given when
@@ -51,43 +113,27 @@ pub(super) async fn observe_training(
             v.artifact_url.as_deref() == Some(onnx.url.as_str()) && v.artifact_digest == digest
         });
         if !known {
-            let next = status
-                .versions
-                .iter()
-                .map(|v| version_number(&v.version))
-                .max()
-                .unwrap_or(0)
-                + 1;
             observed.finished.push(ModelVersion {
-                version: format!("v{next}"),
+                version: format!("v{}", status.versions.highest() + 1),
                 state: VersionState::Candidate,
                 artifact_digest: digest,
                 data_version: Some("byo".into()),
                 artifact_url: Some(onnx.url.clone()),
                 generation: model.metadata.generation,
-                trained_at: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
+                trained_at: Some(now.to_rfc3339()),
                 ..Default::default()
             });
         }
-        return Ok(observed);
+        return observed;
     }
-    let selector = format!("{MODEL_LABEL}={}", model.name_any());
-    let owned = list_owned(ctx, model, &selector, false, "Train").await?;
-    observed.events.extend(owned.foreign);
-    let jobs = owned.trusted;
-    let recorded = |v: &str| status.versions.iter().any(|x| x.version == v);
-    let mut highest = status
-        .versions
-        .iter()
-        .map(|v| version_number(&v.version))
-        .max()
-        .unwrap_or(0);
+    let jobs = read.jobs;
+    let mut highest = status.versions.highest();
     for job in &jobs {
         let Some(version) = job.labels().get(VERSION_LABEL).cloned() else {
             continue;
         };
         highest = highest.max(version_number(&version));
-        if recorded(&version) {
+        if status.versions.named(&version).is_some() {
             continue;
         }
         let v = ModelVersion {
@@ -99,7 +145,14 @@ pub(super) async fn observe_training(
             data_version: job.annotations().get(DATA_VERSION_ANNOTATION).cloned(),
             ..Default::default()
         };
-        match outcome::<TrainSummary>(ctx, job).await? {
+        let outcome = read
+            .outcomes
+            .get(&job.name_any())
+            .cloned()
+            .unwrap_or(JobOutcome::Running {
+                unschedulable: None,
+            });
+        match outcome {
             JobOutcome::Running { unschedulable } => {
                 observed.active = Some((job.name_any(), unschedulable));
             }
@@ -115,7 +168,6 @@ pub(super) async fn observe_training(
     // The retraining schedule: the due time owed a training, if any, and the next one.
     let mut due = None;
     if let Some(cron) = schedule::schedule_of(model) {
-        let now = chrono::Utc::now();
         let last = schedule::last_run(status.schedule.as_ref(), &jobs);
         let since = last
             .as_ref()
@@ -125,7 +177,7 @@ pub(super) async fn observe_training(
         if let Some(check) = schedule::check(cron, since, now) {
             due = check.due;
             observed.next_scheduled = check.next.and_then(|n| (n - now).to_std().ok());
-            observed.schedule = Some(leitwerk_crds::model::ScheduleStatus {
+            observed.schedule = Some(ScheduleStatus {
                 last_run: last.as_ref().map(|(t, _)| schedule::format(*t)),
                 next_run: check.next.map(schedule::format),
                 last_job: last.and_then(|(_, j)| j),
@@ -135,16 +187,16 @@ pub(super) async fn observe_training(
 
     // Start training when nothing runs and the data or the spec is new, or the schedule is
     // due. A due time that finds a training running waits for it to finish.
-    let Some(fs) = fs else { return Ok(observed) };
+    let Some(fs) = fs else { return observed };
     let fs_status = fs.status.clone().unwrap_or_default();
     let (Some(data_version), Some(snapshot)) = (
         fs_status.current_version.clone(),
         fs_status.snapshot.clone(),
     ) else {
-        return Ok(observed);
+        return observed;
     };
     if observed.active.is_some() {
-        return Ok(observed);
+        return observed;
     }
     let latest = status
         .versions
@@ -159,7 +211,7 @@ pub(super) async fn observe_training(
         .is_some_and(|r| r.on_new_data);
     if due.is_some() || training_needed(model, latest, on_new_data, &data_version) {
         let version = format!("v{}", highest + 1);
-        let mut job = build_training_job(model, &ctx.config, &version, &snapshot, &data_version);
+        let mut job = build_training_job(model, config, &version, &snapshot, &data_version);
         if let Some(at) = due {
             let at = schedule::format(at);
             job.annotations_mut()
@@ -169,10 +221,10 @@ pub(super) async fn observe_training(
                 s.last_job = Some(job.name_any());
             }
         }
-        apply(ctx, ns, &job, "training Job").await?;
         observed.started = Some(job.name_any());
+        observed.start = Some(job);
     }
-    Ok(observed)
+    observed
 }
 
 /// The version a finished training Job makes: a Candidate when its metrics meet
@@ -236,6 +288,6 @@ pub fn next_versions(model: &Model, observed: &Observed) -> Versions {
     let mut versions = model.status.clone().unwrap_or_default().versions;
     versions.record(observed.finished.iter().cloned());
     versions.serve_newest_candidate_if_none_serves();
-    versions.bound(usize::try_from(model.spec.version_history_limit.max(1)).unwrap_or(10));
+    versions.bound(history_limit(model.spec.version_history_limit));
     versions
 }

@@ -1,5 +1,7 @@
 use super::*;
 
+mod plan;
+
 fn example() -> Model {
     let mut model: Model =
         yaml_serde::from_str(include_str!("../../../../examples/lead-scoring/model.yaml")).unwrap();

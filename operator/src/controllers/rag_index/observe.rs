@@ -5,6 +5,7 @@
 use leitwerk_crds::model::ScheduleStatus;
 use leitwerk_crds::rag_index::{SearchMode, admit};
 use leitwerk_crds::summary::RetrievalQuality;
+use leitwerk_crds::versions::Versions;
 
 use super::*;
 
@@ -14,7 +15,7 @@ pub struct Observed {
     /// Whether the builds were observed (the fields below replace those in status).
     pub recorded: bool,
     /// The versions after this reconcile.
-    pub versions: Vec<IndexVersion>,
+    pub versions: Versions<IndexVersion>,
     /// The last build.
     pub last_build: Option<IndexBuild>,
     /// When the sources were last read into a version.
@@ -39,10 +40,7 @@ pub struct Observed {
 impl Observed {
     /// The serving version.
     pub fn serving(&self) -> Option<IndexVersion> {
-        self.versions
-            .iter()
-            .find(|v| v.state == IndexVersionState::Serving)
-            .cloned()
+        self.versions.serving().cloned()
     }
 
     fn notice(&mut self, warning: bool, reason: &'static str, note: String) {
@@ -154,7 +152,7 @@ pub(super) async fn observe_builds(
         // The files the versions keep once this build's version joins them; the build removes
         // the others, and builds incrementally from the newest kept one.
         let mut kept = observed.versions.clone();
-        bound(&mut kept, history_limit(index).saturating_sub(1));
+        kept.bound(history_limit(index).saturating_sub(1));
         let inputs = BuildInputs {
             number: highest + 1,
             sources_digest: sources_digest.to_string(),
@@ -333,7 +331,8 @@ pub fn record_version(
     let summary_findings = (summary.personal_data, summary.injection);
     let mut version = IndexVersion {
         version: summary.version.clone(),
-        state: IndexVersionState::Serving,
+        // Joins the history out of service; promoted there below when it passes the gate.
+        state: IndexVersionState::Retired,
         digest: summary.digest.clone(),
         url: summary.url.clone(),
         build: build.number,
@@ -353,41 +352,39 @@ pub fn record_version(
     if let Some(notice) = ingest_findings(&version, &summary_findings) {
         observed.events.push(notice);
     }
-    match gate {
+    let name = version.version.clone();
+    let note = match gate {
         Ok(()) => {
-            for v in &mut observed.versions {
-                if v.state == IndexVersionState::Serving {
-                    v.state = IndexVersionState::Retired;
-                }
-            }
             let replaced = serving
+                .as_ref()
                 .map(|s| format!(", replacing version {}", s.version))
                 .unwrap_or_default();
-            observed.notice(
-                false,
-                "Promoted",
-                format!(
-                    "version {} serves: {} documents, {} chunks{quality}{replaced}",
-                    version.version, version.documents, version.chunks
-                ),
-            );
+            format!(
+                "version {name} serves: {} documents, {} chunks{quality}{replaced}",
+                version.documents, version.chunks
+            )
         }
         Err(why) => {
-            version.state = IndexVersionState::Refused;
             let stays = match &serving {
                 Some(s) => format!("version {} keeps serving", s.version),
                 None => "nothing serves".into(),
             };
             version.message = Some(format!("{why}; {stays}"));
-            observed.notice(
-                true,
-                "Refused",
-                format!("version {} does not serve: {why}; {stays}", version.version),
-            );
+            version.state = IndexVersionState::Refused;
+            format!("version {name} does not serve: {why}; {stays}")
         }
+    };
+    // A version that passes is promoted in the history, so the serving one before it is
+    // retired by the same rule as a Model's.
+    let refused = version.state == IndexVersionState::Refused;
+    observed.versions.record([version]);
+    if refused {
+        observed.notice(true, "Refused", note);
+    } else {
+        observed.versions.promote(&name, "passed its evaluation");
+        observed.notice(false, "Promoted", note);
     }
-    observed.versions.push(version);
-    bound(&mut observed.versions, history_limit(index));
+    observed.versions.bound(history_limit(index));
 }
 
 /// The quality in each mode measured, rounded like the version's own.
@@ -442,7 +439,7 @@ pub fn ingest_findings(
 
 /// How many versions a RagIndex keeps.
 pub fn history_limit(index: &RagIndex) -> usize {
-    usize::try_from(index.spec.version_history_limit.max(1)).unwrap_or(3)
+    leitwerk_crds::versions::history_limit(index.spec.version_history_limit)
 }
 
 fn round_quality(
@@ -453,19 +450,4 @@ fn round_quality(
     q.mrr = r(q.mrr);
     q.ndcg_at_k = r(q.ndcg_at_k);
     q
-}
-
-/// Keeps at most `limit` versions, dropping the oldest that does not serve first.
-pub fn bound(versions: &mut Vec<IndexVersion>, limit: usize) {
-    while versions.len() > limit {
-        match versions
-            .iter()
-            .position(|v| v.state != IndexVersionState::Serving)
-        {
-            Some(i) => {
-                versions.remove(i);
-            }
-            None => break,
-        }
-    }
 }
