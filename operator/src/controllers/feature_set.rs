@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobTemplateSpec};
 use kube::{
-    Api, Resource, ResourceExt,
+    Resource, ResourceExt,
     api::ObjectMeta,
     core::DeserializeGuard,
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
@@ -21,12 +21,9 @@ use leitwerk_crds::{
 
 use super::{Scope, artifact_store_secret, drain, first_missing_secret};
 use crate::{
-    apply::{apply, apply_if_changed},
     config::OperatorConfig,
     context::Context,
-    jobs::{JobOutcome, list_owned, outcome},
     reconcile::{self, LeitwerkResource, Notice, Outcome, RECHECK_UNWATCHED},
-    service_account,
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, parse_duration, summarize},
     workloads::{
@@ -91,7 +88,10 @@ async fn reconcile_feature_set(fs: &FeatureSet, ctx: &Context) -> Result<Action,
                     Outcome::missing("Secret", &name, &field, &ns).recheck_after(RECHECK_UNWATCHED)
                 }
                 None => {
-                    observed = observe(ctx, fs, &ns).await?;
+                    let read = read(ctx, fs).await?;
+                    let current_cron_job = read.cron_job.clone();
+                    observed = plan(fs, &ctx.config, read);
+                    apply_plan(ctx, fs, &observed, current_cron_job.as_ref()).await?;
                     decide_with(fs, &observed)
                 }
             }
@@ -111,6 +111,10 @@ pub struct Observed {
     pub finished: Option<(String, Result<MaterializeSummary, String>)>,
     /// Events to publish (a foreign Job carrying the FeatureSet's labels).
     pub events: Vec<Notice>,
+    /// The Job of this generation to create (none ran yet).
+    pub start: Option<Job>,
+    /// The CronJob of `cutoffs.schedule`, as it should be.
+    pub cron_job: Option<CronJob>,
 }
 
 impl Observed {
@@ -163,6 +167,6 @@ mod validate;
 mod tests;
 
 pub use build::*;
-use observe::*;
+pub use observe::*;
 pub use status::*;
 pub use validate::*;

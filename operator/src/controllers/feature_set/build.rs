@@ -91,9 +91,14 @@ pub fn build_job(fs: &FeatureSet, config: &OperatorConfig, name: &str) -> Job {
     )
 }
 
+/// Name of the CronJob of `cutoffs.schedule`.
+pub fn cron_job_name(fs: &FeatureSet) -> String {
+    child_name(&fs.name_any(), "materialize")
+}
+
 /// The CronJob that re-materializes on `spec.cutoffs.schedule`.
 pub fn build_cron_job(fs: &FeatureSet, config: &OperatorConfig, schedule: &str) -> CronJob {
-    let name = child_name(&fs.name_any(), "materialize");
+    let name = cron_job_name(fs);
     let job = build_job(fs, config, &name);
     CronJob {
         metadata: ObjectMeta {

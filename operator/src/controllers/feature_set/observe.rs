@@ -1,57 +1,143 @@
-//! Observing a FeatureSet's materialization Jobs and its ServiceAccount.
+//! A FeatureSet's materialization in three steps: read its Jobs (and CronJob), plan in pure
+//! code what they show and which children to create, and apply the plan in one place.
 
-use super::*;
+use std::collections::BTreeMap;
 
-pub(super) async fn observe(ctx: &Context, fs: &FeatureSet, ns: &str) -> Result<Observed, Error> {
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::{Api, ResourceExt};
+use leitwerk_crds::{FeatureSet, summary::MaterializeSummary};
+
+use super::{
+    Error, FEATURE_SET_LABEL, Observed, build_cron_job, build_job, cron_job_name,
+    generation_job_name, service_account_name,
+};
+use crate::{
+    apply::{apply, apply_if_changed},
+    config::OperatorConfig,
+    context::Context,
+    jobs::{JobOutcome, list_owned, outcomes},
+    reconcile::{LeitwerkResource, Notice},
+    service_account,
+};
+
+/// What the reconcile reads about a FeatureSet's materialization before it plans.
+#[derive(Debug, Clone, Default)]
+pub struct MaterializeRead {
+    /// Its trusted Jobs (its own and its CronJob's), oldest first.
+    pub jobs: Vec<Job>,
+    /// The outcome of each Job newer than the one the status records.
+    pub outcomes: BTreeMap<String, JobOutcome<MaterializeSummary>>,
+    /// Warnings naming Jobs that carry its labels without being its own.
+    pub foreign: Vec<Notice>,
+    /// The CronJob of `cutoffs.schedule` as the cluster shows it.
+    pub cron_job: Option<CronJob>,
+}
+
+/// Reads a FeatureSet's Jobs, the outcomes of those the status does not record yet, and its
+/// CronJob. Writes nothing.
+pub(super) async fn read(ctx: &Context, fs: &FeatureSet) -> Result<MaterializeRead, Error> {
+    let ns = fs.namespace().unwrap_or_default();
     let selector = format!("{FEATURE_SET_LABEL}={}", fs.name_any());
     let owned = list_owned(ctx, fs, &selector, true, "Materialize").await?;
     let mut jobs = owned.trusted;
     jobs.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
+    let last = fs.status.as_ref().and_then(|s| s.last_job.clone());
+    let recorded = jobs
+        .iter()
+        .position(|j| Some(j.name_any()) == last)
+        .map_or(0, |i| i + 1);
+    let outcomes = outcomes(ctx, &jobs[recorded..]).await?;
+    let cron_job = match &fs.spec.cutoffs.schedule {
+        Some(_) => Api::<CronJob>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&cron_job_name(fs))
+            .await
+            .map_err(|source| Error::Read {
+                what: "materialization CronJob".into(),
+                source,
+            })?,
+        None => None,
+    };
+    Ok(MaterializeRead {
+        jobs,
+        outcomes,
+        foreign: owned.foreign,
+        cron_job,
+    })
+}
+
+/// Plans a FeatureSet's materialization from what was read (pure): the Job of this generation
+/// when none ran yet (`Observed::start`), the CronJob of `cutoffs.schedule`, the Job in
+/// progress, and the newest finished Job the status does not record yet.
+pub fn plan(fs: &FeatureSet, config: &OperatorConfig, read: MaterializeRead) -> Observed {
+    let mut observed = Observed {
+        events: read.foreign,
+        ..Default::default()
+    };
+    let mut jobs = read.jobs;
     let generation_job = generation_job_name(fs);
     let status = fs.status.clone().unwrap_or_default();
     let known = jobs.iter().any(|j| j.name_any() == generation_job)
         || status.last_job.as_deref() == Some(generation_job.as_str());
     if !known {
-        ensure_service_account(ctx, fs).await?;
-        let job = build_job(fs, &ctx.config, &generation_job);
-        apply(ctx, ns, &job, "materialization Job").await?;
-        jobs.push(job);
+        let job = build_job(fs, config, &generation_job);
+        jobs.push(job.clone());
+        observed.start = Some(job);
     }
-    if let Some(schedule) = &fs.spec.cutoffs.schedule {
-        let cron = build_cron_job(fs, &ctx.config, schedule);
-        let current = Api::<CronJob>::namespaced(ctx.client.clone(), ns)
-            .get_opt(&cron.name_any())
-            .await
-            .map_err(|source| Error::Read {
-                what: "materialization CronJob".into(),
-                source,
-            })?;
-        apply_if_changed(ctx, ns, cron, current.as_ref(), "materialization CronJob").await?;
-    }
-    let mut observed = Observed {
-        events: owned.foreign,
-        ..Default::default()
-    };
+    observed.cron_job = fs
+        .spec
+        .cutoffs
+        .schedule
+        .as_deref()
+        .map(|schedule| build_cron_job(fs, config, schedule));
     for job in jobs.iter().rev() {
-        let finished = status.last_job.as_deref() == Some(job.name_any().as_str());
-        match outcome::<MaterializeSummary>(ctx, job).await? {
+        let name = job.name_any();
+        if status.last_job.as_deref() == Some(name.as_str()) {
+            break;
+        }
+        // A Job not read is one just planned: it runs.
+        let outcome = read
+            .outcomes
+            .get(&name)
+            .cloned()
+            .unwrap_or(JobOutcome::Running {
+                unschedulable: None,
+            });
+        match outcome {
             JobOutcome::Running { unschedulable } => {
-                if observed.active.is_none() && observed.finished.is_none() {
-                    observed.active = Some((job.name_any(), unschedulable));
+                if observed.active.is_none() {
+                    observed.active = Some((name, unschedulable));
                 }
             }
-            _ if finished => break,
             JobOutcome::Succeeded { summary, .. } => {
-                observed.finished = Some((job.name_any(), Ok(summary)));
+                observed.finished = Some((name, Ok(summary)));
                 break;
             }
             JobOutcome::Failed { reason } => {
-                observed.finished = Some((job.name_any(), Err(reason)));
+                observed.finished = Some((name, Err(reason)));
                 break;
             }
         }
     }
-    Ok(observed)
+    observed
+}
+
+/// Applies the plan: the token-less ServiceAccount and the Job of this generation when one
+/// starts, and the CronJob when it differs from `current`.
+pub(super) async fn apply_plan(
+    ctx: &Context,
+    fs: &FeatureSet,
+    observed: &Observed,
+    current: Option<&CronJob>,
+) -> Result<(), Error> {
+    let ns = fs.namespace().unwrap_or_default();
+    if let Some(job) = &observed.start {
+        ensure_service_account(ctx, fs).await?;
+        apply(ctx, &ns, job, "materialization Job").await?;
+    }
+    if let Some(cron) = &observed.cron_job {
+        apply_if_changed(ctx, &ns, cron.clone(), current, "materialization CronJob").await?;
+    }
+    Ok(())
 }
 
 /// Creates (or restores) the FeatureSet's token-less ServiceAccount.

@@ -1,5 +1,7 @@
 use super::*;
 
+mod plan;
+
 fn example() -> FeatureSet {
     yaml_serde::from_str(include_str!(
         "../../../../examples/lead-scoring/featureset.yaml"
