@@ -24,10 +24,9 @@ use kube::{
 use leitwerk_crds::{
     RagIndex, RagIndexSpec,
     rag_index::{
-        BuildState, EMBEDDING_MODELS, IndexBuild, IndexVersion, IndexVersionState, RagIndexPhase,
+        BuildState, EMBEDDING_MODELS, IndexVersion, IndexVersionState, RagIndexPhase,
         embedding_model,
     },
-    summary::IndexSummary,
 };
 
 use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
@@ -36,8 +35,7 @@ use crate::{
     config::OperatorConfig,
     context::Context,
     finalizer,
-    jobs::{JobOutcome, list_owned, outcome},
-    reconcile::{self, LeitwerkResource, Notice, Outcome, RECHECK_UNWATCHED},
+    reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     schedule, service_account,
     status::{Desired, READY},
     validation::{FieldError, check_cron, into_result, summarize},
@@ -161,7 +159,9 @@ async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, 
                 if let Some(sa) = build_service_account(index) {
                     service_account::ensure(ctx, RagIndex::KIND, &sa).await?;
                 }
-                observed = observe_builds(ctx, index, &sources_digest).await?;
+                let read = read_builds(ctx, index).await?;
+                let now = chrono::Utc::now();
+                observed = plan_builds(index, &ctx.config, &sources_digest, read, now);
                 if let Some(job) = observed.start.take() {
                     apply(ctx, &ns, &job, "indexing Job").await?;
                 }

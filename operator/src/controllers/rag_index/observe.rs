@@ -2,12 +2,29 @@
 //! (through the evaluation gate), the start of a build when one is due, and the bound on the
 //! versions kept.
 
-use leitwerk_crds::model::ScheduleStatus;
-use leitwerk_crds::rag_index::{SearchMode, admit};
-use leitwerk_crds::summary::RetrievalQuality;
-use leitwerk_crds::versions::Versions;
+use std::{collections::BTreeMap, time::Duration};
 
-use super::*;
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+use leitwerk_crds::{
+    RagIndex,
+    model::ScheduleStatus,
+    rag_index::{BuildState, IndexBuild, IndexVersion, IndexVersionState, SearchMode, admit},
+    summary::{IndexSummary, RetrievalQuality},
+    versions::Versions,
+};
+
+use super::{
+    BUILD_LABEL, BuildInputs, Error, GENERATION_ANNOTATION, RAG_INDEX_LABEL, SOURCES_ANNOTATION,
+    build_index_job,
+};
+use crate::{
+    config::OperatorConfig,
+    context::Context,
+    jobs::{JobOutcome, list_owned, outcomes},
+    reconcile::{self, Notice},
+    schedule,
+};
 
 /// What the cluster shows about a RagIndex's builds, and what this reconcile changed.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,41 +73,23 @@ fn build_number(job: &Job) -> Option<i64> {
     job.labels().get(BUILD_LABEL)?.parse().ok()
 }
 
-/// Reads the indexing Jobs of a RagIndex, records finished builds, and decides the next build
-/// (`Observed::start`, created by the reconcile) when the spec, the ConfigMap sources or the
-/// schedule ask for one and none runs. Writes nothing.
-pub(super) async fn observe_builds(
-    ctx: &Context,
-    index: &RagIndex,
-    sources_digest: &str,
-) -> Result<Observed, Error> {
-    let status = index.status.clone().unwrap_or_default();
-    let mut observed = Observed {
-        recorded: true,
-        versions: status.versions.clone(),
-        last_build: status.last_build.clone(),
-        last_indexed: status.last_indexed.clone(),
-        schedule: status.schedule.clone(),
-        ..Default::default()
-    };
-    let owned = list_owned(
-        ctx,
-        index,
-        &format!("{RAG_INDEX_LABEL}={}", index.name_any()),
-        false,
-        "Index",
-    )
-    .await?;
-    observed.events.extend(owned.foreign);
-    let jobs: Vec<Job> = owned
-        .trusted
-        .into_iter()
-        .filter(|j| build_number(j).is_some())
-        .collect();
-    let recorded = status.last_build.as_ref().map_or(0, |b| b.number);
-    let pending = status
-        .last_build
-        .as_ref()
+/// What the reconcile reads about a RagIndex's builds before it plans.
+#[derive(Debug, Clone, Default)]
+pub struct BuildsRead {
+    /// Its trusted indexing Jobs (those with a build number).
+    pub jobs: Vec<Job>,
+    /// The outcome of each build the status does not record as finished.
+    pub outcomes: BTreeMap<String, JobOutcome<IndexSummary>>,
+    /// Warnings naming Jobs that carry its labels without being its own.
+    pub foreign: Vec<Notice>,
+}
+
+/// The builds the status does not record as finished: newer than the last one, or the last
+/// one while it runs.
+fn open_builds<'a>(index: &RagIndex, jobs: &'a [Job]) -> Vec<&'a Job> {
+    let last = index.status.as_ref().and_then(|s| s.last_build.as_ref());
+    let recorded = last.map_or(0, |b| b.number);
+    let pending = last
         .filter(|b| b.state == BuildState::Running)
         .map(|b| b.number);
     let mut open: Vec<&Job> = jobs
@@ -98,7 +97,49 @@ pub(super) async fn observe_builds(
         .filter(|j| build_number(j).is_some_and(|n| n > recorded || Some(n) == pending))
         .collect();
     open.sort_by_key(|j| build_number(j));
-    for job in open {
+    open
+}
+
+/// Reads the indexing Jobs of a RagIndex and the outcomes of the open builds. Writes nothing.
+pub(super) async fn read_builds(ctx: &Context, index: &RagIndex) -> Result<BuildsRead, Error> {
+    let selector = format!("{RAG_INDEX_LABEL}={}", index.name_any());
+    let owned = list_owned(ctx, index, &selector, false, "Index").await?;
+    let jobs: Vec<Job> = owned
+        .trusted
+        .into_iter()
+        .filter(|j| build_number(j).is_some())
+        .collect();
+    let outcomes = outcomes(ctx, open_builds(index, &jobs)).await?;
+    Ok(BuildsRead {
+        jobs,
+        outcomes,
+        foreign: owned.foreign,
+    })
+}
+
+/// Plans a RagIndex's builds from what was read (pure): finished builds become versions
+/// through the evaluation gate, and the next build (`Observed::start`, created by the
+/// reconcile) is decided when the spec, the ConfigMap sources or the schedule ask for one and
+/// none runs.
+pub fn plan_builds(
+    index: &RagIndex,
+    config: &OperatorConfig,
+    sources_digest: &str,
+    read: BuildsRead,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Observed {
+    let status = index.status.clone().unwrap_or_default();
+    let mut observed = Observed {
+        recorded: true,
+        versions: status.versions.clone(),
+        last_build: status.last_build.clone(),
+        last_indexed: status.last_indexed.clone(),
+        schedule: status.schedule.clone(),
+        events: read.foreign,
+        ..Default::default()
+    };
+    let jobs = read.jobs;
+    for job in open_builds(index, &jobs) {
         let build = IndexBuild {
             number: build_number(job).unwrap_or(0),
             job: job.name_any(),
@@ -109,13 +150,19 @@ pub(super) async fn observe_builds(
             sources_digest: job.annotations().get(SOURCES_ANNOTATION).cloned(),
             ..Default::default()
         };
-        record_build(index, &mut observed, build, outcome(ctx, job).await?);
+        let outcome = read
+            .outcomes
+            .get(&job.name_any())
+            .cloned()
+            .unwrap_or(JobOutcome::Running {
+                unschedulable: None,
+            });
+        record_build(index, &mut observed, build, outcome, now);
     }
 
     // The refresh schedule: the due time owed a build, if any, and the next one.
     let mut due = None;
     if let Some(cron) = index.spec.refresh_schedule.as_deref() {
-        let now = chrono::Utc::now();
         let last = schedule::last_run(status.schedule.as_ref(), &jobs);
         let since = last
             .as_ref()
@@ -163,7 +210,7 @@ pub(super) async fn observe_builds(
             keep: kept.iter().map(|v| v.url.clone()).collect(),
             scheduled_for: due.map(schedule::format),
         };
-        let job = build_index_job(index, &ctx.config, &inputs);
+        let job = build_index_job(index, config, &inputs);
         if let (Some(at), Some(s)) = (&inputs.scheduled_for, observed.schedule.as_mut()) {
             s.last_run = Some(at.clone());
             s.last_job = Some(job.name_any());
@@ -193,7 +240,7 @@ pub(super) async fn observe_builds(
         });
         observed.start = Some(job);
     }
-    Ok(observed)
+    observed
 }
 
 /// Records what a build's Job shows: still running, a version through the gate, or a
@@ -203,12 +250,15 @@ pub fn record_build(
     observed: &mut Observed,
     mut build: IndexBuild,
     outcome: JobOutcome<IndexSummary>,
+    now: chrono::DateTime<chrono::Utc>,
 ) {
     match outcome {
         JobOutcome::Running { unschedulable } => {
             observed.active = Some((build.job.clone(), unschedulable));
         }
         JobOutcome::Succeeded { summary, finished } => {
+            // When the Job does not say when it finished, it finished by the time it was seen.
+            let finished = finished.or_else(|| Some(now.to_rfc3339()));
             record_version(index, observed, &mut build, summary, finished);
         }
         JobOutcome::Failed { reason } => {
@@ -269,9 +319,7 @@ pub fn record_version(
     build.removed = Some(summary.removed);
     build.unchanged = Some(summary.unchanged);
     build.embedded = Some(summary.embedded);
-    observed.last_indexed = finished
-        .clone()
-        .or_else(|| Some(k8s_openapi::jiff::Timestamp::now().to_string()));
+    observed.last_indexed.clone_from(&finished);
     if let Some(known) = observed
         .versions
         .iter_mut()

@@ -1,9 +1,11 @@
+use leitwerk_crds::rag_index::IndexBuild;
 use leitwerk_crds::rag_index::SearchMode;
-use leitwerk_crds::summary::{EmbeddingModelIdentity, RetrievalQuality};
+use leitwerk_crds::summary::{EmbeddingModelIdentity, IndexSummary, RetrievalQuality};
 
 use super::*;
 
 mod gate;
+mod plan;
 
 fn example() -> RagIndex {
     let mut index: RagIndex = yaml_serde::from_str(include_str!(

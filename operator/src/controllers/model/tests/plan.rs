@@ -20,9 +20,10 @@ use crate::{
 };
 
 fn model(generation: i64, versions: Vec<ModelVersion>) -> Model {
-    let mut model: Model =
-        yaml_serde::from_str(include_str!("../../../../../examples/lead-scoring/model.yaml"))
-            .expect("the example Model parses");
+    let mut model: Model = yaml_serde::from_str(include_str!(
+        "../../../../../examples/lead-scoring/model.yaml"
+    ))
+    .expect("the example Model parses");
     model.metadata.namespace = Some("sales".into());
     model.metadata.uid = Some("uid-1".into());
     model.metadata.generation = Some(generation);
@@ -85,7 +86,9 @@ fn succeeded(version: &str, auc: f64) -> JobOutcome<TrainSummary> {
 }
 
 fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).single().expect("a time")
+    Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0)
+        .single()
+        .expect("a time")
 }
 
 /// One case: the Model (with its recorded versions), its Jobs with their outcomes, its
@@ -264,10 +267,11 @@ fn cases() -> Vec<Case> {
 fn the_plan_starts_records_and_publishes_what_each_case_asks() {
     for case in cases() {
         let observed = plan(&case);
-        let started = observed
-            .start
-            .as_ref()
-            .and_then(|j| j.labels().get(crate::controllers::model::VERSION_LABEL).cloned());
+        let started = observed.start.as_ref().and_then(|j| {
+            j.labels()
+                .get(crate::controllers::model::VERSION_LABEL)
+                .cloned()
+        });
         assert_eq!(started.as_deref(), case.starts, "{}: started", case.what);
         assert_eq!(
             observed.started,
