@@ -3,16 +3,13 @@
 //! reads KPIs and input drift from Prometheus every interval, and promotes, pauses or rolls
 //! back on the evidence. Everything a restarted operator needs lives in the status.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
 use kube::{
-    Api, Resource, ResourceExt,
-    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
+    Resource, ResourceExt,
     core::DeserializeGuard,
     runtime::{
         Controller,
@@ -22,38 +19,22 @@ use kube::{
     },
 };
 use leitwerk_crds::{
-    Experiment, ExperimentSpec, FIELD_MANAGER, Model,
+    Experiment, ExperimentSpec, Model,
     experiment::ExperimentPhase,
-    experiment::{
-        AnalysisState, ArmStatus, Decision, DecisionAction, DriftStatus, ExperimentStatus,
-        HoldoutStatus, KpiGate, PauseReason, StrategyType, VariantRole, VariantStatus,
-    },
-    model::{ModelVersion, VersionState},
+    experiment::{DecisionAction, ExperimentStatus},
 };
 
-use super::{
-    Scope, drain, get_opt,
-    model::{serving_args, serving_image, serving_parts},
-    referrers,
-};
+use super::{Scope, drain, get_opt, referrers};
 use crate::{
     analysis::{
-        bandit::{self, Arm},
-        canary::{self, Counters, Limits, Move},
-        drift::FeatureDrift,
-        gates::{Analysis, Check, Reading, Verdict, judge},
-        holdout,
+        bandit::{self},
+        canary::{self},
     },
-    apply::{apply_dynamic_if_changed, apply_if_changed},
     context::Context,
     metrics::{DecisionLabels, DriftLabels, KpiLabels, VariantLabels},
-    prom::Prometheus,
     reconcile::{self, LeitwerkResource, Outcome},
     status::{Desired, READY},
-    validation::{
-        FieldError, check_template, into_result, parse_duration, render_template, summarize,
-    },
-    workloads::{MANAGED_BY, child_name, serving_deployment, serving_service},
+    validation::{parse_duration, summarize},
 };
 
 /// Shortest analysis interval: Prometheus needs a few scrapes per interval.

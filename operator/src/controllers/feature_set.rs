@@ -2,33 +2,21 @@
 
 use std::sync::Arc;
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::{
-    Resource, ResourceExt,
-    api::ObjectMeta,
+    ResourceExt,
     core::DeserializeGuard,
     runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
 use leitwerk_crds::{
-    FeatureSet, FeatureSetSpec, FeatureSetStatus,
-    feature_set::FeatureSetPhase,
-    feature_set::{Aggregation, QualityRuleStatus},
-    filter::Filter,
-    summary::MaterializeSummary,
+    FeatureSet, FeatureSetStatus, feature_set::QualityRuleStatus, summary::MaterializeSummary,
 };
 
 use super::{Scope, artifact_store_secret, drain, first_missing_secret};
 use crate::{
-    config::OperatorConfig,
     context::Context,
     reconcile::{self, LeitwerkResource, Notice, Outcome, RECHECK_UNWATCHED},
-    status::{Desired, READY},
-    validation::{FieldError, check_cron, into_result, parse_duration, summarize},
-    workloads::{
-        MANAGED_BY, Mount, PodParts, child_name, claim_mount, resources, store_mount, trainer_job,
-    },
+    validation::summarize,
 };
 
 pub use crate::reconcile::Error;

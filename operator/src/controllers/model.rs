@@ -1,46 +1,29 @@
 //! The Model controller.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
-    Resource, ResourceExt,
+    ResourceExt,
     core::DeserializeGuard,
-    runtime::{
-        Controller,
-        controller::Action,
-        events::{Event, EventType},
-        reflector::ObjectRef,
-        watcher,
-    },
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
 };
 use leitwerk_crds::{
-    FeatureSet, Model, ModelSpec,
+    FeatureSet, Model,
     metrics::Metric,
-    model::ModelPhase,
-    model::{
-        DriftAction, DriftPolicy, FeatureDriftValue, ModelDriftStatus, ModelVersion, Task,
-        VersionState, Versions,
-    },
+    model::{ModelVersion, VersionState},
 };
 
 use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
 use crate::{
-    analysis::drift::FeatureDrift,
     apply::apply,
-    config::OperatorConfig,
     context::Context,
-    metrics::ModelDriftLabels,
     reconcile::{self, LeitwerkResource, Notice, Outcome},
     schedule, service_account,
-    status::{Desired, READY},
-    validation::{FieldError, check_cron, into_result, parse_duration, summarize},
-    workloads::{
-        HTTP_PORT, MANAGED_BY, PodParts, child_name, resources, serving_deployment,
-        serving_service, store_mount, trainer_job,
-    },
+    validation::summarize,
+    workloads::{HTTP_PORT, MANAGED_BY},
 };
 
 /// Label naming the Model an object belongs to.

@@ -4,11 +4,11 @@
 //! Deployment and Service of the serving version, keeps a bounded number of versions, and
 //! removes the index files when the RagIndex is deleted.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::{
     Api, Resource, ResourceExt,
     api::PartialObjectMeta,
@@ -23,26 +23,18 @@ use kube::{
 };
 use leitwerk_crds::{
     RagIndex, RagIndexSpec,
-    rag_index::{
-        BuildState, EMBEDDING_MODELS, IndexVersion, IndexVersionState, RagIndexPhase,
-        embedding_model,
-    },
+    rag_index::{EMBEDDING_MODELS, RagIndexPhase, embedding_model},
 };
 
 use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
 use crate::{
     apply::{apply, hash_of},
-    config::OperatorConfig,
     context::Context,
     finalizer,
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
-    schedule, service_account,
-    status::{Desired, READY},
+    service_account,
     validation::{FieldError, check_cron, into_result, summarize},
-    workloads::{
-        HTTP_PORT, JobState, MANAGED_BY, Mount, PodParts, child_name, claim_mount, job_state,
-        resources, serving_deployment, serving_service, store_mount, trainer_job,
-    },
+    workloads::{HTTP_PORT, JobState, MANAGED_BY, job_state},
 };
 
 mod build;

@@ -1,7 +1,20 @@
 //! Analyses that accumulate evidence per arm: the bandit's posteriors and weights, and the
 //! fixed split's and holdout's measurements (pure).
 
-use super::*;
+use chrono::{DateTime, Utc};
+use leitwerk_crds::{
+    Experiment, ExperimentSpec, experiment::ArmStatus, experiment::Decision,
+    experiment::DecisionAction, experiment::ExperimentPhase, experiment::ExperimentStatus,
+    experiment::HoldoutStatus, experiment::PauseReason, experiment::StrategyType,
+    experiment::VariantRole,
+};
+
+use super::{
+    Measurements, bandit, counters, only, pause, role_of, round4, set_weights, store_counters,
+};
+use crate::analysis::bandit::Arm;
+use crate::analysis::holdout;
+use std::collections::BTreeMap;
 
 pub(super) fn reward_kpi(spec: &ExperimentSpec) -> Option<String> {
     match spec.strategy.type_ {

@@ -4,7 +4,26 @@
 use leitwerk_crds::command::MetricLabel;
 use leitwerk_crds::versions::{Change, VersionState};
 
-use super::*;
+use k8s_openapi::{api::apps::v1::Deployment, api::core::v1::Service};
+use kube::{
+    Api, Resource, ResourceExt, api::ApiResource, api::DynamicObject, api::ListParams, api::Patch,
+    api::PatchParams,
+};
+use leitwerk_crds::{
+    Experiment, FIELD_MANAGER, Model, experiment::ExperimentPhase, experiment::ExperimentStatus,
+    experiment::VariantRole, model::ModelVersion,
+};
+
+use super::{EXPERIMENT_LABEL, VARIANT_LABEL, candidate_name};
+use crate::apply::apply_dynamic_if_changed;
+use crate::apply::apply_if_changed;
+use crate::{
+    context::Context, controllers::model::serving_args, controllers::model::serving_image,
+    controllers::model::serving_parts, reconcile::Error, reconcile::LeitwerkResource,
+    workloads::MANAGED_BY, workloads::child_name, workloads::serving_deployment,
+    workloads::serving_service,
+};
+use std::collections::BTreeMap;
 
 /// Replicas for a weight out of `total` replicas: 0 at weight 0, else at least 1.
 pub fn replicas_for(weight: i32, total: i32) -> i32 {

@@ -3,7 +3,26 @@
 
 use leitwerk_crds::model::DriftMetric;
 
-use super::*;
+use chrono::{DateTime, Utc};
+use leitwerk_crds::{
+    Experiment, ExperimentSpec, experiment::AnalysisState, experiment::Decision,
+    experiment::DecisionAction, experiment::DriftStatus, experiment::ExperimentPhase,
+    experiment::ExperimentStatus, experiment::KpiGate, experiment::PauseReason,
+    experiment::StrategyType,
+};
+
+use super::{
+    Measurements, analyse_bandit, analyse_measure, canary, canary_weights, candidate_name,
+    interval_of, only, record, set_weights, stable_name, steps_of,
+};
+use crate::analysis::canary::Counters;
+use crate::analysis::canary::Limits;
+use crate::analysis::canary::Move;
+use crate::analysis::gates::Analysis;
+use crate::analysis::gates::Check;
+use crate::analysis::gates::Verdict;
+use crate::analysis::gates::judge;
+use std::collections::BTreeMap;
 
 /// Runs one analysis on what was measured: updates counters, weights, evidence and phase, and
 /// returns the decision (also recorded in the status).

@@ -1,6 +1,13 @@
 //! Reading one analysis's KPIs and input drift from Prometheus.
 
-use super::*;
+use kube::ResourceExt;
+use leitwerk_crds::{Experiment, experiment::VariantRole, experiment::VariantStatus};
+
+use super::role_of;
+use crate::analysis::drift::FeatureDrift;
+use crate::analysis::gates::Reading;
+use crate::{prom::Prometheus, validation::parse_duration, validation::render_template};
+use std::collections::BTreeMap;
 
 /// Everything one analysis read from Prometheus.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -1,6 +1,8 @@
 use leitwerk_crds::{ModelStatus, model::ModelVersion};
 
 use super::*;
+use leitwerk_crds::experiment::VariantRole;
+use leitwerk_crds::model::VersionState;
 
 fn canary() -> Experiment {
     let mut e: Experiment = yaml_serde::from_str(include_str!(

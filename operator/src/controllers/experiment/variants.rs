@@ -1,7 +1,22 @@
 //! Which versions the variants are, the weights each strategy starts with and moves to, and
 //! the checks of the spec the schema cannot make.
 
-use super::*;
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+use leitwerk_crds::{
+    Experiment, ExperimentSpec, Model, experiment::AnalysisState, experiment::Decision,
+    experiment::DecisionAction, experiment::ExperimentPhase, experiment::ExperimentStatus,
+    experiment::StrategyType, experiment::VariantRole, experiment::VariantStatus,
+    model::ModelVersion, model::VersionState,
+};
+
+use super::{DECISION_HISTORY, MIN_INTERVAL_SECS, bandit, interval_of, reward_kpi};
+use crate::{
+    reconcile, reconcile::Outcome, status::Desired, status::READY, validation::FieldError,
+    validation::check_template, validation::into_result, validation::parse_duration,
+    workloads::child_name,
+};
+use std::collections::BTreeMap;
 
 /// Resolves each variant's Model version and artifact; an outcome says what is missing.
 /// Every way a reference can be missing or unusable gets its own outcome naming the field.

@@ -3,8 +3,21 @@
 
 use leitwerk_crds::command::{JobArgs, JobCommand};
 
-use super::*;
-use crate::workloads::spec_env;
+use k8s_openapi::{
+    api::batch::v1::CronJob, api::batch::v1::CronJobSpec, api::batch::v1::Job,
+    api::batch::v1::JobTemplateSpec,
+};
+use kube::{Resource, ResourceExt, api::ObjectMeta};
+use leitwerk_crds::FeatureSet;
+
+use super::{FEATURE_SET_LABEL, secret_refs};
+use crate::config::OperatorConfig;
+use crate::{
+    workloads::MANAGED_BY, workloads::Mount, workloads::PodParts, workloads::child_name,
+    workloads::claim_mount, workloads::resources, workloads::spec_env, workloads::store_mount,
+    workloads::trainer_job,
+};
+use std::collections::BTreeMap;
 
 /// Name of the token-less ServiceAccount a FeatureSet's Jobs run as.
 pub fn service_account_name(fs: &FeatureSet) -> String {

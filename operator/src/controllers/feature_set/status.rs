@@ -1,6 +1,9 @@
 //! The status of a FeatureSet from what its Jobs show (pure).
 
-use super::*;
+use leitwerk_crds::{FeatureSet, feature_set::FeatureSetPhase};
+
+use super::Observed;
+use crate::{reconcile::Outcome, status::Desired, status::READY};
 
 /// The status of a valid FeatureSet whose references resolve.
 pub fn decide(fs: &FeatureSet) -> Outcome<FeatureSetPhase> {

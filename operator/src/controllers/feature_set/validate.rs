@@ -1,6 +1,11 @@
 //! What the CRD schema cannot check of a FeatureSet's spec.
 
-use super::*;
+use leitwerk_crds::{FeatureSetSpec, feature_set::Aggregation, filter::Filter};
+
+use crate::{
+    validation::FieldError, validation::check_cron, validation::into_result,
+    validation::parse_duration,
+};
 
 /// `(field, secret name)` of every Secret the spec references.
 pub fn secret_refs(spec: &FeatureSetSpec) -> Vec<(String, String)> {

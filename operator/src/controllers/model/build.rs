@@ -3,8 +3,21 @@
 
 use leitwerk_crds::command::{JobArgs, JobCommand, MetricLabel, ModelArg, ServerArgs, TrainArgs};
 
-use super::*;
-use crate::workloads::spec_env;
+use k8s_openapi::{
+    api::apps::v1::Deployment, api::batch::v1::Job, api::core::v1::Service,
+    api::core::v1::ServiceAccount,
+};
+use kube::{Resource, ResourceExt};
+use leitwerk_crds::{Model, model::ModelVersion};
+
+use super::{DATA_VERSION_ANNOTATION, GENERATION_ANNOTATION, MODEL_LABEL, VERSION_LABEL};
+use crate::config::OperatorConfig;
+use crate::{
+    service_account, workloads::MANAGED_BY, workloads::PodParts, workloads::child_name,
+    workloads::resources, workloads::serving_deployment, workloads::serving_service,
+    workloads::spec_env, workloads::store_mount, workloads::trainer_job,
+};
+use std::collections::BTreeMap;
 
 /// Name of a Model's serving Deployment and Service.
 pub fn serving_name(model: &Model) -> String {

@@ -3,7 +3,22 @@
 
 use leitwerk_crds::model::{DriftLevel, DriftMetric};
 
-use super::*;
+use kube::{Resource, ResourceExt, runtime::events::Event, runtime::events::EventType};
+use leitwerk_crds::{
+    Model,
+    model::DriftAction,
+    model::DriftPolicy,
+    model::Versions,
+    model::{FeatureDriftValue, ModelDriftStatus},
+};
+
+use super::DRIFT;
+use crate::analysis::drift::FeatureDrift;
+use crate::{
+    context::Context, metrics::ModelDriftLabels, reconcile, reconcile::LeitwerkResource,
+    status::Desired, validation::parse_duration,
+};
+use std::time::Duration;
 
 /// How often a Model's serving inputs are checked: a quarter of the window, 5 s to 15 min.
 pub fn drift_period(policy: &DriftPolicy) -> Duration {

@@ -1,6 +1,9 @@
 //! Applying a Model's serving children and its ServiceAccount.
 
-use super::*;
+use leitwerk_crds::{Model, model::ModelVersion};
+
+use super::build_serving;
+use crate::{context::Context, reconcile::Error};
 
 pub(super) async fn serve(
     ctx: &Context,

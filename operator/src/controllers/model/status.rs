@@ -1,6 +1,12 @@
 //! The status of a Model from what the cluster shows (pure).
 
-use super::*;
+use kube::ResourceExt;
+use leitwerk_crds::{
+    FeatureSet, Model, metrics::Metric, model::ModelPhase, model::ModelVersion, model::VersionState,
+};
+
+use super::Observed;
+use crate::{reconcile::Outcome, status::Desired, status::READY};
 
 /// The status of a valid Model, given its FeatureSet: `None` when the reference does not
 /// resolve, `Some(None)` when the Model brings its own ONNX file.

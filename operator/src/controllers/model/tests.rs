@@ -1,4 +1,8 @@
 use super::*;
+use crate::analysis::drift::FeatureDrift;
+use crate::config::OperatorConfig;
+use leitwerk_crds::model::{DriftPolicy, ModelDriftStatus, Task, Versions};
+use std::collections::BTreeMap;
 
 mod plan;
 

@@ -2,7 +2,9 @@
 
 use leitwerk_crds::metrics::Metric;
 
-use super::*;
+use leitwerk_crds::{ModelSpec, model::Task};
+
+use crate::{validation::FieldError, validation::check_cron, validation::into_result};
 
 /// Checks what the schema cannot.
 pub fn validate(spec: &ModelSpec) -> Result<(), Vec<FieldError>> {

@@ -12,7 +12,22 @@ use leitwerk_crds::rag_index::SearchMode;
 
 use crate::workloads::spec_env;
 
-use super::*;
+use k8s_openapi::{
+    api::apps::v1::Deployment, api::batch::v1::Job, api::core::v1::Service,
+    api::core::v1::ServiceAccount,
+};
+use kube::{Resource, ResourceExt};
+use leitwerk_crds::{RagIndex, rag_index::IndexVersion};
+
+use super::{BUILD_LABEL, GENERATION_ANNOTATION, RAG_INDEX_LABEL, SOURCES_ANNOTATION};
+use crate::config::OperatorConfig;
+use crate::{
+    schedule, service_account, workloads::MANAGED_BY, workloads::Mount, workloads::PodParts,
+    workloads::child_name, workloads::claim_mount, workloads::resources,
+    workloads::serving_deployment, workloads::serving_service, workloads::store_mount,
+    workloads::trainer_job,
+};
+use std::collections::BTreeMap;
 
 /// Where a ConfigMap source is mounted in the indexing pod.
 pub const SOURCES_DIR: &str = "/sources";

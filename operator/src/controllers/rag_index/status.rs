@@ -2,7 +2,16 @@
 
 use leitwerk_crds::RagIndexStatus;
 
-use super::*;
+use leitwerk_crds::{
+    RagIndex, rag_index::BuildState, rag_index::IndexVersion, rag_index::IndexVersionState,
+    rag_index::RagIndexPhase,
+};
+
+use super::{EVALUATED, INDEXED, Observed, SERVING, build_serving, endpoint, serving_name};
+use crate::{
+    context::Context, reconcile::Error, reconcile::Outcome, status::Desired, status::READY,
+};
+use std::time::Duration;
 
 /// How often a RagIndex with a build running or a Deployment rolling out looks again.
 const RECHECK_WORKING: Duration = Duration::from_secs(10);

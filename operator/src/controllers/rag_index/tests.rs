@@ -3,6 +3,9 @@ use leitwerk_crds::rag_index::SearchMode;
 use leitwerk_crds::summary::{EmbeddingModelIdentity, IndexSummary, RetrievalQuality};
 
 use super::*;
+use crate::config::OperatorConfig;
+use leitwerk_crds::rag_index::{BuildState, IndexVersion, IndexVersionState};
+use std::collections::BTreeMap;
 
 mod gate;
 mod plan;

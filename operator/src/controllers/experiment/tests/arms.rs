@@ -1,6 +1,8 @@
 //! Bandit posteriors, holdout lift, and how weights reach traffic.
 
 use super::*;
+use leitwerk_crds::experiment::VariantRole;
+use std::collections::BTreeMap;
 
 #[test]
 fn a_bandit_reweights_by_posterior_and_promotes_a_clear_winner() {

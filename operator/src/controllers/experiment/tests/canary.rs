@@ -2,6 +2,8 @@
 //! outcome.
 
 use super::*;
+use crate::analysis::drift::FeatureDrift;
+use std::collections::BTreeMap;
 
 #[test]
 fn a_canary_walks_its_steps_on_passing_evidence_and_promotes_at_the_end() {

@@ -4,6 +4,8 @@
 use leitwerk_crds::rag_index::SearchMode;
 
 use super::*;
+use crate::config::OperatorConfig;
+use leitwerk_crds::rag_index::IndexVersionState;
 
 #[test]
 fn the_gate_compares_with_the_serving_version_measured_again_on_the_same_labelled_set() {
