@@ -1,6 +1,8 @@
 //! Events as data: what a reconcile decided to publish travels in its outcome and is
 //! published in one place ([`crate::reconcile::finish_with`]) after the status is written.
 
+use std::borrow::Cow;
+
 use kube::runtime::events::{Event, EventType};
 
 use crate::reconcile::truncate;
@@ -12,7 +14,7 @@ pub struct Notice {
     /// Warning (a human should look) or Normal.
     pub warning: bool,
     /// PascalCase reason.
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     /// What happened, with the figures behind it.
     pub note: String,
     /// The action the Event reports (`Index`, `Train`, `Materialize`, …).
@@ -21,19 +23,40 @@ pub struct Notice {
 
 impl Notice {
     /// A Normal Event.
-    pub fn normal(action: &'static str, reason: &'static str, note: impl Into<String>) -> Self {
+    pub fn normal(
+        action: &'static str,
+        reason: impl Into<Cow<'static, str>>,
+        note: impl Into<String>,
+    ) -> Self {
         Notice {
             warning: false,
-            reason,
+            reason: reason.into(),
             note: note.into(),
             action,
         }
     }
 
     /// A Warning Event: a human should look.
-    pub fn warning(action: &'static str, reason: &'static str, note: impl Into<String>) -> Self {
+    pub fn warning(
+        action: &'static str,
+        reason: impl Into<Cow<'static, str>>,
+        note: impl Into<String>,
+    ) -> Self {
         Notice {
             warning: true,
+            ..Notice::normal(action, reason, note)
+        }
+    }
+
+    /// A Warning when `warning`, else a Normal Event.
+    pub fn of(
+        warning: bool,
+        action: &'static str,
+        reason: impl Into<Cow<'static, str>>,
+        note: impl Into<String>,
+    ) -> Self {
+        Notice {
+            warning,
             ..Notice::normal(action, reason, note)
         }
     }
@@ -46,7 +69,7 @@ impl Notice {
             } else {
                 EventType::Normal
             },
-            reason: self.reason.into(),
+            reason: self.reason.to_string(),
             note: Some(truncate(&self.note, 1024)),
             action: self.action.into(),
             secondary: None,

@@ -8,10 +8,7 @@ use kube::{
     Api, Resource, ResourceExt,
     api::{Patch, PatchParams},
     core::{DeserializeGuard, error_boundary::InvalidObject},
-    runtime::{
-        controller::Action,
-        events::{Event, EventType},
-    },
+    runtime::controller::Action,
 };
 use leitwerk_crds::{
     ContentPipeline, Experiment, FIELD_MANAGER, FeatureSet, Model, RagIndex, ResourceStatus,
@@ -291,24 +288,19 @@ pub async fn finish_with<K: LeitwerkResource>(
         let after = condition_key(Some(&next), READY);
         if before != after {
             info!(kind = K::KIND, name = %obj.name_any(), namespace = %ns, reason = %outcome.ready.reason, ready = outcome.ready.status, "{}", outcome.ready.message);
-            let event = Event {
-                type_: if needs_attention(&outcome.ready) {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: outcome.ready.reason.clone(),
-                note: Some(truncate(&outcome.ready.message, 1024)),
-                action: "Reconcile".to_string(),
-                secondary: None,
-            };
-            publish(ctx, K::KIND, &event, &obj.object_ref(&())).await;
+            let notice = Notice::of(
+                needs_attention(&outcome.ready),
+                "Reconcile",
+                outcome.ready.reason.clone(),
+                outcome.ready.message.clone(),
+            );
+            publish(ctx, K::KIND, &notice, &obj.object_ref(&())).await;
         }
     }
     // Published even when the status write was skipped (nothing but the Events changed) and
     // never before a write that met a newer object: that reconcile is repeated.
     for notice in &outcome.events {
-        publish(ctx, K::KIND, &notice.event(), &obj.object_ref(&())).await;
+        publish(ctx, K::KIND, notice, &obj.object_ref(&())).await;
     }
     Ok(match outcome.recheck {
         Some(after) => Action::requeue(after),
@@ -322,14 +314,16 @@ pub fn needs_attention(ready: &Desired) -> bool {
     ready.severity == crate::status::Severity::Warning
 }
 
-/// Publishes an Event; a failure is logged, never fatal to the reconcile.
+/// Publishes a Notice as an Event: the one place every Event of the operator goes out. A
+/// failure is logged, never fatal to the reconcile.
 pub async fn publish(
     ctx: &Context,
     kind: &'static str,
-    event: &Event,
+    notice: &Notice,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
 ) {
-    match ctx.recorder.publish(event, reference).await {
+    let event = notice.event();
+    match ctx.recorder.publish(&event, reference).await {
         Ok(()) => ctx.metrics.wrote(kind, "event"),
         Err(err) => warn!(kind, error = %err, "failed to publish event {}", event.reason),
     }
@@ -355,21 +349,16 @@ pub async fn report_malformed<K: LeitwerkResource>(
         resource_version: invalid.metadata.resource_version.clone(),
         ..Default::default()
     };
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "MalformedObject".to_string(),
-        note: Some(truncate(
-            &format!(
-                "the object does not match the {} schema and is skipped until it changes: {}",
-                K::KIND,
-                invalid.error
-            ),
-            1024,
-        )),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    publish(ctx, K::KIND, &event, &reference).await;
+    let notice = Notice::warning(
+        "Reconcile",
+        "MalformedObject",
+        format!(
+            "the object does not match the {} schema and is skipped until it changes: {}",
+            K::KIND,
+            invalid.error
+        ),
+    );
+    publish(ctx, K::KIND, &notice, &reference).await;
     Action::await_change()
 }
 
@@ -436,15 +425,9 @@ pub fn error_policy<K: LeitwerkResource, E: Categorized>(
     let backoff = ctx.next_backoff(&key);
     warn!(kind = K::KIND, object = %key, category = err.category(), retry_in_s = backoff.as_secs(), "reconcile failed: {chain}");
     if let Some(reference) = reference {
-        let event = Event {
-            type_: EventType::Warning,
-            reason: err.category().to_string(),
-            note: Some(chain),
-            action: "Reconcile".to_string(),
-            secondary: None,
-        };
+        let notice = Notice::warning("Reconcile", err.category(), chain);
         let ctx = ctx.clone();
-        tokio::spawn(async move { publish(&ctx, K::KIND, &event, &reference).await });
+        tokio::spawn(async move { publish(&ctx, K::KIND, &notice, &reference).await });
     }
     Action::requeue(backoff)
 }

@@ -11,7 +11,8 @@ use leitwerk_crds::{
     ContentPipeline, ContentPipelineSpec, RagIndex, content_pipeline::ContentPipelinePhase,
 };
 
-use super::{Scope, drain, first_missing_secret, get_opt, referrers};
+use crate::references::{first_missing_secret, get_opt};
+use crate::watch::{Scope, drain, referrers};
 use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},

@@ -4,37 +4,28 @@
 //! back on the evidence. Everything a restarted operator needs lives in the status.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
-    Resource, ResourceExt,
+    ResourceExt,
     core::DeserializeGuard,
-    runtime::{
-        Controller,
-        controller::Action,
-        events::{Event, EventType},
-        watcher,
-    },
+    runtime::{Controller, controller::Action, watcher},
 };
-use leitwerk_crds::{
-    Experiment, ExperimentSpec, Model,
-    experiment::ExperimentPhase,
-    experiment::{DecisionAction, ExperimentStatus},
-};
+use leitwerk_crds::{Experiment, Model, experiment::DecisionAction};
 
-use super::{Scope, drain, get_opt, referrers};
+use crate::notice::Notice;
+use crate::references::get_opt;
+use crate::watch::{Scope, drain, referrers};
 use crate::{
     analysis::{
         bandit::{self},
         canary::{self},
     },
     context::Context,
-    metrics::{DecisionLabels, DriftLabels, KpiLabels, VariantLabels},
+    metrics::DecisionLabels,
     reconcile::{self, LeitwerkResource, Outcome},
-    status::{Desired, READY},
-    validation::{parse_duration, summarize},
+    validation::summarize,
 };
 
 /// Shortest analysis interval: Prometheus needs a few scrapes per interval.
@@ -51,15 +42,19 @@ pub const PAUSED: &str = "Paused";
 pub use crate::reconcile::Error;
 
 mod arms;
+mod cadence;
 mod children;
 mod decide;
 mod measure;
+mod status;
 mod variants;
 
 use arms::*;
+pub use cadence::*;
 pub use children::*;
 pub use decide::*;
 pub use measure::*;
+pub use status::*;
 pub use variants::*;
 
 /// Runs the Experiment controller; it watches Models (an Experiment waiting for a version moves
@@ -173,6 +168,7 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
         status.promotion_confirmed = carry_over(ctx, exp, &status, &models).await?;
     }
     export_metrics(ctx, exp, &status);
+    let mut events = Vec::new();
     if let Some(d) = &decision {
         ctx.metrics
             .experiment_decisions
@@ -183,20 +179,14 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
             })
             .inc();
         let warning = matches!(d.action, DecisionAction::RollBack | DecisionAction::Pause);
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: d.action.to_string(),
-            note: Some(reconcile::truncate(&d.message, 1024)),
-            action: "Analyse".into(),
-            secondary: None,
-        };
-        reconcile::publish(ctx, Experiment::KIND, &event, &exp.object_ref(&())).await;
+        events.push(Notice::of(
+            warning,
+            "Analyse",
+            d.action.to_string(),
+            d.message.clone(),
+        ));
     }
-    let outcome = outcome_of(exp, &status, now);
+    let outcome = outcome_of(exp, &status, now).with_events(events);
     let action = reconcile::finish_with(ctx, exp, outcome, |s| {
         let phase = s.phase;
         let conditions = std::mem::take(&mut s.conditions);
@@ -208,163 +198,6 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
     })
     .await?;
     Ok(action)
-}
-
-/// Forgets the analysis of an earlier generation (its variants changed): the new variants
-/// start at the first step with fresh evidence. Decisions stay as history.
-fn restart(status: &mut ExperimentStatus) {
-    status.analysis = None;
-    status.arms.clear();
-    status.holdout = None;
-    status.drift.clear();
-    status.winner = None;
-    status.promotion_confirmed = false;
-    status.phase = None;
-}
-
-/// Whether the analysis has ended (no more traffic moves).
-pub fn is_terminal(status: &ExperimentStatus) -> bool {
-    matches!(
-        status.phase,
-        Some(ExperimentPhase::Promoted | ExperimentPhase::RolledBack | ExperimentPhase::Concluded)
-    )
-}
-
-fn is_due(status: &ExperimentStatus, now: DateTime<Utc>) -> bool {
-    next_analysis(status).is_none_or(|t| now >= t)
-}
-
-fn next_analysis(status: &ExperimentStatus) -> Option<DateTime<Utc>> {
-    let text = status.analysis.as_ref()?.next_analysis.as_deref()?;
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-fn interval_of(spec: &ExperimentSpec) -> Duration {
-    parse_duration(&spec.interval)
-        .unwrap_or(Duration::from_secs(60))
-        .max(Duration::from_secs(MIN_INTERVAL_SECS))
-}
-
-/// The query window: the time since the previous analysis (so consecutive windows neither
-/// overlap nor leave gaps, which the bandit's counts rely on), at least one interval.
-fn window_secs(exp: &Experiment, status: &ExperimentStatus, now: DateTime<Utc>) -> u64 {
-    let interval = interval_of(&exp.spec).as_secs();
-    let last = next_analysis(status).map(|t| t - chrono::Duration::seconds(interval as i64));
-    let elapsed = last.map_or(interval, |l| (now - l).num_seconds().max(0) as u64);
-    elapsed.clamp(interval, interval * 10)
-}
-
-/// The phase, conditions and requeue of the status.
-pub fn outcome_of(
-    exp: &Experiment,
-    status: &ExperimentStatus,
-    now: DateTime<Utc>,
-) -> Outcome<ExperimentPhase> {
-    let last = status
-        .decisions
-        .last()
-        .map(|d| format!("{}: {}", d.action, d.message))
-        .unwrap_or_default();
-    let weights = status.weights_summary.clone().unwrap_or_default();
-    let routing = status.routing.clone().unwrap_or_default();
-    // Only the analysis' own phases survive here; anything else (a phase of waiting written
-    // before the variants resolved) reads as progressing.
-    let phase = match status.phase {
-        Some(
-            p @ (ExperimentPhase::Promoted
-            | ExperimentPhase::Concluded
-            | ExperimentPhase::RolledBack
-            | ExperimentPhase::Paused
-            | ExperimentPhase::Running),
-        ) => p,
-        _ => ExperimentPhase::Progressing,
-    };
-    let ready = match phase {
-        ExperimentPhase::Promoted | ExperimentPhase::Concluded => {
-            Desired::ok(READY, phase.as_str(), last.clone())
-        }
-        ExperimentPhase::RolledBack => Desired::failed(READY, "RolledBack", last.clone()),
-        ExperimentPhase::Paused => {
-            let reason = status
-                .analysis
-                .as_ref()
-                .and_then(|a| a.pause_reason)
-                .map_or("Paused", |r| r.as_str());
-            Desired::failed(READY, reason, last.clone())
-        }
-        ExperimentPhase::Running => {
-            Desired::ok(READY, "Running", format!("weights {weights} via {routing}"))
-        }
-        _ => Desired::ok(
-            READY,
-            "Progressing",
-            format!("weights {weights} via {routing}; {last}"),
-        ),
-    };
-    let mut outcome = Outcome::new(phase, ready.clone());
-    let paused = if phase == ExperimentPhase::Paused {
-        Desired::ok(PAUSED, ready.reason.clone(), ready.message.clone())
-    } else {
-        Desired::not(PAUSED, "Analysing", "the analysis is not paused")
-    };
-    outcome.conditions.push(paused);
-    if is_terminal(status) {
-        if !status.promotion_confirmed {
-            outcome = outcome.recheck_after(Duration::from_secs(2));
-        }
-        return outcome;
-    }
-    let wait = next_analysis(status)
-        .map(|t| (t - now).to_std().unwrap_or_default())
-        .unwrap_or(interval_of(&exp.spec));
-    outcome.recheck_after(wait.max(Duration::from_millis(500)))
-}
-
-fn export_metrics(ctx: &Context, exp: &Experiment, status: &ExperimentStatus) {
-    let namespace = exp.namespace().unwrap_or_default();
-    let experiment = exp.name_any();
-    for (variant, w) in &status.weights {
-        ctx.metrics
-            .experiment_weight
-            .get_or_create(&VariantLabels {
-                namespace: namespace.clone(),
-                experiment: experiment.clone(),
-                variant: variant.clone(),
-            })
-            .set(i64::from(*w));
-    }
-    if let Some(d) = status.decisions.last() {
-        for (key, value) in &d.values {
-            let mut parts = key.splitn(2, '/');
-            if let (Some(kpi), Some(variant)) = (parts.next(), parts.next())
-                && kpi != "drift"
-            {
-                ctx.metrics
-                    .experiment_kpi
-                    .get_or_create(&KpiLabels {
-                        namespace: namespace.clone(),
-                        experiment: experiment.clone(),
-                        variant: variant.into(),
-                        kpi: kpi.into(),
-                    })
-                    .set(*value);
-            }
-        }
-    }
-    for d in &status.drift {
-        ctx.metrics
-            .experiment_drift
-            .get_or_create(&DriftLabels {
-                namespace: namespace.clone(),
-                experiment: experiment.clone(),
-                variant: d.variant.clone(),
-                feature: d.feature.clone(),
-                metric: d.metric.to_string(),
-            })
-            .set(d.value);
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use leitwerk_crds::{
     FeatureSet, FeatureSetStatus, feature_set::QualityRuleStatus, summary::MaterializeSummary,
 };
 
-use super::{Scope, artifact_store_secret, drain, first_missing_secret};
+use crate::references::{artifact_store_secret, first_missing_secret};
+use crate::watch::{Scope, drain};
 use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Notice, Outcome, RECHECK_UNWATCHED},

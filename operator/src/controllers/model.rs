@@ -16,7 +16,8 @@ use leitwerk_crds::{
     model::{ModelVersion, VersionState},
 };
 
-use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
+use crate::references::{artifact_store_secret, first_missing_secret, get_opt};
+use crate::watch::{Scope, drain, referrers};
 use crate::{
     apply::apply,
     context::Context,
@@ -190,7 +191,8 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
                 &observed,
                 &versions,
             );
-            if let Some((condition, period)) = drift_condition {
+            if let Some((condition, period, acted)) = drift_condition {
+                observed.events.extend(acted);
                 outcome.conditions.push(condition);
                 outcome.recheck = Some(outcome.recheck.map_or(period, |r| r.min(period)));
             }

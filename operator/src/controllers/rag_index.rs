@@ -10,42 +10,39 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::{
-    Api, Resource, ResourceExt,
+    ResourceExt,
     api::PartialObjectMeta,
     core::DeserializeGuard,
-    runtime::{
-        Controller, WatchStreamExt,
-        controller::Action,
-        events::{Event, EventType},
-        reflector::ObjectRef,
-        watcher,
-    },
+    runtime::{Controller, WatchStreamExt, controller::Action, reflector::ObjectRef, watcher},
 };
-use leitwerk_crds::{
-    RagIndex, RagIndexSpec,
-    rag_index::{EMBEDDING_MODELS, RagIndexPhase, embedding_model},
-};
+use leitwerk_crds::{RagIndex, rag_index::RagIndexPhase};
 
-use super::{Scope, artifact_store_secret, drain, first_missing_secret, get_opt, referrers};
+use crate::references::{artifact_store_secret, first_missing_secret, get_opt};
+use crate::watch::{Scope, drain, referrers};
 use crate::{
     apply::{apply, hash_of},
     context::Context,
-    finalizer,
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     service_account,
-    validation::{FieldError, check_cron, into_result, summarize},
-    workloads::{HTTP_PORT, JobState, MANAGED_BY, job_state},
+    validation::summarize,
+    workloads::{HTTP_PORT, MANAGED_BY},
 };
 
 mod build;
+mod delete;
 mod observe;
+mod record;
 mod status;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 pub use build::*;
+use delete::*;
 pub use observe::*;
+pub use record::*;
 pub use status::*;
+pub use validate::*;
 
 /// Label naming the RagIndex an object belongs to.
 pub const RAG_INDEX_LABEL: &str = leitwerk_crds::labels::RAG_INDEX;
@@ -215,121 +212,6 @@ async fn resolve(
     Ok(Ok(hash_of(&contents)))
 }
 
-/// `(field, ConfigMap name)` of every ConfigMap the spec reads: sources and the labelled set.
-pub fn config_maps(spec: &RagIndexSpec) -> Vec<(String, String)> {
-    let mut refs: Vec<(String, String)> = spec
-        .sources
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            Some((
-                format!("spec.sources[{i}].configMapRef.name"),
-                s.config_map_ref.as_ref()?.name.clone(),
-            ))
-        })
-        .collect();
-    if let Some(cm) = spec
-        .evaluation
-        .as_ref()
-        .and_then(|e| e.config_map_ref.as_ref())
-    {
-        refs.push(("spec.evaluation.configMapRef.name".into(), cm.name.clone()));
-    }
-    refs
-}
-
-/// `(field, secret name)` of every Secret the spec references.
-pub fn secret_refs(spec: &RagIndexSpec) -> Vec<(String, String)> {
-    let mut refs: Vec<(String, String)> = spec
-        .sources
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            Some((
-                format!("spec.sources[{i}].objectStore.credentialsSecretRef"),
-                s.object_store
-                    .as_ref()?
-                    .credentials_secret_ref
-                    .as_ref()?
-                    .name
-                    .clone(),
-            ))
-        })
-        .collect();
-    if let Some(key) = spec
-        .vector_store
-        .as_ref()
-        .and_then(|v| v.qdrant.as_ref())
-        .and_then(|q| q.api_key_secret_ref.as_ref())
-    {
-        refs.push((
-            "spec.vectorStore.qdrant.apiKeySecretRef".to_string(),
-            key.name.clone(),
-        ));
-    }
-    refs
-}
-
-/// Checks what the schema cannot.
-pub fn validate(spec: &RagIndexSpec) -> Result<(), Vec<FieldError>> {
-    let mut errors = Vec::new();
-    match embedding_model(&spec.embedding.model) {
-        None => {
-            let known: Vec<&str> = EMBEDDING_MODELS.iter().map(|m| m.name).collect();
-            errors.push(FieldError::new(
-                "spec.embedding.model",
-                format!(
-                    "{:?} is not an embedding model Leitwerk ships; use one of {known:?}",
-                    spec.embedding.model
-                ),
-            ));
-        }
-        Some(m)
-            if spec.chunking.max_tokens
-                > i32::try_from(m.max_chunk_tokens()).unwrap_or(i32::MAX) =>
-        {
-            errors.push(FieldError::new(
-                "spec.chunking.maxTokens",
-                format!(
-                    "{} exceeds what {} reads ({} word pieces, {} of them text): chunks would be truncated; use at most {}",
-                    spec.chunking.max_tokens,
-                    m.name,
-                    m.max_word_pieces,
-                    m.max_chunk_tokens(),
-                    m.max_chunk_tokens()
-                ),
-            ));
-        }
-        Some(_) => {}
-    }
-    if let Some(schedule) = &spec.refresh_schedule
-        && let Err(problem) = check_cron(schedule)
-    {
-        errors.push(FieldError::new("spec.refreshSchedule", problem));
-    }
-    for (i, source) in spec.sources.iter().enumerate() {
-        if let Some(file) = &source.file
-            && file.claim_name.is_none()
-        {
-            errors.push(FieldError::new(
-                format!("spec.sources[{i}].file.claimName"),
-                "a file source needs the PersistentVolumeClaim that holds it: set claimName",
-            ));
-        }
-    }
-    if spec
-        .vector_store
-        .as_ref()
-        .is_some_and(|v| v.qdrant.is_some())
-    {
-        errors.push(FieldError::new(
-            "spec.vectorStore.qdrant",
-            "a Qdrant server is not supported by this release; use vectorStore.embedded (or leave vectorStore out)",
-        ));
-    }
-    into_result(errors)
-}
-
 /// The retrieval Service's URL.
 pub fn endpoint(index: &RagIndex) -> String {
     format!(
@@ -337,73 +219,4 @@ pub fn endpoint(index: &RagIndex) -> String {
         serving_name(index),
         index.namespace().unwrap_or_default()
     )
-}
-
-/// Adds (`true`) or removes (`false`) the finalizer, never touching any other (a JSON patch
-/// pinned to the list this copy shows: [`crate::finalizer`]).
-async fn set_finalizer(ctx: &Context, index: &RagIndex, ns: &str, on: bool) -> Result<(), Error> {
-    let api: Api<RagIndex> = Api::namespaced(ctx.client.clone(), ns);
-    finalizer::set(&api, index, FINALIZER, on)
-        .await
-        .map_err(|source| Error::Finalizer {
-            what: format!("RagIndex {}", index.name_any()),
-            source,
-        })
-}
-
-/// A Warning that the index files stay (the RagIndex goes anyway, so that a namespace can be
-/// deleted).
-async fn files_left(ctx: &Context, index: &RagIndex, why: &str) {
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "FilesLeft".into(),
-        note: Some(reconcile::truncate(
-            &format!(
-                "the index files under {} could not be removed ({why}); remove them by hand",
-                index_prefix_url(index, &ctx.config)
-            ),
-            1024,
-        )),
-        action: "Delete".into(),
-        secondary: None,
-    };
-    reconcile::publish(ctx, RagIndex::KIND, &event, &index.object_ref(&())).await;
-}
-
-/// A RagIndex being deleted: a Job removes its index files, then the finalizer goes. A
-/// namespace that is being deleted takes no new Job: the files stay, and a Warning says so.
-async fn finalize(ctx: &Context, index: &RagIndex, ns: &str) -> Result<Action, Error> {
-    if !index.finalizers().iter().any(|f| f == FINALIZER) {
-        return Ok(Action::await_change());
-    }
-    let job = build_delete_job(index, &ctx.config);
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let current = jobs
-        .get_opt(&job.name_any())
-        .await
-        .map_err(|source| Error::Read {
-            what: "the index deletion Job".into(),
-            source,
-        })?;
-    let done = match current.as_ref().map(job_state) {
-        None => {
-            if let Err(e) = apply(ctx, ns, &job, "index deletion Job").await {
-                files_left(ctx, index, &reconcile::error_chain(&e)).await;
-                true
-            } else {
-                false
-            }
-        }
-        Some(JobState::Active) => false,
-        Some(JobState::Succeeded) => true,
-        Some(JobState::Failed(why)) => {
-            files_left(ctx, index, &why).await;
-            true
-        }
-    };
-    if !done {
-        return Ok(Action::requeue(Duration::from_secs(3)));
-    }
-    set_finalizer(ctx, index, ns, false).await?;
-    Ok(Action::await_change())
 }

@@ -1,6 +1,8 @@
 use leitwerk_crds::{ModelStatus, model::ModelVersion};
 
 use super::*;
+use chrono::DateTime;
+use leitwerk_crds::experiment::ExperimentStatus;
 use leitwerk_crds::experiment::VariantRole;
 use leitwerk_crds::model::VersionState;
 

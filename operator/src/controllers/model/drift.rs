@@ -3,7 +3,7 @@
 
 use leitwerk_crds::model::{DriftLevel, DriftMetric};
 
-use kube::{Resource, ResourceExt, runtime::events::Event, runtime::events::EventType};
+use kube::ResourceExt;
 use leitwerk_crds::{
     Model,
     model::DriftAction,
@@ -14,9 +14,9 @@ use leitwerk_crds::{
 
 use super::DRIFT;
 use crate::analysis::drift::FeatureDrift;
+use crate::notice::Notice;
 use crate::{
-    context::Context, metrics::ModelDriftLabels, reconcile, reconcile::LeitwerkResource,
-    status::Desired, validation::parse_duration,
+    context::Context, metrics::ModelDriftLabels, status::Desired, validation::parse_duration,
 };
 use std::time::Duration;
 
@@ -51,15 +51,15 @@ pub fn drift_level<'a>(
 
 /// Checks the serving version's input drift when due (`spec.drift`), updates `drift`, and
 /// acts at `psiAct`/`jsAct` once per version: a Warning Event, a rollback to the previous
-/// version (in `versions`), or a retraining request. Returns the `Drift` condition and when to
-/// look again.
+/// version (in `versions`), or a retraining request. Returns the `Drift` condition, when to
+/// look again, and the Warning to publish when it acted.
 pub(super) async fn watch_drift(
     ctx: &Context,
     model: &Model,
     policy: &DriftPolicy,
     versions: &mut Versions,
     drift: &mut Option<ModelDriftStatus>,
-) -> Option<(Desired, Duration)> {
+) -> Option<(Desired, Duration, Option<Notice>)> {
     let serving = versions.serving()?.version.clone();
     let period = drift_period(policy);
     let now = chrono::Utc::now();
@@ -70,15 +70,17 @@ pub(super) async fn watch_drift(
         return Some((
             Desired::failed(DRIFT, "PrometheusUnavailable", message),
             period,
+            None,
         ));
     }
     let d = drift.as_mut()?;
     let (condition, evidence) = drift_condition(policy, d);
+    let mut acted = None;
     if d.level == DriftLevel::Act && d.acted_on.as_deref() != Some(d.version.as_str()) {
         d.acted_on = Some(d.version.clone());
-        act_on_drift(ctx, model, policy, versions, d, &evidence).await;
+        acted = Some(act_on_drift(model, policy, versions, d, &evidence));
     }
-    Some((condition, period))
+    Some((condition, period, acted))
 }
 
 /// Whether the serving version's drift is due for a check: never checked, checked for another
@@ -183,15 +185,15 @@ fn drift_condition(policy: &DriftPolicy, d: &ModelDriftStatus) -> (Desired, Stri
     (condition, evidence)
 }
 
-/// Takes the policy's action on drift of `d.version` and publishes it as a Warning Event.
-async fn act_on_drift(
-    ctx: &Context,
+/// Takes the policy's action on drift of `d.version` (pure) and returns the Warning that says
+/// what it did.
+fn act_on_drift(
     model: &Model,
     policy: &DriftPolicy,
     versions: &mut Versions,
     d: &mut ModelDriftStatus,
     evidence: &str,
-) {
+) -> Notice {
     let note = match policy.action {
         DriftAction::Warn => format!("input drift: {evidence}"),
         DriftAction::Rollback => {
@@ -208,12 +210,10 @@ async fn act_on_drift(
             format!("input drift: {evidence}; a bring-your-own Model cannot be retrained here")
         }
     };
-    let event = Event {
-        type_: EventType::Warning,
-        reason: format!("Drift{:?}", policy.action),
-        note: Some(reconcile::truncate(&note, 1024)),
-        action: "CheckDrift".into(),
-        secondary: None,
+    let reason = match policy.action {
+        DriftAction::Warn => "DriftWarn",
+        DriftAction::Rollback => "DriftRollback",
+        DriftAction::Retrain => "DriftRetrain",
     };
-    reconcile::publish(ctx, Model::KIND, &event, &model.object_ref(&())).await;
+    Notice::warning("CheckDrift", reason, note)
 }

@@ -115,7 +115,7 @@ fn the_first_version_serves_only_when_it_passes_and_a_worse_one_never_replaces_i
         (evaluated.status, evaluated.reason.as_str()),
         (false, "BelowGate")
     );
-    let events: Vec<&str> = observed.events.iter().map(|e| e.reason).collect();
+    let events: Vec<&str> = observed.events.iter().map(|e| e.reason.as_ref()).collect();
     assert_eq!(events, vec!["Refused", "Promoted", "Refused"]);
 }
 

@@ -1,6 +1,7 @@
 //! Bandit posteriors, holdout lift, and how weights reach traffic.
 
 use super::*;
+use leitwerk_crds::experiment::ExperimentStatus;
 use leitwerk_crds::experiment::VariantRole;
 use std::collections::BTreeMap;
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::analysis::drift::FeatureDrift;
+use leitwerk_crds::experiment::ExperimentStatus;
 use std::collections::BTreeMap;
 
 #[test]

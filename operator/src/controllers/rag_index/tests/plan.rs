@@ -232,7 +232,7 @@ fn the_plan_starts_records_and_publishes_what_each_case_asks() {
             "{}: serving",
             case.what
         );
-        let reasons: Vec<&str> = observed.events.iter().map(|n| n.reason).collect();
+        let reasons: Vec<&str> = observed.events.iter().map(|n| n.reason.as_ref()).collect();
         assert_eq!(reasons, case.events, "{}: Events", case.what);
     }
 }

@@ -1,0 +1,82 @@
+//! Reading what a resource references (a FeatureSet, ConfigMaps, Secrets) before it
+//! reconciles: existence checks read metadata only, never a Secret's data.
+
+use std::fmt::Debug;
+
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::core::v1::{ConfigMap, Secret},
+};
+use kube::{Api, Resource, api::PartialObjectMeta};
+use serde::de::DeserializeOwned;
+
+use crate::context::Context;
+
+/// Reads an object by name in a namespace; `None` when it does not exist.
+pub async fn get_opt<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<K>, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+}
+
+/// Whether a Secret exists; reads only its metadata, never its data.
+pub async fn secret_exists(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    let meta: Option<PartialObjectMeta<Secret>> =
+        Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+            .get_metadata_opt(name)
+            .await?;
+    Ok(meta.is_some())
+}
+
+/// Whether a ConfigMap exists; reads only its metadata.
+pub async fn config_map_exists(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<bool, kube::Error> {
+    let meta: Option<PartialObjectMeta<ConfigMap>> =
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+            .get_metadata_opt(name)
+            .await?;
+    Ok(meta.is_some())
+}
+
+/// The operator's `artifactStoreSecret` as a reference to check, if it is set.
+pub fn artifact_store_secret(ctx: &Context) -> Vec<(String, String)> {
+    ctx.config
+        .artifact_store_secret
+        .iter()
+        .map(|name| {
+            (
+                "artifactStoreSecret of the operator's config".to_string(),
+                name.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Finds the first missing Secret among `(field, name)` references.
+pub async fn first_missing_secret(
+    ctx: &Context,
+    namespace: &str,
+    refs: &[(String, String)],
+) -> Result<Option<(String, String)>, kube::Error> {
+    for (field, name) in refs {
+        if !secret_exists(ctx, namespace, name).await? {
+            return Ok(Some((field.clone(), name.clone())));
+        }
+    }
+    Ok(None)
+}
