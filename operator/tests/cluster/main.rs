@@ -14,6 +14,7 @@ use leitwerk_testkit::{Cluster, kubectl_apply, wait_for_ready_reason};
 mod api;
 mod controllers;
 mod faults;
+mod finalizers;
 mod operations;
 mod packaging;
 mod predictive;
