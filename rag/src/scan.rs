@@ -170,9 +170,9 @@ fn ip_valid(ip: &str) -> bool {
     ip.split('.').all(|part| part.parse::<u8>().is_ok())
 }
 
-/// Scans `text`; with `redact`, returns it with each finding replaced by its placeholder.
-pub fn scan(text: &str, redact: bool) -> (Findings, Option<String>) {
-    let mut findings = Findings::default();
+/// The personal data in `text`: byte ranges and kinds, in order, never overlapping. Most
+/// specific first, so that an IBAN's or a card's digits are not also a phone number.
+pub fn find(text: &str) -> Vec<(std::ops::Range<usize>, Pii)> {
     let mut spans: Vec<(usize, usize, Pii)> = Vec::new();
     // `valid` sees the match and the text after it.
     let mut take = |re: &LazyLock<Option<Regex>>, kind: Pii, valid: &dyn Fn(&str, &str) -> bool| {
@@ -185,7 +185,6 @@ pub fn scan(text: &str, redact: bool) -> (Findings, Option<String>) {
             }
         }
     };
-    // Most specific first, so that an IBAN's or a card's digits are not also a phone number.
     take(&EMAIL, Pii::Email, &|_, _| true);
     take(&IBAN, Pii::Iban, &|s, _| iban_valid(s));
     take(&CARD, Pii::Card, &|s, _| luhn(s));
@@ -197,6 +196,17 @@ pub fn scan(text: &str, redact: bool) -> (Findings, Option<String>) {
             .starts_with(|c: char| c.is_ascii_digit());
         digits(s).len() >= 9 && !continues
     });
+    spans.sort_by_key(|(s, _, _)| *s);
+    spans.into_iter().map(|(s, e, kind)| (s..e, kind)).collect()
+}
+
+/// Scans `text`; with `redact`, returns it with each finding replaced by its placeholder.
+pub fn scan(text: &str, redact: bool) -> (Findings, Option<String>) {
+    let mut findings = Findings::default();
+    let spans: Vec<(usize, usize, Pii)> = find(text)
+        .into_iter()
+        .map(|(r, kind)| (r.start, r.end, kind))
+        .collect();
     for (_, _, kind) in &spans {
         *findings.pii.entry(*kind).or_default() += 1;
     }
@@ -205,7 +215,6 @@ pub fn scan(text: &str, redact: bool) -> (Findings, Option<String>) {
         .map_or(0, |re| re.find_iter(text).count())
         + usize::from(text.contains(INVISIBLE));
     let redacted = redact.then(|| {
-        spans.sort_by_key(|(s, _, _)| *s);
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
         for (s, e, kind) in &spans {

@@ -19,11 +19,15 @@ async fn finalizers(api: &Api<RagIndex>, name: &str) -> anyhow::Result<Vec<Strin
 }
 
 /// Another controller's write: a JSON patch, as a well-behaved controller makes it.
-async fn other_controller(api: &Api<RagIndex>, name: &str, op: serde_json::Value) {
-    let patch: json_patch::Patch = serde_json::from_value(json!([op])).expect("a JSON patch");
+async fn other_controller(
+    api: &Api<RagIndex>,
+    name: &str,
+    op: serde_json::Value,
+) -> anyhow::Result<()> {
+    let patch: json_patch::Patch = serde_json::from_value(json!([op]))?;
     api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
-        .await
-        .expect("the other controller's patch applies");
+        .await?;
+    Ok(())
 }
 
 #[tokio::test]
@@ -54,7 +58,7 @@ async fn another_controllers_finalizer_added_in_between_survives() -> anyhow::Re
         &name,
         json!({"op": "add", "path": "/metadata/finalizers/-", "value": BACKUP}),
     )
-    .await;
+    .await?;
     finalizer::set(&api, &stale, FINALIZER, false).await?;
     assert_eq!(
         finalizers(&api, &name).await?,
@@ -70,7 +74,7 @@ async fn another_controllers_finalizer_added_in_between_survives() -> anyhow::Re
         &name,
         json!({"op": "remove", "path": "/metadata/finalizers/0"}),
     )
-    .await;
+    .await?;
     let refused = finalizer::set(&api, &stale, FINALIZER, true).await;
     assert!(
         matches!(&refused, Err(finalizer::Error::Patch { source: kube::Error::Api(e), .. }) if e.code == 422),

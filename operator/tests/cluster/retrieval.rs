@@ -661,7 +661,7 @@ async fn product_docs_index_builds_serves_refreshes_refuses_and_cleans_up() -> a
         assert!(reasons.contains_key(reason), "{reasons:?}");
     }
 
-    // The versions kept (3 by default) and their files agree.
+    // The versions kept (the example keeps 3) and their files agree.
     let kept: Vec<String> = status
         .versions
         .iter()

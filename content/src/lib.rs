@@ -1,0 +1,20 @@
+//! The checks of Leitwerk's content pipelines, as pure functions over text, run by the
+//! pipeline's stages:
+//!
+//! - [`redact`]: personal data replaced by salted, reversible placeholders before any prompt;
+//! - [`facts`] and [`factcheck`]: the claim-level fact check, fail-closed, with its ledger;
+//! - [`style`]: banned and required phrases, the brand glossary, sentence length and
+//!   readability by language;
+//! - [`seo`]: on-page SEO, internal links from a link map, and schema.org `Article` JSON-LD.
+//!
+//! Every finding carries its location (line and section), so an editor can find it.
+
+pub mod factcheck;
+pub mod facts;
+pub mod markdown;
+pub mod redact;
+pub mod seo;
+pub mod style;
+pub mod text;
+
+pub use markdown::Location;
