@@ -5,12 +5,15 @@
 //! - [`facts`] and [`factcheck`]: the claim-level fact check, fail-closed, with its ledger;
 //! - [`style`]: banned and required phrases, the brand glossary, sentence length and
 //!   readability by language;
-//! - [`seo`]: on-page SEO, internal links from a link map, and schema.org `Article` JSON-LD.
+//! - [`seo`]: on-page SEO, internal links from a link map, and schema.org `Article` JSON-LD;
+//! - [`generate`]: generators tried in order with retries, fallback, a budget checked before
+//!   every call, and a response cache.
 //!
 //! Every finding carries its location (line and section), so an editor can find it.
 
 pub mod factcheck;
 pub mod facts;
+pub mod generate;
 pub mod markdown;
 pub mod redact;
 pub mod seo;

@@ -1,0 +1,530 @@
+//! Generators, tried in order with fallback: OpenAI-compatible chat completions (vLLM, TGI,
+//! Ollama, the llama.cpp server, hosted APIs, Leitwerk's own inference server).
+//!
+//! Every call is admitted by the run's budget first: it reserves the worst case (one token per
+//! prompt byte plus the chat template's overhead, and `max_tokens` of completion, priced at the
+//! generator's rates), so that retries, fallbacks and revisions can never spend past
+//! `maxTokens` or `maxCost`; the usage the server reports is charged after the call. A
+//! generator that answers 429 or 5xx (or times out) is retried with exponential backoff,
+//! honouring `Retry-After`, then the next one is tried; 401/403 (a refused API key) and other
+//! 4xx go to the next one at once. Identical requests (the normalised prompt and schema) are
+//! served from a cache. Every attempt is recorded.
+//!
+//! The client is `reqwest` with the chat-completions body written here (a dozen fields), not
+//! `async-openai`: the retry policy needs the status and `Retry-After` of every response,
+//! which that crate's retry loop keeps to itself.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// Sampling settings of one generator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// Temperature.
+    pub temperature: f32,
+    /// Nucleus sampling.
+    pub top_p: f32,
+    /// Most completion tokens per call.
+    pub max_tokens: u32,
+    /// Seed, for servers that honour one.
+    pub seed: Option<u64>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: 0.2,
+            top_p: 0.95,
+            max_tokens: 512,
+            seed: None,
+        }
+    }
+}
+
+/// Prices of one generator, in the budget's currency.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Prices {
+    /// Per 1,000 prompt tokens.
+    pub input_per_1k: f64,
+    /// Per 1,000 completion tokens.
+    pub output_per_1k: f64,
+}
+
+impl Prices {
+    /// The cost of `prompt` and `completion` tokens.
+    pub fn cost(&self, prompt: u64, completion: u64) -> f64 {
+        prompt as f64 / 1000.0 * self.input_per_1k + completion as f64 / 1000.0 * self.output_per_1k
+    }
+}
+
+/// One OpenAI-compatible backend.
+#[derive(Clone)]
+pub struct Generator {
+    /// Its name in the spec (recorded with every attempt).
+    pub name: String,
+    /// Base URL, e.g. `http://127.0.0.1:8080/v1`.
+    pub base_url: String,
+    /// Model name sent in each request.
+    pub model: String,
+    /// API key (from the generator's Secret), sent as a bearer token.
+    pub api_key: Option<String>,
+    /// Sampling.
+    pub sampling: Sampling,
+    /// Prices.
+    pub prices: Prices,
+    /// Time limit of one call.
+    pub timeout: Duration,
+    /// Retries after the first call on 429, 5xx and timeouts.
+    pub retries: u32,
+}
+
+impl fmt::Debug for Generator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generator")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
+            .field("sampling", &self.sampling)
+            .field("prices", &self.prices)
+            .finish()
+    }
+}
+
+/// A chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// Its text.
+    pub content: String,
+}
+
+impl Message {
+    /// A message with `role`.
+    pub fn new(role: &str, content: impl Into<String>) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// A request: messages, and the JSON schema the answer must follow when the stage needs
+/// structure (the outline).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// A JSON schema for structured output.
+    pub schema: Option<Value>,
+}
+
+/// Tokens of one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    /// Both together.
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// One call to one generator and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    /// The generator.
+    pub generator: String,
+    /// `ok`, `HTTP 429`, `timeout`, …, with the reason.
+    pub outcome: String,
+    /// How long the client waited before the next call to the same generator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waited: Option<Duration>,
+}
+
+/// An answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Completion {
+    /// The text (for a schema, the JSON).
+    pub text: String,
+    /// The generator that wrote it.
+    pub generator: String,
+    /// Its tokens.
+    pub usage: Usage,
+    /// Its cost (0 when served from the cache).
+    pub cost: f64,
+    /// Whether the cache served it.
+    pub cached: bool,
+    /// Every call made for it, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+/// The limits of one run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Most tokens (prompt and completion).
+    pub max_tokens: u64,
+    /// Most money, if limited.
+    pub max_cost: Option<f64>,
+}
+
+/// What a run spent so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spend {
+    /// Tokens charged.
+    pub tokens: u64,
+    /// Money charged.
+    pub cost: f64,
+    /// Calls made.
+    pub calls: u64,
+    /// Answers served from the cache.
+    pub cache_hits: u64,
+    /// Tokens the cache saved.
+    pub saved_tokens: u64,
+}
+
+/// Why no answer came.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The next call could exceed the budget: it was not made.
+    #[error("BudgetExceeded: {0}")]
+    BudgetExceeded(String),
+    /// Every generator failed.
+    #[error("every generator failed: {}", summary(.0))]
+    Exhausted(Vec<Attempt>),
+    /// The HTTP client could not be built.
+    #[error("the HTTP client could not be built: {0}")]
+    Client(String),
+}
+
+fn summary(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.generator, a.outcome))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Tokens the chat template may add per message (role markers, separators).
+const TEMPLATE_TOKENS_PER_MESSAGE: u64 = 8;
+/// Longest wait between two calls, whatever `Retry-After` says.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// The worst case of a request's prompt tokens: byte-level tokenizers never use more than one
+/// token per byte.
+pub fn prompt_upper_bound(messages: &[Message]) -> u64 {
+    messages
+        .iter()
+        .map(|m| (m.content.len() + m.role.len()) as u64 + TEMPLATE_TOKENS_PER_MESSAGE)
+        .sum::<u64>()
+        + TEMPLATE_TOKENS_PER_MESSAGE
+}
+
+/// The cache key of a request: the normalised messages (whitespace collapsed) and schema.
+pub fn cache_key(request: &Request) -> String {
+    let mut hash = Sha256::new();
+    for m in &request.messages {
+        hash.update(m.role.as_bytes());
+        hash.update([0]);
+        hash.update(
+            m.content
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .as_bytes(),
+        );
+        hash.update([0]);
+    }
+    if let Some(schema) = &request.schema {
+        hash.update(schema.to_string().as_bytes());
+    }
+    format!("{:x}", hash.finalize())
+}
+
+#[derive(Default)]
+struct State {
+    spend: Spend,
+    reserved_tokens: u64,
+    reserved_cost: f64,
+    cache: HashMap<String, (String, Usage, String)>,
+}
+
+/// The generators of one run, its budget and its cache.
+pub struct Chain {
+    http: reqwest::Client,
+    generators: Vec<Generator>,
+    budget: Budget,
+    backoff: Duration,
+    state: Mutex<State>,
+}
+
+/// How one call failed.
+struct Failure {
+    outcome: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+    /// Tokens the call may have used (a timeout: the provider may have billed it).
+    charged: Option<(u64, u64)>,
+}
+
+impl Chain {
+    /// The generators of a run, tried in order, within `budget`.
+    pub fn new(generators: Vec<Generator>, budget: Budget) -> Result<Chain, Error> {
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| Error::Client(e.to_string()))?;
+        Ok(Chain {
+            http,
+            generators,
+            budget,
+            backoff: Duration::from_millis(500),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// The first wait of the exponential backoff (500 ms unless set).
+    pub fn with_backoff(mut self, first: Duration) -> Chain {
+        self.backoff = first;
+        self
+    }
+
+    /// What the run spent so far.
+    pub fn spend(&self) -> Spend {
+        self.state.lock().map(|s| s.spend).unwrap_or_default()
+    }
+
+    /// Reserves the worst case of one call, or says which figure it would exceed.
+    fn reserve(&self, g: &Generator, request: &Request) -> Result<(u64, f64), Error> {
+        let prompt = prompt_upper_bound(&request.messages);
+        let tokens = prompt + u64::from(g.sampling.max_tokens);
+        let cost = g.prices.cost(prompt, u64::from(g.sampling.max_tokens));
+        let mut s = self
+            .state
+            .lock()
+            .map_err(|_| Error::Client("the budget's lock is poisoned".into()))?;
+        let committed = s.spend.tokens + s.reserved_tokens;
+        if committed + tokens > self.budget.max_tokens {
+            return Err(Error::BudgetExceeded(format!(
+                "a call to {} may use {tokens} tokens ({prompt} prompt at most, {} completion); {committed} of maxTokens {} are spent or reserved",
+                g.name, g.sampling.max_tokens, self.budget.max_tokens
+            )));
+        }
+        if let Some(max) = self.budget.max_cost {
+            let committed = s.spend.cost + s.reserved_cost;
+            if committed + cost > max {
+                return Err(Error::BudgetExceeded(format!(
+                    "a call to {} may cost {cost:.4}; {committed:.4} of maxCost {max} are spent or reserved",
+                    g.name
+                )));
+            }
+        }
+        s.reserved_tokens += tokens;
+        s.reserved_cost += cost;
+        Ok((tokens, cost))
+    }
+
+    /// Releases a reservation and charges what a call used.
+    fn settle(&self, g: &Generator, reserved: (u64, f64), used: Option<Usage>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.reserved_tokens = s.reserved_tokens.saturating_sub(reserved.0);
+            s.reserved_cost = (s.reserved_cost - reserved.1).max(0.0);
+            s.spend.calls += 1;
+            if let Some(u) = used {
+                s.spend.tokens += u.total();
+                s.spend.cost += g.prices.cost(u.prompt_tokens, u.completion_tokens);
+            }
+        }
+    }
+
+    /// An answer to `request` from the first generator that gives one, starting at generator
+    /// `start` (a stage whose check failed escalates by starting further down the list).
+    pub async fn complete(&self, request: &Request, start: usize) -> Result<Completion, Error> {
+        let key = cache_key(request);
+        if let Ok(mut s) = self.state.lock()
+            && let Some((text, usage, generator)) = s.cache.get(&key).cloned()
+        {
+            s.spend.cache_hits += 1;
+            s.spend.saved_tokens += usage.total();
+            return Ok(Completion {
+                text,
+                generator,
+                usage,
+                cost: 0.0,
+                cached: true,
+                attempts: Vec::new(),
+            });
+        }
+        let mut attempts = Vec::new();
+        for g in self.generators.iter().skip(start) {
+            let mut try_number = 0;
+            loop {
+                let reserved = self.reserve(g, request)?;
+                match self.call(g, request).await {
+                    Ok((text, usage)) => {
+                        self.settle(g, reserved, Some(usage));
+                        attempts.push(Attempt {
+                            generator: g.name.clone(),
+                            outcome: "ok".into(),
+                            waited: None,
+                        });
+                        if let Ok(mut s) = self.state.lock() {
+                            s.cache.insert(key, (text.clone(), usage, g.name.clone()));
+                        }
+                        return Ok(Completion {
+                            text,
+                            generator: g.name.clone(),
+                            usage,
+                            cost: g.prices.cost(usage.prompt_tokens, usage.completion_tokens),
+                            cached: false,
+                            attempts,
+                        });
+                    }
+                    Err(f) => {
+                        let used = f.charged.map(|(p, c)| Usage {
+                            prompt_tokens: p,
+                            completion_tokens: c,
+                        });
+                        self.settle(g, reserved, used);
+                        let again = f.retryable && try_number < g.retries;
+                        let wait = again.then(|| {
+                            f.retry_after
+                                .unwrap_or(self.backoff * 2u32.saturating_pow(try_number))
+                                .min(MAX_WAIT)
+                        });
+                        attempts.push(Attempt {
+                            generator: g.name.clone(),
+                            outcome: f.outcome,
+                            waited: wait,
+                        });
+                        match wait {
+                            Some(w) => {
+                                tokio::time::sleep(w).await;
+                                try_number += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+        Err(Error::Exhausted(attempts))
+    }
+
+    /// One call: the answer and its usage, or how it failed.
+    async fn call(&self, g: &Generator, request: &Request) -> Result<(String, Usage), Failure> {
+        let mut body = json!({
+            "model": g.model,
+            "messages": request.messages,
+            "temperature": g.sampling.temperature,
+            "top_p": g.sampling.top_p,
+            "max_tokens": g.sampling.max_tokens,
+        });
+        if let Some(seed) = g.sampling.seed {
+            body["seed"] = json!(seed);
+        }
+        if let Some(schema) = &request.schema {
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": {"name": "stage", "schema": schema, "strict": true},
+            });
+        }
+        let url = format!("{}/chat/completions", g.base_url.trim_end_matches('/'));
+        let mut http = self.http.post(&url).timeout(g.timeout).json(&body);
+        if let Some(key) = &g.api_key {
+            http = http.bearer_auth(key);
+        }
+        let fail = |outcome: String, retryable: bool| Failure {
+            outcome,
+            retryable,
+            retry_after: None,
+            charged: None,
+        };
+        let response = match http.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Err(Failure {
+                    charged: Some((
+                        prompt_upper_bound(&request.messages),
+                        u64::from(g.sampling.max_tokens),
+                    )),
+                    ..fail(
+                        format!("timeout after {:?} (charged as spent in full)", g.timeout),
+                        true,
+                    )
+                });
+            }
+            Err(e) => return Err(fail(format!("unreachable: {e}"), true)),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let code = status.as_u16();
+            let (why, retryable) = match code {
+                401 | 403 => (
+                    "the API key is refused: check the generator's apiKeySecretRef",
+                    false,
+                ),
+                429 => ("rate limited", true),
+                500..=599 => ("server error", true),
+                _ => (
+                    "the request is refused: check the generator's url and model",
+                    false,
+                ),
+            };
+            return Err(Failure {
+                retry_after,
+                ..fail(format!("HTTP {code}: {why}"), retryable)
+            });
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| fail(format!("an answer that is not JSON: {e}"), true))?;
+        let text = answer["choices"][0]["message"]["content"]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| fail("an answer without choices[0].message.content".into(), false))?;
+        let usage = Usage {
+            prompt_tokens: answer["usage"]["prompt_tokens"]
+                .as_u64()
+                .unwrap_or_else(|| prompt_upper_bound(&request.messages)),
+            completion_tokens: answer["usage"]["completion_tokens"]
+                .as_u64()
+                .unwrap_or(u64::from(g.sampling.max_tokens)),
+        };
+        if request.schema.is_some() && serde_json::from_str::<Value>(&text).is_err() {
+            return Err(Failure {
+                charged: Some((usage.prompt_tokens, usage.completion_tokens)),
+                ..fail(
+                    format!(
+                        "the answer is not the JSON the stage asked for: {:?}",
+                        text.chars().take(80).collect::<String>()
+                    ),
+                    false,
+                )
+            });
+        }
+        Ok((text, usage))
+    }
+}
