@@ -86,7 +86,7 @@ pub struct Ledger {
     pub claims: usize,
     /// Claims supported.
     pub supported: usize,
-    /// Supported claims / claims (1 for a draft without claims).
+    /// Supported claims / claims (1 for a draft without claims, which fails all the same).
     pub faithfulness: f64,
     /// Whether the draft may go on.
     pub passed: bool,
@@ -185,7 +185,10 @@ fn verdict(entries: Vec<Entry>, settings: Settings) -> Ledger {
         supported as f64 / claims as f64
     };
     let invented: Vec<&Entry> = entries.iter().filter(|e| !e.unmatched.is_empty()).collect();
-    let reason = if let Some(first) = invented.first() {
+    let reason = if claims == 0 {
+        // Fail-closed: a draft that states nothing a source could support is not grounded.
+        Some("the draft makes no claim the fact check could map to a source".to_string())
+    } else if let Some(first) = invented.first() {
         let facts: Vec<&str> = first.unmatched.iter().map(Fact::text).collect();
         Some(format!(
             "{} claim(s) state facts no retrieved source contains; first at {}: {:?} ({} not found)",

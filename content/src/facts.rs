@@ -272,8 +272,11 @@ pub fn facts_of(
         // A capitalised word opening an English sentence is a name when it is known as one
         // (capitalised inside a sentence elsewhere in the draft) or opens a multi-word name
         // (`Globex Freight raised …`).
+        // A label (`Results: …`) is not a name.
+        let label = sentence.trim_start().starts_with(&format!("{word}:"));
         let opening_name = i == 0
             && capitalised(word)
+            && !label
             && (known.contains(word) || all.get(1).is_some_and(|next| capitalised(next)));
         let is_name = name_like(word)
             || MONTHS_AND_DAYS.contains(&lower.as_str())
@@ -378,6 +381,7 @@ mod tests {
         assert_eq!(texts("Leitwerk scores leads."), ["Leitwerk"]);
         assert_eq!(texts("Globex Freight buys leads."), ["Globex", "Freight"]);
         assert_eq!(texts("Teams buy leads."), Vec::<String>::new());
+        assert_eq!(texts("Results: Leitwerk buys leads."), ["Leitwerk"]);
     }
 
     #[test]

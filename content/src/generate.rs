@@ -124,6 +124,16 @@ pub struct Request {
     pub messages: Vec<Message>,
     /// A JSON schema for structured output.
     pub schema: Option<Value>,
+    /// At most this many completion tokens (never above the generator's own `max_tokens`).
+    pub max_tokens: Option<u32>,
+}
+
+impl Request {
+    /// The completion tokens a call to `g` may use.
+    pub fn max_tokens_for(&self, g: &Generator) -> u32 {
+        self.max_tokens
+            .map_or(g.sampling.max_tokens, |m| m.min(g.sampling.max_tokens))
+    }
 }
 
 /// Tokens of one call.
@@ -304,6 +314,11 @@ impl Chain {
         self
     }
 
+    /// How many generators the chain has.
+    pub fn generators(&self) -> usize {
+        self.generators.len()
+    }
+
     /// What the run spent so far.
     pub fn spend(&self) -> Spend {
         self.state.lock().map(|s| s.spend).unwrap_or_default()
@@ -312,8 +327,9 @@ impl Chain {
     /// Reserves the worst case of one call, or says which figure it would exceed.
     fn reserve(&self, g: &Generator, request: &Request) -> Result<(u64, f64), Error> {
         let prompt = prompt_upper_bound(&request.messages);
-        let tokens = prompt + u64::from(g.sampling.max_tokens);
-        let cost = g.prices.cost(prompt, u64::from(g.sampling.max_tokens));
+        let completion = u64::from(request.max_tokens_for(g));
+        let tokens = prompt + completion;
+        let cost = g.prices.cost(prompt, completion);
         let mut s = self
             .state
             .lock()
@@ -321,8 +337,8 @@ impl Chain {
         let committed = s.spend.tokens + s.reserved_tokens;
         if committed + tokens > self.budget.max_tokens {
             return Err(Error::BudgetExceeded(format!(
-                "a call to {} may use {tokens} tokens ({prompt} prompt at most, {} completion); {committed} of maxTokens {} are spent or reserved",
-                g.name, g.sampling.max_tokens, self.budget.max_tokens
+                "a call to {} may use {tokens} tokens ({prompt} prompt at most, {completion} completion); {committed} of maxTokens {} are spent or reserved",
+                g.name, self.budget.max_tokens
             )));
         }
         if let Some(max) = self.budget.max_cost {
@@ -433,7 +449,7 @@ impl Chain {
             "messages": request.messages,
             "temperature": g.sampling.temperature,
             "top_p": g.sampling.top_p,
-            "max_tokens": g.sampling.max_tokens,
+            "max_tokens": request.max_tokens_for(g),
         });
         if let Some(seed) = g.sampling.seed {
             body["seed"] = json!(seed);
@@ -461,7 +477,7 @@ impl Chain {
                 return Err(Failure {
                     charged: Some((
                         prompt_upper_bound(&request.messages),
-                        u64::from(g.sampling.max_tokens),
+                        u64::from(request.max_tokens_for(g)),
                     )),
                     ..fail(
                         format!("timeout after {:?} (charged as spent in full)", g.timeout),
@@ -511,7 +527,7 @@ impl Chain {
                 .unwrap_or_else(|| prompt_upper_bound(&request.messages)),
             completion_tokens: answer["usage"]["completion_tokens"]
                 .as_u64()
-                .unwrap_or(u64::from(g.sampling.max_tokens)),
+                .unwrap_or(u64::from(request.max_tokens_for(g))),
         };
         if request.schema.is_some() && serde_json::from_str::<Value>(&text).is_err() {
             return Err(Failure {

@@ -7,7 +7,8 @@
 //!   readability by language;
 //! - [`seo`]: on-page SEO, internal links from a link map, and schema.org `Article` JSON-LD;
 //! - [`generate`]: generators tried in order with retries, fallback, a budget checked before
-//!   every call, and a response cache.
+//!   every call, and a response cache;
+//! - [`pipeline`]: one run of the stages, with revisions and escalation.
 //!
 //! Every finding carries its location (line and section), so an editor can find it.
 
@@ -15,6 +16,7 @@ pub mod factcheck;
 pub mod facts;
 pub mod generate;
 pub mod markdown;
+pub mod pipeline;
 pub mod redact;
 pub mod seo;
 pub mod style;

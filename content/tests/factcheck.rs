@@ -142,3 +142,12 @@ fn an_invented_customer_fails_naming_the_claim_and_the_name() -> anyhow::Result<
     assert!(ledger.reason.clone().unwrap_or_default().contains("Globex"));
     Ok(())
 }
+
+#[test]
+fn a_draft_without_claims_is_not_grounded() -> anyhow::Result<()> {
+    let ledger = run("# Lead scoring\n\nWhy does it matter? Book a demo to find out.\n")?;
+    assert_eq!(ledger.claims, 0);
+    assert!(!ledger.passed);
+    assert!(ledger.reason.unwrap_or_default().contains("no claim"));
+    Ok(())
+}

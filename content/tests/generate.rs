@@ -46,6 +46,7 @@ fn ask(text: &str) -> Request {
     Request {
         messages: vec![Message::new("user", text)],
         schema: None,
+        max_tokens: None,
     }
 }
 
@@ -247,6 +248,7 @@ async fn a_stage_that_needs_structure_gets_json_that_follows_its_schema() -> any
             "properties": {"title": {"type": "string", "maxLength": 40}},
             "required": ["title"]
         })),
+        max_tokens: None,
     };
     let answer = chain.complete(&request, 0).await?;
     let outline: serde_json::Value = serde_json::from_str(&answer.text)?;

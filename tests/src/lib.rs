@@ -14,6 +14,7 @@ pub mod node;
 mod operator;
 pub mod prometheus;
 pub mod s3;
+pub mod standin;
 
 pub use cluster::{Cluster, TestNamespace, client_from};
 pub use operator::{OperatorProcess, grant_leader_election};
