@@ -8,7 +8,8 @@
 //! - [`seo`]: on-page SEO, internal links from a link map, and schema.org `Article` JSON-LD;
 //! - [`generate`]: generators tried in order with retries, fallback, a budget checked before
 //!   every call, and a response cache;
-//! - [`pipeline`]: one run of the stages, with revisions and escalation.
+//! - [`pipeline`]: one run of the stages, with revisions and escalation;
+//! - [`publish`]: sanitised HTML, the CMS payload, and a signed, idempotent webhook delivery.
 //!
 //! Every finding carries its location (line and section), so an editor can find it.
 
@@ -17,6 +18,7 @@ pub mod facts;
 pub mod generate;
 pub mod markdown;
 pub mod pipeline;
+pub mod publish;
 pub mod redact;
 pub mod seo;
 pub mod style;
