@@ -82,6 +82,9 @@ pub struct Generator {
     pub timeout: Duration,
     /// Retries after the first call on 429, 5xx and timeouts.
     pub retries: u32,
+    /// Calls per minute this client makes to it at most, evenly spaced (its provider's rate
+    /// limit).
+    pub requests_per_minute: Option<std::num::NonZeroU32>,
 }
 
 impl fmt::Debug for Generator {
@@ -164,6 +167,9 @@ pub struct Attempt {
     /// How long the client waited before the next call to the same generator.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waited: Option<Duration>,
+    /// How long the call waited for the generator's rate limit before it was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<Duration>,
 }
 
 /// An answer.
@@ -275,10 +281,13 @@ struct State {
     cache: HashMap<String, (String, Usage, String)>,
 }
 
+type Limiter = governor::DefaultDirectRateLimiter;
+
 /// The generators of one run, its budget and its cache.
 pub struct Chain {
     http: reqwest::Client,
     generators: Vec<Generator>,
+    limiters: Vec<Option<Limiter>>,
     budget: Budget,
     backoff: Duration,
     state: Mutex<State>,
@@ -299,8 +308,20 @@ impl Chain {
         let http = reqwest::Client::builder()
             .build()
             .map_err(|e| Error::Client(e.to_string()))?;
+        let limiters = generators
+            .iter()
+            .map(|g| {
+                // Evenly spaced (a burst of one): 60 a minute is one a second.
+                g.requests_per_minute.map(|rpm| {
+                    let quota =
+                        governor::Quota::per_minute(rpm).allow_burst(std::num::NonZeroU32::MIN);
+                    governor::RateLimiter::direct(quota)
+                })
+            })
+            .collect();
         Ok(Chain {
             http,
+            limiters,
             generators,
             budget,
             backoff: Duration::from_millis(500),
@@ -387,10 +408,11 @@ impl Chain {
             });
         }
         let mut attempts = Vec::new();
-        for g in self.generators.iter().skip(start) {
+        for (index, g) in self.generators.iter().enumerate().skip(start) {
             let mut try_number = 0;
             loop {
                 let reserved = self.reserve(g, request)?;
+                let throttled = self.throttle(index).await;
                 match self.call(g, request).await {
                     Ok((text, usage)) => {
                         self.settle(g, reserved, Some(usage));
@@ -398,6 +420,7 @@ impl Chain {
                             generator: g.name.clone(),
                             outcome: "ok".into(),
                             waited: None,
+                            throttled,
                         });
                         if let Ok(mut s) = self.state.lock() {
                             s.cache.insert(key, (text.clone(), usage, g.name.clone()));
@@ -427,6 +450,7 @@ impl Chain {
                             generator: g.name.clone(),
                             outcome: f.outcome,
                             waited: wait,
+                            throttled,
                         });
                         match wait {
                             Some(w) => {
@@ -440,6 +464,20 @@ impl Chain {
             }
         }
         Err(Error::Exhausted(attempts))
+    }
+
+    /// Waits until generator `index`'s rate limit allows a call; returns the wait, if any.
+    async fn throttle(&self, index: usize) -> Option<Duration> {
+        use governor::clock::{Clock, DefaultClock};
+        let limiter = self.limiters.get(index)?.as_ref()?;
+        match limiter.check() {
+            Ok(()) => None,
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                limiter.until_ready().await;
+                Some(wait)
+            }
+        }
     }
 
     /// One call: the answer and its usage, or how it failed.

@@ -39,6 +39,7 @@ fn generator(name: &str, base_url: &str) -> Generator {
         },
         timeout: Duration::from_secs(60),
         retries: 2,
+        requests_per_minute: None,
     }
 }
 
@@ -256,5 +257,30 @@ async fn a_stage_that_needs_structure_gets_json_that_follows_its_schema() -> any
         outline["title"].as_str().is_some_and(|t| !t.is_empty()),
         "{outline}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn calls_keep_to_the_generators_rate_limit() -> anyhow::Result<()> {
+    // Every call fails at once, so only the rate limit spaces the retry: 60 a minute is one a
+    // second, and the limiter says how long the retry waited for its slot.
+    let proxy = FaultProxy::start(&server()?.base_url, None).await?;
+    proxy.fail_always(Some(Fault::ServerError));
+    let mut g = generator("hosted", &proxy.base_url);
+    g.retries = 1;
+    g.requests_per_minute = std::num::NonZeroU32::new(60);
+    let chain = Chain::new(vec![g], ROOMY)?.with_backoff(Duration::from_millis(1));
+    let failed = chain.complete(&ask("Name one river."), 0).await;
+    let Err(Error::Exhausted(attempts)) = failed else {
+        panic!("every call fails: {failed:?}");
+    };
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0].throttled, None);
+    let waited = attempts[1].throttled.unwrap_or_default();
+    assert!(
+        waited > Duration::from_millis(800) && waited <= Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert_eq!(proxy.requests(), 2);
     Ok(())
 }

@@ -100,6 +100,7 @@ fn generator(name: &str, base_url: &str, max_tokens: u32) -> Generator {
         },
         timeout: Duration::from_secs(120),
         retries: 1,
+        requests_per_minute: None,
     }
 }
 
