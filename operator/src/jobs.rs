@@ -163,6 +163,20 @@ pub async fn outcomes<'a, S: DeserializeOwned>(
     Ok(read)
 }
 
+/// The outcome of `job` in what was read. A Job that was not read is one the plan just
+/// decided to create: it runs.
+pub fn outcome_in<S: Clone>(
+    outcomes: &BTreeMap<String, JobOutcome<S>>,
+    job: &Job,
+) -> JobOutcome<S> {
+    outcomes
+        .get(&job.name_any())
+        .cloned()
+        .unwrap_or(JobOutcome::Running {
+            unschedulable: None,
+        })
+}
+
 /// Reads a trusted Job's outcome: its state, and the summary its own pod wrote.
 pub async fn outcome<S: DeserializeOwned>(
     ctx: &Context,

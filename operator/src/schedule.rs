@@ -48,6 +48,41 @@ pub fn check(schedule: &str, since: DateTime<Utc>, now: DateTime<Utc>) -> Option
     })
 }
 
+/// Where a schedule stands for one object: the due time owed a run, the wait until the next
+/// one, and the status to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Standing {
+    /// The due time owed a run, if any.
+    pub due: Option<DateTime<Utc>>,
+    /// Time until the next due time.
+    pub next_in: Option<std::time::Duration>,
+    /// What the status shows.
+    pub status: ScheduleStatus,
+}
+
+/// Where `cron` stands for an object created at `created`, whose status records `recorded` and
+/// whose Jobs are `jobs` (pure): the one reading every scheduled kind shares.
+pub fn standing(
+    cron: &str,
+    recorded: Option<&ScheduleStatus>,
+    jobs: &[Job],
+    created: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<Standing> {
+    let last = last_run(recorded, jobs);
+    let since = last.as_ref().map(|(t, _)| *t).or(created).unwrap_or(now);
+    let check = check(cron, since, now)?;
+    Some(Standing {
+        due: check.due,
+        next_in: check.next.and_then(|n| (n - now).to_std().ok()),
+        status: ScheduleStatus {
+            last_run: last.as_ref().map(|(t, _)| format(*t)),
+            next_run: check.next.map(format),
+            last_job: last.and_then(|(_, j)| j),
+        },
+    })
+}
+
 /// The newest due time a training was started for: from the status, or from the training
 /// Jobs' annotations (a Job created just before the operator stopped, whose status write was
 /// lost, still counts, so the due time is not trained twice).

@@ -63,6 +63,9 @@ fn top_level_entries_are_exactly_the_documented_ones() {
         "benches",
         "charts",
         "config",
+        // The checks, generators, runs and publishing of content pipelines, documented in the
+        // README's Architecture.
+        "content",
         "crds",
         "examples",
         "inference-server",

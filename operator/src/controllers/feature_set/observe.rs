@@ -15,7 +15,7 @@ use crate::{
     apply::{apply, apply_if_changed},
     config::OperatorConfig,
     context::Context,
-    jobs::{JobOutcome, list_owned, outcomes},
+    jobs::{JobOutcome, list_owned, outcome_in, outcomes},
     reconcile::{LeitwerkResource, Notice},
     service_account,
 };
@@ -94,15 +94,7 @@ pub fn plan(fs: &FeatureSet, config: &OperatorConfig, read: MaterializeRead) -> 
         if status.last_job.as_deref() == Some(name.as_str()) {
             break;
         }
-        // A Job not read is one just planned: it runs.
-        let outcome = read
-            .outcomes
-            .get(&name)
-            .cloned()
-            .unwrap_or(JobOutcome::Running {
-                unschedulable: None,
-            });
-        match outcome {
+        match outcome_in(&read.outcomes, job) {
             JobOutcome::Running { unschedulable } => {
                 if observed.active.is_none() {
                     observed.active = Some((name, unschedulable));

@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use leitwerk_crds::{
     FeatureSet, Model, ModelSpec,
     metrics::Metric,
-    model::{ModelVersion, ScheduleStatus, VersionState, Versions},
+    model::{ModelVersion, VersionState, Versions},
     summary::TrainSummary,
     versions::{history_limit, version_number},
 };
@@ -20,7 +20,7 @@ use super::{
 use crate::{
     config::OperatorConfig,
     context::Context,
-    jobs::{JobOutcome, list_owned, outcomes},
+    jobs::{JobOutcome, list_owned, outcome_in, outcomes},
     reconcile::{self, Notice},
     schedule,
 };
@@ -145,14 +145,7 @@ pub fn plan_training(
             data_version: job.annotations().get(DATA_VERSION_ANNOTATION).cloned(),
             ..Default::default()
         };
-        let outcome = read
-            .outcomes
-            .get(&job.name_any())
-            .cloned()
-            .unwrap_or(JobOutcome::Running {
-                unschedulable: None,
-            });
-        match outcome {
+        match outcome_in(&read.outcomes, job) {
             JobOutcome::Running { unschedulable } => {
                 observed.active = Some((job.name_any(), unschedulable));
             }
@@ -168,20 +161,11 @@ pub fn plan_training(
     // The retraining schedule: the due time owed a training, if any, and the next one.
     let mut due = None;
     if let Some(cron) = schedule::schedule_of(model) {
-        let last = schedule::last_run(status.schedule.as_ref(), &jobs);
-        let since = last
-            .as_ref()
-            .map(|(t, _)| *t)
-            .or_else(|| schedule::created(model))
-            .unwrap_or(now);
-        if let Some(check) = schedule::check(cron, since, now) {
-            due = check.due;
-            observed.next_scheduled = check.next.and_then(|n| (n - now).to_std().ok());
-            observed.schedule = Some(ScheduleStatus {
-                last_run: last.as_ref().map(|(t, _)| schedule::format(*t)),
-                next_run: check.next.map(schedule::format),
-                last_job: last.and_then(|(_, j)| j),
-            });
+        let created = schedule::created(model);
+        if let Some(s) = schedule::standing(cron, status.schedule.as_ref(), &jobs, created, now) {
+            due = s.due;
+            observed.next_scheduled = s.next_in;
+            observed.schedule = Some(s.status);
         }
     }
 

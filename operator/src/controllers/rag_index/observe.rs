@@ -21,7 +21,7 @@ use super::{
 use crate::{
     config::OperatorConfig,
     context::Context,
-    jobs::{JobOutcome, list_owned, outcomes},
+    jobs::{JobOutcome, list_owned, outcome_in, outcomes},
     reconcile::{self, Notice},
     schedule,
 };
@@ -147,33 +147,18 @@ pub fn plan_builds(
             sources_digest: job.annotations().get(SOURCES_ANNOTATION).cloned(),
             ..Default::default()
         };
-        let outcome = read
-            .outcomes
-            .get(&job.name_any())
-            .cloned()
-            .unwrap_or(JobOutcome::Running {
-                unschedulable: None,
-            });
+        let outcome = outcome_in(&read.outcomes, job);
         record_build(index, &mut observed, build, outcome, now);
     }
 
     // The refresh schedule: the due time owed a build, if any, and the next one.
     let mut due = None;
     if let Some(cron) = index.spec.refresh_schedule.as_deref() {
-        let last = schedule::last_run(status.schedule.as_ref(), &jobs);
-        let since = last
-            .as_ref()
-            .map(|(t, _)| *t)
-            .or_else(|| schedule::created_at(&index.metadata))
-            .unwrap_or(now);
-        if let Some(check) = schedule::check(cron, since, now) {
-            due = check.due;
-            observed.next_scheduled = check.next.and_then(|n| (n - now).to_std().ok());
-            observed.schedule = Some(ScheduleStatus {
-                last_run: last.as_ref().map(|(t, _)| schedule::format(*t)),
-                next_run: check.next.map(schedule::format),
-                last_job: last.and_then(|(_, j)| j),
-            });
+        let created = schedule::created_at(&index.metadata);
+        if let Some(s) = schedule::standing(cron, status.schedule.as_ref(), &jobs, created, now) {
+            due = s.due;
+            observed.next_scheduled = s.next_in;
+            observed.schedule = Some(s.status);
         }
     } else {
         observed.schedule = None;
