@@ -284,3 +284,25 @@ async fn calls_keep_to_the_generators_rate_limit() -> anyhow::Result<()> {
     assert_eq!(proxy.requests(), 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_unreachable_generator_is_named_with_every_try() -> anyhow::Result<()> {
+    // Nothing listens on a port the test bound and released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut g = generator("hosted", &format!("http://127.0.0.1:{port}/v1"));
+    g.retries = 1;
+    let chain = Chain::new(vec![g], ROOMY)?.with_backoff(Duration::from_millis(1));
+    let failed = chain.complete(&ask("Name one sea."), 0).await;
+    let Err(e @ Error::Exhausted(_)) = failed else {
+        panic!("an unreachable generator fails the call: {failed:?}");
+    };
+    let text = e.to_string();
+    assert!(
+        text.matches("hosted: unreachable").count() == 2,
+        "both tries are named: {text}"
+    );
+    assert_eq!(chain.spend().tokens, 0, "nothing was spent");
+    Ok(())
+}
