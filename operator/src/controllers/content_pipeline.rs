@@ -158,7 +158,11 @@ pub fn secret_refs(spec: &ContentPipelineSpec) -> Vec<(String, String)> {
     refs
 }
 
-/// Checks what the schema cannot: budgets that cannot be met and approvals nobody can give.
+/// The fewest words a section of the briefing's structure can say something in.
+pub const MIN_WORDS_PER_SECTION: i64 = 40;
+
+/// Checks what the schema cannot: budgets that cannot be met, approvals nobody can give, and
+/// briefings that are blank or contradict themselves.
 pub fn validate(spec: &ContentPipelineSpec) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();
     if let Some(max_cost) = spec.budget.max_cost
@@ -178,6 +182,30 @@ pub fn validate(spec: &ContentPipelineSpec) -> Result<(), Vec<FieldError>> {
         errors.push(FieldError::new(
             "spec.approval.approvers",
             "approval is required but nobody may approve: list at least one user or group",
+        ));
+    }
+    for (field, text) in [
+        ("spec.briefing.goal", &spec.briefing.goal),
+        ("spec.briefing.persona", &spec.briefing.persona),
+    ] {
+        if text.trim().is_empty() {
+            errors.push(FieldError::new(
+                field,
+                "is blank: say what to write and for whom",
+            ));
+        }
+    }
+    let sections = spec.briefing.structure.len();
+    if let Some(words) = spec.briefing.target_words
+        && sections > 0
+        && i64::from(words) < MIN_WORDS_PER_SECTION * sections as i64
+    {
+        errors.push(FieldError::new(
+            "spec.briefing.targetWords",
+            format!(
+                "{words} words cannot hold the {sections} sections of briefing.structure (at least {MIN_WORDS_PER_SECTION} words each): raise targetWords to {} or drop sections",
+                MIN_WORDS_PER_SECTION * sections as i64
+            ),
         ));
     }
     if let Some(words) = spec.briefing.target_words {
@@ -248,6 +276,21 @@ mod tests {
                 "spec.approval.approvers",
                 "spec.budget.maxTokens"
             ]
+        );
+    }
+
+    #[test]
+    fn blank_and_contradictory_briefings_name_their_fields() {
+        let mut spec = example().spec;
+        spec.briefing.goal = "   ".into();
+        spec.briefing.target_words = Some(100);
+        let errors = validate(&spec).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["spec.briefing.goal", "spec.briefing.targetWords"]);
+        assert!(
+            errors[1].message.contains("3 sections") && errors[1].message.contains("120"),
+            "{}",
+            errors[1].message
         );
     }
 
