@@ -197,6 +197,12 @@ async fn what_the_small_model_writes_is_judged_honestly() -> anyhow::Result<()> 
         "SmolLM2's draft: {} claims, {} supported; run passed: {}; {:?}",
         ledger.claims, ledger.supported, run.passed, run.reason
     );
+    let stage_ms: Vec<(&str, u64)> = run
+        .stages
+        .iter()
+        .map(|s| (s.stage, s.duration_ms))
+        .collect();
+    eprintln!("stage durations (ms): {stage_ms:?}");
     // Whatever SmolLM2 wrote: a claim counted as supported names a chunk whose document holds
     // every name and number the claim carries, and an unsupported one fails the run by name.
     for entry in ledger.entries.iter().filter(|e| e.supported) {
