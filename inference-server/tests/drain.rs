@@ -73,19 +73,21 @@ async fn sigterm_fails_readiness_first_keeps_answering_for_the_drain_then_exits(
         assert_eq!(status(&live).await, Some(200), "a request during the drain");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // A precondition of the checks above, not a timing goal: they ran inside the drain.
+    // The checks above ran inside the drain: the process had not exited after them.
     anyhow::ensure!(
-        sent.elapsed() < Duration::from_secs(8),
-        "the machine was too slow for the checks to fall inside the 8 s drain"
+        child.0.try_wait()?.is_none(),
+        "the server exited before the checks of its drain finished"
     );
 
     // After the drain the process exits on its own, successfully.
+    // A bound on the wait, not a timing goal.
+    let give_up = sent + Duration::from_secs(30);
     let exit = loop {
         if let Some(code) = child.0.try_wait()? {
             break code;
         }
         anyhow::ensure!(
-            sent.elapsed() < Duration::from_secs(30),
+            Instant::now() < give_up,
             "the server did not exit after its drain"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
