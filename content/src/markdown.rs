@@ -163,14 +163,7 @@ impl Draft {
 }
 
 fn level_number(level: HeadingLevel) -> u8 {
-    match level {
-        HeadingLevel::H1 => 1,
-        HeadingLevel::H2 => 2,
-        HeadingLevel::H3 => 3,
-        HeadingLevel::H4 => 4,
-        HeadingLevel::H5 => 5,
-        HeadingLevel::H6 => 6,
-    }
+    u8::try_from(leitwerk_rag::chunk::level_number(level)).unwrap_or(6)
 }
 
 #[cfg(test)]

@@ -206,7 +206,8 @@ fn headings(text: &str) -> Vec<Heading> {
     out
 }
 
-fn level_number(level: HeadingLevel) -> usize {
+/// A Markdown heading's level as a number, 1 to 6.
+pub fn level_number(level: HeadingLevel) -> usize {
     match level {
         HeadingLevel::H1 => 1,
         HeadingLevel::H2 => 2,
