@@ -8,15 +8,18 @@
 //! again by the next generator, then the run fails with the findings. Each stage reports its
 //! state, duration, tokens, cost and generator.
 
-use std::time::Instant;
-
 use serde::Serialize;
 use serde_json::json;
 
 use crate::factcheck::{self, Chunk, Embed, Ledger};
-use crate::generate::{Chain, Completion, Message, Request};
+use crate::generate::{Chain, Error as GenerateError, Message, Request};
 use crate::redact::{Redactor, Vault};
 use crate::{seo, style};
+
+mod stage;
+
+use stage::Stage;
+pub use stage::StageReport;
 
 /// What to write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,27 +89,6 @@ impl Retrieve for IndexRetriever<'_> {
     }
 }
 
-/// One stage of a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StageReport {
-    /// `Retrieve`, `Outline`, `Draft`, `FactCheck`, `StyleCheck`, `OnPageCheck`.
-    pub stage: &'static str,
-    /// Whether it passed.
-    pub passed: bool,
-    /// Milliseconds it took.
-    pub duration_ms: u64,
-    /// Tokens its generator calls used.
-    pub tokens: u64,
-    /// Their cost.
-    pub cost: f64,
-    /// The generator that answered last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub generator: Option<String>,
-    /// What it found (failures first).
-    pub findings: Vec<String>,
-}
-
 /// A run's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -121,6 +103,12 @@ pub struct Run {
     pub passed: bool,
     /// Why not.
     pub reason: Option<String>,
+    /// Readability of the last draft.
+    pub readability: Option<f64>,
+    /// Whether the run stopped because the next call could exceed the budget.
+    pub budget_exceeded: bool,
+    /// Escalations to the next generator after a draft failed its checks.
+    pub escalations: Vec<String>,
 }
 
 /// The outline's JSON schema.
@@ -169,44 +157,6 @@ pub fn section_text(text: &str) -> String {
         .join("\n")
 }
 
-struct Stage {
-    name: &'static str,
-    started: Instant,
-    tokens: u64,
-    cost: f64,
-    generator: Option<String>,
-}
-
-impl Stage {
-    fn start(name: &'static str) -> Stage {
-        Stage {
-            name,
-            started: Instant::now(),
-            tokens: 0,
-            cost: 0.0,
-            generator: None,
-        }
-    }
-
-    fn charge(&mut self, c: &Completion) {
-        self.tokens += c.usage.total();
-        self.cost += c.cost;
-        self.generator = Some(c.generator.clone());
-    }
-
-    fn end(self, passed: bool, findings: Vec<String>) -> StageReport {
-        StageReport {
-            stage: self.name,
-            passed,
-            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            tokens: self.tokens,
-            cost: (self.cost * 1e6).round() / 1e6,
-            generator: self.generator,
-            findings,
-        }
-    }
-}
-
 /// Everything one run needs.
 pub struct Inputs<'a> {
     /// The briefing.
@@ -238,6 +188,9 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
         ledger: None,
         passed: false,
         reason: None,
+        readability: None,
+        budget_exceeded: false,
+        escalations: Vec::new(),
     };
     let mut vault = Vault::default();
     let goal = inputs.redactor.redact(&b.goal, &mut vault);
@@ -305,6 +258,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             c
         }
         Err(e) => {
+            run.budget_exceeded = matches!(e, GenerateError::BudgetExceeded(_));
             run.stages.push(stage.end(false, vec![e.to_string()]));
             return failed(run, format!("Outline: {e}"));
         }
@@ -373,6 +327,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
                     body.push_str(&format!("## {heading}\n\n{text}\n\n"));
                 }
                 Err(e) => {
+                    run.budget_exceeded = matches!(e, GenerateError::BudgetExceeded(_));
                     run.stages.push(stage.end(false, vec![e.to_string()]));
                     return failed(run, format!("Draft: {e}"));
                 }
@@ -413,7 +368,8 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
         run.stages.push(stage.end(ledger.passed, problems.clone()));
 
         let stage = Stage::start("StyleCheck");
-        let (style_findings, _) = style::check(&page.markdown, &inputs.settings.style);
+        let (style_findings, readability) = style::check(&page.markdown, &inputs.settings.style);
+        run.readability = readability.map(|r| (r.score * 10.0).round() / 10.0);
         let style_errors: Vec<String> = style_findings
             .iter()
             .filter(|f| matches!(f.rule, "banned" | "required" | "glossary"))
@@ -462,6 +418,11 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
         } else if start + 1 < generators {
             start += 1;
             revision = 0;
+            run.escalations.push(format!(
+                "the draft failed its checks after {} revisions: escalated to generator {}",
+                inputs.settings.max_revisions,
+                start + 1
+            ));
         } else {
             return failed(
                 run,

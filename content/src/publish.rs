@@ -32,7 +32,7 @@ pub fn render_html(markdown: &str) -> String {
 }
 
 /// A source the page was grounded in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SourceRef {
     /// The chunk's id in the index.
     pub chunk: String,
@@ -41,7 +41,7 @@ pub struct SourceRef {
 }
 
 /// What a CMS receives.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Payload {
     /// The run's id (also the idempotency key).
@@ -149,12 +149,14 @@ pub enum Error {
     },
 }
 
-/// Delivers `payload` to `url`, signed with `key`, retrying `retries` times on 429, 5xx and
+/// Delivers `payload` to `url`, signed with `key` (and with `token` as its bearer token when
+/// given), retrying `retries` times on 429, 5xx and
 /// network failures (backoff from `first_wait`, doubling, or the receiver's `Retry-After`).
 /// Returns the number of tries it took.
 pub async fn deliver(
     url: &str,
     key: &[u8],
+    token: Option<&str>,
     payload: &Payload,
     retries: u32,
     first_wait: Duration,
@@ -164,8 +166,11 @@ pub async fn deliver(
     let client = reqwest::Client::new();
     let mut last = String::new();
     for attempt in 0..=retries {
-        let sent = client
-            .post(url)
+        let mut request = client.post(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let sent = request
             .timeout(Duration::from_secs(30))
             .header("content-type", "application/json")
             .header(SIGNATURE_HEADER, &signed)

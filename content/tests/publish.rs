@@ -91,7 +91,15 @@ fn payload() -> Payload {
 #[tokio::test]
 async fn a_signed_delivery_is_retried_with_the_same_idempotency_key() -> anyhow::Result<()> {
     let (r, url) = receiver(b"cms-key", vec![StatusCode::SERVICE_UNAVAILABLE]).await?;
-    let tries = deliver(&url, b"cms-key", &payload(), 3, Duration::from_millis(10)).await?;
+    let tries = deliver(
+        &url,
+        b"cms-key",
+        None,
+        &payload(),
+        3,
+        Duration::from_millis(10),
+    )
+    .await?;
     assert_eq!(tries, 2);
     let seen = r.seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     let keys: Vec<(&str, bool)> = seen
@@ -115,7 +123,15 @@ async fn a_signed_delivery_is_retried_with_the_same_idempotency_key() -> anyhow:
 #[tokio::test]
 async fn a_receiver_with_another_key_refuses_and_is_not_retried() -> anyhow::Result<()> {
     let (r, url) = receiver(b"cms-key", Vec::new()).await?;
-    let refused = deliver(&url, b"stale-key", &payload(), 3, Duration::from_millis(10)).await;
+    let refused = deliver(
+        &url,
+        b"stale-key",
+        None,
+        &payload(),
+        3,
+        Duration::from_millis(10),
+    )
+    .await;
     assert!(
         matches!(refused, Err(Error::Refused { status: 401, .. })),
         "{refused:?}"

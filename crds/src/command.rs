@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::contract::SPEC_ENV;
+use crate::contract::{LINK_MAP_ENV, SPEC_ENV};
 use crate::rag_index::SearchMode;
 
 mod values;
@@ -148,6 +148,62 @@ impl IndexArgs {
     }
 }
 
+/// `leitwerk-trainer content`'s own arguments. API keys and the redaction key come from the
+/// environment (Secrets the operator maps into the content Job only), never the command line.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ContentArgs {
+    /// The run id the operator derived (a digest of what decides the content).
+    #[arg(long)]
+    pub run_id: String,
+    /// URL of the RagIndex version's index file the content is grounded in.
+    #[arg(long)]
+    pub index: String,
+    /// Directory of the index's embedding model; the image sets
+    /// `LEITWERK_EMBEDDING_MODEL_DIR`.
+    #[arg(long, env = "LEITWERK_EMBEDDING_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// The link map as JSON (anchor text → URL); the operator passes the one it read and
+    /// derived the run id from in [`LINK_MAP_ENV`].
+    #[arg(long, env = LINK_MAP_ENV, hide_env_values = true)]
+    pub link_map: Option<String>,
+}
+
+impl ContentArgs {
+    fn write(&self, out: &mut Vec<String>) {
+        flag(out, "--run-id", &self.run_id);
+        flag(out, "--index", &self.index);
+        if let Some(dir) = &self.model_dir {
+            flag(out, "--model-dir", &dir.display());
+        }
+        if let Some(links) = &self.link_map {
+            flag(out, "--link-map", links);
+        }
+    }
+}
+
+/// `leitwerk-trainer publish-content`'s own arguments. The webhook's token and signing key
+/// come from the environment (Secrets mapped into the publish Job only).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct PublishArgs {
+    /// The run whose payload is published.
+    #[arg(long)]
+    pub run_id: String,
+    /// URL of the run's payload.
+    #[arg(long)]
+    pub payload: String,
+    /// `sha256:<hex>` the payload must have (what the content Job reported).
+    #[arg(long)]
+    pub digest: String,
+}
+
+impl PublishArgs {
+    fn write(&self, out: &mut Vec<String>) {
+        flag(out, "--run-id", &self.run_id);
+        flag(out, "--payload", &self.payload);
+        flag(out, "--digest", &self.digest);
+    }
+}
+
 /// The trainer's Job sub-commands: the ones the operator starts.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum JobCommand {
@@ -181,6 +237,25 @@ pub enum JobCommand {
         #[command(flatten)]
         job: JobArgs,
     },
+    /// Run a ContentPipeline's stages once: retrieve, outline, draft, fact check, style and
+    /// on-page checks, with revisions and fallbacks; write the run's artifacts.
+    Content {
+        /// The Job's resource and store.
+        #[command(flatten)]
+        job: JobArgs,
+        /// The run.
+        #[command(flatten)]
+        content: ContentArgs,
+    },
+    /// Publish an approved run's payload to the ContentPipeline's target.
+    PublishContent {
+        /// The Job's resource and store.
+        #[command(flatten)]
+        job: JobArgs,
+        /// The run and its payload.
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
 }
 
 impl JobCommand {
@@ -190,7 +265,9 @@ impl JobCommand {
             JobCommand::Materialize { job }
             | JobCommand::Train { job, .. }
             | JobCommand::Index { job, .. }
-            | JobCommand::DeleteIndex { job } => job,
+            | JobCommand::DeleteIndex { job }
+            | JobCommand::Content { job, .. }
+            | JobCommand::PublishContent { job, .. } => job,
         }
     }
 
@@ -220,6 +297,16 @@ impl JobCommand {
             JobCommand::DeleteIndex { job } => {
                 out.push("delete-index".into());
                 job.write(&mut out);
+            }
+            JobCommand::Content { job, content } => {
+                out.push("content".into());
+                job.write(&mut out);
+                content.write(&mut out);
+            }
+            JobCommand::PublishContent { job, publish } => {
+                out.push("publish-content".into());
+                job.write(&mut out);
+                publish.write(&mut out);
             }
         }
         out
@@ -428,6 +515,23 @@ mod tests {
                     keep: Vec::new(),
                     serving: None,
                     serving_mode: SearchMode::Dense,
+                },
+            },
+            JobCommand::Content {
+                job: job.clone(),
+                content: ContentArgs {
+                    run_id: "0123456789ab".into(),
+                    index: "file:///a/x.lwrag".into(),
+                    model_dir: Some("/models/minilm".into()),
+                    link_map: Some(r#"{"Pro plan":"/pricing"}"#.into()),
+                },
+            },
+            JobCommand::PublishContent {
+                job: job.clone(),
+                publish: PublishArgs {
+                    run_id: "0123456789ab".into(),
+                    payload: "file:///a/content/payload.json".into(),
+                    digest: format!("sha256:{}", "ab".repeat(32)),
                 },
             },
             JobCommand::DeleteIndex { job },

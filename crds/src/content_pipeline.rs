@@ -20,6 +20,7 @@ use crate::common::{LocalObjectReference, SecretKeyReference};
     category = "leitwerk",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.stage"}"#,
+    printcolumn = r#"{"name":"Grounded","type":"string","jsonPath":".status.grounded"}"#,
     printcolumn = r#"{"name":"Tokens","type":"integer","jsonPath":".status.tokensUsed"}"#,
     printcolumn = r#"{"name":"Cost","type":"string","jsonPath":".status.cost"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
@@ -51,6 +52,19 @@ pub struct ContentPipelineSpec {
     /// Where approved content goes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<PublishTarget>,
+    /// Revisions of a draft that failed a check, per generator, before the next generator
+    /// writes it again.
+    #[serde(default = "default_revisions")]
+    #[schemars(range(min = 0, max = 5))]
+    pub max_revisions: i32,
+    /// A ConfigMap whose keys are anchor texts and values URLs: the internal links inserted
+    /// into the draft and checked by the on-page stage. A change starts a new run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_map_ref: Option<LocalObjectReference>,
+}
+
+fn default_revisions() -> i32 {
+    2
 }
 
 fn default_stages() -> Vec<Stage> {
@@ -138,10 +152,64 @@ pub struct Generator {
     /// The generator endpoint of a `leitwerk-inference-server`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_server: Option<InferenceServerGenerator>,
-    /// Price per 1,000 tokens in the budget's currency, for cost accounting.
+    /// Price per 1,000 tokens in the budget's currency, for cost accounting: prompt and
+    /// completion tokens alike unless the two prices below say otherwise.
     #[serde(default)]
     #[schemars(range(min = 0.0, max = 1000.0))]
     pub price_per_1k_tokens: f64,
+    /// Price per 1,000 prompt tokens (overrides `pricePer1kTokens` for prompts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
+    pub input_price_per_1k_tokens: Option<f64>,
+    /// Price per 1,000 completion tokens (overrides `pricePer1kTokens` for completions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
+    pub output_price_per_1k_tokens: Option<f64>,
+    /// Sampling of this backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
+    /// Most requests per minute sent to this backend (a token bucket); unlimited when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub requests_per_minute: Option<i32>,
+    /// Seconds one request may take.
+    #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_seconds: i32,
+    /// Retries of a request that failed with 429, 5xx or a network error (backing off and
+    /// honouring `Retry-After`) before the next generator is tried.
+    #[serde(default = "default_retries")]
+    #[schemars(range(min = 0, max = 10))]
+    pub retries: i32,
+}
+
+fn default_timeout() -> i32 {
+    60
+}
+
+fn default_retries() -> i32 {
+    2
+}
+
+/// Sampling of one backend.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Sampling {
+    /// Temperature; 0 is greedy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling mass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub top_p: Option<f64>,
+    /// Most completion tokens per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 16, max = 32768))]
+    pub max_tokens: Option<i32>,
+    /// Seed, for backends that honour one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
 }
 
 /// An OpenAI-compatible endpoint.
@@ -198,6 +266,44 @@ pub struct Guardrails {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256), inner(length(max = 256)))]
     pub banned_phrases: Vec<String>,
+    /// Phrases the content must contain at least once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 256)))]
+    pub required_phrases: Vec<String>,
+    /// The brand glossary: spellings the content must not use, and the brand's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub glossary: Vec<GlossaryEntry>,
+    /// Most words in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5, max = 200))]
+    pub max_sentence_words: Option<i32>,
+    /// Lowest readability score accepted (Flesch reading ease for English, Amstad for
+    /// German); reported only when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub min_readability: Option<f64>,
+    /// Lowest embedding similarity between a claim and its chunk, 0–1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub min_similarity: Option<f64>,
+    /// The HMAC key that salts the placeholders of redacted personal data. Without one each
+    /// run draws a random key, and placeholders differ between runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redaction_key_secret_ref: Option<SecretKeyReference>,
+}
+
+/// One glossary entry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GlossaryEntry {
+    /// The spelling to flag, e.g. `Hubspot`; the preferred spelling itself flags every other
+    /// capitalisation of it.
+    #[schemars(length(min = 1, max = 128))]
+    pub variant: String,
+    /// The brand's spelling, e.g. `HubSpot`.
+    #[schemars(length(min = 1, max = 128))]
+    pub preferred: String,
 }
 
 impl Default for Guardrails {
@@ -206,6 +312,12 @@ impl Default for Guardrails {
             redact_pii: true,
             min_grounded_claims: default_coverage(),
             banned_phrases: Vec::new(),
+            required_phrases: Vec::new(),
+            glossary: Vec::new(),
+            max_sentence_words: None,
+            min_readability: None,
+            min_similarity: None,
+            redaction_key_secret_ref: None,
         }
     }
 }
@@ -267,6 +379,19 @@ pub struct PublishTarget {
     /// A CMS webhook that receives the content as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
+    /// The organisation named as author and publisher in the `Article` JSON-LD; the
+    /// namespace when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub organization: Option<String>,
+    /// The URL the content will live at (the JSON-LD's `mainEntityOfPage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), regex(pattern = r"^https?://.+"))]
+    pub canonical_url: Option<String>,
+    /// The experiment the content is tested in, carried in the payload for tracking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub experiment_id: Option<String>,
 }
 
 /// A webhook target.
@@ -279,6 +404,10 @@ pub struct Webhook {
     /// Bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_ref: Option<SecretKeyReference>,
+    /// Key of the `X-Leitwerk-Signature` header (`sha256=` HMAC-SHA256 of the body), so the
+    /// receiver can verify that the content came from this pipeline unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret_ref: Option<SecretKeyReference>,
 }
 
 /// What the operator observed of a ContentPipeline.
@@ -306,6 +435,122 @@ pub struct ContentPipelineStatus {
     /// Digest of the newest draft in the artifact store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft: Option<String>,
+    /// Grounded claims / claims of the current run, e.g. `7/7`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounded: Option<String>,
+    /// The current run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<ContentRun>,
+}
+
+/// One run: what it was asked, what each stage did, and where it went.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentRun {
+    /// The run id: a digest of everything that decides the content (briefing, generators,
+    /// guardrails, budget, link map, prompt templates). A change of any starts a new run.
+    pub id: String,
+    /// When the run's Job was started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// The RagIndex version it was grounded in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_version: Option<String>,
+    /// Digest of the prompt templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_digest: Option<String>,
+    /// What the run's Job reported, once it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ContentSummary>,
+    /// Who approved (from `leitwerk.dev/approved-by`), or rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// Where the content went, once published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_to: Option<String>,
+}
+
+/// What `leitwerk-trainer content` reports: the run's stages and figures.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentSummary {
+    /// The run id it ran for.
+    pub run_id: String,
+    /// Whether every check passed (the content may go to approval).
+    pub passed: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The stages in order (a revision repeats Draft and the checks); the newest when many.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageSummary>,
+    /// Claims in the last draft.
+    pub claims: i64,
+    /// Claims a retrieved chunk supports.
+    pub grounded_claims: i64,
+    /// Supported claims / claims.
+    pub faithfulness: f64,
+    /// Readability of the last draft (Flesch or Amstad by language).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readability: Option<f64>,
+    /// On-page findings of the last draft.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seo_findings: Vec<String>,
+    /// Tokens used, every call counted (retries, fallbacks, revisions).
+    pub tokens: i64,
+    /// Their cost in the budget's currency.
+    pub cost: f64,
+    /// Answers served from the response cache.
+    pub cache_hits: i64,
+    /// Tokens those answers would have cost.
+    pub saved_tokens: i64,
+    /// The generator that wrote the last draft.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    /// Fallbacks and escalations, e.g. `gateway → in-cluster: HTTP 500`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
+    /// Whether the run stopped because the next call could exceed the budget.
+    #[serde(default)]
+    pub budget_exceeded: bool,
+    /// URL of the run's artifacts (the claim ledger, the draft, the payload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<String>,
+    /// `sha256:<hex>` of the payload to publish, when the run passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_digest: Option<String>,
+}
+
+/// What `leitwerk-trainer publish-content` reports.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishSummary {
+    /// Where the content went (the webhook URL and the tries, or the object's URL).
+    pub published_to: String,
+}
+
+/// One stage of a run.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StageSummary {
+    /// `Retrieve`, `Outline`, `Draft`, `FactCheck`, `StyleCheck`, `OnPageCheck`.
+    pub stage: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// Milliseconds it took.
+    pub duration_ms: i64,
+    /// Tokens its calls used.
+    #[serde(default)]
+    pub tokens: i64,
+    /// Their cost.
+    #[serde(default)]
+    pub cost: f64,
+    /// The generator that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    /// What it found, failures first (the first few).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
 }
 
 crate::common::named_enum! {
@@ -321,6 +566,8 @@ crate::common::named_enum! {
         AwaitingApproval,
         /// The last run's content was published.
         Published,
+        /// An editor rejected the last run's content; it is not published.
+        Rejected,
         /// The last run failed.
         Failed,
         /// The spec cannot be acted on; waits for a change.

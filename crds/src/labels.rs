@@ -15,6 +15,10 @@ pub const VARIANT: &str = "leitwerk.dev/variant";
 pub const RAG_INDEX: &str = "leitwerk.dev/rag-index";
 /// Label carrying an indexing Job's build number.
 pub const BUILD: &str = "leitwerk.dev/build";
+/// Label naming the ContentPipeline a Job or ServiceAccount belongs to.
+pub const CONTENT_PIPELINE: &str = "leitwerk.dev/content-pipeline";
+/// Label carrying the run id a content Job works on.
+pub const RUN: &str = "leitwerk.dev/run";
 
 /// Annotation with the spec generation a Job worked from.
 pub const GENERATION: &str = "leitwerk.dev/generation";
@@ -27,12 +31,19 @@ pub const SCHEDULED_FOR: &str = "leitwerk.dev/scheduled-for";
 /// Annotation with the hash of the projection of a child the operator last applied.
 pub const APPLIED_HASH: &str = "leitwerk.dev/applied-hash";
 
+/// Annotation an editor sets on a ContentPipeline to approve a run: its value is the run id.
+pub const APPROVE: &str = "leitwerk.dev/approve";
+/// Annotation an editor sets on a ContentPipeline to reject a run: its value is the run id.
+pub const REJECT: &str = "leitwerk.dev/reject";
+/// Annotation naming who approved or rejected (recorded in status).
+pub const APPROVED_BY: &str = "leitwerk.dev/approved-by";
+
 /// The finalizer that removes a RagIndex's index files before it goes.
 pub const INDEX_FILES_FINALIZER: &str = "leitwerk.dev/index-files";
 
 /// Every label, annotation and finalizer above, for the test that finds no copy of them as
 /// a literal anywhere else.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 18] = [
     FEATURE_SET,
     MODEL,
     VERSION,
@@ -46,4 +57,9 @@ pub const ALL: [&str; 13] = [
     SCHEDULED_FOR,
     APPLIED_HASH,
     INDEX_FILES_FINALIZER,
+    CONTENT_PIPELINE,
+    RUN,
+    APPROVE,
+    REJECT,
+    APPROVED_BY,
 ];

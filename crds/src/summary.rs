@@ -189,9 +189,88 @@ pub fn encode_materialize(summary: &MaterializeSummary) -> String {
     }
 }
 
+/// The content Job's summary as JSON within the limit. What goes first when it does not fit:
+/// findings beyond the first of each stage, then the oldest stages (the newest tell how the
+/// run ended), then on-page findings, then the texts are shortened. The reason, the figures
+/// and the payload digest always stay.
+pub fn encode_content(summary: &crate::content_pipeline::ContentSummary) -> String {
+    let mut s = summary.clone();
+    let fits = |s: &crate::content_pipeline::ContentSummary| {
+        let text = serde_json::to_string(s).unwrap_or_default();
+        (text.len() <= TERMINATION_MESSAGE_LIMIT).then_some(text)
+    };
+    if let Some(text) = fits(&s) {
+        return text;
+    }
+    for stage in &mut s.stages {
+        stage.findings.truncate(1);
+    }
+    while s.stages.len() > 1 {
+        if let Some(text) = fits(&s) {
+            return text;
+        }
+        s.stages.remove(0);
+    }
+    s.seo_findings.clear();
+    s.fallbacks.truncate(3);
+    let short = |t: &mut String| {
+        if t.chars().count() > 200 {
+            *t = format!("{}…", t.chars().take(200).collect::<String>());
+        }
+    };
+    for stage in &mut s.stages {
+        stage.findings.iter_mut().for_each(short);
+    }
+    s.fallbacks.iter_mut().for_each(short);
+    if let Some(reason) = s.reason.as_mut() {
+        short(reason);
+    }
+    serde_json::to_string(&s).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::content_pipeline::{ContentSummary, StageSummary};
+
+    #[test]
+    fn a_long_content_summary_keeps_its_newest_stages_and_every_figure() {
+        let stages = (0..40)
+            .map(|i| StageSummary {
+                stage: format!("Draft-{i}"),
+                passed: false,
+                duration_ms: 10,
+                findings: vec![format!("unsupported claim {i}: {}", "y".repeat(150)); 5],
+                ..StageSummary::default()
+            })
+            .collect();
+        let s = ContentSummary {
+            run_id: "r1".into(),
+            reason: Some("z".repeat(3000)),
+            stages,
+            claims: 9,
+            grounded_claims: 7,
+            payload_digest: Some("sha256:00".into()),
+            seo_findings: vec!["title too long".into(); 50],
+            ..ContentSummary::default()
+        };
+        let text = encode_content(&s);
+        assert!(text.len() <= TERMINATION_MESSAGE_LIMIT, "{}", text.len());
+        let back: ContentSummary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.stages.last().unwrap().stage, "Draft-39");
+        assert!(back.stages.iter().all(|s| s.findings.len() <= 1));
+        assert_eq!((back.claims, back.grounded_claims), (9, 7));
+        assert_eq!(back.payload_digest.as_deref(), Some("sha256:00"));
+        assert!(back.reason.unwrap().ends_with('…'));
+        let small = ContentSummary {
+            run_id: "r2".into(),
+            ..ContentSummary::default()
+        };
+        assert_eq!(
+            serde_json::from_str::<ContentSummary>(&encode_content(&small)).unwrap(),
+            small
+        );
+    }
 
     #[test]
     fn a_long_error_stays_valid_json_within_the_limit() {

@@ -1,5 +1,6 @@
 //! The trainer's library: the work behind `leitwerk-trainer`'s sub-commands.
 
+pub mod content;
 pub mod datagen;
 pub mod index;
 pub mod logistic;

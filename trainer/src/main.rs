@@ -11,9 +11,9 @@ use std::{path::PathBuf, process::ExitCode};
 use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use leitwerk_crds::command::{JobArgs, JobCommand};
-use leitwerk_crds::{FeatureSetSpec, ModelSpec, RagIndexSpec, summary};
+use leitwerk_crds::{ContentPipelineSpec, FeatureSetSpec, ModelSpec, RagIndexSpec, summary};
 use leitwerk_trainer::datagen::{self, churn::ChurnSpec, leads::LeadsSpec};
-use leitwerk_trainer::{index, pipeline};
+use leitwerk_trainer::{content, index, pipeline};
 
 /// Runs Leitwerk's batch work: FeatureSet materialization, model training and RagIndex
 /// indexing. The operator starts it as a Kubernetes Job; a short JSON summary goes to the
@@ -153,6 +153,52 @@ fn run_job(command: JobCommand) -> ExitCode {
                 .map(|s| serde_json::to_string(&s).unwrap_or_default())
                 .map_err(|e| chain(&e))
         }),
+        JobCommand::Content { job, content: args } => {
+            spec_of::<ContentPipelineSpec>(&job).and_then(|spec| {
+                let model_dir = args.model_dir.ok_or_else(|| {
+                    "content needs the index's embedding model: set --model-dir or LEITWERK_EMBEDDING_MODEL_DIR"
+                        .to_string()
+                })?;
+                let link_map = match &args.link_map {
+                    Some(text) => serde_json::from_str(text)
+                        .map_err(|e| format!("--link-map is not a JSON object of anchor text to URL: {e}"))?,
+                    None => Default::default(),
+                };
+                let content_job = content::ContentJob {
+                    namespace: job.namespace.clone(),
+                    name: job.name.clone(),
+                    store: job.artifact_store.clone(),
+                    run_id: args.run_id,
+                    index: args.index,
+                    model_dir,
+                    link_map,
+                };
+                runtime
+                    .block_on(content::run_content(&spec, &content_job))
+                    .map(|s| summary::encode_content(&s))
+                    .map_err(|e| chain(&e))
+            })
+        }
+        JobCommand::PublishContent { job, publish } => {
+            spec_of::<ContentPipelineSpec>(&job).and_then(|spec| {
+                let publish_job = content::PublishJob {
+                    namespace: job.namespace.clone(),
+                    name: job.name.clone(),
+                    run_id: publish.run_id,
+                    payload: publish.payload,
+                    digest: publish.digest,
+                };
+                runtime
+                    .block_on(content::run_publish(&spec, &publish_job))
+                    .map(|to| {
+                        serde_json::to_string(&leitwerk_crds::content_pipeline::PublishSummary {
+                            published_to: to,
+                        })
+                        .unwrap_or_default()
+                    })
+                    .map_err(|e| chain(&e))
+            })
+        }
         JobCommand::DeleteIndex { job } => runtime
             .block_on(index::delete_index(
                 &job.artifact_store,

@@ -1,29 +1,52 @@
-//! The ContentPipeline controller.
+//! The ContentPipeline controller: it derives a run id from everything that decides the
+//! content, launches the run's content Job (`leitwerk-trainer content`) once the RagIndex
+//! serves a version, records the run's stages and figures, waits for an editor's decision
+//! when approval is required, and launches the publish Job (`leitwerk-trainer
+//! publish-content`) of an approved run. A changed briefing, generator, guardrail, budget or
+//! link map starts a new run.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::{
     ResourceExt,
+    api::PartialObjectMeta,
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{Controller, WatchStreamExt, controller::Action, reflector::ObjectRef, watcher},
 };
-use leitwerk_crds::{
-    ContentPipeline, ContentPipelineSpec, RagIndex, content_pipeline::ContentPipelinePhase,
-};
+use leitwerk_crds::content_pipeline::{ContentPipelinePhase, ContentSummary, PublishSummary};
+use leitwerk_crds::labels::CONTENT_PIPELINE;
+use leitwerk_crds::rag_index::IndexVersionState;
+use leitwerk_crds::{ContentPipeline, RagIndex};
 
-use crate::references::{first_missing_secret, get_opt};
+use crate::jobs::{list_owned, outcome};
+use crate::references::{artifact_store_secret, first_missing_secret, get_opt};
 use crate::watch::{Scope, drain, referrers};
 use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
-    status::{Desired, READY},
-    validation::{FieldError, into_result, summarize},
+    service_account,
+    validation::summarize,
+    workloads::MANAGED_BY,
 };
+
+mod build;
+mod plan;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use build::*;
+pub use plan::*;
+pub use validate::*;
 
 pub use crate::reconcile::Error;
 
-/// Runs the ContentPipeline controller; it watches RagIndexes so a pipeline waiting for its
-/// index moves on as soon as the index appears or becomes ready.
+/// Runs the ContentPipeline controller. It watches its Jobs (by label), its ServiceAccount,
+/// the RagIndexes its pipelines read (a pipeline waiting for its index moves on as soon as
+/// the index serves) and the link-map ConfigMaps (metadata only).
 pub async fn run(
     ctx: Context,
     scope: Scope,
@@ -35,12 +58,37 @@ pub async fn run(
         watcher::Config::default(),
     );
     let pipelines = controller.store();
+    let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     let stream = controller
+        .owns(
+            scope.api::<ServiceAccount>(client.clone()),
+            watcher::Config::default().labels(&managed),
+        )
         .watches(
-            scope.api::<DeserializeGuard<RagIndex>>(client),
+            scope.api::<Job>(client.clone()),
+            watcher::Config::default().labels(CONTENT_PIPELINE),
+            |job: Job| {
+                let ns = job.namespace().unwrap_or_default();
+                job.labels().get(CONTENT_PIPELINE).map(|name| {
+                    ObjectRef::<DeserializeGuard<ContentPipeline>>::new(name).within(&ns)
+                })
+            },
+        )
+        .watches(
+            scope.api::<DeserializeGuard<RagIndex>>(client.clone()),
             watcher::Config::default(),
-            referrers(pipelines, |p: &ContentPipeline, name| {
+            referrers(pipelines.clone(), |p: &ContentPipeline, name| {
                 p.spec.rag_index_ref.name == name
+            }),
+        )
+        .watches_stream(
+            watcher(
+                scope.api::<PartialObjectMeta<ConfigMap>>(client),
+                watcher::Config::default(),
+            )
+            .touched_objects(),
+            referrers(pipelines, |p: &ContentPipeline, name| {
+                p.spec.link_map_ref.as_ref().is_some_and(|r| r.name == name)
             }),
         )
         .graceful_shutdown_on(shutdown)
@@ -48,7 +96,7 @@ pub async fn run(
     drain(ContentPipeline::KIND, stream).await;
 }
 
-/// Reconciles one ContentPipeline: validate → resolve the RagIndex and Secrets → status.
+/// Reconciles one ContentPipeline.
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<ContentPipeline>>,
     ctx: Arc<Context>,
@@ -59,250 +107,187 @@ pub async fn reconcile(
     .await
 }
 
+/// validate → link map, Secrets, RagIndex → read the run's Jobs → plan → apply → status.
 async fn reconcile_content_pipeline(
     pipeline: &ContentPipeline,
     ctx: &Context,
 ) -> Result<Action, Error> {
     let ns = pipeline.namespace().unwrap_or_default();
+    let mut planned = None;
     let outcome = match validate(&pipeline.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
-        Ok(()) => {
-            let index_name = &pipeline.spec.rag_index_ref.name;
-            let index = get_opt::<RagIndex>(ctx, &ns, index_name)
-                .await
-                .map_err(|source| Error::Read {
-                    what: format!("RagIndex {index_name}"),
-                    source,
-                })?;
-            match first_missing_secret(ctx, &ns, &secret_refs(&pipeline.spec))
-                .await
-                .map_err(|source| Error::Read {
-                    what: "Secrets".into(),
-                    source,
-                })? {
-                Some((field, name)) => {
-                    Outcome::missing("Secret", &name, &field, &ns).recheck_after(RECHECK_UNWATCHED)
+        Ok(()) => match resolve(ctx, pipeline, &ns).await? {
+            Err(outcome) => outcome,
+            Ok((link_map, index)) => {
+                if let Some(sa) = build_service_account(pipeline) {
+                    service_account::ensure(ctx, ContentPipeline::KIND, &sa).await?;
                 }
-                None => decide(pipeline, index.as_ref()),
+                let read = read_run(ctx, pipeline, link_map, index).await?;
+                let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                let mut p = plan(pipeline, &ctx.config, read.0, &now);
+                if let Some(job) = p.start.take() {
+                    crate::apply::apply(ctx, &ns, &job, "content Job").await?;
+                }
+                let outcome = p.outcome.clone().with_events(read.1);
+                planned = Some(p.run);
+                outcome
             }
-        }
+        },
     };
-    let action = reconcile::finish(ctx, pipeline, outcome).await?;
+    let currency = pipeline.spec.budget.currency.clone();
+    let action = reconcile::finish_with(ctx, pipeline, outcome, |status| {
+        if let Some(run) = planned {
+            record(status, run, &currency);
+        }
+    })
+    .await?;
     Ok(action)
 }
 
-/// The status of a valid pipeline given its RagIndex.
-pub fn decide(
+/// The run's figures on the status's top level (what the printer columns read).
+pub fn record(
+    status: &mut leitwerk_crds::ContentPipelineStatus,
+    run: leitwerk_crds::content_pipeline::ContentRun,
+    currency: &str,
+) {
+    let result = run.result.clone();
+    status.stage = Some(
+        match (&status.phase, &result) {
+            (_, None) => "Generating",
+            (Some(ContentPipelinePhase::AwaitingApproval), _) => "Approval",
+            (Some(ContentPipelinePhase::Published), _) => "Published",
+            (Some(ContentPipelinePhase::Rejected), _) => "Rejected",
+            (Some(ContentPipelinePhase::Running), Some(_)) => "Publish",
+            (_, Some(r)) => r
+                .stages
+                .iter()
+                .find(|s| !s.passed)
+                .map_or("Publish", |s| s.stage.as_str()),
+        }
+        .to_string(),
+    );
+    if let Some(r) = &result {
+        status.tokens_used = Some(r.tokens);
+        status.cost = Some(format!("{:.4} {currency}", r.cost));
+        status.grounded = Some(format!("{}/{}", r.grounded_claims, r.claims));
+        status.draft = r.payload_digest.clone();
+    } else {
+        status.tokens_used = None;
+        status.cost = None;
+        status.grounded = None;
+        status.draft = None;
+    }
+    status.run = Some(run);
+}
+
+/// The link map and the serving index version, or the outcome naming what is missing or
+/// invalid.
+#[allow(clippy::type_complexity)]
+async fn resolve(
+    ctx: &Context,
     pipeline: &ContentPipeline,
-    index: Option<&RagIndex>,
-) -> Outcome<ContentPipelinePhase> {
-    let ns = pipeline.namespace().unwrap_or_default();
-    let name = &pipeline.spec.rag_index_ref.name;
-    let Some(index) = index else {
-        return Outcome::missing("RagIndex", name, "spec.ragIndexRef.name", &ns);
-    };
-    let index_ready = index.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == READY && c.status == "True")
-    });
-    if !index_ready {
-        return Outcome::new(
-            ContentPipelinePhase::WaitingForIndex,
-            Desired::not(
-                READY,
-                "WaitingForRagIndex",
-                format!("waiting for RagIndex {name:?} to become Ready"),
-            ),
-        );
-    }
-    Outcome::new(
-        ContentPipelinePhase::Pending,
-        Desired::not(
-            READY,
-            "AwaitingGeneration",
-            "the RagIndex is ready; this operator version does not run content generation yet",
-        ),
-    )
-}
-
-/// `(field, secret name)` of every Secret the spec references.
-pub fn secret_refs(spec: &ContentPipelineSpec) -> Vec<(String, String)> {
-    let mut refs: Vec<(String, String)> = spec
-        .generators
-        .iter()
-        .enumerate()
-        .filter_map(|(i, g)| {
-            Some((
-                format!("spec.generators[{i}].openAiCompatible.apiKeySecretRef"),
-                g.open_ai_compatible
-                    .as_ref()?
-                    .api_key_secret_ref
-                    .as_ref()?
-                    .name
-                    .clone(),
-            ))
-        })
-        .collect();
-    if let Some(token) = spec
-        .publish
-        .as_ref()
-        .and_then(|p| p.webhook.as_ref())
-        .and_then(|w| w.token_secret_ref.as_ref())
-    {
-        refs.push((
-            "spec.publish.webhook.tokenSecretRef".to_string(),
-            token.name.clone(),
-        ));
-    }
-    refs
-}
-
-/// The fewest words a section of the briefing's structure can say something in.
-pub const MIN_WORDS_PER_SECTION: i64 = 40;
-
-/// Checks what the schema cannot: budgets that cannot be met, approvals nobody can give, and
-/// briefings that are blank or contradict themselves.
-pub fn validate(spec: &ContentPipelineSpec) -> Result<(), Vec<FieldError>> {
-    let mut errors = Vec::new();
-    if let Some(max_cost) = spec.budget.max_cost
-        && max_cost > 0.0
-    {
-        for (i, g) in spec.generators.iter().enumerate() {
-            let cheapest_run = g.price_per_1k_tokens * 100.0 / 1000.0;
-            if cheapest_run > max_cost {
-                errors.push(FieldError::new(format!("spec.generators[{i}].pricePer1kTokens"), format!("even 100 tokens cost {cheapest_run:.2} {}, above budget.maxCost {max_cost}", spec.budget.currency)));
+    ns: &str,
+) -> Result<
+    Result<(BTreeMap<String, String>, Option<(String, String)>), Outcome<ContentPipelinePhase>>,
+    Error,
+> {
+    let mut link_map = BTreeMap::new();
+    if let Some(reference) = &pipeline.spec.link_map_ref {
+        let cm = get_opt::<ConfigMap>(ctx, ns, &reference.name)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("ConfigMap {}", reference.name),
+                source,
+            })?;
+        let Some(cm) = cm else {
+            return Ok(Err(Outcome::missing(
+                "ConfigMap",
+                &reference.name,
+                "spec.linkMapRef.name",
+                ns,
+            )));
+        };
+        match leitwerk_crds::contract::parse_link_map(&cm.data.unwrap_or_default()) {
+            Ok(links) => link_map = links,
+            Err(errors) => {
+                return Ok(Err(Outcome::invalid(format!(
+                    "spec.linkMapRef (ConfigMap {}): {}",
+                    reference.name,
+                    errors.join("; ")
+                ))));
             }
         }
     }
-    if let Some(approval) = &spec.approval
-        && approval.required
-        && approval.approvers.is_empty()
+    let mut secrets = secret_refs(&pipeline.spec);
+    secrets.extend(artifact_store_secret(ctx));
+    if let Some((field, name)) =
+        first_missing_secret(ctx, ns, &secrets)
+            .await
+            .map_err(|source| Error::Read {
+                what: "Secrets".into(),
+                source,
+            })?
     {
-        errors.push(FieldError::new(
-            "spec.approval.approvers",
-            "approval is required but nobody may approve: list at least one user or group",
+        return Ok(Err(
+            Outcome::missing("Secret", &name, &field, ns).recheck_after(RECHECK_UNWATCHED)
         ));
     }
-    for (field, text) in [
-        ("spec.briefing.goal", &spec.briefing.goal),
-        ("spec.briefing.persona", &spec.briefing.persona),
-    ] {
-        if text.trim().is_empty() {
-            errors.push(FieldError::new(
-                field,
-                "is blank: say what to write and for whom",
-            ));
-        }
-    }
-    let sections = spec.briefing.structure.len();
-    if let Some(words) = spec.briefing.target_words
-        && sections > 0
-        && i64::from(words) < MIN_WORDS_PER_SECTION * sections as i64
-    {
-        errors.push(FieldError::new(
-            "spec.briefing.targetWords",
-            format!(
-                "{words} words cannot hold the {sections} sections of briefing.structure (at least {MIN_WORDS_PER_SECTION} words each): raise targetWords to {} or drop sections",
-                MIN_WORDS_PER_SECTION * sections as i64
-            ),
-        ));
-    }
-    if let Some(words) = spec.briefing.target_words {
-        // A word is about 1.3 tokens; outline, draft and checks read it about four times.
-        let needed = i64::from(words) * 13 / 10 * 4;
-        if needed > spec.budget.max_tokens {
-            errors.push(FieldError::new("spec.budget.maxTokens", format!("{} tokens cannot produce {words} words through every stage (about {needed} needed)", spec.budget.max_tokens)));
-        }
-    }
-    into_result(errors)
+    let name = &pipeline.spec.rag_index_ref.name;
+    let index = get_opt::<RagIndex>(ctx, ns, name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("RagIndex {name}"),
+            source,
+        })?;
+    let Some(index) = index else {
+        return Ok(Err(Outcome::missing(
+            "RagIndex",
+            name,
+            "spec.ragIndexRef.name",
+            ns,
+        )));
+    };
+    Ok(Ok((link_map, serving_version(&index))))
 }
 
-#[cfg(test)]
-mod tests {
-    use leitwerk_crds::RagIndexStatus;
+/// The version a RagIndex serves and its index file.
+pub fn serving_version(index: &RagIndex) -> Option<(String, String)> {
+    let status = index.status.as_ref()?;
+    status
+        .versions
+        .iter()
+        .find(|v| v.state == IndexVersionState::Serving)
+        .map(|v| (v.version.clone(), v.url.clone()))
+}
 
-    use super::*;
-    use crate::status::{Desired, next_status};
-
-    fn example() -> ContentPipeline {
-        yaml_serde::from_str(include_str!(
-            "../../../examples/seo-article/contentpipeline.yaml"
-        ))
-        .unwrap()
-    }
-
-    #[test]
-    fn pipeline_waits_for_its_index_to_exist_and_become_ready() {
-        assert_eq!(decide(&example(), None).ready.reason, "RagIndexNotFound");
-        let mut index: RagIndex = yaml_serde::from_str(include_str!(
-            "../../../examples/product-docs-rag/ragindex.yaml"
-        ))
-        .unwrap();
-        assert_eq!(
-            decide(&example(), Some(&index)).ready.reason,
-            "WaitingForRagIndex"
-        );
-        let ready: RagIndexStatus = next_status(
-            None,
-            Some(1),
-            leitwerk_crds::rag_index::RagIndexPhase::Ready,
-            &[Desired::ok(READY, "Indexed", "v1")],
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-        );
-        index.status = Some(ready);
-        assert_eq!(
-            decide(&example(), Some(&index)).ready.reason,
-            "AwaitingGeneration"
-        );
-    }
-
-    #[test]
-    fn impossible_budgets_and_approvals_are_rejected() {
-        assert_eq!(validate(&example().spec), Ok(()));
-        let mut spec = example().spec;
-        spec.budget.max_tokens = 1000;
-        spec.approval.as_mut().unwrap().approvers.clear();
-        spec.generators[0].price_per_1k_tokens = 500.0;
-        let fields: Vec<String> = validate(&spec)
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
-        assert_eq!(
-            fields,
-            vec![
-                "spec.generators[0].pricePer1kTokens",
-                "spec.approval.approvers",
-                "spec.budget.maxTokens"
-            ]
-        );
-    }
-
-    #[test]
-    fn blank_and_contradictory_briefings_name_their_fields() {
-        let mut spec = example().spec;
-        spec.briefing.goal = "   ".into();
-        spec.briefing.target_words = Some(100);
-        let errors = validate(&spec).unwrap_err();
-        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["spec.briefing.goal", "spec.briefing.targetWords"]);
-        assert!(
-            errors[1].message.contains("3 sections") && errors[1].message.contains("120"),
-            "{}",
-            errors[1].message
-        );
-    }
-
-    #[test]
-    fn every_secret_reference_is_checked() {
-        let refs = secret_refs(&example().spec);
-        assert_eq!(
-            refs,
-            vec![(
-                "spec.generators[0].openAiCompatible.apiKeySecretRef".to_string(),
-                "llm-gateway".to_string()
-            )]
-        );
-    }
+/// The reads the plan needs: the run id and the outcomes of the run's trusted Jobs, and the
+/// Warnings naming Jobs that carry the pipeline's labels without being its own.
+async fn read_run(
+    ctx: &Context,
+    pipeline: &ContentPipeline,
+    link_map: BTreeMap<String, String>,
+    index: Option<(String, String)>,
+) -> Result<(Read, Vec<crate::notice::Notice>), Error> {
+    let run_id = run_id(&pipeline.spec, &link_map);
+    let selector = format!("{CONTENT_PIPELINE}={}", pipeline.name_any());
+    let owned = list_owned(ctx, pipeline, &selector, false, "Generate").await?;
+    let find = |name: String| owned.trusted.iter().find(|j| j.name_any() == name);
+    let content = match find(content_job_name(pipeline, &run_id)) {
+        Some(job) => Some(outcome::<ContentSummary>(ctx, job).await?),
+        None => None,
+    };
+    let publish = match find(publish_job_name(pipeline, &run_id)) {
+        Some(job) => Some(outcome::<PublishSummary>(ctx, job).await?),
+        None => None,
+    };
+    Ok((
+        Read {
+            run_id,
+            index,
+            link_map,
+            content,
+            publish,
+        },
+        owned.foreign,
+    ))
 }

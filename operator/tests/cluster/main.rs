@@ -77,7 +77,7 @@ pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str, &
         ("RagIndex", "product-docs", "Indexing", "Normal"),
         (
             "ContentPipeline",
-            "seo-lead-scoring-article",
+            "seo-ab-testing-article",
             "WaitingForRagIndex",
             "Normal",
         ),

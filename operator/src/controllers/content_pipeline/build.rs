@@ -1,0 +1,203 @@
+//! The children of a ContentPipeline, built from its spec (pure): the content Job of a run,
+//! the publish Job of an approved run, and the token-less ServiceAccount both run as. Each Job
+//! receives only the Secrets its own step needs: generator API keys and the redaction key go
+//! to the content Job, the webhook's token and signing key to the publish Job.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector, ServiceAccount};
+use kube::{Resource, ResourceExt};
+use leitwerk_crds::command::{ContentArgs, JobArgs, JobCommand, PublishArgs};
+use leitwerk_crds::common::SecretKeyReference;
+use leitwerk_crds::contract::{
+    LINK_MAP_ENV, REDACTION_KEY_ENV, WEBHOOK_SIGNING_KEY_ENV, WEBHOOK_TOKEN_ENV, api_key_env,
+};
+use leitwerk_crds::labels::{CONTENT_PIPELINE, RUN};
+use leitwerk_crds::{ContentPipeline, ContentPipelineSpec};
+
+use crate::apply::hash_of;
+use crate::config::OperatorConfig;
+use crate::service_account;
+use crate::workloads::{MANAGED_BY, PodParts, child_name, spec_env, store_mount, trainer_job};
+
+/// The prompt templates' version: the built-in ones, part of every run id, so that new
+/// templates start new runs.
+pub const TEMPLATES: &str = "builtin-v1";
+
+/// One hour: a content run that takes longer has stalled on its generators.
+const RUN_DEADLINE_SECONDS: i64 = 3600;
+
+/// The run id: a digest of everything that decides the content (briefing, index reference,
+/// generators, stages, guardrails, budget, revisions), the link map's entries and the prompt
+/// templates. Approval and the publish target are left out: approving or re-targeting a run
+/// does not write it again. Twelve hex digits.
+pub fn run_id(spec: &ContentPipelineSpec, link_map: &BTreeMap<String, String>) -> String {
+    let deciding = serde_json::json!({
+        "briefing": spec.briefing,
+        "ragIndexRef": spec.rag_index_ref,
+        "generators": spec.generators,
+        "stages": spec.stages,
+        "guardrails": spec.guardrails,
+        "budget": spec.budget,
+        "maxRevisions": spec.max_revisions,
+        "linkMap": link_map,
+        "templates": TEMPLATES,
+    });
+    hash_of(&deciding)[..12].to_string()
+}
+
+/// Name of the ServiceAccount the pipeline's Jobs run as.
+pub fn service_account_name(pipeline: &ContentPipeline) -> String {
+    child_name(&pipeline.name_any(), "content")
+}
+
+/// Name of the content Job of `run`.
+pub fn content_job_name(pipeline: &ContentPipeline, run: &str) -> String {
+    child_name(&pipeline.name_any(), &format!("content-{run}"))
+}
+
+/// Name of the publish Job of `run`.
+pub fn publish_job_name(pipeline: &ContentPipeline, run: &str) -> String {
+    child_name(&pipeline.name_any(), &format!("publish-{run}"))
+}
+
+/// The token-less ServiceAccount of the pipeline's Jobs.
+pub fn build_service_account(pipeline: &ContentPipeline) -> Option<ServiceAccount> {
+    service_account::token_less(pipeline, service_account_name(pipeline), CONTENT_PIPELINE)
+}
+
+fn secret_env(name: String, reference: &SecretKeyReference) -> EnvVar {
+    EnvVar {
+        name,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: reference.name.clone(),
+                key: reference.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn parts(pipeline: &ContentPipeline, config: &OperatorConfig, run: &str) -> PodParts {
+    PodParts {
+        labels: BTreeMap::from([
+            (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+            (CONTENT_PIPELINE.to_string(), pipeline.name_any()),
+            (RUN.to_string(), run.to_string()),
+        ]),
+        mounts: store_mount(&config.artifact_store, &config.artifact_claim_name, false)
+            .into_iter()
+            .collect(),
+        env: vec![spec_env(&pipeline.spec)],
+        resources: None,
+        scheduling: None,
+        service_account: service_account_name(pipeline),
+        secret_env: config.artifact_store_secret.iter().cloned().collect(),
+    }
+}
+
+fn job_args(pipeline: &ContentPipeline, config: &OperatorConfig) -> JobArgs {
+    JobArgs::new(
+        &pipeline.namespace().unwrap_or_default(),
+        &pipeline.name_any(),
+        &config.artifact_store,
+    )
+}
+
+fn job(
+    pipeline: &ContentPipeline,
+    config: &OperatorConfig,
+    name: &str,
+    args: Vec<String>,
+    p: &PodParts,
+) -> Job {
+    trainer_job(
+        name,
+        &pipeline.namespace().unwrap_or_default(),
+        pipeline.controller_owner_ref(&()).unwrap_or_default(),
+        &config.trainer_image,
+        args,
+        p,
+        // A retry would spend the budget again: a failed run is reported, not repeated.
+        Some(0),
+        Some(RUN_DEADLINE_SECONDS),
+    )
+}
+
+/// The content Job of `run`, grounded in the index file `index_url`.
+pub fn build_content_job(
+    pipeline: &ContentPipeline,
+    config: &OperatorConfig,
+    run: &str,
+    index_url: &str,
+    link_map: &BTreeMap<String, String>,
+) -> Job {
+    let mut p = parts(pipeline, config, run);
+    p.env.push(EnvVar {
+        name: LINK_MAP_ENV.into(),
+        value: serde_json::to_string(link_map).ok(),
+        ..Default::default()
+    });
+    for (i, g) in pipeline.spec.generators.iter().enumerate() {
+        if let Some(key) = g
+            .open_ai_compatible
+            .as_ref()
+            .and_then(|o| o.api_key_secret_ref.as_ref())
+        {
+            p.env.push(secret_env(api_key_env(i), key));
+        }
+    }
+    if let Some(key) = &pipeline.spec.guardrails.redaction_key_secret_ref {
+        p.env.push(secret_env(REDACTION_KEY_ENV.into(), key));
+    }
+    let args = JobCommand::Content {
+        job: job_args(pipeline, config),
+        content: ContentArgs {
+            run_id: run.into(),
+            index: index_url.into(),
+            // The trainer image sets LEITWERK_EMBEDDING_MODEL_DIR.
+            model_dir: None,
+            link_map: None,
+        },
+    }
+    .to_args();
+    job(pipeline, config, &content_job_name(pipeline, run), args, &p)
+}
+
+/// The publish Job of an approved `run` whose payload is at `payload` with `digest`.
+pub fn build_publish_job(
+    pipeline: &ContentPipeline,
+    config: &OperatorConfig,
+    run: &str,
+    payload: &str,
+    digest: &str,
+) -> Job {
+    let mut p = parts(pipeline, config, run);
+    if let Some(hook) = pipeline
+        .spec
+        .publish
+        .as_ref()
+        .and_then(|t| t.webhook.as_ref())
+    {
+        if let Some(token) = &hook.token_secret_ref {
+            p.env.push(secret_env(WEBHOOK_TOKEN_ENV.into(), token));
+        }
+        if let Some(key) = &hook.signing_secret_ref {
+            p.env.push(secret_env(WEBHOOK_SIGNING_KEY_ENV.into(), key));
+        }
+    }
+    let args = JobCommand::PublishContent {
+        job: job_args(pipeline, config),
+        publish: PublishArgs {
+            run_id: run.into(),
+            payload: payload.into(),
+            digest: digest.into(),
+        },
+    }
+    .to_args();
+    job(pipeline, config, &publish_job_name(pipeline, run), args, &p)
+}

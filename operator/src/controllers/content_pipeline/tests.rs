@@ -1,0 +1,480 @@
+//! The ContentPipeline's validation, run id and plan, as tables.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use leitwerk_crds::content_pipeline::{
+    ContentPipelinePhase, ContentRun, ContentSummary, PublishSummary, StageSummary,
+};
+use leitwerk_crds::labels::{APPROVE, APPROVED_BY, REJECT};
+
+use super::*;
+use crate::config::OperatorConfig;
+use crate::jobs::JobOutcome;
+
+fn example() -> ContentPipeline {
+    let mut p: ContentPipeline = yaml_serde::from_str(include_str!(
+        "../../../../examples/seo-article/contentpipeline.yaml"
+    ))
+    .unwrap();
+    p.metadata.namespace = Some("marketing".into());
+    p.metadata.uid = Some("cp-uid".into());
+    p
+}
+
+fn links() -> BTreeMap<String, String> {
+    BTreeMap::from([("Growth plan".to_string(), "/pricing#growth".to_string())])
+}
+
+fn read(content: Option<JobOutcome<ContentSummary>>) -> Read {
+    Read {
+        run_id: run_id(&example().spec, &links()),
+        index: Some(("v7".into(), "file:///a/indexes/x.lwrag".into())),
+        link_map: links(),
+        content,
+        publish: None,
+    }
+}
+
+fn passed() -> ContentSummary {
+    ContentSummary {
+        run_id: run_id(&example().spec, &links()),
+        passed: true,
+        stages: vec![
+            StageSummary {
+                stage: "Draft".into(),
+                passed: true,
+                duration_ms: 120,
+                tokens: 300,
+                generator: Some("gateway".into()),
+                ..StageSummary::default()
+            },
+            StageSummary {
+                stage: "FactCheck".into(),
+                passed: true,
+                duration_ms: 40,
+                ..StageSummary::default()
+            },
+        ],
+        claims: 6,
+        grounded_claims: 6,
+        faithfulness: 1.0,
+        tokens: 900,
+        cost: 0.0123,
+        fallbacks: vec!["gateway: HTTP 500".into()],
+        artifacts: Some("file:///a/content/marketing/x/r/".into()),
+        payload_digest: Some(format!("sha256:{}", "ab".repeat(32))),
+        ..ContentSummary::default()
+    }
+}
+
+fn succeeded(summary: ContentSummary) -> Option<JobOutcome<ContentSummary>> {
+    Some(JobOutcome::Succeeded {
+        summary,
+        finished: None,
+    })
+}
+
+fn env_names(job: &Job) -> Vec<String> {
+    job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect()
+}
+
+fn reasons(p: &Plan) -> Vec<String> {
+    p.outcome
+        .events
+        .iter()
+        .map(|e| e.reason.to_string())
+        .collect()
+}
+
+fn condition<'a>(p: &'a Plan, type_: &str) -> &'a crate::status::Desired {
+    p.outcome
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} in {:?}", p.outcome.conditions))
+}
+
+/// `example()` with the run's result already recorded in status, as after a first reconcile.
+fn recorded(mut p: ContentPipeline, summary: ContentSummary) -> ContentPipeline {
+    let mut status = p.status.clone().unwrap_or_default();
+    status.run = Some(ContentRun {
+        id: summary.run_id.clone(),
+        result: Some(summary),
+        ..ContentRun::default()
+    });
+    p.status = Some(status);
+    p
+}
+
+fn annotated(mut p: ContentPipeline, pairs: &[(&str, &str)]) -> ContentPipeline {
+    p.metadata.annotations = Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    p
+}
+
+const NOW: &str = "2026-12-06T04:00:00Z";
+
+#[test]
+fn a_run_starts_once_the_index_serves_with_only_the_generators_secrets() {
+    let config = OperatorConfig::default();
+    let mut waiting = read(None);
+    waiting.index = None;
+    let p = plan(&example(), &config, waiting, NOW);
+    assert!(p.start.is_none());
+    assert_eq!(p.outcome.phase, ContentPipelinePhase::WaitingForIndex);
+
+    let p = plan(&example(), &config, read(None), NOW);
+    let job = p.start.clone().expect("a content Job");
+    let id = run_id(&example().spec, &links());
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some(format!("seo-ab-testing-article-content-{id}").as_str())
+    );
+    let args = job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(args[0], "content");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--index" && w[1] == "file:///a/indexes/x.lwrag")
+    );
+    let env = env_names(&job);
+    assert!(
+        env.contains(&"LEITWERK_GENERATOR_API_KEY_0".to_string()),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&"LEITWERK_REDACTION_KEY".to_string()),
+        "{env:?}"
+    );
+    assert!(env.contains(&"LEITWERK_LINK_MAP".to_string()), "{env:?}");
+    assert!(
+        !env.iter().any(|e| e.starts_with("LEITWERK_WEBHOOK")),
+        "{env:?}"
+    );
+    let spec = job.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.backoff_limit,
+        Some(0),
+        "a retry would spend the budget again"
+    );
+    assert_eq!(p.outcome.phase, ContentPipelinePhase::Running);
+    assert_eq!(p.run.index_version.as_deref(), Some("v7"));
+    assert_eq!(p.run.started_at.as_deref(), Some(NOW));
+    assert_eq!(reasons(&p), ["RunStarted"]);
+
+    let running = plan(
+        &example(),
+        &config,
+        read(Some(JobOutcome::Running {
+            unschedulable: Some("0/1 nodes".into()),
+        })),
+        NOW,
+    );
+    assert!(running.start.is_none());
+    assert!(running.outcome.ready.message.contains("0/1 nodes"));
+}
+
+#[test]
+fn a_passed_run_waits_for_approval_by_its_id_and_publishes_once_approved() {
+    let config = OperatorConfig::default();
+    let id = run_id(&example().spec, &links());
+    let first = plan(&example(), &config, read(succeeded(passed())), NOW);
+    assert!(first.start.is_none());
+    assert_eq!(first.outcome.phase, ContentPipelinePhase::AwaitingApproval);
+    assert_eq!(
+        reasons(&first),
+        [
+            "StagePassed",
+            "StagePassed",
+            "GeneratorFallback",
+            "AwaitingApproval"
+        ]
+    );
+    assert!(
+        first.outcome.events[0]
+            .note
+            .contains("Draft passed in 120 ms (300 tokens, gateway)")
+    );
+    assert_eq!(condition(&first, GROUNDED).status, true);
+    assert!(
+        condition(&first, APPROVED)
+            .message
+            .contains(&format!("leitwerk.dev/approve={id}"))
+    );
+
+    // Recorded: the next reconcile repeats no Event; an approval of another run is no approval.
+    let stored = recorded(example(), passed());
+    let again = plan(
+        &annotated(stored.clone(), &[(APPROVE, "0123456789ab")]),
+        &config,
+        read(None),
+        NOW,
+    );
+    assert_eq!(again.outcome.phase, ContentPipelinePhase::AwaitingApproval);
+    assert!(
+        again.outcome.events.is_empty(),
+        "{:?}",
+        again.outcome.events
+    );
+
+    let approved = annotated(
+        stored.clone(),
+        &[(APPROVE, &id), (APPROVED_BY, "editor@example.com")],
+    );
+    let p = plan(&approved, &config, read(None), NOW);
+    let job = p.start.clone().expect("a publish Job");
+    let args = job
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(args[0], "publish-content");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--payload" && w[1] == "file:///a/content/marketing/x/r/payload.json")
+    );
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--digest" && w[1].starts_with("sha256:abab"))
+    );
+    let env = env_names(&job);
+    assert!(
+        env.contains(&"LEITWERK_WEBHOOK_SIGNING_KEY".to_string()),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter()
+            .any(|e| e.starts_with("LEITWERK_GENERATOR") || e == "LEITWERK_REDACTION_KEY"),
+        "{env:?}"
+    );
+    assert_eq!(p.run.decided_by.as_deref(), Some("editor@example.com"));
+    assert_eq!(reasons(&p), ["Approved"]);
+    assert_eq!(condition(&p, PUBLISHED).reason, "Publishing");
+
+    let mut done_read = read(None);
+    done_read.publish = Some(JobOutcome::Succeeded {
+        summary: PublishSummary {
+            published_to: "https://cms.example.com/hooks/leitwerk (after 1 tries)".into(),
+        },
+        finished: None,
+    });
+    let mut decided = approved.clone();
+    decided
+        .status
+        .as_mut()
+        .unwrap()
+        .run
+        .as_mut()
+        .unwrap()
+        .decided_by = Some("editor@example.com".into());
+    let done = plan(&decided, &config, done_read, NOW);
+    assert!(done.start.is_none());
+    assert_eq!(done.outcome.phase, ContentPipelinePhase::Published);
+    assert_eq!(reasons(&done), ["Published"]);
+    assert!(
+        done.run
+            .published_to
+            .as_deref()
+            .unwrap()
+            .starts_with("https://cms.example.com")
+    );
+}
+
+#[test]
+fn rejected_failed_and_over_budget_runs_are_never_published() {
+    let config = OperatorConfig::default();
+    let id = run_id(&example().spec, &links());
+    let rejected = annotated(
+        recorded(example(), passed()),
+        &[(REJECT, &id), (APPROVED_BY, "chief@example.com")],
+    );
+    let p = plan(&rejected, &config, read(None), NOW);
+    assert!(p.start.is_none());
+    assert_eq!(p.outcome.phase, ContentPipelinePhase::Rejected);
+    assert_eq!(reasons(&p), ["Rejected"]);
+
+    let mut ungrounded = passed();
+    ungrounded.passed = false;
+    ungrounded.grounded_claims = 4;
+    ungrounded.faithfulness = 4.0 / 6.0;
+    ungrounded.reason = Some("2 of 6 claims unsupported: \"Growth costs €99\"".into());
+    let p = plan(
+        &annotated(example(), &[(APPROVE, &id)]),
+        &config,
+        read(succeeded(ungrounded)),
+        NOW,
+    );
+    assert!(p.start.is_none());
+    assert_eq!(p.outcome.phase, ContentPipelinePhase::Failed);
+    assert_eq!(p.outcome.ready.reason, "RunFailed");
+    assert!(p.outcome.ready.message.contains("Growth costs €99"));
+    assert_eq!(condition(&p, GROUNDED).reason, "Ungrounded");
+
+    let mut broke = passed();
+    broke.passed = false;
+    broke.budget_exceeded = true;
+    broke.reason = Some(
+        "Draft: BudgetExceeded: the next call may use 900 tokens, 100 are left of maxTokens 1000"
+            .into(),
+    );
+    let p = plan(&example(), &config, read(succeeded(broke)), NOW);
+    assert_eq!(p.outcome.ready.reason, "BudgetExceeded");
+    assert_eq!(condition(&p, WITHIN_BUDGET).status, false);
+    assert!(reasons(&p).contains(&"BudgetExceeded".to_string()));
+
+    let p = plan(
+        &example(),
+        &config,
+        read(Some(JobOutcome::Failed {
+            reason: "index unreadable".into(),
+        })),
+        NOW,
+    );
+    assert_eq!(p.outcome.phase, ContentPipelinePhase::Failed);
+    assert_eq!(reasons(&p), ["RunFailed"]);
+}
+
+#[test]
+fn the_run_id_follows_what_decides_the_content_and_nothing_else() {
+    let spec = example().spec;
+    let id = run_id(&spec, &links());
+    assert_eq!(id.len(), 12);
+    assert_eq!(run_id(&spec, &links()), id);
+    let mut approval = spec.clone();
+    approval
+        .approval
+        .as_mut()
+        .unwrap()
+        .approvers
+        .push("x@example.com".into());
+    approval.publish.as_mut().unwrap().canonical_url = Some("https://example.com/other".into());
+    assert_eq!(
+        run_id(&approval, &links()),
+        id,
+        "approval and target do not decide the content"
+    );
+    let mut briefing = spec.clone();
+    briefing.briefing.goal.push('!');
+    assert_ne!(run_id(&briefing, &links()), id);
+    let mut other_links = links();
+    other_links.insert("SPF".into(), "/docs/spf".into());
+    assert_ne!(run_id(&spec, &other_links), id);
+}
+
+#[test]
+fn the_status_shows_the_run_on_its_printer_columns() {
+    let mut status = leitwerk_crds::ContentPipelineStatus {
+        phase: Some(ContentPipelinePhase::AwaitingApproval),
+        ..Default::default()
+    };
+    record(
+        &mut status,
+        ContentRun {
+            id: "r1".into(),
+            result: Some(passed()),
+            ..ContentRun::default()
+        },
+        "EUR",
+    );
+    assert_eq!(status.stage.as_deref(), Some("Approval"));
+    assert_eq!(status.grounded.as_deref(), Some("6/6"));
+    assert_eq!(status.tokens_used, Some(900));
+    assert_eq!(status.cost.as_deref(), Some("0.0123 EUR"));
+}
+
+#[test]
+fn impossible_budgets_and_approvals_are_rejected() {
+    assert_eq!(validate(&example().spec), Ok(()));
+    let mut spec = example().spec;
+    spec.budget.max_tokens = 1000;
+    spec.approval.as_mut().unwrap().approvers.clear();
+    spec.generators[0].output_price_per_1k_tokens = Some(500.0);
+    let fields: Vec<String> = validate(&spec)
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "spec.generators[0].outputPricePer1kTokens",
+            "spec.approval.approvers",
+            "spec.budget.maxTokens"
+        ]
+    );
+}
+
+#[test]
+fn blank_contradictory_and_unpublishable_specs_name_their_fields() {
+    let mut spec = example().spec;
+    spec.briefing.goal = "   ".into();
+    spec.briefing.target_words = Some(100);
+    let errors = validate(&spec).unwrap_err();
+    let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["spec.briefing.goal", "spec.briefing.targetWords"]);
+    assert!(
+        errors[1].message.contains("3 sections") && errors[1].message.contains("120"),
+        "{}",
+        errors[1].message
+    );
+    let mut spec = example().spec;
+    spec.publish
+        .as_mut()
+        .unwrap()
+        .webhook
+        .as_mut()
+        .unwrap()
+        .signing_secret_ref = None;
+    let errors = validate(&spec).unwrap_err();
+    assert_eq!(errors[0].field, "spec.publish.webhook.signingSecretRef");
+}
+
+#[test]
+fn every_secret_reference_is_checked() {
+    let fields: Vec<String> = secret_refs(&example().spec)
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.generators[0].openAiCompatible.apiKeySecretRef",
+            "spec.guardrails.redactionKeySecretRef",
+            "spec.publish.webhook.signingSecretRef"
+        ]
+    );
+}
