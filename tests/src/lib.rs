@@ -8,6 +8,7 @@
 //! test process exits.
 
 mod cluster;
+pub mod cms;
 pub mod llama;
 pub mod loadgen;
 pub mod node;

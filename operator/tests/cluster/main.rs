@@ -12,6 +12,7 @@ use leitwerk_crds::{ContentPipeline, Experiment, FeatureSet, Model, RagIndex};
 use leitwerk_testkit::{Cluster, kubectl_apply, wait_for_ready_reason};
 
 mod api;
+mod content;
 mod controllers;
 mod faults;
 mod finalizers;

@@ -1,0 +1,504 @@
+//! A ContentPipeline end to end on a private control plane with one node (the stand-in in
+//! `tests/src/node.rs`, which runs the real `leitwerk-trainer` for the pods the real
+//! kube-scheduler binds to it), grounded in `examples/product-docs-rag` built by its real
+//! index Job.
+//!
+//! The generator is the stand-in of `tests/src/standin.rs`: an OpenAI-compatible server on
+//! 127.0.0.1 that composes its answers from the sources in its prompt, standing in for a
+//! large hosted model (a small real model does not write grounded articles; the SmolLM2 runs
+//! of `content/tests/pipeline.rs` show how the fact check judges one). The CMS is the
+//! receiver of `tests/src/cms.rs`, which verifies every delivery's signature itself.
+//!
+//! The story: a run passes every check and waits for approval → an editor approves it by run
+//! id → the publish Job delivers it, signed → a changed link map starts a new run, which an
+//! editor rejects and which is not published → a generator that misquotes numbers fails the
+//! fact check, naming its claims → a budget too small stops before any call exceeds it. No
+//! raw personal value or secret appears in a prompt, the status, an Event, the operator's log
+//! or a Job's log.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use leitwerk_crds::ContentPipeline;
+use leitwerk_crds::content_pipeline::ContentPipelinePhase;
+use leitwerk_crds::rag_index::RagIndexPhase;
+use leitwerk_testkit::cms::CmsReceiver;
+use leitwerk_testkit::node::NodeStandIn;
+use leitwerk_testkit::standin::GeneratorStandIn;
+use leitwerk_testkit::{
+    Cluster, OperatorProcess, TestNamespace, kubectl_apply, provided, wait_for,
+};
+
+use crate::OPERATOR;
+use crate::predictive::{images, onnxruntime, volume_yaml};
+
+const TRAINER_IMAGE: &str = "leitwerk-trainer:content";
+const SERVER_IMAGE: &str = "leitwerk-inference-server:content";
+const RUN_WAIT: Duration = Duration::from_secs(240);
+
+/// Values that must never be readable anywhere but the published text: a personal e-mail in
+/// the briefing and the three Secret values.
+const EMAIL: &str = "jane.doe@example.com";
+const API_KEY: &str = "sk-standin-4f7e2a";
+const REDACTION_KEY: &str = "redaction-key-9b1c";
+const SIGNING_KEY: &str = "cms-signing-key-3d8a";
+
+fn secrets_yaml() -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: llm-gateway}}\nstringData: {{api-key: {API_KEY}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: content-keys}}\nstringData: {{redaction: {REDACTION_KEY}, cms-signing: {SIGNING_KEY}}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: seo-links}}\ndata:\n  links.yaml: |\n    Growth plan: /pricing#growth\n"
+    )
+}
+
+fn pipeline_yaml(generator: &str, cms: &str, max_tokens: i64) -> String {
+    format!(
+        r#"apiVersion: leitwerk.dev/v1alpha1
+kind: ContentPipeline
+metadata: {{name: ab-article}}
+spec:
+  briefing:
+    goal: Explain A/B tests in Lumen Mail to the newsletter team of {EMAIL}
+    persona: E-commerce marketing manager
+    entities: [Lumen Mail]
+    structure: [A/B tests, Deliverability, Pricing]
+    keywords: [Lumen Mail]
+    language: en
+  ragIndexRef: {{name: product-docs}}
+  generators:
+    - name: writer
+      openAiCompatible:
+        url: {generator}
+        model: stand-in
+        apiKeySecretRef: {{name: llm-gateway, key: api-key}}
+      inputPricePer1kTokens: 0.01
+      outputPricePer1kTokens: 0.03
+      sampling: {{temperature: 0, maxTokens: 400, seed: 7}}
+      retries: 1
+  maxRevisions: 1
+  linkMapRef: {{name: seo-links}}
+  guardrails:
+    minGroundedClaims: 1.0
+    bannedPhrases: [guaranteed results]
+    redactionKeySecretRef: {{name: content-keys, key: redaction}}
+  budget: {{maxTokens: {max_tokens}, maxCost: 5, currency: EUR}}
+  approval: {{required: true, approvers: [editors@example.com]}}
+  publish:
+    webhook:
+      url: {cms}
+      signingSecretRef: {{name: content-keys, key: cms-signing}}
+    canonicalUrl: https://example.com/blog/ab-tests
+    organization: Lumen Mail
+    experimentId: newsletter-cta
+"#
+    )
+}
+
+/// Waits until the pipeline's phase is `phase` for a run other than `not_run`.
+async fn phase(
+    pipelines: &Api<ContentPipeline>,
+    want: ContentPipelinePhase,
+    not_run: Option<&str>,
+    operator: &OperatorProcess,
+) -> anyhow::Result<ContentPipeline> {
+    wait_for(&format!("the pipeline to be {want}"), RUN_WAIT, || async {
+        let p = pipelines.get("ab-article").await?;
+        let s = p.status.clone().unwrap_or_default();
+        let run = s.run.as_ref().map(|r| r.id.as_str());
+        let done = s.phase == Some(want) && run.is_some() && run != not_run;
+        Ok((
+            done.then_some(p),
+            format!("{:?} {:?} {:?}", s.phase, s.run.map(|r| r.id), s.conditions),
+        ))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))
+}
+
+async fn annotate(
+    pipelines: &Api<ContentPipeline>,
+    pairs: serde_json::Value,
+) -> anyhow::Result<()> {
+    pipelines
+        .patch(
+            "ab-article",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"metadata": {"annotations": pairs}})),
+        )
+        .await?;
+    Ok(())
+}
+
+fn condition(p: &ContentPipeline, type_: &str) -> (String, String) {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .unwrap_or_default()
+}
+
+/// Every Job log the node stand-in wrote under `dir`.
+fn job_logs(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "container.log") {
+                out.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+/// Long because it is one story, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is()
+-> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("leitwerk-content-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let cluster = Cluster::start(&dir.join("cluster"), false)?;
+    cluster.install_crds()?;
+    cluster.install_operator_rbac()?;
+    let client = cluster.client().await?;
+    let ns = TestNamespace::create(&cluster, "content").await?;
+    let artifacts = dir.join("volumes/leitwerk-artifacts");
+    std::fs::create_dir_all(&artifacts)?;
+    cluster.apply(
+        None,
+        "-",
+        Some(&volume_yaml(&ns.name, "leitwerk-artifacts", &artifacts)),
+    )?;
+    let env = vec![
+        (
+            "LEITWERK_EMBEDDING_MODEL_DIR".to_string(),
+            provided("minilm.sh")?.display().to_string(),
+        ),
+        ("ORT_DYLIB_PATH".to_string(), onnxruntime()?),
+    ];
+    let node = NodeStandIn::start(
+        client.clone(),
+        "content-node-1",
+        0,
+        &dir.join("node"),
+        images(TRAINER_IMAGE, SERVER_IMAGE, &env)?,
+    )
+    .await?;
+    let config = dir.join("operator.yaml");
+    std::fs::write(
+        &config,
+        format!("trainerImage: {TRAINER_IMAGE}\ninferenceServerImage: {SERVER_IMAGE}\n"),
+    )?;
+    let operator = OperatorProcess::start(
+        &cluster,
+        OPERATOR,
+        &ns.name,
+        &["--config", &config.to_string_lossy()],
+    )
+    .await?;
+    let generator = GeneratorStandIn::start().await?;
+    let cms = CmsReceiver::start(SIGNING_KEY.as_bytes(), vec![503]).await?;
+    kubectl_apply(&cluster, &ns.name, "examples/product-docs-rag/", None)?;
+    cluster.apply(Some(&ns.name), "-", Some(&secrets_yaml()))?;
+    cluster.apply(
+        Some(&ns.name),
+        "-",
+        Some(&pipeline_yaml(&generator.base_url, &cms.url, 60_000)),
+    )?;
+    let pipelines: Api<ContentPipeline> = Api::namespaced(client.clone(), &ns.name);
+    let indexes: Api<leitwerk_crds::RagIndex> = Api::namespaced(client.clone(), &ns.name);
+    wait_for("the RagIndex to serve", RUN_WAIT, || async {
+        let s = indexes
+            .get("product-docs")
+            .await?
+            .status
+            .unwrap_or_default();
+        Ok((
+            (s.phase == Some(RagIndexPhase::Ready)).then_some(()),
+            format!("{:?}", s.conditions),
+        ))
+    })
+    .await?;
+
+    // 1. The run passes every check and waits for an editor.
+    let waiting = phase(
+        &pipelines,
+        ContentPipelinePhase::AwaitingApproval,
+        None,
+        &operator,
+    )
+    .await?;
+    let status = waiting.status.clone().unwrap_or_default();
+    let run = status.run.clone().unwrap_or_default();
+    let result = run.result.clone().unwrap_or_default();
+    assert!(result.passed, "{result:?}");
+    assert!(result.claims >= 3, "{result:?}");
+    assert_eq!(result.grounded_claims, result.claims, "{result:?}");
+    assert_eq!(status.grounded, Some(format!("{0}/{0}", result.claims)));
+    assert!(status.tokens_used.unwrap_or(0) > 0, "{status:?}");
+    assert!(
+        status.cost.as_deref().is_some_and(|c| c.ends_with(" EUR")),
+        "{status:?}"
+    );
+    assert_eq!(status.stage.as_deref(), Some("Approval"));
+    let stages: Vec<&str> = result.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "Retrieve",
+            "Outline",
+            "Draft",
+            "FactCheck",
+            "StyleCheck",
+            "OnPageCheck"
+        ]
+    );
+    assert!(result.stages.iter().all(|s| s.passed), "{result:?}");
+    assert_eq!(result.generator.as_deref(), Some("writer"));
+    assert_eq!(run.template_digest.as_deref(), Some("builtin-v1"));
+    assert!(run.index_version.is_some(), "{run:?}");
+    assert_eq!(
+        condition(&waiting, "Grounded"),
+        ("True".into(), "Grounded".into())
+    );
+    assert_eq!(condition(&waiting, "WithinBudget").0, "True");
+    assert_eq!(
+        condition(&waiting, "Approved"),
+        ("False".into(), "AwaitingApproval".into())
+    );
+    let table = String::from_utf8_lossy(
+        &cluster
+            .kubectl(&["get", "contentpipelines", "-n", &ns.name], None)?
+            .stdout,
+    )
+    .to_string();
+    for column in [
+        "PHASE",
+        "STAGE",
+        "GROUNDED",
+        "TOKENS",
+        "COST",
+        "AwaitingApproval",
+    ] {
+        assert!(table.contains(column), "{table}");
+    }
+    let draft = std::fs::read_to_string(artifacts.join(format!(
+        "content/{}/ab-article/{}/draft.md",
+        ns.name, run.id
+    )))?;
+    assert!(draft.starts_with("# "), "{draft}");
+    assert!(draft.contains("## Pricing"), "{draft}");
+    assert!(
+        cms.deliveries().is_empty(),
+        "nothing is published before approval"
+    );
+
+    // 2. Approved by run id: the publish Job delivers it, signed, after one 503.
+    annotate(
+        &pipelines,
+        serde_json::json!({"leitwerk.dev/approve": run.id, "leitwerk.dev/approved-by": "editor@example.com"}),
+    )
+    .await?;
+    let published = phase(&pipelines, ContentPipelinePhase::Published, None, &operator).await?;
+    let done = published
+        .status
+        .clone()
+        .unwrap_or_default()
+        .run
+        .unwrap_or_default();
+    assert_eq!(done.decided_by.as_deref(), Some("editor@example.com"));
+    assert!(
+        done.published_to
+            .as_deref()
+            .is_some_and(|t| t.contains(&cms.url)),
+        "{done:?}"
+    );
+    let deliveries = cms.deliveries();
+    assert_eq!(deliveries.len(), 2, "one 503, then the delivery");
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.signed && d.idempotency_key == run.id)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&deliveries[1].body)?;
+    assert_eq!(body["runId"], run.id.as_str());
+    assert_eq!(body["experimentId"], "newsletter-cta");
+    assert_eq!(body["jsonLd"]["@type"], "Article");
+    assert_eq!(
+        body["jsonLd"]["mainEntityOfPage"]["@id"],
+        "https://example.com/blog/ab-tests"
+    );
+    assert!(
+        body["markdown"]
+            .as_str()
+            .is_some_and(|m| m.contains("[EMAIL]") || !m.contains('@')),
+        "a personal value is published only as its label: {body}"
+    );
+    assert!(
+        body["html"].as_str().is_some_and(|h| h.contains("<h1>")),
+        "{body}"
+    );
+    assert!(
+        body["sources"].as_array().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    assert_eq!(condition(&published, "Published").0, "True");
+
+    // 3. A changed link map is a new run; the editor rejects it and nothing more is delivered.
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns.name);
+    configmaps
+        .patch(
+            "seo-links",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"data": {"links.yaml": "Growth plan: /pricing#growth\nA/B tests: /docs/ab-tests\n"}})),
+        )
+        .await?;
+    let second = phase(
+        &pipelines,
+        ContentPipelinePhase::AwaitingApproval,
+        Some(&run.id),
+        &operator,
+    )
+    .await?;
+    let second_id = second
+        .status
+        .clone()
+        .unwrap_or_default()
+        .run
+        .unwrap_or_default()
+        .id;
+    annotate(
+        &pipelines,
+        serde_json::json!({"leitwerk.dev/reject": second_id}),
+    )
+    .await?;
+    phase(
+        &pipelines,
+        ContentPipelinePhase::Rejected,
+        Some(&run.id),
+        &operator,
+    )
+    .await?;
+    assert_eq!(cms.deliveries().len(), 2, "a rejected run is not published");
+
+    // 4. A generator that misquotes every number fails the fact check, naming the claims.
+    let misquoting = GeneratorStandIn::start_misquoting().await?;
+    cluster.apply(
+        Some(&ns.name),
+        "-",
+        Some(&pipeline_yaml(&misquoting.base_url, &cms.url, 60_000)),
+    )?;
+    let failed = phase(
+        &pipelines,
+        ContentPipelinePhase::Failed,
+        Some(&second_id),
+        &operator,
+    )
+    .await?;
+    let result = failed
+        .status
+        .clone()
+        .unwrap_or_default()
+        .run
+        .unwrap_or_default()
+        .result
+        .unwrap_or_default();
+    assert!(!result.passed);
+    assert!(result.grounded_claims < result.claims, "{result:?}");
+    assert_eq!(
+        condition(&failed, "Grounded"),
+        ("False".into(), "Ungrounded".into())
+    );
+    assert!(
+        result
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("claim")),
+        "{result:?}"
+    );
+    let failed_id = failed
+        .status
+        .clone()
+        .unwrap_or_default()
+        .run
+        .unwrap_or_default()
+        .id;
+
+    // 5. A budget too small for the outline stops before the call is made.
+    cluster.apply(
+        Some(&ns.name),
+        "-",
+        Some(&pipeline_yaml(&generator.base_url, &cms.url, 300)),
+    )?;
+    let broke = phase(
+        &pipelines,
+        ContentPipelinePhase::Failed,
+        Some(&failed_id),
+        &operator,
+    )
+    .await?;
+    let result = broke
+        .status
+        .clone()
+        .unwrap_or_default()
+        .run
+        .unwrap_or_default()
+        .result
+        .unwrap_or_default();
+    assert!(result.budget_exceeded, "{result:?}");
+    assert!(result.tokens <= 300, "{result:?}");
+    assert_eq!(
+        condition(&broke, "WithinBudget"),
+        ("False".into(), "BudgetExceeded".into())
+    );
+    assert_eq!(cms.deliveries().len(), 2);
+
+    // Events: every stage, the approval, the publication and the budget stop.
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await?;
+    let reasons: Vec<&str> = events
+        .items
+        .iter()
+        .filter_map(|e| e.reason.as_deref())
+        .collect();
+    for reason in [
+        "RunStarted",
+        "StagePassed",
+        "AwaitingApproval",
+        "Approved",
+        "Published",
+        "Rejected",
+        "StageFailed",
+        "BudgetExceeded",
+    ] {
+        assert!(reasons.contains(&reason), "no {reason} Event: {reasons:?}");
+    }
+
+    // Nothing readable holds a raw personal value or a secret.
+    let prompts = [generator.prompts(), misquoting.prompts()]
+        .concat()
+        .join("\n");
+    assert!(!prompts.is_empty());
+    let readable = [
+        ("prompts", prompts),
+        (
+            "status",
+            serde_json::to_string(&pipelines.get("ab-article").await?.status)?,
+        ),
+        ("Events", serde_json::to_string(&events.items)?),
+        ("operator log", operator.log_text()),
+        ("Job logs", job_logs(&dir.join("node"))),
+    ];
+    for (place, text) in &readable {
+        for raw in [EMAIL, API_KEY, REDACTION_KEY, SIGNING_KEY] {
+            assert!(!text.contains(raw), "{raw:?} in the {place}");
+        }
+    }
+    drop(node);
+    Ok(())
+}
