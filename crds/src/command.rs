@@ -324,7 +324,7 @@ pub struct ServerArgs {
     #[arg(
         long = "model",
         value_name = "NAME=VERSION=URL",
-        required_unless_present = "embedding_model_dir"
+        required_unless_present_any = ["embedding_model_dir", "generator_model"]
     )]
     pub models: Vec<ModelArg>,
     /// RagIndex version to serve as NAME=URL of its index file (repeatable); needs
@@ -340,6 +340,11 @@ pub struct ServerArgs {
     /// `/v1/embeddings` and the indexes' `/v1/indexes/{name}/query`.
     #[arg(long, env = "LEITWERK_EMBEDDING_MODEL_DIR")]
     pub embedding_model_dir: Option<PathBuf>,
+    /// A GGUF model (llama architecture, byte-level BPE vocabulary, e.g. SmolLM2-135M-Instruct
+    /// from `tests/smollm2.sh`) to serve OpenAI-compatible chat completions with
+    /// (`/v1/chat/completions`, streamed or whole).
+    #[arg(long, env = "LEITWERK_GENERATOR_MODEL")]
+    pub generator_model: Option<PathBuf>,
     /// How index queries that name no `mode` rank chunks.
     #[arg(long, default_value_t = SearchMode::Dense)]
     pub search_mode: SearchMode,
@@ -379,6 +384,7 @@ impl Default for ServerArgs {
             models: Vec::new(),
             indexes: Vec::new(),
             embedding_model_dir: None,
+            generator_model: None,
             search_mode: SearchMode::Dense,
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 8081)),
@@ -407,6 +413,9 @@ impl ServerArgs {
         }
         if let Some(dir) = &self.embedding_model_dir {
             flag(&mut out, "--embedding-model-dir", &dir.display());
+        }
+        if let Some(path) = &self.generator_model {
+            flag(&mut out, "--generator-model", &path.display());
         }
         if self.search_mode != d.search_mode || !self.indexes.is_empty() {
             flag(&mut out, "--search-mode", &self.search_mode);
@@ -574,6 +583,7 @@ mod tests {
                 http_addr: "127.0.0.1:9000".parse().unwrap(),
                 grpc_addr: "127.0.0.1:9001".parse().unwrap(),
                 onnxruntime: Some("/ort/lib.so".into()),
+                generator_model: Some("/models/smollm2.gguf".into()),
                 feedback_capacity: 10,
                 drain_seconds: 3,
                 ..ServerArgs::default()

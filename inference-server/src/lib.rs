@@ -3,6 +3,7 @@
 //! metrics (requests, errors, latency, scores, feature buckets from the model card, outcomes)
 //! and a feedback endpoint that ties outcomes to prediction ids.
 
+pub mod generator;
 pub mod grpc;
 pub mod model;
 pub mod rest;
@@ -114,7 +115,9 @@ pub async fn serve(
             tracing::warn!(error = %e, "failed to set TCP_NODELAY on a REST connection");
         }
     });
-    let routes = rest::router(server.clone()).merge(retrieval::router(server.clone()));
+    let routes = rest::router(server.clone())
+        .merge(retrieval::router(server.clone()))
+        .merge(generator::http::router(server.clone()));
     let rest = axum::serve(http_listener, routes).with_graceful_shutdown(async move {
         let _ = rx_http.recv().await;
     });

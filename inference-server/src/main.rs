@@ -4,6 +4,7 @@ use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
 use leitwerk_crds::command::ServerArgs;
+use leitwerk_inference_server::generator::Generator;
 use leitwerk_inference_server::retrieval::Retrieval;
 use leitwerk_inference_server::{Batching, Server, load_models, load_onnxruntime, serve};
 
@@ -65,6 +66,23 @@ async fn main() -> ExitCode {
         },
         None => None,
     };
+    let generator = match &args.generator_model {
+        Some(path) => {
+            let path = path.clone();
+            match tokio::task::spawn_blocking(move || Generator::load(&path)).await {
+                Ok(Ok(g)) => Some(g),
+                Ok(Err(problem)) => {
+                    eprintln!("leitwerk-inference-server: --generator-model: {problem}");
+                    return ExitCode::from(CONFIG_ERROR);
+                }
+                Err(problem) => {
+                    eprintln!("leitwerk-inference-server: --generator-model: {problem}");
+                    return ExitCode::from(CONFIG_ERROR);
+                }
+            }
+        }
+        None => None,
+    };
     let batching = (args.max_batch_size > 1).then(|| Batching {
         max_batch_size: args.max_batch_size,
         max_delay: Duration::from_millis(args.max_batch_delay_ms),
@@ -93,6 +111,10 @@ async fn main() -> ExitCode {
     );
     if let Some(r) = retrieval {
         let _ = server.retrieval.set(std::sync::Arc::new(r));
+    }
+    if let Some(g) = generator {
+        names.push(format!("generator {}", g.name));
+        let _ = server.generator.set(std::sync::Arc::new(g));
     }
     let state = server.clone();
     let drain = Duration::from_secs(args.drain_seconds);

@@ -47,6 +47,8 @@ pub struct Server {
     pub ready: std::sync::atomic::AtomicBool,
     /// The embedding model and RagIndex versions, when the server was given them.
     pub retrieval: std::sync::OnceLock<Arc<crate::retrieval::Retrieval>>,
+    /// The local generator, when the server was given a GGUF model.
+    pub generator: std::sync::OnceLock<Arc<crate::generator::Generator>>,
 }
 
 /// The reply of one inference.
@@ -133,6 +135,7 @@ impl Server {
             id_prefix: format!("{:x}", nanos & 0xffff_ffff_ffff),
             ready: std::sync::atomic::AtomicBool::new(true),
             retrieval: std::sync::OnceLock::new(),
+            generator: std::sync::OnceLock::new(),
         })
     }
 

@@ -222,7 +222,7 @@ fn a_passed_run_waits_for_approval_by_its_id_and_publishes_once_approved() {
             .note
             .contains("Draft passed in 120 ms (300 tokens, gateway)")
     );
-    assert_eq!(condition(&first, GROUNDED).status, true);
+    assert!(condition(&first, GROUNDED).status);
     assert!(
         condition(&first, APPROVED)
             .message
@@ -353,7 +353,7 @@ fn rejected_failed_and_over_budget_runs_are_never_published() {
     );
     let p = plan(&example(), &config, read(succeeded(broke)), NOW);
     assert_eq!(p.outcome.ready.reason, "BudgetExceeded");
-    assert_eq!(condition(&p, WITHIN_BUDGET).status, false);
+    assert!(!condition(&p, WITHIN_BUDGET).status);
     assert!(reasons(&p).contains(&"BudgetExceeded".to_string()));
 
     let p = plan(
