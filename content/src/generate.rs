@@ -311,7 +311,14 @@ impl Chain {
                     )
                 });
             }
-            Err(e) => return Err(fail(format!("unreachable: {e}"), true)),
+            Err(e) => {
+                return Err(fail(
+                    format!(
+                        "unreachable (check the generator's url and that the backend runs): {e}"
+                    ),
+                    true,
+                ));
+            }
         };
         let status = response.status();
         if !status.is_success() {

@@ -341,6 +341,17 @@ pub struct Budget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 100000.0))]
     pub max_cost: Option<f64>,
+    /// Most tokens all ContentPipelines of the namespace may use per day (UTC), counted over
+    /// every run that started that day. A run starts only when the day's spend plus what the
+    /// runs still going may spend leaves room for it, and gets what is left as its budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 1000000000))]
+    pub max_tokens_per_day: Option<i64>,
+    /// Most money all ContentPipelines of the namespace may spend per day (UTC); as
+    /// `maxTokensPerDay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1000000.0))]
+    pub max_cost_per_day: Option<f64>,
     /// ISO 4217 currency of `maxCost` and the prices.
     #[serde(default = "default_currency")]
     #[schemars(regex(pattern = r"^[A-Z]{3}$"), length(max = 3))]
@@ -441,6 +452,25 @@ pub struct ContentPipelineStatus {
     /// The current run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<ContentRun>,
+    /// What this pipeline's runs spent on one day (UTC): the namespace's daily budget counts
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spent: Option<DailySpend>,
+}
+
+/// Spend on one day.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DailySpend {
+    /// The day (UTC), `YYYY-MM-DD`.
+    pub day: String,
+    /// Tokens.
+    pub tokens: i64,
+    /// Cost.
+    pub cost: f64,
+    /// Run ids counted, so that none counts twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
 }
 
 /// One run: what it was asked, what each stage did, and where it went.
@@ -459,6 +489,13 @@ pub struct ContentRun {
     /// Digest of the prompt templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_digest: Option<String>,
+    /// The token budget the run was started with (the spec's, or less when the namespace's
+    /// daily budget had less left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_tokens: Option<i64>,
+    /// The cost budget the run was started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_cost: Option<f64>,
     /// What the run's Job reported, once it finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ContentSummary>,

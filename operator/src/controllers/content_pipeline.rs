@@ -32,12 +32,14 @@ use crate::{
     workloads::MANAGED_BY,
 };
 
+mod budget;
 mod build;
 mod plan;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use budget::*;
 pub use build::*;
 pub use plan::*;
 pub use validate::*;
@@ -177,6 +179,7 @@ pub fn record(
         status.grounded = None;
         status.draft = None;
     }
+    status.spent = count(status.spent.take(), &run);
     status.run = Some(run);
 }
 
@@ -269,6 +272,27 @@ async fn read_run(
     index: Option<(String, String)>,
 ) -> Result<(Read, Vec<crate::notice::Notice>), Error> {
     let run_id = run_id(&pipeline.spec, &link_map);
+    let budget = &pipeline.spec.budget;
+    let allowance = if budget.max_tokens_per_day.is_some() || budget.max_cost_per_day.is_some() {
+        let ns = pipeline.namespace().unwrap_or_default();
+        // Guarded: one malformed pipeline in the namespace must not stop the others.
+        let all: Vec<ContentPipeline> =
+            kube::Api::<DeserializeGuard<ContentPipeline>>::namespaced(ctx.client.clone(), &ns)
+                .list(&Default::default())
+                .await
+                .map_err(|source| Error::Read {
+                    what: "ContentPipelines".into(),
+                    source,
+                })?
+                .items
+                .into_iter()
+                .filter_map(|p| p.0.ok())
+                .collect();
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        allowance(pipeline, &all, day_of(&now))
+    } else {
+        None
+    };
     let selector = format!("{CONTENT_PIPELINE}={}", pipeline.name_any());
     let owned = list_owned(ctx, pipeline, &selector, false, "Generate").await?;
     let find = |name: String| owned.trusted.iter().find(|j| j.name_any() == name);
@@ -287,6 +311,7 @@ async fn read_run(
             link_map,
             content,
             publish,
+            allowance,
         },
         owned.foreign,
     ))

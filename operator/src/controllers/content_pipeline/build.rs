@@ -128,15 +128,22 @@ fn job(
     )
 }
 
-/// The content Job of `run`, grounded in the index file `index_url`.
+/// The content Job of `run`, grounded in the index file `index_url`, with `budget` (tokens,
+/// cost) as its budget.
 pub fn build_content_job(
     pipeline: &ContentPipeline,
     config: &OperatorConfig,
     run: &str,
     index_url: &str,
     link_map: &BTreeMap<String, String>,
+    budget: (i64, Option<f64>),
 ) -> Job {
     let mut p = parts(pipeline, config, run);
+    // The run's budget is what it was granted: the spec's, or what the day has left.
+    let mut spec = pipeline.spec.clone();
+    spec.budget.max_tokens = budget.0;
+    spec.budget.max_cost = budget.1;
+    p.env = vec![spec_env(&spec)];
     p.env.push(EnvVar {
         name: LINK_MAP_ENV.into(),
         value: serde_json::to_string(link_map).ok(),

@@ -16,6 +16,7 @@ use leitwerk_crds::content_pipeline::{
 };
 use leitwerk_crds::labels::{APPROVE, APPROVED_BY, REJECT};
 
+use super::budget::{Allowance, grant};
 use super::build::{TEMPLATES, build_content_job, build_publish_job};
 use crate::config::OperatorConfig;
 use crate::jobs::JobOutcome;
@@ -47,6 +48,8 @@ pub struct Read {
     pub content: Option<JobOutcome<ContentSummary>>,
     /// The outcome of this run's publish Job, if it exists.
     pub publish: Option<JobOutcome<PublishSummary>>,
+    /// What the namespace may still spend today, when the spec sets daily limits.
+    pub allowance: Option<Allowance>,
 }
 
 /// What the reconcile applies.
@@ -98,9 +101,29 @@ pub fn plan(pipeline: &ContentPipeline, config: &OperatorConfig, read: Read, now
                         run,
                     );
                 };
+                let (tokens, cost) = match grant(pipeline, read.allowance) {
+                    Ok(granted) => granted,
+                    Err(why) => {
+                        let outcome = Outcome::new(
+                            ContentPipelinePhase::Pending,
+                            Desired::failed(READY, "DailyBudgetExhausted", why),
+                        )
+                        .recheck_after(until_midnight(now));
+                        return plan(None, outcome, run);
+                    }
+                };
                 run.started_at = Some(now.to_string());
                 run.index_version = Some(version.clone());
-                let job = build_content_job(pipeline, config, &run.id, &url, &read.link_map);
+                run.granted_tokens = Some(tokens);
+                run.granted_cost = cost;
+                let job = build_content_job(
+                    pipeline,
+                    config,
+                    &run.id,
+                    &url,
+                    &read.link_map,
+                    (tokens, cost),
+                );
                 let note = format!(
                     "run {} started: grounded in RagIndex {} version {version}",
                     run.id, pipeline.spec.rag_index_ref.name
@@ -279,6 +302,15 @@ pub fn plan(pipeline: &ContentPipeline, config: &OperatorConfig, read: Read, now
     let mut outcome = Outcome::new(phase, ready);
     outcome.conditions = conditions;
     plan(start, outcome.with_events(events), run)
+}
+
+/// The time from `now` (RFC 3339) to the next 00:00 UTC, at least a minute.
+fn until_midnight(now: &str) -> std::time::Duration {
+    let seconds = now
+        .parse::<k8s_openapi::jiff::Timestamp>()
+        .map(|t| 86_400 - t.as_second().rem_euclid(86_400))
+        .unwrap_or(3600);
+    std::time::Duration::from_secs(u64::try_from(seconds.max(60)).unwrap_or(3600))
 }
 
 fn generating(run: &str, unschedulable: Option<String>) -> Outcome<ContentPipelinePhase> {

@@ -33,6 +33,7 @@ fn read(content: Option<JobOutcome<ContentSummary>>) -> Read {
         link_map: links(),
         content,
         publish: None,
+        allowance: None,
     }
 }
 
@@ -476,5 +477,124 @@ fn every_secret_reference_is_checked() {
             "spec.guardrails.redactionKeySecretRef",
             "spec.publish.webhook.signingSecretRef"
         ]
+    );
+}
+
+#[test]
+fn the_namespaces_daily_budget_counts_every_pipeline_and_the_runs_still_going() {
+    use leitwerk_crds::content_pipeline::DailySpend;
+    let today = "2026-12-06";
+    let mut mine = example();
+    mine.spec.budget.max_tokens_per_day = Some(100_000);
+    let mut other = example();
+    other.metadata.name = Some("newsletter".into());
+    other.status = Some(leitwerk_crds::ContentPipelineStatus {
+        spent: Some(DailySpend {
+            day: today.into(),
+            tokens: 50_000,
+            cost: 0.5,
+            runs: vec!["a".into()],
+        }),
+        run: Some(ContentRun {
+            id: "b".into(),
+            started_at: Some(format!("{today}T03:00:00Z")),
+            granted_tokens: Some(20_000),
+            ..ContentRun::default()
+        }),
+        ..Default::default()
+    });
+    let mut yesterday = other.clone();
+    yesterday
+        .status
+        .as_mut()
+        .unwrap()
+        .spent
+        .as_mut()
+        .unwrap()
+        .day = "2026-12-05".into();
+    yesterday.status.as_mut().unwrap().run = None;
+    let left = allowance(&mine, &[mine.clone(), other.clone(), yesterday], today).unwrap();
+    assert_eq!(left.tokens, Some(30_000));
+    assert_eq!(left.used_tokens, 70_000);
+    assert_eq!(grant(&mine, Some(left)), Ok((30_000, Some(2.0))));
+    assert!(
+        allowance(&example(), &[other.clone()], today).is_none(),
+        "no daily limit"
+    );
+
+    // The Job gets the granted budget; the run records it.
+    let mut r = read(None);
+    r.allowance = Some(left);
+    let p = plan(&mine, &OperatorConfig::default(), r, NOW);
+    assert_eq!(p.run.granted_tokens, Some(30_000));
+    let env = p
+        .start
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let spec = env.iter().find(|e| e.name == "LEITWERK_SPEC").unwrap();
+    let spec: serde_json::Value = serde_json::from_str(spec.value.as_deref().unwrap()).unwrap();
+    assert_eq!(spec["budget"]["maxTokens"], 30_000);
+
+    // Used up: no Job, a Warning naming the figures, a look again at midnight.
+    mine.spec.budget.max_tokens_per_day = Some(70_200);
+    let left = allowance(&mine, &[mine.clone(), other], today);
+    let mut r = read(None);
+    r.allowance = left;
+    let p = plan(&mine, &OperatorConfig::default(), r, NOW);
+    assert!(p.start.is_none());
+    assert_eq!(p.outcome.ready.reason, "DailyBudgetExhausted");
+    assert!(
+        p.outcome.ready.message.contains("70000 tokens"),
+        "{}",
+        p.outcome.ready.message
+    );
+    assert_eq!(
+        p.outcome.recheck,
+        Some(std::time::Duration::from_secs(20 * 3600))
+    );
+}
+
+#[test]
+fn a_runs_spend_counts_once_on_the_day_it_started() {
+    let run = ContentRun {
+        id: "r1".into(),
+        started_at: Some("2026-12-06T10:00:00Z".into()),
+        result: Some(passed()),
+        ..ContentRun::default()
+    };
+    let once = count(None, &run).unwrap();
+    assert_eq!((once.day.as_str(), once.tokens), ("2026-12-06", 900));
+    assert_eq!(
+        count(Some(once.clone()), &run),
+        Some(once.clone()),
+        "counted once"
+    );
+    let next_day = ContentRun {
+        id: "r2".into(),
+        started_at: Some("2026-12-07T00:10:00Z".into()),
+        ..run.clone()
+    };
+    let fresh = count(Some(once.clone()), &next_day).unwrap();
+    assert_eq!(
+        (fresh.day.as_str(), fresh.tokens, fresh.runs.len()),
+        ("2026-12-07", 900, 1)
+    );
+    let late = ContentRun {
+        id: "r0".into(),
+        started_at: Some("2026-12-05T23:59:00Z".into()),
+        ..run
+    };
+    assert_eq!(
+        count(Some(fresh.clone()), &late),
+        Some(fresh),
+        "yesterday's run keeps today's"
     );
 }
