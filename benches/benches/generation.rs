@@ -12,7 +12,7 @@
 //! `cargo bench --workspace --bench generation --profile dev`; set `LEITWERK_GENERATOR_BIN`
 //! to measure another build of the server (e.g. one built with `-C target-cpu=x86-64-v3`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks: a failed step aborts the run
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // benchmarks: a failed step aborts the run
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 pub mod http;
+pub mod structured;
 pub mod vocab;
 
 /// Why the generator cannot load or answer.
@@ -86,6 +87,8 @@ pub struct Generator {
     eos_text: String,
     context: usize,
     device: Device,
+    /// Per token: whether its text may stand inside a JSON string unescaped.
+    string_safe: Vec<bool>,
 }
 
 impl std::fmt::Debug for Generator {
@@ -151,6 +154,17 @@ impl Generator {
         let device = Device::Cpu;
         let model = ModelWeights::from_gguf(content, &mut file, &device)
             .map_err(|e| Error::Model(format!("{}: {e}", path.display())))?;
+        let string_safe = (0..tokenizer.get_vocab_size(true) as u32)
+            .map(|id| {
+                !stops.contains(&id)
+                    && !specials.values().any(|s| *s == id)
+                    && tokenizer.decode(&[id], false).is_ok_and(|t| {
+                        !t.is_empty()
+                            && !t.contains(['"', '\\'])
+                            && !t.chars().any(char::is_control)
+                    })
+            })
+            .collect();
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
@@ -165,6 +179,7 @@ impl Generator {
             eos_text: eos.map(text_of).unwrap_or_default(),
             context,
             device,
+            string_safe,
         })
     }
 
@@ -220,12 +235,15 @@ impl Generator {
     }
 
     /// Generates from `prompt` token ids; `on_text` receives each new piece of text as soon as
-    /// it is complete (a multi-byte character waits for its last token).
+    /// it is complete (a multi-byte character waits for its last token). With `schema` (a
+    /// JSON schema of the shapes [`structured`] knows) the answer is that JSON: its structure
+    /// is written for the model and only the values are sampled.
     pub fn generate(
         &self,
         prompt: &[u32],
         params: Params,
-        mut on_text: impl FnMut(&str),
+        schema: Option<&serde_json::Value>,
+        on_text: impl FnMut(&str),
     ) -> Result<Generated, Error> {
         if prompt.is_empty() {
             return Err(Error::Request("the prompt is empty".into()));
@@ -238,64 +256,36 @@ impl Generator {
                 self.context
             )));
         }
-        let sampling = if params.temperature <= 0.0 {
-            Sampling::ArgMax
-        } else if params.top_p < 1.0 {
-            Sampling::TopP {
-                p: params.top_p,
-                temperature: params.temperature,
-            }
-        } else {
-            Sampling::All {
-                temperature: params.temperature,
-            }
-        };
-        let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
+        let shape = schema.map(structured::Shape::of).transpose()?;
         let mut model = self
             .model
             .lock()
             .map_err(|_| Error::Run("the model is poisoned by an earlier panic".into()))?;
-        let run = |e: candle_core::Error| Error::Run(e.to_string());
         let started = Instant::now();
-        let input = Tensor::new(prompt, &self.device)
-            .and_then(|t| t.unsqueeze(0))
-            .map_err(run)?;
-        let mut logits = model.forward(&input, 0).map_err(run)?;
-        let mut prompt_seconds = None;
-        let mut tokens: Vec<u32> = Vec::new();
-        let mut shown = 0usize;
-        let mut finish_reason = "length";
-        while tokens.len() < params.max_tokens {
-            let row = logits.squeeze(0).map_err(run)?;
-            let next = sampler.sample(&row).map_err(run)?;
-            if prompt_seconds.is_none() {
-                prompt_seconds = Some(started.elapsed().as_secs_f64());
-            }
-            if self.stops.contains(&next) {
-                finish_reason = "stop";
-                break;
-            }
-            tokens.push(next);
-            let text = self.decode(&tokens)?;
-            if text.len() > shown && !text.ends_with('\u{FFFD}') {
-                on_text(&text[shown..]);
-                shown = text.len();
-            }
-            if tokens.len() == params.max_tokens {
-                break;
-            }
-            let input = Tensor::new(&[next], &self.device)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(run)?;
-            logits = model
-                .forward(&input, prompt.len() + tokens.len() - 1)
-                .map_err(run)?;
-        }
+        let mut session = Session {
+            generator: self,
+            model: &mut model,
+            sampler: LogitsProcessor::from_sampling(params.seed, sampling(&params)),
+            logits: None,
+            position: 0,
+            generated: Vec::new(),
+            shown: 0,
+            on_text,
+            prompt_seconds: None,
+            started,
+        };
+        session.feed(prompt)?;
+        session.prompt_seconds = Some(started.elapsed().as_secs_f64());
+        let finish_reason = match &shape {
+            Some(shape) => structured::write(&mut session, shape, params.max_tokens)?,
+            None => session.free(params.max_tokens)?,
+        };
+        let prompt_seconds = session.prompt_seconds.unwrap_or_default();
+        let tokens = std::mem::take(&mut session.generated);
         let text = self.decode(&tokens)?;
-        if text.len() > shown {
-            on_text(&text[shown..]);
+        if text.len() > session.shown {
+            (session.on_text)(&text[session.shown..]);
         }
-        let prompt_seconds = prompt_seconds.unwrap_or_else(|| started.elapsed().as_secs_f64());
         Ok(Generated {
             text,
             tokens,
@@ -309,5 +299,162 @@ impl Generator {
     /// The special tokens' ids by text.
     pub fn stop_tokens(&self) -> &[u32] {
         &self.stops
+    }
+}
+
+fn sampling(params: &Params) -> Sampling {
+    if params.temperature <= 0.0 {
+        Sampling::ArgMax
+    } else if params.top_p < 1.0 {
+        Sampling::TopP {
+            p: params.top_p,
+            temperature: params.temperature,
+        }
+    } else {
+        Sampling::All {
+            temperature: params.temperature,
+        }
+    }
+}
+
+/// Which tokens a sample may pick.
+#[derive(Debug, Clone, Copy)]
+pub enum Allowed<'a> {
+    /// Any.
+    Any,
+    /// Those that may stand inside a JSON string, and the one that ends it.
+    InString(u32),
+    /// Only these.
+    OneOf(&'a [u32]),
+}
+
+/// One generation in progress: the model's attention cache, the next token's logits, what
+/// was generated and what was shown.
+pub struct Session<'a, F: FnMut(&str)> {
+    generator: &'a Generator,
+    model: &'a mut ModelWeights,
+    sampler: LogitsProcessor,
+    logits: Option<Tensor>,
+    position: usize,
+    generated: Vec<u32>,
+    shown: usize,
+    on_text: F,
+    prompt_seconds: Option<f64>,
+    started: Instant,
+}
+
+impl<F: FnMut(&str)> Session<'_, F> {
+    fn run(e: candle_core::Error) -> Error {
+        Error::Run(e.to_string())
+    }
+
+    /// Runs `tokens` through the model (the prompt, or text written for the model).
+    fn feed(&mut self, tokens: &[u32]) -> Result<(), Error> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let input = Tensor::new(tokens, &self.generator.device)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(Self::run)?;
+        let logits = self
+            .model
+            .forward(&input, self.position)
+            .and_then(|l| l.squeeze(0))
+            .map_err(Self::run)?;
+        self.position += tokens.len();
+        self.logits = Some(logits);
+        Ok(())
+    }
+
+    /// Appends `tokens` to the answer and runs them through the model.
+    fn write(&mut self, tokens: &[u32]) -> Result<(), Error> {
+        self.generated.extend_from_slice(tokens);
+        self.show()?;
+        self.feed(tokens)
+    }
+
+    /// Writes `text` for the model.
+    pub fn force(&mut self, text: &str) -> Result<(), Error> {
+        let ids = self.generator.encode(text)?;
+        self.write(&ids)
+    }
+
+    fn show(&mut self) -> Result<(), Error> {
+        let text = self.generator.decode(&self.generated)?;
+        if text.len() > self.shown && !text.ends_with('\u{FFFD}') {
+            (self.on_text)(&text[self.shown..]);
+            self.shown = text.len();
+        }
+        Ok(())
+    }
+
+    /// Samples the next token among those `allowed`, without writing it.
+    pub fn sample(&mut self, allowed: Allowed<'_>) -> Result<u32, Error> {
+        let logits = self
+            .logits
+            .as_ref()
+            .ok_or_else(|| Error::Run("nothing was fed to the model".into()))?;
+        let safe = &self.generator.string_safe;
+        let allows = |id: u32| match allowed {
+            Allowed::Any => true,
+            Allowed::InString(end) => id == end || safe.get(id as usize).copied().unwrap_or(false),
+            Allowed::OneOf(ids) => ids.contains(&id),
+        };
+        let next = match allowed {
+            Allowed::Any => self.sampler.sample(logits).map_err(Self::run)?,
+            _ => {
+                let mut values = logits
+                    .to_dtype(candle_core::DType::F32)
+                    .and_then(|l| l.to_vec1::<f32>())
+                    .map_err(Self::run)?;
+                for (id, v) in values.iter_mut().enumerate() {
+                    if !allows(id as u32) {
+                        *v = f32::NEG_INFINITY;
+                    }
+                }
+                let masked = Tensor::new(values, &self.generator.device).map_err(Self::run)?;
+                self.sampler.sample(&masked).map_err(Self::run)?
+            }
+        };
+        if self.prompt_seconds.is_none() {
+            self.prompt_seconds = Some(self.started.elapsed().as_secs_f64());
+        }
+        Ok(next)
+    }
+
+    /// Tokens generated so far.
+    pub fn generated(&self) -> usize {
+        self.generated.len()
+    }
+
+    /// The token ids of `text`.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, Error> {
+        self.generator.encode(text)
+    }
+
+    /// The text of `ids`.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, Error> {
+        self.generator.decode(ids)
+    }
+
+    /// Free generation until an end of turn or `max_tokens`.
+    fn free(&mut self, max_tokens: usize) -> Result<&'static str, Error> {
+        while self.generated.len() < max_tokens {
+            let next = self.sample(Allowed::Any)?;
+            if self.generator.stops.contains(&next) {
+                return Ok("stop");
+            }
+            self.generated.push(next);
+            self.show()?;
+            if self.generated.len() < max_tokens {
+                self.feed(&[next])?;
+            }
+        }
+        Ok("length")
+    }
+
+    /// Writes `id`, sampled, to the answer.
+    pub fn accept(&mut self, id: u32) -> Result<(), Error> {
+        self.write(&[id])
     }
 }

@@ -100,6 +100,7 @@ async fn agreement(
                 max_tokens: n,
                 seed: 1,
             },
+            None,
             |_| {},
         )?;
         let r: Value = reqwest::Client::new()
@@ -226,7 +227,46 @@ async fn chat_completions_answer_whole_and_streamed_alike() -> anyhow::Result<()
     assert_eq!(joined, content, "streamed and whole answers differ");
     assert!(chunks.len() >= 3, "{events}");
 
+    // Structured output: the outline schema of the content pipeline, answered as its JSON.
+    let outline = json!({"type": "object", "properties": {
+        "title": {"type": "string", "maxLength": 60},
+        "description": {"type": "string", "maxLength": 160},
+        "sections": {"type": "array", "items": {"type": "string", "maxLength": 80}, "maxItems": 4}},
+        "required": ["title", "description", "sections"]});
+    let structured = json!({"messages": [{"role": "user", "content": "Outline an article about A/B tests of newsletters."}],
+        "temperature": 0, "max_tokens": 120,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "outline", "schema": outline}}});
+    let (status, text) = chat(&base, &structured).await?;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text)?;
+    let content = answer["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default();
+    let parsed: Value =
+        serde_json::from_str(content).map_err(|e| anyhow::anyhow!("not JSON ({e}): {content}"))?;
+    let title = parsed["title"].as_str().unwrap_or_default();
+    assert!(!title.is_empty() && title.chars().count() <= 60, "{parsed}");
+    assert!(parsed["description"].is_string(), "{parsed}");
+    let sections = parsed["sections"].as_array().cloned().unwrap_or_default();
+    assert!((1..=4).contains(&sections.len()), "{parsed}");
+    assert!(
+        sections
+            .iter()
+            .all(|s| s.as_str().is_some_and(|s| s.chars().count() <= 80)),
+        "{parsed}"
+    );
+    eprintln!("structured outline: {parsed}");
+
     for (bad, field) in [
+        (
+            json!({"messages": [{"role": "user", "content": "x"}],
+                "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object", "properties": {"n": {"type": "integer"}}}}}}),
+            "schema.n",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+            "response_format",
+        ),
         (json!({"messages": []}), "messages"),
         (
             json!({"messages": [{"role": "user", "content": "x"}], "temperature": 7}),

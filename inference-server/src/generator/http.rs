@@ -56,6 +56,8 @@ struct ChatRequest {
     seed: Option<u64>,
     #[serde(default)]
     stream: bool,
+    #[serde(default)]
+    response_format: Option<Value>,
 }
 
 /// The largest `max_tokens` one request may ask for.
@@ -127,6 +129,26 @@ async fn chat(State(server): State<Arc<Server>>, body: axum::body::Bytes) -> Res
         Ok(p) => p,
         Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
     };
+    let schema = match &request.response_format {
+        None => None,
+        Some(f) if f["type"] == "text" => None,
+        Some(f) if f["type"] == "json_schema" && f["json_schema"]["schema"].is_object() => {
+            Some(f["json_schema"]["schema"].clone())
+        }
+        Some(f) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "response_format must be {{\"type\": \"json_schema\", \"json_schema\": {{\"schema\": {{…}}}}}} or text, not {f}"
+                ),
+            );
+        }
+    };
+    if let Some(schema) = &schema
+        && let Err(e) = super::structured::Shape::of(schema)
+    {
+        return refuse(StatusCode::BAD_REQUEST, format!("response_format: {e}"));
+    }
     let prompt = match generator
         .prompt(&request.messages)
         .and_then(|p| generator.prompt_tokens(&p))
@@ -140,10 +162,12 @@ async fn chat(State(server): State<Arc<Server>>, body: axum::body::Bytes) -> Res
         .map_or(0, |d| d.as_secs());
     let model = generator.name.clone();
     if request.stream {
-        return stream(generator, prompt, params, id, created, model);
+        return stream(generator, prompt, params, schema, id, created, model);
     }
-    let answer =
-        tokio::task::spawn_blocking(move || generator.generate(&prompt, params, |_| {})).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        generator.generate(&prompt, params, schema.as_ref(), |_| {})
+    })
+    .await;
     match answer {
         Ok(Ok(g)) => Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
@@ -168,6 +192,7 @@ fn stream(
     generator: Arc<Generator>,
     prompt: Vec<u32>,
     params: Params,
+    schema: Option<Value>,
     id: String,
     created: u64,
     model: String,
@@ -187,7 +212,7 @@ fn stream(
             Value::Null,
             None,
         ));
-        let result = generator.generate(&prompt, params, |piece| {
+        let result = generator.generate(&prompt, params, schema.as_ref(), |piece| {
             let _ = tx.send(chunk(json!({"content": piece}), Value::Null, None));
         });
         let last = match result {
