@@ -12,7 +12,9 @@
 //! The story: a run passes every check and waits for approval → an editor approves it by run
 //! id → the publish Job delivers it, signed → a changed link map starts a new run, which an
 //! editor rejects and which is not published → a generator that misquotes numbers fails the
-//! fact check, naming its claims → a budget too small stops before any call exceeds it. No
+//! fact check, naming its claims → a budget too small stops before any call exceeds it →
+//! SmolLM2 on the llama.cpp server and on Leitwerk's own generator runs every stage and is
+//! judged by the fact check like any model. No
 //! raw personal value or secret appears in a prompt, the status, an Event, the operator's log
 //! or a Job's log.
 
@@ -25,6 +27,7 @@ use leitwerk_crds::ContentPipeline;
 use leitwerk_crds::content_pipeline::ContentPipelinePhase;
 use leitwerk_crds::rag_index::RagIndexPhase;
 use leitwerk_testkit::cms::CmsReceiver;
+use leitwerk_testkit::llama::LlamaServer;
 use leitwerk_testkit::node::NodeStandIn;
 use leitwerk_testkit::standin::GeneratorStandIn;
 use leitwerk_testkit::{
@@ -32,7 +35,7 @@ use leitwerk_testkit::{
 };
 
 use crate::OPERATOR;
-use crate::predictive::{images, onnxruntime, volume_yaml};
+use crate::predictive::{images, onnxruntime, sibling, volume_yaml};
 
 const TRAINER_IMAGE: &str = "leitwerk-trainer:content";
 const SERVER_IMAGE: &str = "leitwerk-inference-server:content";
@@ -92,6 +95,43 @@ spec:
     experimentId: newsletter-cta
 "#
     )
+}
+
+/// A pipeline written by one small real model, without revisions or approval. The outline
+/// may take 400 tokens (a JSON answer cut short does not parse); a section about 66.
+fn small_model_yaml(name: &str, generator: &str) -> String {
+    format!(
+        r#"apiVersion: leitwerk.dev/v1alpha1
+kind: ContentPipeline
+metadata: {{name: {name}}}
+spec:
+  briefing:
+    goal: Explain A/B tests in Lumen Mail
+    persona: E-commerce marketing manager
+    structure: [A/B tests]
+    keywords: [Lumen Mail]
+    targetWords: 50
+  ragIndexRef: {{name: product-docs}}
+  generators:
+    - name: small
+      {generator}
+      sampling: {{temperature: 0, maxTokens: 400, seed: 7}}
+      timeoutSeconds: 120
+      retries: 0
+  maxRevisions: 0
+  guardrails: {{minGroundedClaims: 1.0}}
+  budget: {{maxTokens: 20000}}
+"#
+    )
+}
+
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits until the pipeline's phase is `phase` for a run other than `not_run`.
@@ -456,6 +496,112 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         ("False".into(), "BudgetExceeded".into())
     );
     assert_eq!(cms.deliveries().len(), 2);
+
+    // 6. Real small models: SmolLM2 on the llama.cpp server and on Leitwerk's own generator
+    //    (`leitwerk-inference-server --generator-model`, standing in for the in-cluster
+    //    generator Service). Each run goes through every stage, and the fact check judges what
+    //    the model wrote: the run passes only with every claim grounded.
+    let llama = LlamaServer::start()?;
+    let local_port = leitwerk_testkit::free_port()?;
+    let _local = Running(
+        std::process::Command::new(sibling("leitwerk-inference-server")?)
+            .arg("--generator-model")
+            .arg(provided("smollm2.sh")?)
+            .args(["--http-addr", &format!("127.0.0.1:{local_port}")])
+            .args([
+                "--grpc-addr",
+                &format!("127.0.0.1:{}", leitwerk_testkit::free_port()?),
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    for (name, generator) in [
+        (
+            "small-llama",
+            format!(
+                "openAiCompatible: {{url: {}, model: smollm2}}",
+                llama.base_url
+            ),
+        ),
+        (
+            "small-local",
+            format!("inferenceServer: {{url: \"http://127.0.0.1:{local_port}\"}}"),
+        ),
+    ] {
+        cluster.apply(
+            Some(&ns.name),
+            "-",
+            Some(&small_model_yaml(name, &generator)),
+        )?;
+    }
+    for name in ["small-llama", "small-local"] {
+        let p = wait_for(&format!("{name} to finish its run"), RUN_WAIT, || async {
+            let p = pipelines.get(name).await?;
+            let s = p.status.clone().unwrap_or_default();
+            let done = s.run.as_ref().is_some_and(|r| r.result.is_some());
+            Ok((
+                done.then_some(p),
+                format!("{:?} {:?}", s.phase, s.conditions),
+            ))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+        let result = p
+            .status
+            .clone()
+            .unwrap_or_default()
+            .run
+            .unwrap_or_default()
+            .result
+            .unwrap_or_default();
+        let stages: Vec<&str> = result.stages.iter().map(|s| s.stage.as_str()).collect();
+        assert_eq!(
+            stages,
+            [
+                "Retrieve",
+                "Outline",
+                "Draft",
+                "FactCheck",
+                "StyleCheck",
+                "OnPageCheck"
+            ],
+            "{name}: {result:?}"
+        );
+        assert_eq!(
+            result.generator.as_deref(),
+            Some("small"),
+            "{name}: {result:?}"
+        );
+        assert!(result.tokens > 0, "{name}: {result:?}");
+        let grounded = result.claims > 0 && result.grounded_claims == result.claims;
+        let fact_check = result
+            .stages
+            .iter()
+            .find(|s| s.stage == "FactCheck")
+            .map(|s| s.passed);
+        assert_eq!(
+            fact_check,
+            Some(grounded),
+            "{name}: the verdict follows the claims: {result:?}"
+        );
+        if !grounded {
+            assert_eq!(condition(&p, "Grounded").0, "False", "{name}");
+            assert!(
+                result
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("claim")),
+                "{name}: {result:?}"
+            );
+        }
+        eprintln!(
+            "{name}: {} of {} claims grounded, {} tokens, phase {:?}",
+            result.grounded_claims,
+            result.claims,
+            result.tokens,
+            p.status.as_ref().and_then(|s| s.phase)
+        );
+    }
 
     // Events: every stage, the approval, the publication and the budget stop.
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)
