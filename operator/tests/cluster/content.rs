@@ -27,7 +27,7 @@ use leitwerk_crds::ContentPipeline;
 use leitwerk_crds::content_pipeline::ContentPipelinePhase;
 use leitwerk_crds::rag_index::RagIndexPhase;
 use leitwerk_testkit::cms::CmsReceiver;
-use leitwerk_testkit::llama::LlamaServer;
+use leitwerk_testkit::llama::{Fault, FaultProxy, LlamaServer};
 use leitwerk_testkit::node::NodeStandIn;
 use leitwerk_testkit::standin::GeneratorStandIn;
 use leitwerk_testkit::{
@@ -54,11 +54,22 @@ fn secrets_yaml() -> String {
     )
 }
 
+/// One generator named `writer` at `url`, with the API key of `llm-gateway`.
+fn writer(url: &str) -> String {
+    format!(
+        "    - name: writer\n      openAiCompatible:\n        url: {url}\n        model: stand-in\n        apiKeySecretRef: {{name: llm-gateway, key: api-key}}\n      inputPricePer1kTokens: 0.01\n      outputPricePer1kTokens: 0.03\n      sampling: {{temperature: 0, maxTokens: 400, seed: 7}}\n      retries: 1\n"
+    )
+}
+
 fn pipeline_yaml(generator: &str, cms: &str, max_tokens: i64) -> String {
+    named_pipeline_yaml("ab-article", &writer(generator), cms, max_tokens)
+}
+
+fn named_pipeline_yaml(name: &str, generators: &str, cms: &str, max_tokens: i64) -> String {
     format!(
         r#"apiVersion: leitwerk.dev/v1alpha1
 kind: ContentPipeline
-metadata: {{name: ab-article}}
+metadata: {{name: {name}}}
 spec:
   briefing:
     goal: Explain A/B tests in Lumen Mail to the newsletter team of {EMAIL}
@@ -69,16 +80,7 @@ spec:
     language: en
   ragIndexRef: {{name: product-docs}}
   generators:
-    - name: writer
-      openAiCompatible:
-        url: {generator}
-        model: stand-in
-        apiKeySecretRef: {{name: llm-gateway, key: api-key}}
-      inputPricePer1kTokens: 0.01
-      outputPricePer1kTokens: 0.03
-      sampling: {{temperature: 0, maxTokens: 400, seed: 7}}
-      retries: 1
-  maxRevisions: 1
+{generators}  maxRevisions: 1
   linkMapRef: {{name: seo-links}}
   guardrails:
     minGroundedClaims: 1.0
@@ -497,6 +499,73 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
     );
     assert_eq!(cms.deliveries().len(), 2);
 
+    // 5b. Behind a fault-injecting proxy (which also insists on the API key from the Secret):
+    //     a 429 with Retry-After is retried after the wait, a 500 then exhausts the primary's
+    //     retries and the backup answers; both are recorded.
+    let proxy = FaultProxy::start(&generator.base_url, Some(API_KEY)).await?;
+    proxy.fail_next(&[Fault::RateLimited(1), Fault::ServerError]);
+    let backup = format!(
+        "    - name: backup\n      openAiCompatible: {{url: {}, model: stand-in}}\n",
+        generator.base_url
+    );
+    let primary = writer(&proxy.base_url).replace("name: writer", "name: primary");
+    cluster.apply(
+        Some(&ns.name),
+        "-",
+        Some(&named_pipeline_yaml(
+            "faulty",
+            &format!("{primary}{backup}"),
+            &cms.url,
+            60_000,
+        )),
+    )?;
+    let faulty = wait_for("the faulty pipeline's run", RUN_WAIT, || async {
+        let p = pipelines.get("faulty").await?;
+        let s = p.status.clone().unwrap_or_default();
+        Ok((
+            (s.phase == Some(ContentPipelinePhase::AwaitingApproval)).then_some(p),
+            format!("{:?} {:?}", s.phase, s.conditions),
+        ))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+    let result = faulty
+        .status
+        .clone()
+        .unwrap_or_default()
+        .run
+        .unwrap_or_default()
+        .result
+        .unwrap_or_default();
+    assert!(result.passed, "{result:?}");
+    assert!(
+        result
+            .fallbacks
+            .iter()
+            .any(|f| f.starts_with("primary: HTTP 429")),
+        "{result:?}"
+    );
+    assert!(
+        result
+            .fallbacks
+            .iter()
+            .any(|f| f.starts_with("primary: HTTP 500")),
+        "{result:?}"
+    );
+    let outline = result
+        .stages
+        .iter()
+        .find(|s| s.stage == "Outline")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(outline.generator.as_deref(), Some("backup"), "{result:?}");
+    assert_eq!(
+        result.generator.as_deref(),
+        Some("primary"),
+        "the drafts went to the primary again: {result:?}"
+    );
+    assert!(proxy.requests() >= 3, "{}", proxy.requests());
+
     // 6. Real small models: SmolLM2 on the llama.cpp server and on Leitwerk's own generator
     //    (`leitwerk-inference-server --generator-model`, standing in for the in-cluster
     //    generator Service). Each run goes through every stage, and the fact check judges what
@@ -515,6 +584,13 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
             .stderr(std::process::Stdio::null())
             .spawn()?,
     );
+    wait_for("Leitwerk's generator to load its model", Duration::from_secs(120), || async {
+        let up = reqwest::get(format!("http://127.0.0.1:{local_port}/v1/models"))
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        Ok((up.then_some(()), "not listening yet".to_string()))
+    })
+    .await?;
     for (name, generator) in [
         (
             "small-llama",
@@ -621,6 +697,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         "Rejected",
         "StageFailed",
         "BudgetExceeded",
+        "GeneratorFallback",
     ] {
         assert!(reasons.contains(&reason), "no {reason} Event: {reasons:?}");
     }
