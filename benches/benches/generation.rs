@@ -9,6 +9,11 @@
 //! how many greedy tokens agree (the longest common prefix, tokenized by the server's own
 //! `/tokenize`).
 //!
+//! Then the content pipeline's own overhead: one run of the stages (`pipeline::run`) over the
+//! product-docs corpus, written by SmolLM2 on the llama.cpp server; the share of the run that
+//! is not spent in the generator's calls (retrieval, the fact check's embeddings, the style
+//! and on-page checks, bookkeeping). Goal: at most 5 %.
+//!
 //! `cargo bench --workspace --bench generation --profile dev`; set `LEITWERK_GENERATOR_BIN`
 //! to measure another build of the server (e.g. one built with `-C target-cpu=x86-64-v3`).
 
@@ -176,6 +181,121 @@ fn prompts() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// One pipeline run's total and generation time (the Outline and Draft stages are the
+/// generator's calls; everything else is the pipeline's own work).
+async fn pipeline_overhead(llama: &str) {
+    use leitwerk_content::generate::{Budget, Chain, Generator, Prices, Sampling};
+    use leitwerk_content::pipeline::{self, Briefing, IndexRetriever, Inputs, Settings};
+    use leitwerk_content::redact::Redactor;
+    use leitwerk_rag::chunk::Settings as Chunking;
+    use leitwerk_rag::documents::{self, Document};
+    use leitwerk_rag::embed::Embedder;
+    use leitwerk_rag::index::{ChunkingKey, build};
+    use leitwerk_rag::search::ExactStore;
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/product-docs-rag/docs-configmap.yaml");
+    let cm: Value = yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let data: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(cm["data"].clone()).unwrap();
+    let docs: Vec<Document> = data
+        .iter()
+        .map(|(k, v)| documents::read("product-docs", k, v.as_bytes()).unwrap())
+        .collect();
+    let embedder =
+        Embedder::load(&leitwerk_benches::provided("minilm.sh"), "all-MiniLM-L6-v2").unwrap();
+    let key = ChunkingKey {
+        max_word_pieces: 200,
+        overlap: 30,
+    };
+    let chunking = |d: &Document| Chunking {
+        structure: d.structure,
+        max_word_pieces: 200,
+        overlap: 30,
+    };
+    let (index, _) = build(None, docs, chunking, key, &embedder).unwrap();
+    let store = ExactStore::new(index);
+    let briefing = Briefing {
+        goal: "Explain A/B tests and pricing of Lumen Mail".into(),
+        persona: "an e-commerce marketing manager".into(),
+        structure: vec!["A/B tests".into(), "Pricing".into()],
+        keywords: vec!["Lumen Mail".into()],
+        entities: vec!["Lumen Mail".into()],
+        language: "en".into(),
+    };
+    let settings = Settings {
+        max_revisions: 0,
+        chunks_per_section: 3,
+        section_tokens: 64,
+        ..Settings::default()
+    };
+    let mut shares = Vec::new();
+    for run in 0..RUNS {
+        // A new chain each run: its cache would otherwise answer the repeated prompts.
+        let chain = Chain::new(
+            vec![Generator {
+                name: "smollm2".into(),
+                base_url: format!("{llama}/v1"),
+                model: "smollm2".into(),
+                api_key: None,
+                sampling: Sampling {
+                    temperature: 0.0,
+                    top_p: 1.0,
+                    max_tokens: 160,
+                    seed: Some(7),
+                },
+                prices: Prices {
+                    input_per_1k: 0.0,
+                    output_per_1k: 0.0,
+                },
+                timeout: Duration::from_secs(300),
+                retries: 0,
+                requests_per_minute: None,
+            }],
+            Budget {
+                max_tokens: 100_000,
+                max_cost: None,
+            },
+        )
+        .unwrap();
+        let started = Instant::now();
+        let result = pipeline::run(Inputs {
+            briefing: &briefing,
+            settings: &settings,
+            retriever: &IndexRetriever {
+                embedder: &embedder,
+                store: &store,
+            },
+            chain: &chain,
+            embed: &embedder,
+            redactor: &Redactor::new(b"bench"),
+        })
+        .await;
+        let total = started.elapsed().as_secs_f64() * 1e3;
+        let generation: f64 = result
+            .stages
+            .iter()
+            .filter(|s| matches!(s.stage, "Outline" | "Draft"))
+            .map(|s| s.duration_ms as f64)
+            .sum();
+        let own: Vec<String> = result
+            .stages
+            .iter()
+            .filter(|s| !matches!(s.stage, "Outline" | "Draft"))
+            .map(|s| format!("{} {} ms", s.stage, s.duration_ms))
+            .collect();
+        eprintln!(
+            "run {run}: {total:.0} ms, generation {generation:.0} ms; {}",
+            own.join(", ")
+        );
+        shares.push((total - generation) / total);
+    }
+    println!(
+        "\npipeline overhead (everything but the generator's calls): {:.1} % of a run (median of {RUNS}; goal ≤ 5 %)",
+        median(shares) * 100.0
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let gguf = leitwerk_benches::provided("smollm2.sh");
@@ -217,4 +337,5 @@ async fn main() {
             a.len().min(b.len())
         );
     }
+    pipeline_overhead(&theirs_url).await;
 }

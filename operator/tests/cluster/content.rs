@@ -584,12 +584,16 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
             .stderr(std::process::Stdio::null())
             .spawn()?,
     );
-    wait_for("Leitwerk's generator to load its model", Duration::from_secs(120), || async {
-        let up = reqwest::get(format!("http://127.0.0.1:{local_port}/v1/models"))
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        Ok((up.then_some(()), "not listening yet".to_string()))
-    })
+    wait_for(
+        "Leitwerk's generator to load its model",
+        Duration::from_secs(120),
+        || async {
+            let up = reqwest::get(format!("http://127.0.0.1:{local_port}/v1/models"))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            Ok((up.then_some(()), "not listening yet".to_string()))
+        },
+    )
     .await?;
     for (name, generator) in [
         (
