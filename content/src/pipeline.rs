@@ -53,6 +53,9 @@ pub struct Settings {
     pub style: style::Rules,
     /// On-page SEO rules (keywords, entities and structure come from the briefing).
     pub link_map: std::collections::BTreeMap<String, String>,
+    /// Kinds of personal data whose raw values the page gets back (every other placeholder
+    /// becomes its bare label, `[EMAIL]`); models never see raw values either way.
+    pub restore: Vec<crate::redact::Kind>,
 }
 
 /// What answers a query against the pipeline's RagIndex.
@@ -334,13 +337,19 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             }
         }
         run.stages.push(stage.end(true, Vec::new()));
-        let markdown = inputs
-            .redactor
-            .restore(&format!("# {title}\n\n{body}"), &vault, &[]);
+        let markdown = inputs.redactor.restore(
+            &format!("# {title}\n\n{body}"),
+            &vault,
+            &inputs.settings.restore,
+        );
         let markdown = seo::insert_links(&markdown, &inputs.settings.link_map);
         let page = seo::Page {
-            title: inputs.redactor.restore(&title, &vault, &[]),
-            description: inputs.redactor.restore(&description, &vault, &[]),
+            title: inputs
+                .redactor
+                .restore(&title, &vault, &inputs.settings.restore),
+            description: inputs
+                .redactor
+                .restore(&description, &vault, &inputs.settings.restore),
             markdown,
         };
 

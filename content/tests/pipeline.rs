@@ -11,7 +11,7 @@ use std::time::Duration;
 use leitwerk_content::factcheck;
 use leitwerk_content::generate::{Budget, Chain, Generator, Prices, Sampling};
 use leitwerk_content::pipeline::{Briefing, IndexRetriever, Inputs, Run, Settings, run};
-use leitwerk_content::redact::Redactor;
+use leitwerk_content::redact::{Kind, Redactor};
 use leitwerk_content::style;
 use leitwerk_rag::chunk::{Settings as ChunkSettings, Structure};
 use leitwerk_rag::documents::{self, Document};
@@ -79,6 +79,8 @@ fn settings(max_revisions: u32) -> Settings {
             ..style::Rules::default()
         },
         link_map: BTreeMap::from([("Pro plan".to_string(), "/pricing".to_string())]),
+        // The briefing allows e-mail addresses back into the page (never into a prompt).
+        restore: vec![Kind::Email],
     }
 }
 
@@ -171,6 +173,11 @@ async fn a_grounded_run_passes_every_stage_and_no_prompt_holds_personal_data() -
     assert!(
         !page.markdown.contains("[c1]"),
         "citation labels are stripped"
+    );
+    assert!(
+        page.description.contains("jane.doe@example.com"),
+        "an allowed kind comes back in the page: {}",
+        page.description
     );
     let prompts = standin.prompts();
     assert!(!prompts.is_empty());

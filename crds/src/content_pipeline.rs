@@ -287,10 +287,33 @@ pub struct Guardrails {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub min_similarity: Option<f64>,
+    /// Kinds of personal data whose raw values the published text gets back where the model
+    /// kept their placeholders (every other placeholder is published as its bare label, e.g.
+    /// `[EMAIL]`). Models never see raw values; `redactPii: false` restores every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 6))]
+    pub restore_personal_data: Vec<PersonalDataKind>,
     /// The HMAC key that salts the placeholders of redacted personal data. Without one each
     /// run draws a random key, and placeholders differ between runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redaction_key_secret_ref: Option<SecretKeyReference>,
+}
+
+/// Kinds of personal data the redaction recognises.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersonalDataKind {
+    /// E-mail addresses.
+    Email,
+    /// Phone numbers.
+    Phone,
+    /// IBANs (MOD-97 checked).
+    Iban,
+    /// Card numbers (Luhn checked).
+    Card,
+    /// IPv4 addresses.
+    Ip,
+    /// German tax identification numbers.
+    TaxId,
 }
 
 /// One glossary entry.
@@ -318,6 +341,7 @@ impl Default for Guardrails {
             min_readability: None,
             min_similarity: None,
             redaction_key_secret_ref: None,
+            restore_personal_data: Vec::new(),
         }
     }
 }

@@ -18,11 +18,11 @@ use leitwerk_content::factcheck;
 use leitwerk_content::generate::{Budget, Chain, Generator, Prices, Sampling};
 use leitwerk_content::pipeline::{self, Briefing, IndexRetriever, Inputs, Run, Settings};
 use leitwerk_content::publish::{Payload, SourceRef, deliver};
-use leitwerk_content::redact::Redactor;
+use leitwerk_content::redact::{Kind, Redactor};
 use leitwerk_content::seo::{self, ArticleMeta};
 use leitwerk_content::style;
 use leitwerk_crds::ContentPipelineSpec;
-use leitwerk_crds::content_pipeline::{ContentSummary, StageSummary};
+use leitwerk_crds::content_pipeline::{ContentSummary, PersonalDataKind, StageSummary};
 use leitwerk_crds::contract::{
     REDACTION_KEY_ENV, WEBHOOK_SIGNING_KEY_ENV, WEBHOOK_TOKEN_ENV, api_key_env, content_run_prefix,
 };
@@ -158,6 +158,31 @@ pub fn settings(spec: &ContentPipelineSpec, link_map: BTreeMap<String, String>) 
             language: spec.briefing.language.clone(),
         },
         link_map,
+        restore: if g.redact_pii {
+            g.restore_personal_data.iter().map(|k| kind(*k)).collect()
+        } else {
+            ALL_KINDS.to_vec()
+        },
+    }
+}
+
+const ALL_KINDS: [Kind; 6] = [
+    Kind::Email,
+    Kind::Phone,
+    Kind::Iban,
+    Kind::Card,
+    Kind::Ip,
+    Kind::TaxId,
+];
+
+fn kind(k: PersonalDataKind) -> Kind {
+    match k {
+        PersonalDataKind::Email => Kind::Email,
+        PersonalDataKind::Phone => Kind::Phone,
+        PersonalDataKind::Iban => Kind::Iban,
+        PersonalDataKind::Card => Kind::Card,
+        PersonalDataKind::Ip => Kind::Ip,
+        PersonalDataKind::TaxId => Kind::TaxId,
     }
 }
 
@@ -413,4 +438,62 @@ pub async fn run_publish(spec: &ContentPipelineSpec, job: &PublishJob) -> Result
     Err(invalid(
         "spec.publish names no target this Job delivers to (webhook or artifactStore)",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> ContentPipelineSpec {
+        let p: leitwerk_crds::ContentPipeline = yaml_serde::from_str(include_str!(
+            "../../examples/seo-article/contentpipeline.yaml"
+        ))
+        .unwrap();
+        p.spec
+    }
+
+    #[test]
+    fn the_spec_becomes_the_generator_chain_with_keys_from_the_environment() {
+        let env = |name: &str| (name == "LEITWERK_GENERATOR_API_KEY_0").then(|| "k0".to_string());
+        let g = generators(&example(), &env);
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].base_url, "https://llm-gateway.internal/v1");
+        assert_eq!(g[0].api_key.as_deref(), Some("k0"));
+        assert_eq!(
+            (g[0].prices.input_per_1k, g[0].prices.output_per_1k),
+            (0.005, 0.015)
+        );
+        assert_eq!(
+            (g[0].sampling.max_tokens, g[0].sampling.seed),
+            (800, Some(7))
+        );
+        assert_eq!(g[0].requests_per_minute.map(|r| r.get()), Some(60));
+        assert_eq!((g[0].retries, g[0].timeout), (2, Duration::from_secs(60)));
+        assert_eq!(
+            g[1].base_url,
+            "http://leitwerk-generator.leitwerk-demo:8080/v1"
+        );
+        assert_eq!(g[1].api_key, None);
+    }
+
+    #[test]
+    fn guardrails_become_the_checks_and_what_comes_back_into_the_page() {
+        let mut spec = example();
+        let links = BTreeMap::from([("Growth plan".to_string(), "/pricing".to_string())]);
+        let s = settings(&spec, links.clone());
+        assert_eq!(s.max_revisions, 2);
+        assert_eq!(s.link_map, links);
+        assert_eq!(s.style.banned.len(), 2);
+        assert_eq!(s.style.glossary["Lumenmail"], "Lumen Mail");
+        // 600 words over three sections: about 266 tokens each.
+        assert_eq!(s.section_tokens, 266);
+        assert!(
+            s.restore.is_empty(),
+            "nothing comes back unless the briefing allows it"
+        );
+        spec.guardrails.restore_personal_data = vec![PersonalDataKind::Email];
+        assert_eq!(settings(&spec, BTreeMap::new()).restore, [Kind::Email]);
+        spec.guardrails.redact_pii = false;
+        assert_eq!(settings(&spec, BTreeMap::new()).restore.len(), 6);
+    }
 }
