@@ -18,6 +18,7 @@ pub mod facts;
 pub mod generate;
 pub mod markdown;
 pub mod pipeline;
+pub mod prompts;
 pub mod publish;
 pub mod redact;
 pub mod seo;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use leitwerk_content::factcheck;
 use leitwerk_content::generate::{Budget, Chain, Generator, Prices, Sampling};
 use leitwerk_content::pipeline::{Briefing, IndexRetriever, Inputs, Run, Settings, run};
+use leitwerk_content::prompts::Templates;
 use leitwerk_content::redact::{Kind, Redactor};
 use leitwerk_content::style;
 use leitwerk_rag::chunk::{Settings as ChunkSettings, Structure};
@@ -81,6 +82,7 @@ fn settings(max_revisions: u32) -> Settings {
         link_map: BTreeMap::from([("Pro plan".to_string(), "/pricing".to_string())]),
         // The briefing allows e-mail addresses back into the page (never into a prompt).
         restore: vec![Kind::Email],
+        templates: Templates::default(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::contract::{LINK_MAP_ENV, SPEC_ENV};
+use crate::contract::{LINK_MAP_ENV, SPEC_ENV, TEMPLATES_ENV};
 use crate::rag_index::SearchMode;
 
 mod values;
@@ -166,6 +166,10 @@ pub struct ContentArgs {
     /// derived the run id from in [`LINK_MAP_ENV`].
     #[arg(long, env = LINK_MAP_ENV, hide_env_values = true)]
     pub link_map: Option<String>,
+    /// The prompt templates as JSON (key → template); the operator passes the ConfigMap's
+    /// data it derived the run id from in [`TEMPLATES_ENV`].
+    #[arg(long, env = TEMPLATES_ENV, hide_env_values = true)]
+    pub templates: Option<String>,
 }
 
 impl ContentArgs {
@@ -177,6 +181,9 @@ impl ContentArgs {
         }
         if let Some(links) = &self.link_map {
             flag(out, "--link-map", links);
+        }
+        if let Some(templates) = &self.templates {
+            flag(out, "--templates", templates);
         }
     }
 }
@@ -533,6 +540,7 @@ mod tests {
                     index: "file:///a/x.lwrag".into(),
                     model_dir: Some("/models/minilm".into()),
                     link_map: Some(r#"{"Pro plan":"/pricing"}"#.into()),
+                    templates: Some(r#"{"system":"Be brief."}"#.into()),
                 },
             },
             JobCommand::PublishContent {

@@ -57,6 +57,11 @@ pub struct ContentPipelineSpec {
     #[serde(default = "default_revisions")]
     #[schemars(range(min = 0, max = 5))]
     pub max_revisions: i32,
+    /// A ConfigMap of prompt templates (minijinja), one key per template: `system`, `outline`,
+    /// `section`, `revision`; absent keys use the built-in ones. A change starts a new run; the
+    /// templates' digest is recorded with the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates_ref: Option<LocalObjectReference>,
     /// A ConfigMap whose keys are anchor texts and values URLs: the internal links inserted
     /// into the draft and checked by the on-page stage. A change starts a new run.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -35,6 +35,12 @@ pub fn api_key_env(i: usize) -> String {
 pub const REDACTION_KEY_ENV: &str = "LEITWERK_REDACTION_KEY";
 /// The environment variable with the link map (JSON: anchor text → URL) a content run uses.
 pub const LINK_MAP_ENV: &str = "LEITWERK_LINK_MAP";
+/// The environment variable with a run's prompt templates (JSON: key → minijinja template)
+/// from the ConfigMap `spec.templatesRef` names; absent keys use the built-in templates.
+pub const TEMPLATES_ENV: &str = "LEITWERK_TEMPLATES";
+/// The keys a prompt templates ConfigMap may hold.
+pub const TEMPLATE_KEYS: [&str; 4] = ["system", "outline", "section", "revision"];
+
 /// The environment variable with the webhook's bearer token (the publish Job only).
 pub const WEBHOOK_TOKEN_ENV: &str = "LEITWERK_WEBHOOK_TOKEN";
 /// The environment variable with the webhook's signing key (the publish Job only).

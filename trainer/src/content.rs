@@ -17,6 +17,7 @@ use std::time::Duration;
 use leitwerk_content::factcheck;
 use leitwerk_content::generate::{Budget, Chain, Generator, Prices, Sampling};
 use leitwerk_content::pipeline::{self, Briefing, IndexRetriever, Inputs, Run, Settings};
+use leitwerk_content::prompts::Templates;
 use leitwerk_content::publish::{Payload, SourceRef, deliver};
 use leitwerk_content::redact::{Kind, Redactor};
 use leitwerk_content::seo::{self, ArticleMeta};
@@ -50,6 +51,8 @@ pub struct ContentJob {
     pub model_dir: PathBuf,
     /// The link map (anchor text → URL).
     pub link_map: BTreeMap<String, String>,
+    /// The team's prompt templates (key → template); built-in ones for absent keys.
+    pub templates: BTreeMap<String, String>,
 }
 
 fn invalid(message: impl Into<String>) -> JobError {
@@ -122,7 +125,11 @@ pub fn briefing(spec: &ContentPipelineSpec) -> Briefing {
 }
 
 /// The checks and revisions of the spec.
-pub fn settings(spec: &ContentPipelineSpec, link_map: BTreeMap<String, String>) -> Settings {
+pub fn settings(
+    spec: &ContentPipelineSpec,
+    link_map: BTreeMap<String, String>,
+    templates: Templates,
+) -> Settings {
     let g = &spec.guardrails;
     let defaults = factcheck::Settings::default();
     let style_defaults = style::Rules::default();
@@ -158,6 +165,7 @@ pub fn settings(spec: &ContentPipelineSpec, link_map: BTreeMap<String, String>) 
             language: spec.briefing.language.clone(),
         },
         link_map,
+        templates,
         restore: if g.redact_pii {
             g.restore_personal_data.iter().map(|k| kind(*k)).collect()
         } else {
@@ -323,7 +331,10 @@ pub async fn run_content(
         .map(String::into_bytes)
         .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
     let briefing = briefing(spec);
-    let settings = settings(spec, job.link_map.clone());
+    let templates =
+        Templates::with(&job.templates).map_err(|e| invalid(format!("spec.templatesRef: {e}")))?;
+    let template_digest = templates.digest();
+    let settings = settings(spec, job.link_map.clone(), templates);
     let retriever = IndexRetriever {
         embedder: &embedder,
         store: &store,
@@ -347,7 +358,8 @@ pub async fn run_content(
     let store = Store::open(&job.store)?;
     let prefix = content_run_prefix(&job.namespace, &job.name, &job.run_id);
     let record = serde_json::json!({
-        "runId": job.run_id, "index": job.index, "stages": run.stages, "ledger": run.ledger,
+        "runId": job.run_id, "index": job.index, "templates": template_digest,
+        "stages": run.stages, "ledger": run.ledger,
         "passed": run.passed, "reason": run.reason, "readability": run.readability,
     });
     store
@@ -480,7 +492,7 @@ mod tests {
     fn guardrails_become_the_checks_and_what_comes_back_into_the_page() {
         let mut spec = example();
         let links = BTreeMap::from([("Growth plan".to_string(), "/pricing".to_string())]);
-        let s = settings(&spec, links.clone());
+        let s = settings(&spec, links.clone(), Templates::default());
         assert_eq!(s.max_revisions, 2);
         assert_eq!(s.link_map, links);
         assert_eq!(s.style.banned.len(), 2);
@@ -492,8 +504,16 @@ mod tests {
             "nothing comes back unless the briefing allows it"
         );
         spec.guardrails.restore_personal_data = vec![PersonalDataKind::Email];
-        assert_eq!(settings(&spec, BTreeMap::new()).restore, [Kind::Email]);
+        assert_eq!(
+            settings(&spec, BTreeMap::new(), Templates::default()).restore,
+            [Kind::Email]
+        );
         spec.guardrails.redact_pii = false;
-        assert_eq!(settings(&spec, BTreeMap::new()).restore.len(), 6);
+        assert_eq!(
+            settings(&spec, BTreeMap::new(), Templates::default())
+                .restore
+                .len(),
+            6
+        );
     }
 }

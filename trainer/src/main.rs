@@ -164,6 +164,12 @@ fn run_job(command: JobCommand) -> ExitCode {
                         .map_err(|e| format!("--link-map is not a JSON object of anchor text to URL: {e}"))?,
                     None => Default::default(),
                 };
+                let templates = match &args.templates {
+                    Some(text) => serde_json::from_str(text).map_err(|e| {
+                        format!("--templates is not a JSON object of template key to text: {e}")
+                    })?,
+                    None => Default::default(),
+                };
                 let content_job = content::ContentJob {
                     namespace: job.namespace.clone(),
                     name: job.name.clone(),
@@ -172,6 +178,7 @@ fn run_job(command: JobCommand) -> ExitCode {
                     index: args.index,
                     model_dir,
                     link_map,
+                    templates,
                 };
                 runtime
                     .block_on(content::run_content(&spec, &content_job))

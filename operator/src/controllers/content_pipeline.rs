@@ -90,7 +90,9 @@ pub async fn run(
             )
             .touched_objects(),
             referrers(pipelines, |p: &ContentPipeline, name| {
-                p.spec.link_map_ref.as_ref().is_some_and(|r| r.name == name)
+                [&p.spec.link_map_ref, &p.spec.templates_ref]
+                    .iter()
+                    .any(|r| r.as_ref().is_some_and(|r| r.name == name))
             }),
         )
         .graceful_shutdown_on(shutdown)
@@ -120,11 +122,11 @@ async fn reconcile_content_pipeline(
         Err(errors) => Outcome::invalid(summarize(&errors)),
         Ok(()) => match resolve(ctx, pipeline, &ns).await? {
             Err(outcome) => outcome,
-            Ok((link_map, index)) => {
+            Ok(resolved) => {
                 if let Some(sa) = build_service_account(pipeline) {
                     service_account::ensure(ctx, ContentPipeline::KIND, &sa).await?;
                 }
-                let read = read_run(ctx, pipeline, link_map, index).await?;
+                let read = read_run(ctx, pipeline, resolved).await?;
                 let now = k8s_openapi::jiff::Timestamp::now().to_string();
                 let mut p = plan(pipeline, &ctx.config, read.0, &now);
                 if let Some(job) = p.start.take() {
@@ -185,24 +187,36 @@ pub fn record(
 
 /// The link map and the serving index version, or the outcome naming what is missing or
 /// invalid.
-#[allow(clippy::type_complexity)]
 async fn resolve(
     ctx: &Context,
     pipeline: &ContentPipeline,
     ns: &str,
-) -> Result<
-    Result<(BTreeMap<String, String>, Option<(String, String)>), Outcome<ContentPipelinePhase>>,
-    Error,
-> {
+) -> Result<Result<Resolved, Outcome<ContentPipelinePhase>>, Error> {
     let mut link_map = BTreeMap::new();
+    let mut templates = BTreeMap::new();
+    if let Some(reference) = &pipeline.spec.templates_ref {
+        let Some(data) = config_map_data(ctx, ns, &reference.name).await? else {
+            return Ok(Err(Outcome::missing(
+                "ConfigMap",
+                &reference.name,
+                "spec.templatesRef.name",
+                ns,
+            )));
+        };
+        if let Some(key) = data
+            .keys()
+            .find(|k| !leitwerk_crds::contract::TEMPLATE_KEYS.contains(&k.as_str()))
+        {
+            return Ok(Err(Outcome::invalid(format!(
+                "spec.templatesRef (ConfigMap {}): key {key:?} is not a template: use {}",
+                reference.name,
+                leitwerk_crds::contract::TEMPLATE_KEYS.join(", ")
+            ))));
+        }
+        templates = data;
+    }
     if let Some(reference) = &pipeline.spec.link_map_ref {
-        let cm = get_opt::<ConfigMap>(ctx, ns, &reference.name)
-            .await
-            .map_err(|source| Error::Read {
-                what: format!("ConfigMap {}", reference.name),
-                source,
-            })?;
-        let Some(cm) = cm else {
+        let Some(data) = config_map_data(ctx, ns, &reference.name).await? else {
             return Ok(Err(Outcome::missing(
                 "ConfigMap",
                 &reference.name,
@@ -210,7 +224,7 @@ async fn resolve(
                 ns,
             )));
         };
-        match leitwerk_crds::contract::parse_link_map(&cm.data.unwrap_or_default()) {
+        match leitwerk_crds::contract::parse_link_map(&data) {
             Ok(links) => link_map = links,
             Err(errors) => {
                 return Ok(Err(Outcome::invalid(format!(
@@ -250,7 +264,33 @@ async fn resolve(
             ns,
         )));
     };
-    Ok(Ok((link_map, serving_version(&index))))
+    Ok(Ok(Resolved {
+        link_map,
+        templates,
+        index: serving_version(&index),
+    }))
+}
+
+/// What a pipeline's references resolve to.
+struct Resolved {
+    link_map: BTreeMap<String, String>,
+    templates: BTreeMap<String, String>,
+    index: Option<(String, String)>,
+}
+
+/// The data of ConfigMap `name`, `None` when it does not exist.
+async fn config_map_data(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<Option<BTreeMap<String, String>>, Error> {
+    let cm = get_opt::<ConfigMap>(ctx, ns, name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("ConfigMap {name}"),
+            source,
+        })?;
+    Ok(cm.map(|c| c.data.unwrap_or_default()))
 }
 
 /// The version a RagIndex serves and its index file.
@@ -268,10 +308,14 @@ pub fn serving_version(index: &RagIndex) -> Option<(String, String)> {
 async fn read_run(
     ctx: &Context,
     pipeline: &ContentPipeline,
-    link_map: BTreeMap<String, String>,
-    index: Option<(String, String)>,
+    resolved: Resolved,
 ) -> Result<(Read, Vec<crate::notice::Notice>), Error> {
-    let run_id = run_id(&pipeline.spec, &link_map);
+    let Resolved {
+        link_map,
+        templates,
+        index,
+    } = resolved;
+    let run_id = run_id(&pipeline.spec, &link_map, &templates);
     let budget = &pipeline.spec.budget;
     let allowance = if budget.max_tokens_per_day.is_some() || budget.max_cost_per_day.is_some() {
         let ns = pipeline.namespace().unwrap_or_default();
@@ -309,6 +353,7 @@ async fn read_run(
             run_id,
             index,
             link_map,
+            templates,
             content,
             publish,
             allowance,

@@ -11,7 +11,8 @@ use kube::{Resource, ResourceExt};
 use leitwerk_crds::command::{ContentArgs, JobArgs, JobCommand, PublishArgs};
 use leitwerk_crds::common::SecretKeyReference;
 use leitwerk_crds::contract::{
-    LINK_MAP_ENV, REDACTION_KEY_ENV, WEBHOOK_SIGNING_KEY_ENV, WEBHOOK_TOKEN_ENV, api_key_env,
+    LINK_MAP_ENV, REDACTION_KEY_ENV, TEMPLATES_ENV, WEBHOOK_SIGNING_KEY_ENV, WEBHOOK_TOKEN_ENV,
+    api_key_env,
 };
 use leitwerk_crds::labels::{CONTENT_PIPELINE, RUN};
 use leitwerk_crds::{ContentPipeline, ContentPipelineSpec};
@@ -21,18 +22,31 @@ use crate::config::OperatorConfig;
 use crate::service_account;
 use crate::workloads::{MANAGED_BY, PodParts, child_name, spec_env, store_mount, trainer_job};
 
-/// The prompt templates' version: the built-in ones, part of every run id, so that new
+/// The built-in prompt templates' version, part of every run id, so that new built-in
 /// templates start new runs.
 pub const TEMPLATES: &str = "builtin-v1";
+
+/// What a run records of its templates: the built-in version, and a digest of the team's own.
+pub fn template_digest(templates: &BTreeMap<String, String>) -> String {
+    if templates.is_empty() {
+        TEMPLATES.to_string()
+    } else {
+        format!("{TEMPLATES}+{}", &hash_of(templates)[..12])
+    }
+}
 
 /// One hour: a content run that takes longer has stalled on its generators.
 const RUN_DEADLINE_SECONDS: i64 = 3600;
 
 /// The run id: a digest of everything that decides the content (briefing, index reference,
 /// generators, stages, guardrails, budget, revisions), the link map's entries and the prompt
-/// templates. Approval and the publish target are left out: approving or re-targeting a run
+/// templates (the built-in version and the team's own). Approval and the publish target are left out: approving or re-targeting a run
 /// does not write it again. Twelve hex digits.
-pub fn run_id(spec: &ContentPipelineSpec, link_map: &BTreeMap<String, String>) -> String {
+pub fn run_id(
+    spec: &ContentPipelineSpec,
+    link_map: &BTreeMap<String, String>,
+    templates: &BTreeMap<String, String>,
+) -> String {
     let deciding = serde_json::json!({
         "briefing": spec.briefing,
         "ragIndexRef": spec.rag_index_ref,
@@ -42,7 +56,8 @@ pub fn run_id(spec: &ContentPipelineSpec, link_map: &BTreeMap<String, String>) -
         "budget": spec.budget,
         "maxRevisions": spec.max_revisions,
         "linkMap": link_map,
-        "templates": TEMPLATES,
+        "templates": [TEMPLATES],
+        "ownTemplates": templates,
     });
     hash_of(&deciding)[..12].to_string()
 }
@@ -136,6 +151,7 @@ pub fn build_content_job(
     run: &str,
     index_url: &str,
     link_map: &BTreeMap<String, String>,
+    templates: &BTreeMap<String, String>,
     budget: (i64, Option<f64>),
 ) -> Job {
     let mut p = parts(pipeline, config, run);
@@ -149,6 +165,13 @@ pub fn build_content_job(
         value: serde_json::to_string(link_map).ok(),
         ..Default::default()
     });
+    if !templates.is_empty() {
+        p.env.push(EnvVar {
+            name: TEMPLATES_ENV.into(),
+            value: serde_json::to_string(templates).ok(),
+            ..Default::default()
+        });
+    }
     for (i, g) in pipeline.spec.generators.iter().enumerate() {
         if let Some(key) = g
             .open_ai_compatible
@@ -169,6 +192,7 @@ pub fn build_content_job(
             // The trainer image sets LEITWERK_EMBEDDING_MODEL_DIR.
             model_dir: None,
             link_map: None,
+            templates: None,
         },
     }
     .to_args();

@@ -17,7 +17,7 @@ use leitwerk_crds::content_pipeline::{
 use leitwerk_crds::labels::{APPROVE, APPROVED_BY, REJECT};
 
 use super::budget::{Allowance, grant};
-use super::build::{TEMPLATES, build_content_job, build_publish_job};
+use super::build::{build_content_job, build_publish_job, template_digest};
 use crate::config::OperatorConfig;
 use crate::jobs::JobOutcome;
 use crate::notice::Notice;
@@ -44,6 +44,8 @@ pub struct Read {
     pub index: Option<(String, String)>,
     /// The link map the run id was derived from.
     pub link_map: BTreeMap<String, String>,
+    /// The team's prompt templates the run id was derived from (empty: built-in ones).
+    pub templates: BTreeMap<String, String>,
     /// The outcome of this run's content Job, if it exists.
     pub content: Option<JobOutcome<ContentSummary>>,
     /// The outcome of this run's publish Job, if it exists.
@@ -72,7 +74,7 @@ pub fn plan(pipeline: &ContentPipeline, config: &OperatorConfig, read: Read, now
         .filter(|r| r.id == read.run_id);
     let mut run = prior.clone().unwrap_or_else(|| ContentRun {
         id: read.run_id.clone(),
-        template_digest: Some(TEMPLATES.into()),
+        template_digest: Some(template_digest(&read.templates)),
         ..ContentRun::default()
     });
     let mut events = Vec::new();
@@ -122,6 +124,7 @@ pub fn plan(pipeline: &ContentPipeline, config: &OperatorConfig, read: Read, now
                     &run.id,
                     &url,
                     &read.link_map,
+                    &read.templates,
                     (tokens, cost),
                 );
                 let note = format!(

@@ -28,9 +28,10 @@ fn links() -> BTreeMap<String, String> {
 
 fn read(content: Option<JobOutcome<ContentSummary>>) -> Read {
     Read {
-        run_id: run_id(&example().spec, &links()),
+        run_id: run_id(&example().spec, &links(), &BTreeMap::new()),
         index: Some(("v7".into(), "file:///a/indexes/x.lwrag".into())),
         link_map: links(),
+        templates: BTreeMap::new(),
         content,
         publish: None,
         allowance: None,
@@ -39,7 +40,7 @@ fn read(content: Option<JobOutcome<ContentSummary>>) -> Read {
 
 fn passed() -> ContentSummary {
     ContentSummary {
-        run_id: run_id(&example().spec, &links()),
+        run_id: run_id(&example().spec, &links(), &BTreeMap::new()),
         passed: true,
         stages: vec![
             StageSummary {
@@ -143,7 +144,7 @@ fn a_run_starts_once_the_index_serves_with_only_the_generators_secrets() {
 
     let p = plan(&example(), &config, read(None), NOW);
     let job = p.start.clone().expect("a content Job");
-    let id = run_id(&example().spec, &links());
+    let id = run_id(&example().spec, &links(), &BTreeMap::new());
     assert_eq!(
         job.metadata.name.as_deref(),
         Some(format!("seo-ab-testing-article-content-{id}").as_str())
@@ -205,7 +206,7 @@ fn a_run_starts_once_the_index_serves_with_only_the_generators_secrets() {
 #[test]
 fn a_passed_run_waits_for_approval_by_its_id_and_publishes_once_approved() {
     let config = OperatorConfig::default();
-    let id = run_id(&example().spec, &links());
+    let id = run_id(&example().spec, &links(), &BTreeMap::new());
     let first = plan(&example(), &config, read(succeeded(passed())), NOW);
     assert!(first.start.is_none());
     assert_eq!(first.outcome.phase, ContentPipelinePhase::AwaitingApproval);
@@ -318,7 +319,7 @@ fn a_passed_run_waits_for_approval_by_its_id_and_publishes_once_approved() {
 #[test]
 fn rejected_failed_and_over_budget_runs_are_never_published() {
     let config = OperatorConfig::default();
-    let id = run_id(&example().spec, &links());
+    let id = run_id(&example().spec, &links(), &BTreeMap::new());
     let rejected = annotated(
         recorded(example(), passed()),
         &[(REJECT, &id), (APPROVED_BY, "chief@example.com")],
@@ -372,9 +373,18 @@ fn rejected_failed_and_over_budget_runs_are_never_published() {
 #[test]
 fn the_run_id_follows_what_decides_the_content_and_nothing_else() {
     let spec = example().spec;
-    let id = run_id(&spec, &links());
+    let none = BTreeMap::new();
+    let id = run_id(&spec, &links(), &none);
     assert_eq!(id.len(), 12);
-    assert_eq!(run_id(&spec, &links()), id);
+    assert_eq!(run_id(&spec, &links(), &none), id);
+    let own = BTreeMap::from([("system".to_string(), "Be brief.".to_string())]);
+    assert_ne!(
+        run_id(&spec, &links(), &own),
+        id,
+        "a team's templates decide the content"
+    );
+    assert_eq!(template_digest(&none), "builtin-v1");
+    assert!(template_digest(&own).starts_with("builtin-v1+"));
     let mut approval = spec.clone();
     approval
         .approval
@@ -384,16 +394,16 @@ fn the_run_id_follows_what_decides_the_content_and_nothing_else() {
         .push("x@example.com".into());
     approval.publish.as_mut().unwrap().canonical_url = Some("https://example.com/other".into());
     assert_eq!(
-        run_id(&approval, &links()),
+        run_id(&approval, &links(), &none),
         id,
         "approval and target do not decide the content"
     );
     let mut briefing = spec.clone();
     briefing.briefing.goal.push('!');
-    assert_ne!(run_id(&briefing, &links()), id);
+    assert_ne!(run_id(&briefing, &links(), &none), id);
     let mut other_links = links();
     other_links.insert("SPF".into(), "/docs/spf".into());
-    assert_ne!(run_id(&spec, &other_links), id);
+    assert_ne!(run_id(&spec, &other_links, &none), id);
 }
 
 #[test]
