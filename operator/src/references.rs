@@ -80,3 +80,22 @@ pub async fn first_missing_secret(
     }
     Ok(None)
 }
+
+/// The outcome naming the first Secret that does not exist among `refs` and the artifact
+/// store's (`Outcome::missing`), or `None` when all exist.
+pub async fn missing_secret<P: leitwerk_crds::common::Phase>(
+    ctx: &Context,
+    namespace: &str,
+    mut refs: Vec<(String, String)>,
+) -> Result<Option<crate::reconcile::Outcome<P>>, crate::reconcile::Error> {
+    refs.extend(artifact_store_secret(ctx));
+    let missing = first_missing_secret(ctx, namespace, &refs)
+        .await
+        .map_err(|source| crate::reconcile::Error::Read {
+            what: "Secrets".into(),
+            source,
+        })?;
+    Ok(missing.map(|(field, name)| {
+        crate::reconcile::Outcome::missing("Secret", &name, &field, namespace)
+    }))
+}

@@ -22,7 +22,7 @@ use leitwerk_crds::rag_index::IndexVersionState;
 use leitwerk_crds::{ContentPipeline, RagIndex};
 
 use crate::jobs::{list_owned, outcome};
-use crate::references::{artifact_store_secret, first_missing_secret, get_opt};
+use crate::references::{get_opt, missing_secret};
 use crate::watch::{Scope, drain, referrers};
 use crate::{
     context::Context,
@@ -235,19 +235,8 @@ async fn resolve(
             }
         }
     }
-    let mut secrets = secret_refs(&pipeline.spec);
-    secrets.extend(artifact_store_secret(ctx));
-    if let Some((field, name)) =
-        first_missing_secret(ctx, ns, &secrets)
-            .await
-            .map_err(|source| Error::Read {
-                what: "Secrets".into(),
-                source,
-            })?
-    {
-        return Ok(Err(
-            Outcome::missing("Secret", &name, &field, ns).recheck_after(RECHECK_UNWATCHED)
-        ));
+    if let Some(missing) = missing_secret(ctx, ns, secret_refs(&pipeline.spec)).await? {
+        return Ok(Err(missing.recheck_after(RECHECK_UNWATCHED)));
     }
     let name = &pipeline.spec.rag_index_ref.name;
     let index = get_opt::<RagIndex>(ctx, ns, name)

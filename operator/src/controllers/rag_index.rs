@@ -17,7 +17,7 @@ use kube::{
 };
 use leitwerk_crds::{RagIndex, rag_index::RagIndexPhase};
 
-use crate::references::{artifact_store_secret, first_missing_secret, get_opt};
+use crate::references::{get_opt, missing_secret};
 use crate::watch::{Scope, drain, referrers};
 use crate::{
     apply::{apply, hash_of},
@@ -197,17 +197,8 @@ async fn resolve(
             None => return Ok(Err(Outcome::missing("ConfigMap", &name, &field, ns))),
         }
     }
-    let mut secrets = secret_refs(&index.spec);
-    secrets.extend(artifact_store_secret(ctx));
-    if let Some((field, name)) =
-        first_missing_secret(ctx, ns, &secrets)
-            .await
-            .map_err(|source| Error::Read {
-                what: "Secrets".into(),
-                source,
-            })?
-    {
-        return Ok(Err(Outcome::missing("Secret", &name, &field, ns)));
+    if let Some(missing) = missing_secret(ctx, ns, secret_refs(&index.spec)).await? {
+        return Ok(Err(missing));
     }
     Ok(Ok(hash_of(&contents)))
 }

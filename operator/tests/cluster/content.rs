@@ -24,18 +24,16 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use leitwerk_crds::ContentPipeline;
-use leitwerk_crds::content_pipeline::ContentPipelinePhase;
+use leitwerk_crds::content_pipeline::{ContentPipelinePhase, ContentRun, ContentSummary};
 use leitwerk_crds::rag_index::RagIndexPhase;
 use leitwerk_testkit::cms::CmsReceiver;
 use leitwerk_testkit::llama::{Fault, FaultProxy, LlamaServer};
 use leitwerk_testkit::node::NodeStandIn;
 use leitwerk_testkit::standin::GeneratorStandIn;
-use leitwerk_testkit::{
-    Cluster, OperatorProcess, TestNamespace, kubectl_apply, provided, wait_for,
-};
+use leitwerk_testkit::{OperatorProcess, kubectl_apply, provided, wait_for};
 
 use crate::OPERATOR;
-use crate::predictive::{images, onnxruntime, sibling, volume_yaml};
+use crate::predictive::{Plant, images, onnxruntime, sibling};
 
 const TRAINER_IMAGE: &str = "leitwerk-trainer:content";
 const SERVER_IMAGE: &str = "leitwerk-inference-server:content";
@@ -136,6 +134,16 @@ impl Drop for Running {
     }
 }
 
+/// The pipeline's current run, as its status shows it.
+fn run_of(p: &ContentPipeline) -> ContentRun {
+    p.status.clone().unwrap_or_default().run.unwrap_or_default()
+}
+
+/// What the current run's Job reported.
+fn result_of(p: &ContentPipeline) -> ContentSummary {
+    run_of(p).result.unwrap_or_default()
+}
+
 /// Waits until the pipeline's phase is `phase` for a run other than `not_run`.
 async fn phase(
     pipelines: &Api<ContentPipeline>,
@@ -200,21 +208,13 @@ fn job_logs(dir: &std::path::Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is()
 -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("leitwerk-content-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let cluster = Cluster::start(&dir.join("cluster"), false)?;
-    cluster.install_crds()?;
-    cluster.install_operator_rbac()?;
-    let client = cluster.client().await?;
-    let ns = TestNamespace::create(&cluster, "content").await?;
-    let artifacts = dir.join("volumes/leitwerk-artifacts");
-    std::fs::create_dir_all(&artifacts)?;
-    cluster.apply(
-        None,
-        "-",
-        Some(&volume_yaml(&ns.name, "leitwerk-artifacts", &artifacts)),
-    )?;
+    let Plant {
+        dir,
+        cluster,
+        client,
+        ns,
+        artifacts,
+    } = Plant::start("content-e2e", "content").await?;
     let env = vec![
         (
             "LEITWERK_EMBEDDING_MODEL_DIR".to_string(),
@@ -346,12 +346,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
     )
     .await?;
     let published = phase(&pipelines, ContentPipelinePhase::Published, None, &operator).await?;
-    let done = published
-        .status
-        .clone()
-        .unwrap_or_default()
-        .run
-        .unwrap_or_default();
+    let done = run_of(&published);
     assert_eq!(done.decided_by.as_deref(), Some("editor@example.com"));
     assert!(
         done.published_to
@@ -406,13 +401,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         &operator,
     )
     .await?;
-    let second_id = second
-        .status
-        .clone()
-        .unwrap_or_default()
-        .run
-        .unwrap_or_default()
-        .id;
+    let second_id = run_of(&second).id;
     annotate(
         &pipelines,
         serde_json::json!({"leitwerk.dev/reject": second_id}),
@@ -449,12 +438,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         &operator,
     )
     .await?;
-    let third_run = third
-        .status
-        .clone()
-        .unwrap_or_default()
-        .run
-        .unwrap_or_default();
+    let third_run = run_of(&third);
     let digest = third_run.template_digest.clone().unwrap_or_default();
     assert!(digest.starts_with("builtin-v1+"), "{third_run:?}");
     assert!(
@@ -472,12 +456,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         &operator,
     )
     .await?;
-    let fourth_run = fourth
-        .status
-        .clone()
-        .unwrap_or_default()
-        .run
-        .unwrap_or_default();
+    let fourth_run = run_of(&fourth);
     assert_ne!(fourth_run.template_digest, Some(digest), "{fourth_run:?}");
     let second_id = fourth_run.id;
 
@@ -495,14 +474,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         &operator,
     )
     .await?;
-    let result = failed
-        .status
-        .clone()
-        .unwrap_or_default()
-        .run
-        .unwrap_or_default()
-        .result
-        .unwrap_or_default();
+    let result = result_of(&failed);
     assert!(!result.passed);
     assert!(result.grounded_claims < result.claims, "{result:?}");
     assert_eq!(
@@ -516,13 +488,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
             .is_some_and(|r| r.contains("claim")),
         "{result:?}"
     );
-    let failed_id = failed
-        .status
-        .clone()
-        .unwrap_or_default()
-        .run
-        .unwrap_or_default()
-        .id;
+    let failed_id = run_of(&failed).id;
 
     // 5. A budget too small for the outline stops before the call is made.
     cluster.apply(
@@ -537,14 +503,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         &operator,
     )
     .await?;
-    let result = broke
-        .status
-        .clone()
-        .unwrap_or_default()
-        .run
-        .unwrap_or_default()
-        .result
-        .unwrap_or_default();
+    let result = result_of(&broke);
     assert!(result.budget_exceeded, "{result:?}");
     assert!(result.tokens <= 300, "{result:?}");
     assert_eq!(
@@ -583,14 +542,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
-    let result = faulty
-        .status
-        .clone()
-        .unwrap_or_default()
-        .run
-        .unwrap_or_default()
-        .result
-        .unwrap_or_default();
+    let result = result_of(&faulty);
     assert!(result.passed, "{result:?}");
     assert!(
         result
@@ -680,14 +632,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
-        let result = p
-            .status
-            .clone()
-            .unwrap_or_default()
-            .run
-            .unwrap_or_default()
-            .result
-            .unwrap_or_default();
+        let result = result_of(&p);
         let stages: Vec<&str> = result.stages.iter().map(|s| s.stage.as_str()).collect();
         assert_eq!(
             stages,

@@ -70,6 +70,49 @@ pub(crate) fn images(
 }
 
 /// A hostPath PersistentVolume and a claim bound to it (the PV controller binds them).
+/// A private control plane for one story: the CRDs and the operator's RBAC installed, a test
+/// namespace, and the artifact store's volume (a hostPath PersistentVolume bound to the claim
+/// `leitwerk-artifacts`), all under a fresh directory named after `story`.
+pub(crate) struct Plant {
+    /// The story's directory.
+    pub dir: PathBuf,
+    /// The control plane.
+    pub cluster: Cluster,
+    /// A client of it.
+    pub client: kube::Client,
+    /// The test namespace.
+    pub ns: TestNamespace,
+    /// The artifact store's directory on this machine.
+    pub artifacts: PathBuf,
+}
+
+impl Plant {
+    pub(crate) async fn start(story: &str, namespace_prefix: &str) -> anyhow::Result<Plant> {
+        let dir = std::env::temp_dir().join(format!("leitwerk-{story}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let cluster = Cluster::start(&dir.join("cluster"), false)?;
+        cluster.install_crds()?;
+        cluster.install_operator_rbac()?;
+        let client = cluster.client().await?;
+        let ns = TestNamespace::create(&cluster, namespace_prefix).await?;
+        let artifacts = dir.join("volumes/leitwerk-artifacts");
+        std::fs::create_dir_all(&artifacts)?;
+        cluster.apply(
+            None,
+            "-",
+            Some(&volume_yaml(&ns.name, "leitwerk-artifacts", &artifacts)),
+        )?;
+        Ok(Plant {
+            dir,
+            cluster,
+            client,
+            ns,
+            artifacts,
+        })
+    }
+}
+
 pub(crate) fn volume_yaml(ns: &str, claim: &str, path: &Path) -> String {
     format!(
         "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {ns}-{claim}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  claimRef: {{namespace: {ns}, name: {claim}}}\n  hostPath: {{path: {p}}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {claim}, namespace: {ns}}}\nspec:\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  resources: {{requests: {{storage: 1Gi}}}}\n",

