@@ -32,8 +32,7 @@ use leitwerk_testkit::node::NodeStandIn;
 use leitwerk_testkit::standin::GeneratorStandIn;
 use leitwerk_testkit::{OperatorProcess, kubectl_apply, provided, wait_for};
 
-use crate::OPERATOR;
-use crate::predictive::{Plant, images, onnxruntime, sibling};
+use crate::predictive::{Plant, images, onnxruntime, operator_with_images, sibling};
 
 const TRAINER_IMAGE: &str = "leitwerk-trainer:content";
 const SERVER_IMAGE: &str = "leitwerk-inference-server:content";
@@ -230,18 +229,8 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         images(TRAINER_IMAGE, SERVER_IMAGE, &env)?,
     )
     .await?;
-    let config = dir.join("operator.yaml");
-    std::fs::write(
-        &config,
-        format!("trainerImage: {TRAINER_IMAGE}\ninferenceServerImage: {SERVER_IMAGE}\n"),
-    )?;
-    let operator = OperatorProcess::start(
-        &cluster,
-        OPERATOR,
-        &ns.name,
-        &["--config", &config.to_string_lossy()],
-    )
-    .await?;
+    let operator =
+        operator_with_images(&cluster, &dir, &ns.name, TRAINER_IMAGE, SERVER_IMAGE).await?;
     let generator = GeneratorStandIn::start().await?;
     let cms = CmsReceiver::start(SIGNING_KEY.as_bytes(), vec![503]).await?;
     kubectl_apply(&cluster, &ns.name, "examples/product-docs-rag/", None)?;

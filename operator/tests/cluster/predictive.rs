@@ -113,6 +113,29 @@ impl Plant {
     }
 }
 
+/// Starts the operator for `ns` with a config naming the trainer and inference-server images
+/// (written under `dir`).
+pub(crate) async fn operator_with_images(
+    cluster: &Cluster,
+    dir: &Path,
+    ns: &str,
+    trainer: &str,
+    server: &str,
+) -> anyhow::Result<OperatorProcess> {
+    let config = dir.join("operator.yaml");
+    std::fs::write(
+        &config,
+        format!("trainerImage: {trainer}\ninferenceServerImage: {server}\n"),
+    )?;
+    OperatorProcess::start(
+        cluster,
+        OPERATOR,
+        ns,
+        &["--config", &config.to_string_lossy()],
+    )
+    .await
+}
+
 pub(crate) fn volume_yaml(ns: &str, claim: &str, path: &Path) -> String {
     format!(
         "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {ns}-{claim}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  claimRef: {{namespace: {ns}, name: {claim}}}\n  hostPath: {{path: {p}}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {claim}, namespace: {ns}}}\nspec:\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  resources: {{requests: {{storage: 1Gi}}}}\n",
@@ -180,18 +203,8 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
     let images = images(TRAINER_IMAGE, SERVER_IMAGE, &env)?;
     let node = NodeStandIn::start(client.clone(), "gpu-node-1", 1, &dir, images).await?;
 
-    let config = dir.join("operator.yaml");
-    std::fs::write(
-        &config,
-        format!("trainerImage: {TRAINER_IMAGE}\ninferenceServerImage: {SERVER_IMAGE}\n"),
-    )?;
-    let operator = OperatorProcess::start(
-        &cluster,
-        OPERATOR,
-        &ns.name,
-        &["--config", &config.to_string_lossy()],
-    )
-    .await?;
+    let operator =
+        operator_with_images(&cluster, &dir, &ns.name, TRAINER_IMAGE, SERVER_IMAGE).await?;
     kubectl_apply(&cluster, &ns.name, "examples/lead-scoring/", None)?;
 
     let models: Api<Model> = Api::namespaced(client.clone(), &ns.name);

@@ -21,8 +21,8 @@ use leitwerk_crds::rag_index::{BuildState, IndexBuild, IndexVersionState, RagInd
 use leitwerk_testkit::node::{Image, NodeStandIn};
 use leitwerk_testkit::{OperatorProcess, example_config_map, kubectl_apply, provided, wait_for};
 
-use crate::predictive::{Plant, images, onnxruntime};
-use crate::{OPERATOR, WAIT};
+use crate::WAIT;
+use crate::predictive::{Plant, images, onnxruntime, operator_with_images};
 
 const TRAINER_IMAGE: &str = "leitwerk-trainer:rag";
 const SERVER_IMAGE: &str = "leitwerk-inference-server:rag";
@@ -433,18 +433,8 @@ async fn product_docs_index_builds_serves_refreshes_refuses_and_cleans_up() -> a
         },
     );
     let node = NodeStandIn::start(client.clone(), "rag-node-1", 0, &dir, images).await?;
-    let config = dir.join("operator.yaml");
-    std::fs::write(
-        &config,
-        format!("trainerImage: {TRAINER_IMAGE}\ninferenceServerImage: {SERVER_IMAGE}\n"),
-    )?;
-    let operator = OperatorProcess::start(
-        &cluster,
-        OPERATOR,
-        &ns.name,
-        &["--config", &config.to_string_lossy()],
-    )
-    .await?;
+    let operator =
+        operator_with_images(&cluster, &dir, &ns.name, TRAINER_IMAGE, SERVER_IMAGE).await?;
     kubectl_apply(&cluster, &ns.name, "examples/product-docs-rag/", None)?;
     let indexes: Api<RagIndex> = Api::namespaced(client.clone(), &ns.name);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
