@@ -30,7 +30,7 @@ use leitwerk_testkit::cms::CmsReceiver;
 use leitwerk_testkit::llama::{Fault, FaultProxy, LlamaServer};
 use leitwerk_testkit::node::NodeStandIn;
 use leitwerk_testkit::standin::GeneratorStandIn;
-use leitwerk_testkit::{OperatorProcess, kubectl_apply, provided, wait_for};
+use leitwerk_testkit::{OperatorProcess, kubectl_apply, provided, wait_for, wait_for_ready_reason};
 
 use crate::predictive::{Plant, images, onnxruntime, operator_with_images, sibling};
 
@@ -560,6 +560,49 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         "the drafts went to the primary again: {result:?}"
     );
     assert!(proxy.requests() >= 3, "{}", proxy.requests());
+
+    // 5c. Bad input ends in a condition naming the field and the fix: a missing Secret before
+    //     anything runs, then a key the backend refuses (no retry, nothing published).
+    let refused = writer(&proxy.base_url).replace("llm-gateway", "stale-key");
+    cluster.apply(
+        Some(&ns.name),
+        "-",
+        Some(&named_pipeline_yaml("stale", &refused, &cms.url, 60_000)),
+    )?;
+    let missing = wait_for_ready_reason(&pipelines, "stale", "SecretNotFound", RUN_WAIT).await?;
+    let message = missing["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("spec.generators[0].openAiCompatible.apiKeySecretRef"),
+        "{message}"
+    );
+    cluster.apply(
+        Some(&ns.name),
+        "-",
+        Some("apiVersion: v1\nkind: Secret\nmetadata: {name: stale-key}\nstringData: {api-key: revoked-key}\n"),
+    )?;
+    let stale = wait_for("the stale-key run to fail", RUN_WAIT, || async {
+        let p = pipelines.get("stale").await?;
+        let s = p.status.clone().unwrap_or_default();
+        Ok((
+            (s.phase == Some(ContentPipelinePhase::Failed)).then_some(p),
+            format!("{:?} {:?}", s.phase, s.conditions),
+        ))
+    })
+    .await?;
+    let reason = result_of(&stale).reason.unwrap_or_default();
+    assert!(
+        reason.contains("primary") || reason.contains("writer"),
+        "the backend is named: {reason}"
+    );
+    assert!(
+        reason.contains("HTTP 401") && reason.contains("apiKeySecretRef"),
+        "{reason}"
+    );
 
     // 6. Real small models: SmolLM2 on the llama.cpp server and on Leitwerk's own generator
     //    (`leitwerk-inference-server --generator-model`, standing in for the in-cluster
