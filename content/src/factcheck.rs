@@ -14,7 +14,7 @@ use crate::markdown::{Draft, Location};
 use crate::text::sentences;
 
 /// A retrieved chunk the draft may be grounded in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Chunk {
     /// Its id in the index (as tagged in the prompt).
     pub id: String,

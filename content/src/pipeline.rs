@@ -202,7 +202,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
     let persona = inputs.redactor.redact(&b.persona, &mut vault);
 
     // Retrieve: per section of the structure (or the goal), chunks deduplicated by id.
-    let stage = Stage::start("Retrieve");
+    let mut stage = Stage::start("Retrieve");
     let queries: Vec<String> = std::iter::once(goal.clone())
         .chain(b.structure.iter().cloned())
         .collect();
@@ -231,6 +231,10 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             .push(stage.end(false, vec!["no chunk was retrieved".into()]));
         return failed(run, "the RagIndex returned nothing for the briefing".into());
     }
+    stage.io(
+        queries.join("\n"),
+        serde_json::to_string(&chunks).unwrap_or_default(),
+    );
     run.stages
         .push(stage.end(true, vec![format!("{} chunks", chunks.len())]));
     let sources = quote_sources(&chunks);
@@ -258,7 +262,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
     };
     let outline = match inputs.chain.complete(&outline_request, 0).await {
         Ok(c) => {
-            stage.charge(&c);
+            stage.charge(&outline_request, &c);
             c
         }
         Err(e) => {
@@ -330,7 +334,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             };
             match inputs.chain.complete(&request, start).await {
                 Ok(c) => {
-                    stage.charge(&c);
+                    stage.charge(&request, &c);
                     let text = section_text(&strip_citations(&c.text));
                     body.push_str(&format!("## {heading}\n\n{text}\n\n"));
                 }
@@ -358,7 +362,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             markdown,
         };
 
-        let stage = Stage::start("FactCheck");
+        let mut stage = Stage::start("FactCheck");
         let ledger = match factcheck::check(
             &page.markdown,
             &chunks,
@@ -379,9 +383,13 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             .filter(|e| !e.supported)
             .map(|e| format!("unsupported claim at {}: {:?}", e.location, e.claim))
             .collect();
+        stage.io(
+            page.markdown.clone(),
+            serde_json::to_string(&ledger).unwrap_or_default(),
+        );
         run.stages.push(stage.end(ledger.passed, problems.clone()));
 
-        let stage = Stage::start("StyleCheck");
+        let mut stage = Stage::start("StyleCheck");
         let (style_findings, readability) = style::check(&page.markdown, &inputs.settings.style);
         run.readability = readability.map(|r| (r.score * 10.0).round() / 10.0);
         let style_errors: Vec<String> = style_findings
@@ -389,12 +397,14 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             .filter(|f| matches!(f.rule, "banned" | "required" | "glossary"))
             .map(|f| f.message.clone())
             .collect();
+        let messages: Vec<&str> = style_findings.iter().map(|f| f.message.as_str()).collect();
+        stage.io(page.markdown.clone(), messages.join("\n"));
         run.stages.push(stage.end(
             style_errors.is_empty(),
             style_findings.iter().map(|f| f.message.clone()).collect(),
         ));
 
-        let stage = Stage::start("OnPageCheck");
+        let mut stage = Stage::start("OnPageCheck");
         let seo_rules = seo::Rules {
             keywords: b.keywords.clone(),
             entities: b.entities.clone(),
@@ -407,6 +417,11 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             .filter(|f| matches!(f.rule, "h1" | "headingLevels" | "structure" | "linkMap"))
             .map(|f| f.message.clone())
             .collect();
+        let messages: Vec<&str> = seo_findings.iter().map(|f| f.message.as_str()).collect();
+        stage.io(
+            serde_json::to_string(&page).unwrap_or_default(),
+            messages.join("\n"),
+        );
         run.stages.push(stage.end(
             seo_errors.is_empty(),
             seo_findings.iter().map(|f| f.message.clone()).collect(),

@@ -4,8 +4,9 @@
 //! The content Job reads the index file and its embedding model, builds the generator chain
 //! from the spec (API keys from the environment the operator maps from the generators'
 //! Secrets), runs the stages (`leitwerk_content::pipeline`), writes the run's artifacts under
-//! `content/<namespace>/<name>/<run id>/` — `run.json` (every stage and the claim ledger),
-//! `draft.md`, and `payload.json` when every check passed — and reports a
+//! `content/<namespace>/<name>/<run id>/` — every stage's input and output under
+//! `stages/<sha256>`, `run.json` (every stage with its artifacts' digests, and the claim
+//! ledger), `draft.md`, and `payload.json` when every check passed — and reports a
 //! [`ContentSummary`]. The publish Job reads the payload back, refuses it unless its digest is
 //! the one the content Job reported, and delivers it.
 
@@ -357,9 +358,21 @@ pub async fn run_content(
 
     let store = Store::open(&job.store)?;
     let prefix = content_run_prefix(&job.namespace, &job.name, &job.run_id);
+    // Every stage's input and output under its digest; run.json says which is which.
+    let mut io = Vec::new();
+    for stage in &run.stages {
+        let mut names = Vec::new();
+        for text in [&stage.input, &stage.output] {
+            let d = digest(text.as_bytes());
+            let key = format!("{prefix}stages/{}", d.trim_start_matches("sha256:"));
+            store.put(&key, text.clone().into_bytes()).await?;
+            names.push(d);
+        }
+        io.push(serde_json::json!({"stage": stage.stage, "input": names[0], "output": names[1]}));
+    }
     let record = serde_json::json!({
         "runId": job.run_id, "index": job.index, "templates": template_digest,
-        "stages": run.stages, "ledger": run.ledger,
+        "stages": run.stages, "artifacts": io, "ledger": run.ledger,
         "passed": run.passed, "reason": run.reason, "readability": run.readability,
     });
     store

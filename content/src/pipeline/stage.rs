@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::generate::Completion;
+use crate::generate::{Completion, Request};
 
 /// One stage of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,6 +28,12 @@ pub struct StageReport {
     /// Calls that failed over to the next generator, e.g. `gateway: HTTP 500`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fallbacks: Vec<String>,
+    /// What the stage read (the requests it sent, the draft it checked), for its artifact.
+    #[serde(skip)]
+    pub input: String,
+    /// What it produced (the answers, the ledger, the findings), for its artifact.
+    #[serde(skip)]
+    pub output: String,
 }
 
 pub(super) struct Stage {
@@ -37,6 +43,8 @@ pub(super) struct Stage {
     cost: f64,
     generator: Option<String>,
     fallbacks: Vec<String>,
+    input: Vec<String>,
+    output: Vec<String>,
 }
 
 impl Stage {
@@ -48,10 +56,23 @@ impl Stage {
             cost: 0.0,
             generator: None,
             fallbacks: Vec::new(),
+            input: Vec::new(),
+            output: Vec::new(),
         }
     }
 
-    pub(super) fn charge(&mut self, c: &Completion) {
+    /// Records what the stage read and produced.
+    pub(super) fn io(&mut self, input: impl Into<String>, output: impl Into<String>) {
+        self.input.push(input.into());
+        self.output.push(output.into());
+    }
+
+    /// Charges a generator call, recording the request and the answer.
+    pub(super) fn charge(&mut self, request: &Request, c: &Completion) {
+        self.io(
+            serde_json::to_string(&request.messages).unwrap_or_default(),
+            c.text.clone(),
+        );
         self.tokens += c.usage.total();
         self.cost += c.cost;
         self.generator = Some(c.generator.clone());
@@ -73,6 +94,8 @@ impl Stage {
             generator: self.generator,
             findings,
             fallbacks: self.fallbacks,
+            input: self.input.join("\n"),
+            output: self.output.join("\n"),
         }
     }
 }

@@ -20,6 +20,8 @@
 
 use std::time::Duration;
 
+use sha2::Digest;
+
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -186,8 +188,8 @@ fn condition(p: &ContentPipeline, type_: &str) -> (String, String) {
         .unwrap_or_default()
 }
 
-/// Every Job log the node stand-in wrote under `dir`.
-fn job_logs(dir: &std::path::Path) -> String {
+/// The text of every file under `dir` that `keep` accepts (stage artifacts, Job logs).
+fn read_all(dir: &std::path::Path, keep: fn(&std::path::Path) -> bool) -> String {
     let mut out = String::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -195,7 +197,7 @@ fn job_logs(dir: &std::path::Path) -> String {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == "container.log") {
+            } else if keep(&path) {
                 out.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
             }
         }
@@ -322,6 +324,36 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         ns.name, run.id
     )))?;
     assert!(draft.starts_with("# "), "{draft}");
+    // Every stage's input and output is an artifact named by its digest.
+    let run_dir = artifacts.join(format!("content/{}/ab-article/{}", ns.name, run.id));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("run.json"))?)?;
+    let stage_files = record["artifacts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(stage_files.len(), 6, "{record}");
+    for entry in &stage_files {
+        for side in ["input", "output"] {
+            let digest = entry[side].as_str().unwrap_or_default();
+            let text = std::fs::read(
+                run_dir
+                    .join("stages")
+                    .join(digest.trim_start_matches("sha256:")),
+            )?;
+            let hex: String = sha2::Sha256::digest(&text)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(format!("sha256:{hex}"), digest, "{entry}");
+        }
+    }
+    let draft_in = std::fs::read_to_string(
+        run_dir.join("stages").join(
+            stage_files[2]["input"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("sha256:"),
+        ),
+    )?;
+    assert!(draft_in.contains("Write the section"), "{draft_in}");
     assert!(draft.contains("## Pricing"), "{draft}");
     assert!(
         cms.deliveries().is_empty(),
@@ -750,7 +782,16 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         ),
         ("Events", serde_json::to_string(&events.items)?),
         ("operator log", operator.log_text()),
-        ("Job logs", job_logs(&dir.join("node"))),
+        (
+            "Job logs",
+            read_all(&dir.join("node"), |p| p.ends_with("container.log")),
+        ),
+        (
+            "stage artifacts",
+            read_all(&artifacts, |p| {
+                p.parent().is_some_and(|d| d.ends_with("stages"))
+            }),
+        ),
     ];
     for (place, text) in &readable {
         for raw in [EMAIL, API_KEY, REDACTION_KEY, SIGNING_KEY] {
