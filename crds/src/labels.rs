@@ -35,6 +35,9 @@ pub const APPLIED_HASH: &str = "leitwerk.dev/applied-hash";
 pub const APPROVE: &str = "leitwerk.dev/approve";
 /// Annotation an editor sets on a ContentPipeline to reject a run: its value is the run id.
 pub const REJECT: &str = "leitwerk.dev/reject";
+/// Annotation that asks for a failed run to be run again: any new value (e.g. the time) starts
+/// the next attempt of the current run id.
+pub const RERUN: &str = "leitwerk.dev/rerun";
 /// Annotation naming who approved or rejected (recorded in status).
 pub const APPROVED_BY: &str = "leitwerk.dev/approved-by";
 
@@ -43,7 +46,7 @@ pub const INDEX_FILES_FINALIZER: &str = "leitwerk.dev/index-files";
 
 /// Every label, annotation and finalizer above, for the test that finds no copy of them as
 /// a literal anywhere else.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 19] = [
     FEATURE_SET,
     MODEL,
     VERSION,
@@ -62,4 +65,5 @@ pub const ALL: [&str; 18] = [
     APPROVE,
     REJECT,
     APPROVED_BY,
+    RERUN,
 ];

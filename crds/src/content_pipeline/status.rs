@@ -64,6 +64,13 @@ pub struct ContentRun {
     /// The run id: a digest of everything that decides the content (briefing, generators,
     /// guardrails, budget, link map, prompt templates). A change of any starts a new run.
     pub id: String,
+    /// The attempt: 0 for the first, one more for each rerun a `leitwerk.dev/rerun` asked
+    /// for after a failure.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempt: i32,
+    /// The `leitwerk.dev/rerun` value this attempt answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_token: Option<String>,
     /// When the run's Job was started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -197,3 +204,7 @@ crate::common::named_enum! {
 }
 
 crate::common::impl_resource_status!(ContentPipelineStatus, ContentPipelinePhase);
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}

@@ -329,7 +329,8 @@ async fn read_run(
     let selector = format!("{CONTENT_PIPELINE}={}", pipeline.name_any());
     let owned = list_owned(ctx, pipeline, &selector, false, "Generate").await?;
     let find = |name: String| owned.trusted.iter().find(|j| j.name_any() == name);
-    let content = match find(content_job_name(pipeline, &run_id)) {
+    let attempt = attempt_to_read(pipeline, &run_id);
+    let content = match find(content_job_name(pipeline, &run_id, attempt)) {
         Some(job) => Some(outcome::<ContentSummary>(ctx, job).await?),
         None => None,
     };

@@ -510,6 +510,17 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         "{result:?}"
     );
     let failed_id = run_of(&failed).id;
+    // Asked to run again, the failed run's next attempt runs (and fails the same way).
+    annotate(&pipelines, serde_json::json!({"leitwerk.dev/rerun": "1"})).await?;
+    let again = wait_for("the second attempt to finish", RUN_WAIT, || async {
+        let p = pipelines.get("ab-article").await?;
+        let run = run_of(&p);
+        let done = run.attempt == 1 && run.result.is_some();
+        Ok((done.then_some(p), format!("{run:?}")))
+    })
+    .await?;
+    assert_eq!(run_of(&again).id, failed_id);
+    assert!(!result_of(&again).passed);
 
     // 5. A budget too small for the outline stops before the call is made.
     cluster.apply(

@@ -114,10 +114,15 @@ pub fn count(spent: Option<DailySpend>, run: &ContentRun) -> Option<DailySpend> 
             day,
             ..DailySpend::default()
         });
-    if !spent.runs.contains(&run.id) {
+    let key = if run.attempt > 0 {
+        format!("{}#{}", run.id, run.attempt)
+    } else {
+        run.id.clone()
+    };
+    if !spent.runs.contains(&key) {
         spent.tokens += result.tokens;
         spent.cost = ((spent.cost + result.cost) * 1e6).round() / 1e6;
-        spent.runs.push(run.id.clone());
+        spent.runs.push(key);
         if spent.runs.len() > 100 {
             spent.runs.remove(0);
         }

@@ -67,9 +67,32 @@ pub fn service_account_name(pipeline: &ContentPipeline) -> String {
     child_name(&pipeline.name_any(), "content")
 }
 
-/// Name of the content Job of `run`.
-pub fn content_job_name(pipeline: &ContentPipeline, run: &str) -> String {
-    child_name(&pipeline.name_any(), &format!("content-{run}"))
+/// Name of the content Job of `run`'s `attempt` (0 for the first).
+pub fn content_job_name(pipeline: &ContentPipeline, run: &str, attempt: i32) -> String {
+    if attempt == 0 {
+        child_name(&pipeline.name_any(), &format!("content-{run}"))
+    } else {
+        child_name(&pipeline.name_any(), &format!("content-{run}-{attempt}"))
+    }
+}
+
+/// What one content Job runs: the run and its attempt, the index version's file, the link
+/// map and templates the run id was derived from, and the budget (tokens, cost) it was
+/// granted.
+#[derive(Debug, Clone, Copy)]
+pub struct RunJob<'a> {
+    /// The run id.
+    pub run: &'a str,
+    /// The attempt.
+    pub attempt: i32,
+    /// The index version's file.
+    pub index_url: &'a str,
+    /// The link map.
+    pub link_map: &'a BTreeMap<String, String>,
+    /// The team's templates.
+    pub templates: &'a BTreeMap<String, String>,
+    /// The granted budget.
+    pub budget: (i64, Option<f64>),
 }
 
 /// Name of the publish Job of `run`.
@@ -143,17 +166,16 @@ fn job(
     )
 }
 
-/// The content Job of `run`, grounded in the index file `index_url`, with `budget` (tokens,
-/// cost) as its budget.
-pub fn build_content_job(
-    pipeline: &ContentPipeline,
-    config: &OperatorConfig,
-    run: &str,
-    index_url: &str,
-    link_map: &BTreeMap<String, String>,
-    templates: &BTreeMap<String, String>,
-    budget: (i64, Option<f64>),
-) -> Job {
+/// The content Job of a run.
+pub fn build_content_job(pipeline: &ContentPipeline, config: &OperatorConfig, r: &RunJob) -> Job {
+    let RunJob {
+        run,
+        attempt,
+        index_url,
+        link_map,
+        templates,
+        budget,
+    } = *r;
     let mut p = parts(pipeline, config, run);
     // The run's budget is what it was granted: the spec's, or what the day has left.
     let mut spec = pipeline.spec.clone();
@@ -196,7 +218,13 @@ pub fn build_content_job(
         },
     }
     .to_args();
-    job(pipeline, config, &content_job_name(pipeline, run), args, &p)
+    job(
+        pipeline,
+        config,
+        &content_job_name(pipeline, run, attempt),
+        args,
+        &p,
+    )
 }
 
 /// The publish Job of an approved `run` whose payload is at `payload` with `digest`.

@@ -14,10 +14,10 @@ use leitwerk_crds::ContentPipeline;
 use leitwerk_crds::content_pipeline::{
     ContentPipelinePhase, ContentRun, ContentSummary, PublishSummary,
 };
-use leitwerk_crds::labels::{APPROVE, APPROVED_BY, REJECT};
+use leitwerk_crds::labels::{APPROVE, APPROVED_BY, REJECT, RERUN};
 
 use super::budget::{Allowance, grant};
-use super::build::{build_content_job, build_publish_job, template_digest};
+use super::build::{RunJob, build_content_job, build_publish_job, template_digest};
 use crate::config::OperatorConfig;
 use crate::jobs::JobOutcome;
 use crate::notice::Notice;
@@ -67,14 +67,14 @@ pub struct Plan {
 
 /// The plan. `now` is RFC 3339.
 pub fn plan(pipeline: &ContentPipeline, config: &OperatorConfig, read: Read, now: &str) -> Plan {
-    let prior = pipeline
-        .status
-        .as_ref()
-        .and_then(|s| s.run.clone())
-        .filter(|r| r.id == read.run_id);
+    let rerun = rerun_requested(pipeline, &read.run_id);
+    // A rerun starts the run afresh: nothing of the failed attempt carries over.
+    let prior = prior_run(pipeline, &read.run_id).filter(|_| rerun.is_none());
     let mut run = prior.clone().unwrap_or_else(|| ContentRun {
         id: read.run_id.clone(),
         template_digest: Some(template_digest(&read.templates)),
+        attempt: rerun.as_ref().map_or(0, |r| r.0),
+        rerun_token: rerun.map(|r| r.1),
         ..ContentRun::default()
     });
     let mut events = Vec::new();
@@ -121,14 +121,22 @@ pub fn plan(pipeline: &ContentPipeline, config: &OperatorConfig, read: Read, now
                 let job = build_content_job(
                     pipeline,
                     config,
-                    &run.id,
-                    &url,
-                    &read.link_map,
-                    &read.templates,
-                    (tokens, cost),
+                    &RunJob {
+                        run: &run.id,
+                        attempt: run.attempt,
+                        index_url: &url,
+                        link_map: &read.link_map,
+                        templates: &read.templates,
+                        budget: (tokens, cost),
+                    },
                 );
+                let again = if run.attempt > 0 {
+                    format!(" (attempt {}, asked for by {RERUN})", run.attempt + 1)
+                } else {
+                    String::new()
+                };
                 let note = format!(
-                    "run {} started: grounded in RagIndex {} version {version}",
+                    "run {}{again} started: grounded in RagIndex {} version {version}",
                     run.id, pipeline.spec.rag_index_ref.name
                 );
                 let outcome = generating(&run.id, None).with_events([Notice::normal(
@@ -305,6 +313,34 @@ pub fn plan(pipeline: &ContentPipeline, config: &OperatorConfig, read: Read, now
     let mut outcome = Outcome::new(phase, ready);
     outcome.conditions = conditions;
     plan(start, outcome.with_events(events), run)
+}
+
+/// The run in status when it is `run_id`'s.
+pub fn prior_run(pipeline: &ContentPipeline, run_id: &str) -> Option<ContentRun> {
+    pipeline
+        .status
+        .as_ref()
+        .and_then(|s| s.run.clone())
+        .filter(|r| r.id == run_id)
+}
+
+/// `(attempt, token)` when `leitwerk.dev/rerun` asks for another attempt of `run_id`: its
+/// current attempt failed (it was not rejected or published) and the annotation's value is
+/// one no attempt answered yet.
+pub fn rerun_requested(pipeline: &ContentPipeline, run_id: &str) -> Option<(i32, String)> {
+    let token = pipeline.annotations().get(RERUN)?;
+    let prior = prior_run(pipeline, run_id)?;
+    let failed = prior.result.as_ref().is_some_and(|r| !r.passed) && prior.published_to.is_none();
+    (failed && prior.rerun_token.as_ref() != Some(token))
+        .then(|| (prior.attempt + 1, token.clone()))
+}
+
+/// The attempt whose Job the plan reads: the next one when a rerun is asked for.
+pub fn attempt_to_read(pipeline: &ContentPipeline, run_id: &str) -> i32 {
+    rerun_requested(pipeline, run_id)
+        .map(|r| r.0)
+        .or_else(|| prior_run(pipeline, run_id).map(|r| r.attempt))
+        .unwrap_or(0)
 }
 
 /// The time from `now` (RFC 3339) to the next 00:00 UTC, at least a minute.

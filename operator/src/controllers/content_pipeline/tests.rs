@@ -608,3 +608,67 @@ fn a_runs_spend_counts_once_on_the_day_it_started() {
         "yesterday's run keeps today's"
     );
 }
+
+#[test]
+fn a_failed_run_runs_again_once_per_new_rerun_value() {
+    use leitwerk_crds::labels::RERUN;
+    let config = OperatorConfig::default();
+    let id = run_id(&example().spec, &links(), &BTreeMap::new());
+    let mut failed = passed();
+    failed.passed = false;
+    failed.reason = Some("every generator failed: gateway: unreachable".into());
+    let mut stored = recorded(example(), failed.clone());
+    stored
+        .status
+        .as_mut()
+        .unwrap()
+        .run
+        .as_mut()
+        .unwrap()
+        .started_at = Some(NOW.into());
+
+    // No annotation: the failure stands.
+    let p = plan(&stored, &config, read(None), NOW);
+    assert!(p.start.is_none());
+    assert_eq!(p.outcome.phase, ContentPipelinePhase::Failed);
+    assert_eq!(attempt_to_read(&stored, &id), 0);
+
+    // A new value: the next attempt starts afresh, under its own Job name.
+    let asked = annotated(stored.clone(), &[(RERUN, "t1")]);
+    assert_eq!(attempt_to_read(&asked, &id), 1);
+    let p = plan(&asked, &config, read(None), NOW);
+    let job = p.start.expect("the next attempt's Job");
+    assert_eq!(
+        job.metadata.name.as_deref(),
+        Some(format!("seo-ab-testing-article-content-{id}-1").as_str())
+    );
+    assert_eq!(
+        (p.run.attempt, p.run.rerun_token.as_deref()),
+        (1, Some("t1"))
+    );
+    assert!(p.run.result.is_none());
+    assert!(
+        p.outcome.events[0].note.contains("attempt 2"),
+        "{:?}",
+        p.outcome.events
+    );
+
+    // The same value after that attempt failed too: nothing more; a new value: attempt 2.
+    let mut second = asked.clone();
+    let run = second.status.as_mut().unwrap().run.as_mut().unwrap();
+    run.attempt = 1;
+    run.rerun_token = Some("t1".into());
+    assert!(plan(&second, &config, read(None), NOW).start.is_none());
+    let again = annotated(second.clone(), &[(RERUN, "t2")]);
+    assert_eq!(plan(&again, &config, read(None), NOW).run.attempt, 2);
+
+    // A passed run is not rerun (a rejected one needs a changed spec).
+    let fine = annotated(recorded(example(), passed()), &[(RERUN, "t1")]);
+    assert_eq!(attempt_to_read(&fine, &id), 0);
+
+    // Each attempt's spend counts.
+    let first = count(None, &stored.status.clone().unwrap().run.unwrap()).unwrap();
+    let run = second.status.clone().unwrap().run.unwrap();
+    let both = count(Some(first.clone()), &run).unwrap();
+    assert_eq!(both.tokens, first.tokens * 2);
+}
