@@ -14,7 +14,7 @@ use crate::jobs::JobOutcome;
 
 fn example() -> ContentPipeline {
     let mut p: ContentPipeline = yaml_serde::from_str(include_str!(
-        "../../../../examples/seo-article/contentpipeline.yaml"
+        "../../../../../examples/seo-article/contentpipeline.yaml"
     ))
     .unwrap();
     p.metadata.namespace = Some("marketing".into());
