@@ -77,8 +77,8 @@ fn succeeded(summary: ContentSummary) -> Option<JobOutcome<ContentSummary>> {
     })
 }
 
-fn env_names(job: &Job) -> Vec<String> {
-    job.spec
+fn container(job: &Job) -> &k8s_openapi::api::core::v1::Container {
+    &job.spec
         .as_ref()
         .unwrap()
         .template
@@ -86,6 +86,14 @@ fn env_names(job: &Job) -> Vec<String> {
         .as_ref()
         .unwrap()
         .containers[0]
+}
+
+fn args_of(job: &Job) -> Vec<String> {
+    container(job).args.clone().unwrap()
+}
+
+fn env_names(job: &Job) -> Vec<String> {
+    container(job)
         .env
         .iter()
         .flatten()
@@ -149,18 +157,7 @@ fn a_run_starts_once_the_index_serves_with_only_the_generators_secrets() {
         job.metadata.name.as_deref(),
         Some(format!("seo-ab-testing-article-content-{id}").as_str())
     );
-    let args = job
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap();
+    let args = args_of(&job);
     assert_eq!(args[0], "content");
     assert!(
         args.windows(2)
@@ -252,18 +249,7 @@ fn a_passed_run_waits_for_approval_by_its_id_and_publishes_once_approved() {
     );
     let p = plan(&approved, &config, read(None), NOW);
     let job = p.start.clone().expect("a publish Job");
-    let args = job
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap();
+    let args = args_of(&job);
     assert_eq!(args[0], "publish-content");
     assert!(
         args.windows(2)
