@@ -166,6 +166,21 @@ async fn phase(
     .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))
 }
 
+/// Applies `yaml` (the `ab-article` pipeline) and waits for `want` on a run other than
+/// `previous`.
+async fn apply_then(
+    cluster: &leitwerk_testkit::Cluster,
+    pipelines: &Api<ContentPipeline>,
+    yaml: &str,
+    want: ContentPipelinePhase,
+    previous: &str,
+    operator: &OperatorProcess,
+) -> anyhow::Result<ContentPipeline> {
+    let ns = pipelines.namespace().map(String::from);
+    cluster.apply(ns.as_deref(), "-", Some(yaml))?;
+    phase(pipelines, want, Some(previous), operator).await
+}
+
 async fn annotate(
     pipelines: &Api<ContentPipeline>,
     pairs: serde_json::Value,
@@ -483,15 +498,12 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
 
     // 4. A generator that misquotes every number fails the fact check, naming the claims.
     let misquoting = GeneratorStandIn::start_misquoting().await?;
-    cluster.apply(
-        Some(&ns.name),
-        "-",
-        Some(&pipeline_yaml(&misquoting.base_url, &cms.url, 60_000)),
-    )?;
-    let failed = phase(
+    let failed = apply_then(
+        &cluster,
         &pipelines,
+        &pipeline_yaml(&misquoting.base_url, &cms.url, 60_000),
         ContentPipelinePhase::Failed,
-        Some(&second_id),
+        &second_id,
         &operator,
     )
     .await?;
@@ -523,15 +535,12 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
     assert!(!result_of(&again).passed);
 
     // 5. A budget too small for the outline stops before the call is made.
-    cluster.apply(
-        Some(&ns.name),
-        "-",
-        Some(&pipeline_yaml(&generator.base_url, &cms.url, 300)),
-    )?;
-    let broke = phase(
+    let broke = apply_then(
+        &cluster,
         &pipelines,
+        &pipeline_yaml(&generator.base_url, &cms.url, 300),
         ContentPipelinePhase::Failed,
-        Some(&failed_id),
+        &failed_id,
         &operator,
     )
     .await?;
