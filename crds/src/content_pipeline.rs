@@ -231,13 +231,30 @@ pub struct OpenAiCompatible {
     pub api_key_secret_ref: Option<SecretKeyReference>,
 }
 
-/// A `leitwerk-inference-server` generator endpoint.
+/// Leitwerk's own generator, `leitwerk-inference-server --generator-model`: one that runs
+/// already (`url`), or one the operator runs for each content run as a sidecar of the run's
+/// pod (`model`), on a GPU node when `resources.gpu` asks for one. The sidecar holds its
+/// resources only while the run lasts, and the run's stages start once it has loaded the
+/// model.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.model)").message("inferenceServer sets exactly one of url (a running server) or model (a GGUF file the operator serves beside each run)"))]
+#[x_kube(validation = Rule::new("!has(self.resources) || has(self.model)").message("inferenceServer.resources applies to model only: a server at url was scheduled by whoever runs it"))]
 pub struct InferenceServerGenerator {
-    /// Base URL of the server.
+    /// Base URL of a running server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 8, max = 1024), regex(pattern = r"^https?://.+"))]
-    pub url: String,
+    pub url: Option<String>,
+    /// A quantized model (GGUF) the operator serves beside each run: a `file://` URL inside
+    /// the artifact store (mounted read-only into the run's pod) or an absolute path inside
+    /// the inference server image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 1024), regex(pattern = r"^(file://)?/.+\.gguf$"))]
+    pub model: Option<String>,
+    /// CPU, memory and GPUs of that sidecar; with `gpu` the run's pod is scheduled on a node
+    /// that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<crate::common::WorkloadResources>,
 }
 
 /// Pipeline stages.

@@ -2,6 +2,13 @@
 //! summaries (`summary`): the environment variable that carries a resource's spec, and where
 //! a RagIndex's index files live in the artifact store.
 
+/// The loopback port of the `i`-th generator's sidecar (`inferenceServer.model`) in a content
+/// run's pod: HTTP on this port, gRPC on the next. Pods have their own network, so fixed
+/// ports cannot collide across runs.
+pub fn local_generator_port(i: usize) -> u16 {
+    18080 + 2 * i as u16
+}
+
 /// The environment variable that carries a Job's resource spec as JSON (the trainer's
 /// `--spec`): specs outgrow comfortable command lines.
 pub const SPEC_ENV: &str = "LEITWERK_SPEC";

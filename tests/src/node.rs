@@ -19,6 +19,12 @@
 //! - gives serving containers their own ports: containers that declare ports `http` and `grpc`
 //!   get `--http-addr` / `--grpc-addr` on free 127.0.0.1 ports (what a pod network would
 //!   isolate), reported through [`NodeStandIn::ports`];
+//! - projects ServiceAccount tokens like a kubelet (`projected` volumes: a token from the
+//!   TokenRequest API bound to the pod, the cluster CA from `kube-root-ca.crt`, the
+//!   namespace) and sets `KUBERNETES_SERVICE_HOST`/`_PORT` to the API server's address, which
+//!   is where a kube-proxy would route the `kubernetes` Service;
+//! - runs sidecars (init containers with `restartPolicy: Always`) before the main container,
+//!   starting it once each sidecar's startup probe passes, and stops them when it exits;
 //! - reports pod status back: Running, readiness from the readiness probe, and for finished
 //!   containers the exit code and termination message (falling back to the log tail on error).
 //!
@@ -65,6 +71,51 @@ impl Drop for NodeStandIn {
 
 fn now() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// Waits until a sidecar's startup probe (an HTTP GET on the pod's loopback) passes, within
+/// its failure threshold; at once when it has none.
+async fn started_up(
+    container: &k8s_openapi::api::core::v1::Container,
+    child: &mut tokio::process::Child,
+) -> Result<(), String> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let Some(probe) = &container.startup_probe else {
+        return Ok(());
+    };
+    let get = probe
+        .http_get
+        .as_ref()
+        .ok_or("the stand-in runs httpGet startup probes only")?;
+    let port = match &get.port {
+        IntOrString::Int(p) => *p,
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+            .ok_or(format!("startup probe port {name:?} is not declared"))?,
+    };
+    let url = format!(
+        "http://127.0.0.1:{port}{}",
+        get.path.as_deref().unwrap_or("/")
+    );
+    let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).clamp(1, 10) as u64);
+    let tries = probe.failure_threshold.unwrap_or(3).clamp(1, 600);
+    for _ in 0..tries {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("exited ({status}) before its startup probe passed"));
+        }
+        if reqwest::get(&url)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(period).await;
+    }
+    Err(format!("startup probe {url} failed {tries} times"))
 }
 
 fn shell_quote(s: &str) -> String {
@@ -413,58 +464,146 @@ impl Runner {
                 .ok_or(format!("volume {pv_name} is not a hostPath volume"))?;
             return Ok(PathBuf::from(path));
         }
+        if let Some(projected) = &v.projected {
+            let dir = pod_dir.join("volumes").join(volume);
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            self.project(pod, projected, &dir).await?;
+            return Ok(dir);
+        }
         Err(format!(
-            "volume {volume}: only emptyDir, configMap and persistentVolumeClaim are supported by the stand-in"
+            "volume {volume}: only emptyDir, configMap, projected and persistentVolumeClaim are supported by the stand-in"
         ))
     }
 
-    /// Runs one pod as a kubelet would: resolves its env and volumes, starts each container as
-    /// a process, reports Running and then the termination state. Long because it is that
-    /// sequence, with a status report at each step.
-    async fn run_pod(&self, pod: Pod, terminate: Arc<tokio::sync::Notify>) {
-        let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
-        let pod_dir = self.root.join("pods").join(pod.uid().unwrap_or_default());
-        if let Err(e) = std::fs::create_dir_all(&pod_dir) {
-            return self.fail(&pod, e.to_string()).await;
-        }
-        let Some(spec) = pod.spec.clone() else { return };
-        let Some(container) = spec.containers.first().cloned() else {
-            return;
+    /// Writes a projected volume as a kubelet does when the pod starts: a ServiceAccount
+    /// token from the TokenRequest API, bound to this pod and expiring as asked (the kubelet
+    /// would also refresh it; the stand-in's pods are short-lived), ConfigMap items (the
+    /// cluster's CA from `kube-root-ca.crt`) and the pod's namespace and name.
+    async fn project(
+        &self,
+        pod: &Pod,
+        projected: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
+        dir: &Path,
+    ) -> Result<(), String> {
+        use k8s_openapi::api::authentication::v1::{
+            BoundObjectReference, TokenRequest, TokenRequestSpec,
         };
-        let image_name = container.image.clone().unwrap_or_default();
-        let Some(image) = self.images.get(&image_name).cloned() else {
-            return self
-                .fail(
-                    &pod,
-                    format!("image {image_name} is not in the stand-in's image table"),
+        let ns = pod.namespace().unwrap_or_default();
+        let write = |path: &str, text: &str| {
+            let file = dir.join(path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(file, text).map_err(|e| e.to_string())
+        };
+        for source in projected.sources.iter().flatten() {
+            if let Some(token) = &source.service_account_token {
+                let account = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.clone())
+                    .unwrap_or_else(|| "default".into());
+                let request = TokenRequest {
+                    spec: TokenRequestSpec {
+                        audiences: token.audience.iter().cloned().collect(),
+                        expiration_seconds: Some(token.expiration_seconds.unwrap_or(3600)),
+                        bound_object_ref: Some(BoundObjectReference {
+                            api_version: Some("v1".into()),
+                            kind: Some("Pod".into()),
+                            name: Some(pod.name_any()),
+                            uid: pod.uid(),
+                        }),
+                    },
+                    ..TokenRequest::default()
+                };
+                let issued = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+                    self.client.clone(),
+                    &ns,
                 )
-                .await;
-        };
+                .create_token_request(&account, &PostParams::default(), &request)
+                .await
+                .map_err(|e| format!("FailedMount: a token for ServiceAccount {account}: {e}"))?;
+                let text = issued.status.map(|s| s.token).unwrap_or_default();
+                write(&token.path, &text)?;
+            }
+            if let Some(source) = &source.config_map {
+                let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &ns)
+                    .get(&source.name)
+                    .await
+                    .map_err(|e| format!("FailedMount: configmap {:?}: {e}", source.name))?;
+                let data = cm.data.unwrap_or_default();
+                for item in source.items.iter().flatten() {
+                    let text = data.get(&item.key).ok_or(format!(
+                        "FailedMount: key {:?} not in configmap {:?}",
+                        item.key, source.name
+                    ))?;
+                    write(&item.path, text)?;
+                }
+            }
+            if let Some(downward) = &source.downward_api {
+                for item in downward.items.iter().flatten() {
+                    let field = item.field_ref.as_ref().map(|f| f.field_path.as_str());
+                    let value = match field {
+                        Some("metadata.namespace") => ns.clone(),
+                        Some("metadata.name") => pod.name_any(),
+                        other => {
+                            return Err(format!(
+                                "FailedMount: the stand-in projects metadata.namespace and metadata.name, not {other:?}"
+                            ));
+                        }
+                    };
+                    write(&item.path, &value)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the `kubernetes` Service leads: the API server's advertised address (from its
+    /// discovery document), which a kube-proxy would route the Service's cluster IP to (there
+    /// is none here).
+    async fn api_server(&self) -> Option<(String, String)> {
+        let versions = self.client.list_core_api_versions().await.ok()?;
+        let address = versions
+            .server_address_by_client_cidrs
+            .first()?
+            .server_address
+            .clone();
+        let (host, port) = address.rsplit_once(':')?;
+        Some((host.to_string(), port.to_string()))
+    }
+
+    /// The process of one container, as a kubelet would start it: its image's binary under
+    /// `unshare --mount` with the pod's volumes bind-mounted at their mount paths (and the
+    /// termination-log file at its path), its command's arguments, `args` and `extra`, the
+    /// image's and the pod's environment, output to `log`.
+    async fn command(
+        &self,
+        pod: &Pod,
+        container: &k8s_openapi::api::core::v1::Container,
+        pod_dir: &Path,
+        extra: Vec<String>,
+        termination: Option<(PathBuf, String)>,
+        log: &Path,
+    ) -> Result<tokio::process::Command, String> {
+        let image_name = container.image.clone().unwrap_or_default();
+        let image = self.images.get(&image_name).cloned().ok_or(format!(
+            "image {image_name} is not in the stand-in's image table"
+        ))?;
         // (source, target, read-only). A mount whose target hides another source (an
         // emptyDir at /tmp while the sources live under /tmp) goes last.
         let mut binds: Vec<(String, String, bool)> = Vec::new();
         for m in container.volume_mounts.iter().flatten() {
-            let source = match self.volume_path(&pod, &m.name, &pod_dir).await {
-                Ok(p) => p,
-                Err(e) => return self.fail(&pod, e).await,
-            };
+            let source = self.volume_path(pod, &m.name, pod_dir).await?;
             binds.push((
                 source.to_string_lossy().to_string(),
                 m.mount_path.clone(),
                 m.read_only == Some(true),
             ));
         }
-        let termination_path = container
-            .termination_message_path
-            .clone()
-            .unwrap_or_else(|| "/dev/termination-log".into());
-        let termination_file = pod_dir.join("termination-log");
-        let _ = std::fs::write(&termination_file, b"");
-        binds.push((
-            termination_file.to_string_lossy().to_string(),
-            termination_path.clone(),
-            false,
-        ));
+        if let Some((file, path)) = &termination {
+            binds.push((file.to_string_lossy().to_string(), path.clone(), false));
+        }
         let sources: Vec<String> = binds.iter().map(|b| b.0.clone()).collect();
         binds.sort_by_key(|(_, target, _)| {
             sources
@@ -474,7 +613,7 @@ impl Runner {
         let mut script = String::from("set -e\n");
         for (source, target, read_only) in &binds {
             let t = shell_quote(target);
-            if *target == termination_path {
+            if termination.as_ref().is_some_and(|(_, p)| p == target) {
                 script.push_str(&format!("[ -e {t} ] || touch {t}\n"));
             } else {
                 script.push_str(&format!("mkdir -p {t}\n"));
@@ -493,6 +632,62 @@ impl Runner {
             .skip(1)
             .collect();
         args.extend(container.args.clone().unwrap_or_default());
+        args.extend(extra);
+        let out = std::fs::File::create(log).map_err(|e| e.to_string())?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = tokio::process::Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ])
+        .arg(&image.binary)
+        .args(&args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", "/tmp")
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+        for (k, v) in &image.env {
+            cmd.env(k, v);
+        }
+        if let Some((host, port)) = self.api_server().await {
+            cmd.env("KUBERNETES_SERVICE_HOST", host)
+                .env("KUBERNETES_SERVICE_PORT", port);
+        }
+        for (k, v) in self.environment(pod, container).await? {
+            cmd.env(k, v);
+        }
+        Ok(cmd)
+    }
+
+    /// Runs one pod as a kubelet would: resolves its env and volumes, starts each container as
+    /// a process, reports Running and then the termination state. Long because it is that
+    /// sequence, with a status report at each step.
+    async fn run_pod(&self, pod: Pod, terminate: Arc<tokio::sync::Notify>) {
+        let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+        let pod_dir = self.root.join("pods").join(pod.uid().unwrap_or_default());
+        if let Err(e) = std::fs::create_dir_all(&pod_dir) {
+            return self.fail(&pod, e.to_string()).await;
+        }
+        let Some(spec) = pod.spec.clone() else { return };
+        let Some(container) = spec.containers.first().cloned() else {
+            return;
+        };
+        let image_name = container.image.clone().unwrap_or_default();
+        let termination_path = container
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        let termination_file = pod_dir.join("termination-log");
+        let _ = std::fs::write(&termination_file, b"");
+        let mut args: Vec<String> = Vec::new();
         let declared: Vec<String> = container
             .ports
             .iter()
@@ -515,39 +710,59 @@ impl Runner {
                 p.insert(key.clone(), (http, grpc));
             }
         }
-        let log_path = pod_dir.join("container.log");
-        let Ok(log) = std::fs::File::create(&log_path) else {
-            return;
-        };
-        let mut cmd = tokio::process::Command::new("unshare");
-        cmd.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &script,
-            "sh",
-        ])
-        .arg(&image.binary)
-        .args(&args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", "/tmp")
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-        for (k, v) in &image.env {
-            cmd.env(k, v);
+        // Sidecars (init containers with `restartPolicy: Always`) start first; the main
+        // container starts once each one's startup probe passes, as with a kubelet.
+        let mut sidecars = Vec::new();
+        for sidecar in spec.init_containers.iter().flatten() {
+            if sidecar.restart_policy.as_deref() != Some("Always") {
+                return self
+                    .fail(&pod, format!("init container {}: the stand-in runs sidecars (restartPolicy: Always) only", sidecar.name))
+                    .await;
+            }
+            let log = pod_dir.join(format!("{}.log", sidecar.name));
+            let started = match self
+                .command(&pod, sidecar, &pod_dir, Vec::new(), None, &log)
+                .await
+            {
+                Ok(mut cmd) => cmd.spawn().map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            let mut child = match started {
+                Ok(c) => c,
+                Err(e) => {
+                    return self
+                        .fail(&pod, format!("sidecar {}: {e}", sidecar.name))
+                        .await;
+                }
+            };
+            if let Err(e) = started_up(sidecar, &mut child).await {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: String = tail.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                return self
+                    .fail(&pod, format!("sidecar {}: {e}: {tail}", sidecar.name))
+                    .await;
+            }
+            sidecars.push(child);
         }
-        let environment = match self.environment(&pod, &container).await {
-            Ok(env) => env,
+        let log_path = pod_dir.join("container.log");
+        let mut cmd = match self
+            .command(
+                &pod,
+                &container,
+                &pod_dir,
+                args,
+                Some((termination_file.clone(), termination_path)),
+                &log_path,
+            )
+            .await
+        {
+            Ok(cmd) => cmd,
             Err(e) => return self.fail(&pod, e).await,
         };
-        for (k, v) in environment {
-            cmd.env(k, v);
-        }
-        let Ok(log2) = log.try_clone() else { return };
-        cmd.stdout(log).stderr(log2);
+        let image = self.images.get(&image_name).cloned().unwrap_or(Image {
+            binary: PathBuf::new(),
+            env: Vec::new(),
+        });
         let started_at = now();
         let mut child = match cmd.spawn() {
             Ok(c) => c,
@@ -621,6 +836,9 @@ impl Runner {
                 child.wait().await
             }
         };
+        for mut sidecar in sidecars {
+            let _ = sidecar.kill().await;
+        }
         if let Ok(mut p) = self.ports.lock() {
             p.remove(&key);
         }

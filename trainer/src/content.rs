@@ -27,6 +27,7 @@ use leitwerk_crds::ContentPipelineSpec;
 use leitwerk_crds::content_pipeline::{ContentSummary, PersonalDataKind, StageSummary};
 use leitwerk_crds::contract::{
     REDACTION_KEY_ENV, WEBHOOK_SIGNING_KEY_ENV, WEBHOOK_TOKEN_ENV, api_key_env, content_run_prefix,
+    local_generator_port,
 };
 use leitwerk_rag::embed::Embedder;
 use leitwerk_rag::index::Index;
@@ -34,6 +35,8 @@ use leitwerk_rag::search::ExactStore;
 
 use crate::pipeline::JobError;
 use crate::store::{Store, digest, read_url};
+
+pub mod configmap;
 
 /// What `content` is asked to do besides the spec.
 #[derive(Debug, Clone)]
@@ -73,7 +76,14 @@ pub fn generators(
             let (base_url, model) = match (&g.open_ai_compatible, &g.inference_server) {
                 (Some(o), _) => (o.url.trim_end_matches('/').to_string(), o.model.clone()),
                 (None, Some(s)) => (
-                    format!("{}/v1", s.url.trim_end_matches('/')),
+                    // A `model` runs as this pod's sidecar on its contract port.
+                    format!(
+                        "{}/v1",
+                        s.url.as_deref().map_or_else(
+                            || format!("http://127.0.0.1:{}", local_generator_port(i)),
+                            |u| u.trim_end_matches('/').to_string()
+                        )
+                    ),
                     "leitwerk-local".to_string(),
                 ),
                 (None, None) => (String::new(), String::new()),
@@ -448,6 +458,17 @@ pub async fn run_publish(spec: &ContentPipelineSpec, job: &PublishJob) -> Result
         .map_err(|e| invalid(format!("spec.publish.webhook.url: {e}")))?;
         return Ok(format!("{} (after {tries} tries)", hook.url));
     }
+    if let Some(map) = &target.config_map {
+        return configmap::publish(
+            &job.namespace,
+            &job.name,
+            &map.name,
+            &payload,
+            &bytes,
+            &job.digest,
+        )
+        .await;
+    }
     if let Some(url) = &target.artifact_store {
         let store = Store::open(url)?;
         let key = format!("{}/{}/{}", job.namespace, job.name, job.run_id);
@@ -461,7 +482,7 @@ pub async fn run_publish(spec: &ContentPipelineSpec, job: &PublishJob) -> Result
         return Ok(store.url_of(&format!("{key}.html")));
     }
     Err(invalid(
-        "spec.publish names no target this Job delivers to (webhook or artifactStore)",
+        "spec.publish names no target (configMap, artifactStore or webhook)",
     ))
 }
 
@@ -495,8 +516,8 @@ mod tests {
         assert_eq!(g[0].requests_per_minute.map(|r| r.get()), Some(60));
         assert_eq!((g[0].retries, g[0].timeout), (2, Duration::from_secs(60)));
         assert_eq!(
-            g[1].base_url,
-            "http://leitwerk-generator.leitwerk-demo:8080/v1"
+            g[1].base_url, "http://127.0.0.1:18082/v1",
+            "the sidecar of the second generator, on its contract port"
         );
         assert_eq!(g[1].api_key, None);
     }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use kube::{
-    ResourceExt,
-    api::PartialObjectMeta,
+    Api, ResourceExt,
+    api::{PartialObjectMeta, PostParams},
     core::DeserializeGuard,
     runtime::{Controller, WatchStreamExt, controller::Action, reflector::ObjectRef, watcher},
 };
@@ -35,6 +35,8 @@ use crate::{
 mod budget;
 mod build;
 mod plan;
+mod publisher;
+mod sidecar;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -130,7 +132,17 @@ async fn reconcile_content_pipeline(
                 let now = k8s_openapi::jiff::Timestamp::now().to_string();
                 let mut p = plan(pipeline, &ctx.config, read.0, &now);
                 if let Some(job) = p.start.take() {
-                    crate::apply::apply(ctx, &ns, &job, "content Job").await?;
+                    if job.spec.as_ref().is_some_and(|s| {
+                        s.template
+                            .spec
+                            .as_ref()
+                            .and_then(|p| p.service_account_name.as_deref())
+                            == Some(publisher::publisher_name(pipeline).as_str())
+                    }) && let Some(publisher) = publisher::build(pipeline)
+                    {
+                        ensure_publisher(ctx, &ns, &publisher).await?;
+                    }
+                    crate::apply::apply(ctx, &ns, &job, "content pipeline Job").await?;
                 }
                 let outcome = p.outcome.clone().with_events(read.1);
                 planned = Some(p.run);
@@ -146,6 +158,34 @@ async fn reconcile_content_pipeline(
     })
     .await?;
     Ok(action)
+}
+
+/// The publisher's ServiceAccount, Role and RoleBinding, and its target ConfigMap when it
+/// does not exist yet (an existing one is this pipeline's: `resolve` checked).
+async fn ensure_publisher(
+    ctx: &Context,
+    ns: &str,
+    publisher: &publisher::Publisher,
+) -> Result<(), Error> {
+    service_account::ensure(ctx, ContentPipeline::KIND, &publisher.service_account).await?;
+    crate::apply::apply(ctx, ns, &publisher.role, "publisher Role").await?;
+    crate::apply::apply(ctx, ns, &publisher.binding, "publisher RoleBinding").await?;
+    let name = publisher.config_map.name_any();
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    match api
+        .create(&PostParams::default(), &publisher.config_map)
+        .await
+    {
+        Ok(_) => ctx.metrics.wrote("ConfigMap", "child"),
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(source) => {
+            return Err(Error::Apply {
+                what: format!("ConfigMap {name}"),
+                source,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The run's figures on the status's top level (what the printer columns read).
@@ -233,6 +273,19 @@ async fn resolve(
                     errors.join("; ")
                 ))));
             }
+        }
+    }
+    if let Some(target) = publisher::target(pipeline) {
+        let existing = get_opt::<ConfigMap>(ctx, ns, target)
+            .await
+            .map_err(|source| Error::Read {
+                what: format!("ConfigMap {target}"),
+                source,
+            })?;
+        if !publisher::ours(existing.as_ref(), pipeline) {
+            return Ok(Err(Outcome::invalid(format!(
+                "spec.publish.configMap.name: ConfigMap {target} exists and is not this pipeline's; Leitwerk publishes only into a ConfigMap it created itself: name a new one or delete {target}"
+            ))));
         }
     }
     if let Some(missing) = missing_secret(ctx, ns, secret_refs(&pipeline.spec)).await? {

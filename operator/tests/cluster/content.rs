@@ -13,8 +13,9 @@
 //! id → the publish Job delivers it, signed → a changed link map starts a new run, which an
 //! editor rejects and which is not published → a generator that misquotes numbers fails the
 //! fact check, naming its claims → a budget too small stops before any call exceeds it →
-//! SmolLM2 on the llama.cpp server and on Leitwerk's own generator runs every stage and is
-//! judged by the fact check like any model. No
+//! SmolLM2 on the llama.cpp server, and on Leitwerk's own generator run as a sidecar of the
+//! run's pod on a GPU node the run waits for, runs every stage and is judged by the fact check
+//! like any model. No
 //! raw personal value or secret appears in a prompt, the status, an Event, the operator's log
 //! or a Job's log.
 
@@ -34,7 +35,7 @@ use leitwerk_testkit::node::NodeStandIn;
 use leitwerk_testkit::standin::GeneratorStandIn;
 use leitwerk_testkit::{OperatorProcess, kubectl_apply, provided, wait_for, wait_for_ready_reason};
 
-use crate::predictive::{Plant, images, onnxruntime, operator_with_images, sibling};
+use crate::predictive::{Plant, images, onnxruntime, operator_with_images};
 
 const TRAINER_IMAGE: &str = "leitwerk-trainer:content";
 const SERVER_IMAGE: &str = "leitwerk-inference-server:content";
@@ -126,13 +127,13 @@ spec:
     )
 }
 
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `yaml` publishing into ConfigMap `name` instead of the webhook at `cms`.
+fn to_config_map(yaml: &str, cms: &str, name: &str) -> String {
+    let webhook = format!(
+        "    webhook:\n      url: {cms}\n      signingSecretRef: {{name: content-keys, key: cms-signing}}\n"
+    );
+    assert!(yaml.contains(&webhook));
+    yaml.replace(&webhook, &format!("    configMap: {{name: {name}}}\n"))
 }
 
 /// The pipeline's current run, as its status shows it.
@@ -563,16 +564,13 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         generator.base_url
     );
     let primary = writer(&proxy.base_url).replace("name: writer", "name: primary");
-    cluster.apply(
-        Some(&ns.name),
-        "-",
-        Some(&named_pipeline_yaml(
-            "faulty",
-            &format!("{primary}{backup}"),
-            &cms.url,
-            60_000,
-        )),
-    )?;
+    // This one publishes into a ConfigMap of its own.
+    let faulty_yaml = to_config_map(
+        &named_pipeline_yaml("faulty", &format!("{primary}{backup}"), &cms.url, 60_000),
+        &cms.url,
+        "faulty-article",
+    );
+    cluster.apply(Some(&ns.name), "-", Some(&faulty_yaml))?;
     let faulty = wait_for("the faulty pipeline's run", RUN_WAIT, || async {
         let p = pipelines.get("faulty").await?;
         let s = p.status.clone().unwrap_or_default();
@@ -613,7 +611,101 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
     );
     assert!(proxy.requests() >= 3, "{}", proxy.requests());
 
-    // 5c. Bad input ends in a condition naming the field and the fix: a missing Secret before
+    // 5c. Approved, it is published into its ConfigMap by a publish Job whose ServiceAccount
+    //     may get and patch that one ConfigMap and nothing else.
+    let faulty_run = run_of(&faulty).id;
+    pipelines
+        .patch(
+            "faulty",
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"metadata": {"annotations": {
+                "leitwerk.dev/approve": faulty_run, "leitwerk.dev/approved-by": "editor@example.com"}}})),
+        )
+        .await?;
+    let published = wait_for("the faulty pipeline to publish", RUN_WAIT, || async {
+        let p = pipelines.get("faulty").await?;
+        let s = p.status.clone().unwrap_or_default();
+        Ok((
+            (s.phase == Some(ContentPipelinePhase::Published)).then_some(p),
+            format!("{:?} {:?}", s.phase, s.conditions),
+        ))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+    assert_eq!(
+        run_of(&published).published_to.as_deref(),
+        Some(format!("configmap/{}/faulty-article", ns.name).as_str())
+    );
+    let article = configmaps.get("faulty-article").await?;
+    let data = article.data.clone().unwrap_or_default();
+    assert!(data["article.md"].contains("## Pricing"), "{data:?}");
+    assert!(data["article.html"].contains("<h1>"), "{data:?}");
+    assert!(data["article.jsonld"].contains("\"Article\""), "{data:?}");
+    let payload: serde_json::Value = serde_json::from_str(&data["payload.json"])?;
+    assert_eq!(payload["runId"], faulty_run.as_str());
+    assert_eq!(
+        article.metadata.annotations.unwrap_or_default()["leitwerk.dev/run"],
+        faulty_run
+    );
+    assert!(
+        article
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.kind == "ContentPipeline" && o.name == "faulty"),
+        "the pipeline owns what it published"
+    );
+    let publisher = format!("system:serviceaccount:{}:faulty-publisher", ns.name);
+    for (verb, object, allowed) in [
+        ("patch", "configmap/faulty-article", "yes"),
+        ("get", "configmap/seo-links", "no"),
+        ("patch", "configmap/seo-links", "no"),
+        ("create", "configmaps", "no"),
+        ("get", "secret/content-keys", "no"),
+    ] {
+        let out = cluster.kubectl(
+            &[
+                "auth", "can-i", verb, object, "-n", &ns.name, "--as", &publisher,
+            ],
+            None,
+        )?;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            allowed,
+            "{verb} {object}"
+        );
+    }
+    // A ConfigMap that is not the pipeline's own is never written.
+    cluster.apply(
+        Some(&ns.name),
+        "-",
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: landing-page}\ndata: {owner: web-team}\n"),
+    )?;
+    cluster.apply(
+        Some(&ns.name),
+        "-",
+        Some(&to_config_map(
+            &named_pipeline_yaml("squatter", &writer(&generator.base_url), &cms.url, 60_000),
+            &cms.url,
+            "landing-page",
+        )),
+    )?;
+    let refused = wait_for_ready_reason(&pipelines, "squatter", "InvalidSpec", RUN_WAIT).await?;
+    assert!(
+        refused.to_string().contains("spec.publish.configMap.name"),
+        "{refused}"
+    );
+    assert_eq!(
+        configmaps
+            .get("landing-page")
+            .await?
+            .data
+            .unwrap_or_default()["owner"],
+        "web-team"
+    );
+
+    // 5d. Bad input ends in a condition naming the field and the fix: a missing Secret before
     //     anything runs, then a key the backend refuses (no retry, nothing published).
     let refused = writer(&proxy.base_url).replace("llm-gateway", "stale-key");
     cluster.apply(
@@ -656,35 +748,12 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         "{reason}"
     );
 
-    // 6. Real small models: SmolLM2 on the llama.cpp server and on Leitwerk's own generator
-    //    (`leitwerk-inference-server --generator-model`, standing in for the in-cluster
-    //    generator Service). Each run goes through every stage, and the fact check judges what
-    //    the model wrote: the run passes only with every claim grounded.
+    // 6. Real small models: SmolLM2 on the llama.cpp server, and on Leitwerk's own generator,
+    //    which the operator runs as a sidecar of the run's pod on a GPU node because the
+    //    pipeline asks for one. Each run goes through every stage, and the fact check judges
+    //    what the model wrote: the run passes only with every claim grounded.
     let llama = LlamaServer::start()?;
-    let local_port = leitwerk_testkit::free_port()?;
-    let _local = Running(
-        std::process::Command::new(sibling("leitwerk-inference-server")?)
-            .arg("--generator-model")
-            .arg(provided("smollm2.sh")?)
-            .args(["--http-addr", &format!("127.0.0.1:{local_port}")])
-            .args([
-                "--grpc-addr",
-                &format!("127.0.0.1:{}", leitwerk_testkit::free_port()?),
-            ])
-            .stderr(std::process::Stdio::null())
-            .spawn()?,
-    );
-    wait_for(
-        "Leitwerk's generator to load its model",
-        Duration::from_secs(120),
-        || async {
-            let up = reqwest::get(format!("http://127.0.0.1:{local_port}/v1/models"))
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            Ok((up.then_some(()), "not listening yet".to_string()))
-        },
-    )
-    .await?;
+    let gguf = provided("smollm2.sh")?;
     for (name, generator) in [
         (
             "small-llama",
@@ -695,7 +764,10 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
         ),
         (
             "small-local",
-            format!("inferenceServer: {{url: \"http://127.0.0.1:{local_port}\"}}"),
+            format!(
+                "inferenceServer: {{model: {}, resources: {{cpu: '1', gpu: {{count: 1}}}}}}",
+                gguf.display()
+            ),
         ),
     ] {
         cluster.apply(
@@ -704,6 +776,48 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
             Some(&small_model_yaml(name, &generator)),
         )?;
     }
+    // The only node has no GPU: the run's pod waits, unschedulable, until one joins.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns.name);
+    let selector = "leitwerk.dev/content-pipeline=small-local";
+    let pending = wait_for("the GPU run's pod to wait for a GPU", RUN_WAIT, || async {
+        let list = pods.list(&ListParams::default().labels(selector)).await?;
+        let waiting = list.items.into_iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c.type_ == "PodScheduled" && c.reason.as_deref() == Some("Unschedulable")
+                    })
+                })
+        });
+        Ok((waiting, "no unschedulable pod yet".to_string()))
+    })
+    .await?;
+    let sidecar = pending
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .and_then(|c| c.first().cloned())
+        .unwrap_or_default();
+    assert_eq!(sidecar.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        sidecar
+            .resources
+            .and_then(|r| r.limits)
+            .unwrap_or_default()
+            .get("nvidia.com/gpu")
+            .map(|q| q.0.as_str()),
+        Some("1")
+    );
+    let gpu_node = NodeStandIn::start(
+        client.clone(),
+        "content-gpu-node",
+        1,
+        &dir.join("gpu-node"),
+        images(TRAINER_IMAGE, SERVER_IMAGE, &env)?,
+    )
+    .await?;
     for name in ["small-llama", "small-local"] {
         let p = wait_for(&format!("{name} to finish its run"), RUN_WAIT, || async {
             let p = pipelines.get(name).await?;
@@ -765,6 +879,16 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
             p.status.as_ref().and_then(|s| s.phase)
         );
     }
+
+    let ran_on: Vec<String> = pods
+        .list(&ListParams::default().labels(selector))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|p| p.spec.and_then(|s| s.node_name))
+        .collect();
+    assert_eq!(ran_on, ["content-gpu-node"]);
+    drop(gpu_node);
 
     // Events: every stage, the approval, the publication and the budget stop.
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns.name)

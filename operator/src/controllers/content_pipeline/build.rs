@@ -218,13 +218,15 @@ pub fn build_content_job(pipeline: &ContentPipeline, config: &OperatorConfig, r:
         },
     }
     .to_args();
-    job(
+    let mut job = job(
         pipeline,
         config,
         &content_job_name(pipeline, run, attempt),
         args,
         &p,
-    )
+    );
+    super::sidecar::add_sidecars(&mut job, pipeline, config);
+    job
 }
 
 /// The publish Job of an approved `run` whose payload is at `payload` with `digest`.
@@ -258,5 +260,9 @@ pub fn build_publish_job(
         },
     }
     .to_args();
-    job(pipeline, config, &publish_job_name(pipeline, run), args, &p)
+    let mut job = job(pipeline, config, &publish_job_name(pipeline, run), args, &p);
+    if super::publisher::target(pipeline).is_some() {
+        super::publisher::run_as_publisher(&mut job, pipeline);
+    }
+    job
 }

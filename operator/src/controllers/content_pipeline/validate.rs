@@ -110,15 +110,23 @@ pub fn validate(spec: &ContentPipelineSpec) -> Result<(), Vec<FieldError>> {
             errors.push(FieldError::new("spec.budget.maxTokens", format!("{} tokens cannot produce {words} words through every stage (about {needed} needed)", spec.budget.max_tokens)));
         }
     }
-    if spec
-        .publish
-        .as_ref()
-        .is_some_and(|p| p.config_map.is_some())
-    {
-        errors.push(FieldError::new(
-            "spec.publish.configMap",
-            "this operator version publishes to a webhook or an artifact store only (its Jobs hold no API token to write a ConfigMap with): use publish.webhook or publish.artifactStore",
-        ));
+    if let Some(target) = spec.publish.as_ref().and_then(|p| p.config_map.as_ref()) {
+        let read = [
+            ("spec.linkMapRef", spec.link_map_ref.as_ref()),
+            ("spec.templatesRef", spec.templates_ref.as_ref()),
+        ];
+        if let Some((field, _)) = read
+            .iter()
+            .find(|(_, r)| r.is_some_and(|r| r.name == target.name))
+        {
+            errors.push(FieldError::new(
+                "spec.publish.configMap.name",
+                format!(
+                    "{:?} is also {field}: publishing would overwrite what the pipeline reads; name another ConfigMap (Leitwerk creates it)",
+                    target.name
+                ),
+            ));
+        }
     }
     if spec
         .publish

@@ -658,3 +658,164 @@ fn a_failed_run_runs_again_once_per_new_rerun_value() {
     let both = count(Some(first.clone()), &run).unwrap();
     assert_eq!(both.tokens, first.tokens * 2);
 }
+
+fn to_config_map(mut p: ContentPipeline, name: &str) -> ContentPipeline {
+    let target = p.spec.publish.as_mut().unwrap();
+    target.webhook = None;
+    target.config_map = Some(leitwerk_crds::common::LocalObjectReference { name: name.into() });
+    p
+}
+
+#[test]
+fn only_the_publish_job_of_a_configmap_target_holds_a_token_and_only_for_that_configmap() {
+    let config = OperatorConfig::default();
+    let payload = "file:///a/content/marketing/x/r/payload.json";
+    let pipeline = to_config_map(example(), "lumen-article");
+    let job = build_publish_job(&pipeline, &config, "r1", payload, "sha256:00");
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("seo-ab-testing-article-publisher")
+    );
+    assert_eq!(pod.automount_service_account_token, Some(true));
+    // The content Job and a webhook's publish Job stay token-less.
+    let webhook = build_publish_job(&example(), &config, "r1", payload, "sha256:00");
+    let pod = webhook.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_ne!(
+        pod.service_account_name.as_deref(),
+        Some("seo-ab-testing-article-publisher")
+    );
+
+    let p = publisher::build(&pipeline).unwrap();
+    let rules = p.role.rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0].resource_names.as_deref(),
+        Some(&["lumen-article".to_string()][..])
+    );
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["configmaps".to_string()][..])
+    );
+    assert_eq!(rules[0].verbs, ["get", "patch"]);
+    let subject = &p.binding.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.kind.as_str(), subject.name.as_str()),
+        ("ServiceAccount", "seo-ab-testing-article-publisher")
+    );
+    assert_eq!(
+        p.service_account.automount_service_account_token,
+        Some(false)
+    );
+    assert_eq!(p.config_map.name_any(), "lumen-article");
+    assert!(
+        publisher::build(&example()).is_none(),
+        "a webhook needs no publisher"
+    );
+
+    // A ConfigMap someone else made is never taken over.
+    assert!(publisher::ours(None, &pipeline));
+    assert!(publisher::ours(Some(&p.config_map), &pipeline));
+    let foreign = k8s_openapi::api::core::v1::ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("lumen-article".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert!(!publisher::ours(Some(&foreign), &pipeline));
+}
+
+#[test]
+fn publishing_into_a_configmap_the_pipeline_reads_is_refused() {
+    let mut pipeline = to_config_map(example(), "seo-links");
+    pipeline.spec.link_map_ref = Some(leitwerk_crds::common::LocalObjectReference {
+        name: "seo-links".into(),
+    });
+    let errors = validate(&pipeline.spec).unwrap_err();
+    assert_eq!(errors[0].field, "spec.publish.configMap.name");
+    assert!(
+        errors[0].message.contains("spec.linkMapRef"),
+        "{}",
+        errors[0].message
+    );
+    assert!(validate(&to_config_map(example(), "lumen-article").spec).is_ok());
+}
+
+#[test]
+fn a_model_generator_runs_as_a_sidecar_of_the_run_with_its_gpu_and_nothing_else_does() {
+    let config = OperatorConfig {
+        artifact_store: "file:///var/lib/leitwerk/artifacts".into(),
+        ..OperatorConfig::default()
+    };
+    let mut pipeline = example();
+    let local: leitwerk_crds::content_pipeline::Generator = yaml_serde::from_str(
+        "name: local\ninferenceServer:\n  model: file:///var/lib/leitwerk/artifacts/models/smollm2.gguf\n  resources: {memory: 1Gi, gpu: {count: 1}}\n",
+    )
+    .unwrap();
+    pipeline.spec.generators.insert(0, local);
+    let r = RunJob {
+        run: "r1",
+        attempt: 0,
+        index_url: "file:///a/indexes/x.lwrag",
+        link_map: &links(),
+        templates: &BTreeMap::new(),
+        budget: (10_000, None),
+    };
+    let job = build_content_job(&pipeline, &config, &r);
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let sidecars = pod.init_containers.clone().unwrap();
+    assert_eq!(sidecars.len(), 1, "one sidecar per model generator");
+    let s = &sidecars[0];
+    assert_eq!(s.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(
+        s.args.clone().unwrap(),
+        [
+            "--generator-model",
+            "/var/lib/leitwerk/artifacts/models/smollm2.gguf",
+            "--http-addr",
+            "127.0.0.1:18080",
+            "--grpc-addr",
+            "127.0.0.1:18081"
+        ]
+    );
+    let limits = s.resources.clone().unwrap().limits.unwrap();
+    assert_eq!(limits["nvidia.com/gpu"].0, "1");
+    assert_eq!(limits["memory"].0, "1Gi");
+    assert!(
+        pod.containers[0].resources.is_none(),
+        "the run itself asks for no GPU"
+    );
+    let probe = s.startup_probe.clone().unwrap();
+    assert_eq!(
+        probe.http_get.unwrap().path.as_deref(),
+        Some("/v1/models"),
+        "the stages start once the model is loaded"
+    );
+    let mount = &s.volume_mounts.clone().unwrap()[0];
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/var/lib/leitwerk/artifacts", Some(true))
+    );
+    assert!(
+        pod.tolerations
+            .unwrap()
+            .iter()
+            .any(|t| t.key.as_deref() == Some("nvidia.com/gpu"))
+    );
+    // The sidecar holds no Secret: the API keys stay with the run's own container.
+    assert!(s.env.is_none() && s.env_from.is_none());
+    // A generator at a url needs no sidecar.
+    let plain = build_content_job(&example(), &config, &r);
+    assert!(
+        plain
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .init_containers
+            .is_none()
+    );
+}
