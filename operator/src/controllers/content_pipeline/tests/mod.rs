@@ -749,12 +749,8 @@ fn a_model_generator_runs_as_a_sidecar_of_the_run_with_its_gpu_and_nothing_else_
         artifact_store: "file:///var/lib/leitwerk/artifacts".into(),
         ..OperatorConfig::default()
     };
-    let mut pipeline = example();
-    let local: leitwerk_crds::content_pipeline::Generator = yaml_serde::from_str(
-        "name: local\ninferenceServer:\n  model: file:///var/lib/leitwerk/artifacts/models/smollm2.gguf\n  resources: {memory: 1Gi, gpu: {count: 1}}\n",
-    )
-    .unwrap();
-    pipeline.spec.generators.insert(0, local);
+    // The example's second generator is Leitwerk's own, on a GPU.
+    let pipeline = example();
     let r = RunJob {
         run: "r1",
         attempt: 0,
@@ -773,11 +769,11 @@ fn a_model_generator_runs_as_a_sidecar_of_the_run_with_its_gpu_and_nothing_else_
         s.args.clone().unwrap(),
         [
             "--generator-model",
-            "/var/lib/leitwerk/artifacts/models/smollm2.gguf",
+            "/var/lib/leitwerk/artifacts/models/smollm2-135m-instruct.gguf",
             "--http-addr",
-            "127.0.0.1:18080",
+            "127.0.0.1:18082",
             "--grpc-addr",
-            "127.0.0.1:18081"
+            "127.0.0.1:18083"
         ]
     );
     let limits = s.resources.clone().unwrap().limits.unwrap();
@@ -807,7 +803,9 @@ fn a_model_generator_runs_as_a_sidecar_of_the_run_with_its_gpu_and_nothing_else_
     // The sidecar holds no Secret: the API keys stay with the run's own container.
     assert!(s.env.is_none() && s.env_from.is_none());
     // A generator at a url needs no sidecar.
-    let plain = build_content_job(&example(), &config, &r);
+    let mut plain = example();
+    plain.spec.generators.truncate(1);
+    let plain = build_content_job(&plain, &config, &r);
     assert!(
         plain
             .spec
