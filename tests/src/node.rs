@@ -28,6 +28,8 @@
 //! - reports pod status back: Running, readiness from the readiness probe, and for finished
 //!   containers the exit code and termination message (falling back to the log tail on error).
 //!
+//! A container of a pod whose `restartPolicy` is Always (a Deployment's) is restarted in place
+//! after a back-off, its status waiting in `CrashLoopBackOff` meanwhile, as with a kubelet.
 //! It does not switch users, enforce resources or restart failed Job pods (Jobs create new
 //! pods, as with a real kubelet and `restartPolicy: Never`).
 
@@ -745,131 +747,167 @@ impl Runner {
             sidecars.push(child);
         }
         let log_path = pod_dir.join("container.log");
-        let mut cmd = match self
-            .command(
-                &pod,
-                &container,
-                &pod_dir,
-                args,
-                Some((termination_file.clone(), termination_path)),
-                &log_path,
-            )
-            .await
-        {
-            Ok(cmd) => cmd,
-            Err(e) => return self.fail(&pod, e).await,
-        };
-        let image = self.images.get(&image_name).cloned().unwrap_or(Image {
-            binary: PathBuf::new(),
-            env: Vec::new(),
-        });
-        let started_at = now();
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                return self
-                    .fail(
-                        &pod,
-                        format!("cannot start {}: {e}", image.binary.display()),
-                    )
-                    .await;
-            }
-        };
-        let running = |ready: bool| {
-            json!({
-                "phase": "Running",
-                "hostIP": "127.0.0.1",
-                "podIP": "127.0.0.1",
-                "podIPs": [{"ip": "127.0.0.1"}],
-                "startTime": started_at,
-                "conditions": [
-                    {"type": "Initialized", "status": "True", "lastTransitionTime": started_at},
-                    {"type": "ContainersReady", "status": if ready {"True"} else {"False"}, "lastTransitionTime": now()},
-                    {"type": "Ready", "status": if ready {"True"} else {"False"}, "lastTransitionTime": now()},
-                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": started_at}
-                ],
-                "containerStatuses": [{"name": container.name, "image": image_name, "imageID": "", "ready": ready, "restartCount": 0, "started": true, "state": {"running": {"startedAt": started_at}}}]
-            })
-        };
-        let probe_path = container
-            .readiness_probe
-            .as_ref()
-            .and_then(|p| p.http_get.as_ref())
-            .and_then(|h| h.path.clone());
-        self.patch_status(&pod, running(probe_path.is_none())).await;
-        if let (Some(path), Some((http, _))) = (probe_path, ports) {
-            let url = format!("http://127.0.0.1:{http}{path}");
-            for _ in 0..600 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if tokio::time::timeout(Duration::ZERO, terminate.notified())
-                    .await
-                    .is_ok()
-                {
-                    // Deleted before it was ready: stop at once.
-                    terminate.notify_one();
-                    break;
-                }
-                if reqwest::get(&url)
-                    .await
-                    .map(|r| r.status().is_success())
-                    .unwrap_or(false)
-                {
-                    self.patch_status(&pod, running(true)).await;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-        let status = tokio::select! {
-            status = child.wait() => status,
-            _ = terminate.notified() => {
-                // SIGTERM, as a kubelet sends it; the deletion task above bounds the wait by
-                // the pod's grace period.
-                if let Some(pid) = child.id() {
-                    let _ = tokio::process::Command::new("kill")
-                        .args(["-TERM", &pid.to_string()])
-                        .status()
+        // A pod whose restartPolicy is Always (a Deployment's) gets its container restarted
+        // in place after a back-off, as a kubelet does (CrashLoopBackOff); a Job's pod ends.
+        let always = spec.restart_policy.as_deref().unwrap_or("Always") == "Always";
+        let mut restarts = 0_u32;
+        loop {
+            let _ = std::fs::write(&termination_file, b"");
+            let mut cmd = match self
+                .command(
+                    &pod,
+                    &container,
+                    &pod_dir,
+                    args.clone(),
+                    Some((termination_file.clone(), termination_path.clone())),
+                    &log_path,
+                )
+                .await
+            {
+                Ok(cmd) => cmd,
+                Err(e) => return self.fail(&pod, e).await,
+            };
+            let image = self.images.get(&image_name).cloned().unwrap_or(Image {
+                binary: PathBuf::new(),
+                env: Vec::new(),
+            });
+            let started_at = now();
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    return self
+                        .fail(
+                            &pod,
+                            format!("cannot start {}: {e}", image.binary.display()),
+                        )
                         .await;
                 }
-                child.wait().await
+            };
+            let running = |ready: bool| {
+                json!({
+                    "phase": "Running",
+                    "hostIP": "127.0.0.1",
+                    "podIP": "127.0.0.1",
+                    "podIPs": [{"ip": "127.0.0.1"}],
+                    "startTime": started_at,
+                    "conditions": [
+                        {"type": "Initialized", "status": "True", "lastTransitionTime": started_at},
+                        {"type": "ContainersReady", "status": if ready {"True"} else {"False"}, "lastTransitionTime": now()},
+                        {"type": "Ready", "status": if ready {"True"} else {"False"}, "lastTransitionTime": now()},
+                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": started_at}
+                    ],
+                    "containerStatuses": [{"name": container.name, "image": image_name, "imageID": "", "ready": ready, "restartCount": restarts, "started": true, "state": {"running": {"startedAt": started_at}}}]
+                })
+            };
+            let probe_path = container
+                .readiness_probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.clone());
+            self.patch_status(&pod, running(probe_path.is_none())).await;
+            if let (Some(path), Some((http, _))) = (probe_path, ports) {
+                let url = format!("http://127.0.0.1:{http}{path}");
+                for _ in 0..600 {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break;
+                    }
+                    if tokio::time::timeout(Duration::ZERO, terminate.notified())
+                        .await
+                        .is_ok()
+                    {
+                        // Deleted before it was ready: stop at once.
+                        terminate.notify_one();
+                        break;
+                    }
+                    if reqwest::get(&url)
+                        .await
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false)
+                    {
+                        self.patch_status(&pod, running(true)).await;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
-        };
-        for mut sidecar in sidecars {
-            let _ = sidecar.kill().await;
+            let mut terminated = false;
+            let status = tokio::select! {
+                status = child.wait() => status,
+                _ = terminate.notified() => {
+                    terminated = true;
+                    // SIGTERM, as a kubelet sends it; the deletion task above bounds the wait by
+                    // the pod's grace period.
+                    if let Some(pid) = child.id() {
+                        let _ = tokio::process::Command::new("kill")
+                            .args(["-TERM", &pid.to_string()])
+                            .status()
+                            .await;
+                    }
+                    child.wait().await
+                }
+            };
+            let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
+            let mut message = std::fs::read_to_string(&termination_file).unwrap_or_default();
+            if message.is_empty() && code != 0 {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                message = log
+                    .lines()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+            message.truncate(4096);
+            if always && !terminated {
+                restarts += 1;
+                let backoff = Duration::from_secs((10_u64 << restarts.min(5)).min(300));
+                self.patch_status(
+                    &pod,
+                    json!({
+                        "phase": "Running",
+                        "conditions": [
+                            {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now()},
+                            {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady", "lastTransitionTime": now()}
+                        ],
+                        "containerStatuses": [{"name": container.name, "image": image_name, "imageID": "", "ready": false, "restartCount": restarts, "started": false,
+                            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off {}s restarting failed container", backoff.as_secs())}},
+                            "lastState": {"terminated": {"exitCode": code, "reason": "Error", "message": message, "startedAt": started_at, "finishedAt": now()}}}]
+                    }),
+                )
+                .await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => continue,
+                    _ = terminate.notified() => break,
+                }
+            }
+            for mut sidecar in sidecars {
+                let _ = sidecar.kill().await;
+            }
+            if let Ok(mut p) = self.ports.lock() {
+                p.remove(&key);
+            }
+            let phase = if code == 0 { "Succeeded" } else { "Failed" };
+            self.patch_status(
+                &pod,
+                json!({
+                    "phase": phase,
+                    "conditions": [
+                        {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()},
+                        {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()}
+                    ],
+                    "containerStatuses": [{"name": container.name, "image": image_name, "imageID": "", "ready": false, "restartCount": 0, "started": false,
+                        "state": {"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"}, "message": message, "startedAt": started_at, "finishedAt": now()}}}]
+                }),
+            )
+            .await;
+            return;
         }
+        // Deleted while backing off: the pod object goes; its port is free again.
         if let Ok(mut p) = self.ports.lock() {
             p.remove(&key);
         }
-        let code = status.ok().and_then(|s| s.code()).unwrap_or(137);
-        let mut message = std::fs::read_to_string(&termination_file).unwrap_or_default();
-        if message.is_empty() && code != 0 {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            message = log
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
-        }
-        message.truncate(4096);
-        let phase = if code == 0 { "Succeeded" } else { "Failed" };
-        self.patch_status(
-            &pod,
-            json!({
-                "phase": phase,
-                "conditions": [
-                    {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()},
-                    {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now()}
-                ],
-                "containerStatuses": [{"name": container.name, "image": image_name, "imageID": "", "ready": false, "restartCount": 0, "started": false,
-                    "state": {"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"}, "message": message, "startedAt": started_at, "finishedAt": now()}}}]
-            }),
-        )
-        .await;
     }
 }

@@ -1,56 +1,106 @@
-//! The README's quick start, run as a user would.
+//! The README's quick start, run as a user would: twice, the second time on what the first
+//! left running.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use leitwerk_testkit::{free_port, repo_root};
 
 use crate::*;
 
-#[test]
-fn quick_start_shows_every_example_with_its_phase() {
-    let state = std::env::temp_dir().join(format!("leitwerk-quickstart-{}", std::process::id()));
-    let script = repo_root().join("tests/cluster/quickstart.sh");
+fn quick_start(state: &Path, args: &[&str]) -> Output {
+    let bin = Path::new(OPERATOR).parent().unwrap_or(Path::new("."));
     let port = free_port().unwrap_or(18081).to_string();
-    let out = Command::new("bash")
-        .arg(&script)
-        .env("LEITWERK_QUICKSTART_DIR", &state)
-        .env("LEITWERK_OPERATOR_BIN", OPERATOR)
+    Command::new("bash")
+        .arg(repo_root().join("tests/cluster/quickstart.sh"))
+        .args(args)
+        .env("LEITWERK_QUICKSTART_DIR", state)
+        .env("LEITWERK_BIN_DIR", bin)
         .env("LEITWERK_METRICS_PORT", &port)
-        .output();
-    let down = Command::new("bash")
-        .arg(&script)
-        .arg("--down")
-        .env("LEITWERK_QUICKSTART_DIR", &state)
-        .output();
-    let out = out.unwrap_or_else(|e| panic!("failed to run the quick start: {e}"));
-    let text = stderr(&out);
-    assert!(out.status.success(), "the quick start failed:\n{text}");
-    for (kind, name, _, _) in expected_conditions() {
-        let row = text
-            .lines()
-            .find(|l| l.contains(&format!("{}.leitwerk.dev/{name} ", kind.to_lowercase())));
-        let row = row.unwrap_or_else(|| {
-            panic!("{kind} {name} missing from the quick start's table:\n{text}")
-        });
-        let phase = row
-            .split_whitespace()
-            .nth(if kind == "Experiment" { 2 } else { 1 })
-            .unwrap_or_default();
-        assert!(
-            [
-                "Pending",
-                "Materializing",
-                "Indexing",
-                "Deploying",
-                "WaitingForData",
-                "WaitingForVersions",
-                "WaitingForIndex"
-            ]
-            .contains(&phase),
-            "{kind} {name} shows phase {phase:?}:\n{text}"
-        );
-    }
-    let down = down.unwrap_or_else(|e| panic!("failed to stop the quick start: {e}"));
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run the quick start: {e}"))
+}
+
+/// The row of `kubectl get leitwerk` for `kind/name`, split into columns.
+fn row<'a>(text: &'a str, kind: &str, name: &str) -> Vec<&'a str> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{kind}.leitwerk.dev/{name} ")))
+        .unwrap_or_else(|| panic!("{kind} {name} missing from the quick start's table:\n{text}"))
+        .split_whitespace()
+        .collect()
+}
+
+/// Seconds the quick start says the whole story took.
+fn took(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("The whole story took "))
+        .and_then(|l| l.trim_end_matches(" s.").parse().ok())
+        .unwrap_or_else(|| panic!("no total time:\n{text}"))
+}
+
+/// Long because it is the story the quick start tells, checked line by line.
+#[test]
+fn quick_start_trains_serves_predicts_and_retrieves_and_runs_again_on_what_it_left() {
+    let state = std::env::temp_dir().join(format!("leitwerk-quickstart-{}", std::process::id()));
+    let first = quick_start(&state, &[]);
+    let second = quick_start(&state, &[]);
+    let down = quick_start(&state, &["--down"]);
+    let text = stderr(&first);
+    assert!(first.status.success(), "the quick start failed:\n{text}");
+
+    // Every step says how long it took.
+    let steps = text.lines().filter(|l| l.starts_with("== ")).count();
+    let timed = text
+        .lines()
+        .filter(|l| l.starts_with("   done in "))
+        .count();
+    assert!(
+        steps >= 10 && timed == steps,
+        "{steps} steps, {timed} timed:\n{text}"
+    );
+    // The FeatureSet was published with its quality rules passed.
+    assert!(text.contains("rows, quality 3/3 passed"), "{text}");
+    // The Model trained, passed its gate and serves; a prediction came back with a score.
+    let model = row(&text, "model", "lead-scoring");
+    assert_eq!(model[1..4], ["Serving", "v1", "v1"], "{text}");
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("score: "))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no score printed:\n{text}"));
+    assert!((0.0..=1.0).contains(&score), "{score}");
+    assert!(text.contains("\"model_version\":\"v1\""), "{text}");
+    // The RagIndex serves and answers with the right document first.
+    assert_eq!(row(&text, "ragindex", "product-docs")[1], "Ready", "{text}");
+    let first_hit = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("query: "))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        first_hit.contains("product-docs/nonprofit-discount.md"),
+        "the charity question finds the non-profit page first: {first_hit}\n{text}"
+    );
+    assert_eq!(row(&text, "featureset", "lead-features")[1], "Ready");
+
+    // The second run reuses the running control plane and what it made: nothing is trained
+    // again.
+    let again = stderr(&second);
+    assert!(
+        second.status.success(),
+        "the second quick start failed:\n{again}"
+    );
+    assert!(again.contains("already running"), "{again}");
+    assert_eq!(
+        row(&again, "model", "lead-scoring")[1..4],
+        ["Serving", "v1", "v1"]
+    );
+    eprintln!(
+        "quick start: first run {} s, second run {} s",
+        took(&text),
+        took(&again)
+    );
+
     assert!(
         down.status.success() && !state.exists(),
         "the quick start did not stop cleanly: {}",
