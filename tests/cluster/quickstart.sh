@@ -31,8 +31,7 @@ stop_pid() { # file: SIGTERM the process it names, and wait for it to go
   rm -f "$1"
 }
 if [ "${1:-}" = "--down" ]; then
-  stop_pid "$state/operator.pid"
-  stop_pid "$state/node.pid"
+  for process in traffic operator node prometheus; do stop_pid "$state/$process.pid"; done
   bash "$root/tests/cluster/down.sh" "$state"
   echo "quick start stopped"
   exit 0
@@ -101,6 +100,8 @@ for attempt in $(seq 1 30); do
   if [ "$attempt" = 30 ]; then kubectl wait --for=condition=Established --timeout=5s crd --all >/dev/null; fi
   sleep 1
 done
+# The Gateway API's CRDs: Experiments split traffic through an HTTPRoute.
+kubectl apply --server-side -f "$(bash tests/cluster/gateway-api.sh)" >/dev/null
 kubectl apply --server-side -f config/rbac/role.yaml >/dev/null
 kubectl create namespace $ns --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl apply -n $ns -f config/rbac/leader_election_role.yaml >/dev/null
@@ -148,18 +149,35 @@ done
 
 step "a development node (leitwerk-dev; log: $state/node.log)"
 stop_pid "$state/node.pid"
-setsid "$bin/leitwerk-dev" --name leitwerk-dev-node --gpus 1 --root "$state/node" \
+mkdir -p "$state/prometheus"
+setsid "$bin/leitwerk-dev" node --name leitwerk-dev-node --gpus 1 --root "$state/node" \
   --image "leitwerk-trainer:dev=$bin/leitwerk-trainer" \
   --image "leitwerk-inference-server:dev=$bin/leitwerk-inference-server" \
   --env "ORT_DYLIB_PATH=$ort" --env "LEITWERK_EMBEDDING_MODEL_DIR=$minilm" \
-  --ports-file "$state/ports.json" >"$state/node.log" 2>&1 </dev/null &
+  --ports-file "$state/ports.json" --prometheus-targets "$state/prometheus/targets.json" \
+  >"$state/node.log" 2>&1 </dev/null &
 echo $! >"$state/node.pid"
 wait_for "the node to be Ready" kubectl wait --for=condition=Ready --timeout=5s node/leitwerk-dev-node
+
+step "Prometheus, scraping every serving pod each second (log: $state/prometheus/log)"
+stop_pid "$state/prometheus.pid"
+prometheus_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$state/prometheus/prometheus.yml" <<YAML
+global: {scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms}
+scrape_configs:
+  - job_name: leitwerk
+    file_sd_configs: [{files: ['$state/prometheus/targets.json'], refresh_interval: 1s}]
+YAML
+setsid "${LEITWERK_PROMETHEUS:-prometheus}" --config.file="$state/prometheus/prometheus.yml" \
+  --storage.tsdb.path="$state/prometheus/data" --web.listen-address="127.0.0.1:$prometheus_port" \
+  --storage.tsdb.retention.time=1d >"$state/prometheus/log" 2>&1 </dev/null &
+echo $! >"$state/prometheus.pid"
+wait_for "Prometheus to be ready" curl -sf "http://127.0.0.1:$prometheus_port/-/ready"
 
 port=${LEITWERK_METRICS_PORT:-18080}
 step "the operator (log: $state/operator.log, metrics: http://127.0.0.1:$port/metrics)"
 stop_pid "$state/operator.pid"
-printf 'trainerImage: leitwerk-trainer:dev\ninferenceServerImage: leitwerk-inference-server:dev\n' >"$state/operator.yaml"
+printf 'trainerImage: leitwerk-trainer:dev\ninferenceServerImage: leitwerk-inference-server:dev\nprometheusUrl: http://127.0.0.1:%s\n' "$prometheus_port" >"$state/operator.yaml"
 KUBECONFIG=$state/operator.kubeconfig setsid "$bin/leitwerk-operator" --config "$state/operator.yaml" \
   --metrics-addr "127.0.0.1:$port" --lease-namespace $ns >"$state/operator.log" 2>&1 </dev/null &
 echo $! >"$state/operator.pid"
@@ -168,8 +186,12 @@ step "the examples into $ns"
 # Every example that runs on what this machine has. Not seo-article, whose generators are a
 # hosted API and a GPU sidecar, nor creative-bandit, which serves an ONNX file of your own
 # (`file:///models/creative-ranker/v3.onnx`); both pass server-side validation in the tests.
-for example in lead-scoring churn product-docs-rag canary-rollout; do
-  kubectl apply -n $ns -f "examples/$example/" >/dev/null
+# The canary comes later, with traffic. Created once: a second run keeps what the first made
+# and steered (`--down` and run again to replay from scratch).
+for example in lead-scoring churn product-docs-rag; do
+  for file in examples/$example/*.yaml; do
+    kubectl get -n $ns -f "$file" >/dev/null 2>&1 || kubectl create -n $ns -f "$file" >/dev/null
+  done
 done
 
 phase() { kubectl get -n $ns "$1" -o jsonpath='{.status.phase}'; }
@@ -222,6 +244,83 @@ import json, sys
 for hit in json.loads(sys.argv[1]).get("results", [])[:3]:
     print(f"   {hit['score']:.3f}  {hit['document']} ({hit['title']}): {hit['text'][:80]!r}")
 PY
+
+version_state() { # version → its state in lead-scoring's status
+  kubectl get -n $ns model/lead-scoring -o jsonpath="{.status.versions[?(@.version==\"$1\")].state}"
+}
+has_state() { [ "$(version_state "$1")" = "$2" ]; }
+# The card's example rows as OIP v2 requests, one per row, for the traffic generator.
+python3 - "${card%/*}/card.json" >"$state/requests.json" <<'PY'
+import json, sys
+card = json.load(open(sys.argv[1]))
+print(json.dumps([{"inputs": [{"name": n, "datatype": k, "shape": [1, 1], "data": [e["inputs"][n]]}
+                              for n, k in card["inputs"]]} for e in card["examples"]]))
+PY
+# The canary-rollout example, quicker: 10 s intervals, three steps, the conversion-rate KPI only.
+canary() {
+  kubectl apply -n $ns -f - >/dev/null <<'YAML'
+apiVersion: leitwerk.dev/v1alpha1
+kind: Experiment
+metadata: {name: lead-scoring-canary}
+spec:
+  variants:
+    - {name: stable, modelRef: {name: lead-scoring}, role: Stable}
+    - {name: canary, modelRef: {name: lead-scoring}, role: Candidate}
+  strategy: {type: Canary, canary: {steps: [25, 50, 100]}}
+  kpis:
+    - name: conversion-rate
+      query: >-
+        (sum(increase(leitwerk_inference_outcomes_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}",outcome="converted"}[{{interval}}])) or vector(0))
+        / sum(increase(leitwerk_inference_predictions_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}"}[{{interval}}]))
+      sampleQuery: sum(increase(leitwerk_inference_predictions_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}"}[{{interval}}]))
+      min: 0.8
+      relativeToStable: true
+      minSamples: 40
+  interval: 10s
+  failureLimit: 0
+  inconclusiveLimit: 6
+  consecutiveErrorLimit: 3
+YAML
+}
+traffic() { # stable rate, canary rate: visitors who convert at these true rates
+  stop_pid "$state/traffic.pid"
+  setsid "$bin/leitwerk-dev" traffic --namespace $ns --experiment lead-scoring-canary \
+    --model lead-scoring --requests "$state/requests.json" --ports-file "$state/ports.json" \
+    --truth "stable=$1" --truth "canary=$2" --rate 40 --max-requests 200000 \
+    >>"$state/traffic.log" 2>&1 </dev/null &
+  echo $! >"$state/traffic.pid"
+}
+experiment() { kubectl get -n $ns experiment/lead-scoring-canary -o jsonpath="$1"; }
+decisions() { experiment '{range .status.decisions[*]}{"   "}{.action}: {.message}{"\n"}{end}' | tail -"$1"; }
+retrain() { # l2, version: a changed spec trains the next version, a Candidate while one serves
+  kubectl patch -n $ns model/lead-scoring --type merge \
+    -p "{\"spec\":{\"algorithm\":{\"logisticRegression\":{\"l2\":$1,\"maxIterations\":300}}}}" >/dev/null
+  wait_for "lead-scoring $2 to be a Candidate" has_state "$2" Candidate
+}
+if ! kubectl get -n $ns experiment/lead-scoring-canary >/dev/null 2>&1; then
+  step "a better version, canaried by conversion rate (traffic log: $state/traffic.log)"
+  retrain 0.1 v2
+  echo "   v2 trained: AUC $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.versions[?(@.version=="v2")].metrics.auc}'); visitors convert at 10 % on stable, 15 % on canary"
+  canary
+  traffic 0.10 0.15
+  wait_for "the canary to be promoted" is_phase experiment/lead-scoring-canary Promoted
+  decisions 4
+  wait_for "v2 to serve" has_state v2 Serving
+
+  step "a worse version, rolled back at its first analysis"
+  stop_pid "$state/traffic.pid"
+  kubectl delete -n $ns experiment/lead-scoring-canary --wait >/dev/null
+  retrain 5.0 v3
+  echo "   v3 trained; visitors convert at 10 % on stable, 2 % on canary"
+  canary
+  traffic 0.10 0.02
+  wait_for "the canary to be rolled back" is_phase experiment/lead-scoring-canary RolledBack
+  decisions 1
+  stop_pid "$state/traffic.pid"
+  echo "   serving: $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.servingVersion}')"
+else
+  echo "   the canary ran before: $(phase experiment/lead-scoring-canary), serving $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.servingVersion}')"
+fi
 
 step ""
 kubectl get leitwerk -n $ns

@@ -18,6 +18,24 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use crate::node::NodeStandIn;
 
+/// Where a pod (`namespace`, `name`) listens on this machine: its (REST, gRPC) ports.
+pub type Ports = Arc<dyn Fn(&str, &str) -> Option<(u16, u16)> + Send + Sync>;
+
+/// The ports of the pods a node stand-in in this process runs.
+pub fn ports_of(node: Arc<NodeStandIn>) -> Ports {
+    Arc::new(move |ns: &str, pod: &str| node.ports(ns, pod))
+}
+
+/// The ports in a file a node stand-in in another process keeps up to date (`leitwerk-dev
+/// --ports-file`: `{"namespace/pod": [rest, grpc]}`), read on each lookup.
+pub fn ports_in_file(path: std::path::PathBuf) -> Ports {
+    Arc::new(move |ns: &str, pod: &str| {
+        let text = std::fs::read_to_string(&path).ok()?;
+        let ports: HashMap<String, (u16, u16)> = serde_json::from_str(&text).ok()?;
+        ports.get(&format!("{ns}/{pod}")).copied()
+    })
+}
+
 /// What the generator sends and simulates.
 #[derive(Debug, Clone)]
 pub struct Load {
@@ -68,7 +86,7 @@ impl Drop for LoadGenerator {
 
 impl LoadGenerator {
     /// Starts sending on the current runtime.
-    pub fn start(client: Client, node: Arc<NodeStandIn>, load: Load) -> LoadGenerator {
+    pub fn start(client: Client, node: Ports, load: Load) -> LoadGenerator {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::new()));
         let first = Arc::new(Mutex::new(FirstServed::new()));
@@ -114,7 +132,7 @@ impl LoadGenerator {
 /// Where traffic goes now: (variant, weight, REST ports of its ready pods).
 type Routes = Vec<(String, u32, Vec<u16>)>;
 
-async fn routes(client: &Client, node: &NodeStandIn, load: &Load) -> Routes {
+async fn routes(client: &Client, node: &Ports, load: &Load) -> Routes {
     let ns = &load.namespace;
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
     let route = match kube::discovery::pinned_kind(client, &gvk).await {
@@ -176,7 +194,7 @@ async fn routes(client: &Client, node: &NodeStandIn, load: &Load) -> Routes {
                     .get(leitwerk_crds::labels::VARIANT)
                     .cloned()
                     .unwrap_or_else(|| "model".into());
-                let (http, _) = node.ports(ns, &p.name_any())?;
+                let (http, _) = node(ns, &p.name_any())?;
                 Some((variant, http))
             })
             .collect();
@@ -197,7 +215,7 @@ async fn routes(client: &Client, node: &NodeStandIn, load: &Load) -> Routes {
 /// caller's stop signal and request budget.
 async fn run(
     client: Client,
-    node: Arc<NodeStandIn>,
+    node: Ports,
     load: Load,
     stop: Arc<AtomicBool>,
     (tally, first): (Arc<Mutex<Tally>>, Arc<Mutex<FirstServed>>),

@@ -57,6 +57,7 @@ fn top_level_entries_are_exactly_the_documented_ones() {
         .collect();
     entries.sort();
     let expected = [
+        "CHANGELOG.md",
         "Cargo.lock",
         "Cargo.toml",
         "README.md",
@@ -157,4 +158,67 @@ fn every_leitwerk_label_and_annotation_is_written_once_in_crds() {
         "use leitwerk_crds::labels instead: {copies:#?}"
     );
     assert!(files.len() > 50, "found only {} files", files.len());
+}
+
+#[test]
+fn the_changelog_keeps_a_changelog_and_names_the_workspace_version() {
+    let text = std::fs::read_to_string(repo_root().join("CHANGELOG.md")).expect("CHANGELOG.md");
+    assert!(text.starts_with("# Changelog\n"), "the title");
+    let sections = [
+        "Added",
+        "Changed",
+        "Deprecated",
+        "Removed",
+        "Fixed",
+        "Security",
+    ];
+    let mut versions = Vec::new();
+    for line in text.lines() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            if heading == "[Unreleased]" {
+                versions.push("Unreleased".to_string());
+                continue;
+            }
+            let (version, date) = heading
+                .split_once("] - ")
+                .unwrap_or_else(|| panic!("{line:?} is not `## [x.y.z] - YYYY-MM-DD`"));
+            let version = version.trim_start_matches('[');
+            assert!(
+                version.split('.').count() == 3
+                    && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+                "{line:?}: not a semantic version"
+            );
+            assert!(
+                chrono_like_date(date),
+                "{line:?}: the date is not YYYY-MM-DD"
+            );
+            versions.push(version.to_string());
+        } else if let Some(section) = line.strip_prefix("### ") {
+            assert!(
+                sections.contains(&section),
+                "{line:?}: Keep a Changelog's sections are {sections:?}"
+            );
+        }
+    }
+    assert_eq!(versions.first().map(String::as_str), Some("Unreleased"));
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).expect("Cargo.toml");
+    let workspace_version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .map(|v| v.trim_end_matches('"'))
+        .expect("the workspace version");
+    assert_eq!(
+        versions.get(1).map(String::as_str),
+        Some(workspace_version),
+        "the newest release in CHANGELOG.md is the workspace's version"
+    );
+}
+
+fn chrono_like_date(date: &str) -> bool {
+    let parts: Vec<&str> = date.split('-').collect();
+    parts.len() == 3
+        && [4, 2, 2]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| p.len() == *n && p.parse::<u32>().is_ok())
 }

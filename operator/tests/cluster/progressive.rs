@@ -420,7 +420,7 @@ impl Scenario {
     fn load_to(&self, target: &str, truth: &[(&str, f64)], drifted: &[&str]) -> LoadGenerator {
         LoadGenerator::start(
             self.client.clone(),
-            self.env.node.clone(),
+            leitwerk_testkit::loadgen::ports_of(self.env.node.clone()),
             Load {
                 namespace: self.ns.name.clone(),
                 experiment: target.into(),

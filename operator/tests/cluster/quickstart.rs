@@ -1,5 +1,5 @@
 //! The README's quick start, run as a user would: twice, the second time on what the first
-//! left running.
+//! left running. Each state of the story is checked in what it prints.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -40,7 +40,7 @@ fn took(text: &str) -> u64 {
 
 /// Long because it is the story the quick start tells, checked line by line.
 #[test]
-fn quick_start_trains_serves_predicts_and_retrieves_and_runs_again_on_what_it_left() {
+fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_left() {
     let state = std::env::temp_dir().join(format!("leitwerk-quickstart-{}", std::process::id()));
     let first = quick_start(&state, &[]);
     let second = quick_start(&state, &[]);
@@ -61,8 +61,7 @@ fn quick_start_trains_serves_predicts_and_retrieves_and_runs_again_on_what_it_le
     // The FeatureSet was published with its quality rules passed.
     assert!(text.contains("rows, quality 3/3 passed"), "{text}");
     // The Model trained, passed its gate and serves; a prediction came back with a score.
-    let model = row(&text, "model", "lead-scoring");
-    assert_eq!(model[1..4], ["Serving", "v1", "v1"], "{text}");
+    assert!(text.contains("   v1 AUC 0.8"), "{text}");
     let score: f64 = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("score: "))
@@ -82,6 +81,27 @@ fn quick_start_trains_serves_predicts_and_retrieves_and_runs_again_on_what_it_le
         "the charity question finds the non-profit page first: {first_hit}\n{text}"
     );
     assert_eq!(row(&text, "featureset", "lead-features")[1], "Ready");
+    // With traffic and Prometheus, a better version was canaried step by step by its
+    // conversion rate and promoted; a worse one was rolled back at its first analysis and v2
+    // still serves.
+    for decision in [
+        "   Start: Canary over stable=lead-scoring/v1, canary=lead-scoring/v2",
+        "   Advance: step 1/3 passed (conversion-rate/canary",
+        "   Promote: ",
+        "   RollBack: conversion-rate/canary",
+    ] {
+        assert!(text.contains(decision), "no {decision:?}:\n{text}");
+    }
+    assert_eq!(
+        row(&text, "model", "lead-scoring")[1..4],
+        ["Serving", "v2", "v3"],
+        "{text}"
+    );
+    assert_eq!(
+        row(&text, "experiment", "lead-scoring-canary")[2],
+        "RolledBack",
+        "{text}"
+    );
 
     // The second run reuses the running control plane and what it made: nothing is trained
     // again.
@@ -91,9 +111,13 @@ fn quick_start_trains_serves_predicts_and_retrieves_and_runs_again_on_what_it_le
         "the second quick start failed:\n{again}"
     );
     assert!(again.contains("already running"), "{again}");
+    assert!(
+        again.contains("the canary ran before: RolledBack, serving v2"),
+        "{again}"
+    );
     assert_eq!(
         row(&again, "model", "lead-scoring")[1..4],
-        ["Serving", "v1", "v1"]
+        ["Serving", "v2", "v3"]
     );
     eprintln!(
         "quick start: first run {} s, second run {} s",

@@ -5,19 +5,38 @@
 //! registers a Node with the API server of `$KUBECONFIG` and runs the pods the real
 //! kube-scheduler binds to it as local processes of the project's binaries (an image table
 //! maps each image name to one). It is not a kubelet: see `tests/README.md` for what it does
-//! and does not do. The quick start (`tests/cluster/quickstart.sh`) runs it.
+//! and does not do. `leitwerk-dev traffic` stands in for a marketing site's visitors: it sends
+//! scoring requests through an Experiment's routes and reports conversions drawn from a true
+//! rate per variant. The quick start (`tests/cluster/quickstart.sh`) runs both.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use leitwerk_testkit::loadgen::{Load, LoadGenerator, ports_in_file};
 use leitwerk_testkit::node::{Image, NodeStandIn};
 
-/// Runs a development node until interrupted.
+/// Leitwerk's development tools.
 #[derive(Parser, Debug)]
 #[command(name = "leitwerk-dev", version, about)]
-struct Args {
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs a development node until interrupted.
+    Node(NodeArgs),
+    /// Sends scoring traffic through an Experiment and reports conversions until interrupted
+    /// or `--max-requests`.
+    Traffic(TrafficArgs),
+}
+
+/// `leitwerk-dev node`.
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
     /// The Node's name.
     #[arg(long, default_value = "leitwerk-dev-node")]
     name: String,
@@ -38,6 +57,52 @@ struct Args {
     /// (`{"namespace/pod": [http, grpc]}`): a pod network would give each pod its own address.
     #[arg(long)]
     ports_file: Option<PathBuf>,
+    /// A Prometheus `file_sd` file kept up to date with every serving pod's metrics endpoint.
+    #[arg(long)]
+    prometheus_targets: Option<PathBuf>,
+}
+
+/// `leitwerk-dev traffic`.
+#[derive(clap::Args, Debug)]
+struct TrafficArgs {
+    /// Namespace of the Experiment.
+    #[arg(long)]
+    namespace: String,
+    /// The Experiment whose HTTPRoute (or Service) takes the traffic.
+    #[arg(long)]
+    experiment: String,
+    /// The model name in the request path.
+    #[arg(long)]
+    model: String,
+    /// A JSON array of OIP v2 inference requests, sent in turn.
+    #[arg(long)]
+    requests: PathBuf,
+    /// The true conversion rate of a variant, `VARIANT=RATE`; repeat per variant.
+    #[arg(long = "truth", value_parser = rate)]
+    truth: Vec<(String, f64)>,
+    /// Requests per second.
+    #[arg(long, default_value_t = 40)]
+    rate: u32,
+    /// Stop after this many requests.
+    #[arg(long, default_value_t = 100_000)]
+    max_requests: u64,
+    /// The node's `--ports-file`.
+    #[arg(long)]
+    ports_file: PathBuf,
+    /// Seed of the routing and conversion draws.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+fn rate(s: &str) -> Result<(String, f64), String> {
+    let (variant, value) = pair(s)?;
+    let value: f64 = value
+        .parse()
+        .map_err(|e| format!("{s:?}: the rate is not a number: {e}"))?;
+    if !(0.0..=1.0).contains(&value) {
+        return Err(format!("{s:?}: a rate lies between 0 and 1"));
+    }
+    Ok((variant, value))
 }
 
 fn pair(s: &str) -> Result<(String, String), String> {
@@ -52,7 +117,33 @@ fn pair(s: &str) -> Result<(String, String), String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    match Cli::parse().command {
+        Command::Node(args) => node(args).await,
+        Command::Traffic(args) => traffic(args).await,
+    }
+}
+
+/// Waits for SIGTERM or Ctrl-C, doing `tick` twice a second meanwhile.
+async fn until_stopped(mut tick: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+            _ = every.tick() => if !tick()? { return Ok(()) },
+        }
+    }
+}
+
+fn write_atomically(file: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let part = file.with_extension("part");
+    std::fs::write(&part, text)?;
+    std::fs::rename(&part, file)?;
+    Ok(())
+}
+
+async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let mut images = HashMap::new();
     for (image, binary) in &args.images {
         let binary = PathBuf::from(binary);
@@ -80,28 +171,88 @@ async fn main() -> anyhow::Result<()> {
         args.gpus,
         args.root.display()
     );
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last = String::new();
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
-            _ = tick.tick() => {
-                if let Some(file) = &args.ports_file {
-                    let ports: HashMap<String, (u16, u16)> = node.all_ports().into_iter().collect();
-                    let text = serde_json::to_string(&ports)?;
-                    if text != last {
-                        let part = file.with_extension("part");
-                        std::fs::write(&part, &text)?;
-                        std::fs::rename(&part, file)?;
-                        last = text;
-                    }
-                }
+    until_stopped(|| {
+        let ports: HashMap<String, (u16, u16)> = node.all_ports().into_iter().collect();
+        let text = serde_json::to_string(&ports)?;
+        if text != last {
+            if let Some(file) = &args.ports_file {
+                write_atomically(file, &text)?;
             }
+            if let Some(file) = &args.prometheus_targets {
+                let targets: Vec<String> = ports
+                    .values()
+                    .map(|(http, _)| format!("127.0.0.1:{http}"))
+                    .collect();
+                let sd = serde_json::json!([{"targets": targets, "labels": {}}]);
+                write_atomically(file, &sd.to_string())?;
+            }
+            last = text;
         }
-    }
+        Ok(true)
+    })
+    .await?;
     eprintln!("leitwerk-dev: stopping node {}", args.name);
     drop(node);
     Ok(())
+}
+
+async fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
+    let requests: Vec<serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(&args.requests)
+            .map_err(|e| anyhow::anyhow!("--requests {}: {e}", args.requests.display()))?,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "--requests {}: not a JSON array of requests: {e}",
+            args.requests.display()
+        )
+    })?;
+    anyhow::ensure!(
+        !requests.is_empty(),
+        "--requests {}: no requests",
+        args.requests.display()
+    );
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!(
+            "no cluster to read routes from (set KUBECONFIG to the control plane's): {e}"
+        )
+    })?;
+    let truth = args.truth.iter().cloned().collect();
+    let load = LoadGenerator::start(
+        client,
+        ports_in_file(args.ports_file.clone()),
+        Load {
+            namespace: args.namespace.clone(),
+            experiment: args.experiment.clone(),
+            model: args.model.clone(),
+            requests,
+            drifted_requests: Vec::new(),
+            drifted: Vec::new(),
+            truth,
+            rate: args.rate,
+            max_requests: args.max_requests,
+            seed: args.seed,
+        },
+    );
+    eprintln!(
+        "leitwerk-dev: traffic to {}/{} at {} requests/s, true conversion rates {:?}",
+        args.namespace, args.experiment, args.rate, args.truth
+    );
+    let mut ticks = 0_u64;
+    until_stopped(|| {
+        ticks += 1;
+        if ticks.is_multiple_of(20) {
+            eprintln!(
+                "leitwerk-dev: scored and converted per variant {:?}",
+                load.tally()
+            );
+            if let Some(e) = load.errors().last() {
+                eprintln!("leitwerk-dev: last error: {e}");
+            }
+        }
+        let sent: u64 = load.tally().values().map(|(n, _)| n).sum();
+        Ok(sent < args.max_requests)
+    })
+    .await
 }
