@@ -41,12 +41,24 @@ pub const RERUN: &str = "leitwerk.dev/rerun";
 /// Annotation naming who approved or rejected (recorded in status).
 pub const APPROVED_BY: &str = "leitwerk.dev/approved-by";
 
+/// Annotation asking the operator to steer a resource by hand, as `<action>:<nonce>` (the
+/// nonce makes each request unique; each is handled once): on an Experiment `abort`,
+/// `promote`, `pause`, `resume` or `retry`; on a Model `retrain`.
+pub const CONTROL: &str = "leitwerk.dev/control";
+
+/// Annotation naming who asked for a `leitwerk.dev/control` request (recorded with it).
+pub const REQUESTED_BY: &str = "leitwerk.dev/requested-by";
+
+/// Annotation pinning a Model to one of its versions (`v3`): that version serves whatever
+/// newer versions or Experiments decide, until the annotation goes.
+pub const PINNED_VERSION: &str = "leitwerk.dev/pinned-version";
+
 /// The finalizer that removes a RagIndex's index files before it goes.
 pub const INDEX_FILES_FINALIZER: &str = "leitwerk.dev/index-files";
 
 /// Every label, annotation and finalizer above, for the test that finds no copy of them as
 /// a literal anywhere else.
-pub const ALL: [&str; 19] = [
+pub const ALL: [&str; 22] = [
     FEATURE_SET,
     MODEL,
     VERSION,
@@ -66,4 +78,7 @@ pub const ALL: [&str; 19] = [
     REJECT,
     APPROVED_BY,
     RERUN,
+    CONTROL,
+    REQUESTED_BY,
+    PINNED_VERSION,
 ];

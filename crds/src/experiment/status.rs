@@ -26,6 +26,11 @@ crate::common::named_enum! {
         Measure,
         /// A bandit's best arm is the stable one: the Experiment ends without a promotion.
         Conclude,
+        /// Someone resumed an analysis they had paused (`leitwerk.dev/control: resume`).
+        Resume,
+        /// Someone started the Experiment again after it ended (`leitwerk.dev/control:
+        /// retry`): the variants are resolved anew, e.g. to a newer candidate.
+        Retry,
     }
 }
 
@@ -37,6 +42,8 @@ crate::common::named_enum! {
         /// More than `inconclusiveLimit` analyses in a row had no verdict (no data, too few
         /// samples).
         InsufficientData,
+        /// Someone paused it (`leitwerk.dev/control: pause`); only `resume` continues it.
+        Requested,
     }
 }
 
@@ -62,6 +69,25 @@ pub struct Decision {
     /// Weights after the decision.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub weights: BTreeMap<String, i32>,
+    /// Who asked for it, for a decision taken by hand (`leitwerk.dev/control`), as
+    /// `leitwerk.dev/requested-by` named them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// The last `leitwerk.dev/control` request the operator handled.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlStatus {
+    /// The annotation's value, e.g. `promote:1765000000`; a request is handled once.
+    pub request: String,
+    /// Who asked (`leitwerk.dev/requested-by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// When it was handled (RFC 3339).
+    pub time: String,
+    /// What came of it: the action taken, or why it was refused.
+    pub result: String,
 }
 
 /// A variant as resolved when the Experiment started; kept so that a promotion (which changes
@@ -228,6 +254,9 @@ pub struct ExperimentStatus {
     /// The variant that won (Promoted) or the stable one after a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winner: Option<String>,
+    /// The last control request handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_control: Option<ControlStatus>,
     /// Whether the Model was seen serving the promoted version.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promotion_confirmed: bool,

@@ -12,7 +12,10 @@ use kube::{
     core::DeserializeGuard,
     runtime::{Controller, controller::Action, watcher},
 };
-use leitwerk_crds::{Experiment, Model, experiment::DecisionAction};
+use leitwerk_crds::{
+    Experiment, Model,
+    experiment::{DecisionAction, ExperimentStatus},
+};
 
 use crate::notice::Notice;
 use crate::references::get_opt;
@@ -47,6 +50,7 @@ mod children;
 mod decide;
 mod measure;
 mod status;
+mod steer;
 mod variants;
 
 use arms::*;
@@ -99,6 +103,54 @@ pub async fn reconcile(
     .await
 }
 
+/// Handles a `leitwerk.dev/control` request not handled yet (see `steer`): the Event that
+/// reports what it did, or why it was refused. A retry resolves the variants anew first, so
+/// that a refused retry changes nothing.
+fn steer_by_hand(
+    exp: &Experiment,
+    models: &[Option<Model>],
+    status: &mut ExperimentStatus,
+    now: chrono::DateTime<Utc>,
+) -> Option<Notice> {
+    use leitwerk_crds::labels::{CONTROL, REQUESTED_BY};
+    let request = steer::pending(exp, status)?;
+    let value = exp.annotations().get(CONTROL).cloned().unwrap_or_default();
+    let by = exp.annotations().get(REQUESTED_BY).cloned();
+    let result = request.and_then(|r| {
+        let variants = if r.control == steer::Control::Retry {
+            Some(resolve(exp, models).map_err(|o| format!("retry: {}", o.ready.message))?)
+        } else {
+            None
+        };
+        let decision = steer::steer(exp, status, &r, now)?;
+        if let Some(v) = variants {
+            status.variants = v;
+        }
+        Ok(decision)
+    });
+    Some(match result {
+        Ok(d) => {
+            steer::handled(
+                status,
+                &value,
+                by,
+                format!("{}: {}", d.action, d.message),
+                now,
+            );
+            Notice::of(
+                d.action == DecisionAction::RollBack,
+                "Steer",
+                d.action.to_string(),
+                d.message,
+            )
+        }
+        Err(why) => {
+            steer::handled(status, &value, by, format!("refused: {why}"), now);
+            Notice::of(true, "Steer", "ControlRefused", why)
+        }
+    })
+}
+
 /// The Experiment's reconcile: validate → resolve variants → apply children → analyse when due
 /// → publish the decision → write status. Long because it is the sequence; each step is a
 /// function of its own.
@@ -136,6 +188,7 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
         restart(&mut status);
     }
     status.variants = variants;
+    let steered = steer_by_hand(exp, &models, &mut status, now);
 
     let route = ctx.gateway_api().await;
     status.routing = Some(
@@ -149,7 +202,7 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
     let mut decision = None;
     if status.analysis.is_none() {
         decision = Some(start(exp, &mut status, now));
-    } else if !is_terminal(&status) && is_due(&status, now) {
+    } else if !is_terminal(&status) && !steer::paused_by_request(&status) && is_due(&status, now) {
         let url = exp
             .spec
             .prometheus_url
@@ -186,6 +239,7 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
             d.message.clone(),
         ));
     }
+    events.extend(steered);
     let outcome = outcome_of(exp, &status, now).with_events(events);
     let action = reconcile::finish_with(ctx, exp, outcome, |s| {
         let phase = s.phase;

@@ -182,3 +182,4 @@ fn semantic_mistakes_are_all_reported_with_their_fields() {
 
 mod arms;
 mod canary;
+mod steering;
