@@ -49,16 +49,12 @@ pub const CONTROL: &str = "leitwerk.dev/control";
 /// Annotation naming who asked for a `leitwerk.dev/control` request (recorded with it).
 pub const REQUESTED_BY: &str = "leitwerk.dev/requested-by";
 
-/// Annotation pinning a Model to one of its versions (`v3`): that version serves whatever
-/// newer versions or Experiments decide, until the annotation goes.
-pub const PINNED_VERSION: &str = "leitwerk.dev/pinned-version";
-
 /// The finalizer that removes a RagIndex's index files before it goes.
 pub const INDEX_FILES_FINALIZER: &str = "leitwerk.dev/index-files";
 
 /// Every label, annotation and finalizer above, for the test that finds no copy of them as
 /// a literal anywhere else.
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 21] = [
     FEATURE_SET,
     MODEL,
     VERSION,
@@ -80,5 +76,4 @@ pub const ALL: [&str; 22] = [
     RERUN,
     CONTROL,
     REQUESTED_BY,
-    PINNED_VERSION,
 ];

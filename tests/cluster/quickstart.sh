@@ -74,7 +74,7 @@ if [ -z "$bin" ]; then
   cargo build -q --workspace --bins
   bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
 fi
-for b in leitwerk-operator leitwerk-trainer leitwerk-inference-server leitwerk-dev; do
+for b in leitwerk-operator leitwerk-trainer leitwerk-inference-server leitwerk-dev kubectl-leitwerk; do
   [ -x "$bin/$b" ] || fail "$bin/$b is not built: run cargo build --workspace --bins"
 done
 
@@ -90,6 +90,8 @@ fi
 export KUBECONFIG=$state/kubeconfig
 k8s_bin=$(sed -n 's/^LEITWERK_K8S_BIN=//p' "$state/env")
 kubectl() { "$k8s_bin/kubectl" "$@"; }
+# `kubectl leitwerk`, the plugin, is found on the PATH.
+export PATH="$bin:$PATH"
 
 step "the CRDs, the operator's RBAC and the namespace $ns"
 kubectl apply --server-side -f config/crd/bases/ >/dev/null
@@ -307,12 +309,12 @@ if ! kubectl get -n $ns experiment/lead-scoring-canary >/dev/null 2>&1; then
   decisions 4
   wait_for "v2 to serve" has_state v2 Serving
 
-  step "a worse version, rolled back at its first analysis"
+  step "a worse version, retrained and canaried again by hand (kubectl leitwerk), rolled back"
   stop_pid "$state/traffic.pid"
-  kubectl delete -n $ns experiment/lead-scoring-canary --wait >/dev/null
-  retrain 5.0 v3
+  echo "   $(kubectl leitwerk retrain model/lead-scoring -n $ns --by quickstart)"
+  wait_for "lead-scoring v3 to be a Candidate" has_state v3 Candidate
   echo "   v3 trained; visitors convert at 10 % on stable, 2 % on canary"
-  canary
+  echo "   $(kubectl leitwerk retry experiment/lead-scoring-canary -n $ns --by quickstart)"
   traffic 0.10 0.02
   wait_for "the canary to be rolled back" is_phase experiment/lead-scoring-canary RolledBack
   decisions 1
@@ -323,6 +325,8 @@ else
 fi
 
 step ""
+kubectl leitwerk status model/lead-scoring -n $ns
+echo
 kubectl get leitwerk -n $ns
 echo
 echo "The whole story took $(($(date +%s) - started)) s."

@@ -70,6 +70,9 @@ pub struct ModelStatus {
     /// Scheduled retraining (`spec.training.retrain.schedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
+    /// The last `leitwerk.dev/control` request handled (`retrain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_control: Option<crate::experiment::ControlStatus>,
 }
 
 /// Where a Model's retraining schedule stands.

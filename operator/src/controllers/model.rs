@@ -26,6 +26,7 @@ use crate::{
     validation::summarize,
     workloads::{HTTP_PORT, MANAGED_BY},
 };
+use leitwerk_crds::labels::REQUESTED_BY;
 
 /// Label naming the Model an object belongs to.
 pub const MODEL_LABEL: &str = leitwerk_crds::labels::MODEL;
@@ -45,6 +46,7 @@ mod drift;
 mod observe;
 mod serve;
 mod status;
+mod steer;
 mod validate;
 
 #[cfg(test)]
@@ -209,6 +211,38 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
     {
         d.retrain_requested = false;
     }
+    // A retrain asked for by hand is handled once its Job started; another action is refused.
+    let now = chrono::Utc::now();
+    let control = match steer::pending(model) {
+        Some(Ok(value)) if model.spec.onnx.is_some() => {
+            let why = format!(
+                "{value}: this Model serves its own ONNX file (spec.onnx); there is nothing to train"
+            );
+            observed
+                .events
+                .push(Notice::of(true, "Steer", "ControlRefused", why.clone()));
+            steer::handled(model, format!("refused: {why}"), now)
+        }
+        Some(Ok(_)) => observed.started.as_ref().and_then(|job| {
+            let who = model.annotations().get(REQUESTED_BY).cloned();
+            let note = format!(
+                "retraining asked by {}: Job {job} started",
+                who.as_deref()
+                    .unwrap_or("someone (no leitwerk.dev/requested-by)")
+            );
+            observed
+                .events
+                .push(Notice::normal("Steer", "Retrain", note.clone()));
+            steer::handled(model, format!("Retrain: {note}"), now)
+        }),
+        Some(Err(why)) => {
+            observed
+                .events
+                .push(Notice::of(true, "Steer", "ControlRefused", why.clone()));
+            steer::handled(model, format!("refused: {why}"), now)
+        }
+        None => None,
+    };
     let outcome = outcome.with_events(std::mem::take(&mut observed.events));
     let endpoint = format!("http://{}.{ns}.svc:{HTTP_PORT}", serving_name(model));
     let action = reconcile::finish_with(ctx, model, outcome, |status| {
@@ -234,6 +268,9 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
             .or_else(|| observed.active.as_ref().map(|(j, _)| j.clone()));
         status.versions = versions.clone();
         status.drift = drift.clone();
+        if control.is_some() {
+            status.last_control = control.clone();
+        }
         if observed.schedule.is_some() || schedule::schedule_of(model).is_none() {
             status.schedule = observed.schedule.clone();
         }

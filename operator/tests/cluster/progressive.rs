@@ -1469,3 +1469,126 @@ async fn a_model_with_drifted_inputs_rolls_back_to_its_previous_version() -> any
     assert!(String::from_utf8_lossy(&events.stdout).contains("DriftRollback"));
     Ok(())
 }
+
+/// Runs `kubectl leitwerk ARGS -n <namespace>` as the admin, returning its output.
+fn plugin(s: &Scenario, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-leitwerk"))
+            .args(args)
+            .args(["-n", &s.ns.name, "--by", "ana@example.com"])
+            .env("KUBECONFIG", &s.env.cluster.kubeconfig)
+            .output()?,
+    )
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Long because it is one story of steering, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_is_steered_by_hand_through_kubectl_leitwerk() -> anyhow::Result<()> {
+    let s = Scenario::new("steer", &["v1", "v2", "v3"]).await?;
+    // Steps that would take minutes: only a hand can move it along.
+    s.apply(&canary_yaml("[10, 20, 100]", "").replace("interval: 5s", "interval: 30s"))?;
+    let _load = s.load(&[("stable", 0.10), ("canary", 0.10)], &[]);
+    s.wait_phase(ExperimentPhase::Progressing, Duration::from_secs(60))
+        .await?;
+
+    // Pause: the weights stay, and no analysis runs.
+    let out = plugin(&s, &["pause", "experiment/rollout"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Pause: paused by ana@example.com"),
+        "{}",
+        text(&out)
+    );
+    let paused = s.experiment().await?;
+    let st = paused.status.clone().unwrap_or_default();
+    assert_eq!(st.phase, Some(ExperimentPhase::Paused));
+    assert_eq!(st.weights.get("canary"), Some(&10));
+    // Resume continues it; a second resume finds nothing paused and is refused.
+    let out = plugin(&s, &["resume", "experiment/rollout"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = plugin(&s, &["resume", "experiment/rollout"])?;
+    assert!(!out.status.success(), "resuming what runs is refused");
+    assert!(text(&out).contains("refused: resume"), "{}", text(&out));
+
+    // Promote now: the canary serves, its remaining steps skipped.
+    let out = plugin(&s, &["promote", "experiment/rollout"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    let e = s
+        .wait_phase(ExperimentPhase::Promoted, Duration::from_secs(30))
+        .await?;
+    let promote = e
+        .status
+        .clone()
+        .unwrap_or_default()
+        .decisions
+        .into_iter()
+        .rev()
+        .find(|d| d.action == DecisionAction::Promote)
+        .expect("a Promote");
+    assert_eq!(promote.requested_by.as_deref(), Some("ana@example.com"));
+    assert_eq!(
+        s.route_weights().await?,
+        BTreeMap::from([("stable".into(), 0), ("canary".into(), 100)])
+    );
+    s.wait_serving("v3").await?;
+
+    // Retry: the ended Experiment starts again over the candidate left (v2, the newest was
+    // promoted); abort sends all traffic back to the stable variant, which is now v3.
+    let out = plugin(&s, &["retry", "experiment/rollout"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    let restarted = wait_for("the retried canary", Duration::from_secs(60), || async {
+        let e = s.experiment().await?;
+        let st = e.status.clone().unwrap_or_default();
+        let canary = st
+            .variants
+            .iter()
+            .find(|v| v.name == "canary")
+            .map(|v| v.version.clone());
+        let ok = st.phase == Some(ExperimentPhase::Progressing) && canary.as_deref() == Some("v2");
+        Ok((ok.then_some(e), format!("{:?} {:?}", st.phase, st.variants)))
+    })
+    .await?;
+    let stable = restarted
+        .status
+        .clone()
+        .unwrap_or_default()
+        .variants
+        .into_iter()
+        .find(|v| v.name == "stable")
+        .map(|v| v.version);
+    assert_eq!(stable.as_deref(), Some("v3"));
+    let out = plugin(&s, &["abort", "experiment/rollout"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    s.wait_phase(ExperimentPhase::RolledBack, Duration::from_secs(30))
+        .await?;
+    assert_eq!(
+        s.route_weights().await?,
+        BTreeMap::from([("stable".into(), 100), ("canary".into(), 0)])
+    );
+
+    // The timeline and the tree tell it.
+    let why = text(&plugin(&s, &["why", "experiment/rollout"])?);
+    for line in [
+        "Pause",
+        "Resume",
+        "Promote",
+        "Retry",
+        "RollBack",
+        "requested by ana@example.com",
+    ] {
+        assert!(why.contains(line), "no {line:?} in:\n{why}");
+    }
+    let tree = text(&plugin(&s, &["status", "model/lead-scoring"])?);
+    assert!(tree.contains("model/lead-scoring"), "{tree}");
+    assert!(tree.contains("serving v3"), "{tree}");
+    assert!(tree.contains("rollout  RolledBack"), "{tree}");
+    Ok(())
+}

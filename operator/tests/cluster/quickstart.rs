@@ -88,6 +88,9 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         "   Start: Canary over stable=lead-scoring/v1, canary=lead-scoring/v2",
         "   Advance: step 1/3 passed (conversion-rate/canary",
         "   Promote: ",
+        // Retrained and canaried again by hand, through `kubectl leitwerk`.
+        "model/lead-scoring: Retrain: retraining asked by quickstart: Job",
+        "experiment/lead-scoring-canary: Retry: retried by quickstart after Promoted",
         "   RollBack: conversion-rate/canary",
     ] {
         assert!(text.contains(decision), "no {decision:?}:\n{text}");
@@ -100,6 +103,11 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
     assert_eq!(
         row(&text, "experiment", "lead-scoring-canary")[2],
         "RolledBack",
+        "{text}"
+    );
+    // `kubectl leitwerk status` draws the Model's tree.
+    assert!(
+        text.contains("model/lead-scoring  Serving  serving v2  latest v3"),
         "{text}"
     );
 

@@ -247,7 +247,8 @@ pub fn trained_version(
 }
 
 /// Whether a new version must be trained: none yet, the spec changed since the newest one, a
-/// new snapshot arrived (with `retrain.onNewData`), or a drift check asked for it.
+/// new snapshot arrived (with `retrain.onNewData`), a drift check asked for it, or someone
+/// did (`leitwerk.dev/control: retrain`).
 pub fn training_needed(
     model: &Model,
     latest: Option<&ModelVersion>,
@@ -257,6 +258,7 @@ pub fn training_needed(
     let status = model.status.clone().unwrap_or_default();
     let drift_retrain = status.drift.as_ref().is_some_and(|d| d.retrain_requested);
     drift_retrain
+        || super::steer::retrain_asked(model)
         || match latest {
             None => true,
             Some(v) => {

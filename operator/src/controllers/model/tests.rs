@@ -347,3 +347,47 @@ fn failures_are_warnings_and_waiting_is_normal() {
     assert!(!needs_attention(&waiting.ready), "{:?}", waiting.ready);
     assert!(!needs_attention(&decide(&example(), Some(Some(&fs))).ready));
 }
+
+#[test]
+fn a_retrain_asked_by_hand_trains_once_and_other_actions_are_refused() {
+    use leitwerk_crds::labels::{CONTROL, REQUESTED_BY};
+    let mut model = example();
+    model.metadata.generation = Some(3);
+    let latest = ModelVersion {
+        version: "v2".into(),
+        generation: Some(3),
+        data_version: Some("sha256:aa".into()),
+        ..Default::default()
+    };
+    assert!(!training_needed(&model, Some(&latest), false, "sha256:aa"));
+    let annotations = model.metadata.annotations.get_or_insert_default();
+    annotations.insert(CONTROL.into(), "retrain:1".into());
+    annotations.insert(REQUESTED_BY.into(), "ana@example.com".into());
+    assert!(
+        training_needed(&model, Some(&latest), false, "sha256:aa"),
+        "asked by hand"
+    );
+    // Once handled (its Job started), the same request asks nothing again.
+    let record = steer::handled(&model, "Retrain: Job started".into(), chrono::Utc::now());
+    assert_eq!(
+        record.as_ref().and_then(|r| r.requested_by.as_deref()),
+        Some("ana@example.com")
+    );
+    model.status = Some(leitwerk_crds::ModelStatus {
+        last_control: record,
+        ..Default::default()
+    });
+    assert!(!training_needed(&model, Some(&latest), false, "sha256:aa"));
+    // An Experiment's action on a Model is named and refused.
+    model
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(CONTROL.into(), "promote:2".into());
+    let refused = steer::pending(&model).unwrap().unwrap_err();
+    assert!(
+        refused.contains("\"promote\"") && refused.contains("use retrain"),
+        "{refused}"
+    );
+    assert!(!training_needed(&model, Some(&latest), false, "sha256:aa"));
+}

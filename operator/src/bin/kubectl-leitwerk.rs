@@ -1,0 +1,459 @@
+//! `kubectl leitwerk`: the kubectl plugin for steering and reading Leitwerk resources, as
+//! `kubectl argo rollouts` does for Rollouts. Put `kubectl-leitwerk` on the PATH.
+//!
+//! Steering writes the same declarative annotations a person or a pipeline could write
+//! (`leitwerk.dev/control: <action>:<nonce>` with `leitwerk.dev/requested-by`, or
+//! `leitwerk.dev/approve`), waits until the operator has handled the request, and prints what
+//! came of it. Reading shows a Model as a tree of its versions, the Experiments that use it
+//! and its drift, and an Experiment's decisions as a timeline with their evidence.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use leitwerk_crds::labels::{APPROVE, APPROVED_BY, CONTROL, REQUESTED_BY};
+use leitwerk_crds::{ContentPipeline, Experiment, Model};
+
+/// Steer and inspect Leitwerk resources.
+#[derive(Parser, Debug)]
+#[command(name = "kubectl-leitwerk", version, about)]
+struct Cli {
+    /// Namespace; the kubeconfig context's when left out.
+    #[arg(short, long, global = true)]
+    namespace: Option<String>,
+    /// Who asks, recorded with the request; the kubeconfig context's user when left out.
+    #[arg(long, global = true)]
+    by: Option<String>,
+    /// Seconds to wait for the operator to handle a request.
+    #[arg(long, global = true, default_value_t = 30)]
+    timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// A Model as a tree: versions with their metrics, the Experiments using it, drift.
+    Status {
+        /// `model/NAME`.
+        target: String,
+    },
+    /// An Experiment's decisions as a timeline, with the evidence of each.
+    Why {
+        /// `experiment/NAME`.
+        target: String,
+    },
+    /// Promote a canary now, skipping its remaining steps.
+    Promote {
+        /// `experiment/NAME`.
+        target: String,
+    },
+    /// Send all traffic back to the stable variant now.
+    Abort {
+        /// `experiment/NAME`.
+        target: String,
+    },
+    /// Hold an Experiment's analysis and weights.
+    Pause {
+        /// `experiment/NAME`.
+        target: String,
+    },
+    /// Continue a paused Experiment.
+    Resume {
+        /// `experiment/NAME`.
+        target: String,
+    },
+    /// Start an ended Experiment again, with its variants resolved anew.
+    Retry {
+        /// `experiment/NAME`.
+        target: String,
+    },
+    /// Train a new version of a Model now.
+    Retrain {
+        /// `model/NAME`.
+        target: String,
+    },
+    /// Approve a ContentPipeline's run that waits for approval.
+    Approve {
+        /// `contentpipeline/NAME`.
+        target: String,
+        /// The run id; the current run's when left out.
+        #[arg(long)]
+        run: Option<String>,
+    },
+}
+
+/// `kind/name` → name, checking the kind.
+fn name_of<'a>(target: &'a str, kinds: &[&str]) -> anyhow::Result<&'a str> {
+    let (kind, name) = target
+        .split_once('/')
+        .ok_or_else(|| anyhow::anyhow!("{target:?}: name it as {}/NAME", kinds[0]))?;
+    anyhow::ensure!(
+        kinds.contains(&kind.to_lowercase().as_str()),
+        "{target:?}: this command works on {}/NAME",
+        kinds[0]
+    );
+    anyhow::ensure!(!name.is_empty(), "{target:?}: the name is empty");
+    Ok(name)
+}
+
+const EXPERIMENT: &[&str] = &[
+    "experiment",
+    "experiments",
+    "exp",
+    "experiment.leitwerk.dev",
+];
+const MODEL: &[&str] = &["model", "models", "model.leitwerk.dev"];
+const PIPELINE: &[&str] = &[
+    "contentpipeline",
+    "contentpipelines",
+    "cp",
+    "contentpipeline.leitwerk.dev",
+];
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("kubectl leitwerk: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| anyhow::anyhow!("no cluster: {e}"))?;
+    let namespace = cli
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let by = match &cli.by {
+        Some(b) => b.clone(),
+        None => requester().unwrap_or_else(|| "kubectl-leitwerk".into()),
+    };
+    let client = Client::try_from(config)?;
+    let timeout = Duration::from_secs(cli.timeout);
+    let steer = |action: &'static str, target: String| {
+        let api = Api::<Experiment>::namespaced(client.clone(), &namespace);
+        let by = by.clone();
+        async move {
+            let name = name_of(&target, EXPERIMENT)?.to_string();
+            let request = Request {
+                kind: "experiment",
+                name: &name,
+                action,
+                by: &by,
+                timeout,
+            };
+            control(&api, request, |e: &Experiment| {
+                e.status.as_ref().and_then(|s| s.last_control.clone())
+            })
+            .await
+        }
+    };
+    match cli.command {
+        Command::Status { target } => {
+            let name = name_of(&target, MODEL)?;
+            print!("{}", model_tree(&client, &namespace, name).await?);
+            Ok(())
+        }
+        Command::Why { target } => {
+            let name = name_of(&target, EXPERIMENT)?;
+            let exp = Api::<Experiment>::namespaced(client, &namespace)
+                .get(name)
+                .await?;
+            print!("{}", timeline(&exp));
+            Ok(())
+        }
+        Command::Promote { target } => steer("promote", target).await,
+        Command::Abort { target } => steer("abort", target).await,
+        Command::Pause { target } => steer("pause", target).await,
+        Command::Resume { target } => steer("resume", target).await,
+        Command::Retry { target } => steer("retry", target).await,
+        Command::Retrain { target } => {
+            let name = name_of(&target, MODEL)?;
+            let api = Api::<Model>::namespaced(client, &namespace);
+            let request = Request {
+                kind: "model",
+                name,
+                action: "retrain",
+                by: &by,
+                timeout,
+            };
+            control(&api, request, |m: &Model| {
+                m.status.as_ref().and_then(|s| s.last_control.clone())
+            })
+            .await
+        }
+        Command::Approve { target, run } => {
+            let name = name_of(&target, PIPELINE)?;
+            approve(client, &namespace, name, run, &by).await
+        }
+    }
+}
+
+/// The user of the kubeconfig's current context.
+fn requester() -> Option<String> {
+    let kubeconfig = kube::config::Kubeconfig::read().ok()?;
+    let current = kubeconfig.current_context.clone()?;
+    kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == current)?
+        .context
+        .as_ref()?
+        .user
+        .clone()
+}
+
+/// One `leitwerk.dev/control` request.
+struct Request<'a> {
+    kind: &'a str,
+    name: &'a str,
+    action: &'a str,
+    by: &'a str,
+    timeout: Duration,
+}
+
+/// Writes `leitwerk.dev/control: <action>:<nonce>` and waits until the operator recorded it
+/// (what `last` reads from the status).
+async fn control<K>(
+    api: &Api<K>,
+    r: Request<'_>,
+    last: impl Fn(&K) -> Option<leitwerk_crds::experiment::ControlStatus>,
+) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Request {
+        kind,
+        name,
+        action,
+        by,
+        timeout,
+    } = r;
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let value = format!("{action}:{nonce}");
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {CONTROL: value, REQUESTED_BY: by}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(c) = last(&api.get(name).await?)
+            && c.request == value
+        {
+            if let Some(why) = c.result.strip_prefix("refused: ") {
+                anyhow::bail!("{kind}/{name}: refused: {why}");
+            }
+            println!("{kind}/{name}: {}", c.result);
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{kind}/{name}: asked to {action} ({CONTROL}={value}), but the operator has not handled it within {} s; is it running?",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn approve(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    run: Option<String>,
+    by: &str,
+) -> anyhow::Result<()> {
+    let api = Api::<ContentPipeline>::namespaced(client, namespace);
+    let pipeline = api.get(name).await?;
+    let current = pipeline
+        .status
+        .as_ref()
+        .and_then(|s| s.run.as_ref())
+        .map(|r| r.id.clone());
+    let run = run.or(current).ok_or_else(|| {
+        anyhow::anyhow!("contentpipeline/{name} has no run yet; nothing to approve")
+    })?;
+    let patch = serde_json::json!({"metadata": {"annotations": {APPROVE: run, APPROVED_BY: by}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    println!("contentpipeline/{name}: run {run} approved by {by}");
+    Ok(())
+}
+
+/// A Model as a tree.
+async fn model_tree(client: &Client, namespace: &str, name: &str) -> anyhow::Result<String> {
+    let model = Api::<Model>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await?;
+    let experiments = Api::<Experiment>::namespaced(client.clone(), namespace)
+        .list(&Default::default())
+        .await?;
+    let using: Vec<Experiment> = experiments
+        .items
+        .into_iter()
+        .filter(|e| e.spec.variants.iter().any(|v| v.model_ref.name == name))
+        .collect();
+    Ok(tree(&model, &using))
+}
+
+fn branch(last: bool) -> &'static str {
+    if last { "└─ " } else { "├─ " }
+}
+
+/// The tree of a Model and the Experiments using it (pure).
+fn tree(model: &Model, experiments: &[Experiment]) -> String {
+    let status = model.status.clone().unwrap_or_default();
+    let mut out = format!(
+        "model/{}  {}  serving {}  latest {}\n",
+        model.name_any(),
+        status
+            .phase
+            .map_or_else(|| "-".to_string(), |p| p.to_string()),
+        status.serving_version.as_deref().unwrap_or("-"),
+        status.latest_version.as_deref().unwrap_or("-"),
+    );
+    out.push_str("versions\n");
+    let n = status.versions.len();
+    for (i, v) in status.versions.iter().enumerate() {
+        let metrics: Vec<String> = ["auc", "logLoss", "rmse"]
+            .iter()
+            .filter_map(|m| v.metrics.get(*m).map(|x| format!("{m} {x:.4}")))
+            .collect();
+        out.push_str(&format!(
+            "{}{:<4} {:<10} {}  data {}  {}\n",
+            branch(i + 1 == n),
+            v.version,
+            v.state.to_string(),
+            metrics.join(" "),
+            v.data_version.as_deref().unwrap_or("-"),
+            v.trained_at.as_deref().unwrap_or(""),
+        ));
+    }
+    out.push_str("experiments\n");
+    if experiments.is_empty() {
+        out.push_str("└─ none\n");
+    }
+    for (i, e) in experiments.iter().enumerate() {
+        let s = e.status.clone().unwrap_or_default();
+        out.push_str(&format!(
+            "{}{}  {}  step {}  {}\n",
+            branch(i + 1 == experiments.len()),
+            e.name_any(),
+            s.phase.map_or_else(|| "-".to_string(), |p| p.to_string()),
+            s.step.as_deref().unwrap_or("-"),
+            s.weights_summary.as_deref().unwrap_or("-"),
+        ));
+        if let Some(d) = &s.last_decision {
+            out.push_str(&format!("   last: {d}\n"));
+        }
+    }
+    out.push_str("drift\n");
+    match &status.drift {
+        Some(d) => out.push_str(&format!(
+            "└─ {} on {} ({} rows, {}): worst {} {}\n",
+            d.level,
+            d.version,
+            d.rows,
+            d.checked_at,
+            d.worst_feature.as_deref().unwrap_or("-"),
+            d.worst_value
+                .map_or_else(|| "-".into(), |x| format!("{x:.4}")),
+        )),
+        None => out.push_str("└─ not checked yet\n"),
+    }
+    out
+}
+
+/// An Experiment's decisions as a timeline (pure).
+fn timeline(exp: &Experiment) -> String {
+    let s = exp.status.clone().unwrap_or_default();
+    let mut out = format!(
+        "experiment/{}  {}  {}\n",
+        exp.name_any(),
+        s.phase.map_or_else(|| "-".to_string(), |p| p.to_string()),
+        s.weights_summary.as_deref().unwrap_or("-")
+    );
+    for d in &s.decisions {
+        out.push_str(&format!(
+            "{}  {:<8} {}{}\n",
+            d.time,
+            d.action.to_string(),
+            d.step
+                .as_deref()
+                .map_or(String::new(), |s| format!("[{s}] ")),
+            d.message
+        ));
+        if let Some(who) = &d.requested_by {
+            out.push_str(&format!("    requested by {who}\n"));
+        }
+        for (k, v) in &d.values {
+            let bound = ["min", "max"]
+                .iter()
+                .filter_map(|b| {
+                    d.thresholds
+                        .get(&format!("{k}/{b}"))
+                        .map(|t| format!(" ({b} {t})"))
+                })
+                .collect::<String>();
+            out.push_str(&format!("    {k} = {v}{bound}\n"));
+        }
+    }
+    if let Some(c) = &s.last_control {
+        out.push_str(&format!(
+            "last control: {} by {} at {}: {}\n",
+            c.request,
+            c.requested_by.as_deref().unwrap_or("-"),
+            c.time,
+            c.result
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_their_kind() {
+        assert_eq!(name_of("experiment/x", EXPERIMENT).unwrap(), "x");
+        assert_eq!(name_of("exp/x", EXPERIMENT).unwrap(), "x");
+        let err = name_of("model/x", EXPERIMENT).unwrap_err().to_string();
+        assert!(err.contains("experiment/NAME"), "{err}");
+        assert!(name_of("x", MODEL).is_err());
+    }
+
+    #[test]
+    fn the_timeline_shows_each_decision_with_its_evidence_and_who_asked() {
+        let exp: Experiment = yaml_serde::from_str(
+            r#"
+apiVersion: leitwerk.dev/v1alpha1
+kind: Experiment
+metadata: {name: rollout}
+spec:
+  variants:
+    - {name: stable, modelRef: {name: m}, role: Stable}
+    - {name: canary, modelRef: {name: m}, role: Candidate}
+  strategy: {type: Canary, canary: {steps: [50, 100]}}
+  kpis: [{name: cr, query: q, min: 0.9, relativeToStable: true}]
+status:
+  phase: RolledBack
+  decisions:
+    - {time: "2026-12-06T10:00:00Z", action: Advance, step: "1/2", message: step passed, values: {cr/canary: 0.12}, thresholds: {cr/canary/min: 0.09}}
+    - {time: "2026-12-06T10:01:00Z", action: RollBack, message: "aborted by ana", requestedBy: ana}
+"#,
+        )
+        .unwrap();
+        let text = timeline(&exp);
+        assert!(text.contains("Advance  [1/2] step passed"), "{text}");
+        assert!(text.contains("cr/canary = 0.12 (min 0.09)"), "{text}");
+        assert!(text.contains("requested by ana"), "{text}");
+    }
+}
