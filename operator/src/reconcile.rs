@@ -86,6 +86,9 @@ pub struct Outcome<P> {
     pub recheck: Option<Duration>,
     /// Events this reconcile decided to publish (besides the Ready transition's).
     pub events: Vec<Notice>,
+    /// Work goes on although Ready holds (a canary shifting traffic): kstatus' Reconciling
+    /// is True meanwhile, so that Flux and `kubectl wait` wait for the end.
+    pub moving: bool,
 }
 
 impl<P: Phase> Outcome<P> {
@@ -97,6 +100,7 @@ impl<P: Phase> Outcome<P> {
             conditions: Vec::new(),
             recheck: None,
             events: Vec::new(),
+            moving: false,
         }
     }
 
@@ -228,6 +232,24 @@ pub async fn finish<K: LeitwerkResource>(
     finish_with(ctx, obj, outcome, |_| {}).await
 }
 
+/// The `Reconciling` and `Stalled` conditions that kstatus (Flux, `kubectl wait`, cli-utils)
+/// reads, derived from Ready: while Ready is False because the operator works or waits,
+/// Reconciling is True; while it is False because something failed or is wrong (a Warning),
+/// Stalled is True, with Ready's reason and message. Both are False once Ready holds, unless
+/// the work goes on (`moving`: Reconciling stays True).
+pub fn kstatus_conditions(ready: &Desired, moving: bool) -> [Desired; 2] {
+    let failing = !ready.status && ready.severity == crate::status::Severity::Warning;
+    let working = (!ready.status && !failing) || (ready.status && moving);
+    let pick = |type_: &'static str, holds: bool| {
+        if holds {
+            Desired::ok(type_, ready.reason.clone(), ready.message.clone())
+        } else {
+            Desired::not(type_, "AsExpected", "")
+        }
+    };
+    [pick("Reconciling", working), pick("Stalled", failing)]
+}
+
 /// Like [`finish`], with the resource's own status fields (versions, snapshot, …) set by
 /// `fields` on top of the phase and conditions.
 pub async fn finish_with<K: LeitwerkResource>(
@@ -239,6 +261,7 @@ pub async fn finish_with<K: LeitwerkResource>(
     let generation = obj.meta().generation;
     let mut desired = vec![outcome.ready.clone()];
     desired.extend(outcome.conditions.iter().cloned());
+    desired.extend(kstatus_conditions(&outcome.ready, outcome.moving));
     let current = obj.current_status();
     let mut next: K::Status = next_status(
         current,

@@ -49,12 +49,14 @@ pub fn outcome_of(
         }
         ExperimentPhase::RolledBack => Desired::failed(READY, "RolledBack", last.clone()),
         ExperimentPhase::Paused => {
-            let reason = status
-                .analysis
-                .as_ref()
-                .and_then(|a| a.pause_reason)
-                .map_or("Paused", |r| r.as_str());
-            Desired::failed(READY, reason, last.clone())
+            let reason = status.analysis.as_ref().and_then(|a| a.pause_reason);
+            let name = reason.map_or("Paused", |r| r.as_str());
+            if reason == Some(leitwerk_crds::experiment::PauseReason::Requested) {
+                // Paused by hand: nothing is wrong, it waits for a person.
+                Desired::not(READY, name, last.clone())
+            } else {
+                Desired::failed(READY, name, last.clone())
+            }
         }
         ExperimentPhase::Running => {
             Desired::ok(READY, "Running", format!("weights {weights} via {routing}"))
@@ -66,6 +68,7 @@ pub fn outcome_of(
         ),
     };
     let mut outcome = Outcome::new(phase, ready.clone());
+    outcome.moving = phase == ExperimentPhase::Progressing;
     let paused = if phase == ExperimentPhase::Paused {
         Desired::ok(PAUSED, ready.reason.clone(), ready.message.clone())
     } else {
