@@ -68,9 +68,8 @@ fn lua(value: &serde_json::Value) -> String {
 }
 
 /// What the Argo CD health check returns for `obj`: (status, message).
-fn argocd_health(obj: &serde_json::Value) -> (String, String) {
-    let check = std::fs::read_to_string(repo_root().join("charts/leitwerk/health/leitwerk.lua"))
-        .expect("the health check");
+fn argocd_health(obj: &serde_json::Value) -> anyhow::Result<(String, String)> {
+    let check = std::fs::read_to_string(repo_root().join("charts/leitwerk/health/leitwerk.lua"))?;
     let program = format!(
         "obj = {}\nlocal result = (function()\n{check}\nend)()\nprint(result.status)\nprint(result.message)\n",
         lua(obj)
@@ -81,25 +80,24 @@ fn argocd_health(obj: &serde_json::Value) -> (String, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("lua5.1 (tests/setup.sh installs it)");
+        .map_err(|e| anyhow::anyhow!("lua5.1 (tests/setup.sh installs it): {e}"))?;
     child
         .stdin
         .take()
-        .expect("stdin")
-        .write_all(program.as_bytes())
-        .expect("write the program");
-    let out = child.wait_with_output().expect("lua5.1 ran");
-    assert!(
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?
+        .write_all(program.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut lines = text.lines();
-    (
+    Ok((
         lines.next().unwrap_or_default().to_string(),
         lines.next().unwrap_or_default().to_string(),
-    )
+    ))
 }
 
 #[test]
@@ -109,7 +107,7 @@ fn argo_cd_reads_every_recorded_status_as_healthy_progressing_degraded_or_suspen
             &std::fs::read(testdata().join(format!("{name}.json"))).expect("a recorded status"),
         )
         .expect("JSON");
-        let (status, message) = argocd_health(&obj);
+        let (status, message) = argocd_health(&obj).unwrap();
         assert_eq!(status, health, "{name}: {message}");
         let phase = obj["status"]["phase"].as_str().unwrap_or_default();
         assert!(
@@ -122,13 +120,13 @@ fn argo_cd_reads_every_recorded_status_as_healthy_progressing_degraded_or_suspen
         serde_json::from_slice(&std::fs::read(testdata().join("model-serving.json")).unwrap())
             .unwrap();
     newer["metadata"]["generation"] = serde_json::json!(99);
-    let (status, message) = argocd_health(&newer);
+    let (status, message) = argocd_health(&newer).unwrap();
     assert_eq!(status, "Progressing");
     assert!(message.contains("generation 99"), "{message}");
     // No status yet: progressing.
     let mut fresh = newer.clone();
     fresh.as_object_mut().unwrap().remove("status");
-    assert_eq!(argocd_health(&fresh).0, "Progressing");
+    assert_eq!(argocd_health(&fresh).unwrap().0, "Progressing");
 }
 
 #[test]
