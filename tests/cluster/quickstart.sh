@@ -7,7 +7,8 @@
 # stand-in: it runs the pods bound to it as local processes of the project's binaries), runs
 # the operator, applies the examples into the namespace leitwerk-demo, and waits for the story:
 # the lead-scoring FeatureSet published, the Model trained and serving (an OIP v2 request and
-# its score printed), the product-docs RagIndex serving (a query and its answer printed).
+# its score printed), the product-docs RagIndex serving (a query and its answer printed), a
+# canary promoted and a worse one rolled back, and a grounded article approved and published.
 # Every step prints how long it took. A second run reuses what the first built and runs.
 #
 # Stop everything with: tests/cluster/quickstart.sh --down
@@ -31,7 +32,7 @@ stop_pid() { # file: SIGTERM the process it names, and wait for it to go
   rm -f "$1"
 }
 if [ "${1:-}" = "--down" ]; then
-  for process in traffic operator node prometheus; do stop_pid "$state/$process.pid"; done
+  for process in traffic generator operator node prometheus; do stop_pid "$state/$process.pid"; done
   bash "$root/tests/cluster/down.sh" "$state"
   echo "quick start stopped"
   exit 0
@@ -322,6 +323,57 @@ if ! kubectl get -n $ns experiment/lead-scoring-canary >/dev/null 2>&1; then
   echo "   serving: $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.servingVersion}')"
 else
   echo "   the canary ran before: $(phase experiment/lead-scoring-canary), serving $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.servingVersion}')"
+fi
+
+if ! kubectl get -n $ns contentpipeline/ab-testing-article >/dev/null 2>&1; then
+  step "a grounded article: drafted, fact-checked, approved by hand, published into a ConfigMap"
+  # The generator is the tests' stand-in, NOT a model: it quotes the sources in its prompt
+  # (a small local model does not write grounded articles). See tests/README.md.
+  stop_pid "$state/generator.pid"
+  rm -f "$state/generator.url"
+  setsid "$bin/leitwerk-dev" generator --url-file "$state/generator.url" \
+    >"$state/generator.log" 2>&1 </dev/null &
+  echo $! >"$state/generator.pid"
+  wait_for "the generator stand-in" test -s "$state/generator.url"
+  kubectl apply -n $ns -f examples/seo-article/links-configmap.yaml >/dev/null
+  kubectl apply -n $ns -f - >/dev/null <<YAML
+apiVersion: leitwerk.dev/v1alpha1
+kind: ContentPipeline
+metadata: {name: ab-testing-article}
+spec:
+  briefing:
+    goal: Explain how Lumen Mail runs A/B tests for newsletters
+    persona: E-commerce marketing manager
+    entities: [Lumen Mail]
+    structure: [A/B tests, Deliverability, Pricing]
+    keywords: [Lumen Mail]
+    language: en
+  ragIndexRef: {name: product-docs}
+  generators:
+    - name: writer
+      openAiCompatible: {url: "$(cat "$state/generator.url")", model: stand-in}
+      inputPricePer1kTokens: 0.01
+      outputPricePer1kTokens: 0.03
+      sampling: {temperature: 0, maxTokens: 400, seed: 7}
+  maxRevisions: 1
+  linkMapRef: {name: seo-links}
+  guardrails: {minGroundedClaims: 1.0, bannedPhrases: [guaranteed results]}
+  budget: {maxTokens: 60000, maxCost: 5, currency: EUR}
+  approval: {required: true, approvers: [editors@example.com]}
+  publish:
+    configMap: {name: ab-testing-article}
+    canonicalUrl: https://example.com/blog/ab-tests
+    organization: Lumen Mail
+YAML
+  wait_for "the article to await approval" is_phase contentpipeline/ab-testing-article AwaitingApproval
+  echo "   $(kubectl get -n $ns contentpipeline/ab-testing-article -o jsonpath='run {.status.run.id}: {.status.grounded} claims grounded, {.status.tokensUsed} tokens, {.status.cost}')"
+  echo "   $(kubectl leitwerk approve contentpipeline/ab-testing-article -n $ns --by editors@example.com)"
+  wait_for "the article to be published" is_phase contentpipeline/ab-testing-article Published
+  echo "   configmap/ab-testing-article, article.md:"
+  kubectl get -n $ns configmap/ab-testing-article -o jsonpath='{.data.article\.md}' | head -6 | sed 's/^/     | /'
+  stop_pid "$state/generator.pid"
+else
+  echo "   the article ran before: $(phase contentpipeline/ab-testing-article)"
 fi
 
 step ""

@@ -284,3 +284,41 @@ fn operator_rbac_has_no_wildcards_and_never_lists_secrets() -> anyhow::Result<()
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_wrong_helm_value_is_rejected_naming_its_path() -> anyhow::Result<()> {
+    let cluster = Cluster::shared()?;
+    let version = leitwerk_testkit::kubernetes_version();
+    for (set, path) in [
+        ("logFormat=yaml", "/logFormat"),
+        ("config.prometheusUrl=prom:9090", "/config/prometheusUrl"),
+        ("config.traineImage=x", "traineImage"),
+        ("replicaCount=0", "/replicaCount"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ] {
+        let out = cluster.helm(&[
+            "template",
+            "leitwerk",
+            "charts/leitwerk",
+            "--kube-version",
+            &version,
+            "--set",
+            set,
+        ])?;
+        let text = stderr(&out);
+        assert!(!out.status.success(), "--set {set} was accepted");
+        assert!(text.contains(path), "--set {set}: {text}");
+    }
+    // The defaults and the documented overrides pass.
+    let out = cluster.helm(&[
+        "template",
+        "leitwerk",
+        "charts/leitwerk",
+        "--kube-version",
+        &version,
+        "--set",
+        "config.artifactStore=s3://bucket/leitwerk,config.artifactStoreSecret=s3-credentials,serviceMonitor.enabled=true",
+    ])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    Ok(())
+}

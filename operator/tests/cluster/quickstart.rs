@@ -105,6 +105,20 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         "RolledBack",
         "{text}"
     );
+    // A grounded article waited for an editor, was approved through `kubectl leitwerk` and
+    // published into its ConfigMap, which the quick start prints from.
+    assert!(text.contains("claims grounded"), "{text}");
+    assert!(
+        text.contains("contentpipeline/ab-testing-article: run ")
+            && text.contains("approved by editors@example.com"),
+        "{text}"
+    );
+    assert!(text.contains("     | # "), "the article's title: {text}");
+    assert_eq!(
+        row(&text, "contentpipeline", "ab-testing-article")[1],
+        "Published",
+        "{text}"
+    );
     // `kubectl leitwerk status` draws the Model's tree.
     assert!(
         text.contains("model/lead-scoring  Serving  serving v2  latest v3"),
@@ -121,6 +135,10 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
     assert!(again.contains("already running"), "{again}");
     assert!(
         again.contains("the canary ran before: RolledBack, serving v2"),
+        "{again}"
+    );
+    assert!(
+        again.contains("the article ran before: Published"),
         "{again}"
     );
     assert_eq!(

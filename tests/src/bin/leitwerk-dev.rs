@@ -7,7 +7,8 @@
 //! maps each image name to one). It is not a kubelet: see `tests/README.md` for what it does
 //! and does not do. `leitwerk-dev traffic` stands in for a marketing site's visitors: it sends
 //! scoring requests through an Experiment's routes and reports conversions drawn from a true
-//! rate per variant. The quick start (`tests/cluster/quickstart.sh`) runs both.
+//! rate per variant. `leitwerk-dev generator` serves the tests' generator stand-in, which is
+//! not a model. The quick start (`tests/cluster/quickstart.sh`) runs all three.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,6 +33,15 @@ enum Command {
     /// Sends scoring traffic through an Experiment and reports conversions until interrupted
     /// or `--max-requests`.
     Traffic(TrafficArgs),
+    /// Serves the generator stand-in of the tests (`tests/src/standin.rs`) until interrupted:
+    /// an OpenAI-compatible endpoint on 127.0.0.1 that is NOT a model. It composes every answer
+    /// from the sources in its prompt, standing in for a large hosted model, so that a
+    /// ContentPipeline can be followed to approval and publication on a laptop.
+    Generator {
+        /// A file to write its base URL (`http://127.0.0.1:PORT/v1`) to.
+        #[arg(long)]
+        url_file: PathBuf,
+    },
 }
 
 /// `leitwerk-dev node`.
@@ -120,6 +130,15 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Node(args) => node(args).await,
         Command::Traffic(args) => traffic(args).await,
+        Command::Generator { url_file } => {
+            let generator = leitwerk_testkit::standin::GeneratorStandIn::start().await?;
+            write_atomically(&url_file, &generator.base_url)?;
+            eprintln!(
+                "leitwerk-dev: the generator stand-in (not a model: it quotes the sources in its prompt) serves {}",
+                generator.base_url
+            );
+            until_stopped(|| Ok(true)).await
+        }
     }
 }
 
