@@ -7,12 +7,12 @@ use std::process::Command;
 
 use leitwerk_testkit::repo_root;
 
-fn buildah(args: &[&str]) -> std::process::Output {
+fn buildah(args: &[&str]) -> anyhow::Result<std::process::Output> {
     Command::new("buildah")
         .args(args)
         .env("BUILDAH_ISOLATION", "chroot")
         .output()
-        .unwrap_or_else(|e| panic!("buildah (tests/setup.sh installs it): {e}"))
+        .map_err(|e| anyhow::anyhow!("buildah (tests/setup.sh installs it): {e}"))
 }
 
 fn text(out: &std::process::Output) -> String {
@@ -24,12 +24,11 @@ fn text(out: &std::process::Output) -> String {
 }
 
 #[test]
-fn the_operator_and_trainer_images_build_and_run_their_binary_as_non_root() {
+fn the_operator_and_trainer_images_build_and_run_their_binary_as_non_root() -> anyhow::Result<()> {
     let out = Command::new("bash")
         .arg(repo_root().join("tests/images.sh"))
         .args(["--profile", "debug", "operator", "trainer"])
-        .output()
-        .expect("tests/images.sh ran");
+        .output()?;
     assert!(out.status.success(), "{}", text(&out));
     let tags = String::from_utf8_lossy(&out.stdout).to_string();
     for (tag, binary, env) in [
@@ -46,14 +45,14 @@ fn the_operator_and_trainer_images_build_and_run_their_binary_as_non_root() {
             "--format",
             "{{.OCIv1.Config.User}}|{{.OCIv1.Config.Entrypoint}}|{{.OCIv1.Config.Env}}",
             tag,
-        ]));
+        ])?);
         assert!(config.starts_with("65532:65532|"), "{tag}: {config}");
         assert!(
             config.contains(&format!("[/usr/local/bin/{binary}]")),
             "{tag}: {config}"
         );
         assert!(config.contains(env), "{tag}: {config}");
-        let container = buildah(&["from", tag]);
+        let container = buildah(&["from", tag])?;
         assert!(container.status.success(), "{}", text(&container));
         let name = String::from_utf8_lossy(&container.stdout)
             .trim()
@@ -66,9 +65,10 @@ fn the_operator_and_trainer_images_build_and_run_their_binary_as_non_root() {
             "--",
             &format!("/usr/local/bin/{binary}"),
             "--help",
-        ]);
+        ])?;
         let _ = buildah(&["rm", &name]);
         assert!(help.status.success(), "{tag}: {}", text(&help));
         assert!(text(&help).contains("Usage:"), "{tag}: {}", text(&help));
     }
+    Ok(())
 }
