@@ -175,6 +175,7 @@ setsid "${LEITWERK_PROMETHEUS:-prometheus}" --config.file="$state/prometheus/pro
   --storage.tsdb.path="$state/prometheus/data" --web.listen-address="127.0.0.1:$prometheus_port" \
   --storage.tsdb.retention.time=1d >"$state/prometheus/log" 2>&1 </dev/null &
 echo $! >"$state/prometheus.pid"
+echo "$prometheus_port" >"$state/prometheus.port"
 wait_for "Prometheus to be ready" curl -sf "http://127.0.0.1:$prometheus_port/-/ready"
 
 port=${LEITWERK_METRICS_PORT:-18080}
@@ -278,7 +279,7 @@ spec:
       sampleQuery: sum(increase(leitwerk_inference_predictions_total{namespace="{{namespace}}",experiment="{{experiment}}",variant="{{variant}}"}[{{interval}}]))
       min: 0.8
       relativeToStable: true
-      minSamples: 40
+      minSamples: 80
   interval: 10s
   failureLimit: 0
   inconclusiveLimit: 6
@@ -294,6 +295,13 @@ traffic() { # stable rate, canary rate: visitors who convert at these true rates
   echo $! >"$state/traffic.pid"
 }
 experiment() { kubectl get -n $ns experiment/lead-scoring-canary -o jsonpath="$1"; }
+ended() { case "$(phase experiment/lead-scoring-canary)" in Promoted | RolledBack | Concluded) return 0 ;; *) return 1 ;; esac; }
+ends_in() { # the phase the canary must end in; another end fails at once, with its decisions
+  wait_for "the canary to end ($1)" ended
+  is_phase experiment/lead-scoring-canary "$1" ||
+    fail "the canary ended $(phase experiment/lead-scoring-canary), not $1:
+$(decisions 10)"
+}
 decisions() { experiment '{range .status.decisions[*]}{"   "}{.action}: {.message}{"\n"}{end}' | tail -"$1"; }
 retrain() { # l2, version: a changed spec trains the next version, a Candidate while one serves
   kubectl patch -n $ns model/lead-scoring --type merge \
@@ -303,21 +311,21 @@ retrain() { # l2, version: a changed spec trains the next version, a Candidate w
 if ! kubectl get -n $ns experiment/lead-scoring-canary >/dev/null 2>&1; then
   step "a better version, canaried by conversion rate (traffic log: $state/traffic.log)"
   retrain 0.1 v2
-  echo "   v2 trained: AUC $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.versions[?(@.version=="v2")].metrics.auc}'); visitors convert at 10 % on stable, 15 % on canary"
+  echo "   v2 trained: AUC $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.versions[?(@.version=="v2")].metrics.auc}'); visitors convert at 5 % on stable, 20 % on canary"
   canary
-  traffic 0.10 0.15
-  wait_for "the canary to be promoted" is_phase experiment/lead-scoring-canary Promoted
-  decisions 4
+  traffic 0.05 0.20
+  ends_in Promoted
+  decisions 50
   wait_for "v2 to serve" has_state v2 Serving
 
   step "a worse version, retrained and canaried again by hand (kubectl leitwerk), rolled back"
   stop_pid "$state/traffic.pid"
   echo "   $(kubectl leitwerk retrain model/lead-scoring -n $ns --by quickstart)"
   wait_for "lead-scoring v3 to be a Candidate" has_state v3 Candidate
-  echo "   v3 trained; visitors convert at 10 % on stable, 2 % on canary"
+  echo "   v3 trained; visitors convert at 10 % on stable, 1 % on canary"
   echo "   $(kubectl leitwerk retry experiment/lead-scoring-canary -n $ns --by quickstart)"
-  traffic 0.10 0.02
-  wait_for "the canary to be rolled back" is_phase experiment/lead-scoring-canary RolledBack
+  traffic 0.10 0.01
+  ends_in RolledBack
   decisions 1
   stop_pid "$state/traffic.pid"
   echo "   serving: $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.servingVersion}')"

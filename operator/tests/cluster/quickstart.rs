@@ -30,6 +30,44 @@ fn row<'a>(text: &'a str, kind: &str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The panels of the chart's Models and RagIndexes dashboards whose query finds no data in
+/// the quick start's Prometheus (which scraped the real inference servers).
+fn dashboards_show_data(state: &Path) -> Vec<String> {
+    let port = std::fs::read_to_string(state.join("prometheus.port")).unwrap_or_default();
+    let mut empty = Vec::new();
+    for (file, variable) in [("models", "$model"), ("ragindexes", "$index")] {
+        let path = repo_root().join(format!("charts/leitwerk/dashboards/{file}.json"));
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default())
+                .unwrap_or_default();
+        for panel in dashboard["panels"].as_array().cloned().unwrap_or_default() {
+            let expr = panel["targets"][0]["expr"].as_str().unwrap_or_default();
+            let query = expr
+                .replace("$namespace", "leitwerk-demo")
+                .replace(variable, ".*");
+            let answer = Command::new("curl")
+                .args([
+                    "-sf",
+                    "--get",
+                    &format!("http://127.0.0.1:{}/api/v1/query", port.trim()),
+                ])
+                .args(["--data-urlencode", &format!("query={query}")])
+                .output();
+            let found = answer
+                .ok()
+                .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+            let series = found
+                .as_ref()
+                .and_then(|v| v["data"]["result"].as_array())
+                .map_or(0, Vec::len);
+            if series == 0 {
+                empty.push(format!("{file}: {}: {query} → {found:?}", panel["title"]));
+            }
+        }
+    }
+    empty
+}
+
 /// Seconds the quick start says the whole story took.
 fn took(text: &str) -> u64 {
     text.lines()
@@ -44,6 +82,8 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
     let state = std::env::temp_dir().join(format!("leitwerk-quickstart-{}", std::process::id()));
     let first = quick_start(&state, &[]);
     let second = quick_start(&state, &[]);
+    // The dashboards are read while the story's Prometheus still runs.
+    let empty_panels = dashboards_show_data(&state);
     let down = quick_start(&state, &["--down"]);
     let text = stderr(&first);
     assert!(first.status.success(), "the quick start failed:\n{text}");
@@ -150,6 +190,9 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         took(&text),
         took(&again)
     );
+
+    // Every panel of the Models and RagIndexes dashboards shows data from the real servers.
+    assert!(empty_panels.is_empty(), "{empty_panels:#?}");
 
     assert!(
         down.status.success() && !state.exists(),
