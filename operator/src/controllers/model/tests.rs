@@ -119,8 +119,9 @@ fn drift_levels_use_psi_for_numbers_and_js_for_categories() {
     );
 }
 
-#[test]
-fn training_follows_spec_changes_new_data_and_drift_requests() {
+/// The example at generation 3 and its newest version, trained at that generation on
+/// snapshot `sha256:aa`.
+fn trained_on_aa() -> (Model, ModelVersion) {
     let mut model = example();
     model.metadata.generation = Some(3);
     let latest = ModelVersion {
@@ -129,6 +130,12 @@ fn training_follows_spec_changes_new_data_and_drift_requests() {
         data_version: Some("sha256:aa".into()),
         ..Default::default()
     };
+    (model, latest)
+}
+
+#[test]
+fn training_follows_spec_changes_new_data_and_drift_requests() {
+    let (mut model, latest) = trained_on_aa();
     assert!(
         training_needed(&model, None, false, "sha256:aa"),
         "nothing trained yet"
@@ -351,14 +358,7 @@ fn failures_are_warnings_and_waiting_is_normal() {
 #[test]
 fn a_retrain_asked_by_hand_trains_once_and_other_actions_are_refused() {
     use leitwerk_crds::labels::{CONTROL, REQUESTED_BY};
-    let mut model = example();
-    model.metadata.generation = Some(3);
-    let latest = ModelVersion {
-        version: "v2".into(),
-        generation: Some(3),
-        data_version: Some("sha256:aa".into()),
-        ..Default::default()
-    };
+    let (mut model, latest) = trained_on_aa();
     assert!(!training_needed(&model, Some(&latest), false, "sha256:aa"));
     let annotations = model.metadata.annotations.get_or_insert_default();
     annotations.insert(CONTROL.into(), "retrain:1".into());
