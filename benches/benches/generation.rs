@@ -269,6 +269,7 @@ async fn pipeline_overhead(llama: &str) {
             chain: &chain,
             embed: &embedder,
             redactor: &Redactor::new(b"bench"),
+            on_stage: &|_| {},
         })
         .await;
         let total = started.elapsed().as_secs_f64() * 1e3;

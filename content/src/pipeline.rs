@@ -176,6 +176,8 @@ pub struct Inputs<'a> {
     pub embed: &'a dyn Embed,
     /// Redacts the briefing before any prompt.
     pub redactor: &'a Redactor,
+    /// Told the name of each stage as it starts, e.g. to report progress.
+    pub on_stage: &'a (dyn Fn(&'static str) + Send + Sync),
 }
 
 fn failed(mut run: Run, reason: String) -> Run {
@@ -197,12 +199,16 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
         budget_exceeded: false,
         escalations: Vec::new(),
     };
+    let begin = |name: &'static str| {
+        (inputs.on_stage)(name);
+        Stage::start(name)
+    };
     let mut vault = Vault::default();
     let goal = inputs.redactor.redact(&b.goal, &mut vault);
     let persona = inputs.redactor.redact(&b.persona, &mut vault);
 
     // Retrieve: per section of the structure (or the goal), chunks deduplicated by id.
-    let mut stage = Stage::start("Retrieve");
+    let mut stage = begin("Retrieve");
     let queries: Vec<String> = std::iter::once(goal.clone())
         .chain(b.structure.iter().cloned())
         .collect();
@@ -245,7 +251,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
     };
 
     // Outline: structured.
-    let mut stage = Stage::start("Outline");
+    let mut stage = begin("Outline");
     let keyword = b.keywords.first().cloned().unwrap_or_default();
     let outline_prompt = match templates.outline(&goal, &persona, &b.structure, &keyword, &sources)
     {
@@ -310,7 +316,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
     let mut start = 0;
     let mut revision = 0;
     loop {
-        let mut stage = Stage::start("Draft");
+        let mut stage = begin("Draft");
         let mut body = String::new();
         for heading in &sections {
             let prompt = match templates.section(
@@ -362,7 +368,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             markdown,
         };
 
-        let mut stage = Stage::start("FactCheck");
+        let mut stage = begin("FactCheck");
         let ledger = match factcheck::check(
             &page.markdown,
             &chunks,
@@ -389,7 +395,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
         );
         run.stages.push(stage.end(ledger.passed, problems.clone()));
 
-        let mut stage = Stage::start("StyleCheck");
+        let mut stage = begin("StyleCheck");
         let (style_findings, readability) = style::check(&page.markdown, &inputs.settings.style);
         run.readability = readability.map(|r| (r.score * 10.0).round() / 10.0);
         let style_errors: Vec<String> = style_findings
@@ -404,7 +410,7 @@ pub async fn run(inputs: Inputs<'_>) -> Run {
             style_findings.iter().map(|f| f.message.clone()).collect(),
         ));
 
-        let mut stage = Stage::start("OnPageCheck");
+        let mut stage = begin("OnPageCheck");
         let seo_rules = seo::Rules {
             keywords: b.keywords.clone(),
             entities: b.entities.clone(),

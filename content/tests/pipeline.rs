@@ -124,6 +124,7 @@ async fn go(chain: &Chain, max_revisions: u32) -> anyhow::Result<Run> {
         chain,
         embed: &embedder,
         redactor: &Redactor::new(b"test-run-key"),
+        on_stage: &|_| {},
     })
     .await)
 }

@@ -22,6 +22,7 @@ use crate::common::{LocalObjectReference, SecretKeyReference};
     printcolumn = r#"{"name":"Grounded","type":"string","jsonPath":".status.grounded"}"#,
     printcolumn = r#"{"name":"Tokens","type":"integer","jsonPath":".status.tokensUsed"}"#,
     printcolumn = r#"{"name":"Cost","type":"string","jsonPath":".status.cost"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

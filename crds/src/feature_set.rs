@@ -22,6 +22,7 @@ use crate::common::{SecretReference, TableFormat, WorkloadResources};
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.currentVersion"}"#,
     printcolumn = r#"{"name":"Rows","type":"integer","jsonPath":".status.rows"}"#,
     printcolumn = r#"{"name":"Quality","type":"string","jsonPath":".status.quality"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name: a FeatureSet name must be at most 63 characters (it names Jobs and labels)"),
 )]
@@ -314,6 +315,9 @@ pub struct FeatureSetStatus {
     /// Standard conditions (`Ready`, `Materialized`, `QualityPassed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The progress of the Job at work now, from its newest report; absent when none runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::progress::Progress>,
     /// Version (content digest) of the newest published snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,

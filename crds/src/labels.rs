@@ -49,12 +49,16 @@ pub const CONTROL: &str = "leitwerk.dev/control";
 /// Annotation naming who asked for a `leitwerk.dev/control` request (recorded with it).
 pub const REQUESTED_BY: &str = "leitwerk.dev/requested-by";
 
+/// Annotation pinning a Model to one of its versions (e.g. `v3`): that version serves, and
+/// neither an Experiment nor the drift policy changes what serves until the annotation goes.
+pub const PIN: &str = "leitwerk.dev/pin";
+
 /// The finalizer that removes a RagIndex's index files before it goes.
 pub const INDEX_FILES_FINALIZER: &str = "leitwerk.dev/index-files";
 
 /// Every label, annotation and finalizer above, for the test that finds no copy of them as
 /// a literal anywhere else.
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 22] = [
     FEATURE_SET,
     MODEL,
     VERSION,
@@ -76,4 +80,5 @@ pub const ALL: [&str; 21] = [
     RERUN,
     CONTROL,
     REQUESTED_BY,
+    PIN,
 ];

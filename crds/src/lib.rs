@@ -16,6 +16,7 @@ pub mod filter;
 pub mod labels;
 pub mod metrics;
 pub mod model;
+pub mod progress;
 pub mod rag_index;
 pub mod summary;
 pub mod versions;

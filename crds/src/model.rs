@@ -24,6 +24,7 @@ pub use crate::versions::{VersionState, Versions};
     printcolumn = r#"{"name":"Serving","type":"string","jsonPath":".status.servingVersion"}"#,
     printcolumn = r#"{"name":"Latest","type":"string","jsonPath":".status.latestVersion"}"#,
     printcolumn = r#"{"name":"AUC","type":"number","format":"float","jsonPath":".status.latestAuc"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("self.metadata.name.size() <= 50").message("metadata.name: a Model name must be at most 50 characters (it prefixes Job and Deployment names)"),
 )]

@@ -21,6 +21,7 @@ use crate::common::{LocalObjectReference, SecretKeyReference, SecretReference, W
     printcolumn = r#"{"name":"Docs","type":"integer","jsonPath":".status.documents"}"#,
     printcolumn = r#"{"name":"Chunks","type":"integer","jsonPath":".status.chunks"}"#,
     printcolumn = r#"{"name":"Recall","type":"number","format":"float","jsonPath":".status.recallAtK"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

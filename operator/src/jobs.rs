@@ -13,8 +13,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ObjectMeta;
-use kube::{Api, Resource, ResourceExt, api::ListParams};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{ListParams, LogParams},
+};
+use leitwerk_crds::progress::{Progress, Report};
 use serde::de::DeserializeOwned;
+use tracing::debug;
 
 use crate::context::Context;
 use crate::reconcile::{Error, Notice, truncate};
@@ -27,6 +32,8 @@ pub enum JobOutcome<S> {
     Running {
         /// The scheduler's message when the pod is unschedulable.
         unschedulable: Option<String>,
+        /// The newest progress report in the running pod's log, if it printed one.
+        progress: Option<Progress>,
     },
     /// Finished with a readable summary.
     Succeeded {
@@ -174,6 +181,7 @@ pub fn outcome_in<S: Clone>(
         .cloned()
         .unwrap_or(JobOutcome::Running {
             unschedulable: None,
+            progress: None,
         })
 }
 
@@ -184,7 +192,43 @@ pub async fn outcome<S: DeserializeOwned>(
 ) -> Result<JobOutcome<S>, Error> {
     let ns = job.namespace().unwrap_or_default();
     let pods = job_pods(ctx, &ns, job).await?;
-    Ok(outcome_of(job, &pods))
+    let mut outcome = outcome_of(job, &pods);
+    if let JobOutcome::Running { progress, .. } = &mut outcome {
+        *progress = read_progress(ctx, job, &pods).await;
+    }
+    Ok(outcome)
+}
+
+/// The lines of a running pod's log read for its newest progress report.
+const PROGRESS_TAIL_LINES: i64 = 50;
+
+/// The newest progress report of a running Job, from the log tail of the running pod that it
+/// controls (its main container). Display only: a log that cannot be read (no `pods/log`
+/// right, a node that serves no logs) shows no progress and is not an error.
+async fn read_progress(ctx: &Context, job: &Job, pods: &[Pod]) -> Option<Progress> {
+    let uid = job.metadata.uid.as_deref()?;
+    let pod = pods.iter().find(|p| {
+        controlled_by(&p.metadata, uid)
+            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+    })?;
+    let container = pod.spec.as_ref()?.containers.first()?.name.clone();
+    let params = LogParams {
+        container: Some(container),
+        tail_lines: Some(PROGRESS_TAIL_LINES),
+        limit_bytes: Some(64 * 1024),
+        ..LogParams::default()
+    };
+    let ns = pod.namespace().unwrap_or_default();
+    match Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .logs(&pod.name_any(), &params)
+        .await
+    {
+        Ok(log) => Report::last_in(&log).map(|r| Progress::of(&job.name_any(), &r)),
+        Err(e) => {
+            debug!(job = %job.name_any(), pod = %pod.name_any(), error = %e, "no progress: the pod's log cannot be read");
+            None
+        }
+    }
 }
 
 /// A Job's outcome from the Job and its pods (pure). Pods not controlled by the Job are
@@ -199,6 +243,7 @@ pub fn outcome_of<S: DeserializeOwned>(job: &Job, pods: &[Pod]) -> JobOutcome<S>
     match job_state(job) {
         JobState::Active => JobOutcome::Running {
             unschedulable: unschedulable(&pods),
+            progress: None,
         },
         JobState::Failed(reason) => JobOutcome::Failed {
             reason: failure_message(termination_message(&pods).as_deref(), &reason),

@@ -94,6 +94,39 @@ pub struct DecisionLabels {
     pub action: String,
 }
 
+/// Labels of ContentPipeline series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContentLabels {
+    /// Namespace of the ContentPipeline.
+    pub namespace: String,
+    /// ContentPipeline name.
+    pub pipeline: String,
+}
+
+/// Labels of per-stage ContentPipeline series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContentStageLabels {
+    /// Namespace of the ContentPipeline.
+    pub namespace: String,
+    /// ContentPipeline name.
+    pub pipeline: String,
+    /// `Retrieve`, `Outline`, `Draft`, `FactCheck`, `StyleCheck`, `OnPageCheck`.
+    pub stage: String,
+}
+
+/// Labels of the ContentPipeline phase series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContentPhaseLabels {
+    /// Namespace of the ContentPipeline.
+    pub namespace: String,
+    /// ContentPipeline name.
+    pub pipeline: String,
+    /// The phase, e.g. `AwaitingApproval`.
+    pub phase: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 fn duration_histogram() -> Histogram {
     Histogram::new([
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -123,6 +156,16 @@ pub struct Metrics {
     pub experiment_decisions: Family<DecisionLabels, Counter>,
     /// Last measured drift of a Model's serving version per feature.
     pub model_drift: Family<ModelDriftLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Tokens the current run of a ContentPipeline used.
+    pub content_tokens: Family<ContentLabels, Gauge>,
+    /// Cost of the current run, in the pipeline's currency.
+    pub content_cost: Family<ContentLabels, FloatGauge>,
+    /// Share of the current run's claims grounded in its sources.
+    pub content_grounded: Family<ContentLabels, FloatGauge>,
+    /// Seconds each stage of the current run took.
+    pub content_stage_seconds: Family<ContentStageLabels, FloatGauge>,
+    /// 1 for the phase a ContentPipeline is in.
+    pub content_phase: Family<ContentPhaseLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -145,7 +188,37 @@ impl Metrics {
             experiment_drift: Family::default(),
             experiment_decisions: Family::default(),
             model_drift: Family::default(),
+            content_tokens: Family::default(),
+            content_cost: Family::default(),
+            content_grounded: Family::default(),
+            content_stage_seconds: Family::default(),
+            content_phase: Family::default(),
         };
+        registry.register(
+            "leitwerk_content_run_tokens",
+            "Tokens the current run of a ContentPipeline used",
+            metrics.content_tokens.clone(),
+        );
+        registry.register(
+            "leitwerk_content_run_cost",
+            "Cost of the current run of a ContentPipeline, in its budget's currency",
+            metrics.content_cost.clone(),
+        );
+        registry.register(
+            "leitwerk_content_grounded_ratio",
+            "Share of the current run's claims grounded in its sources",
+            metrics.content_grounded.clone(),
+        );
+        registry.register(
+            "leitwerk_content_stage_seconds",
+            "Seconds each stage of a ContentPipeline's current run took",
+            metrics.content_stage_seconds.clone(),
+        );
+        registry.register(
+            "leitwerk_content_phase",
+            "1 for the phase a ContentPipeline is in",
+            metrics.content_phase.clone(),
+        );
         registry.register(
             "leitwerk_model_drift",
             "Last measured input drift of a Model's serving version per feature (PSI or JS divergence)",

@@ -202,6 +202,30 @@ pub fn build_with(
     safety: Safety,
     embedder: &Embedder,
 ) -> Result<(Index, BuildReport), IndexError> {
+    build_reporting(
+        previous,
+        documents,
+        settings_of,
+        chunking,
+        safety,
+        embedder,
+        |_, _| {},
+    )
+}
+
+/// How many chunks are embedded between two progress reports.
+pub const EMBED_SLICE: usize = 1024;
+
+/// [`build_with`], telling `progress(documents done, documents in all)` as the embedding goes.
+pub fn build_reporting(
+    previous: Option<&Index>,
+    documents: Vec<Document>,
+    settings_of: impl Fn(&Document) -> Settings,
+    chunking: ChunkingKey,
+    safety: Safety,
+    embedder: &Embedder,
+    progress: impl Fn(usize, usize),
+) -> Result<(Index, BuildReport), IndexError> {
     let reusable = previous.filter(|p| {
         p.model == *embedder.identity() && p.chunking == chunking && p.safety == safety
     });
@@ -299,7 +323,25 @@ pub fn build_with(
         .filter_map(|(d, i)| out.get(d).map(|doc| doc.chunks[*i].text.clone()))
         .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let vectors = embedder.embed(&refs)?;
+    // Embedded a slice at a time, so that the documents done can be told as they are done: a
+    // document is done once its last chunk is (those reused or without chunks, from the start).
+    let total = out.len();
+    let mut last_chunk: BTreeMap<&str, usize> = BTreeMap::new();
+    for (n, (d, _)) in to_embed.iter().enumerate() {
+        last_chunk.insert(d.as_str(), n);
+    }
+    let mut ends: Vec<usize> = last_chunk.values().map(|n| n + 1).collect();
+    ends.sort_unstable();
+    let already = total - ends.len();
+    progress(already, total);
+    let mut vectors = Vec::with_capacity(refs.len());
+    for slice in refs.chunks(EMBED_SLICE) {
+        vectors.extend(embedder.embed(slice)?);
+        progress(
+            already + ends.partition_point(|&e| e <= vectors.len()),
+            total,
+        );
+    }
     for ((d, i), v) in to_embed.iter().zip(vectors) {
         if let Some(doc) = out.get_mut(d) {
             doc.chunks[*i].vector = v;

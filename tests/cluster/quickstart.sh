@@ -162,7 +162,7 @@ setsid "$bin/leitwerk-dev" node --name leitwerk-dev-node --gpus 1 --root "$state
 echo $! >"$state/node.pid"
 wait_for "the node to be Ready" kubectl wait --for=condition=Ready --timeout=5s node/leitwerk-dev-node
 
-step "Prometheus, scraping every serving pod each second (log: $state/prometheus/log)"
+step "Prometheus, scraping every serving pod and the operator each second (log: $state/prometheus/log)"
 stop_pid "$state/prometheus.pid"
 prometheus_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$state/prometheus/prometheus.yml" <<YAML
@@ -170,6 +170,8 @@ global: {scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms}
 scrape_configs:
   - job_name: leitwerk
     file_sd_configs: [{files: ['$state/prometheus/targets.json'], refresh_interval: 1s}]
+  - job_name: leitwerk-operator
+    static_configs: [{targets: ['127.0.0.1:${LEITWERK_METRICS_PORT:-18080}']}]
 YAML
 setsid "${LEITWERK_PROMETHEUS:-prometheus}" --config.file="$state/prometheus/prometheus.yml" \
   --storage.tsdb.path="$state/prometheus/data" --web.listen-address="127.0.0.1:$prometheus_port" \

@@ -12,6 +12,7 @@ pub mod cms;
 pub mod llama;
 pub mod loadgen;
 pub mod node;
+pub mod node_logs;
 mod operator;
 pub mod prometheus;
 pub mod s3;

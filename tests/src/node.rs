@@ -62,12 +62,14 @@ pub struct NodeStandIn {
     ports: Arc<Mutex<HashMap<String, (u16, u16)>>>,
     task: tokio::task::JoinHandle<()>,
     heartbeat: tokio::task::JoinHandle<()>,
+    logs: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for NodeStandIn {
     fn drop(&mut self) {
         self.task.abort();
         self.heartbeat.abort();
+        self.logs.abort();
     }
 }
 
@@ -146,7 +148,9 @@ impl NodeStandIn {
         let node: Node =
             serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))?;
         let _ = nodes.create(&PostParams::default(), &node).await;
-        let status = node_status(gpus);
+        let log_files = crate::node_logs::LogFiles::default();
+        let (log_port, logs) = crate::node_logs::serve(log_files.clone()).await?;
+        let status = node_status(gpus, log_port);
         nodes
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
             .await?;
@@ -160,7 +164,7 @@ impl NodeStandIn {
                         .patch_status(
                             &name,
                             &PatchParams::default(),
-                            &Patch::Merge(&node_status(gpus)),
+                            &Patch::Merge(&node_status(gpus, log_port)),
                         )
                         .await;
                 }
@@ -172,6 +176,7 @@ impl NodeStandIn {
             root: root.to_path_buf(),
             images: Arc::new(images),
             ports: ports.clone(),
+            logs: log_files,
         };
         let node_name = name.to_string();
         let task = tokio::spawn(async move {
@@ -254,6 +259,7 @@ impl NodeStandIn {
             ports,
             task,
             heartbeat,
+            logs,
         })
     }
 
@@ -275,7 +281,9 @@ impl NodeStandIn {
     }
 }
 
-fn node_status(gpus: u32) -> serde_json::Value {
+/// The Node's status; `log_port` is where the API server reads container logs (see
+/// [`crate::node_logs`]).
+fn node_status(gpus: u32, log_port: u16) -> serde_json::Value {
     let mut capacity =
         json!({"cpu": "16", "memory": "64Gi", "pods": "110", "ephemeral-storage": "100Gi"});
     if gpus > 0 {
@@ -286,6 +294,7 @@ fn node_status(gpus: u32) -> serde_json::Value {
         "allocatable": capacity,
         "conditions": [{"type": "Ready", "status": "True", "reason": "StandInReady", "message": "tests/src/node.rs runs this node's pods", "lastHeartbeatTime": now(), "lastTransitionTime": now()}],
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": log_port}},
         "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "v1.34.4-standin", "kubeProxyVersion": "", "bootID": "", "containerRuntimeVersion": "standin://1", "kernelVersion": "", "machineID": "", "osImage": "", "systemUUID": ""}
     }})
 }
@@ -302,6 +311,7 @@ struct Runner {
     root: PathBuf,
     images: Arc<HashMap<String, Image>>,
     ports: Arc<Mutex<HashMap<String, (u16, u16)>>>,
+    logs: crate::node_logs::LogFiles,
 }
 
 impl Runner {
@@ -682,6 +692,19 @@ impl Runner {
         let Some(container) = spec.containers.first().cloned() else {
             return;
         };
+        if let Ok(mut logs) = self.logs.lock() {
+            let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
+            logs.insert(
+                crate::node_logs::key(&ns, &name, &container.name),
+                pod_dir.join("container.log"),
+            );
+            for sidecar in spec.init_containers.iter().flatten() {
+                logs.insert(
+                    crate::node_logs::key(&ns, &name, &sidecar.name),
+                    pod_dir.join(format!("{}.log", sidecar.name)),
+                );
+            }
+        }
         let image_name = container.image.clone().unwrap_or_default();
         let termination_path = container
             .termination_message_path

@@ -350,6 +350,7 @@ pub async fn run_content(
         embedder: &embedder,
         store: &store,
     };
+    let started = std::sync::atomic::AtomicU64::new(0);
     let run = pipeline::run(Inputs {
         briefing: &briefing,
         settings: &settings,
@@ -357,6 +358,10 @@ pub async fn run_content(
         chain: &chain,
         embed: &embedder,
         redactor: &Redactor::new(&key),
+        on_stage: &|name| {
+            let done = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::progress::tell(name, done, None, "stages done");
+        },
     })
     .await;
     let mut summary = summarize(&job.run_id, &run);

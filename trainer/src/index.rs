@@ -194,15 +194,18 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
             InjectionPolicy::Flag => leitwerk_rag::scan::InjectionPolicy::Flag,
         },
     };
-    let (built, report) = index::build_with(
+    let embedding = crate::progress::stage("embedding", Some(documents.len() as u64), "documents");
+    let (built, report) = index::build_reporting(
         previous.as_ref(),
         documents,
         settings,
         key,
         safety,
         &embedder,
+        |done, _| embedding.set(done as u64),
     )
     .map_err(|e| JobError::Invalid(e.to_string()))?;
+    embedding.finish();
     let judged = match &job.labelled {
         Some(url) => {
             let queries = LabelledQueries::read(&built, &embedder, &read_text(url).await?)?;

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod onnx;
 pub mod pipeline;
 pub mod preprocess;
+pub mod progress;
 pub mod runtime;
 pub mod split;
 pub mod store;

@@ -21,6 +21,7 @@ use crate::materialize::{self, CUTOFF, FeatureColumn, Manifest};
 use crate::metrics;
 use crate::onnx::{self, Head};
 use crate::preprocess::{Columns, Encoder, UNKNOWN};
+use crate::progress;
 use crate::store::{self, Store};
 use crate::tree::{Forest, ForestParams};
 
@@ -106,7 +107,9 @@ pub async fn run_materialize(
     store_url: &str,
     work: &Path,
 ) -> Result<MaterializeSummary, JobError> {
+    progress::step("reading sources");
     let paths = resolve_sources(spec, work).await?;
+    progress::step("computing features");
     let m = materialize::materialize(spec, &paths)?;
     let rows = m.frame.height() as i64;
     let data_until = Some(materialize::rfc3339(m.data_until_ms));
@@ -121,6 +124,7 @@ pub async fn run_materialize(
             quality: m.quality,
         });
     }
+    let writing = progress::stage("writing", Some(rows as u64), "rows");
     let parquet = materialize::to_parquet(&m.frame)?;
     let digest = store::digest(&parquet);
     let version = digest.trim_start_matches("sha256:")[..12].to_string();
@@ -148,6 +152,8 @@ pub async fn run_materialize(
     store
         .put(&format!("{dir}/manifest.json"), json(&manifest))
         .await?;
+    writing.set(rows as u64);
+    writing.finish();
     Ok(MaterializeSummary {
         published: true,
         version: Some(version),
@@ -319,6 +325,7 @@ pub struct TrainJob {
 /// parity, publish) run in this order and each refuses to go on when the previous one found a
 /// problem; read top to bottom they are the trainer's contract.
 pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary, JobError> {
+    progress::step("loading snapshot");
     let snapshot = Store::open(&job.snapshot)?;
     let manifest: Manifest = serde_json::from_slice(&snapshot.get("manifest.json").await?)
         .map_err(|e| {
@@ -360,7 +367,9 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
     let encoder = Encoder::fit(&train);
     let x_train = encoder.transform(&train);
     let x_valid = encoder.transform(&valid);
+    progress::step("fitting");
     let (model, parameters) = fit(spec, &x_train, &y_train)?;
+    progress::step("evaluating");
     let predicted = model.predict(&x_valid);
 
     let threshold = spec.serving.threshold;
@@ -415,6 +424,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
                 .map(|(n, _)| (n.clone(), "BYTES".to_string())),
         )
         .collect();
+    progress::step("exporting");
     let bytes = onnx::export(
         &encoder,
         &model.head(),
@@ -424,7 +434,9 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
             ("leitwerk.threshold", threshold.to_string()),
         ],
     );
+    progress::step("checking parity");
     let parity = check_parity(&job.onnxruntime, &bytes, &valid, &predicted)?;
+    progress::step("publishing");
 
     let digest = store::digest(&bytes);
     let dir = format!(

@@ -192,13 +192,16 @@ impl Forest {
         let draws = ((n as f64 * p.sample_ratio).round() as usize).clamp(1, n.max(1));
         let mut rng = StdRng::seed_from_u64(p.seed);
         let mut trees = Vec::with_capacity(p.trees);
+        let grown = crate::progress::stage("fitting", Some(p.trees as u64), "trees");
         for _ in 0..p.trees {
             let idx: Vec<usize> = (0..draws).map(|_| rng.random_range(0..n)).collect();
             let xs = x.select(ndarray::Axis(0), &idx);
             let cs: Vec<bool> = idx.iter().map(|&i| classes[i]).collect();
             let ts: Vec<f64> = idx.iter().map(|&i| target[i]).collect();
             trees.push(Tree::grow(&xs, &cs, &ts, p.max_depth, p.min_samples_leaf)?);
+            grown.add(1);
         }
+        grown.finish();
         Ok(Forest { trees })
     }
 

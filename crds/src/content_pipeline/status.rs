@@ -18,6 +18,9 @@ pub struct ContentPipelineStatus {
     /// Standard conditions (`Ready`, `Grounded`, `WithinBudget`, `Approved`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The progress of the Job at work now, from its newest report; absent when none runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::progress::Progress>,
     /// The stage running or last run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,

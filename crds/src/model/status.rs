@@ -46,6 +46,9 @@ pub struct ModelStatus {
     /// Standard conditions (`Ready`, `Trained`, `Serving`, `Drift`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The progress of the Job at work now, from its newest report; absent when none runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::progress::Progress>,
     /// The version that takes traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving_version: Option<String>,
@@ -70,7 +73,10 @@ pub struct ModelStatus {
     /// Scheduled retraining (`spec.training.retrain.schedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
-    /// The last `leitwerk.dev/control` request handled (`retrain`).
+    /// The version `leitwerk.dev/pin` holds serving, while the pin holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_version: Option<String>,
+    /// The last `leitwerk.dev/control` request handled (`retrain`), or the last pin applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_control: Option<crate::experiment::ControlStatus>,
 }

@@ -25,6 +25,9 @@ pub struct RagIndexStatus {
     /// version's quality against the gate), `Serving` (the retrieval Deployment).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The progress of the Job at work now, from its newest report; absent when none runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::progress::Progress>,
     /// The index version that serves retrieval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serving_version: Option<String>,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
-use leitwerk_crds::labels::{APPROVE, APPROVED_BY, CONTROL, REQUESTED_BY};
+use leitwerk_crds::labels::{APPROVE, APPROVED_BY, CONTROL, PIN, REQUESTED_BY};
 use leitwerk_crds::{ContentPipeline, Experiment, Model};
 
 /// Steer and inspect Leitwerk resources.
@@ -71,6 +71,19 @@ enum Command {
     },
     /// Train a new version of a Model now.
     Retrain {
+        /// `model/NAME`.
+        target: String,
+    },
+    /// Pin a Model to one of its versions: it serves that version, and Experiments and the
+    /// drift policy leave it until `unpin`.
+    Pin {
+        /// `model/NAME`.
+        target: String,
+        /// The version, e.g. `v2`.
+        version: String,
+    },
+    /// Remove a Model's pin; what serves stays until something changes it.
+    Unpin {
         /// `model/NAME`.
         target: String,
     },
@@ -186,6 +199,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Pin { target, version } => {
+            let name = name_of(&target, MODEL)?;
+            let api = Api::<Model>::namespaced(client, &namespace);
+            pin(&api, name, Some(&version), &by, timeout).await
+        }
+        Command::Unpin { target } => {
+            let name = name_of(&target, MODEL)?;
+            let api = Api::<Model>::namespaced(client, &namespace);
+            pin(&api, name, None, &by, timeout).await
+        }
         Command::Approve { target, run } => {
             let name = name_of(&target, PIPELINE)?;
             approve(client, &namespace, name, run, &by).await
@@ -263,6 +286,58 @@ where
     }
 }
 
+/// Sets (or, with `None`, removes) `leitwerk.dev/pin` and waits until the operator holds it
+/// (or says why it cannot).
+async fn pin(
+    api: &Api<Model>,
+    name: &str,
+    version: Option<&str>,
+    by: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let patch = serde_json::json!({"metadata": {"annotations": {PIN: version, REQUESTED_BY: by}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let status = api.get(name).await?.status.unwrap_or_default();
+        let condition = status.conditions.iter().find(|c| c.type_ == "Pinned");
+        match version {
+            Some(v)
+                if status.pinned_version.as_deref() == Some(v)
+                    && status.serving_version.as_deref() == Some(v) =>
+            {
+                println!("model/{name}: pinned to {v} by {by}");
+                return Ok(());
+            }
+            // A refusal of this version, not one left from an earlier pin.
+            Some(v)
+                if condition.is_some_and(|c| {
+                    c.reason == "PinRefused" && c.message.starts_with(&format!("{PIN}={v}:"))
+                }) =>
+            {
+                let why = condition.map(|c| c.message.clone()).unwrap_or_default();
+                anyhow::bail!("model/{name}: refused: {why}");
+            }
+            None if status.pinned_version.is_none() && condition.is_none() => {
+                println!(
+                    "model/{name}: unpinned by {by}; {} serves",
+                    status.serving_version.as_deref().unwrap_or("nothing")
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "model/{name}: {PIN} is set, but the operator has not handled it within {} s; is it running?",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 async fn approve(
     client: Client,
     namespace: &str,
@@ -319,6 +394,9 @@ fn tree(model: &Model, experiments: &[Experiment]) -> String {
         status.serving_version.as_deref().unwrap_or("-"),
         status.latest_version.as_deref().unwrap_or("-"),
     );
+    if let Some(pinned) = &status.pinned_version {
+        out.push_str(&format!("pinned to {pinned} ({PIN})\n"));
+    }
     out.push_str("versions\n");
     let n = status.versions.len();
     for (i, v) in status.versions.iter().enumerate() {

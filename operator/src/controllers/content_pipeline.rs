@@ -21,7 +21,7 @@ use leitwerk_crds::labels::CONTENT_PIPELINE;
 use leitwerk_crds::rag_index::IndexVersionState;
 use leitwerk_crds::{ContentPipeline, RagIndex};
 
-use crate::jobs::{list_owned, outcome};
+use crate::jobs::{JobOutcome, list_owned, outcome};
 use crate::references::{get_opt, missing_secret};
 use crate::watch::{Scope, drain, referrers};
 use crate::{
@@ -120,6 +120,7 @@ async fn reconcile_content_pipeline(
 ) -> Result<Action, Error> {
     let ns = pipeline.namespace().unwrap_or_default();
     let mut planned = None;
+    let mut progress = None;
     let outcome = match validate(&pipeline.spec) {
         Err(errors) => Outcome::invalid(summarize(&errors)),
         Ok(()) => match resolve(ctx, pipeline, &ns).await? {
@@ -129,6 +130,9 @@ async fn reconcile_content_pipeline(
                     service_account::ensure(ctx, ContentPipeline::KIND, &sa).await?;
                 }
                 let read = read_run(ctx, pipeline, resolved).await?;
+                if let Some(JobOutcome::Running { progress: p, .. }) = &read.0.content {
+                    progress = p.clone();
+                }
                 let now = k8s_openapi::jiff::Timestamp::now().to_string();
                 let mut p = plan(pipeline, &ctx.config, read.0, &now);
                 if let Some(job) = p.start.take() {
@@ -152,12 +156,64 @@ async fn reconcile_content_pipeline(
     };
     let currency = pipeline.spec.budget.currency.clone();
     let action = reconcile::finish_with(ctx, pipeline, outcome, |status| {
+        status.progress = progress;
         if let Some(run) = planned {
             record(status, run, &currency);
         }
+        export_metrics(ctx, pipeline, status);
     })
     .await?;
     Ok(action)
+}
+
+/// Exports the status of `pipeline` as the operator's metrics: its phase, and the current
+/// run's tokens, cost, grounded share and stage durations.
+fn export_metrics(
+    ctx: &Context,
+    pipeline: &ContentPipeline,
+    status: &leitwerk_crds::ContentPipelineStatus,
+) {
+    use crate::metrics::{ContentLabels, ContentPhaseLabels, ContentStageLabels};
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let name = pipeline.name_any();
+    let phase_of = |p: Option<ContentPipelinePhase>| p.map(|p| p.to_string());
+    let labels = |phase: String| ContentPhaseLabels {
+        namespace: namespace.clone(),
+        pipeline: name.clone(),
+        phase,
+    };
+    let before = phase_of(pipeline.status.as_ref().and_then(|s| s.phase));
+    let now = phase_of(status.phase);
+    if let Some(b) = before.filter(|b| Some(b) != now.as_ref()) {
+        ctx.metrics.content_phase.remove(&labels(b));
+    }
+    if let Some(n) = now {
+        ctx.metrics.content_phase.get_or_create(&labels(n)).set(1);
+    }
+    let Some(result) = status.run.as_ref().and_then(|r| r.result.as_ref()) else {
+        return;
+    };
+    let run = ContentLabels {
+        namespace: namespace.clone(),
+        pipeline: name.clone(),
+    };
+    let m = &ctx.metrics;
+    m.content_tokens.get_or_create(&run).set(result.tokens);
+    m.content_cost.get_or_create(&run).set(result.cost);
+    if result.claims > 0 {
+        m.content_grounded
+            .get_or_create(&run)
+            .set(result.grounded_claims as f64 / result.claims as f64);
+    }
+    for stage in &result.stages {
+        m.content_stage_seconds
+            .get_or_create(&ContentStageLabels {
+                namespace: namespace.clone(),
+                pipeline: name.clone(),
+                stage: stage.stage.clone(),
+            })
+            .set(stage.duration_ms as f64 / 1000.0);
+    }
 }
 
 /// The publisher's ServiceAccount, Role and RoleBinding, and its target ConfigMap when it

@@ -172,6 +172,28 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
     }
     let now = Utc::now();
     let mut status = exp.status.clone().unwrap_or_default();
+    // A pinned Model is held by hand: the Experiment neither analyses nor carries a verdict
+    // over to it until the pin goes (the Experiment watches Models, so unpinning wakes it).
+    if !status.promotion_confirmed
+        && let Some((model, version)) = models
+            .iter()
+            .flatten()
+            .find_map(|m| crate::controllers::model::steer::pin_of(m).map(|v| (m.name_any(), v)))
+    {
+        let phase = status
+            .phase
+            .unwrap_or(leitwerk_crds::experiment::ExperimentPhase::WaitingForVersions);
+        let held = crate::status::Desired::failed(
+            crate::status::READY,
+            "ModelPinned",
+            format!(
+                "Model {model} is pinned to {version} ({}): the Experiment holds, with no analysis and no promotion, until the pin is removed (kubectl leitwerk unpin model/{model})",
+                leitwerk_crds::labels::PIN
+            ),
+        );
+        let action = reconcile::finish(ctx, exp, Outcome::new(phase, held)).await?;
+        return Ok(action);
+    }
     let fresh_generation = status.observed_generation != exp.metadata.generation;
     let variants = if fresh_generation || status.variants.len() != exp.spec.variants.len() {
         match resolve(exp, &models) {

@@ -19,6 +19,7 @@ use crate::{
     reconcile::{self, LeitwerkResource, Notice, Outcome, RECHECK_UNWATCHED},
     validation::summarize,
 };
+use leitwerk_crds::progress::Progress;
 
 pub use crate::reconcile::Error;
 
@@ -96,6 +97,8 @@ async fn reconcile_feature_set(fs: &FeatureSet, ctx: &Context) -> Result<Action,
 pub struct Observed {
     /// A Job is running: its name, and why it cannot be scheduled if so.
     pub active: Option<(String, Option<String>)>,
+    /// What the Job in progress last reported.
+    pub progress: Option<Progress>,
     /// The newest finished Job not yet reflected in status, with its summary or error.
     pub finished: Option<(String, Result<MaterializeSummary, String>)>,
     /// Events to publish (a foreign Job carrying the FeatureSet's labels).
@@ -109,6 +112,7 @@ pub struct Observed {
 impl Observed {
     /// Copies a newly finished Job's results into the status.
     pub fn apply(&self, status: &mut FeatureSetStatus) {
+        status.progress = self.progress.clone();
         let Some((job, result)) = &self.finished else {
             return;
         };

@@ -17,6 +17,7 @@ use leitwerk_crds::{
 };
 
 use crate::references::{artifact_store_secret, first_missing_secret, get_opt};
+use crate::status::Desired;
 use crate::watch::{Scope, drain, referrers};
 use crate::{
     apply::apply,
@@ -26,7 +27,8 @@ use crate::{
     validation::summarize,
     workloads::{HTTP_PORT, MANAGED_BY},
 };
-use leitwerk_crds::labels::REQUESTED_BY;
+use leitwerk_crds::labels::{PIN, REQUESTED_BY};
+use leitwerk_crds::progress::Progress;
 
 /// Label naming the Model an object belongs to.
 pub const MODEL_LABEL: &str = leitwerk_crds::labels::MODEL;
@@ -46,7 +48,7 @@ mod drift;
 mod observe;
 mod serve;
 mod status;
-mod steer;
+pub(crate) mod steer;
 mod validate;
 
 #[cfg(test)]
@@ -117,6 +119,12 @@ pub struct Observed {
     pub finished: Vec<ModelVersion>,
     /// The training Job in progress, and why it cannot be scheduled if so.
     pub active: Option<(String, Option<String>)>,
+    /// What the training Job in progress last reported.
+    pub progress: Option<Progress>,
+    /// The version `leitwerk.dev/pin` holds serving, when the pin can be held.
+    pub pinned: Option<String>,
+    /// The record of a pin applied in this reconcile.
+    pub pin_control: Option<leitwerk_crds::experiment::ControlStatus>,
     /// The training Job this reconcile starts (its name).
     pub started: Option<String>,
     /// The training Job to create: planned, then created by the reconcile in one place.
@@ -130,6 +138,45 @@ pub struct Observed {
     /// Events to publish (a foreign Job carrying the Model's labels).
     pub events: Vec<Notice>,
 }
+
+/// Holds the version `leitwerk.dev/pin` names serving (see `steer`): the `Pinned` condition,
+/// and the Event and the record of a pin that changed what serves.
+fn pin(
+    model: &Model,
+    versions: &mut leitwerk_crds::versions::Versions,
+    observed: &mut Observed,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Desired> {
+    let pin = steer::pin_of(model)?;
+    let who = steer::requester(model);
+    Some(match steer::apply_pin(versions, &pin, &who) {
+        Ok(changed) => {
+            observed.pinned = Some(pin.clone());
+            if let Some(note) = changed {
+                observed
+                    .events
+                    .push(Notice::normal("Steer", "Pinned", note.clone()));
+                observed.pin_control = Some(leitwerk_crds::experiment::ControlStatus {
+                    request: format!("pin:{pin}"),
+                    requested_by: model.annotations().get(REQUESTED_BY).cloned(),
+                    time: now.to_rfc3339(),
+                    result: format!("Pinned: {note}"),
+                });
+            }
+            Desired::ok(
+                PINNED,
+                "Pinned",
+                format!(
+                    "{pin} serves, pinned by {who}; Experiments and the drift policy leave it until the {PIN} annotation goes"
+                ),
+            )
+        }
+        Err(why) => Desired::failed(PINNED, "PinRefused", why),
+    })
+}
+
+/// The condition of a pinned Model.
+pub const PINNED: &str = "Pinned";
 
 /// Reconciles one Model: resolve the FeatureSet → validate → ServiceAccount → read finished
 /// training Jobs into versions → start training when the data (or the spec) is new → promote
@@ -184,6 +231,7 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
                 Some(policy) => watch_drift(ctx, model, policy, &mut versions, &mut drift).await,
                 None => None,
             };
+            let pinned = pin(model, &mut versions, &mut observed, chrono::Utc::now());
             if let Some(serving) = versions.iter().find(|v| v.state == VersionState::Serving) {
                 observed.serving_replicas = Some(serve(ctx, model, &ns, serving).await?);
             }
@@ -193,6 +241,7 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
                 &observed,
                 &versions,
             );
+            outcome.conditions.extend(pinned);
             if let Some((condition, period, acted)) = drift_condition {
                 observed.events.extend(acted);
                 outcome.conditions.push(condition);
@@ -267,9 +316,15 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
             .clone()
             .or_else(|| observed.active.as_ref().map(|(j, _)| j.clone()));
         status.versions = versions.clone();
+        status.pinned_version = observed.pinned.clone();
+        if steer::pin_of(model).is_none() {
+            // Unpinned: the condition goes with the annotation.
+            status.conditions.retain(|c| c.type_ != PINNED);
+        }
+        status.progress = observed.progress.clone();
         status.drift = drift.clone();
-        if control.is_some() {
-            status.last_control = control.clone();
+        if let Some(c) = control.clone().or_else(|| observed.pin_control.clone()) {
+            status.last_control = Some(c);
         }
         if observed.schedule.is_some() || schedule::schedule_of(model).is_none() {
             status.schedule = observed.schedule.clone();

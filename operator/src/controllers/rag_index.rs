@@ -169,6 +169,7 @@ async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, 
     let outcome = outcome.with_events(observed.events.clone());
     let endpoint = endpoint(index);
     let action = reconcile::finish_with(ctx, index, outcome, |status| {
+        status.progress = observed.progress.clone();
         if observed.recorded {
             apply_observed(status, &observed, &endpoint);
         }

@@ -392,6 +392,90 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
     )
     .await?;
 
+    // Progress: a forest of many trees reports as it grows. Its pod's log reaches the operator
+    // (and `kubectl logs`) through the API server and the node's log endpoint; the operator
+    // shows the newest report in status.progress and the PROGRESS column, and clears it after.
+    let forest = std::fs::read_to_string(
+        leitwerk_testkit::repo_root().join("examples/lead-scoring/model.yaml"),
+    )?
+    .replace("name: lead-scoring", "name: forest")
+    .replace(
+        "logisticRegression: {l2: 0.5, maxIterations: 300}",
+        "randomForest: {trees: 40, maxDepth: 12, seed: 1}",
+    )
+    .replace("minMetrics: {auc: 0.75}", "minMetrics: {auc: 0.5}")
+    .replace("replicas: 2", "replicas: 1");
+    cluster.apply(Some(&ns.name), "-", Some(&forest))?;
+    let first = wait_for(
+        "the forest's progress in trees",
+        Duration::from_secs(180),
+        || async {
+            let s = models.get("forest").await?.status.unwrap_or_default();
+            let p = s.progress.clone();
+            let growing = p
+                .clone()
+                .filter(|p| p.unit == "trees" && p.done < p.total.unwrap_or(0));
+            Ok((growing, format!("{:?} {p:?} {:?}", s.phase, s.conditions)))
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+    assert_eq!(first.total, Some(40), "{first:?}");
+    assert!(first.job.starts_with("forest-"), "{first:?}");
+    assert!(
+        first
+            .summary
+            .starts_with(&format!("fitting {}/40 trees (", first.done)),
+        "{first:?}"
+    );
+    let table = cluster.kubectl(&["get", "models", "-n", &ns.name], None)?;
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("PROGRESS")
+            && table
+                .lines()
+                .any(|l| l.starts_with("forest") && l.contains("trees")),
+        "{table}"
+    );
+    wait_for("the progress to move", Duration::from_secs(120), || async {
+        let s = models.get("forest").await?.status.unwrap_or_default();
+        let moved = s
+            .progress
+            .as_ref()
+            .is_some_and(|p| (p.stage.as_str(), p.done) != (first.stage.as_str(), first.done));
+        Ok((moved.then_some(()), format!("{:?}", s.progress)))
+    })
+    .await?;
+    let forest_pods = pods
+        .list(&ListParams::default().labels("leitwerk.dev/model=forest"))
+        .await?;
+    let forest_pod = forest_pods
+        .items
+        .first()
+        .map(|p| p.metadata.name.clone().unwrap_or_default())
+        .unwrap_or_default();
+    let logs = cluster.kubectl(&["logs", "-n", &ns.name, &forest_pod], None)?;
+    let logs = String::from_utf8_lossy(&logs.stdout).to_string();
+    let reported = leitwerk_crds::progress::Report::last_in(&logs);
+    assert!(
+        reported.is_some() && logs.contains(r#""stage":"loading snapshot""#),
+        "kubectl logs {forest_pod}: {logs}"
+    );
+    let done = wait_for("the forest to train", Duration::from_secs(300), || async {
+        let s = models.get("forest").await?.status.unwrap_or_default();
+        let trained = s.versions.iter().any(|v| v.version == "v1");
+        Ok((
+            (trained && s.training_job.is_none()).then_some(s.clone()),
+            format!("{:?} {:?}", s.phase, s.progress),
+        ))
+    })
+    .await?;
+    assert_eq!(done.progress, None, "no Job runs, so no progress shows");
+
     // Object storage: the same data in an S3-compatible server (versitygw, `tests/s3.sh`), the
     // credentials in a Secret the materialization Job takes as environment (the node stand-in
     // resolves `envFrom` like a kubelet). The snapshot it publishes equals the one from files;

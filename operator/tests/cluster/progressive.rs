@@ -1590,5 +1590,95 @@ async fn a_canary_is_steered_by_hand_through_kubectl_leitwerk() -> anyhow::Resul
     assert!(tree.contains("model/lead-scoring"), "{tree}");
     assert!(tree.contains("serving v3"), "{tree}");
     assert!(tree.contains("rollout  RolledBack"), "{tree}");
+
+    // Pin: v1 serves again by hand, recorded with who asked; a version that cannot serve is
+    // refused and changes nothing; an Experiment over a pinned Model holds until the unpin.
+    let out = plugin(&s, &["pin", "model/lead-scoring", "v1"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("pinned to v1 by ana@example.com"),
+        "{}",
+        text(&out)
+    );
+    let pinned = s.wait_serving("v1").await?.status.unwrap_or_default();
+    assert_eq!(pinned.pinned_version.as_deref(), Some("v1"));
+    let record = pinned.last_control.clone().unwrap_or_default();
+    assert_eq!(
+        (record.request.as_str(), record.requested_by.as_deref()),
+        ("pin:v1", Some("ana@example.com")),
+        "{record:?}"
+    );
+    let tree = text(&plugin(&s, &["status", "model/lead-scoring"])?);
+    assert!(tree.contains("pinned to v1"), "{tree}");
+    let out = plugin(&s, &["pin", "model/lead-scoring", "v9"])?;
+    assert!(!out.status.success(), "an unknown version is refused");
+    assert!(
+        text(&out).contains("no version v9 is recorded (recorded: v1, v2, v3)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        s.model()
+            .await?
+            .status
+            .unwrap_or_default()
+            .serving_version
+            .as_deref(),
+        Some("v1")
+    );
+    let out = plugin(&s, &["pin", "model/lead-scoring", "v1"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    s.apply(&canary_yaml("[10, 100]", "").replace("{name: rollout}", "{name: held}"))?;
+    let experiments = Api::<Experiment>::namespaced(s.client.clone(), &s.ns.name);
+    let ready_of = |e: Experiment| {
+        e.status
+            .unwrap_or_default()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+    };
+    let held = wait_for(
+        "the Experiment to hold",
+        Duration::from_secs(60),
+        || async {
+            let ready = ready_of(experiments.get("held").await?);
+            let held = ready.as_ref().is_some_and(|c| c.reason == "ModelPinned");
+            let seen = format!("{ready:?}");
+            Ok((held.then_some(ready), seen))
+        },
+    )
+    .await?;
+    assert!(
+        held.is_some_and(|c| c.message.contains("Model lead-scoring is pinned to v1")),
+        "the hold names the Model and its version"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        s.model()
+            .await?
+            .status
+            .unwrap_or_default()
+            .serving_version
+            .as_deref(),
+        Some("v1"),
+        "the held Experiment changed nothing"
+    );
+    let out = plugin(&s, &["unpin", "model/lead-scoring"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("unpinned by ana@example.com; v1 serves"),
+        "{}",
+        text(&out)
+    );
+    wait_for(
+        "the Experiment to go on",
+        Duration::from_secs(60),
+        || async {
+            let ready = ready_of(experiments.get("held").await?);
+            let gone = ready.as_ref().is_some_and(|c| c.reason != "ModelPinned");
+            Ok((gone.then_some(()), format!("{ready:?}")))
+        },
+    )
+    .await?;
     Ok(())
 }

@@ -30,12 +30,16 @@ fn row<'a>(text: &'a str, kind: &str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// The panels of the chart's Models and RagIndexes dashboards whose query finds no data in
+/// The panels of the chart's Models, RagIndexes and ContentPipelines dashboards whose query finds no data in
 /// the quick start's Prometheus (which scraped the real inference servers).
 fn dashboards_show_data(state: &Path) -> Vec<String> {
     let port = std::fs::read_to_string(state.join("prometheus.port")).unwrap_or_default();
     let mut empty = Vec::new();
-    for (file, variable) in [("models", "$model"), ("ragindexes", "$index")] {
+    for (file, variable) in [
+        ("models", "$model"),
+        ("ragindexes", "$index"),
+        ("content", "$pipeline"),
+    ] {
         let path = repo_root().join(format!("charts/leitwerk/dashboards/{file}.json"));
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default())
@@ -191,7 +195,8 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         took(&again)
     );
 
-    // Every panel of the Models and RagIndexes dashboards shows data from the real servers.
+    // Every panel of the Models, RagIndexes and ContentPipelines dashboards shows data from
+    // the real servers and the operator.
     assert!(empty_panels.is_empty(), "{empty_panels:#?}");
 
     assert!(

@@ -146,7 +146,7 @@ pub fn plan(pipeline: &ContentPipeline, config: &OperatorConfig, read: Read, now
                 )]);
                 return plan(Some(job), outcome, run);
             }
-            Some(JobOutcome::Running { unschedulable }) => {
+            Some(JobOutcome::Running { unschedulable, .. }) => {
                 return plan(None, generating(&run.id, unschedulable), run);
             }
             Some(JobOutcome::Failed { reason }) => {
@@ -357,10 +357,12 @@ fn generating(run: &str, unschedulable: Option<String>) -> Outcome<ContentPipeli
         Some(why) => format!("run {run} waits for a node: {why}"),
         None => format!("run {run} is generating"),
     };
+    // Rechecked while it runs, so that its progress in status moves.
     Outcome::new(
         ContentPipelinePhase::Running,
         Desired::not(READY, "Generating", message),
     )
+    .recheck_after(std::time::Duration::from_secs(10))
 }
 
 fn publishing(run: &str) -> (ContentPipelinePhase, Desired, Desired) {

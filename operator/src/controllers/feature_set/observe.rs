@@ -95,9 +95,13 @@ pub fn plan(fs: &FeatureSet, config: &OperatorConfig, read: MaterializeRead) -> 
             break;
         }
         match outcome_in(&read.outcomes, job) {
-            JobOutcome::Running { unschedulable } => {
+            JobOutcome::Running {
+                unschedulable,
+                progress,
+            } => {
                 if observed.active.is_none() {
                     observed.active = Some((name, unschedulable));
+                    observed.progress = progress;
                 }
             }
             JobOutcome::Succeeded { summary, .. } => {

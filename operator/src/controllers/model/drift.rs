@@ -187,15 +187,21 @@ fn drift_condition(policy: &DriftPolicy, d: &ModelDriftStatus) -> (Desired, Stri
 
 /// Takes the policy's action on drift of `d.version` (pure) and returns the Warning that says
 /// what it did.
-fn act_on_drift(
+pub(super) fn act_on_drift(
     model: &Model,
     policy: &DriftPolicy,
     versions: &mut Versions,
     d: &mut ModelDriftStatus,
     evidence: &str,
 ) -> Notice {
+    let pinned = super::steer::pin_of(model);
     let note = match policy.action {
         DriftAction::Warn => format!("input drift: {evidence}"),
+        DriftAction::Rollback if pinned.is_some() => format!(
+            "input drift: {evidence}; the Model is pinned to {} ({}), so nothing is rolled back",
+            pinned.unwrap_or_default(),
+            leitwerk_crds::labels::PIN
+        ),
         DriftAction::Rollback => {
             match versions.roll_back_serving(format!("rolled back on input drift: {evidence}")) {
                 Some(back) => format!("input drift: {evidence}; serving {back} again"),

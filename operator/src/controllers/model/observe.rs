@@ -146,8 +146,12 @@ pub fn plan_training(
             ..Default::default()
         };
         match outcome_in(&read.outcomes, job) {
-            JobOutcome::Running { unschedulable } => {
+            JobOutcome::Running {
+                unschedulable,
+                progress,
+            } => {
                 observed.active = Some((job.name_any(), unschedulable));
+                observed.progress = progress;
             }
             done => observed
                 .finished

@@ -391,3 +391,35 @@ fn a_retrain_asked_by_hand_trains_once_and_other_actions_are_refused() {
     );
     assert!(!training_needed(&model, Some(&latest), false, "sha256:aa"));
 }
+
+#[test]
+fn a_pinned_model_is_not_rolled_back_on_drift_and_an_unpinned_one_is() {
+    let version = |name: &str, state| leitwerk_crds::model::ModelVersion {
+        version: name.into(),
+        state,
+        artifact_url: Some(format!("file:///m/{name}.onnx")),
+        ..Default::default()
+    };
+    let fresh = || {
+        Versions(vec![
+            version("v1", VersionState::Retired),
+            version("v2", VersionState::Serving),
+        ])
+    };
+    let mut model = example();
+    let policy: DriftPolicy = model.spec.drift.clone().unwrap();
+    model.metadata.annotations = Some(BTreeMap::from([(
+        leitwerk_crds::labels::PIN.to_string(),
+        "v2".to_string(),
+    )]));
+    let mut versions = fresh();
+    let mut d = ModelDriftStatus::default();
+    let notice = drift::act_on_drift(&model, &policy, &mut versions, &mut d, "psi 0.40");
+    assert_eq!(versions, fresh(), "nothing rolled back");
+    assert!(notice.note.contains("pinned to v2"), "{}", notice.note);
+
+    model.metadata.annotations = None;
+    let notice = drift::act_on_drift(&model, &policy, &mut versions, &mut d, "psi 0.40");
+    assert_eq!(versions.serving().map(|v| v.version.as_str()), Some("v1"));
+    assert!(notice.note.contains("serving v1 again"), "{}", notice.note);
+}

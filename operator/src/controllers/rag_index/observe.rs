@@ -39,6 +39,8 @@ pub struct Observed {
     pub last_indexed: Option<String>,
     /// The indexing Job in progress, and why it cannot be scheduled if so.
     pub active: Option<(String, Option<String>)>,
+    /// What the build in progress last reported.
+    pub progress: Option<leitwerk_crds::progress::Progress>,
     /// The indexing Job this reconcile starts (its name).
     pub started: Option<String>,
     /// The indexing Job to create: decided here, created by the reconcile in one place with
@@ -235,8 +237,12 @@ pub fn record_build(
     now: chrono::DateTime<chrono::Utc>,
 ) {
     match outcome {
-        JobOutcome::Running { unschedulable } => {
+        JobOutcome::Running {
+            unschedulable,
+            progress,
+        } => {
             observed.active = Some((build.job.clone(), unschedulable));
+            observed.progress = progress;
         }
         JobOutcome::Succeeded { summary, finished } => {
             // When the Job does not say when it finished, it finished by the time it was seen.

@@ -193,6 +193,7 @@ fn a_run_starts_once_the_index_serves_with_only_the_generators_secrets() {
         &config,
         read(Some(JobOutcome::Running {
             unschedulable: Some("0/1 nodes".into()),
+            progress: None,
         })),
         NOW,
     );
