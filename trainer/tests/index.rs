@@ -39,36 +39,88 @@ struct Run {
     termination: String,
 }
 
-fn index(base: &Path, extra: &[&str]) -> anyhow::Result<Run> {
-    let spec = r#"{"sources": [{"name": "product-docs", "configMapRef": {"name": "product-docs"}}],
+const SPEC: &str = r#"{"sources": [{"name": "product-docs", "configMapRef": {"name": "product-docs"}}],
         "chunking": {"strategy": "Markdown", "maxTokens": 200, "overlapTokens": 30}}"#;
+
+/// The arguments of `leitwerk-trainer index` over the docs mounted under `base`.
+fn index_args(base: &Path, extra: &[&str]) -> anyhow::Result<Vec<String>> {
+    let mut args: Vec<String> = [
+        "index",
+        "--spec",
+        SPEC,
+        "--namespace",
+        "marketing",
+        "--name",
+        "product-docs",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend([
+        "--artifact-store".into(),
+        format!("file://{}", base.join("store").display()),
+        "--termination-log".into(),
+        base.join("termination-log").display().to_string(),
+        "--model-dir".into(),
+        provided("minilm.sh")?.display().to_string(),
+        "--source".into(),
+        format!("product-docs={}", base.join("docs").display()),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Ok(args)
+}
+
+fn index(base: &Path, extra: &[&str]) -> anyhow::Result<Run> {
     let termination = base.join("termination-log");
-    let out = Command::new(BIN)
-        .args([
-            "index",
-            "--spec",
-            spec,
-            "--namespace",
-            "marketing",
-            "--name",
-            "product-docs",
-        ])
-        .arg("--artifact-store")
-        .arg(format!("file://{}", base.join("store").display()))
-        .arg("--termination-log")
-        .arg(&termination)
-        .arg("--model-dir")
-        .arg(provided("minilm.sh")?)
-        .arg("--source")
-        .arg(format!("product-docs={}", base.join("docs").display()))
-        .args(extra)
-        .output()?;
+    let out = Command::new(BIN).args(index_args(base, extra)?).output()?;
     Ok(Run {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
         termination: std::fs::read_to_string(&termination).unwrap_or_default(),
     })
+}
+
+#[test]
+fn progress_is_report_lines_in_a_pod_and_a_bar_on_a_terminal() -> anyhow::Result<()> {
+    let base = std::env::temp_dir().join(format!("leitwerk-progress-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    mount(&base.join("docs"), &example("docs-configmap.yaml")?)?;
+    // As in a pod: stderr is no terminal, so the stage prints report lines the operator reads.
+    let piped = index(&base, &[])?;
+    assert_eq!(piped.code, Some(0), "{}", piped.stderr);
+    let last = leitwerk_crds::progress::Report::last_in(&piped.stderr)
+        .ok_or_else(|| anyhow::anyhow!("no progress report in:\n{}", piped.stderr))?;
+    assert_eq!(
+        (last.stage.as_str(), last.unit.as_str()),
+        ("embedding", "documents")
+    );
+    assert!(
+        last.total.is_some_and(|t| t > 0) && Some(last.done) == last.total,
+        "{last:?}"
+    );
+    assert!(
+        !piped.stderr.contains('\u{1b}'),
+        "no terminal codes in a pod's log"
+    );
+    // On a terminal (util-linux `script` gives it a pseudo-terminal): a bar, no report lines.
+    let _ = std::fs::remove_dir_all(base.join("store"));
+    let line = std::iter::once(BIN.to_string())
+        .chain(index_args(&base, &[])?)
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let tty = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()?;
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(tty.status.success(), "{shown}");
+    assert!(
+        shown.contains("embedding") && shown.contains("documents") && shown.contains('['),
+        "{shown}"
+    );
+    assert!(!shown.contains(leitwerk_crds::progress::MARKER), "{shown}");
+    let _ = std::fs::remove_dir_all(&base);
+    Ok(())
 }
 
 /// `leitwerk-trainer index` of RagIndex `marketing/<name>` with `spec`, one source, a file
