@@ -6,7 +6,8 @@
 # - Debian packages: protoc and the protobuf headers (the gRPC and ONNX code generators),
 #   Prometheus (the progressive-delivery tests start it on 127.0.0.1), unzip, openssl, curl,
 #   unshare/setsid (util-linux, the node stand-in), lua5.1 (the Argo CD health checks' tests: Argo
-#   CD runs Lua 5.1), buildah (tests/images.sh builds the images without a daemon). Installed with apt-get as root; as another
+#   CD runs Lua 5.1), buildah (tests/images.sh builds the images without a daemon), containerd,
+#   runc, the CNI plugins and gcc (the real node of tests/kubelet/up.sh). Installed with apt-get as root; as another
 #   user the script stops at once and prints the exact command to run.
 # - Go (to build Kubernetes, the S3 server and ghz from their modules), Python 3 with pip and
 #   venv, cargo: checked, never installed (the README names them).
@@ -36,6 +37,10 @@ need setsid util-linux
 need tac coreutils
 need lua5.1 lua5.1
 need buildah buildah
+need containerd containerd
+need runc runc
+need gcc gcc libc6-dev
+[ -x /usr/lib/cni/bridge ] || packages+=(containernetworking-plugins)
 if [ ${#packages[@]} -gt 0 ]; then
   mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
   cmd="apt-get update && apt-get install -y --no-install-recommends ${packages[*]}"

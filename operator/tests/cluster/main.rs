@@ -16,6 +16,7 @@ mod content;
 mod controllers;
 mod faults;
 mod finalizers;
+mod kubelet;
 mod operations;
 mod packaging;
 mod predictive;

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Joins a real node to the control plane of $KUBECONFIG: a kubelet built from its Go module
+# (build.sh), Debian's containerd and runc, the CNI bridge plugin, and a sandbox ("pause")
+# image built here, since no registry is reachable. The Node is named localhost, so that the
+# API server reaches the kubelet (logs) on 127.0.0.1:10250. Each --image (a buildah image,
+# e.g. localhost/leitwerk-trainer:dev from tests/images.sh) is imported into containerd.
+# Usage: up.sh --dir DIR [--image IMAGE ...]   (as root). Stop with: down.sh DIR
+# Exits 3, naming what is missing, when this machine lacks a prerequisite.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+dir="" images=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --dir) dir=$2; shift 2 ;;
+    --image) images+=("$2"); shift 2 ;;
+    *) echo "kubelet/up.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$dir" ] && [ -n "${KUBECONFIG:-}" ] || { echo "kubelet/up.sh: --dir DIR and \$KUBECONFIG are required" >&2; exit 2; }
+log() { echo "[kubelet/up] $*" >&2; }
+[ "$(id -u)" = 0 ] || { log "needs root (containerd, runc and the kubelet run as root)"; exit 3; }
+for tool in containerd ctr runc buildah gcc; do
+  command -v $tool >/dev/null || { log "$tool is missing (Debian: apt-get install -y containerd runc buildah gcc containernetworking-plugins)"; exit 3; }
+done
+[ -x /usr/lib/cni/bridge ] || { log "the CNI plugins are missing (Debian: apt-get install -y containernetworking-plugins)"; exit 3; }
+mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
+kubelet=$(bash "$here/build.sh" | tail -1) || exit 1
+export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
+
+# The sandbox image: a static pause, cached.
+cache=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}/kubelet
+mkdir -p "$cache"
+if [ ! -s "$cache/pause.tar" ]; then
+  cat >"$cache/pause.c" <<'C'
+#include <signal.h>
+#include <unistd.h>
+static void stop(int s) { (void)s; _exit(0); }
+int main(void) { signal(SIGTERM, stop); signal(SIGINT, stop); for (;;) pause(); }
+C
+  gcc -static -O2 -o "$cache/pause" "$cache/pause.c" || { log "cannot build the pause binary"; exit 1; }
+  c=$(buildah from scratch) && buildah copy "$c" "$cache/pause" /pause >/dev/null \
+    && buildah config --entrypoint '["/pause"]' "$c" && buildah commit -q "$c" localhost/pause:3.10 >/dev/null \
+    && buildah rm "$c" >/dev/null \
+    && buildah push -q localhost/pause:3.10 "docker-archive:$cache/pause.tar:registry.k8s.io/pause:3.10" \
+    || { rm -f "$cache/pause.tar"; log "buildah could not build the pause image"; exit 1; }
+fi
+
+mkdir -p "$dir/containerd" "$dir/cni/net.d" "$dir/kubelet"
+cat >"$dir/cni/net.d/10-bridge.conflist" <<'JSON'
+{"cniVersion": "1.0.0", "name": "leitwerk-node", "plugins": [
+  {"type": "bridge", "bridge": "lwnode0", "isGateway": true, "ipMasq": false,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}},
+  {"type": "loopback"}]}
+JSON
+cat >"$dir/containerd/config.toml" <<TOML
+version = 2
+root = "$dir/containerd/root"
+state = "$dir/containerd/state"
+[grpc]
+  address = "$dir/containerd/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10"
+  # Without CAP_SYS_RESOURCE (as on these machines) no process may lower its oom_score_adj,
+  # and the kubelet asks -998 for every sandbox: keep containers at or above containerd's.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$dir/cni/net.d"
+TOML
+setsid containerd --config "$dir/containerd/config.toml" >"$dir/containerd.log" 2>&1 </dev/null &
+echo $! >"$dir/containerd.pid"
+for _ in $(seq 30); do [ -S "$dir/containerd/containerd.sock" ] && break; sleep 1; done
+ctr_() { ctr --address "$dir/containerd/containerd.sock" -n k8s.io "$@"; }
+ctr_ images import "$cache/pause.tar" >/dev/null || { log "ctr could not import the pause image"; exit 1; }
+for image in "${images[@]}"; do
+  tar=$dir/image-$(echo "$image" | tr '/:' '__').tar
+  rm -f "$tar"
+  buildah push -q "$image" "docker-archive:$tar:$image" >/dev/null && ctr_ images import "$tar" >/dev/null \
+    || { log "could not import $image (build it with tests/images.sh)"; exit 1; }
+  rm -f "$tar"
+done
+
+cat >"$dir/kubelet/config.yaml" <<YAML
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failSwapOn: false
+failCgroupV1: false
+containerRuntimeEndpoint: unix://$dir/containerd/containerd.sock
+authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}
+authorization: {mode: AlwaysAllow}
+# The API server reaches the kubelet (logs) at the Node's Hostname address first: the node is
+# named localhost so that this is 127.0.0.1. (A loopback --node-ip is refused, "nodeIP can't
+# be loopback address", and the Node then has no address at all.)
+address: 127.0.0.1
+port: ${LEITWERK_KUBELET_PORT:-10250}
+readOnlyPort: 0
+healthzPort: 0
+resolvConf: /etc/resolv.conf
+enforceNodeAllocatable: []
+localStorageCapacityIsolation: false
+YAML
+setsid "$kubelet" --config "$dir/kubelet/config.yaml" --kubeconfig "$KUBECONFIG" --root-dir "$dir/kubelet/root" \
+  --cert-dir "$dir/kubelet/pki" --hostname-override localhost -v=1 >"$dir/kubelet.log" 2>&1 </dev/null &
+echo $! >"$dir/kubelet.pid"
+kubectl=${KUBECTL:-kubectl}
+for _ in $(seq 90); do
+  if $kubectl wait --for=condition=Ready --timeout=2s node/localhost >/dev/null 2>&1; then
+    log "node/localhost is Ready (kubelet log: $dir/kubelet.log)"; exit 0
+  fi
+  kill -0 "$(cat "$dir/kubelet.pid")" 2>/dev/null || break
+  sleep 1
+done
+log "the kubelet did not make node/localhost Ready; its errors:"
+grep -E "^E|^F" "$dir/kubelet.log" | tail -n 20 >&2
+exit 1
