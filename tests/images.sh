@@ -74,3 +74,5 @@ for image in "${images[@]}"; do
     -f "$root/$image/Dockerfile" -t "localhost/$name:dev" "$work/$image" >/dev/null
   echo "localhost/$name:dev"
 done
+# The images these replace are left untagged: drop them, so that rebuilds do not fill the disk.
+buildah rmi --prune >/dev/null 2>&1 || true

@@ -29,11 +29,41 @@ fn binary() -> String {
     std::env::var("LEITWERK_PROMETHEUS").unwrap_or_else(|_| "prometheus".into())
 }
 
-/// Replaces the scrape targets of the Prometheus started in `dir`, atomically.
+/// Replaces the scrape targets of the Prometheus started in `dir`, atomically; they carry no
+/// label of their own, so a target's series keep the labels it exports.
 pub fn write_targets(dir: &Path, targets: &[String]) -> anyhow::Result<()> {
     let body = serde_json::json!([{"targets": targets, "labels": {}}]);
+    replace(dir, &body)
+}
+
+/// Replaces the scrape targets with `(host:port, namespace)` pairs. Each target's series get
+/// `namespace` from the pod's real namespace, as the chart's PodMonitor relabels it from
+/// Kubernetes metadata: with `honor_labels` off, a `namespace` the pod exports itself becomes
+/// `exported_namespace` and can never pass for another namespace's series.
+pub fn write_namespaced_targets(dir: &Path, targets: &[(String, String)]) -> anyhow::Result<()> {
+    replace(dir, &namespaced_groups(targets))
+}
+
+/// The file_sd groups of `(host:port, namespace)` pairs: one group per namespace.
+pub fn namespaced_groups(targets: &[(String, String)]) -> serde_json::Value {
+    let mut groups: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (address, namespace) in targets {
+        groups
+            .entry(namespace.as_str())
+            .or_default()
+            .push(address.as_str());
+    }
+    serde_json::Value::Array(
+        groups
+            .into_iter()
+            .map(|(ns, t)| serde_json::json!({"targets": t, "labels": {"namespace": ns}}))
+            .collect(),
+    )
+}
+
+fn replace(dir: &Path, body: &serde_json::Value) -> anyhow::Result<()> {
     let tmp = dir.join("targets.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&body)?)?;
+    std::fs::write(&tmp, serde_json::to_vec(body)?)?;
     std::fs::rename(&tmp, dir.join("targets.json"))?;
     Ok(())
 }
@@ -69,7 +99,7 @@ impl PrometheusProcess {
         write_targets(&self.dir, targets)
     }
 
-    /// The directory given to `start` (for [`write_targets`] from another task).
+    /// The directory given to `start` (for [`write_namespaced_targets`] from another task).
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -20,7 +20,7 @@ use leitwerk_crds::summary::{MaterializeSummary, TrainSummary};
 use leitwerk_crds::{Experiment, FeatureSet, Model};
 use leitwerk_testkit::loadgen::{Load, LoadGenerator};
 use leitwerk_testkit::node::{Image, NodeStandIn};
-use leitwerk_testkit::prometheus::{PrometheusProcess, write_targets};
+use leitwerk_testkit::prometheus::{PrometheusProcess, write_namespaced_targets};
 use leitwerk_testkit::{Cluster, OperatorProcess, TestNamespace, from_yaml, wait_for};
 
 use crate::OPERATOR;
@@ -289,6 +289,8 @@ struct Scenario {
     operator: Option<OperatorProcess>,
     config: PathBuf,
     targets: tokio::task::JoinHandle<()>,
+    /// Scrape targets outside the scenario's namespace, as `(host:port, namespace)`.
+    foreign_targets: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl Drop for Scenario {
@@ -312,7 +314,10 @@ impl Scenario {
         )?;
         let dir = env.root.join(&ns.name);
         let prometheus = PrometheusProcess::start(&dir.join("prometheus")).await?;
+        let foreign_targets =
+            std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
         let targets = {
+            let foreign = foreign_targets.clone();
             let (pods, node, file) = (
                 Api::<Pod>::namespaced(client.clone(), &ns.name),
                 env.node.clone(),
@@ -327,13 +332,16 @@ impl Scenario {
                         )
                         .await
                     {
-                        let targets: Vec<String> = list
+                        let mut targets: Vec<(String, String)> = list
                             .items
                             .iter()
                             .filter_map(|p| node.ports(&ns_name, &p.name_any()))
-                            .map(|(http, _)| format!("127.0.0.1:{http}"))
+                            .map(|(http, _)| (format!("127.0.0.1:{http}"), ns_name.clone()))
                             .collect();
-                        let _ = write_targets(&file, &targets);
+                        if let Ok(f) = foreign.lock() {
+                            targets.extend(f.iter().cloned());
+                        }
+                        let _ = write_namespaced_targets(&file, &targets);
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -355,6 +363,7 @@ impl Scenario {
             operator: None,
             config,
             targets,
+            foreign_targets,
         };
         s.start_operator().await?;
         for (i, v) in versions.iter().enumerate() {
@@ -829,10 +838,41 @@ async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A pod of another tenant that exports series labelled as `victim`'s canary converting every
+/// visitor: counters that grow by one a millisecond, predictions and conversions alike.
+async fn forger(victim: &str) -> anyhow::Result<(u16, tokio::task::JoinHandle<()>)> {
+    let started = std::time::Instant::now();
+    let victim = victim.to_string();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let n = started.elapsed().as_millis();
+            let labels = format!(r#"namespace="{victim}",experiment="rollout",variant="canary""#);
+            async move {
+                format!(
+                    "# TYPE leitwerk_inference_predictions_total counter\nleitwerk_inference_predictions_total{{{labels}}} {n}\n# TYPE leitwerk_inference_outcomes_total counter\nleitwerk_inference_outcomes_total{{{labels},outcome=\"converted\"}} {n}\n"
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((port, task))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worse_canary_is_rolled_back_at_the_first_analysis_with_enough_samples()
 -> anyhow::Result<()> {
     let s = Scenario::new("worse", &["v1", "v2"]).await?;
+    // Another tenant's pod claims, in its own series, that this canary converts everyone. Its
+    // series keep their own namespace (the scrape labels it), so the decision below is untouched.
+    let (forged, _forger) = forger(&s.ns.name).await?;
+    if let Ok(mut f) = s.foreign_targets.lock() {
+        f.push((format!("127.0.0.1:{forged}"), "tenant-b".into()));
+    }
     s.apply(&canary_yaml("[20, 50, 100]", ""))?;
     let load = s.load(&[("stable", 0.10), ("canary", 0.01)], &[]);
     let e = s
@@ -887,6 +927,16 @@ async fn a_worse_canary_is_rolled_back_at_the_first_analysis_with_enough_samples
         "{}",
         rollback.message
     );
+    // The forged series were scraped, but under the forger's namespace: what it claimed is
+    // only `exported_namespace`.
+    let query = format!(
+        "{}/api/v1/query?query=leitwerk_inference_predictions_total%7Bnamespace%3D%22tenant-b%22%2Cexported_namespace%3D%22{}%22%7D",
+        s.prometheus.url(),
+        s.ns.name
+    );
+    let found: serde_json::Value = reqwest::get(&query).await?.json().await?;
+    let forged_series = found["data"]["result"].as_array().map_or(0, Vec::len);
+    assert_eq!(forged_series, 1, "{found}");
     assert_eq!(
         s.route_weights().await?,
         BTreeMap::from([("stable".into(), 100), ("canary".into(), 0)])

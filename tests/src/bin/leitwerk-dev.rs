@@ -199,11 +199,15 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
                 write_atomically(file, &text)?;
             }
             if let Some(file) = &args.prometheus_targets {
-                let targets: Vec<String> = ports
-                    .values()
-                    .map(|(http, _)| format!("127.0.0.1:{http}"))
+                // Each target labelled with its pod's namespace (the key is namespace/pod).
+                let targets: Vec<(String, String)> = ports
+                    .iter()
+                    .map(|(key, (http, _))| {
+                        let ns = key.split('/').next().unwrap_or_default().to_string();
+                        (format!("127.0.0.1:{http}"), ns)
+                    })
                     .collect();
-                let sd = serde_json::json!([{"targets": targets, "labels": {}}]);
+                let sd = leitwerk_testkit::prometheus::namespaced_groups(&targets);
                 write_atomically(file, &sd.to_string())?;
             }
             last = text;
