@@ -259,10 +259,13 @@ impl Server {
         let mut ids = Vec::with_capacity(scores.len());
         if let Ok(mut store) = self.feedback.lock() {
             for _ in 0..scores.len() {
+                // Unguessable: a caller who saw one id cannot name the next one, so only
+                // the caller that got a prediction can report its outcome.
                 let id = format!(
-                    "{}-{}",
+                    "{}-{}-{:016x}",
                     self.id_prefix,
-                    self.ids.fetch_add(1, Ordering::Relaxed)
+                    self.ids.fetch_add(1, Ordering::Relaxed),
+                    rand::random::<u64>()
                 );
                 store.remember(id.clone(), &model.name, &model.version);
                 ids.push(id);

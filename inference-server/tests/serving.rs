@@ -489,6 +489,18 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
     )
     .await;
     assert_eq!(status, 404, "an outcome counts once: {body}");
+    // Ids are unguessable: the next counter value with the same suffix names no prediction.
+    let parts: Vec<&str> = id.split('-').collect();
+    assert_eq!(parts.len(), 3, "{id}");
+    assert_eq!(parts[2].len(), 16, "a 64-bit random suffix: {id}");
+    let next: u64 = parts[1].parse().unwrap();
+    let guessed = format!("{}-{}-{}", parts[0], next + 1, parts[2]);
+    let (status, _) = post(
+        &format!("{base}/v2/feedback"),
+        &json!({"prediction_id": guessed, "converted": true}),
+    )
+    .await;
+    assert_eq!(status, 404, "a guessed id is refused");
     let (status, _) = post(&format!("{base}/v2/feedback"), &json!({"prediction_id": 3})).await;
     assert_eq!(status, 400);
     let metrics = reqwest::get(format!("{base}/metrics"))
@@ -507,6 +519,13 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
     assert!(
         metrics.contains(
             r#"leitwerk_inference_outcome_value_total{model="leads",version="v2"} 120.5"#
+        ),
+        "{metrics}"
+    );
+    // The replay and the guess were refused and counted.
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("leitwerk_inference_feedback_refused_total") && l.ends_with(" 2")
         ),
         "{metrics}"
     );

@@ -64,11 +64,12 @@ impl Server {
             .lock()
             .map_err(|_| InferError::Internal("feedback store lock poisoned".into()))?
             .take(prediction_id);
-        let (model, version) = found.ok_or_else(|| {
-            InferError::NotFound(format!(
+        let Some((model, version)) = found else {
+            self.metrics.feedback_refused.inc();
+            return Err(InferError::NotFound(format!(
                 "prediction {prediction_id:?} is unknown, already reported or too old to remember"
-            ))
-        })?;
+            )));
+        };
         let outcome = if converted {
             "converted"
         } else {

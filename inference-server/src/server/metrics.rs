@@ -97,6 +97,7 @@ pub struct Metrics {
     pub(crate) reference: Family<ReferenceLabels, Gauge<f64, AtomicU64>>,
     pub(crate) outcomes: Family<OutcomeLabels, Counter>,
     pub(crate) outcome_value: Family<VersionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    pub(crate) feedback_refused: Counter,
     pub(crate) batch_rows: Histogram,
     pub(crate) index_queries: Family<IndexLabels, Counter>,
     pub(crate) index_empty: Family<IndexLabels, Counter>,
@@ -169,6 +170,12 @@ impl Metrics {
             "Sum of reported outcome values (e.g. revenue)",
             outcome_value.clone(),
         );
+        let feedback_refused = Counter::default();
+        registry.register(
+            "feedback_refused",
+            "Outcomes refused: an unknown prediction id (forged or guessed), or one already reported (a replay)",
+            feedback_refused.clone(),
+        );
         registry.register(
             "batch_rows",
             "Rows per model run (dynamic batching)",
@@ -208,6 +215,7 @@ impl Metrics {
             reference,
             outcomes,
             outcome_value,
+            feedback_refused,
             batch_rows,
         }
     }

@@ -261,6 +261,16 @@ fn operator_rbac_has_no_wildcards_and_never_lists_secrets() -> anyhow::Result<()
             .collect::<Vec<_>>()
             .join("\n");
         assert!(!body.contains('*'), "{file} has a wildcard");
+        // No verb that lets the operator grant more than it holds or act as someone else.
+        for line in body.lines().filter(|l| l.contains("verbs:")) {
+            let verbs = line.split(|c: char| !c.is_ascii_alphanumeric());
+            for verb in verbs {
+                assert!(
+                    !["escalate", "bind", "impersonate"].contains(&verb),
+                    "{file} grants {verb}: {line}"
+                );
+            }
+        }
     }
     let role: serde_json::Value = yaml_serde::from_str(&std::fs::read_to_string(
         repo_root().join("config/rbac/role.yaml"),

@@ -412,3 +412,39 @@ fn ingest_findings_count_by_kind_and_never_carry_a_value() {
     );
     assert!(observed.events.iter().all(|e| e.reason != "IngestFindings"));
 }
+
+#[test]
+fn a_running_build_shows_its_progress() {
+    let index = example();
+    let mut observed = Observed::default();
+    let build = IndexBuild {
+        number: 4,
+        job: build_job_name(&index, 4),
+        ..Default::default()
+    };
+    let progress = leitwerk_crds::progress::Progress::of(
+        &build.job,
+        &leitwerk_crds::progress::Report {
+            stage: "embedding".into(),
+            done: 12,
+            total: Some(40),
+            unit: "documents".into(),
+            at: "2026-12-06T09:00:00Z".into(),
+        },
+    );
+    record_build(
+        &index,
+        &mut observed,
+        build,
+        crate::jobs::JobOutcome::Running {
+            unschedulable: None,
+            progress: Some(progress.clone()),
+        },
+        chrono::Utc::now(),
+    );
+    assert_eq!(observed.progress, Some(progress));
+    assert_eq!(
+        observed.progress.as_ref().map(|p| p.summary.as_str()),
+        Some("embedding 12/40 documents (30%)")
+    );
+}
