@@ -5,7 +5,9 @@
 # API server reaches the kubelet (logs) on 127.0.0.1:10250. Each --image (a buildah image,
 # e.g. localhost/leitwerk-trainer:dev from tests/images.sh) is imported into containerd.
 # Usage: up.sh --dir DIR [--image IMAGE ...]   (as root). Stop with: down.sh DIR
-# Exits 3, naming what is missing, when this machine lacks a prerequisite.
+# Exits 3, naming what is missing or what failed, when this machine cannot host a node: a
+# prerequisite is missing, or the kubelet cannot be built, containerd cannot start or import
+# the sandbox image, or the node never becomes Ready. Other failures exit 1.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir="" images=()
@@ -24,7 +26,7 @@ for tool in containerd ctr runc buildah gcc; do
 done
 [ -x /usr/lib/cni/bridge ] || { log "the CNI plugins are missing (Debian: apt-get install -y containernetworking-plugins)"; exit 3; }
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
-kubelet=$(bash "$here/build.sh" | tail -1) || exit 1
+kubelet=$(bash "$here/build.sh" | tail -1) || { log "the kubelet could not be built"; exit 3; }
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
 
 # The sandbox image: a static pause, cached.
@@ -37,7 +39,7 @@ if [ ! -s "$cache/pause.tar" ]; then
 static void stop(int s) { (void)s; _exit(0); }
 int main(void) { signal(SIGTERM, stop); signal(SIGINT, stop); for (;;) pause(); }
 C
-  gcc -static -O2 -o "$cache/pause" "$cache/pause.c" || { log "cannot build the pause binary"; exit 1; }
+  gcc -static -O2 -o "$cache/pause" "$cache/pause.c" || { log "cannot build the pause binary (Debian: apt-get install -y libc6-dev)"; exit 3; }
   c=$(buildah from scratch) && buildah copy "$c" "$cache/pause" /pause >/dev/null \
     && buildah config --entrypoint '["/pause"]' "$c" && buildah commit -q "$c" localhost/pause:3.10 >/dev/null \
     && buildah rm "$c" >/dev/null \
@@ -77,7 +79,8 @@ setsid containerd --config "$dir/containerd/config.toml" >"$dir/containerd.log" 
 echo $! >"$dir/containerd.pid"
 for _ in $(seq 30); do [ -S "$dir/containerd/containerd.sock" ] && break; sleep 1; done
 ctr_() { ctr --address "$dir/containerd/containerd.sock" -n k8s.io "$@"; }
-ctr_ images import "$cache/pause.tar" >/dev/null || { log "ctr could not import the pause image"; exit 1; }
+[ -S "$dir/containerd/containerd.sock" ] || { log "containerd did not start; its log:"; tail -n 10 "$dir/containerd.log" >&2; exit 3; }
+ctr_ images import "$cache/pause.tar" >/dev/null || { log "ctr could not import the pause image"; exit 3; }
 for image in "${images[@]}"; do
   tar=$dir/image-$(echo "$image" | tr '/:' '__').tar
   rm -f "$tar"
@@ -119,4 +122,4 @@ for _ in $(seq 90); do
 done
 log "the kubelet did not make node/localhost Ready; its errors:"
 grep -E "^E|^F" "$dir/kubelet.log" | tail -n 20 >&2
-exit 1
+exit 3

@@ -4,8 +4,9 @@
 //! trainer image, and the Model is served by its inference-server image behind a real
 //! readiness probe; the pods run with the restricted security context and a read-only root
 //! file system, read the data from a hostPath volume, and report through termination messages
-//! and logs that the real kubelet serves. Where the machine lacks a prerequisite (root,
-//! containerd, runc, the CNI plugins), the test says so loudly and does not run.
+//! and logs that the real kubelet serves. Where the machine cannot host a node (root,
+//! containerd, runc or the CNI plugins missing, or the node never Ready), the test says so
+//! loudly, with `up.sh`'s reason, and does not run; a failure once the node is Ready fails it.
 
 use std::path::Path;
 use std::process::Command;
