@@ -265,22 +265,47 @@ where
         serde_json::json!({"metadata": {"annotations": {CONTROL: value, REQUESTED_BY: by}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
+    let message = until_handled(api, name, timeout, |k: &K| {
+        let c = last(k).filter(|c| c.request == value)?;
+        Some(match c.result.strip_prefix("refused: ") {
+            Some(why) => Err(anyhow::anyhow!("{kind}/{name}: refused: {why}")),
+            None => Ok(format!("{kind}/{name}: {}", c.result)),
+        })
+    })
+    .await
+    .map_err(|late| {
+        anyhow::anyhow!("{kind}/{name}: asked to {action} ({CONTROL}={value}), but {late}")
+    })??;
+    println!("{message}");
+    Ok(())
+}
+
+/// Reads `name` until `handled` says the operator has answered (its message, or a refusal),
+/// at most `timeout`; `Err` says how long it waited.
+async fn until_handled<K, T>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    handled: impl Fn(&K) -> Option<anyhow::Result<T>>,
+) -> Result<anyhow::Result<T>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(c) = last(&api.get(name).await?)
-            && c.request == value
-        {
-            if let Some(why) = c.result.strip_prefix("refused: ") {
-                anyhow::bail!("{kind}/{name}: refused: {why}");
+        match api.get(name).await {
+            Ok(k) => {
+                if let Some(answer) = handled(&k) {
+                    return Ok(answer);
+                }
             }
-            println!("{kind}/{name}: {}", c.result);
-            return Ok(());
+            Err(e) => return Ok(Err(e.into())),
         }
         if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!(
-                "{kind}/{name}: asked to {action} ({CONTROL}={value}), but the operator has not handled it within {} s; is it running?",
+            return Err(format!(
+                "the operator has not handled it within {} s; is it running?",
                 timeout.as_secs()
-            );
+            ));
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -298,17 +323,15 @@ async fn pin(
     let patch = serde_json::json!({"metadata": {"annotations": {PIN: version, REQUESTED_BY: by}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let status = api.get(name).await?.status.unwrap_or_default();
+    let message = until_handled(api, name, timeout, |m: &Model| {
+        let status = m.status.clone().unwrap_or_default();
         let condition = status.conditions.iter().find(|c| c.type_ == "Pinned");
         match version {
             Some(v)
                 if status.pinned_version.as_deref() == Some(v)
                     && status.serving_version.as_deref() == Some(v) =>
             {
-                println!("model/{name}: pinned to {v} by {by}");
-                return Ok(());
+                Some(Ok(format!("model/{name}: pinned to {v} by {by}")))
             }
             // A refusal of this version, not one left from an earlier pin.
             Some(v)
@@ -317,25 +340,19 @@ async fn pin(
                 }) =>
             {
                 let why = condition.map(|c| c.message.clone()).unwrap_or_default();
-                anyhow::bail!("model/{name}: refused: {why}");
+                Some(Err(anyhow::anyhow!("model/{name}: refused: {why}")))
             }
-            None if status.pinned_version.is_none() && condition.is_none() => {
-                println!(
-                    "model/{name}: unpinned by {by}; {} serves",
-                    status.serving_version.as_deref().unwrap_or("nothing")
-                );
-                return Ok(());
-            }
-            _ => {}
+            None if status.pinned_version.is_none() && condition.is_none() => Some(Ok(format!(
+                "model/{name}: unpinned by {by}; {} serves",
+                status.serving_version.as_deref().unwrap_or("nothing")
+            ))),
+            _ => None,
         }
-        if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!(
-                "model/{name}: {PIN} is set, but the operator has not handled it within {} s; is it running?",
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await
+    .map_err(|late| anyhow::anyhow!("model/{name}: {PIN} is set, but {late}"))??;
+    println!("{message}");
+    Ok(())
 }
 
 async fn approve(
