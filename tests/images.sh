@@ -10,23 +10,29 @@
 # - the base with `localhost/leitwerk-base:local`, made from scratch with the C libraries the
 #   binaries link, CA certificates and a `nonroot` user 65532, as distroless' `cc` image has them.
 #
-# Usage: tests/images.sh [--profile debug|release] [operator|trainer|inference-server ...]
-#   (default: release; all three). Tags localhost/leitwerk-<name>:dev. Prints the tags.
+# Usage: tests/images.sh [--profile debug|release] [--from DIR] [operator|trainer|inference-server ...]
+#   (default: release; all three; --from: a directory holding the binaries, instead of cargo's
+#   target directory for the profile). Tags localhost/leitwerk-<name>:dev. Prints the tags.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 profile=release
-images=()
+images=() from=
 while [ $# -gt 0 ]; do
   case $1 in
     --profile) profile=$2; shift 2 ;;
+    --from) from=$2; shift 2 ;;
     operator|trainer|inference-server) images+=("$1"); shift ;;
-    *) echo "images.sh: unknown argument $1 (usage: images.sh [--profile debug|release] [operator|trainer|inference-server ...])" >&2; exit 2 ;;
+    *) echo "images.sh: unknown argument $1 (usage: images.sh [--profile debug|release] [--from DIR] [operator|trainer|inference-server ...])" >&2; exit 2 ;;
   esac
 done
 [ ${#images[@]} -gt 0 ] || images=(operator trainer inference-server)
 command -v buildah >/dev/null || { echo "images.sh: buildah is missing (Debian: apt-get install -y buildah)" >&2; exit 1; }
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
-target=$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$profile
+if [ -n "$from" ]; then
+  target=$(cd "$from" && pwd)
+else
+  target=$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$profile
+fi
 log() { echo "[images] $*" >&2; }
 
 binary_of() { case $1 in operator) echo leitwerk-operator ;; trainer) echo leitwerk-trainer ;; inference-server) echo leitwerk-inference-server ;; esac; }

@@ -40,6 +40,8 @@ need buildah buildah
 need containerd containerd
 need runc runc
 need gcc gcc libc6-dev
+need iptables iptables
+need ip iproute2
 [ -x /usr/lib/cni/bridge ] || packages+=(containernetworking-plugins)
 if [ ${#packages[@]} -gt 0 ]; then
   mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)

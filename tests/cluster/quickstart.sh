@@ -3,19 +3,26 @@
 #
 # Builds the binaries (once; incrementally after), starts a local control plane (built from
 # Kubernetes' Go modules once), installs the CRDs and the operator's RBAC, generates the
-# examples' data on a local volume, starts a development node (`leitwerk-dev`, the node
-# stand-in: it runs the pods bound to it as local processes of the project's binaries), runs
-# the operator, applies the examples into the namespace leitwerk-demo, and waits for the story:
+# examples' data on a local volume, joins a node, runs the operator, applies the examples into
+# the namespace leitwerk-demo, and waits for the story:
 # the lead-scoring FeatureSet published, the Model trained and serving (an OIP v2 request and
 # its score printed), the product-docs RagIndex serving (a query and its answer printed), a
 # canary promoted and a worse one rolled back, and a grounded article approved and published.
 # Every step prints how long it took. A second run reuses what the first built and runs.
 #
+# The node: where this machine can host one (root, containerd, runc, buildah and the CNI
+# plugins), a real kubelet (tests/kubelet/up.sh) runs the pods in the project's own images
+# (tests/images.sh), with a pod network and one GPU advertised for scheduling; otherwise the
+# development node `leitwerk-dev` (the node stand-in) runs them as local processes of the
+# project's binaries, and the quick start says why. LEITWERK_QUICKSTART_NODE=kubelet or
+# stand-in chooses one (default: auto).
+#
 # Stop everything with: tests/cluster/quickstart.sh --down
 # Environment: LEITWERK_QUICKSTART_DIR (state, default ~/.cache/leitwerk/quickstart),
 # LEITWERK_BIN_DIR (a directory holding the four binaries, instead of building them),
 # LEITWERK_METRICS_PORT (the operator's metrics, default 18080),
-# LEITWERK_QUICKSTART_TIMEOUT (seconds each wait may take, default 600).
+# LEITWERK_QUICKSTART_TIMEOUT (seconds each wait may take, default 600),
+# LEITWERK_QUICKSTART_NODE (auto, kubelet or stand-in; see above).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 state=${LEITWERK_QUICKSTART_DIR:-$HOME/.cache/leitwerk/quickstart}
@@ -32,7 +39,8 @@ stop_pid() { # file: SIGTERM the process it names, and wait for it to go
   rm -f "$1"
 }
 if [ "${1:-}" = "--down" ]; then
-  for process in traffic generator operator node prometheus; do stop_pid "$state/$process.pid"; done
+  for process in traffic generator operator targets node prometheus; do stop_pid "$state/$process.pid"; done
+  bash "$root/tests/kubelet/down.sh" "$state/kubelet"
   bash "$root/tests/cluster/down.sh" "$state"
   echo "quick start stopped"
   exit 0
@@ -85,7 +93,10 @@ if [ -f "$state/kubeconfig" ] && [ -f "$state/pids" ] && [ -f "$state/env" ] &&
   "$(sed -n 's/^LEITWERK_K8S_BIN=//p' "$state/env")/kubectl" --kubeconfig "$state/kubeconfig" \
     get --raw /readyz >/dev/null 2>&1; then
   echo "   already running"
+  reused=yes
 else
+  reused=""
+  rm -f "$state/node.kind"
   bash tests/cluster/up.sh --dir "$state" >/dev/null
 fi
 export KUBECONFIG=$state/kubeconfig
@@ -150,21 +161,80 @@ spec:
 YAML
 done
 
-step "a development node (leitwerk-dev; log: $state/node.log)"
-stop_pid "$state/node.pid"
-mkdir -p "$state/prometheus"
-setsid "$bin/leitwerk-dev" node --name leitwerk-dev-node --gpus 1 --root "$state/node" \
-  --image "leitwerk-trainer:dev=$bin/leitwerk-trainer" \
-  --image "leitwerk-inference-server:dev=$bin/leitwerk-inference-server" \
-  --env "ORT_DYLIB_PATH=$ort" --env "LEITWERK_EMBEDDING_MODEL_DIR=$minilm" \
-  --ports-file "$state/ports.json" --prometheus-targets "$state/prometheus/targets.json" \
-  >"$state/node.log" 2>&1 </dev/null &
-echo $! >"$state/node.pid"
-wait_for "the node to be Ready" kubectl wait --for=condition=Ready --timeout=5s node/leitwerk-dev-node
+node_kind=${LEITWERK_QUICKSTART_NODE:-auto}
+case $node_kind in auto | kubelet | stand-in) ;; *) fail "LEITWERK_QUICKSTART_NODE=$node_kind: choose auto, kubelet or stand-in" ;; esac
+# A control plane that ran before keeps the node it had.
+[ -n "$reused" ] && [ -f "$state/node.kind" ] && node_kind=$(cat "$state/node.kind")
+images_stamp() { stat -c '%n %s %Y' "$bin/leitwerk-trainer" "$bin/leitwerk-inference-server"; }
+# kubelet_up: joins the real node with this build's images; 3 when this machine cannot host one.
+kubelet_up() {
+  if kill -0 "$(cat "$state/kubelet/kubelet.pid" 2>/dev/null)" 2>/dev/null &&
+    [ "$(cat "$state/kubelet/images.stamp" 2>/dev/null)" = "$(images_stamp)" ] &&
+    kubectl wait --for=condition=Ready --timeout=5s node/localhost >/dev/null 2>&1; then
+    echo "   already running"
+    return 0
+  fi
+  bash tests/kubelet/down.sh "$state/kubelet"
+  [ "$(id -u)" = 0 ] || { echo "it needs root (containerd, runc and the kubelet run as root)" >"$state/kubelet-up.log"; return 3; }
+  command -v buildah >/dev/null || { echo "buildah is missing (Debian: apt-get install -y buildah)" >"$state/kubelet-up.log"; return 3; }
+  echo "   the images of this build (tests/images.sh; log: $state/images.log)"
+  bash tests/images.sh --from "$bin" trainer inference-server >"$state/images.log" 2>&1 ||
+    { echo "tests/images.sh failed; its log: $state/images.log" >"$state/kubelet-up.log"; return 1; }
+  echo "   the node (tests/kubelet/up.sh; kubelet log: $state/kubelet/kubelet.log)"
+  local rc=0
+  KUBECTL="$k8s_bin/kubectl" bash tests/kubelet/up.sh --dir "$state/kubelet" --gpus 1 \
+    --image localhost/leitwerk-trainer:dev --image localhost/leitwerk-inference-server:dev \
+    2>"$state/kubelet-up.log" || rc=$?
+  [ $rc = 0 ] && images_stamp >"$state/kubelet/images.stamp"
+  return $rc
+}
+if [ "$node_kind" != stand-in ]; then
+  step "a real node: a kubelet with containerd, running the project's images"
+  stop_pid "$state/node.pid"
+  rc=0
+  kubelet_up || rc=$?
+  if [ $rc = 0 ]; then
+    node_kind=kubelet
+    # The pods run as user 65532, and hostPath volumes keep this machine's owners.
+    chmod -R a+rwX "$data" "$artifacts"
+  elif [ $rc = 3 ] && [ "$node_kind" = auto ]; then
+    echo "   !!! this machine cannot host a real node: $(grep -v '^$' "$state/kubelet-up.log" | tail -1 | sed 's/^\[kubelet\/up\] //')"
+    echo "   !!! the node stand-in runs the pods instead, as processes (see tests/README.md)"
+    node_kind=stand-in
+  else
+    fail "the real node did not come up: $(tail -5 "$state/kubelet-up.log")"
+  fi
+fi
+if [ "$node_kind" = stand-in ]; then
+  step "a development node (leitwerk-dev, the node stand-in; log: $state/node.log)"
+  bash tests/kubelet/down.sh "$state/kubelet"
+  stop_pid "$state/node.pid"
+  mkdir -p "$state/prometheus"
+  setsid "$bin/leitwerk-dev" node --name leitwerk-dev-node --gpus 1 --root "$state/node" \
+    --image "leitwerk-trainer:dev=$bin/leitwerk-trainer" \
+    --image "leitwerk-inference-server:dev=$bin/leitwerk-inference-server" \
+    --env "ORT_DYLIB_PATH=$ort" --env "LEITWERK_EMBEDDING_MODEL_DIR=$minilm" \
+    --ports-file "$state/ports.json" --prometheus-targets "$state/prometheus/targets.json" \
+    >"$state/node.log" 2>&1 </dev/null &
+  echo $! >"$state/node.pid"
+  wait_for "the node to be Ready" kubectl wait --for=condition=Ready --timeout=5s node/leitwerk-dev-node
+fi
+echo "$node_kind" >"$state/node.kind"
 
 step "Prometheus, scraping every serving pod and the operator each second (log: $state/prometheus/log)"
 stop_pid "$state/prometheus.pid"
 prometheus_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$state/prometheus"
+stop_pid "$state/targets.pid"
+if [ "$node_kind" = kubelet ]; then
+  # What the chart's README recommends without the Prometheus Operator is a
+  # kubernetes_sd_configs job; Debian's Prometheus is built without Kubernetes discovery, so
+  # `leitwerk-dev targets` finds the serving pods through the API server instead and labels each
+  # with its real namespace.
+  setsid "$bin/leitwerk-dev" targets --namespace $ns --file "$state/prometheus/targets.json" \
+    >"$state/targets.log" 2>&1 </dev/null &
+  echo $! >"$state/targets.pid"
+fi
 cat >"$state/prometheus/prometheus.yml" <<YAML
 global: {scrape_interval: 1s, evaluation_interval: 1s, scrape_timeout: 900ms}
 scrape_configs:
@@ -178,12 +248,20 @@ setsid "${LEITWERK_PROMETHEUS:-prometheus}" --config.file="$state/prometheus/pro
   --storage.tsdb.retention.time=1d >"$state/prometheus/log" 2>&1 </dev/null &
 echo $! >"$state/prometheus.pid"
 echo "$prometheus_port" >"$state/prometheus.port"
-wait_for "Prometheus to be ready" curl -sf "http://127.0.0.1:$prometheus_port/-/ready"
+for attempt in $(seq "$timeout"); do
+  kill -0 "$(cat "$state/prometheus.pid")" 2>/dev/null || fail "Prometheus stopped: $(tail -2 "$state/prometheus/log")"
+  curl -sf "http://127.0.0.1:$prometheus_port/-/ready" >/dev/null && break
+  [ "$attempt" -lt "$timeout" ] || fail "gave up after ${timeout} s waiting for Prometheus to be ready"
+  sleep 1
+done
 
 port=${LEITWERK_METRICS_PORT:-18080}
 step "the operator (log: $state/operator.log, metrics: http://127.0.0.1:$port/metrics)"
 stop_pid "$state/operator.pid"
-printf 'trainerImage: leitwerk-trainer:dev\ninferenceServerImage: leitwerk-inference-server:dev\nprometheusUrl: http://127.0.0.1:%s\n' "$prometheus_port" >"$state/operator.yaml"
+registry=""
+[ "$node_kind" = kubelet ] && registry=localhost/
+printf 'trainerImage: %sleitwerk-trainer:dev\ninferenceServerImage: %sleitwerk-inference-server:dev\nprometheusUrl: http://127.0.0.1:%s\n' \
+  "$registry" "$registry" "$prometheus_port" >"$state/operator.yaml"
 KUBECONFIG=$state/operator.kubeconfig setsid "$bin/leitwerk-operator" --config "$state/operator.yaml" \
   --metrics-addr "127.0.0.1:$port" --lease-namespace $ns >"$state/operator.log" 2>&1 </dev/null &
 echo $! >"$state/operator.pid"
@@ -194,9 +272,16 @@ step "the examples into $ns"
 # (`file:///models/creative-ranker/v3.onnx`); both pass server-side validation in the tests.
 # The canary comes later, with traffic. Created once: a second run keeps what the first made
 # and steered (`--down` and run again to replay from scratch).
+cpus=$(nproc)
+fit() { cat; }
+if [ "$node_kind" = kubelet ] && [ "$cpus" -lt 8 ]; then
+  # A real kubelet admits pods by the CPUs it has; the examples are sized for a cluster.
+  echo "   this node has $cpus CPUs: the examples' CPU requests are scaled to fit (training 2 → 500m, serving 500m → 200m)"
+  fit() { sed -e 's/cpu: 500m/cpu: 200m/' -e 's/cpu: "2"/cpu: 500m/'; }
+fi
 for example in lead-scoring churn product-docs-rag; do
   for file in examples/$example/*.yaml; do
-    kubectl get -n $ns -f "$file" >/dev/null 2>&1 || kubectl create -n $ns -f "$file" >/dev/null
+    kubectl get -n $ns -f "$file" >/dev/null 2>&1 || fit <"$file" | kubectl create -n $ns -f - >/dev/null
   done
 done
 
@@ -211,14 +296,29 @@ wait_for "model/lead-scoring to be Serving" is_phase model/lead-scoring Serving
 echo "   $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.servingVersion}')" \
   "AUC $(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.versions[?(@.state=="Serving")].metrics.auc}')"
 
-serving_port() { # pod name prefix → its REST port, from the node's ports file
-  python3 - "$state/ports.json" "$ns/$1" <<'PY'
+# endpoint PREFIX: the address of a serving pod's REST API whose name starts with PREFIX. On a
+# real node, a Ready pod's own address; on the stand-in, its loopback port from the ports file.
+endpoint() {
+  if [ "$node_kind" = kubelet ]; then
+    kubectl get pods -n $ns -o json | python3 -c '
+import json, sys
+for pod in json.load(sys.stdin)["items"]:
+    status, meta = pod.get("status", {}), pod["metadata"]
+    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+    if meta["name"].startswith(sys.argv[1]) and ready and "deletionTimestamp" not in meta and status.get("podIP"):
+        port = next(p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", []) if p.get("name") == "http")
+        print("%s:%d" % (status["podIP"], port))
+        sys.exit(0)
+sys.exit(1)' "$1"
+  else
+    python3 - "$state/ports.json" "$ns/$1" <<'PY'
 import json, sys
 ports = json.load(open(sys.argv[1]))
-print(next(p[0] for k, p in ports.items() if k.startswith(sys.argv[2])))
+print("127.0.0.1:%d" % next(p[0] for k, p in ports.items() if k.startswith(sys.argv[2])))
 PY
+  fi
 }
-ready() { curl -sf "http://127.0.0.1:$(serving_port "$1")/$2" >/dev/null; }
+ready() { curl -sf "http://$(endpoint "$1")/$2" >/dev/null; }
 step "a prediction: POST /v2/models/lead-scoring/infer"
 wait_for "a lead-scoring serving pod" ready lead-scoring-serving v2/health/ready
 url=$(kubectl get -n $ns model/lead-scoring -o jsonpath='{.status.versions[?(@.state=="Serving")].artifactUrl}')
@@ -232,17 +332,22 @@ inputs = [{"name": name, "datatype": kind, "shape": [1, 1], "data": [example[nam
 print(json.dumps({"inputs": inputs}))
 PY
 )
-answer=$(curl -sf "http://127.0.0.1:$(serving_port lead-scoring-serving)/v2/models/lead-scoring/infer" \
+at=$(endpoint lead-scoring-serving) || fail "no Ready lead-scoring serving pod"
+echo "   POST http://$at/v2/models/lead-scoring/infer"
+answer=$(curl -sf "http://$at/v2/models/lead-scoring/infer" \
   -H 'content-type: application/json' -d "$request") || fail "the prediction request failed"
 echo "   request:  $request" | cut -c1-160
 echo "   response: $answer"
 echo "   score: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["outputs"][0]["data"][0])' "$answer")"
+# A wrong request is refused with the field named, and counted (the dashboards' error panels).
+wrong=$(echo "$request" | sed 's/"FP32"/"BYTES"/')
+echo "   a wrong request (a BYTES input): $(curl -s "http://$at/v2/models/lead-scoring/infer" -H 'content-type: application/json' -d "$wrong" | cut -c1-160)"
 
 step "the product-docs RagIndex: indexed, evaluated and serving"
 wait_for "ragindex/product-docs to be Ready" is_phase ragindex/product-docs Ready
 wait_for "a retrieval pod" ready product-docs-retrieval v2/health/ready
 query='{"query": "Is there a discount for charities?", "topK": 3}'
-hits=$(curl -sf "http://127.0.0.1:$(serving_port product-docs-retrieval)/v1/indexes/product-docs/query" \
+hits=$(curl -sf "http://$(endpoint product-docs-retrieval)/v1/indexes/product-docs/query" \
   -H 'content-type: application/json' -d "$query") || fail "the retrieval query failed"
 echo "   query: $query"
 python3 - "$hits" <<'PY'
@@ -255,14 +360,14 @@ version_state() { # version → its state in lead-scoring's status
   kubectl get -n $ns model/lead-scoring -o jsonpath="{.status.versions[?(@.version==\"$1\")].state}"
 }
 has_state() { [ "$(version_state "$1")" = "$2" ]; }
-# The card's example rows as OIP v2 requests, one per row, for the traffic generator.
-python3 - "${card%/*}/card.json" >"$state/requests.json" <<'PY'
-import json, sys
-card = json.load(open(sys.argv[1]))
-print(json.dumps([{"inputs": [{"name": n, "datatype": k, "shape": [1, 1], "data": [e["inputs"][n]]}
-                              for n, k in card["inputs"]]} for e in card["examples"]]))
-PY
-# The canary-rollout example, quicker: 10 s intervals, three steps, the conversion-rate KPI only.
+# The visitors: 3,000 rows of the FeatureSet's training split as OIP v2 requests, so that the
+# served inputs follow the distribution the model was trained on (the drift gate measures it).
+snapshot=$(kubectl get -n $ns featureset/lead-features -o jsonpath='{.status.snapshot}')
+"$bin/leitwerk-trainer" requests --snapshot "file://$artifacts${snapshot#file:///var/lib/leitwerk/artifacts}" \
+  --split train --limit 3000 --seed 5 | python3 -c 'import json,sys; print(json.dumps([json.loads(l) for l in sys.stdin]))' \
+  >"$state/requests.json" || fail "could not make the visitors' requests from the FeatureSet"
+# The canary-rollout example, quicker: 10 s intervals, three steps, the conversion-rate KPI and
+# the drift gate only.
 canary() {
   kubectl apply -n $ns -f - >/dev/null <<'YAML'
 apiVersion: leitwerk.dev/v1alpha1
@@ -282,16 +387,20 @@ spec:
       min: 0.8
       relativeToStable: true
       minSamples: 80
+  driftGate: {maxPsi: 0.25, window: 60s, minRows: 150}
   interval: 10s
   failureLimit: 0
-  inconclusiveLimit: 6
+  inconclusiveLimit: 8
   consecutiveErrorLimit: 3
 YAML
 }
+# On the stand-in, pods are reached on loopback ports; on a real node, at their pod addresses.
+reach=()
+[ "$node_kind" = stand-in ] && reach=(--ports-file "$state/ports.json")
 traffic() { # stable rate, canary rate: visitors who convert at these true rates
   stop_pid "$state/traffic.pid"
   setsid "$bin/leitwerk-dev" traffic --namespace $ns --experiment lead-scoring-canary \
-    --model lead-scoring --requests "$state/requests.json" --ports-file "$state/ports.json" \
+    --model lead-scoring --requests "$state/requests.json" "${reach[@]}" \
     --truth "stable=$1" --truth "canary=$2" --rate 40 --max-requests 200000 \
     >>"$state/traffic.log" 2>&1 </dev/null &
   echo $! >"$state/traffic.pid"
@@ -341,7 +450,13 @@ if ! kubectl get -n $ns contentpipeline/ab-testing-article >/dev/null 2>&1; then
   # (a small local model does not write grounded articles). See tests/README.md.
   stop_pid "$state/generator.pid"
   rm -f "$state/generator.url"
-  setsid "$bin/leitwerk-dev" generator --url-file "$state/generator.url" \
+  listen=127.0.0.1
+  if [ "$node_kind" = kubelet ]; then
+    # The article is written in a pod: the generator listens on the node bridge's address.
+    listen=$(ip -4 -o addr show lwnode0 | awk '{print $4}' | cut -d/ -f1)
+    [ -n "$listen" ] || fail "the node bridge lwnode0 has no address"
+  fi
+  setsid "$bin/leitwerk-dev" generator --url-file "$state/generator.url" --listen "$listen" \
     >"$state/generator.log" 2>&1 </dev/null &
   echo $! >"$state/generator.pid"
   wait_for "the generator stand-in" test -s "$state/generator.url"
@@ -391,5 +506,9 @@ kubectl leitwerk status model/lead-scoring -n $ns
 echo
 kubectl get leitwerk -n $ns
 echo
+case $node_kind in
+  kubelet) echo "The pods ran on a real kubelet (node/localhost), in the project's images." ;;
+  *) echo "The pods ran on the node stand-in (leitwerk-dev), as processes of the project's binaries." ;;
+esac
 echo "The whole story took $(($(date +%s) - started)) s."
 echo "KUBECONFIG=$KUBECONFIG  (stop with: tests/cluster/quickstart.sh --down)"

@@ -17,6 +17,16 @@ sleep 1
 pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $dir/containerd" 2>/dev/null
 # Mounts under the root (overlay snapshots, pod netns and volumes) go with it.
 grep -o " $dir/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-ip link del lwnode0 2>/dev/null
+# The rule and the bridge, when this node made them (one node runs on a machine at a time).
+if [ -f "$dir/service.rule" ]; then
+  mapfile -t rule <"$dir/service.rule"
+  iptables -t nat -D "${rule[@]}" 2>/dev/null
+  rm -f "$dir/service.rule"
+  ip link del lwnode0 2>/dev/null
+fi
+# The pods' network namespaces that this node made (containerd leaves them when killed).
+if [ -f "$dir/netns.before" ]; then
+  for netns in $(ls /var/run/netns 2>/dev/null | grep -vxF -f "$dir/netns.before"); do ip netns delete "$netns" 2>/dev/null; done
+fi
 rm -f "$dir/kubelet.pid" "$dir/containerd.pid"
 exit 0

@@ -2,11 +2,13 @@
 //! requests the way a Gateway would route them (by the weights of the Experiment's HTTPRoute,
 //! or across the ready pods of the Experiment's Service without one), and reports whether each
 //! scored lead converted, drawn from a true conversion rate per variant. The inference servers
-//! it talks to are the real binaries run by the node stand-in.
+//! it talks to are the real binaries, run by the node stand-in (reached on loopback ports) or
+//! by a real kubelet (reached at their pod addresses).
 //!
 //! Every loop is bounded: it stops at `max_requests` or when stopped.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,21 +20,43 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 
 use crate::node::NodeStandIn;
 
-/// Where a pod (`namespace`, `name`) listens on this machine: its (REST, gRPC) ports.
-pub type Ports = Arc<dyn Fn(&str, &str) -> Option<(u16, u16)> + Send + Sync>;
+/// Where a serving pod answers REST requests from this machine, given the pod.
+pub type Ports = Arc<dyn Fn(&Pod) -> Option<SocketAddr> + Send + Sync>;
 
-/// The ports of the pods a node stand-in in this process runs.
+/// The loopback ports of the pods a node stand-in in this process runs.
 pub fn ports_of(node: Arc<NodeStandIn>) -> Ports {
-    Arc::new(move |ns: &str, pod: &str| node.ports(ns, pod))
+    Arc::new(move |pod: &Pod| {
+        let (http, _) = node.ports(&pod.namespace()?, &pod.name_any())?;
+        Some(SocketAddr::from(([127, 0, 0, 1], http)))
+    })
 }
 
-/// The ports in a file a node stand-in in another process keeps up to date (`leitwerk-dev
-/// --ports-file`: `{"namespace/pod": [rest, grpc]}`), read on each lookup.
+/// The loopback ports in a file a node stand-in in another process keeps up to date
+/// (`leitwerk-dev --ports-file`: `{"namespace/pod": [rest, grpc]}`), read on each lookup.
 pub fn ports_in_file(path: std::path::PathBuf) -> Ports {
-    Arc::new(move |ns: &str, pod: &str| {
+    Arc::new(move |pod: &Pod| {
         let text = std::fs::read_to_string(&path).ok()?;
         let ports: HashMap<String, (u16, u16)> = serde_json::from_str(&text).ok()?;
-        ports.get(&format!("{ns}/{pod}")).copied()
+        let key = format!("{}/{}", pod.namespace()?, pod.name_any());
+        let (http, _) = ports.get(&key).copied()?;
+        Some(SocketAddr::from(([127, 0, 0, 1], http)))
+    })
+}
+
+/// A pod network, as a real node gives: the pod's own address and its container port named
+/// `http`.
+pub fn pod_network() -> Ports {
+    Arc::new(|pod: &Pod| {
+        let ip: std::net::IpAddr = pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+        let port = pod
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some("http"))?
+            .container_port;
+        Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
     })
 }
 
@@ -129,8 +153,8 @@ impl LoadGenerator {
     }
 }
 
-/// Where traffic goes now: (variant, weight, REST ports of its ready pods).
-type Routes = Vec<(String, u32, Vec<u16>)>;
+/// Where traffic goes now: (variant, weight, REST addresses of its ready pods).
+type Routes = Vec<(String, u32, Vec<SocketAddr>)>;
 
 async fn routes(client: &Client, node: &Ports, load: &Load) -> Routes {
     let ns = &load.namespace;
@@ -161,7 +185,7 @@ async fn routes(client: &Client, node: &Ports, load: &Load) -> Routes {
             .unwrap_or_default(),
         None => vec![(load.experiment.clone(), 1)],
     };
-    let mut out: HashMap<String, (u32, Vec<u16>)> = HashMap::new();
+    let mut out: HashMap<String, (u32, Vec<SocketAddr>)> = HashMap::new();
     for (service, weight) in backends {
         let Ok(Some(svc)) = services.get_opt(&service).await else {
             continue;
@@ -177,7 +201,7 @@ async fn routes(client: &Client, node: &Ports, load: &Load) -> Routes {
         let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
             continue;
         };
-        let ready: Vec<(String, u16)> = list
+        let ready: Vec<(String, SocketAddr)> = list
             .items
             .iter()
             .filter(|p| {
@@ -194,16 +218,15 @@ async fn routes(client: &Client, node: &Ports, load: &Load) -> Routes {
                     .get(leitwerk_crds::labels::VARIANT)
                     .cloned()
                     .unwrap_or_else(|| "model".into());
-                let (http, _) = node(ns, &p.name_any())?;
-                Some((variant, http))
+                Some((variant, node(p)?))
             })
             .collect();
         // With one Service over every variant, each pod is one share of the traffic.
         let per_pod = route.is_none();
-        for (variant, port) in ready {
+        for (variant, address) in ready {
             let entry = out.entry(variant).or_insert((0, Vec::new()));
             entry.0 = if per_pod { entry.0 + 1 } else { weight };
-            entry.1.push(port);
+            entry.1.push(address);
         }
     }
     let mut routes: Routes = out.into_iter().map(|(v, (w, p))| (v, w, p)).collect();
@@ -251,7 +274,7 @@ async fn run(
             continue;
         }
         let mut pick = rng.random_range(0..total);
-        let Some((variant, _, ports)) = table.iter().find(|(_, w, _)| {
+        let Some((variant, _, addresses)) = table.iter().find(|(_, w, _)| {
             if pick < *w {
                 true
             } else {
@@ -261,10 +284,10 @@ async fn run(
         }) else {
             continue;
         };
-        if ports.is_empty() {
+        if addresses.is_empty() {
             continue;
         }
-        let port = ports[(n as usize) % ports.len()];
+        let address = addresses[(n as usize) % addresses.len()];
         let pool = if load.drifted.contains(variant) && !load.drifted_requests.is_empty() {
             &load.drifted_requests
         } else {
@@ -272,10 +295,7 @@ async fn run(
         };
         let body = &pool[(n as usize) % pool.len()];
         let response = http
-            .post(format!(
-                "http://127.0.0.1:{port}/v2/models/{}/infer",
-                load.model
-            ))
+            .post(format!("http://{address}/v2/models/{}/infer", load.model))
             .json(body)
             .send()
             .await;
@@ -312,7 +332,7 @@ async fn run(
         for id in ids {
             let converted = draws.random_bool(truth.clamp(0.0, 1.0));
             let sent = http
-                .post(format!("http://127.0.0.1:{port}/v2/feedback"))
+                .post(format!("http://{address}/v2/feedback"))
                 .json(&serde_json::json!({"prediction_id": id, "converted": converted}))
                 .send()
                 .await;

@@ -30,15 +30,21 @@ struct Shared {
 impl GeneratorStandIn {
     /// Starts it on 127.0.0.1.
     pub async fn start() -> anyhow::Result<GeneratorStandIn> {
-        Self::serve(false).await
+        Self::serve(false, "127.0.0.1:0").await
+    }
+
+    /// Starts one listening on `address` (e.g. a node bridge's own address, so that pods on
+    /// a real node reach it).
+    pub async fn start_on(address: &str) -> anyhow::Result<GeneratorStandIn> {
+        Self::serve(false, address).await
     }
 
     /// Starts one that quotes its sources with every digit changed (`23%` → `34%`).
     pub async fn start_misquoting() -> anyhow::Result<GeneratorStandIn> {
-        Self::serve(true).await
+        Self::serve(true, "127.0.0.1:0").await
     }
 
-    async fn serve(misquote: bool) -> anyhow::Result<GeneratorStandIn> {
+    async fn serve(misquote: bool, address: &str) -> anyhow::Result<GeneratorStandIn> {
         let prompts = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()
             .route("/v1/chat/completions", post(answer))
@@ -46,7 +52,7 @@ impl GeneratorStandIn {
                 prompts: prompts.clone(),
                 misquote,
             });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(GeneratorStandIn {

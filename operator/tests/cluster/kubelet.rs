@@ -1,6 +1,7 @@
 //! A real node: the lead-scoring example on a real kubelet (built from its Go module by
 //! `tests/kubelet/build.sh`) with Debian's containerd and runc and the CNI bridge, joined by
-//! `tests/kubelet/up.sh`. The FeatureSet materializes and the Model trains in the project's own
+//! `tests/kubelet/up.sh`, advertising one `nvidia.com/gpu`. The FeatureSet materializes and the
+//! Model trains (asking for that GPU) in the project's own
 //! trainer image, and the Model is served by its inference-server image behind a real
 //! readiness probe; the pods run with the restricted security context and a read-only root
 //! file system, read the data from a hostPath volume, and report through termination messages
@@ -61,6 +62,7 @@ fn open_to_all(path: &Path) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_lead_scoring_example_runs_in_the_projects_images_on_a_real_kubelet()
 -> anyhow::Result<()> {
+    let _one_node = crate::REAL_NODE.lock().await;
     let dir = std::env::temp_dir().join(format!("leitwerk-kubelet-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -81,7 +83,7 @@ async fn the_lead_scoring_example_runs_in_the_projects_images_on_a_real_kubelet(
         .arg(repo_root().join("tests/kubelet/up.sh"))
         .arg("--dir")
         .arg(&node_dir)
-        .args(["--image", TRAINER, "--image", SERVER])
+        .args(["--gpus", "1", "--image", TRAINER, "--image", SERVER])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("KUBECTL", cluster.bin.join("kubectl"))
         .output()?;
@@ -122,18 +124,11 @@ async fn the_lead_scoring_example_runs_in_the_projects_images_on_a_real_kubelet(
         "examples/lead-scoring/featureset.yaml",
         None,
     )?;
-    // The example asks for a GPU node; this one has two CPUs and no GPU.
+    // The example as it is, but for its training CPUs: this node has two, and the serving
+    // pods ask for one of them. Its GPU request, node selector and toleration stay: the node
+    // advertises one `nvidia.com/gpu` (`up.sh --gpus 1`).
     let model = std::fs::read_to_string(repo_root().join("examples/lead-scoring/model.yaml"))?
-        .replace("cpu: \"2\"", "cpu: 500m")
-        .replace("memory: 4Gi", "memory: 1Gi")
-        .replace("      gpu: {count: 1}\n", "")
-        .replace("nodeSelector: {nvidia.com/gpu.present: \"true\"}", "{}")
-        .replace("replicas: 2", "replicas: 1");
-    let model: String = model
-        .lines()
-        .filter(|l| !l.contains("tolerations") && !l.contains("key: nvidia.com/gpu"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+        .replace("cpu: \"2\"", "cpu: 500m");
     cluster.apply(Some(&ns.name), "-", Some(&model))?;
 
     let models: Api<Model> = Api::namespaced(client.clone(), &ns.name);
@@ -188,6 +183,17 @@ async fn the_lead_scoring_example_runs_in_the_projects_images_on_a_real_kubelet(
     let spec = train.spec.clone().unwrap_or_default();
     assert_eq!(spec.node_name.as_deref(), Some("localhost"));
     assert_eq!(spec.containers[0].image.as_deref(), Some(TRAINER));
+    // It asked for the GPU the node advertises, and the real kubelet admitted it.
+    let limits = spec.containers[0]
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        limits.get("nvidia.com/gpu").map(|q| q.0.as_str()),
+        Some("1"),
+        "{limits:?}"
+    );
     let context = spec.containers[0]
         .security_context
         .clone()

@@ -28,6 +28,10 @@ mod retrieval;
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_leitwerk-operator");
 /// How long a test waits for a condition.
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Held by each test that joins a real node (`tests/kubelet/up.sh`): one runs on a machine at a
+/// time (its bridge, its API port), and the tests of this binary run in parallel.
+pub static REAL_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The example directories under `examples/`.
 pub const EXAMPLES: [&str; 6] = [
     "lead-scoring",

@@ -30,12 +30,13 @@ fn row<'a>(text: &'a str, kind: &str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// The panels of the chart's Models, RagIndexes and ContentPipelines dashboards whose query finds no data in
+/// The panels of the chart's Experiments, Models, RagIndexes and ContentPipelines dashboards whose query finds no data in
 /// the quick start's Prometheus (which scraped the real inference servers).
 fn dashboards_show_data(state: &Path) -> Vec<String> {
     let port = std::fs::read_to_string(state.join("prometheus.port")).unwrap_or_default();
     let mut empty = Vec::new();
     for (file, variable) in [
+        ("experiments", "$experiment"),
         ("models", "$model"),
         ("ragindexes", "$index"),
         ("content", "$pipeline"),
@@ -48,7 +49,8 @@ fn dashboards_show_data(state: &Path) -> Vec<String> {
             let expr = panel["targets"][0]["expr"].as_str().unwrap_or_default();
             let query = expr
                 .replace("$namespace", "leitwerk-demo")
-                .replace(variable, ".*");
+                .replace(variable, ".*")
+                .replace("$__rate_interval", "1m");
             let answer = Command::new("curl")
                 .args([
                     "-sf",
@@ -83,6 +85,7 @@ fn took(text: &str) -> u64 {
 /// Long because it is the story the quick start tells, checked line by line.
 #[test]
 fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_left() {
+    let _node = REAL_NODE.blocking_lock();
     let state = std::env::temp_dir().join(format!("leitwerk-quickstart-{}", std::process::id()));
     let first = quick_start(&state, &[]);
     let second = quick_start(&state, &[]);
@@ -102,6 +105,24 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         steps >= 10 && timed == steps,
         "{steps} steps, {timed} timed:\n{text}"
     );
+    // The pods ran on a real kubelet, in the project's images, reached at their pod
+    // addresses; only where this machine cannot host a node did the stand-in run them, and
+    // the quick start said why.
+    if text.contains("The pods ran on a real kubelet (node/localhost)") {
+        assert!(
+            text.contains("   POST http://10.244.0."),
+            "the prediction went to a pod address:\n{text}"
+        );
+    } else {
+        assert!(
+            text.contains("!!! this machine cannot host a real node: ")
+                && text.contains("The pods ran on the node stand-in (leitwerk-dev)"),
+            "{text}"
+        );
+        eprintln!(
+            "\n!!! THE QUICK START RAN ON THE NODE STAND-IN, NOT A REAL KUBELET (see its output)\n"
+        );
+    }
     // The FeatureSet was published with its quality rules passed.
     assert!(text.contains("rows, quality 3/3 passed"), "{text}");
     // The Model trained, passed its gate and serves; a prediction came back with a score.
@@ -177,6 +198,10 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         "the second quick start failed:\n{again}"
     );
     assert!(again.contains("already running"), "{again}");
+    if again.contains("The pods ran on a real kubelet") {
+        // The control plane and the node, with the images the first run imported.
+        assert_eq!(again.matches("   already running").count(), 2, "{again}");
+    }
     assert!(
         again.contains("the canary ran before: RolledBack, serving v2"),
         "{again}"
@@ -195,7 +220,7 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         took(&again)
     );
 
-    // Every panel of the Models, RagIndexes and ContentPipelines dashboards shows data from
+    // Every panel of the Experiments, Models, RagIndexes and ContentPipelines dashboards shows data from
     // the real servers and the operator.
     assert!(empty_panels.is_empty(), "{empty_panels:#?}");
 

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use leitwerk_testkit::loadgen::{Load, LoadGenerator, ports_in_file};
+use leitwerk_testkit::loadgen::{Load, LoadGenerator, pod_network, ports_in_file};
 use leitwerk_testkit::node::{Image, NodeStandIn};
 
 /// Leitwerk's development tools.
@@ -37,10 +37,27 @@ enum Command {
     /// an OpenAI-compatible endpoint on 127.0.0.1 that is NOT a model. It composes every answer
     /// from the sources in its prompt, standing in for a large hosted model, so that a
     /// ContentPipeline can be followed to approval and publication on a laptop.
+    /// Keeps a Prometheus `file_sd` file up to date with the metrics endpoint of every
+    /// serving pod Leitwerk runs on a real node (its pod address and its port named `http`),
+    /// each labelled with the pod's real namespace, until interrupted: what a
+    /// `kubernetes_sd_configs` job does, for a Prometheus built without Kubernetes discovery
+    /// (Debian's).
+    Targets {
+        /// The `file_sd` file to write.
+        #[arg(long)]
+        file: PathBuf,
+        /// Only pods in this namespace (default: every namespace).
+        #[arg(long)]
+        namespace: Option<String>,
+    },
     Generator {
-        /// A file to write its base URL (`http://127.0.0.1:PORT/v1`) to.
+        /// A file to write its base URL (`http://ADDRESS:PORT/v1`) to.
         #[arg(long)]
         url_file: PathBuf,
+        /// The local address to listen on: loopback for pods of the node stand-in, the
+        /// node bridge's address (e.g. 10.244.0.1) for pods on a real node.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen: std::net::IpAddr,
     },
 }
 
@@ -96,9 +113,10 @@ struct TrafficArgs {
     /// Stop after this many requests.
     #[arg(long, default_value_t = 100_000)]
     max_requests: u64,
-    /// The node's `--ports-file`.
+    /// The node stand-in's `--ports-file`. Without it, pods are reached at their pod
+    /// addresses, as on a real node with a pod network.
     #[arg(long)]
-    ports_file: PathBuf,
+    ports_file: Option<PathBuf>,
     /// Seed of the routing and conversion draws.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -130,8 +148,15 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Node(args) => node(args).await,
         Command::Traffic(args) => traffic(args).await,
-        Command::Generator { url_file } => {
-            let generator = leitwerk_testkit::standin::GeneratorStandIn::start().await?;
+        Command::Targets { file, namespace } => targets(file, namespace).await,
+        Command::Generator { url_file, listen } => {
+            anyhow::ensure!(
+                is_local(listen),
+                "--listen {listen}: the generator stand-in serves this machine only (a loopback or private address)"
+            );
+            let generator =
+                leitwerk_testkit::standin::GeneratorStandIn::start_on(&format!("{listen}:0"))
+                    .await?;
             write_atomically(&url_file, &generator.base_url)?;
             eprintln!(
                 "leitwerk-dev: the generator stand-in (not a model: it quotes the sources in its prompt) serves {}",
@@ -139,6 +164,14 @@ async fn main() -> anyhow::Result<()> {
             );
             until_stopped(|| Ok(true)).await
         }
+    }
+}
+
+/// Whether `ip` is an address that only this machine (or its pods) can reach.
+fn is_local(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback(),
     }
 }
 
@@ -220,6 +253,50 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn targets(file: PathBuf, namespace: Option<String>) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!("no cluster to find pods in (set KUBECONFIG to the control plane's): {e}")
+    })?;
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = match &namespace {
+        Some(ns) => kube::Api::namespaced(client, ns),
+        None => kube::Api::all(client),
+    };
+    let reach = pod_network();
+    let selector = kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=leitwerk");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut last = String::new();
+    eprintln!(
+        "leitwerk-dev: keeping {} up to date with Leitwerk's serving pods",
+        file.display()
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+            _ = every.tick() => {}
+        }
+        let Ok(list) = pods.list(&selector).await else {
+            continue;
+        };
+        let targets: Vec<(String, String)> = list
+            .items
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| {
+                // The namespace comes from the pod's metadata, never from what it exports.
+                let ns = kube::ResourceExt::namespace(p)?;
+                Some((reach(p)?.to_string(), ns))
+            })
+            .collect();
+        let text = leitwerk_testkit::prometheus::namespaced_groups(&targets).to_string();
+        if text != last {
+            write_atomically(&file, &text)?;
+            last = text;
+        }
+    }
+}
+
 async fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
     let requests: Vec<serde_json::Value> = serde_json::from_slice(
         &std::fs::read(&args.requests)
@@ -244,7 +321,10 @@ async fn traffic(args: TrafficArgs) -> anyhow::Result<()> {
     let truth = args.truth.iter().cloned().collect();
     let load = LoadGenerator::start(
         client,
-        ports_in_file(args.ports_file.clone()),
+        match &args.ports_file {
+            Some(file) => ports_in_file(file.clone()),
+            None => pod_network(),
+        },
         Load {
             namespace: args.namespace.clone(),
             experiment: args.experiment.clone(),
