@@ -153,6 +153,8 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         "   Start: Canary over stable=lead-scoring/v1, canary=lead-scoring/v2",
         "   Advance: step 1/3 passed (conversion-rate/canary",
         "   Promote: ",
+        // The drift gate measured the canary's served inputs, drawn from the training rows.
+        "drift/canary: largest ",
         // Retrained and canaried again by hand, through `kubectl leitwerk`.
         "model/lead-scoring: Retrain: retraining asked by quickstart: Job",
         "experiment/lead-scoring-canary: Retry: retried by quickstart after Promoted",
