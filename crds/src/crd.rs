@@ -3,7 +3,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::{ContentPipeline, Experiment, FeatureSet, Model, RagIndex};
+use crate::{ContentPipeline, Experiment, FeatureSet, LeitwerkPolicy, Model, RagIndex};
 
 /// Every CRD Leitwerk serves, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
@@ -13,6 +13,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         Experiment::crd(),
         RagIndex::crd(),
         ContentPipeline::crd(),
+        LeitwerkPolicy::crd(),
     ]
 }
 

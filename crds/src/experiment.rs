@@ -29,11 +29,11 @@ use crate::common::LocalObjectReference;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.variants.all(v, self.variants.filter(w, w.name == v.name).size() == 1)").message("variants[].name must be unique"))]
 #[x_kube(validation = Rule::new("self.variants.filter(v, v.role == 'Stable').size() == 1").message("variants must contain exactly one variant with role Stable"))]
-#[x_kube(validation = Rule::new("self.strategy.type != 'Bandit' || self.kpis.exists(k, k.name == self.strategy.bandit.rewardKpi)").message("strategy.bandit.rewardKpi must name an entry of spec.kpis"))]
+#[x_kube(validation = Rule::new("self.strategy.type != 'Bandit' || (has(self.kpis) && self.kpis.exists(k, k.name == self.strategy.bandit.rewardKpi))").message("strategy.bandit.rewardKpi must name an entry of spec.kpis"))]
 #[x_kube(validation = Rule::new("self.strategy.type != 'Holdout' || self.variants.exists(v, v.name == self.strategy.holdout.controlVariant && v.role == 'Control')").message("strategy.holdout.controlVariant must name a variant with role Control"))]
 #[x_kube(validation = Rule::new("self.strategy.type != 'FixedSplit' || self.strategy.fixedSplit.weights.all(k, self.variants.exists(v, v.name == k))").message("strategy.fixedSplit.weights may only name variants of spec.variants"))]
 #[x_kube(validation = Rule::new("self.strategy.type != 'Canary' || self.variants.exists(v, v.role == 'Candidate')").message("a Canary strategy needs a variant with role Candidate"))]
-#[x_kube(validation = Rule::new("self.kpis.all(k, self.kpis.filter(j, j.name == k.name).size() == 1)").message("kpis[].name must be unique"))]
+#[x_kube(validation = Rule::new("!has(self.kpis) || self.kpis.all(k, self.kpis.filter(j, j.name == k.name).size() == 1)").message("kpis[].name must be unique"))]
 pub struct ExperimentSpec {
     /// The competing variants: versions of one Model, or several Models.
     #[schemars(length(min = 2, max = 8))]

@@ -16,6 +16,7 @@ pub mod filter;
 pub mod labels;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod progress;
 pub mod rag_index;
 pub mod summary;
@@ -26,6 +27,7 @@ pub use content_pipeline::{ContentPipeline, ContentPipelineSpec, ContentPipeline
 pub use experiment::{Experiment, ExperimentSpec, ExperimentStatus};
 pub use feature_set::{FeatureSet, FeatureSetSpec, FeatureSetStatus};
 pub use model::{Model, ModelSpec, ModelStatus};
+pub use policy::{LeitwerkPolicy, LeitwerkPolicySpec, LeitwerkPolicyStatus};
 pub use rag_index::{RagIndex, RagIndexSpec, RagIndexStatus};
 
 /// The API group of every Leitwerk resource.

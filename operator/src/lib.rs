@@ -1,6 +1,7 @@
 //! The Leitwerk operator: one controller per resource kind, a shared context, metrics, health
 //! endpoints and leader election. It decides and delegates; it never runs ML itself.
 
+pub mod admission;
 pub mod analysis;
 pub mod apply;
 pub mod config;

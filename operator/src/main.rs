@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use futures::FutureExt;
 use leitwerk_operator::{
+    admission::{self, Endpoint},
     config::OperatorConfig,
     context::Context,
     controllers::{Scope, run_all},
@@ -44,6 +45,21 @@ struct Args {
     #[arg(long, env = "LEITWERK_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
     /// Log format.
+    /// Serve the admission webhook (LeitwerkPolicy, Secret references, approvers) on this
+    /// address, e.g. `0.0.0.0:9443`; no webhook when left out.
+    #[arg(long, env = "LEITWERK_WEBHOOK_ADDR")]
+    webhook_addr: Option<SocketAddr>,
+    /// How the API server reaches the webhook: a URL (`https://127.0.0.1:9443` for an
+    /// operator outside the cluster), or else `--webhook-service`.
+    #[arg(long, env = "LEITWERK_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// The Service (port 443, in the lease namespace) in front of the webhook.
+    #[arg(
+        long,
+        env = "LEITWERK_WEBHOOK_SERVICE",
+        default_value = "leitwerk-webhook"
+    )]
+    webhook_service: String,
     #[arg(long, env = "LEITWERK_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Disable leader election (only for a single replica, e.g. local runs).
@@ -113,6 +129,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
 
+    let lease_namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| args.namespace.clone())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
+        })
+        .unwrap_or_else(|| "default".to_string());
+    // Every replica answers admission reviews, leader or not.
+    let webhook = match args.webhook_addr {
+        Some(listen) => {
+            let endpoint = match &args.webhook_url {
+                Some(url) => Endpoint::Url(url.clone()),
+                None => {
+                    Endpoint::Service(lease_namespace.clone(), args.webhook_service.clone(), 443)
+                }
+            };
+            let recorder = kube::runtime::events::Recorder::new(
+                client.clone(),
+                kube::runtime::events::Reporter {
+                    controller: "leitwerk-operator".into(),
+                    instance: args.identity.clone(),
+                },
+            );
+            Some(admission::start(client.clone(), recorder, listen, endpoint).await?)
+        }
+        None => None,
+    };
+
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::env::var("HOSTNAME").unwrap_or_else(|_| format!("leitwerk-{}", std::process::id()))
     });
@@ -151,15 +196,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         info!(namespace = ?args.namespace, "running controllers without leader election");
         run_all(ctx, scope, stop).await;
     } else {
-        let lease_namespace = args
-            .lease_namespace
-            .clone()
-            .or_else(|| args.namespace.clone())
-            .or_else(|| {
-                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-                    .ok()
-            })
-            .unwrap_or_else(|| "default".to_string());
         let election = Election {
             namespace: lease_namespace,
             lease_name: args.lease_name.clone(),
@@ -196,6 +232,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     server.abort();
+    if let Some(webhook) = webhook {
+        webhook.abort();
+    }
     info!("stopped");
     Ok(())
 }

@@ -230,6 +230,7 @@ impl Cluster {
             "crd/experiments.leitwerk.dev",
             "crd/ragindexes.leitwerk.dev",
             "crd/contentpipelines.leitwerk.dev",
+            "crd/leitwerkpolicies.leitwerk.dev",
         ])
         .context("the CRDs did not become Established")?;
         // Established comes a moment before discovery lists the kinds (and `kubectl get

@@ -1,0 +1,309 @@
+//! Admission: a `LeitwerkPolicy` and the checks that no policy switches off, enforced by the
+//! operator's webhook. The real API server calls it over TLS, with the CA the operator made.
+//! The test runs its own control plane: the webhook configuration is cluster-wide and fails
+//! closed, so it would stop every other test's resources while this operator is down.
+
+use std::time::Duration;
+
+use kube::Api;
+use leitwerk_crds::LeitwerkPolicy;
+use leitwerk_testkit::{Cluster, OperatorProcess, free_port, wait_for};
+
+use crate::*;
+
+fn experiment(name: &str, prometheus: &str) -> String {
+    format!(
+        r#"apiVersion: leitwerk.dev/v1alpha1
+kind: Experiment
+metadata: {{name: {name}}}
+spec:
+  variants:
+    - {{name: stable, modelRef: {{name: lead-scoring}}, role: Stable}}
+    - {{name: canary, modelRef: {{name: lead-scoring}}, role: Candidate}}
+  strategy: {{type: Canary, canary: {{steps: [50, 100]}}}}
+  prometheusUrl: {prometheus}
+"#
+    )
+}
+
+fn pipeline(name: &str, max_cost: f64, redact: bool, secret: &str) -> String {
+    format!(
+        r#"apiVersion: leitwerk.dev/v1alpha1
+kind: ContentPipeline
+metadata: {{name: {name}}}
+spec:
+  briefing: {{goal: Explain A/B tests, persona: Marketer, language: en}}
+  ragIndexRef: {{name: product-docs}}
+  generators:
+    - name: writer
+      openAiCompatible: {{url: "https://llm.internal/v1", model: m, apiKeySecretRef: {{name: {secret}, key: key}}}}
+  guardrails: {{redactPii: {redact}}}
+  budget: {{maxTokens: 10000, maxCost: {max_cost}}}
+  approval: {{required: true, approvers: [editors]}}
+"#
+    )
+}
+
+/// `kubectl` as another user, through impersonation.
+fn as_user(cluster: &Cluster, user: &[&str], args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut all: Vec<&str> = user.to_vec();
+    all.extend_from_slice(args);
+    match cluster.kubectl(&all, stdin) {
+        Ok(out) => (out.status.success(), stderr(&out)),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_and_secret_and_approver_checks_are_enforced_at_admission() -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("leitwerk-policy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cluster = Cluster::start(&dir.join("cluster"), false)?;
+    cluster.install_crds()?;
+    cluster.install_operator_rbac()?;
+    let admin: &[&str] = &[];
+    for (ns, label) in [("team-a", "a"), ("team-b", "b")] {
+        cluster.apply(
+            None,
+            "-",
+            Some(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{leitwerk.dev/team: {label}}}}}\n"
+            )),
+        )?;
+    }
+    cluster.apply(
+        None,
+        "-",
+        Some(
+            r#"apiVersion: leitwerk.dev/v1alpha1
+kind: LeitwerkPolicy
+metadata: {name: team-a}
+spec:
+  namespaceSelector: {matchLabels: {leitwerk.dev/team: a}}
+  prometheusUrls: ["http://prometheus.monitoring:9090"]
+  maxRunCost: 5
+  requireRedaction: true
+"#,
+        ),
+    )?;
+    let port = free_port()?;
+    let operator = OperatorProcess::start(
+        &cluster,
+        OPERATOR,
+        "team-a",
+        &[
+            "--webhook-addr",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-url",
+            &format!("https://127.0.0.1:{port}"),
+        ],
+    )
+    .await?;
+
+    // An Experiment may not point the operator at any URL: the request-forgery route.
+    let (ok, text) = as_user(
+        &cluster,
+        admin,
+        &["apply", "-n", "team-a", "-f", "-"],
+        Some(&experiment("forged", "http://169.254.169.254/latest")),
+    );
+    assert!(
+        !ok,
+        "an Experiment reading from the metadata service was admitted: {text}"
+    );
+    for part in [
+        "spec.prometheusUrl",
+        "169.254.169.254",
+        "LeitwerkPolicy team-a, rule prometheusUrls",
+    ] {
+        assert!(
+            text.contains(part),
+            "{part:?} missing from the denial: {text}\n{}",
+            operator.log_text()
+        );
+    }
+    // The allowed Prometheus is admitted, and the policy does not govern team-b.
+    for (ns, url) in [
+        ("team-a", "http://prometheus.monitoring:9090/"),
+        ("team-b", "http://169.254.169.254/latest"),
+    ] {
+        let (ok, text) = as_user(
+            &cluster,
+            admin,
+            &["apply", "-n", ns, "-f", "-"],
+            Some(&experiment("allowed", url)),
+        );
+        assert!(ok, "{ns} {url}: {text}");
+    }
+
+    // A content run must be bounded in cost and redact personal data.
+    cluster.kubectl(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "openai-key",
+            "-n",
+            "team-a",
+            "--from-literal=key=sk-1",
+        ],
+        None,
+    )?;
+    let (ok, text) = as_user(
+        &cluster,
+        admin,
+        &["apply", "-n", "team-a", "-f", "-"],
+        Some(&pipeline("costly", 50.0, false, "openai-key")),
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("spec.budget.maxCost: 50 is more than a run may cost here (5)")
+            && text.contains("spec.guardrails.redactPii")
+            && text.contains("rule requireRedaction"),
+        "{text}"
+    );
+
+    // alice may write ContentPipelines in team-a but not read its Secrets: she may not name
+    // one either, or the operator would hand its key to her pipeline's pods.
+    cluster.apply(
+        Some("team-a"),
+        "-",
+        Some(
+            r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: content-writer}
+rules:
+  - apiGroups: [leitwerk.dev]
+    resources: [contentpipelines]
+    verbs: [get, list, create, update, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: content-writers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: content-writer}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}
+  - {apiGroup: rbac.authorization.k8s.io, kind: Group, name: editors}
+"#,
+        ),
+    )?;
+    let alice: &[&str] = &["--as", "alice"];
+    let article = pipeline("article", 4.0, true, "openai-key");
+    let (ok, text) = as_user(
+        &cluster,
+        alice,
+        &["apply", "-n", "team-a", "-f", "-"],
+        Some(&article),
+    );
+    assert!(!ok, "alice named a Secret she cannot read: {text}");
+    assert!(
+        text.contains("spec.generators[0].openAiCompatible.apiKeySecretRef.name: alice may not get Secret team-a/openai-key"),
+        "{text}"
+    );
+    cluster.apply(
+        Some("team-a"),
+        "-",
+        Some(
+            r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: openai-key-reader}
+rules:
+  - {apiGroups: [""], resources: [secrets], resourceNames: [openai-key], verbs: [get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: openai-key-readers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: openai-key-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+"#,
+        ),
+    )?;
+    let (ok, text) = as_user(
+        &cluster,
+        alice,
+        &["apply", "-n", "team-a", "-f", "-"],
+        Some(&article),
+    );
+    assert!(ok, "alice may read the Secret now: {text}");
+
+    // Only a listed approver approves, and only as themselves.
+    let approve = |by: &str| {
+        vec![
+            "annotate".to_string(),
+            "-n".into(),
+            "team-a".into(),
+            "--overwrite".into(),
+            "contentpipeline/article".into(),
+            "leitwerk.dev/approve=run-1".into(),
+            format!("leitwerk.dev/approved-by={by}"),
+        ]
+    };
+    let args = approve("alice");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, text) = as_user(&cluster, alice, &args, None);
+    assert!(!ok, "alice is not among the approvers: {text}");
+    assert!(
+        text.contains("alice is not among spec.approval.approvers (editors)"),
+        "{text}"
+    );
+    let bob: &[&str] = &["--as", "bob", "--as-group", "editors"];
+    let (ok, text) = as_user(&cluster, bob, &args, None);
+    assert!(!ok, "bob may not record alice as the approver: {text}");
+    assert!(text.contains("\"alice\" is not bob"), "{text}");
+    let args = approve("bob");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, text) = as_user(&cluster, bob, &args, None);
+    assert!(ok, "bob approves as a member of editors: {text}");
+
+    // The policy's status names the namespaces it governs and its denials, and each denial is
+    // an Event on it.
+    let client = cluster.client().await?;
+    let policies: Api<LeitwerkPolicy> = Api::all(client);
+    let status = wait_for("the policy's status", Duration::from_secs(60), || async {
+        let st = policies.get("team-a").await?.status.unwrap_or_default();
+        let why = format!("{st:?}");
+        let done = st.namespaces == ["team-a"] && st.denied_total >= 3;
+        Ok((done.then_some(st), why))
+    })
+    .await?;
+    let rules: Vec<&str> = status.denials.iter().map(|d| d.rule.as_str()).collect();
+    assert_eq!(
+        rules,
+        ["prometheusUrls", "maxRunCost", "requireRedaction"],
+        "{status:?}"
+    );
+    // Each names who asked.
+    let whoami = cluster.kubectl(
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+        None,
+    )?;
+    let whoami = String::from_utf8_lossy(&whoami.stdout).trim().to_string();
+    assert!(!whoami.is_empty());
+    assert!(
+        status.denials.iter().all(|d| d.user == whoami),
+        "{whoami}: {status:?}"
+    );
+    let events = cluster.kubectl(
+        &["get", "events", "-A", "--field-selector", "reason=Denied"],
+        None,
+    )?;
+    assert!(stderr(&events).contains("Denied"), "{}", stderr(&events));
+
+    // The webhook fails closed: with no operator to ask, nothing is admitted.
+    operator.stop().await?;
+    let (ok, text) = as_user(
+        &cluster,
+        admin,
+        &["apply", "-n", "team-b", "-f", "-"],
+        Some(&experiment("later", "http://x.example/")),
+    );
+    assert!(!ok, "admitted while no operator checked it: {text}");
+    assert!(text.contains("policy.leitwerk.dev"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
