@@ -20,6 +20,9 @@ async fn helm_chart_lints_and_its_template_passes_server_dry_run() -> anyhow::Re
         "--kube-version",
         &version,
         "--include-crds",
+        // The webhook's Service and the Deployment's port and arguments render too.
+        "--set",
+        "webhook.enabled=true",
     ])?;
     assert!(out.status.success(), "helm template: {}", stderr(&out));
     let rendered = String::from_utf8(out.stdout)?;
@@ -38,6 +41,7 @@ async fn helm_chart_lints_and_its_template_passes_server_dry_run() -> anyhow::Re
         "clusterrole.rbac.authorization.k8s.io/leitwerk-operator",
         "serviceaccount/leitwerk-operator",
         "service/leitwerk-operator-metrics",
+        "service/leitwerk-webhook",
         "role.rbac.authorization.k8s.io/leitwerk-leader-election",
     ] {
         assert!(
