@@ -33,6 +33,16 @@ pub struct OperatorConfig {
     /// (a `file://` store, or credentials from the node's identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_store_secret: Option<String>,
+    /// Namespaces (besides each workload's own) whose pods may connect to the serving pods,
+    /// through the NetworkPolicies the operator keeps in every namespace it works in
+    /// (`network_policy.rs`): Prometheus's, and the Gateway's. `null` turns the
+    /// NetworkPolicies off.
+    #[serde(default = "default_ingress_namespaces")]
+    pub network_policy_ingress_namespaces: Option<Vec<String>>,
+}
+
+fn default_ingress_namespaces() -> Option<Vec<String>> {
+    Some(vec!["monitoring".to_string()])
 }
 
 fn default_trainer_image() -> String {
@@ -69,6 +79,7 @@ impl Default for OperatorConfig {
             prometheus_url: default_prometheus(),
             workload_service_account: default_workload_sa(),
             artifact_store_secret: None,
+            network_policy_ingress_namespaces: default_ingress_namespaces(),
         }
     }
 }

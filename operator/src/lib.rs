@@ -12,6 +12,7 @@ pub mod http;
 pub mod jobs;
 pub mod leader;
 pub mod metrics;
+pub mod network_policy;
 pub mod notice;
 pub mod prom;
 pub mod reconcile;

@@ -126,6 +126,7 @@ async fn reconcile_content_pipeline(
         Ok(()) => match resolve(ctx, pipeline, &ns).await? {
             Err(outcome) => outcome,
             Ok(resolved) => {
+                crate::network_policy::ensure(ctx, &ns).await?;
                 if let Some(sa) = build_service_account(pipeline) {
                     service_account::ensure(ctx, ContentPipeline::KIND, &sa).await?;
                 }

@@ -217,6 +217,7 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
         (Ok(()), Some((field, name))) => Outcome::missing("Secret", &name, &field, &ns)
             .recheck_after(reconcile::RECHECK_UNWATCHED),
         (Ok(()), None) => {
+            crate::network_policy::ensure(ctx, &ns).await?;
             if let Some(sa) = build_service_account(model) {
                 service_account::ensure(ctx, Model::KIND, &sa).await?;
             }

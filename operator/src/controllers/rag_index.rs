@@ -145,6 +145,7 @@ async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, 
                 if !index.finalizers().iter().any(|f| f == FINALIZER) {
                     set_finalizer(ctx, index, &ns, true).await?;
                 }
+                crate::network_policy::ensure(ctx, &ns).await?;
                 if let Some(sa) = build_service_account(index) {
                     service_account::ensure(ctx, RagIndex::KIND, &sa).await?;
                 }

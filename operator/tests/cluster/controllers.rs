@@ -252,6 +252,56 @@ async fn model_owns_a_token_less_service_account_that_comes_back_when_deleted() 
     .await?;
     Ok(())
 }
+/// Before its first workload in a namespace, the operator puts a NetworkPolicy pair there: its
+/// Jobs' pods take no connections, its servers only from the namespace and `monitoring`.
+/// (Whether they are enforced is up to the network plugin; the tests' bridge does not.)
+#[tokio::test]
+async fn the_operator_keeps_network_policies_for_its_jobs_and_servers() -> anyhow::Result<()> {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let cluster = Cluster::shared()?;
+    let ns = TestNamespace::create(&cluster, "netpol").await?;
+    let operator = operator_with_example_model(&cluster, &ns.name).await?;
+    let client = cluster.client().await?;
+    let policies: Api<NetworkPolicy> = Api::namespaced(client, &ns.name);
+    let (jobs, servers) = wait_for("the NetworkPolicies", WAIT, || async {
+        let pair = (
+            policies.get_opt("leitwerk-jobs").await?,
+            policies.get_opt("leitwerk-servers").await?,
+        );
+        Ok((
+            match pair {
+                (Some(j), Some(s)) => Some((j, s)),
+                _ => None,
+            },
+            "absent".to_string(),
+        ))
+    })
+    .await
+    .with_context(|| operator.log_text())?;
+    let jobs = serde_json::to_value(jobs)?;
+    assert_eq!(
+        jobs["spec"]["policyTypes"],
+        serde_json::json!(["Ingress"]),
+        "{jobs}"
+    );
+    assert!(jobs["spec"]["ingress"].is_null(), "{jobs}");
+    assert_eq!(
+        jobs["spec"]["podSelector"]["matchExpressions"][0],
+        serde_json::json!({"key": "batch.kubernetes.io/job-name", "operator": "Exists"})
+    );
+    let servers = serde_json::to_value(servers)?;
+    assert_eq!(
+        servers["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring",
+        "{servers}"
+    );
+    assert_eq!(
+        servers["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/managed-by"],
+        "leitwerk"
+    );
+    Ok(())
+}
+
 /// The CRD of `K` as an older, looser schema might have been (as if objects were stored before
 /// a schema change): its spec accepts anything.
 fn loosened<K: kube::CustomResourceExt>() -> anyhow::Result<CustomResourceDefinition> {

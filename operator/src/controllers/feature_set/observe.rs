@@ -138,6 +138,7 @@ pub(super) async fn apply_plan(
 
 /// Creates (or restores) the FeatureSet's token-less ServiceAccount.
 pub(super) async fn ensure_service_account(ctx: &Context, fs: &FeatureSet) -> Result<(), Error> {
+    crate::network_policy::ensure(ctx, &fs.namespace().unwrap_or_default()).await?;
     match service_account::token_less(fs, service_account_name(fs), FEATURE_SET_LABEL) {
         Some(sa) => service_account::ensure(ctx, FeatureSet::KIND, &sa).await,
         None => Ok(()),
