@@ -44,7 +44,6 @@ struct Args {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "LEITWERK_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
-    /// Log format.
     /// Serve the admission webhook (LeitwerkPolicy, Secret references, approvers) on this
     /// address, e.g. `0.0.0.0:9443`; no webhook when left out.
     #[arg(long, env = "LEITWERK_WEBHOOK_ADDR")]
@@ -60,6 +59,7 @@ struct Args {
         default_value = "leitwerk-webhook"
     )]
     webhook_service: String,
+    /// Log format.
     #[arg(long, env = "LEITWERK_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
     /// Disable leader election (only for a single replica, e.g. local runs).

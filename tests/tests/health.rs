@@ -13,7 +13,7 @@ fn testdata() -> PathBuf {
 }
 
 /// Each recorded status: its Argo CD health and its kstatus.
-const EXPECTED: [(&str, &str, &str); 17] = [
+const EXPECTED: [(&str, &str, &str); 18] = [
     ("featureset-ready", "Healthy", "Current"),
     ("featureset-materializing", "Progressing", "InProgress"),
     ("featureset-failed", "Degraded", "Failed"),
@@ -31,6 +31,7 @@ const EXPECTED: [(&str, &str, &str); 17] = [
     ("contentpipeline-awaiting", "Suspended", "InProgress"),
     ("contentpipeline-published", "Healthy", "Current"),
     ("contentpipeline-failed", "Degraded", "Failed"),
+    ("leitwerkpolicy-governing", "Healthy", "Current"),
 ];
 
 /// A JSON value as a Lua 5.1 expression (strings with decimal escapes, so any byte is safe).
@@ -109,6 +110,13 @@ fn argo_cd_reads_every_recorded_status_as_healthy_progressing_degraded_or_suspen
         .expect("JSON");
         let (status, message) = argocd_health(&obj).unwrap();
         assert_eq!(status, health, "{name}: {message}");
+        if obj["kind"] == "LeitwerkPolicy" {
+            assert!(
+                message.starts_with("governs 1 namespaces; last denial: "),
+                "{name}: {message}"
+            );
+            continue;
+        }
         let phase = obj["status"]["phase"].as_str().unwrap_or_default();
         assert!(
             message.starts_with(phase),

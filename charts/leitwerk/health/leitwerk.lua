@@ -1,5 +1,5 @@
 -- Argo CD health check for every Leitwerk kind (FeatureSet, Model, Experiment, RagIndex,
--- ContentPipeline). Argo CD runs it with the live object as `obj` and reads the table it
+-- ContentPipeline, LeitwerkPolicy). Argo CD runs it with the live object as `obj` and reads the table it
 -- returns. Install it under `resource.customizations.health.leitwerk.dev_<Kind>` in the
 -- argocd-cm ConfigMap (see charts/leitwerk/README.md).
 --
@@ -36,7 +36,21 @@ local function condition(status, type)
   return nil
 end
 
+local function policy_health(obj)
+  -- A LeitwerkPolicy runs nothing: it is healthy once the operator has read it.
+  local status = obj.status
+  if status == nil or status.namespaces == nil then
+    return {status = "Progressing", message = "Waiting for the Leitwerk operator"}
+  end
+  local message = "governs " .. #status.namespaces .. " namespaces"
+  if status.lastDenial ~= nil then
+    message = message .. "; last denial: " .. status.lastDenial
+  end
+  return {status = "Healthy", message = message}
+end
+
 local function health(obj)
+  if obj.kind == "LeitwerkPolicy" then return policy_health(obj) end
   local status = obj.status
   if status == nil or status.phase == nil then
     return {status = "Progressing", message = "Waiting for the Leitwerk operator"}

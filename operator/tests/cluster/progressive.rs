@@ -1512,11 +1512,16 @@ async fn a_model_with_drifted_inputs_rolls_back_to_its_previous_version() -> any
         "{:?}",
         st.conditions
     );
-    let events = s
-        .env
-        .cluster
-        .kubectl(&["get", "events", "-n", &s.ns.name], None)?;
-    assert!(String::from_utf8_lossy(&events.stdout).contains("DriftRollback"));
+    // The Event goes out after the status write that the test saw: wait for it, bounded.
+    wait_for("the DriftRollback Event", crate::WAIT, || async {
+        let events = s
+            .env
+            .cluster
+            .kubectl(&["get", "events", "-n", &s.ns.name], None)?;
+        let text = String::from_utf8_lossy(&events.stdout).to_string();
+        Ok((text.contains("DriftRollback").then_some(()), text))
+    })
+    .await?;
     Ok(())
 }
 
