@@ -26,6 +26,8 @@ fn status(e: InferError) -> Status {
         InferError::Invalid(m) => Status::invalid_argument(m),
         InferError::NotFound(m) => Status::not_found(m),
         InferError::Internal(m) => Status::internal(m),
+        InferError::Unauthenticated(m) => Status::unauthenticated(m),
+        InferError::Conflict(m) => Status::already_exists(m),
     }
 }
 

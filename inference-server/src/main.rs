@@ -12,6 +12,11 @@ use leitwerk_inference_server::{Batching, Server, load_models, load_onnxruntime,
 /// not load, an address in use).
 const CONFIG_ERROR: u8 = 1;
 
+/// The environment variable with the token feedback callers must send (`Authorization:
+/// Bearer <token>`); the operator sets it from the feedback Secret of the Model or
+/// Experiment. Never a flag, which `ps` would show.
+const FEEDBACK_TOKEN_ENV: &str = "LEITWERK_FEEDBACK_TOKEN";
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -109,6 +114,14 @@ async fn main() -> ExitCode {
             .map(|l| (l.0.clone(), l.1.clone()))
             .collect::<Vec<_>>(),
     );
+    match std::env::var(FEEDBACK_TOKEN_ENV) {
+        Ok(token) if !token.is_empty() => {
+            let _ = server.feedback_token.set(token);
+        }
+        _ => eprintln!(
+            "leitwerk-inference-server: {FEEDBACK_TOKEN_ENV} is not set: anyone holding a prediction id may report its outcome"
+        ),
+    }
     if let Some(r) = retrieval {
         let _ = server.retrieval.set(std::sync::Arc::new(r));
     }

@@ -23,6 +23,12 @@ pub enum InferError {
     /// The model failed to run.
     #[error("{0}")]
     Internal(String),
+    /// The caller did not prove who it is (the feedback token is missing or wrong).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The request repeats one already done (an outcome reported twice).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// What an input holds.

@@ -24,8 +24,17 @@ impl IntoResponse for ApiError {
             InferError::Invalid(_) => StatusCode::BAD_REQUEST,
             InferError::NotFound(_) => StatusCode::NOT_FOUND,
             InferError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            InferError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            InferError::Conflict(_) => StatusCode::CONFLICT,
         };
-        (status, Json(json!({ "error": self.0.to_string() }))).into_response()
+        let mut response = (status, Json(json!({ "error": self.0.to_string() }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"leitwerk-feedback\""),
+            );
+        }
+        response
     }
 }
 
@@ -246,6 +255,7 @@ struct Feedback {
 
 async fn feedback(
     State(s): State<Arc<Server>>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<Feedback>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(f) = body.map_err(|e| {
@@ -254,7 +264,11 @@ async fn feedback(
             e.body_text()
         ))
     })?;
-    let (model, version) = s.feedback(&f.prediction_id, f.converted, f.value)?;
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let (model, version) = s.feedback(token, &f.prediction_id, f.converted, f.value)?;
     Ok(Json(
         json!({"model_name": model, "model_version": version, "recorded": true}),
     ))

@@ -49,6 +49,9 @@ pub struct Server {
     pub retrieval: std::sync::OnceLock<Arc<crate::retrieval::Retrieval>>,
     /// The local generator, when the server was given a GGUF model.
     pub generator: std::sync::OnceLock<Arc<crate::generator::Generator>>,
+    /// The token feedback callers must send (`Authorization: Bearer …`); without one the
+    /// endpoint takes outcomes from anyone who holds a prediction id.
+    pub feedback_token: std::sync::OnceLock<String>,
 }
 
 /// The reply of one inference.
@@ -136,6 +139,7 @@ impl Server {
             ready: std::sync::atomic::AtomicBool::new(true),
             retrieval: std::sync::OnceLock::new(),
             generator: std::sync::OnceLock::new(),
+            feedback_token: std::sync::OnceLock::new(),
         })
     }
 
@@ -202,6 +206,8 @@ impl Server {
                     InferError::Invalid(_) => "invalid_argument",
                     InferError::NotFound(_) => "not_found",
                     InferError::Internal(_) => "internal",
+                    InferError::Unauthenticated(_) => "unauthenticated",
+                    InferError::Conflict(_) => "conflict",
                 };
                 self.metrics
                     .errors
@@ -262,10 +268,10 @@ impl Server {
                 // Unguessable: a caller who saw one id cannot name the next one, so only
                 // the caller that got a prediction can report its outcome.
                 let id = format!(
-                    "{}-{}-{:016x}",
+                    "{}-{}-{:032x}",
                     self.id_prefix,
                     self.ids.fetch_add(1, Ordering::Relaxed),
-                    rand::random::<u64>()
+                    rand::random::<u128>()
                 );
                 store.remember(id.clone(), &model.name, &model.version);
                 ids.push(id);

@@ -99,6 +99,14 @@ struct Running {
 }
 
 async fn start(env: &Environment, batching: Option<Batching>) -> Running {
+    start_with(env, batching, None).await
+}
+
+async fn start_with(
+    env: &Environment,
+    batching: Option<Batching>,
+    feedback_token: Option<&str>,
+) -> Running {
     let (a, _, _) = model_bytes(1.0);
     let (b, _, _) = model_bytes(-1.0);
     let models = vec![
@@ -107,6 +115,9 @@ async fn start(env: &Environment, batching: Option<Batching>) -> Running {
         Model::new(env, "churn", "v7", &b, None).unwrap(),
     ];
     let server = Server::new(models, batching, 1000);
+    if let Some(token) = feedback_token {
+        let _ = server.feedback_token.set(token.to_string());
+    }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let done = tokio::spawn(serve(
@@ -488,11 +499,11 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
         &json!({"prediction_id": id, "converted": true}),
     )
     .await;
-    assert_eq!(status, 404, "an outcome counts once: {body}");
+    assert_eq!(status, 409, "an outcome counts once: {body}");
     // Ids are unguessable: the next counter value with the same suffix names no prediction.
     let parts: Vec<&str> = id.split('-').collect();
     assert_eq!(parts.len(), 3, "{id}");
-    assert_eq!(parts[2].len(), 16, "a 64-bit random suffix: {id}");
+    assert_eq!(parts[2].len(), 32, "a 128-bit random suffix: {id}");
     let next: u64 = parts[1].parse().unwrap();
     let guessed = format!("{}-{}-{}", parts[0], next + 1, parts[2]);
     let (status, _) = post(
@@ -522,14 +533,96 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
         ),
         "{metrics}"
     );
-    // The replay and the guess were refused and counted.
-    assert!(
-        metrics.lines().any(
-            |l| l.starts_with("leitwerk_inference_feedback_refused_total") && l.ends_with(" 2")
-        ),
-        "{metrics}"
-    );
+    // The replay and the guess were refused and counted, each by its reason.
+    for reason in ["replayed", "unknown"] {
+        assert!(
+            metrics.contains(&format!(
+                r#"leitwerk_inference_feedback_refused_total{{reason="{reason}"}} 1"#
+            )),
+            "{metrics}"
+        );
+    }
     let _ = s.stop.unwrap().send(());
+    s.done.await.unwrap().unwrap();
+}
+
+/// With a feedback token (the operator sets one from the Model's feedback Secret), an outcome
+/// without it or with a wrong one is refused with 401 and counted, and takes nothing from the
+/// caller who holds the token: the prediction can still be reported once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_is_taken_only_from_callers_with_the_token() {
+    let env = environment();
+    let mut s = start_with(&env, None, Some("6f1c0d2e")).await;
+    let base = format!("http://{}", s.http);
+    let (status, reply) = post(
+        &format!("{base}/v2/models/leads/infer"),
+        &request(&[3.0], &["pro"]),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let id = reply["parameters"]["prediction_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let send = |token: Option<&'static str>, id: String| {
+        let url = format!("{base}/v2/feedback");
+        async move {
+            let mut r = reqwest::Client::new()
+                .post(url)
+                .json(&json!({"prediction_id": id, "converted": true}));
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            let r = r.send().await.unwrap();
+            let challenge = r
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap_or_default().to_string());
+            (
+                r.status().as_u16(),
+                challenge,
+                r.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, challenge, body) = send(None, id.clone()).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(challenge.unwrap_or_default().starts_with("Bearer"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization: Bearer"),
+        "{body}"
+    );
+    let (status, _, body) = send(Some("6f1c0d2f"), id.clone()).await;
+    assert_eq!(status, 401, "a wrong token: {body}");
+    let (status, _, body) = send(Some("6f1c0d2e"), id.clone()).await;
+    assert_eq!(status, 200, "the token holder reports it: {body}");
+    let (status, _, body) = send(Some("6f1c0d2e"), id.clone()).await;
+    assert_eq!(status, 409, "a replay: {body}");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (reason, n) in [("unauthenticated", 2), ("replayed", 1)] {
+        assert!(
+            metrics.contains(&format!(
+                r#"leitwerk_inference_feedback_refused_total{{reason="{reason}"}} {n}"#
+            )),
+            "{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains(&format!(
+            r#"{}{{model="leads",version="v2",outcome="converted"}} 1"#,
+            metric::OUTCOMES
+        )),
+        "only the authenticated outcome counts: {metrics}"
+    );
+    let _ = s.stop.take().unwrap().send(());
     s.done.await.unwrap().unwrap();
 }
 

@@ -7,6 +7,7 @@ pub mod apply;
 pub mod config;
 pub mod context;
 pub mod controllers;
+pub mod feedback_secret;
 pub mod finalizer;
 pub mod http;
 pub mod jobs;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client, ResourceExt};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
@@ -153,10 +153,47 @@ impl LoadGenerator {
     }
 }
 
-/// Where traffic goes now: (variant, weight, REST addresses of its ready pods).
-type Routes = Vec<(String, u32, Vec<SocketAddr>)>;
+/// Where traffic goes now: (variant, weight, REST addresses of its ready pods with the
+/// feedback token each one takes).
+type Routes = Vec<(String, u32, Vec<Backend>)>;
 
-async fn routes(client: &Client, node: &Ports, load: &Load) -> Routes {
+/// A serving pod's REST address and the feedback token it takes.
+type Backend = (SocketAddr, Option<String>);
+
+/// The feedback token a serving pod takes: the value of the Secret key its
+/// `LEITWERK_FEEDBACK_TOKEN` comes from, as a caller given that Secret would send it.
+async fn feedback_token(
+    client: &Client,
+    pod: &Pod,
+    known: &mut HashMap<String, String>,
+) -> Option<String> {
+    let from = pod
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .flat_map(|c| c.env.iter().flatten())
+        .find(|e| e.name == "LEITWERK_FEEDBACK_TOKEN")?
+        .value_from
+        .as_ref()?
+        .secret_key_ref
+        .clone()?;
+    if let Some(token) = known.get(&from.name) {
+        return Some(token.clone());
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &pod.namespace()?);
+    let secret = secrets.get_opt(&from.name).await.ok().flatten()?;
+    let token = String::from_utf8(secret.data?.get(&from.key)?.0.clone()).ok()?;
+    known.insert(from.name, token.clone());
+    Some(token)
+}
+
+async fn routes(
+    client: &Client,
+    node: &Ports,
+    load: &Load,
+    tokens: &mut HashMap<String, String>,
+) -> Routes {
     let ns = &load.namespace;
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
     let route = match kube::discovery::pinned_kind(client, &gvk).await {
@@ -185,7 +222,7 @@ async fn routes(client: &Client, node: &Ports, load: &Load) -> Routes {
             .unwrap_or_default(),
         None => vec![(load.experiment.clone(), 1)],
     };
-    let mut out: HashMap<String, (u32, Vec<SocketAddr>)> = HashMap::new();
+    let mut out: HashMap<String, (u32, Vec<Backend>)> = HashMap::new();
     for (service, weight) in backends {
         let Ok(Some(svc)) = services.get_opt(&service).await else {
             continue;
@@ -201,26 +238,25 @@ async fn routes(client: &Client, node: &Ports, load: &Load) -> Routes {
         let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
             continue;
         };
-        let ready: Vec<(String, SocketAddr)> = list
-            .items
-            .iter()
-            .filter(|p| {
-                p.metadata.deletion_timestamp.is_none()
-                    && p.status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .filter_map(|p| {
-                // A Model's own serving pods carry no variant: they count as "model".
-                let variant = p
-                    .labels()
-                    .get(leitwerk_crds::labels::VARIANT)
-                    .cloned()
-                    .unwrap_or_else(|| "model".into());
-                Some((variant, node(p)?))
-            })
-            .collect();
+        let mut ready: Vec<(String, Backend)> = Vec::new();
+        for p in list.items.iter().filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        }) {
+            // A Model's own serving pods carry no variant: they count as "model".
+            let variant = p
+                .labels()
+                .get(leitwerk_crds::labels::VARIANT)
+                .cloned()
+                .unwrap_or_else(|| "model".into());
+            let Some(address) = node(p) else {
+                continue;
+            };
+            ready.push((variant, (address, feedback_token(client, p, tokens).await)));
+        }
         // With one Service over every variant, each pod is one share of the traffic.
         let per_pod = route.is_none();
         for (variant, address) in ready {
@@ -253,6 +289,7 @@ async fn run(
     let pause = Duration::from_secs_f64(1.0 / f64::from(load.rate.max(1)));
     let mut table: Routes = Vec::new();
     let mut refreshed = tokio::time::Instant::now() - Duration::from_secs(10);
+    let mut tokens: HashMap<String, String> = HashMap::new();
     let note = |e: String| {
         if let Ok(mut list) = errors.lock() {
             list.push(e);
@@ -266,7 +303,7 @@ async fn run(
         }
         tokio::time::sleep(pause).await;
         if refreshed.elapsed() > Duration::from_millis(500) {
-            table = routes(&client, &node, &load).await;
+            table = routes(&client, &node, &load, &mut tokens).await;
             refreshed = tokio::time::Instant::now();
         }
         let total: u32 = table.iter().map(|(_, w, _)| *w).sum();
@@ -287,7 +324,7 @@ async fn run(
         if addresses.is_empty() {
             continue;
         }
-        let address = addresses[(n as usize) % addresses.len()];
+        let (address, token) = addresses[(n as usize) % addresses.len()].clone();
         let pool = if load.drifted.contains(variant) && !load.drifted_requests.is_empty() {
             &load.drifted_requests
         } else {
@@ -331,14 +368,22 @@ async fn run(
             .or_insert_with(|| StdRng::seed_from_u64(load.seed ^ hash(variant)));
         for id in ids {
             let converted = draws.random_bool(truth.clamp(0.0, 1.0));
-            let sent = http
+            let mut request = http
                 .post(format!("http://{address}/v2/feedback"))
-                .json(&serde_json::json!({"prediction_id": id, "converted": converted}))
-                .send()
-                .await;
-            if let Err(e) = sent {
-                note(format!("{variant}: feedback failed: {e}"));
-                continue;
+                .json(&serde_json::json!({"prediction_id": id, "converted": converted}));
+            if let Some(token) = &token {
+                request = request.bearer_auth(token);
+            }
+            match request.send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => {
+                    note(format!("{variant}: feedback answered {}", r.status()));
+                    continue;
+                }
+                Err(e) => {
+                    note(format!("{variant}: feedback failed: {e}"));
+                    continue;
+                }
             }
             if let Ok(mut t) = tally.lock() {
                 let e = t.entry(variant.clone()).or_default();

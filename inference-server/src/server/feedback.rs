@@ -3,12 +3,29 @@
 
 use super::*;
 
-/// Where recent predictions are remembered for feedback, bounded.
+/// Where recent predictions are remembered for feedback, bounded. A reported prediction stays
+/// remembered (as reported) until it ages out, so that a replay is told apart from a forgery.
 #[derive(Debug)]
 pub struct FeedbackStore {
     capacity: usize,
-    by_id: HashMap<String, (String, String)>,
+    by_id: HashMap<String, Remembered>,
     order: VecDeque<String>,
+}
+
+#[derive(Debug)]
+struct Remembered {
+    model: String,
+    version: String,
+    reported: bool,
+}
+
+/// Why an outcome was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No prediction has this id: forged, guessed, or too old to remember.
+    Unknown,
+    /// The outcome of this prediction was reported before.
+    Replayed,
 }
 
 impl FeedbackStore {
@@ -28,19 +45,29 @@ impl FeedbackStore {
                 self.by_id.remove(&old);
             }
         }
-        self.by_id
-            .insert(id.clone(), (model.to_string(), version.to_string()));
+        self.by_id.insert(
+            id.clone(),
+            Remembered {
+                model: model.to_string(),
+                version: version.to_string(),
+                reported: false,
+            },
+        );
         self.order.push_back(id);
     }
 
-    /// Takes a prediction out (each outcome counts once).
-    pub fn take(&mut self, id: &str) -> Option<(String, String)> {
-        let found = self.by_id.remove(id)?;
-        self.order.retain(|x| x != id);
-        Some(found)
+    /// Marks a prediction reported and returns its model and version (each outcome counts
+    /// once).
+    pub fn take(&mut self, id: &str) -> Result<(String, String), Refusal> {
+        let found = self.by_id.get_mut(id).ok_or(Refusal::Unknown)?;
+        if found.reported {
+            return Err(Refusal::Replayed);
+        }
+        found.reported = true;
+        Ok((found.model.clone(), found.version.clone()))
     }
 
-    /// Predictions remembered.
+    /// Predictions remembered, reported or not.
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
@@ -51,24 +78,60 @@ impl FeedbackStore {
     }
 }
 
+/// Whether `given` is the expected token, in time independent of where they differ.
+fn token_matches(expected: &str, given: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    given.is_some_and(|g| bool::from(expected.as_bytes().ct_eq(g.as_bytes())))
+}
+
 impl Server {
-    /// Records an outcome for a prediction id; unknown (or already reported) ids are NotFound.
+    /// Records an outcome for a prediction id. With a feedback token configured, `token` must
+    /// match it (401 otherwise); an unknown id is NotFound (404), one already reported a
+    /// Conflict (409). Every refusal is counted by its reason.
     pub fn feedback(
         &self,
+        token: Option<&str>,
         prediction_id: &str,
         converted: bool,
         value: Option<f64>,
     ) -> Result<(String, String), InferError> {
+        let refuse = |reason: &str| {
+            self.metrics
+                .feedback_refused
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
+        };
+        if let Some(expected) = self.feedback_token.get()
+            && !token_matches(expected, token)
+        {
+            refuse("unauthenticated");
+            return Err(InferError::Unauthenticated(if token.is_some() {
+                "the feedback token is wrong: send the one in the Model's feedback Secret as `Authorization: Bearer <token>`".into()
+            } else {
+                "feedback needs `Authorization: Bearer <token>`, with the token from the Model's feedback Secret (key `token`)".into()
+            }));
+        }
         let found = self
             .feedback
             .lock()
             .map_err(|_| InferError::Internal("feedback store lock poisoned".into()))?
             .take(prediction_id);
-        let Some((model, version)) = found else {
-            self.metrics.feedback_refused.inc();
-            return Err(InferError::NotFound(format!(
-                "prediction {prediction_id:?} is unknown, already reported or too old to remember"
-            )));
+        let (model, version) = match found {
+            Ok(found) => found,
+            Err(Refusal::Unknown) => {
+                refuse("unknown");
+                return Err(InferError::NotFound(format!(
+                    "prediction {prediction_id:?} is unknown or too old to remember"
+                )));
+            }
+            Err(Refusal::Replayed) => {
+                refuse("replayed");
+                return Err(InferError::Conflict(format!(
+                    "the outcome of prediction {prediction_id:?} was already reported"
+                )));
+            }
         };
         let outcome = if converted {
             "converted"
@@ -107,9 +170,33 @@ mod tests {
             store.remember(format!("p{i}"), "m", "v1");
         }
         assert_eq!(store.len(), 3);
-        assert_eq!(store.take("p0"), None, "the oldest were forgotten");
-        assert_eq!(store.take("p4"), Some(("m".into(), "v1".into())));
-        assert_eq!(store.take("p4"), None, "an outcome counts once");
-        assert_eq!(store.len(), 2);
+        assert_eq!(
+            store.take("p0"),
+            Err(Refusal::Unknown),
+            "the oldest were forgotten"
+        );
+        assert_eq!(store.take("p4"), Ok(("m".into(), "v1".into())));
+        assert_eq!(
+            store.take("p4"),
+            Err(Refusal::Replayed),
+            "an outcome counts once"
+        );
+        assert_eq!(
+            store.len(),
+            3,
+            "a reported prediction is remembered as reported"
+        );
+        store.remember("p5".into(), "m", "v1");
+        assert_eq!(store.take("p2"), Err(Refusal::Unknown));
+        assert_eq!(store.len(), 3);
+    }
+
+    #[test]
+    fn tokens_match_only_exactly() {
+        assert!(token_matches("s3cret", Some("s3cret")));
+        assert!(!token_matches("s3cret", Some("s3cre")));
+        assert!(!token_matches("s3cret", Some("s3cret ")));
+        assert!(!token_matches("s3cret", Some("")));
+        assert!(!token_matches("s3cret", None));
     }
 }

@@ -72,6 +72,13 @@ pub struct ReferenceLabels {
     pub bucket: String,
 }
 
+/// Labels of refusal series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why: `unauthenticated`, `unknown` or `replayed`.
+    pub reason: String,
+}
+
 /// Labels of outcome series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -97,7 +104,7 @@ pub struct Metrics {
     pub(crate) reference: Family<ReferenceLabels, Gauge<f64, AtomicU64>>,
     pub(crate) outcomes: Family<OutcomeLabels, Counter>,
     pub(crate) outcome_value: Family<VersionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
-    pub(crate) feedback_refused: Counter,
+    pub(crate) feedback_refused: Family<ReasonLabels, Counter>,
     pub(crate) batch_rows: Histogram,
     pub(crate) index_queries: Family<IndexLabels, Counter>,
     pub(crate) index_empty: Family<IndexLabels, Counter>,
@@ -170,10 +177,10 @@ impl Metrics {
             "Sum of reported outcome values (e.g. revenue)",
             outcome_value.clone(),
         );
-        let feedback_refused = Counter::default();
+        let feedback_refused = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "feedback_refused",
-            "Outcomes refused: an unknown prediction id (forged or guessed), or one already reported (a replay)",
+            "Outcomes refused, by reason: unauthenticated (no or a wrong feedback token), unknown (a forged, guessed or forgotten prediction id), replayed (reported before)",
             feedback_refused.clone(),
         );
         registry.register(

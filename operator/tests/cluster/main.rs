@@ -19,6 +19,7 @@ mod finalizers;
 mod kubelet;
 mod operations;
 mod packaging;
+mod pod_security;
 mod policy;
 mod predictive;
 mod progressive;

@@ -293,7 +293,12 @@ fn operator_rbac_has_no_wildcards_and_never_lists_secrets() -> anyhow::Result<()
             .filter_map(|v| v.as_str())
             .collect();
         if resources.contains(&"secrets") {
-            assert_eq!(verbs, vec!["get"], "Secrets may only be read by name");
+            // Read by name, created (feedback tokens); never listed, watched or changed.
+            assert_eq!(
+                verbs,
+                vec!["get", "create"],
+                "Secrets: get by name and create only"
+            );
         }
     }
     Ok(())

@@ -369,6 +369,9 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
         "the same ONNX file gives the same scores"
     );
 
+    // Feedback is taken only with the Model's own token, from the Secret the operator made.
+    feedback_needs_the_models_own_token(&client, &ns.name, serving_ports.0, &inputs).await?;
+
     // A Model that asks for more GPUs than any node has stays Pending and says why.
     let greedy = std::fs::read_to_string(
         leitwerk_testkit::repo_root().join("examples/lead-scoring/model.yaml"),
@@ -662,5 +665,86 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
     drop(operator3);
     drop(s3);
     drop(node);
+    Ok(())
+}
+
+/// The operator made a feedback Secret per Model (a random token, owned by the Model) and the
+/// serving pod takes outcomes only with that token: none, or another Model's, is refused with
+/// 401; a replay with 409; each refusal is counted by its reason.
+async fn feedback_needs_the_models_own_token(
+    client: &kube::Client,
+    ns: &str,
+    port: u16,
+    inputs: &[serde_json::Value],
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let token = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            let secret = secrets.get(name).await?;
+            let owner = secret.metadata.owner_references.unwrap_or_default();
+            anyhow::ensure!(
+                owner
+                    .iter()
+                    .any(|o| o.kind == "Model" && o.controller == Some(true)),
+                "{name} is not owned by its Model: {owner:?}"
+            );
+            let value = secret.data.unwrap_or_default().remove("token").map(|t| t.0);
+            let value = String::from_utf8(value.unwrap_or_default())?;
+            anyhow::ensure!(
+                value.len() == 64,
+                "{name}: a 256-bit token, got {} chars",
+                value.len()
+            );
+            Ok(value)
+        }
+    };
+    let own = token("lead-scoring-feedback").await?;
+    let other = token("byo-feedback").await?;
+    anyhow::ensure!(own != other, "each Model has its own token");
+    let http = reqwest::Client::new();
+    let reply: serde_json::Value = http
+        .post(format!(
+            "http://127.0.0.1:{port}/v2/models/lead-scoring/infer"
+        ))
+        .json(&serde_json::json!({ "inputs": inputs }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = reply["parameters"]["prediction_ids"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let send = |token: Option<String>| {
+        let mut r = http
+            .post(format!("http://127.0.0.1:{port}/v2/feedback"))
+            .json(&serde_json::json!({"prediction_id": id, "converted": true}));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { Ok::<u16, anyhow::Error>(r.send().await?.status().as_u16()) }
+    };
+    assert_eq!(send(None).await?, 401, "no token");
+    assert_eq!(send(Some(other)).await?, 401, "another Model's token");
+    assert_eq!(send(Some(own.clone())).await?, 200, "the Model's own token");
+    assert_eq!(send(Some(own)).await?, 409, "a replay");
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for (reason, n) in [("unauthenticated", 2), ("replayed", 1)] {
+        assert!(
+            metrics.lines().any(|l| {
+                l.starts_with("leitwerk_inference_feedback_refused_total{")
+                    && l.contains(&format!(r#"reason="{reason}""#))
+                    && l.ends_with(&format!(" {n}"))
+            }),
+            "{reason} refusals counted: {metrics}"
+        );
+    }
     Ok(())
 }

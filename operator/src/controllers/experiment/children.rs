@@ -63,6 +63,12 @@ pub fn variant_workloads(
                 (EXPERIMENT_LABEL.to_string(), name.clone()),
                 (VARIANT_LABEL.to_string(), v.name.clone()),
             ]);
+            // Callers reach every variant through one route, so one token for them all.
+            parts
+                .env
+                .push(crate::feedback_secret::env(&crate::feedback_secret::name(
+                    &name,
+                )));
             let version = ModelVersion {
                 version: v.version.clone(),
                 artifact_url: v.artifact_url.clone(),
@@ -147,6 +153,7 @@ pub(super) async fn apply_children(
         .list(&ListParams::default().labels(&format!("{EXPERIMENT_LABEL}={name}")))
         .await
         .map_err(read("variant Deployments"))?;
+    crate::feedback_secret::ensure(ctx, exp).await?;
     for (deployment, service) in variant_workloads(exp, models, status, &ctx.config) {
         let workload = deployment.name_any();
         let existing = current.items.iter().find(|d| d.name_any() == workload);

@@ -124,7 +124,11 @@ pub fn build_serving(
     version: &ModelVersion,
 ) -> (Deployment, Service) {
     let serving = &model.spec.serving;
-    let p = serving_parts(model, config);
+    let mut p = serving_parts(model, config);
+    p.env
+        .push(crate::feedback_secret::env(&crate::feedback_secret::name(
+            &model.name_any(),
+        )));
     let mut args = serving_args(model, version);
     let ns = model.namespace().unwrap_or_default();
     args.metric_labels

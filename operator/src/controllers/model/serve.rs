@@ -11,6 +11,7 @@ pub(super) async fn serve(
     ns: &str,
     version: &ModelVersion,
 ) -> Result<(i32, i32), Error> {
+    crate::feedback_secret::ensure(ctx, model).await?;
     let (deployment, service) = build_serving(model, &ctx.config, version);
     let wanted = deployment.clone();
     let current = crate::apply::apply_serving(ctx, ns, deployment, service, "serving").await?;
