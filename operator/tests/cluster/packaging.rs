@@ -196,6 +196,8 @@ async fn kustomize_config_matches_the_helm_chart() -> anyhow::Result<()> {
         "Deployment",
         "Service",
         "ConfigMap",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ] {
         assert_eq!(
             find(&k, kind).len(),
@@ -233,6 +235,22 @@ async fn kustomize_config_matches_the_helm_chart() -> anyhow::Result<()> {
             .unwrap_or_default(),
     )?;
     assert_eq!(kc, hc, "operator settings differ");
+    // The standing policy: one file in both, and the same binding while the webhook is off.
+    assert_eq!(
+        std::fs::read_to_string(repo_root().join("config/admission/standing-policy.yaml"))?,
+        std::fs::read_to_string(repo_root().join("charts/leitwerk/files/standing-policy.yaml"))?,
+        "the standing policy differs between config/ and the chart"
+    );
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert_eq!(
+            find(&k, kind)[0]["spec"],
+            find(&h, kind)[0]["spec"],
+            "{kind} differs"
+        );
+    }
     let sorted = |docs: &[serde_json::Value]| {
         let mut crds: Vec<_> = find(docs, "CustomResourceDefinition")
             .into_iter()

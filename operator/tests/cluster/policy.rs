@@ -86,6 +86,7 @@ spec:
 "#,
         ),
     )?;
+    standing_policy_holds_without_the_operator(&cluster)?;
     let port = free_port()?;
     let operator = OperatorProcess::start(
         &cluster,
@@ -110,6 +111,11 @@ spec:
     assert!(
         !ok,
         "an Experiment reading from the metadata service was admitted: {text}"
+    );
+    // The webhook refused it (and will record it); the standing policy only warned.
+    assert!(
+        text.contains("admission webhook") && text.contains("Warning:"),
+        "{text}"
     );
     for part in [
         "spec.prometheusUrl",
@@ -306,4 +312,83 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
     assert!(text.contains("policy.leitwerk.dev"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// `kubectl apply --dry-run=server` of `yaml` in `ns` as the admin: (admitted, output).
+fn dry_run(cluster: &Cluster, ns: &str, yaml: &str) -> (bool, String) {
+    as_user(
+        cluster,
+        &[],
+        &["apply", "--dry-run=server", "-n", ns, "-f", "-"],
+        Some(yaml),
+    )
+}
+
+/// Before any operator runs, the standing policy (config/admission) refuses what breaks a
+/// CEL-expressible rule, naming the field, the policy and the rule; then its binding is set to
+/// warn, as the chart does with the webhook on, and the same request passes with a warning.
+fn standing_policy_holds_without_the_operator(cluster: &Cluster) -> anyhow::Result<()> {
+    for file in ["standing-policy.yaml", "binding.yaml"] {
+        let path = leitwerk_testkit::repo_root()
+            .join("config/admission")
+            .join(file);
+        cluster.apply(None, &path.to_string_lossy(), None)?;
+    }
+    let forged = experiment("forged", "http://169.254.169.254/latest");
+    // The API server picks up a new policy within a second or two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let (ok, text) = dry_run(cluster, "team-a", &forged);
+        if !ok || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    for part in [
+        "ValidatingAdmissionPolicy 'leitwerk-standing-policy'",
+        "spec.prometheusUrl: http://169.254.169.254/latest is not an allowed Prometheus",
+        "LeitwerkPolicy team-a, rule prometheusUrls",
+    ] {
+        assert!(text.contains(part), "{part:?} missing: {text}");
+    }
+    let (ok, text) = dry_run(cluster, "team-b", &forged);
+    assert!(ok, "team-b is not governed: {text}");
+    let (ok, text) = dry_run(cluster, "team-a", &pipeline("costly", 50.0, true, "any"));
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("spec.budget.maxCost: 50 is more than a run may cost here (5) (LeitwerkPolicy team-a, rule maxRunCost)"),
+        "{text}"
+    );
+    let (ok, text) = dry_run(cluster, "team-a", &pipeline("careless", 4.0, false, "any"));
+    assert!(!ok && text.contains("rule requireRedaction"), "{text}");
+    let (ok, text) = dry_run(cluster, "team-a", &pipeline("fine", 4.0, true, "any"));
+    assert!(ok, "{text}");
+    let out = cluster.kubectl(
+        &[
+            "patch",
+            "validatingadmissionpolicybinding",
+            "leitwerk-standing-policy",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"validationActions":["Warn","Audit"]}}"#,
+        ],
+        None,
+    )?;
+    anyhow::ensure!(out.status.success(), "{}", stderr(&out));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, text) = dry_run(cluster, "team-a", &forged);
+        if ok {
+            assert!(
+                text.contains("Warning:") && text.contains("rule prometheusUrls"),
+                "{text}"
+            );
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the binding never warned: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
