@@ -359,3 +359,85 @@ async fn a_wrong_helm_value_is_rejected_naming_its_path() -> anyhow::Result<()> 
     assert!(out.status.success(), "{}", stderr(&out));
     Ok(())
 }
+
+/// With `watchNamespace` set, the chart's operator reaches Secrets only through a Role in that
+/// namespace: the API server's own authorizer (`kubectl auth can-i` as its ServiceAccount)
+/// says it may get and create them there, and nothing about Secrets anywhere else, nor list or
+/// watch them anywhere.
+#[tokio::test]
+async fn with_a_watched_namespace_secret_access_is_a_role_there_only() -> anyhow::Result<()> {
+    let cluster = Cluster::shared()?;
+    let home = TestNamespace::create(&cluster, "lw-system").await?;
+    let served = TestNamespace::create(&cluster, "served").await?;
+    let other = TestNamespace::create(&cluster, "other").await?;
+    let release = format!("rbac{}", &home.name[home.name.len() - 6..]);
+    let version = leitwerk_testkit::kubernetes_version();
+    let out = cluster.helm(&[
+        "template",
+        &release,
+        "charts/leitwerk",
+        "-n",
+        &home.name,
+        "--kube-version",
+        &version,
+        "--set",
+        &format!("watchNamespace={}", served.name),
+    ])?;
+    assert!(out.status.success(), "helm template: {}", stderr(&out));
+    let rbac: Vec<String> = docs(&String::from_utf8(out.stdout)?)
+        .into_iter()
+        .filter(|d| {
+            [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            ]
+            .contains(&d["kind"].as_str().unwrap_or_default())
+        })
+        .map(|d| serde_json::to_string(&d).unwrap_or_default())
+        .collect();
+    let secrets_rules = rbac.iter().filter(|d| d.contains(r#""secrets""#)).count();
+    assert_eq!(
+        secrets_rules, 1,
+        "Secrets appear in one Role only: {rbac:?}"
+    );
+    // Each object names its namespace (the Role the served one).
+    let out = cluster.kubectl(&["apply", "-f", "-"], Some(&rbac.join("\n---\n")))?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let account = format!("system:serviceaccount:{}:leitwerk-operator", home.name);
+    let can = |verb: &str, ns: &str| -> anyhow::Result<bool> {
+        let out = cluster.kubectl(
+            &["auth", "can-i", verb, "secrets", "-n", ns, "--as", &account],
+            None,
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim() == "yes")
+    };
+    let mut seen = Vec::new();
+    for (verb, ns, expected) in [
+        ("get", served.name.as_str(), true),
+        ("create", served.name.as_str(), true),
+        ("list", served.name.as_str(), false),
+        ("watch", served.name.as_str(), false),
+        ("update", served.name.as_str(), false),
+        ("get", other.name.as_str(), false),
+        ("create", other.name.as_str(), false),
+        ("get", home.name.as_str(), false),
+    ] {
+        seen.push((verb, ns, can(verb, ns)?, expected));
+    }
+    let _ = cluster.kubectl(
+        &[
+            "delete",
+            "clusterrole,clusterrolebinding",
+            &format!("{release}-operator"),
+            "--ignore-not-found",
+        ],
+        None,
+    );
+    for (verb, ns, got, expected) in seen {
+        assert_eq!(got, expected, "may {verb} secrets in {ns}");
+    }
+    Ok(())
+}
