@@ -7,6 +7,7 @@
 //! at itself with that CA. Its `failurePolicy` is `Fail`: while no operator answers, Leitwerk
 //! resources cannot be created or changed, so no rule can be skipped by waiting.
 
+pub mod audit;
 pub mod review;
 pub mod rules;
 
@@ -132,7 +133,8 @@ pub async fn start(
     Ok(task)
 }
 
-/// The webhook configuration: every Leitwerk kind, on create and update, failing closed.
+/// The webhook configuration: every Leitwerk kind, on create and update, failing closed; and
+/// LeitwerkPolicies on every change, for the audit trail only.
 pub fn configuration(endpoint: &Endpoint, ca_bundle: &str) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -152,6 +154,22 @@ pub fn configuration(endpoint: &Endpoint, ca_bundle: &str) -> serde_json::Value 
                 "operations": ["CREATE", "UPDATE"],
                 "resources": ["featuresets", "models", "experiments", "ragindexes", "contentpipelines"],
                 "scope": "Namespaced",
+            }],
+        }, {
+            // Changes to policies are recorded (user, what changed), never refused: a platform
+            // team must be able to fix a policy while the operator is down.
+            "name": "audit.leitwerk.dev",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "NoneOnDryRun",
+            "failurePolicy": "Ignore",
+            "timeoutSeconds": 5,
+            "clientConfig": endpoint.client_config(ca_bundle),
+            "rules": [{
+                "apiGroups": [leitwerk_crds::GROUP],
+                "apiVersions": [leitwerk_crds::VERSION],
+                "operations": ["CREATE", "UPDATE", "DELETE"],
+                "resources": ["leitwerkpolicies"],
+                "scope": "Cluster",
             }],
         }],
     })

@@ -18,7 +18,7 @@ use leitwerk_crds::policy::{Denial, LeitwerkPolicy, MAX_DENIALS};
 use serde_json::Value;
 use tracing::warn;
 
-use super::rules;
+use super::{audit, rules};
 use crate::notice::Notice;
 
 /// What a review needs: the API and somewhere to send Events.
@@ -74,6 +74,10 @@ impl Reviewer {
         &self,
         req: &AdmissionRequest<DynamicObject>,
     ) -> anyhow::Result<Option<String>> {
+        if req.kind.kind == "LeitwerkPolicy" {
+            self.policy_changed(req).await;
+            return Ok(None);
+        }
         let Some(object) = &req.object else {
             return Ok(None);
         };
@@ -91,10 +95,20 @@ impl Reviewer {
         let resource = format!("{kind} {ns}/{name}");
 
         if kind == "ContentPipeline"
-            && let Some(why) = approval(&new, old.as_ref(), user)
+            && let Some(decided) = decided(&new, old.as_ref())
         {
-            self.audit(&resource, &username, &why);
-            return Ok(Some(why));
+            if let Some(why) = approval(&new, user, decided) {
+                return Ok(Some(self.deny(req, &resource, &username, why).await));
+            }
+            let run = new["metadata"]["annotations"][decided]
+                .as_str()
+                .unwrap_or_default();
+            let what = format!(
+                "metadata.annotations[{decided}]: {username} decides run {run} as a listed approver"
+            );
+            audit::line("allowed", &resource, &username, &what);
+            let notice = Notice::normal("Admit", "ApproverVerified", what);
+            self.tell(req, &audit::regarding(req), notice).await;
         }
         // An update that leaves the spec alone (finalizers, annotations, labels) is never
         // refused: a policy made later must not block cleaning up.
@@ -110,9 +124,14 @@ impl Reviewer {
                 let why = format!(
                     "{field}: {username} may not get Secret {ns}/{secret}, so may not have {resource} use it; reference a Secret you can read, or ask for get on this one"
                 );
-                self.audit(&resource, &username, &why);
-                return Ok(Some(why));
+                return Ok(Some(self.deny(req, &resource, &username, why).await));
             }
+            let what = format!(
+                "{field}: {username} may get Secret {ns}/{secret}, so {resource} may use it"
+            );
+            audit::line("allowed", &resource, &username, &what);
+            let notice = Notice::normal("Admit", "SecretReferenceAllowed", what);
+            self.tell(req, &audit::regarding(req), notice).await;
         }
         let policies = self.policies_for(&ns).await?;
         if policies.is_empty() {
@@ -150,7 +169,7 @@ impl Reviewer {
             return Ok(None);
         }
         let why = refused.join("; ");
-        self.audit(&resource, &username, &why);
+        audit::line("denied", &resource, &username, &why);
         Ok(Some(why))
     }
 
@@ -274,9 +293,24 @@ impl Reviewer {
         }
     }
 
-    /// The structured log line every denial gets.
-    fn audit(&self, resource: &str, user: &str, why: &str) {
-        warn!(target: "leitwerk_operator::audit", resource, user, decision = "denied", "{why}");
+    /// The Events' recorder.
+    pub(super) fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// A denial no policy made (a Secret the user may not read, an approver not listed): a
+    /// log line and a Warning Event on the resource; returns `why`.
+    async fn deny(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+        resource: &str,
+        user: &str,
+        why: String,
+    ) -> String {
+        audit::line("denied", resource, user, &why);
+        let notice = Notice::warning("Admit", "Denied", format!("{user}: {why}"));
+        self.tell(req, &audit::regarding(req), notice).await;
+        why
     }
 }
 
@@ -288,18 +322,24 @@ pub fn selects(policy: &LeitwerkPolicy, labels: &BTreeMap<String, String>) -> bo
     }
 }
 
-/// Why a content run's approval or rejection is refused, if it is: only a listed approver (by
-/// user name or group) may decide, and `approved-by` must name the user or one of their groups.
-fn approval(new: &Value, old: Option<&Value>, user: &UserInfo) -> Option<String> {
+/// The decision on a content run asked for now: the annotation (approve or reject) that was
+/// not there before, or changed with its `approved-by`.
+fn decided(new: &Value, old: Option<&Value>) -> Option<&'static str> {
     let annotations = &new["metadata"]["annotations"];
     let before = old.map(|o| &o["metadata"]["annotations"]);
-    // The decision asked for now: an approval or a rejection that was not there before.
-    let decided = [APPROVE, REJECT].into_iter().find(|key| {
+    [APPROVE, REJECT].into_iter().find(|key| {
         annotations[*key].is_string()
             && before.is_none_or(|b| {
                 b[*key] != annotations[*key] || b[APPROVED_BY] != annotations[APPROVED_BY]
             })
-    })?;
+    })
+}
+
+/// Why a content run's approval or rejection (`decided`) is refused, if it is: only a listed
+/// approver (by user name or group) may decide, and `approved-by` must name the user or one
+/// of their groups.
+fn approval(new: &Value, user: &UserInfo, decided: &str) -> Option<String> {
+    let annotations = &new["metadata"]["annotations"];
     let username = user.username.clone().unwrap_or_default();
     let who: Vec<String> = std::iter::once(username.clone())
         .chain(user.groups.clone().unwrap_or_default())
@@ -351,27 +391,32 @@ mod tests {
                "spec": {"approval": {"required": true, "approvers": ["alice", "editors"]}}})
     }
 
+    /// The webhook's approval check: a decision asked for now, then who may make it.
+    fn check(new: &Value, old: Option<&Value>, user: &UserInfo) -> Option<String> {
+        decided(new, old).and_then(|d| approval(new, user, d))
+    }
+
     #[test]
     fn only_a_listed_approver_or_group_member_approves_and_only_as_themselves() {
         let approved = pipeline(Some("run1"), Some("editors"));
         let before = pipeline(None, None);
         assert_eq!(
-            approval(&approved, Some(&before), &user("bob", &["editors"])),
+            check(&approved, Some(&before), &user("bob", &["editors"])),
             None
         );
         assert_eq!(
-            approval(
+            check(
                 &pipeline(Some("run1"), None),
                 Some(&before),
                 &user("alice", &[])
             ),
             None
         );
-        let refused = approval(&approved, Some(&before), &user("mallory", &["marketing"]));
+        let refused = check(&approved, Some(&before), &user("mallory", &["marketing"]));
         assert!(refused.is_some_and(|r| {
             r.contains("mallory is not among spec.approval.approvers (alice, editors)")
         }));
-        let impersonated = approval(
+        let impersonated = check(
             &pipeline(Some("run1"), Some("alice")),
             Some(&before),
             &user("bob", &["editors"]),
@@ -379,7 +424,7 @@ mod tests {
         assert!(impersonated.is_some_and(|r| r.contains("\"alice\" is not bob")));
         // Another edit of an approved pipeline is not an approval.
         assert_eq!(
-            approval(&approved, Some(&approved), &user("mallory", &[])),
+            check(&approved, Some(&approved), &user("mallory", &[])),
             None
         );
     }

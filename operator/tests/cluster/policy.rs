@@ -299,6 +299,7 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
         None,
     )?;
     assert!(stderr(&events).contains("Denied"), "{}", stderr(&events));
+    audit_trail(&cluster, &operator, &whoami).await?;
 
     // The webhook fails closed: with no operator to ask, nothing is admitted.
     operator.stop().await?;
@@ -391,4 +392,110 @@ fn standing_policy_holds_without_the_operator(cluster: &Cluster) -> anyhow::Resu
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Every decision on a Secret reference and an approval, every denial and every policy change
+/// is an Event and a structured log line (target `leitwerk_operator::audit`), and neither
+/// holds the Secret's value.
+async fn audit_trail(
+    cluster: &Cluster,
+    operator: &OperatorProcess,
+    admin: &str,
+) -> anyhow::Result<()> {
+    // A policy change by the admin, told rule by rule, never refused.
+    let out = cluster.kubectl(
+        &[
+            "patch",
+            "lwpolicy",
+            "team-a",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"maxRunCost":4}}"#,
+        ],
+        None,
+    )?;
+    anyhow::ensure!(out.status.success(), "{}", stderr(&out));
+    let notes = |reason: &'static str| {
+        let cluster = cluster.clone();
+        move || {
+            let cluster = cluster.clone();
+            async move {
+                let out = cluster.kubectl(
+                    &[
+                        "get",
+                        "events.events.k8s.io",
+                        "-A",
+                        "--field-selector",
+                        &format!("reason={reason}"),
+                        "-o",
+                        "jsonpath={range .items[*]}{.regarding.kind} {.regarding.name}: {.note}{\"\\n\"}{end}",
+                    ],
+                    None,
+                )?;
+                let text = String::from_utf8_lossy(&out.stdout).to_string();
+                Ok(((!text.trim().is_empty()).then(|| text.clone()), text))
+            }
+        }
+    };
+    let changed = wait_for(
+        "the PolicyChanged Event",
+        Duration::from_secs(30),
+        notes("PolicyChanged"),
+    )
+    .await?;
+    assert!(
+        changed.contains(&format!(
+            "LeitwerkPolicy team-a: {admin}: maxRunCost 5.0 → 4.0"
+        )),
+        "{changed}"
+    );
+    let allowed = wait_for(
+        "the SecretReferenceAllowed Event",
+        WAIT,
+        notes("SecretReferenceAllowed"),
+    )
+    .await?;
+    assert!(
+        allowed.contains("ContentPipeline article: spec.generators[0].openAiCompatible.apiKeySecretRef.name: alice may get Secret team-a/openai-key"),
+        "{allowed}"
+    );
+    let verified = wait_for(
+        "the ApproverVerified Event",
+        WAIT,
+        notes("ApproverVerified"),
+    )
+    .await?;
+    assert!(verified.contains("ContentPipeline article: metadata.annotations[leitwerk.dev/approve]: bob decides run run-1"), "{verified}");
+    let denied = wait_for("the Denied Events", WAIT, notes("Denied")).await?;
+    for part in [
+        "ContentPipeline article: alice: spec.generators[0].openAiCompatible.apiKeySecretRef.name: alice may not get Secret team-a/openai-key",
+        "ContentPipeline article: alice: metadata.annotations[leitwerk.dev/approve]: alice is not among",
+    ] {
+        assert!(denied.contains(part), "{part:?} missing: {denied}");
+    }
+    let log = operator.log_text();
+    let audit: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("leitwerk_operator::audit"))
+        .collect();
+    for decision in ["allowed", "denied", "changed"] {
+        assert!(
+            audit
+                .iter()
+                .any(|l| l.contains(&format!("decision=\"{decision}\""))
+                    || l.contains(&format!("\"decision\":\"{decision}\""))),
+            "no {decision} line in the audit log: {audit:#?}"
+        );
+    }
+    // The Secret's value is nowhere: not in the log, not in any Event.
+    let events = cluster.kubectl(&["get", "events.events.k8s.io", "-A", "-o", "json"], None)?;
+    assert!(
+        !stderr(&events).contains("sk-1"),
+        "an Event holds the Secret's value"
+    );
+    assert!(
+        !log.contains("sk-1"),
+        "the operator's log holds the Secret's value"
+    );
+    Ok(())
 }
