@@ -28,6 +28,8 @@ fn status(e: InferError) -> Status {
         InferError::Internal(m) => Status::internal(m),
         InferError::Unauthenticated(m) => Status::unauthenticated(m),
         InferError::Conflict(m) => Status::already_exists(m),
+        InferError::TooLarge(m) => Status::resource_exhausted(m),
+        InferError::Timeout(m) => Status::deadline_exceeded(m),
     }
 }
 

@@ -115,21 +115,25 @@ pub async fn serve(
             tracing::warn!(error = %e, "failed to set TCP_NODELAY on a REST connection");
         }
     });
-    let routes = rest::router(server.clone())
-        .merge(retrieval::router(server.clone()))
-        .merge(generator::http::router(server.clone()));
+    let routes = rest::limits(
+        rest::router(server.clone())
+            .merge(retrieval::router(server.clone()))
+            .merge(generator::http::router(server.clone())),
+    );
     let rest = axum::serve(http_listener, routes).with_graceful_shutdown(async move {
         let _ = rx_http.recv().await;
     });
     let incoming =
         tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
-        .add_service(grpc::GrpcInferenceServiceServer::new(grpc::Service(
-            server.clone(),
-        )))
-        .add_service(retrieval::pb::retrieval_server::RetrievalServer::new(
-            retrieval::GrpcRetrieval(server),
-        ))
+        .add_service(
+            grpc::GrpcInferenceServiceServer::new(grpc::Service(server.clone()))
+                .max_decoding_message_size(model::MAX_BODY_BYTES),
+        )
+        .add_service(
+            retrieval::pb::retrieval_server::RetrievalServer::new(retrieval::GrpcRetrieval(server))
+                .max_decoding_message_size(model::MAX_BODY_BYTES),
+        )
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = rx_grpc.recv().await;
         });

@@ -10,6 +10,12 @@ use sha2::{Digest, Sha256};
 
 /// Largest number of rows one request may carry.
 pub const MAX_ROWS: usize = 10_000;
+/// Longest string (in bytes) one `BYTES` element may hold.
+pub const MAX_STRING_BYTES: usize = 64 * 1024;
+/// Largest request body over REST, and largest message over gRPC, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Longest a request may take before the server answers that it gave up.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Errors a caller can fix (400 / INVALID_ARGUMENT) or the server's own (500 / INTERNAL).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -29,6 +35,12 @@ pub enum InferError {
     /// The request repeats one already done (an outcome reported twice).
     #[error("{0}")]
     Conflict(String),
+    /// The request is larger than a limit of the server (413 / RESOURCE_EXHAUSTED).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request took longer than the server's limit (503 / DEADLINE_EXCEEDED).
+    #[error("{0}")]
+    Timeout(String),
 }
 
 /// What an input holds.
@@ -70,6 +82,26 @@ pub struct TensorIn {
     pub shape: Vec<i64>,
     /// Flattened data.
     pub data: Data,
+}
+
+/// The numbers of input `name` as FP32, by the documented policy: NaN is a missing value (the
+/// graph imputes it as training did, and it counts in the feature's `missing` bucket);
+/// infinities and numbers beyond FP32's range (about ±3.4e38) are refused, naming the row.
+fn numbers(name: &str, values: Vec<f64>) -> Result<Vec<f32>, InferError> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(row, x)| {
+            let y = x as f32;
+            if x.is_nan() || y.is_finite() {
+                Ok(y)
+            } else {
+                Err(InferError::Invalid(format!(
+                    "input {name:?} row {row} is {x}, which is infinite or beyond FP32's range (±3.4e38); send a finite number, or NaN for a missing value"
+                )))
+            }
+        })
+        .collect()
 }
 
 /// A column of validated rows, in model input order.
@@ -248,8 +280,21 @@ impl Model {
                     "FP32" | "FP64" | "INT32" | "INT64" | "INT16" | "INT8" | "UINT8" | "UINT16"
                     | "UINT32" | "UINT64",
                     Data::Numbers(v),
-                ) => Column::Number(v.into_iter().map(|x| x as f32).collect()),
-                (InputKind::Text, "BYTES", Data::Text(v)) => Column::Text(v),
+                ) => Column::Number(numbers(&t.name, v)?),
+                (InputKind::Text, "BYTES", Data::Text(v)) => {
+                    if let Some((row, s)) = v
+                        .iter()
+                        .enumerate()
+                        .find(|(_, s)| s.len() > MAX_STRING_BYTES)
+                    {
+                        return Err(bad(format!(
+                            "input {:?} row {row} is {} bytes long; the server's limit is {MAX_STRING_BYTES} bytes a string",
+                            t.name,
+                            s.len()
+                        )));
+                    }
+                    Column::Text(v)
+                }
                 (kind, datatype, _) => {
                     return Err(bad(format!(
                         "input {:?} has datatype {datatype} (or data of another type); the model expects {}",

@@ -26,6 +26,8 @@ impl IntoResponse for ApiError {
             InferError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             InferError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             InferError::Conflict(_) => StatusCode::CONFLICT,
+            InferError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            InferError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         let mut response = (status, Json(json!({ "error": self.0.to_string() }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -42,6 +44,43 @@ impl From<InferError> for ApiError {
     fn from(e: InferError) -> Self {
         ApiError(e)
     }
+}
+
+/// Why a body was not taken: too large (413, naming the limit) or not what `expected` says.
+fn rejected(e: axum::extract::rejection::JsonRejection, expected: &str) -> InferError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        InferError::TooLarge(too_large())
+    } else {
+        InferError::Invalid(format!("{expected}: {}", e.body_text()))
+    }
+}
+
+fn too_large() -> String {
+    format!(
+        "the body is larger than the server's limit of {} bytes; send fewer rows per request",
+        crate::model::MAX_BODY_BYTES
+    )
+}
+
+/// The body limit on every route, and its refusal as JSON naming the limit (for routes whose
+/// extractor answered with axum's plain text).
+pub fn limits(routes: Router) -> Router {
+    routes
+        .layer(axum::middleware::map_response(
+            |response: Response| async move {
+                let json = response
+                    .headers()
+                    .get(axum::http::header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+                if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+                    return ApiError(InferError::TooLarge(too_large())).into_response();
+                }
+                response
+            },
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::model::MAX_BODY_BYTES,
+        ))
 }
 
 /// The routes.
@@ -211,12 +250,8 @@ async fn run_infer(
     version: Option<String>,
     body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(request) = body.map_err(|e| {
-        InferError::Invalid(format!(
-            "the body is not an OIP v2 inference request: {}",
-            e.body_text()
-        ))
-    })?;
+    let Json(request) =
+        body.map_err(|e| rejected(e, "the body is not an OIP v2 inference request"))?;
     let tensors = parse_inputs(request.inputs)?;
     let scored = s.infer(&name, version.as_deref(), tensors, "rest").await?;
     let n = scored.scores.len();
@@ -259,10 +294,10 @@ async fn feedback(
     body: Result<Json<Feedback>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(f) = body.map_err(|e| {
-        InferError::Invalid(format!(
-            "feedback is {{\"prediction_id\": \"...\", \"converted\": true|false, \"value\": optional number}}: {}",
-            e.body_text()
-        ))
+        rejected(
+            e,
+            "feedback is {\"prediction_id\": \"...\", \"converted\": true|false, \"value\": optional number}",
+        )
     })?;
     let token = headers
         .get(axum::http::header::AUTHORIZATION)

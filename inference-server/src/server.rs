@@ -184,7 +184,18 @@ impl Server {
         protocol: &str,
     ) -> Result<Scored, InferError> {
         let started = Instant::now();
-        let result = self.infer_inner(name, version, tensors).await;
+        let result = match tokio::time::timeout(
+            crate::model::REQUEST_TIMEOUT,
+            self.infer_inner(name, version, tensors),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(InferError::Timeout(format!(
+                "the request took longer than the server's limit of {} s",
+                crate::model::REQUEST_TIMEOUT.as_secs()
+            ))),
+        };
         let (model, version_label) = match &result {
             Ok(s) => (s.model.clone(), s.version.clone()),
             Err(_) => (name.to_string(), version.unwrap_or("").to_string()),
@@ -208,6 +219,8 @@ impl Server {
                     InferError::Internal(_) => "internal",
                     InferError::Unauthenticated(_) => "unauthenticated",
                     InferError::Conflict(_) => "conflict",
+                    InferError::TooLarge(_) => "too_large",
+                    InferError::Timeout(_) => "timeout",
                 };
                 self.metrics
                     .errors

@@ -113,3 +113,49 @@ fn a_model_is_required() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
 }
+
+/// A model the server must not serve is refused at load, naming the file and what is wrong:
+/// a digest that does not match, a model card that is not one, bytes that are not ONNX.
+#[test]
+fn corrupt_models_digest_mismatches_and_malformed_cards_are_refused_at_load() {
+    let dir = std::env::temp_dir().join(format!("lw-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["digest", "card", "corrupt"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+        std::fs::write(
+            dir.join(sub).join("model.onnx"),
+            b"\x08\x07garbage, not a graph",
+        )
+        .expect("write");
+    }
+    std::fs::write(dir.join("card/card.json"), b"{\"task\": 12").expect("write");
+    let url = |sub: &str| format!("file://{}/{sub}/model.onnx", dir.display());
+    let cases = [
+        (
+            format!("m=v1={}#sha256:{}", url("digest"), "0".repeat(64)),
+            format!("expected sha256:{}", "0".repeat(64)),
+        ),
+        (
+            format!("m=v1={}", url("card")),
+            "is not a model card".to_string(),
+        ),
+        (
+            format!("m=v1={}", url("corrupt")),
+            "cannot load model m v1".to_string(),
+        ),
+    ];
+    for (arg, expected) in cases {
+        let out = Command::new(BIN)
+            .args(["--model", &arg, "--onnxruntime", &onnxruntime()])
+            .env_remove("ORT_DYLIB_PATH")
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{arg}: {stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "{arg}: {expected:?} missing from {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -383,6 +383,119 @@ async fn bad_requests_get_400_with_the_reason_and_the_server_keeps_serving() {
     s.done.await.unwrap().unwrap();
 }
 
+/// The server's own limits: each refusal names the limit (413 for a body over
+/// `MAX_BODY_BYTES` on every route, 400 for a string over `MAX_STRING_BYTES`, too many rows, or
+/// a number FP32 cannot hold); NaN is a missing value and is scored; the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_enforced_and_named_and_nan_is_a_missing_value() {
+    use leitwerk_inference_server::model::{MAX_BODY_BYTES, MAX_ROWS, MAX_STRING_BYTES};
+    let env = environment();
+    let s = start(&env, None).await;
+    let base = format!("http://{}", s.http);
+    let url = format!("{base}/v2/models/leads/infer");
+    let huge = "x".repeat(MAX_BODY_BYTES + 1);
+    for path in [
+        "/v2/models/leads/infer",
+        "/v2/feedback",
+        "/v1/chat/completions",
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(huge.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 413, "{path}");
+        let reply: Value = r.json().await.unwrap();
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("limit of {MAX_BODY_BYTES} bytes")),
+            "{path}: {reply}"
+        );
+    }
+    let long = "p".repeat(MAX_STRING_BYTES + 1);
+    let many: Vec<f64> = vec![1.0; MAX_ROWS + 1];
+    let plans: Vec<&str> = vec!["pro"; MAX_ROWS + 1];
+    let cases = [
+        (
+            request(&[1.0, 2.0], &["pro", &long]),
+            format!("input \"plan\" row 1 is {} bytes long; the server's limit is {MAX_STRING_BYTES}", long.len()),
+        ),
+        (
+            request(&many, &plans),
+            format!("a request carries 1 to {MAX_ROWS} rows, not {}", MAX_ROWS + 1),
+        ),
+        (
+            json!({"inputs": [
+                {"name": "visits", "datatype": "FP64", "shape": [2], "data": [1.0, 1e39]},
+                {"name": "plan", "datatype": "BYTES", "shape": [2], "data": ["pro", "pro"]}
+            ]}),
+            "input \"visits\" row 1 is 1000000000000000000000000000000000000000, which is infinite or beyond FP32's range".to_string(),
+        ),
+    ];
+    for (body, reason) in cases {
+        let (status, reply) = post(&url, &body).await;
+        assert_eq!(status, 400, "{reason} → {reply}");
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&reason),
+            "{reason}: {reply}"
+        );
+    }
+    // NaN (which JSON cannot carry, gRPC can) scores as a missing value.
+    let mut client = pb::grpc_inference_service_client::GrpcInferenceServiceClient::connect(
+        format!("http://{}", s.grpc),
+    )
+    .await
+    .unwrap();
+    let tensor = |name: &str, datatype: &str, contents: pb::InferTensorContents| {
+        pb::model_infer_request::InferInputTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape: vec![1],
+            parameters: Default::default(),
+            contents: Some(contents),
+        }
+    };
+    let req = pb::ModelInferRequest {
+        model_name: "leads".into(),
+        inputs: vec![
+            tensor(
+                "visits",
+                "FP32",
+                pb::InferTensorContents {
+                    fp32_contents: vec![f32::NAN],
+                    ..Default::default()
+                },
+            ),
+            tensor(
+                "plan",
+                "BYTES",
+                pb::InferTensorContents {
+                    bytes_contents: vec![b"pro".to_vec()],
+                    ..Default::default()
+                },
+            ),
+        ],
+        ..Default::default()
+    };
+    let reply = client.model_infer(req).await.unwrap().into_inner();
+    let score = reply.outputs[0].contents.as_ref().unwrap().fp32_contents[0];
+    assert!(
+        score.is_finite(),
+        "a NaN input is imputed, not propagated: {score}"
+    );
+    let (status, _) = post(&url, &request(&[1.0], &["pro"])).await;
+    assert_eq!(status, 200, "still serving");
+    let _ = s.stop.unwrap().send(());
+    s.done.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_are_per_version() {
     let env = environment();
