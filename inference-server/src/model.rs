@@ -293,6 +293,13 @@ impl Model {
                             s.len()
                         )));
                     }
+                    // ONNX Runtime's strings are C strings: a NUL would fail the run (500).
+                    if let Some(row) = v.iter().position(|s| s.contains('\0')) {
+                        return Err(bad(format!(
+                            "input {:?} row {row} contains a NUL character, which a model's string input cannot hold",
+                            t.name
+                        )));
+                    }
                     Column::Text(v)
                 }
                 (kind, datatype, _) => {

@@ -214,16 +214,21 @@ async fn embed_request(server: &Server, body: &[u8]) -> Result<Value, Refusal> {
     }))
 }
 
+/// A retrieval query.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct QueryRequest {
-    query: String,
+pub struct QueryRequest {
+    /// The question.
+    pub query: String,
+    /// How many chunks to return.
     #[serde(default = "default_top_k")]
-    top_k: usize,
+    pub top_k: usize,
+    /// Metadata every chunk must match.
     #[serde(default)]
-    filter: Filter,
+    pub filter: Filter,
+    /// `Dense` or `Hybrid`; the server's mode when left out.
     #[serde(default)]
-    mode: Option<String>,
+    pub mode: Option<String>,
 }
 
 fn default_top_k() -> usize {
@@ -298,6 +303,29 @@ pub mod pb {
     tonic::include_proto!("leitwerk.retrieval.v1");
 }
 
+/// A retrieval query body, checked, with the search mode it asks for (`default` when none);
+/// or why it is refused (400).
+pub fn parse_query(body: &[u8], default: SearchMode) -> Result<(QueryRequest, SearchMode), String> {
+    let request: QueryRequest = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the body is not {{\"query\": \"…\", \"topK\": 5, \"filter\": {{\"field\": \"value\"}}, \"mode\": \"Dense\"}}: {e}"
+        )
+    })?;
+    if request.query.trim().is_empty() || request.query.len() > MAX_TEXT_BYTES {
+        return Err(format!("query must be 1 to {MAX_TEXT_BYTES} bytes of text"));
+    }
+    if !(1..=MAX_TOP_K).contains(&request.top_k) {
+        return Err(format!("topK must be 1 to {MAX_TOP_K}"));
+    }
+    let mode = match request.mode.as_deref() {
+        None => default,
+        Some("Dense") => SearchMode::Dense,
+        Some("Hybrid") => SearchMode::Hybrid,
+        Some(other) => return Err(format!("mode {other:?} is not Dense or Hybrid")),
+    };
+    Ok((request, mode))
+}
+
 async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Refusal> {
     let started = Instant::now();
     let retrieval = retrieval_of(server)?;
@@ -311,25 +339,8 @@ async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Re
             ),
         ));
     };
-    let request: QueryRequest = serde_json::from_slice(body).map_err(|e| {
-        bad(format!(
-            "the body is not {{\"query\": \"…\", \"topK\": 5, \"filter\": {{\"field\": \"value\"}}, \"mode\": \"Dense\"}}: {e}"
-        ))
-    })?;
-    if request.query.trim().is_empty() || request.query.len() > MAX_TEXT_BYTES {
-        return Err(bad(format!(
-            "query must be 1 to {MAX_TEXT_BYTES} bytes of text"
-        )));
-    }
-    if !(1..=MAX_TOP_K).contains(&request.top_k) {
-        return Err(bad(format!("topK must be 1 to {MAX_TOP_K}")));
-    }
-    let mode = match request.mode.as_deref() {
-        None => retrieval.mode,
-        Some("Dense") => SearchMode::Dense,
-        Some("Hybrid") => SearchMode::Hybrid,
-        Some(other) => return Err(bad(format!("mode {other:?} is not Dense or Hybrid"))),
-    };
+    let (request, mode) =
+        parse_query(body, retrieval.mode).map_err(|m| Refusal(StatusCode::BAD_REQUEST, m))?;
     let worker = retrieval.clone();
     let text = request.query.clone();
     let vector = tokio::task::spawn_blocking(move || worker.embedder.embed(&[text.as_str()]))

@@ -424,6 +424,11 @@ async fn limits_are_enforced_and_named_and_nan_is_a_missing_value() {
             request(&[1.0, 2.0], &["pro", &long]),
             format!("input \"plan\" row 1 is {} bytes long; the server's limit is {MAX_STRING_BYTES}", long.len()),
         ),
+        // Found by the fuzzer (benches/benches/fuzz.rs): a NUL in a string was a 500.
+        (
+            request(&[1.0], &["pr\u{0}o"]),
+            "input \"plan\" row 0 contains a NUL character".to_string(),
+        ),
         (
             request(&many, &plans),
             format!("a request carries 1 to {MAX_ROWS} rows, not {}", MAX_ROWS + 1),
@@ -484,8 +489,14 @@ async fn limits_are_enforced_and_named_and_nan_is_a_missing_value() {
         ],
         ..Default::default()
     };
-    let reply = client.model_infer(req).await.unwrap().into_inner();
+    let reply = client.model_infer(req.clone()).await.unwrap().into_inner();
     let score = reply.outputs[0].contents.as_ref().unwrap().fp32_contents[0];
+    // Found by the fuzzer: a NUL in a BYTES element was INTERNAL; it is INVALID_ARGUMENT.
+    let mut nul = req;
+    nul.inputs[1].contents.as_mut().unwrap().bytes_contents = vec![b"p\0ro".to_vec()];
+    let refused = client.model_infer(nul).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("NUL character"), "{refused:?}");
     assert!(
         score.is_finite(),
         "a NaN input is imputed, not propagated: {score}"

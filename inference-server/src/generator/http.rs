@@ -43,8 +43,9 @@ fn no_generator() -> Response {
     )
 }
 
+/// An OpenAI chat-completion request, as far as the generator takes it.
 #[derive(Debug, Deserialize)]
-struct ChatRequest {
+pub struct ChatRequest {
     messages: Vec<Message>,
     #[serde(default)]
     temperature: Option<f64>,
@@ -101,6 +102,30 @@ fn params(request: &ChatRequest) -> Result<Params, String> {
     })
 }
 
+/// A chat-completion body, checked: the request, its sampling parameters and the JSON schema
+/// its `response_format` asks for; or why it is refused (400).
+pub fn parse_chat(body: &[u8]) -> Result<(ChatRequest, Params, Option<Value>), String> {
+    let request: ChatRequest = serde_json::from_slice(body)
+        .map_err(|e| format!("the request is not a chat completion request: {e}"))?;
+    let params = params(&request)?;
+    let schema = match &request.response_format {
+        None => None,
+        Some(f) if f["type"] == "text" => None,
+        Some(f) if f["type"] == "json_schema" && f["json_schema"]["schema"].is_object() => {
+            Some(f["json_schema"]["schema"].clone())
+        }
+        Some(f) => {
+            return Err(format!(
+                "response_format must be {{\"type\": \"json_schema\", \"json_schema\": {{\"schema\": {{…}}}}}} or text, not {f}"
+            ));
+        }
+    };
+    if let Some(schema) = &schema {
+        super::structured::Shape::of(schema).map_err(|e| format!("response_format: {e}"))?;
+    }
+    Ok((request, params, schema))
+}
+
 fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::Request(_) => StatusCode::BAD_REQUEST,
@@ -116,39 +141,10 @@ async fn chat(State(server): State<Arc<Server>>, body: axum::body::Bytes) -> Res
     let Some(generator) = server.generator.get().cloned() else {
         return no_generator();
     };
-    let request: ChatRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("the request is not a chat completion request: {e}"),
-            );
-        }
-    };
-    let params = match params(&request) {
-        Ok(p) => p,
+    let (request, params, schema) = match parse_chat(&body) {
+        Ok(parsed) => parsed,
         Err(m) => return refuse(StatusCode::BAD_REQUEST, m),
     };
-    let schema = match &request.response_format {
-        None => None,
-        Some(f) if f["type"] == "text" => None,
-        Some(f) if f["type"] == "json_schema" && f["json_schema"]["schema"].is_object() => {
-            Some(f["json_schema"]["schema"].clone())
-        }
-        Some(f) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "response_format must be {{\"type\": \"json_schema\", \"json_schema\": {{\"schema\": {{…}}}}}} or text, not {f}"
-                ),
-            );
-        }
-    };
-    if let Some(schema) = &schema
-        && let Err(e) = super::structured::Shape::of(schema)
-    {
-        return refuse(StatusCode::BAD_REQUEST, format!("response_format: {e}"));
-    }
     let prompt = match generator
         .prompt(&request.messages)
         .and_then(|p| generator.prompt_tokens(&p))
