@@ -77,8 +77,8 @@ pub fn desired<K: Resource<DynamicType = ()>>(owner: &K) -> Option<Secret> {
     })
 }
 
-/// Creates the feedback Secret of `owner` unless it exists (409 from the API server), once
-/// per process and owner.
+/// Creates the feedback Secret of `owner` unless it exists (its metadata read first; a 409
+/// from a race is fine too), once per process and owner.
 pub async fn ensure<K: Resource<DynamicType = ()>>(ctx: &Context, owner: &K) -> Result<(), Error> {
     let Some(secret) = desired(owner) else {
         return Ok(());
@@ -90,6 +90,18 @@ pub async fn ensure<K: Resource<DynamicType = ()>>(ctx: &Context, owner: &K) -> 
         owner.meta().uid.as_deref().unwrap_or_default()
     );
     if ctx.remembered(&key).is_some() {
+        return Ok(());
+    }
+    // A read first (metadata only, never the value): a restarted operator finds the Secrets
+    // there and writes nothing.
+    let exists = crate::references::secret_exists(ctx, &ns, &secret_name)
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("feedback Secret {secret_name}"),
+            source,
+        })?;
+    if exists {
+        ctx.remember(&key, "exists".into());
         return Ok(());
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
