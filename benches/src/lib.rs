@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod mutate;
+
 /// p50, p99 and mean of a set of durations, in microseconds.
 pub fn summary(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     samples.sort();

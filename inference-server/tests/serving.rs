@@ -140,6 +140,22 @@ async fn start_with(
     }
 }
 
+/// One gRPC input tensor.
+fn grpc_tensor(
+    name: &str,
+    datatype: &str,
+    shape: Vec<i64>,
+    contents: pb::InferTensorContents,
+) -> pb::model_infer_request::InferInputTensor {
+    pb::model_infer_request::InferInputTensor {
+        name: name.into(),
+        datatype: datatype.into(),
+        shape,
+        parameters: Default::default(),
+        contents: Some(contents),
+    }
+}
+
 fn request(visits: &[f64], plans: &[&str]) -> Value {
     json!({"id": "r1", "inputs": [
         {"name": "visits", "datatype": "FP32", "shape": [visits.len(), 1], "data": visits},
@@ -253,15 +269,8 @@ async fn rest_and_grpc_serve_several_models_and_versions_with_the_trainers_score
     )
     .await
     .unwrap();
-    let tensor = |name: &str, datatype: &str, contents: pb::InferTensorContents| {
-        pb::model_infer_request::InferInputTensor {
-            name: name.into(),
-            datatype: datatype.into(),
-            shape: vec![3, 1],
-            parameters: Default::default(),
-            contents: Some(contents),
-        }
-    };
+    let tensor =
+        |name: &str, datatype: &str, contents| grpc_tensor(name, datatype, vec![3, 1], contents);
     let req = pb::ModelInferRequest {
         model_name: "leads".into(),
         model_version: "v2".into(),
@@ -458,15 +467,8 @@ async fn limits_are_enforced_and_named_and_nan_is_a_missing_value() {
     )
     .await
     .unwrap();
-    let tensor = |name: &str, datatype: &str, contents: pb::InferTensorContents| {
-        pb::model_infer_request::InferInputTensor {
-            name: name.into(),
-            datatype: datatype.into(),
-            shape: vec![1],
-            parameters: Default::default(),
-            contents: Some(contents),
-        }
-    };
+    let tensor =
+        |name: &str, datatype: &str, contents| grpc_tensor(name, datatype, vec![1], contents);
     let req = pb::ModelInferRequest {
         model_name: "leads".into(),
         inputs: vec![
