@@ -218,7 +218,13 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
             .recheck_after(reconcile::RECHECK_UNWATCHED),
         (Ok(()), None) => {
             crate::network_policy::ensure(ctx, &ns).await?;
-            if let Some(sa) = build_service_account(model) {
+            for sa in [
+                build_service_account(model),
+                build_serving_service_account(model),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 service_account::ensure(ctx, Model::KIND, &sa).await?;
             }
             let read = read_training(ctx, model).await?;

@@ -146,7 +146,13 @@ async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, 
                     set_finalizer(ctx, index, &ns, true).await?;
                 }
                 crate::network_policy::ensure(ctx, &ns).await?;
-                if let Some(sa) = build_service_account(index) {
+                for sa in [
+                    build_service_account(index),
+                    build_serving_service_account(index),
+                ]
+                .into_iter()
+                .flatten()
+                {
                     service_account::ensure(ctx, RagIndex::KIND, &sa).await?;
                 }
                 let read = read_builds(ctx, index).await?;

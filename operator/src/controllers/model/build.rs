@@ -149,14 +149,18 @@ pub fn build_serving(
     (deployment, service)
 }
 
-/// The pod parts of a Model's serving pods (its labels, store mount, resources, account).
+/// The pod parts of a Model's serving pods (its labels, store mount, resources, and their
+/// own account, apart from the trainer's).
 pub fn serving_parts(model: &Model, config: &OperatorConfig) -> PodParts {
     parts(
         model,
         config,
         true,
         model.spec.serving.resources.as_ref(),
-        None,
+        Some(leitwerk_crds::common::Scheduling {
+            service_account_name: Some(serving_service_account_name(model)),
+            ..Default::default()
+        }),
     )
 }
 
@@ -210,7 +214,18 @@ pub fn build_service_account(model: &Model) -> Option<ServiceAccount> {
     service_account::token_less(model, service_account_name(model), MODEL_LABEL)
 }
 
-/// Name of a Model's ServiceAccount.
+/// Name of the ServiceAccount a Model's trainer Jobs run as.
 pub fn service_account_name(model: &Model) -> String {
     format!("{}-model", model.name_any())
+}
+
+/// Name of the ServiceAccount a Model's serving pods (and the Experiment variants serving its
+/// versions) run as: one per kind of pod, both token-less and without rights.
+pub fn serving_service_account_name(model: &Model) -> String {
+    child_name(&model.name_any(), "serving")
+}
+
+/// The token-less ServiceAccount of the Model's serving pods.
+pub fn build_serving_service_account(model: &Model) -> Option<ServiceAccount> {
+    service_account::token_less(model, serving_service_account_name(model), MODEL_LABEL)
 }

@@ -263,6 +263,45 @@ fn versions_meeting_min_metrics_are_promoted_when_nothing_serves_and_history_is_
     assert_eq!(unmet(&model.spec, &metrics), None);
 }
 
+/// Training and serving pods are two kinds of pod with an account each, both without a
+/// token; an Experiment's variants run as the serving account of their Model.
+#[test]
+fn trainers_and_servers_run_as_their_own_token_less_accounts() {
+    let model = example();
+    let config = OperatorConfig::default();
+    let account = |spec: Option<&k8s_openapi::api::core::v1::PodSpec>| {
+        spec.map(|p| {
+            (
+                p.service_account_name.clone(),
+                p.automount_service_account_token,
+            )
+        })
+    };
+    let job = build_training_job(&model, &config, "v1", "file:///s", "abc");
+    assert_eq!(
+        account(job.spec.as_ref().and_then(|s| s.template.spec.as_ref())),
+        Some((Some("lead-scoring-model".into()), Some(false)))
+    );
+    let version = ModelVersion {
+        version: "v1".into(),
+        artifact_url: Some("file:///m/model.onnx".into()),
+        ..Default::default()
+    };
+    let (deployment, _) = build_serving(&model, &config, &version);
+    assert_eq!(
+        account(
+            deployment
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+        ),
+        Some((Some("lead-scoring-serving".into()), Some(false)))
+    );
+    let sa = build_serving_service_account(&model).unwrap();
+    assert_eq!(sa.metadata.name.as_deref(), Some("lead-scoring-serving"));
+    assert_eq!(sa.automount_service_account_token, Some(false));
+}
+
 #[test]
 fn service_account_is_owned_token_less_and_skipped_when_unchanged() {
     let model = example();

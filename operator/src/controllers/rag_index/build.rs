@@ -39,9 +39,14 @@ pub fn serving_name(index: &RagIndex) -> String {
     child_name(&index.name_any(), "retrieval")
 }
 
-/// Name of the ServiceAccount a RagIndex's pods run as.
+/// Name of the ServiceAccount a RagIndex's Jobs (build, clean-up) run as.
 pub fn service_account_name(index: &RagIndex) -> String {
     child_name(&index.name_any(), "ragindex")
+}
+
+/// Name of the ServiceAccount a RagIndex's retrieval pods run as.
+pub fn serving_service_account_name(index: &RagIndex) -> String {
+    child_name(&index.name_any(), "retrieval")
 }
 
 /// Name of the Job of build `number`.
@@ -72,9 +77,14 @@ pub fn index_prefix_url(index: &RagIndex, config: &OperatorConfig) -> String {
     )
 }
 
-/// The token-less ServiceAccount of a RagIndex's Jobs and retrieval pods.
+/// The token-less ServiceAccount of a RagIndex's Jobs.
 pub fn build_service_account(index: &RagIndex) -> Option<ServiceAccount> {
     service_account::token_less(index, service_account_name(index), RAG_INDEX_LABEL)
+}
+
+/// The token-less ServiceAccount of a RagIndex's retrieval pods.
+pub fn build_serving_service_account(index: &RagIndex) -> Option<ServiceAccount> {
+    service_account::token_less(index, serving_service_account_name(index), RAG_INDEX_LABEL)
 }
 
 fn config_map_mount(volume: &str, config_map: &str, path: &str, item: Option<&str>) -> Mount {
@@ -162,7 +172,11 @@ pub fn parts(index: &RagIndex, config: &OperatorConfig, role: PodRole) -> PodPar
         env: Vec::new(),
         resources: resources(index.spec.resources.as_ref()),
         scheduling: None,
-        service_account: service_account_name(index),
+        service_account: if role == PodRole::Serve {
+            serving_service_account_name(index)
+        } else {
+            service_account_name(index)
+        },
         secret_env,
     }
 }
