@@ -803,12 +803,15 @@ fn ghz() -> std::path::PathBuf {
 /// Regression test for Nagle's algorithm on the server's sockets: against a server whose
 /// accepted sockets lack TCP_NODELAY, a real gRPC client (ghz, where the defect was found)
 /// waits out a delayed ACK on every request, about 31–44 ms, so 100 sequential requests on
-/// one connection take 3–4 s; the fixed server needs about 0.2 s here. The 2 s bound is an
-/// order of magnitude looser than the fixed server needs. REST is checked the same way with a
-/// client that leaves Nagle on.
+/// one connection take 3–4 s; the fixed server needs about 2 ms a request here. The check
+/// counts requests instead of timing the run: with the defect nearly every request waits a
+/// delayed ACK, so it asks that at most a quarter of them took 30 ms or more, which a loaded
+/// machine's occasional slow request cannot reach. REST is checked the same way with a client
+/// that leaves Nagle on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_requests_are_not_slowed_by_delayed_acks() {
     const REQUESTS: u32 = 100;
+    const DELAYED_ACK: Duration = Duration::from_millis(30);
     let ghz = ghz();
     let env = environment();
     let s = start(&env, None).await;
@@ -833,7 +836,18 @@ async fn sequential_requests_are_not_slowed_by_delayed_acks() {
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("ghz: {e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(report["statusCodeDistribution"]["OK"], REQUESTS, "{report}");
-    let grpc = Duration::from_nanos(report["total"].as_u64().unwrap());
+    // ghz's per-request latencies: the 75th percentile.
+    let p75 = report["latencyDistribution"]
+        .as_array()
+        .and_then(|d| d.iter().find(|p| p["percentage"] == 75))
+        .and_then(|p| p["latency"].as_u64())
+        .unwrap_or_else(|| panic!("no 75th percentile in {report}"));
+    // A 75th percentile at a delayed ACK or above: more than a quarter of them waited one.
+    let grpc_slow = if Duration::from_nanos(p75) >= DELAYED_ACK {
+        REQUESTS / 4 + 1
+    } else {
+        0
+    };
 
     let rest = reqwest::Client::builder()
         .tcp_nodelay(false)
@@ -842,18 +856,22 @@ async fn sequential_requests_are_not_slowed_by_delayed_acks() {
     let url = format!("http://{}/v2/models/leads/infer", s.http);
     let body = request_body();
     rest.post(&url).json(&body).send().await.unwrap();
-    let started = std::time::Instant::now();
+    let mut rest_slow = 0;
     for _ in 0..REQUESTS {
+        let started = std::time::Instant::now();
         let r = rest.post(&url).json(&body).send().await.unwrap();
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
+        rest_slow += u32::from(started.elapsed() >= DELAYED_ACK);
     }
-    let http = started.elapsed();
-    eprintln!("{REQUESTS} sequential requests: gRPC (ghz) {grpc:?}, REST {http:?}");
-    for (protocol, took) in [("gRPC", grpc), ("REST", http)] {
+    eprintln!(
+        "{REQUESTS} sequential requests: gRPC p75 {:?}, REST {rest_slow} of them ≥ {DELAYED_ACK:?}",
+        Duration::from_nanos(p75)
+    );
+    for (protocol, slow) in [("gRPC", grpc_slow), ("REST", rest_slow)] {
         assert!(
-            took < Duration::from_secs(2),
-            "{REQUESTS} sequential {protocol} requests took {took:?}: delayed ACKs are back (TCP_NODELAY)"
+            slow <= REQUESTS / 4,
+            "{slow} of {REQUESTS} sequential {protocol} requests waited {DELAYED_ACK:?} or more: delayed ACKs are back (TCP_NODELAY)"
         );
     }
 }
