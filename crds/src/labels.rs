@@ -53,12 +53,17 @@ pub const REQUESTED_BY: &str = "leitwerk.dev/requested-by";
 /// neither an Experiment nor the drift policy changes what serves until the annotation goes.
 pub const PIN: &str = "leitwerk.dev/pin";
 
+/// Annotation listing what a `LeitwerkPolicy` filled in when the resource was created, e.g.
+/// `spec.budget.maxCost=5 (LeitwerkPolicy team-limits)`.
+pub const DEFAULTED: &str = "leitwerk.dev/defaulted";
+
 /// The finalizer that removes a RagIndex's index files before it goes.
 pub const INDEX_FILES_FINALIZER: &str = "leitwerk.dev/index-files";
 
 /// Every label, annotation and finalizer above, for the test that finds no copy of them as
 /// a literal anywhere else.
-pub const ALL: [&str; 22] = [
+pub const ALL: [&str; 23] = [
+    DEFAULTED,
     FEATURE_SET,
     MODEL,
     VERSION,

@@ -69,6 +69,27 @@ pub struct LeitwerkPolicySpec {
     /// (`spec.guardrails.redactPii` may not be false).
     #[serde(default)]
     pub require_redaction: bool,
+    /// Values filled in where a resource leaves them out, by the operator's mutating webhook
+    /// when the resource is created (never over what its author wrote). Where several
+    /// policies give one, the least cost and the first policy by name win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<PolicyDefaults>,
+}
+
+/// What a policy fills in.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyDefaults {
+    /// The Prometheus of an Experiment without `spec.prometheusUrl`, e.g. the namespace's
+    /// tenant of a shared Thanos or Mimir (it must still be one `prometheusUrls` allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^https?://"))]
+    pub prometheus_url: Option<String>,
+    /// The `spec.budget.maxCost` of a ContentPipeline that sets none. Without it, a policy
+    /// with `maxRunCost` fills in that limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100000.0))]
+    pub max_run_cost: Option<f64>,
 }
 
 /// What the policy governs and what it refused.

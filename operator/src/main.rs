@@ -59,6 +59,11 @@ struct Args {
         default_value = "leitwerk-webhook"
     )]
     webhook_service: String,
+    /// Serve the webhook with the certificate in this directory (`tls.crt`, `tls.key`,
+    /// `ca.crt`: a mounted `kubernetes.io/tls` Secret, e.g. issued by cert-manager), read
+    /// again when it changes; when left out the operator makes its own CA at start.
+    #[arg(long, env = "LEITWERK_WEBHOOK_CERT_DIR")]
+    webhook_cert_dir: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "LEITWERK_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -156,7 +161,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     instance: args.identity.clone(),
                 },
             );
-            Some(admission::start(client.clone(), recorder, listen, endpoint).await?)
+            let certs = match &args.webhook_cert_dir {
+                Some(dir) => admission::certs::Source::Dir(dir.clone()),
+                None => admission::certs::Source::Own,
+            };
+            Some(admission::start(client.clone(), recorder, listen, endpoint, certs).await?)
         }
         None => None,
     };

@@ -188,6 +188,9 @@ kubelet_up() {
   [ $rc = 0 ] && images_stamp >"$state/kubelet/images.stamp"
   return $rc
 }
+# The pods run as user 65532 (on a real node and on the stand-in), and hostPath volumes keep
+# this machine's owners: open them as a local-path provisioner does.
+chmod -R a+rwX "$data" "$artifacts"
 if [ "$node_kind" != stand-in ]; then
   step "a real node: a kubelet with containerd, running the project's images"
   stop_pid "$state/node.pid"
@@ -195,8 +198,6 @@ if [ "$node_kind" != stand-in ]; then
   kubelet_up || rc=$?
   if [ $rc = 0 ]; then
     node_kind=kubelet
-    # The pods run as user 65532, and hostPath volumes keep this machine's owners.
-    chmod -R a+rwX "$data" "$artifacts"
   elif [ $rc = 3 ] && [ "$node_kind" = auto ]; then
     echo "   !!! this machine cannot host a real node: $(grep -v '^$' "$state/kubelet-up.log" | tail -1 | sed 's/^\[kubelet\/up\] //')"
     echo "   !!! the node stand-in runs the pods instead, as processes (see tests/README.md)"

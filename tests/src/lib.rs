@@ -13,6 +13,7 @@ pub mod llama;
 pub mod loadgen;
 pub mod node;
 pub mod node_logs;
+mod node_security;
 mod operator;
 pub mod prometheus;
 pub mod s3;

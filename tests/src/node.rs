@@ -30,8 +30,15 @@
 //!
 //! A container of a pod whose `restartPolicy` is Always (a Deployment's) is restarted in place
 //! after a back-off, its status waiting in `CrashLoopBackOff` meanwhile, as with a kubelet.
-//! It does not switch users, enforce resources or restart failed Job pods (Jobs create new
-//! pods, as with a real kubelet and `restartPolicy: Never`).
+//! Each container runs as the user and groups its security context names (`runAsUser`,
+//! `runAsGroup`, `fsGroup`, `supplementalGroups`, through `setpriv`), without privilege
+//! escalation or capabilities where it drops them, and with every host mount read-only under
+//! its volumes when it asks for `readOnlyRootFilesystem`; `runAsNonRoot` without a user is
+//! refused as a kubelet refuses it. The image's files (binary, libraries, models) are bound
+//! read-only under `/run/leitwerk-node/image` in the container's mount namespace, so any user
+//! can read them wherever the tests keep them (see [`crate::node_security`]).
+//! It does not apply seccomp profiles, enforce resources or restart failed Job pods (Jobs
+//! create new pods, as with a real kubelet and `restartPolicy: Never`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -120,6 +127,13 @@ async fn started_up(
         tokio::time::sleep(period).await;
     }
     Err(format!("startup probe {url} failed {tries} times"))
+}
+
+/// Sets a file's or directory's mode (the stand-in runs as root; the pods may not).
+fn open_to(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn shell_quote(s: &str) -> String {
@@ -425,8 +439,10 @@ impl Runner {
             .find(|v| v.name == volume)
             .ok_or(format!("volume {volume} is not declared"))?;
         if v.empty_dir.is_some() {
+            // World-writable, as a kubelet makes an emptyDir for whatever user the pod runs as.
             let dir = pod_dir.join("volumes").join(volume);
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            open_to(&dir, 0o777)?;
             return Ok(dir);
         }
         if let Some(source) = &v.config_map {
@@ -622,18 +638,44 @@ impl Runner {
                 .iter()
                 .any(|s| s.starts_with(&format!("{}/", target.trim_end_matches('/'))))
         });
+        let security = crate::node_security::Security::of(pod, container)?;
+        let (image_script, entrypoint, image_env) =
+            crate::node_security::image_binds(&image.binary, &image.env, shell_quote);
+        std::fs::create_dir_all(crate::node_security::IMAGE_ROOT).map_err(|e| e.to_string())?;
         let mut script = String::from("set -e\n");
+        script.push_str(&image_script);
+        let is_termination =
+            |target: &String| termination.as_ref().is_some_and(|(_, p)| p == target);
+        let make_point = |target: &String| {
+            let t = shell_quote(target);
+            if is_termination(target) {
+                format!("[ -e {t} ] || touch {t}\n")
+            } else {
+                format!("mkdir -p {t}\n")
+            }
+        };
+        // A read-only root: the mount points made on the host first, then the host's mounts
+        // read-only (by path, before any volume covers one), as a runtime mounts a read-only
+        // root under the volumes.
+        if security.read_only_root {
+            binds
+                .iter()
+                .for_each(|(_, t, _)| script.push_str(&make_point(t)));
+            for point in crate::node_security::writable_mounts() {
+                script.push_str(&format!(
+                    "mount -o remount,bind,ro {}\n",
+                    shell_quote(&point)
+                ));
+            }
+        }
+        // Each volume a mount of its own with its own flags (a bind takes its source mount's
+        // flags, so a writable one is made writable again over a read-only root).
         for (source, target, read_only) in &binds {
             let t = shell_quote(target);
-            if termination.as_ref().is_some_and(|(_, p)| p == target) {
-                script.push_str(&format!("[ -e {t} ] || touch {t}\n"));
-            } else {
-                script.push_str(&format!("mkdir -p {t}\n"));
-            }
+            script.push_str(&make_point(target));
             script.push_str(&format!("mount --bind {} {t}\n", shell_quote(source)));
-            if *read_only {
-                script.push_str(&format!("mount -o remount,bind,ro {t}\n"));
-            }
+            let flag = if *read_only { "ro" } else { "rw" };
+            script.push_str(&format!("mount -o remount,bind,{flag} {t}\n"));
         }
         script.push_str("exec \"$@\"\n");
         let mut args: Vec<String> = container
@@ -657,7 +699,8 @@ impl Runner {
             &script,
             "sh",
         ])
-        .arg(&image.binary)
+        .args(security.setpriv())
+        .arg(&entrypoint)
         .args(&args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -666,7 +709,7 @@ impl Runner {
         .stdin(std::process::Stdio::null())
         .stdout(out)
         .stderr(err);
-        for (k, v) in &image.env {
+        for (k, v) in &image_env {
             cmd.env(k, v);
         }
         if let Some((host, port)) = self.api_server().await {
@@ -712,6 +755,8 @@ impl Runner {
             .unwrap_or_else(|| "/dev/termination-log".into());
         let termination_file = pod_dir.join("termination-log");
         let _ = std::fs::write(&termination_file, b"");
+        // Writable by any user, as a kubelet makes it.
+        let _ = open_to(&termination_file, 0o666);
         let mut args: Vec<String> = Vec::new();
         let declared: Vec<String> = container
             .ports

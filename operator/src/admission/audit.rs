@@ -17,7 +17,7 @@ use crate::notice::Notice;
 /// The log target of the audit trail.
 pub const TARGET: &str = "leitwerk_operator::audit";
 
-/// One structured audit line: `decision` is `allowed`, `denied` or `changed`.
+/// One structured audit line: `decision` is `allowed`, `denied`, `changed` or `defaulted`.
 pub fn line(decision: &str, resource: &str, user: &str, what: &str) {
     if decision == "denied" {
         warn!(target: "leitwerk_operator::audit", resource, user, decision, "{what}");

@@ -5,9 +5,13 @@
 //! The operator makes its own CA and serving certificate at start (`rcgen`), serves HTTPS on
 //! `--webhook-addr`, and keeps the `ValidatingWebhookConfiguration` `leitwerk-policy` pointing
 //! at itself with that CA. Its `failurePolicy` is `Fail`: while no operator answers, Leitwerk
-//! resources cannot be created or changed, so no rule can be skipped by waiting.
+//! resources cannot be created or changed, so no rule can be skipped by waiting. Beside it the
+//! `MutatingWebhookConfiguration` `leitwerk-defaults` fills in what policies give as defaults
+//! (`defaults`), failing open.
 
 pub mod audit;
+pub mod certs;
+pub mod defaults;
 pub mod review;
 pub mod rules;
 
@@ -19,15 +23,20 @@ use base64::Engine as _;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use kube::api::{Api, Patch, PatchParams};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tracing::{info, warn};
 
 /// The webhook configuration's name.
 pub const CONFIGURATION: &str = "leitwerk-policy";
 /// The path the API server posts reviews to.
 pub const PATH: &str = "/validate";
+/// The mutating webhook configuration's name (defaults from policies).
+pub const DEFAULTS_CONFIGURATION: &str = "leitwerk-defaults";
+/// The path the API server posts reviews for defaults to.
+pub const MUTATE_PATH: &str = "/mutate";
 
 /// How the API server reaches the webhook.
 #[derive(Debug, Clone)]
@@ -57,51 +66,36 @@ impl Endpoint {
         })
     }
 
-    fn client_config(&self, ca_bundle: &str) -> serde_json::Value {
+    fn client_config(&self, ca_bundle: &str, path: &str) -> serde_json::Value {
         match self {
             Endpoint::Url(url) => serde_json::json!({
-                "url": format!("{}{PATH}", url.trim_end_matches('/')),
+                "url": format!("{}{path}", url.trim_end_matches('/')),
                 "caBundle": ca_bundle,
             }),
             Endpoint::Service(ns, name, port) => serde_json::json!({
-                "service": {"namespace": ns, "name": name, "port": port, "path": PATH},
+                "service": {"namespace": ns, "name": name, "port": port, "path": path},
                 "caBundle": ca_bundle,
             }),
         }
     }
 }
 
-/// A CA and a serving certificate for `names`, made now: the CA's PEM and the TLS config.
-pub fn certificates(names: Vec<String>) -> anyhow::Result<(String, Arc<rustls::ServerConfig>)> {
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "leitwerk-webhook-ca");
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
-    let mut leaf = CertificateParams::new(names)?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "leitwerk-webhook");
-    let leaf_key = KeyPair::generate()?;
-    let leaf = leaf.signed_by(&leaf_key, &*ca)?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], key)?;
-    Ok((ca.pem(), Arc::new(config)))
-}
-
 /// Serves the webhook on `listen` until the task is dropped, and points the webhook
-/// configuration at it.
+/// configurations at it with the CA of `certs` (again whenever a certificate directory's CA
+/// changes).
 pub async fn start(
     client: kube::Client,
     recorder: kube::runtime::events::Recorder,
     listen: SocketAddr,
     endpoint: Endpoint,
+    certs: certs::Source,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let (ca_pem, tls) = certificates(endpoint.names()?)?;
+    let identity = match &certs {
+        certs::Source::Own => certs::own(endpoint.names()?)?,
+        certs::Source::Dir(dir) => certs::from_dir(dir)?,
+    };
+    let current = certs::Current::new(identity.key.clone());
+    let tls = certs::server_config(current.clone())?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("failed to bind the webhook address {listen}"))?;
@@ -125,12 +119,71 @@ pub async fn start(
         }
     });
     tokio::spawn(keep_status(client.clone()));
-    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    configure(&client, &endpoint, &ca_bundle)
+    configure(&client, &endpoint, &bundle(&identity.ca_pem))
         .await
-        .context("failed to write the ValidatingWebhookConfiguration leitwerk-policy")?;
+        .context(
+            "failed to write the webhook configurations leitwerk-policy and leitwerk-defaults",
+        )?;
+    if let certs::Source::Dir(dir) = certs {
+        tokio::spawn(reload(
+            client,
+            endpoint.clone(),
+            dir,
+            current,
+            identity.ca_pem,
+        ));
+    }
     info!(%listen, ?endpoint, "serving admission reviews");
     Ok(task)
+}
+
+fn bundle(ca_pem: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(ca_pem)
+}
+
+/// Serves a renewed certificate from `dir` from the next handshake on, after writing its CA
+/// to the webhook configurations when that changed too. A half-written renewal (files that do
+/// not fit together) is skipped until the next look.
+async fn reload(
+    client: kube::Client,
+    endpoint: Endpoint,
+    dir: std::path::PathBuf,
+    current: Arc<certs::Current>,
+    mut ca_pem: String,
+) {
+    let mut seen = certs::fingerprint(&dir);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        every.tick().await;
+        let now = certs::fingerprint(&dir);
+        if now == seen {
+            continue;
+        }
+        let identity = match certs::from_dir(&dir) {
+            Ok(identity) => identity,
+            Err(err) => {
+                warn!(
+                    err = format!("{err:#}"),
+                    "the renewed webhook certificate cannot be used yet; still serving the last one"
+                );
+                continue;
+            }
+        };
+        // A new CA is trusted before a certificate it signed is served; the old one stays in
+        // the bundle for connections that raced the change.
+        if identity.ca_pem != ca_pem {
+            let both = format!("{}\n{ca_pem}", identity.ca_pem.trim_end());
+            if let Err(err) = configure(&client, &endpoint, &bundle(&both)).await {
+                warn!(%err, "failed to write the new CA to the webhook configurations; trying again in 10 s");
+                continue;
+            }
+            info!("the webhook configurations trust the new CA");
+            ca_pem = identity.ca_pem.clone();
+        }
+        seen = now;
+        current.swap(identity.key);
+        info!(dir = %dir.display(), "serving the renewed webhook certificate");
+    }
 }
 
 /// The webhook configuration: every Leitwerk kind, on create and update, failing closed; and
@@ -147,7 +200,7 @@ pub fn configuration(endpoint: &Endpoint, ca_bundle: &str) -> serde_json::Value 
             "sideEffects": "NoneOnDryRun",
             "failurePolicy": "Fail",
             "timeoutSeconds": 10,
-            "clientConfig": endpoint.client_config(ca_bundle),
+            "clientConfig": endpoint.client_config(ca_bundle, PATH),
             "rules": [{
                 "apiGroups": [leitwerk_crds::GROUP],
                 "apiVersions": [leitwerk_crds::VERSION],
@@ -163,7 +216,7 @@ pub fn configuration(endpoint: &Endpoint, ca_bundle: &str) -> serde_json::Value 
             "sideEffects": "NoneOnDryRun",
             "failurePolicy": "Ignore",
             "timeoutSeconds": 5,
-            "clientConfig": endpoint.client_config(ca_bundle),
+            "clientConfig": endpoint.client_config(ca_bundle, PATH),
             "rules": [{
                 "apiGroups": [leitwerk_crds::GROUP],
                 "apiVersions": [leitwerk_crds::VERSION],
@@ -175,22 +228,58 @@ pub fn configuration(endpoint: &Endpoint, ca_bundle: &str) -> serde_json::Value 
     })
 }
 
+/// The mutating webhook configuration: new Experiments and ContentPipelines get the defaults
+/// their namespace's policies give. `Ignore` on failure: a default is a convenience, and the
+/// validating webhook refuses what a policy requires and the author left out.
+pub fn defaults_configuration(endpoint: &Endpoint, ca_bundle: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": DEFAULTS_CONFIGURATION, "labels": {"app.kubernetes.io/managed-by": "leitwerk"}},
+        "webhooks": [{
+            "name": "defaults.leitwerk.dev",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Ignore",
+            "reinvocationPolicy": "Never",
+            "timeoutSeconds": 5,
+            "clientConfig": endpoint.client_config(ca_bundle, MUTATE_PATH),
+            "rules": [{
+                "apiGroups": [leitwerk_crds::GROUP],
+                "apiVersions": [leitwerk_crds::VERSION],
+                "operations": ["CREATE"],
+                "resources": ["experiments", "contentpipelines"],
+                "scope": "Namespaced",
+            }],
+        }],
+    })
+}
+
 async fn configure(
     client: &kube::Client,
     endpoint: &Endpoint,
     ca_bundle: &str,
 ) -> anyhow::Result<()> {
-    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let params = PatchParams::apply(leitwerk_crds::FIELD_MANAGER).force();
     let body = configuration(endpoint, ca_bundle);
+    let defaults = defaults_configuration(endpoint, ca_bundle);
     for attempt in 1..=5 {
-        match api
+        let written = match validating
             .patch(CONFIGURATION, &params, &Patch::Apply(&body))
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => mutating
+                .patch(DEFAULTS_CONFIGURATION, &params, &Patch::Apply(&defaults))
+                .await
+                .map(|_| ()),
+            Err(err) => Err(err),
+        };
+        match written {
+            Ok(()) => return Ok(()),
             Err(err) if attempt < 5 => {
-                warn!(%err, attempt, "writing the webhook configuration failed; retrying");
+                warn!(%err, attempt, "writing the webhook configurations failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
             Err(err) => return Err(err.into()),

@@ -38,6 +38,7 @@ impl std::fmt::Debug for Reviewer {
 pub fn router(reviewer: Reviewer) -> Router {
     Router::new()
         .route(super::PATH, post(handle))
+        .route(super::MUTATE_PATH, post(super::defaults::handle))
         .with_state(reviewer)
 }
 
@@ -198,7 +199,7 @@ impl Reviewer {
     }
 
     /// The policies whose namespace selector matches `ns`.
-    async fn policies_for(&self, ns: &str) -> anyhow::Result<Vec<LeitwerkPolicy>> {
+    pub(super) async fn policies_for(&self, ns: &str) -> anyhow::Result<Vec<LeitwerkPolicy>> {
         let policies: Api<LeitwerkPolicy> = Api::all(self.client.clone());
         let all = policies.list(&ListParams::default()).await?.items;
         if all.is_empty() {

@@ -753,7 +753,14 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
     //    pipeline asks for one. Each run goes through every stage, and the fact check judges
     //    what the model wrote: the run passes only with every claim grounded.
     let llama = LlamaServer::start()?;
-    let gguf = provided("smollm2.sh")?;
+    // The model lies in the artifact store, where the run's pod finds it (it runs as user
+    // 65532 and sees no file of this machine outside its volumes).
+    let gguf = artifacts.join("models/smollm2.gguf");
+    std::fs::create_dir_all(artifacts.join("models"))?;
+    let provided_gguf = provided("smollm2.sh")?;
+    if std::fs::hard_link(&provided_gguf, &gguf).is_err() {
+        std::fs::copy(&provided_gguf, &gguf)?;
+    }
     for (name, generator) in [
         (
             "small-llama",
@@ -766,7 +773,7 @@ async fn a_grounded_article_is_approved_signed_and_published_and_nothing_else_is
             "small-local",
             format!(
                 "inferenceServer: {{model: {}, resources: {{cpu: '1', gpu: {{count: 1}}}}}}",
-                gguf.display()
+                "file:///var/lib/leitwerk/artifacts/models/smollm2.gguf"
             ),
         ),
     ] {

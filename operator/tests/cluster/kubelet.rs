@@ -9,7 +9,6 @@
 //! containerd, runc or the CNI plugins missing, or the node never Ready), the test says so
 //! loudly, with `up.sh`'s reason, and does not run; a failure once the node is Ready fails it.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use leitwerk_crds::model::ModelPhase;
 use leitwerk_crds::{FeatureSet, Model};
 use leitwerk_testkit::{Cluster, TestNamespace, kubectl_apply, repo_root, wait_for};
 
-use crate::predictive::{operator_with_images, sibling, volume_yaml};
+use crate::predictive::{claim_host_path, operator_with_images, sibling};
 
 const TRAINER: &str = "localhost/leitwerk-trainer:dev";
 const SERVER: &str = "localhost/leitwerk-inference-server:dev";
@@ -46,17 +45,6 @@ fn run(what: &str, command: &mut Command) -> anyhow::Result<std::process::Output
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(out)
-}
-
-/// Opens `path` to every user: the pods run as user 65532, and hostPath volumes keep the
-/// host's owners.
-fn open_to_all(path: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(path)?;
-    run(
-        "chmod",
-        Command::new("chmod").args(["-R", "a+rwX"]).arg(path),
-    )?;
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -112,10 +100,8 @@ async fn the_lead_scoring_example_runs_in_the_projects_images_on_a_real_kubelet(
             ])
             .arg(&data),
     )?;
-    open_to_all(&data)?;
-    open_to_all(&artifacts)?;
     for (claim, path) in [("leitwerk-data", &data), ("leitwerk-artifacts", &artifacts)] {
-        cluster.apply(None, "-", Some(&volume_yaml(&ns.name, claim, path)))?;
+        claim_host_path(&cluster, &ns.name, claim, path)?;
     }
     let operator = operator_with_images(&cluster, &dir, &ns.name, TRAINER, SERVER).await?;
     kubectl_apply(

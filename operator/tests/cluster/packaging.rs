@@ -441,3 +441,75 @@ async fn with_a_watched_namespace_secret_access_is_a_role_there_only() -> anyhow
     }
     Ok(())
 }
+
+/// With `webhook.certManager.enabled` the chart asks cert-manager for the webhook's
+/// certificate (its own self-signed CA unless an issuer is named), mounts the Secret into the
+/// operator and points `--webhook-cert-dir` at it; without it, none of that renders.
+#[tokio::test]
+async fn with_cert_manager_the_chart_mounts_the_issued_certificate() -> anyhow::Result<()> {
+    let cluster = Cluster::shared()?;
+    let version = leitwerk_testkit::kubernetes_version();
+    let render = |set: &str| -> anyhow::Result<Vec<serde_json::Value>> {
+        let out = cluster.helm(&[
+            "template",
+            "lw",
+            "charts/leitwerk",
+            "-n",
+            "ops",
+            "--kube-version",
+            &version,
+            "--set",
+            set,
+        ])?;
+        anyhow::ensure!(out.status.success(), "helm template: {}", stderr(&out));
+        Ok(docs(&String::from_utf8(out.stdout)?))
+    };
+    let own = render("webhook.enabled=true,webhook.certManager.enabled=true")?;
+    let certificates = find(&own, "Certificate");
+    let serving = certificates
+        .iter()
+        .find(|c| c["metadata"]["name"] == "lw-webhook")
+        .expect("the serving Certificate");
+    assert_eq!(serving["spec"]["secretName"], "lw-webhook-tls");
+    assert_eq!(
+        serving["spec"]["dnsNames"],
+        serde_json::json!(["lw-webhook.ops.svc", "lw-webhook.ops.svc.cluster.local"])
+    );
+    assert_eq!(serving["spec"]["issuerRef"]["name"], "lw-webhook-ca");
+    assert_eq!(
+        find(&own, "Issuer").len(),
+        2,
+        "a self-signed root and the CA issuer"
+    );
+    let deployment = find(&own, "Deployment")[0];
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        container["args"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|x| x == "--webhook-cert-dir=/var/run/leitwerk/webhook-tls")),
+        "{container}"
+    );
+    assert!(
+        container["volumeMounts"].as_array().is_some_and(|m| m
+            .iter()
+            .any(|m| m["mountPath"] == "/var/run/leitwerk/webhook-tls" && m["readOnly"] == true)),
+        "{container}"
+    );
+    // A named issuer signs it, and the chart makes no CA of its own.
+    let named = render(
+        "webhook.enabled=true,webhook.certManager.enabled=true,webhook.certManager.issuerRef.kind=ClusterIssuer,webhook.certManager.issuerRef.name=internal-ca",
+    )?;
+    assert!(find(&named, "Issuer").is_empty());
+    let serving = find(&named, "Certificate");
+    assert_eq!(serving.len(), 1);
+    assert_eq!(
+        serving[0]["spec"]["issuerRef"],
+        serde_json::json!({"kind": "ClusterIssuer", "name": "internal-ca"})
+    );
+    // Off by default: the operator makes its own certificate.
+    let plain = render("webhook.enabled=true")?;
+    assert!(find(&plain, "Certificate").is_empty());
+    let text = serde_json::to_string(&plain)?;
+    assert!(!text.contains("webhook-cert-dir") && !text.contains("webhook-tls"));
+    Ok(())
+}

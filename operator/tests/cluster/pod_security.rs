@@ -271,3 +271,200 @@ async fn every_pod_template_the_operator_builds_is_admitted_under_pod_security_r
     );
     Ok(())
 }
+
+/// What the probe container reports in its termination message: its user and groups, and
+/// whether it could write outside its volumes (`/var/tmp`, open to all users on the host),
+/// inside its `/tmp` emptyDir, and read root's home.
+const PROBE: &str = r#"m="uid=$(id -u) groups=$(id -G | tr ' ' ,)"
+if e=$(touch "/var/tmp/leitwerk-probe-$1" 2>&1); then m="$m var-tmp=written"; else m="$m var-tmp=${e##*: }"; fi
+if e=$(touch /tmp/probe 2>&1); then m="$m tmp=written"; else m="$m tmp=${e##*: }"; fi
+if ls /root >/dev/null 2>&1; then m="$m root-home=read"; else m="$m root-home=refused"; fi
+printf '%s' "$m" >/dev/termination-log"#;
+
+/// The node stand-in runs a container as the user, groups and root file system its security
+/// context names, as a runtime would: the training pod's template (the operator's restricted
+/// context), with a shell as its image, runs as user 65532 with group 65532, cannot write
+/// outside its volumes or read root's home, and writes to its emptyDir. The same pod with a
+/// writable root writes where the read-only one could not, and one that must not run as root
+/// but names no user is refused as a kubelet refuses it.
+#[tokio::test]
+async fn the_node_stand_in_runs_each_container_as_its_user_with_a_read_only_root()
+-> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    use leitwerk_testkit::node::{Image, NodeStandIn};
+    use std::time::Duration;
+
+    let cluster = Cluster::shared()?;
+    let ns = TestNamespace::create(&cluster, "standin-user").await?;
+    let out = cluster.kubectl(
+        &[
+            "label",
+            "namespace",
+            &ns.name,
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+        None,
+    )?;
+    anyhow::ensure!(out.status.success(), "{}", crate::stderr(&out));
+    let client = cluster.client().await?;
+    // The node exists, tainted, before the stand-in takes it: the shared control plane's
+    // scheduler must not send other tests' pods here; these pods name it themselves.
+    let node_name = format!("{}-node", ns.name);
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": node_name},
+                "spec": {"taints": [{"key": "leitwerk.dev/test-only", "effect": "NoSchedule"}]},
+            }))?,
+        )
+        .await?;
+    let dir = std::env::temp_dir().join(format!("leitwerk-{}", ns.name));
+    let shell = "localhost/probe-shell:1";
+    let images = std::collections::HashMap::from([(
+        shell.to_string(),
+        Image {
+            binary: "/bin/sh".into(),
+            env: Vec::new(),
+        },
+    )]);
+    let node = NodeStandIn::start(client.clone(), &node_name, 0, &dir, images).await?;
+
+    let (_, training) = templates(&ns.name)?
+        .into_iter()
+        .find(|(w, _)| w == "training Job")
+        .ok_or(anyhow::anyhow!("no training template"))?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
+    if let Some(account) = training
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+    {
+        let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": account}}))?;
+        accounts.create(&PostParams::default(), &sa).await?;
+    }
+    let probe = |name: &str, change: &dyn Fn(&mut k8s_openapi::api::core::v1::PodSpec)| {
+        let mut spec = training.spec.clone().unwrap_or_default();
+        spec.node_name = Some(node_name.clone());
+        spec.restart_policy = Some("Never".into());
+        // Only the emptyDirs: the data and artifact claims have no volume here.
+        let empty: BTreeSet<String> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter(|v| v.empty_dir.is_some())
+            .map(|v| v.name.clone())
+            .collect();
+        spec.volumes = Some(
+            spec.volumes
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|v| empty.contains(&v.name))
+                .collect(),
+        );
+        for c in &mut spec.containers {
+            c.image = Some(shell.into());
+            c.command = Some(vec!["/bin/sh".into(), "-c".into(), PROBE.into()]);
+            c.args = Some(vec!["probe".into(), name.to_string()]);
+            c.env = None;
+            c.env_from = None;
+            c.termination_message_path = Some("/dev/termination-log".into());
+            if let Some(mounts) = c.volume_mounts.as_mut() {
+                mounts.retain(|m| empty.contains(&m.name));
+            }
+        }
+        change(&mut spec);
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+            ..Pod::default()
+        }
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let finished = |name: &'static str| {
+        let pods = pods.clone();
+        async move {
+            leitwerk_testkit::wait_for(name, Duration::from_secs(60), || {
+                let pods = pods.clone();
+                async move {
+                    let pod = pods.get(name).await?;
+                    let status = pod.status.unwrap_or_default();
+                    let phase = status.phase.clone().unwrap_or_default();
+                    let message = status
+                        .container_statuses
+                        .iter()
+                        .flatten()
+                        .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
+                        .or(status.message.clone())
+                        .unwrap_or_default();
+                    let done = phase == "Succeeded" || phase == "Failed";
+                    Ok((done.then(|| (phase.clone(), message)), phase))
+                }
+            })
+            .await
+        }
+    };
+
+    pods.create(&PostParams::default(), &probe("read-only", &|_| {}))
+        .await?;
+    let (phase, message) = finished("read-only").await?;
+    assert_eq!(phase, "Succeeded", "{message}");
+    assert!(
+        message.starts_with("uid=65532 groups=0,65532 "),
+        "{message}"
+    );
+    assert!(
+        message.contains("var-tmp=Read-only file system"),
+        "{message}"
+    );
+    assert!(message.contains("tmp=written"), "{message}");
+    assert!(message.contains("root-home=refused"), "{message}");
+    assert!(!std::path::Path::new("/var/tmp/leitwerk-probe-read-only").exists());
+
+    // The control: with a writable root the same write lands (the check can fail).
+    pods.create(
+        &PostParams::default(),
+        &probe("writable", &|spec| {
+            for c in &mut spec.containers {
+                if let Some(ctx) = c.security_context.as_mut() {
+                    ctx.read_only_root_filesystem = Some(false);
+                }
+            }
+        }),
+    )
+    .await?;
+    let (phase, message) = finished("writable").await?;
+    assert_eq!(phase, "Succeeded", "{message}");
+    assert!(message.contains("var-tmp=written"), "{message}");
+    let written = std::path::Path::new("/var/tmp/leitwerk-probe-writable");
+    let owner = std::fs::metadata(written).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    let _ = std::fs::remove_file(written);
+    assert_eq!(owner.ok(), Some(65_532), "the file is the pod user's");
+
+    // runAsNonRoot with no user: the image's user is root, so the container never starts.
+    pods.create(
+        &PostParams::default(),
+        &probe("no-user", &|spec| {
+            if let Some(ctx) = spec.security_context.as_mut() {
+                ctx.run_as_user = None;
+            }
+        }),
+    )
+    .await?;
+    let (phase, message) = finished("no-user").await?;
+    assert_eq!(phase, "Failed", "{message}");
+    assert!(
+        message.contains("runAsNonRoot and image will run as root"),
+        "{message}"
+    );
+
+    drop(node);
+    nodes.delete(&node_name, &Default::default()).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

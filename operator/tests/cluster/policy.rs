@@ -300,6 +300,7 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
     )?;
     assert!(stderr(&events).contains("Denied"), "{}", stderr(&events));
     audit_trail(&cluster, &operator, &whoami).await?;
+    defaults_are_filled_in(&cluster).await?;
 
     // The webhook fails closed: with no operator to ask, nothing is admitted.
     operator.stop().await?;
@@ -311,6 +312,7 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
     );
     assert!(!ok, "admitted while no operator checked it: {text}");
     assert!(text.contains("policy.leitwerk.dev"), "{text}");
+    certificates_from_a_directory(&cluster, &dir).await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -497,5 +499,227 @@ async fn audit_trail(
         !log.contains("sk-1"),
         "the operator's log holds the Secret's value"
     );
+    Ok(())
+}
+
+/// The mutating webhook fills in what a policy gives where a new resource leaves it out, and
+/// names the policy in `leitwerk.dev/defaulted`; what the author wrote stays, and a namespace
+/// no policy governs gets nothing.
+async fn defaults_are_filled_in(cluster: &Cluster) -> anyhow::Result<()> {
+    let out = cluster.kubectl(
+        &[
+            "patch",
+            "leitwerkpolicy",
+            "team-a",
+            "--type=merge",
+            "-p",
+            r#"{"spec": {"defaults": {"prometheusUrl": "http://prometheus.monitoring:9090/team-a"}}}"#,
+        ],
+        None,
+    )?;
+    anyhow::ensure!(out.status.success(), "{}", stderr(&out));
+    let without_url = |name: &str| {
+        experiment(name, "-")
+            .lines()
+            .filter(|l| !l.contains("prometheusUrl"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let without_cost =
+        |name: &str| pipeline(name, 1.0, true, "openai-key").replace(", maxCost: 1}", "}");
+    cluster.kubectl(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "openai-key",
+            "-n",
+            "team-b",
+            "--from-literal=key=sk-2",
+        ],
+        None,
+    )?;
+    for (ns, yaml) in [
+        ("team-a", without_url("defaulted")),
+        ("team-a", without_cost("defaulted")),
+        ("team-b", without_url("bare")),
+        ("team-b", without_cost("bare")),
+    ] {
+        let out = cluster.kubectl(&["apply", "-n", ns, "-f", "-"], Some(&yaml))?;
+        anyhow::ensure!(out.status.success(), "{ns}: {}", stderr(&out));
+    }
+    let get = |kind: &str, ns: &str, name: &str| {
+        let out = cluster.kubectl(&["get", kind, "-n", ns, name, "-o", "json"], None);
+        out.ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+            .unwrap_or_default()
+    };
+    let exp = get("experiment", "team-a", "defaulted");
+    assert_eq!(
+        exp["spec"]["prometheusUrl"], "http://prometheus.monitoring:9090/team-a",
+        "{exp}"
+    );
+    assert_eq!(
+        exp["metadata"]["annotations"]["leitwerk.dev/defaulted"],
+        "spec.prometheusUrl=http://prometheus.monitoring:9090/team-a (LeitwerkPolicy team-a)"
+    );
+    // No default was asked for the cost: the policy's limit (as the audit trail left it) is
+    // filled in.
+    let limit = get("leitwerkpolicy", "default", "team-a")["spec"]["maxRunCost"]
+        .as_f64()
+        .unwrap_or_default();
+    assert!(limit > 0.0);
+    let run = get("contentpipeline", "team-a", "defaulted");
+    assert_eq!(run["spec"]["budget"]["maxCost"], limit, "{run}");
+    assert_eq!(
+        run["metadata"]["annotations"]["leitwerk.dev/defaulted"],
+        format!("spec.budget.maxCost={limit:?} (LeitwerkPolicy team-a)")
+    );
+    // The Experiment written with its own Prometheus earlier kept it.
+    let own = get("experiment", "team-a", "allowed");
+    assert_eq!(
+        own["spec"]["prometheusUrl"],
+        "http://prometheus.monitoring:9090/"
+    );
+    assert!(own["metadata"]["annotations"]["leitwerk.dev/defaulted"].is_null());
+    for kind in ["experiment", "contentpipeline"] {
+        let bare = get(kind, "team-b", "bare");
+        assert!(bare["spec"].is_object(), "{kind} bare was stored: {bare}");
+        assert!(
+            bare["metadata"]["annotations"]["leitwerk.dev/defaulted"].is_null()
+                && bare["spec"]["prometheusUrl"].is_null()
+                && bare["spec"]["budget"]["maxCost"].is_null(),
+            "{bare}"
+        );
+    }
+    Ok(())
+}
+
+/// A CA and a serving certificate for 127.0.0.1 written as a `kubernetes.io/tls` Secret
+/// mounts them (what cert-manager issues); the CA's PEM.
+fn issue(dir: &std::path::Path) -> anyhow::Result<String> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+    let key = KeyPair::generate()?;
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])?.signed_by(&key, &*ca)?;
+    // As a Secret volume changes: all files at once, by renaming.
+    let next = dir.with_extension("next");
+    std::fs::create_dir_all(&next)?;
+    std::fs::write(next.join("tls.crt"), leaf.pem())?;
+    std::fs::write(next.join("tls.key"), key.serialize_pem())?;
+    std::fs::write(next.join("ca.crt"), ca.pem())?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&next, dir)?;
+    Ok(ca.pem())
+}
+
+/// With `--webhook-cert-dir` the operator serves the certificate it finds there (as cert-manager
+/// issues it), writes that CA to both webhook configurations, and after a renewal with a new
+/// CA serves the new certificate, the API server trusting it, without a restart.
+async fn certificates_from_a_directory(
+    cluster: &Cluster,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let certs = dir.join("webhook-tls");
+    let first = issue(&certs)?;
+    let port = free_port()?;
+    let operator = OperatorProcess::start(
+        cluster,
+        OPERATOR,
+        "team-a",
+        &[
+            "--webhook-addr",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-url",
+            &format!("https://127.0.0.1:{port}"),
+            "--webhook-cert-dir",
+            &certs.display().to_string(),
+        ],
+    )
+    .await?;
+    let bundles = || -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (kind, name) in [
+            ("validatingwebhookconfiguration", "leitwerk-policy"),
+            ("mutatingwebhookconfiguration", "leitwerk-defaults"),
+        ] {
+            let got = cluster.kubectl(
+                &[
+                    "get",
+                    kind,
+                    name,
+                    "-o",
+                    "jsonpath={.webhooks[0].clientConfig.caBundle}",
+                ],
+                None,
+            )?;
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(String::from_utf8_lossy(&got.stdout).trim())
+                .unwrap_or_default();
+            out.push(String::from_utf8_lossy(&pem).into_owned());
+        }
+        Ok(out)
+    };
+    // The webhook answers over the mounted certificate: its denial, not a TLS error.
+    let refused = |what: &str| {
+        let (ok, text) = as_user(
+            cluster,
+            &[],
+            &["apply", "--dry-run=server", "-n", "team-a", "-f", "-"],
+            Some(&experiment("forged-again", "http://169.254.169.254/latest")),
+        );
+        assert!(
+            !ok && text.contains("LeitwerkPolicy team-a, rule prometheusUrls"),
+            "{what}: {text}\n{}",
+            operator.log_text()
+        );
+    };
+    wait_for(
+        "the CA of the mounted certificate",
+        Duration::from_secs(30),
+        || async {
+            let now = bundles()?;
+            Ok((
+                now.iter().all(|b| b == &first).then_some(()),
+                format!("{now:?}"),
+            ))
+        },
+    )
+    .await?;
+    refused("the first certificate");
+
+    let second = issue(&certs)?;
+    assert_ne!(first, second);
+    wait_for(
+        "the renewed certificate's CA",
+        Duration::from_secs(40),
+        || async {
+            let now = bundles()?;
+            let done = now
+                .iter()
+                .all(|b| b.starts_with(second.trim_end()) && b.contains(first.trim_end()));
+            Ok((done.then_some(()), format!("{now:?}")))
+        },
+    )
+    .await?;
+    // The API server reaches the renewed certificate (the old CA alone would not verify it).
+    wait_for(
+        "the renewed certificate served",
+        Duration::from_secs(30),
+        || async {
+            let log = operator.log_text();
+            Ok((
+                log.contains("serving the renewed webhook certificate")
+                    .then_some(()),
+                log,
+            ))
+        },
+    )
+    .await?;
+    refused("the renewed certificate");
+    operator.stop().await?;
     Ok(())
 }

@@ -98,11 +98,7 @@ impl Plant {
         let ns = TestNamespace::create(&cluster, namespace_prefix).await?;
         let artifacts = dir.join("volumes/leitwerk-artifacts");
         std::fs::create_dir_all(&artifacts)?;
-        cluster.apply(
-            None,
-            "-",
-            Some(&volume_yaml(&ns.name, "leitwerk-artifacts", &artifacts)),
-        )?;
+        claim_host_path(&cluster, &ns.name, "leitwerk-artifacts", &artifacts)?;
         Ok(Plant {
             dir,
             cluster,
@@ -136,7 +132,26 @@ pub(crate) async fn operator_with_images(
     .await
 }
 
-pub(crate) fn volume_yaml(ns: &str, claim: &str, path: &Path) -> String {
+/// Claims `path` as a hostPath volume for `ns`, open to every user as a local-path
+/// provisioner makes its directories: the pods run as user 65532 (on the stand-in as on a real
+/// kubelet), and a hostPath volume keeps the host's owners.
+pub(crate) fn claim_host_path(
+    cluster: &Cluster,
+    ns: &str,
+    claim: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(path)?;
+    let out = std::process::Command::new("chmod")
+        .args(["-R", "a+rwX"])
+        .arg(path)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "chmod {}: {out:?}", path.display());
+    cluster.apply(None, "-", Some(&volume_yaml(ns, claim, path)))?;
+    Ok(())
+}
+
+fn volume_yaml(ns: &str, claim: &str, path: &Path) -> String {
     format!(
         "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {ns}-{claim}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  claimRef: {{namespace: {ns}, name: {claim}}}\n  hostPath: {{path: {p}}}\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {claim}, namespace: {ns}}}\nspec:\n  accessModes: [ReadWriteMany]\n  storageClassName: standin\n  resources: {{requests: {{storage: 1Gi}}}}\n",
         p = path.display()
@@ -196,7 +211,7 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
         String::from_utf8_lossy(&out.stderr)
     );
     for (claim, path) in [("leitwerk-data", &data), ("leitwerk-artifacts", &artifacts)] {
-        cluster.apply(None, "-", Some(&volume_yaml(&ns.name, claim, path)))?;
+        claim_host_path(&cluster, &ns.name, claim, path)?;
     }
 
     let env = vec![("ORT_DYLIB_PATH".to_string(), onnxruntime()?)];

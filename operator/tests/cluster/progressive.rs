@@ -24,7 +24,7 @@ use leitwerk_testkit::prometheus::{PrometheusProcess, write_namespaced_targets};
 use leitwerk_testkit::{Cluster, OperatorProcess, TestNamespace, from_yaml, wait_for};
 
 use crate::OPERATOR;
-use crate::predictive::{onnxruntime, sibling, volume_yaml};
+use crate::predictive::{claim_host_path, onnxruntime, sibling};
 
 const SERVER_IMAGE: &str = "leitwerk-inference-server:e2e";
 /// Where the serving pods see the artifact claim.
@@ -307,11 +307,7 @@ impl Scenario {
         let env = env()?;
         let client = env.cluster.client().await?;
         let ns = TestNamespace::create(&env.cluster, prefix).await?;
-        env.cluster.apply(
-            None,
-            "-",
-            Some(&volume_yaml(&ns.name, "leitwerk-artifacts", &env.artifacts)),
-        )?;
+        claim_host_path(&env.cluster, &ns.name, "leitwerk-artifacts", &env.artifacts)?;
         let dir = env.root.join(&ns.name);
         let prometheus = PrometheusProcess::start(&dir.join("prometheus")).await?;
         let foreign_targets =
