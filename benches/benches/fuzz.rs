@@ -20,58 +20,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use leitwerk_benches::mutate::{input, repo_root, text};
-use leitwerk_crds::filter::Filter;
-use leitwerk_crds::policy::LeitwerkPolicySpec;
-use leitwerk_crds::{ContentPipelineSpec, ExperimentSpec, FeatureSetSpec, ModelSpec, RagIndexSpec};
-use leitwerk_inference_server::grpc::{Service as GrpcService, pb};
-use leitwerk_inference_server::{Model, Server, load_onnxruntime, rest};
-use leitwerk_operator::admission::rules;
-use leitwerk_operator::controllers::{content_pipeline, experiment, feature_set, model, rag_index};
-use leitwerk_operator::validation::{check_cron, check_template, render_template};
+use leitwerk_benches::fuzz_targets::{root, targets};
+use leitwerk_benches::mutate::input;
 use leitwerk_trainer::onnx::{Head, export};
 use leitwerk_trainer::preprocess::{Columns, Encoder};
-use prost::Message as _;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
-/// What one execution of a target is allowed to answer: anything but a panic or a hang.
-type Target<'a> = Box<dyn FnMut(&[u8]) -> Result<(), String> + 'a>;
-
-/// Validation through serde (as the API server's decoded object would arrive) then the check.
-fn spec_target<T: serde::de::DeserializeOwned + 'static>(
-    check: fn(&T) -> Result<(), Vec<leitwerk_operator::validation::FieldError>>,
-) -> Target<'static> {
-    Box::new(move |bytes| {
-        if let Ok(spec) = serde_json::from_slice::<T>(bytes) {
-            let _ = check(&spec);
-        }
-        Ok(())
-    })
-}
-
-fn example_spec(file: &str, kind: &str) -> Value {
-    let text = std::fs::read_to_string(repo_root().join("examples").join(file)).unwrap_or_default();
-    text.split("\n---")
-        .filter_map(|d| yaml_serde::from_str::<Value>(d).ok())
-        .find(|d| d["kind"] == kind)
-        .map(|d| d["spec"].clone())
-        .unwrap_or(Value::Null)
-}
-
-fn main() {
-    let total: u64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
-    let _entered = runtime.enter();
-    let env = load_onnxruntime(Some(&leitwerk_benches::onnxruntime())).unwrap();
+/// The lead-scoring graph the server targets serve: `visits` (numeric) and `plan` (a
+/// category), a logistic head.
+fn model() -> Vec<u8> {
     let columns = Columns {
         numeric: vec![(
             "visits".into(),
@@ -86,208 +43,52 @@ fn main() {
     };
     let encoder = Encoder::fit(&columns);
     let weights = vec![1.0, 0.5, -0.5, 0.0];
-    let bytes = export(
+    export(
         &encoder,
         &Head::Logistic {
             weights: &weights,
             intercept: -0.2,
         },
         &[],
-    );
-    let model = Model::new(&env, "leads", "v1", &bytes, None).unwrap();
-    let server = Server::new(vec![model], None, 10_000);
-    let router = rest::limits(rest::router(server.clone()));
-    let grpc = GrpcService(server);
+    )
+}
 
-    let infer_seeds = vec![
-        json!({"id": "r1", "inputs": [
-            {"name": "visits", "datatype": "FP32", "shape": [2, 1], "data": [3.0, 1.0]},
-            {"name": "plan", "datatype": "BYTES", "shape": [2], "data": ["pro", "basic"]}]}),
-        json!({"inputs": [
-            {"name": "visits", "datatype": "INT64", "shape": [1], "data": [7]},
-            {"name": "plan", "datatype": "BYTES", "shape": [1, 1], "data": ["pro"]}],
-            "parameters": {"x": 1}}),
-    ];
-    let grpc_seed = pb::ModelInferRequest {
-        model_name: "leads".into(),
-        inputs: vec![
-            pb::model_infer_request::InferInputTensor {
-                name: "visits".into(),
-                datatype: "FP32".into(),
-                shape: vec![1],
-                contents: Some(pb::InferTensorContents {
-                    fp32_contents: vec![3.0],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            pb::model_infer_request::InferInputTensor {
-                name: "plan".into(),
-                datatype: "BYTES".into(),
-                shape: vec![1],
-                contents: Some(pb::InferTensorContents {
-                    bytes_contents: vec![b"pro".to_vec()],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ],
-        ..Default::default()
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let total: u64 = args
+        .iter()
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let model = model();
+    let ort = leitwerk_benches::onnxruntime();
+    let mut targets = targets(&model, &ort).expect("the fuzz targets");
+    // `--export DIR`: the model and each target's seeds as files, for the libFuzzer runner.
+    if let Some(dir) = args
+        .iter()
+        .position(|a| a == "--export")
+        .and_then(|i| args.get(i + 1))
+    {
+        let dir = std::path::Path::new(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("model.onnx"), &model).unwrap();
+        for (name, seeds, _) in &targets {
+            let corpus = dir.join("seeds").join(name);
+            std::fs::create_dir_all(&corpus).unwrap();
+            for (i, seed) in seeds.iter().enumerate() {
+                std::fs::write(
+                    corpus.join(format!("seed-{i}.json")),
+                    serde_json::to_vec(seed).unwrap(),
+                )
+                .unwrap();
+            }
+        }
+        println!(
+            "fuzz: the model and {} targets' seeds are in {}",
+            targets.len(),
+            dir.display()
+        );
+        return;
     }
-    .encode_to_vec();
-    let mut targets: Vec<(&str, Vec<Value>, Target)> = vec![
-        (
-            "oip-json-infer",
-            infer_seeds,
-            Box::new(|body: &[u8]| {
-                let request = axum::http::Request::post("/v2/models/leads/infer")
-                    .header("content-type", "application/json")
-                    .body(axum::body::Body::from(body.to_vec()))
-                    .map_err(|e| e.to_string())?;
-                let status = runtime
-                    .block_on(router.clone().oneshot(request))
-                    .map_err(|e| e.to_string())?
-                    .status()
-                    .as_u16();
-                match status {
-                    200 | 400 | 404 | 413 | 415 | 422 => Ok(()),
-                    other => Err(format!("answered {other}")),
-                }
-            }),
-        ),
-        (
-            "grpc-infer",
-            vec![json!(grpc_seed)],
-            Box::new(|bytes: &[u8]| {
-                // The seed is the encoded message as a JSON array of bytes; mutated, it may be
-                // anything, and the raw bytes are decoded as the wire would deliver them.
-                let wire: Vec<u8> =
-                    serde_json::from_slice::<Vec<u8>>(bytes).unwrap_or_else(|_| bytes.to_vec());
-                let Ok(message) = pb::ModelInferRequest::decode(wire.as_slice()) else {
-                    return Ok(());
-                };
-                use pb::grpc_inference_service_server::GrpcInferenceService as _;
-                match runtime.block_on(grpc.model_infer(tonic::Request::new(message))) {
-                    Err(s) if matches!(s.code(), tonic::Code::Internal | tonic::Code::Unknown) => {
-                        Err(format!("gRPC {:?}: {}", s.code(), s.message()))
-                    }
-                    _ => Ok(()),
-                }
-            }),
-        ),
-        (
-            "retrieval-query",
-            vec![json!({"query": "how do refunds work", "topK": 3,
-            "filter": {"section": "billing"}, "mode": "Hybrid"})],
-            Box::new(|bytes: &[u8]| {
-                let _ = leitwerk_inference_server::retrieval::parse_query(
-                    bytes,
-                    leitwerk_crds::rag_index::SearchMode::Dense,
-                );
-                Ok(())
-            }),
-        ),
-        (
-            "chat-completion",
-            vec![
-                json!({"messages": [{"role": "system", "content": "be brief"},
-            {"role": "user", "content": "hi"}], "max_tokens": 16, "temperature": 0.5, "top_p": 0.9,
-            "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "object",
-            "properties": {"a": {"type": "string"}, "n": {"type": "integer"},
-            "l": {"type": "array", "items": {"enum": ["x", "y"]}}}, "required": ["a"]}}}}),
-            ],
-            Box::new(|bytes: &[u8]| {
-                let _ = leitwerk_inference_server::generator::http::parse_chat(bytes);
-                Ok(())
-            }),
-        ),
-        (
-            "featureset-filter",
-            vec![
-                json!("event_type == 'page_view' && path == '/pricing'"),
-                json!("duration_min > 2 || !(country != 'DE')"),
-            ],
-            Box::new(|bytes: &[u8]| {
-                let _ = Filter::parse(&text(bytes));
-                Ok(())
-            }),
-        ),
-        (
-            "promql-template",
-            vec![json!(
-                "sum(rate(leitwerk_inference_outcomes_total{namespace=\"{{namespace}}\",experiment=\"{{experiment}}\",variant=\"{{variant}}\",outcome=\"converted\"}[{{interval}}]))"
-            )],
-            Box::new(|bytes: &[u8]| {
-                let t = text(bytes);
-                if check_template(&t).is_ok() {
-                    let _ = render_template(
-                        &t,
-                        &[
-                            ("namespace", "a"),
-                            ("experiment", "e"),
-                            ("model", "m"),
-                            ("variant", "canary"),
-                            ("interval", "10m"),
-                        ],
-                    );
-                }
-                let _ = check_cron(&t);
-                Ok(())
-            }),
-        ),
-        (
-            "spec-featureset",
-            vec![example_spec("lead-scoring/featureset.yaml", "FeatureSet")],
-            spec_target::<FeatureSetSpec>(feature_set::validate),
-        ),
-        (
-            "spec-model",
-            vec![
-                example_spec("lead-scoring/model.yaml", "Model"),
-                example_spec("churn/model.yaml", "Model"),
-            ],
-            spec_target::<ModelSpec>(model::validate),
-        ),
-        (
-            "spec-experiment",
-            vec![
-                example_spec("canary-rollout/experiment.yaml", "Experiment"),
-                example_spec("creative-bandit/experiment.yaml", "Experiment"),
-            ],
-            spec_target::<ExperimentSpec>(experiment::validate),
-        ),
-        (
-            "spec-ragindex",
-            vec![example_spec("product-docs-rag/ragindex.yaml", "RagIndex")],
-            spec_target::<RagIndexSpec>(rag_index::validate),
-        ),
-        (
-            "spec-contentpipeline",
-            vec![example_spec(
-                "seo-article/contentpipeline.yaml",
-                "ContentPipeline",
-            )],
-            spec_target::<ContentPipelineSpec>(content_pipeline::validate),
-        ),
-        (
-            "policy-rules",
-            vec![
-                json!({"kind": "ContentPipeline", "policy": {"secretNames": ["k"],
-            "imagePrefixes": ["r/"], "prometheusUrls": ["http://p"], "endpointHosts": ["h", "q:1"],
-            "gpuQuota": 2, "maxRunCost": 5.0, "requireRedaction": true},
-            "object": {"spec": example_spec("seo-article/contentpipeline.yaml", "ContentPipeline")}}),
-            ],
-            Box::new(|bytes: &[u8]| {
-                let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-                let policy: LeitwerkPolicySpec =
-                    serde_json::from_value(v["policy"].clone()).unwrap_or_default();
-                for kind in ["ContentPipeline", "Model", "Experiment", "RagIndex"] {
-                    let _ = rules::check(&policy, kind, &v["object"], &rules::Known::default());
-                }
-                Ok(())
-            }),
-        ),
-    ];
     // Fixed seed per run given, else the time: each run explores other inputs.
     let seed = std::env::var("LEITWERK_FUZZ_SEED")
         .ok()
@@ -297,7 +98,7 @@ fn main() {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64)
         });
-    let found_dir = repo_root().join("benches/fuzz-found");
+    let found_dir = root().join("benches/fuzz-found");
     let last_panic = Arc::new(Mutex::new(String::new()));
     let recorded = last_panic.clone();
     std::panic::set_hook(Box::new(move |info| {

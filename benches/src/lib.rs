@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub mod fuzz_targets;
 pub mod mutate;
 
 /// p50, p99 and mean of a set of durations, in microseconds.

@@ -136,14 +136,3 @@ pub fn input(rng: &mut StdRng, seeds: &[Value]) -> Vec<u8> {
     }
     bytes
 }
-
-/// The repository's root.
-pub fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The input as text: a JSON string's value, else the bytes read lossily.
-pub fn text(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    serde_json::from_str::<String>(&s).unwrap_or_else(|_| s.into_owned())
-}

@@ -661,10 +661,12 @@ impl Runner {
             binds
                 .iter()
                 .for_each(|(_, t, _)| script.push_str(&make_point(t)));
+            // A mount gone since the list was read (another test's container) is skipped; in
+            // this private namespace the others stay until the container ends.
             for point in crate::node_security::writable_mounts() {
+                let p = shell_quote(&point);
                 script.push_str(&format!(
-                    "mount -o remount,bind,ro {}\n",
-                    shell_quote(&point)
+                    "if mountpoint -q {p}; then mount -o remount,bind,ro {p}; fi\n"
                 ));
             }
         }

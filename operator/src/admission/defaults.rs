@@ -170,6 +170,14 @@ pub fn apply(object: &Value, filled: &[Filled]) -> Value {
     }
     if !filled.is_empty() {
         let text: Vec<String> = filled.iter().map(ToString::to_string).collect();
+        // Indexing into anything but an object (or null) panics: whatever the request holds
+        // there (the fuzzer sent numbers), it becomes an object.
+        if !out.is_object() {
+            out = json!({});
+        }
+        if !out["metadata"].is_object() {
+            out["metadata"] = json!({});
+        }
         if !out["metadata"]["annotations"].is_object() {
             out["metadata"]["annotations"] = json!({});
         }
@@ -239,6 +247,22 @@ mod tests {
             (filled[0].value.clone(), filled[0].policy.as_str()),
             (json!(2.0), "a")
         );
+    }
+
+    #[test]
+    fn odd_metadata_is_replaced_not_a_panic() {
+        // Found by the fuzzer (policy-defaults): metadata that is a number, a bool, an array.
+        let a = policy(Some(5.0), None, None);
+        let policies = [("a".to_string(), &a)];
+        for metadata in [json!(3), json!(true), json!([1]), json!({"annotations": 7})] {
+            let object = json!({"metadata": metadata, "spec": {"budget": {"maxTokens": 100}}});
+            let filled = fill(&policies, "ContentPipeline", &object);
+            let out = apply(&object, &filled);
+            assert_eq!(
+                out["metadata"]["annotations"][DEFAULTED],
+                "spec.budget.maxCost=5.0 (LeitwerkPolicy a)"
+            );
+        }
     }
 
     #[test]
