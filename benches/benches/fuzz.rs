@@ -1,17 +1,18 @@
-//! Fuzzing of everything that reads hostile input: the OIP v2 JSON infer body (through the
-//! REST router with a real ONNX model), the gRPC infer message (bytes decoded and served), the
-//! retrieval query, the chat-completion request, the FeatureSet filter parser, PromQL template
-//! checking and rendering, every spec validation function and the LeitwerkPolicy rules.
-//!
-//! cargo-fuzz needs a nightly toolchain, which is not installed here, so this is structured
-//! random fuzzing on stable: each target starts from valid seeds and mutates them (JSON
-//! structure: values replaced by other types, extreme numbers, long and odd strings, members
-//! dropped or duplicated; bytes: flips, cuts, insertions), plus fully random inputs. A panic
-//! is a crash, an execution over one second a hang; both are written to `benches/fuzz-found/`
-//! to become regression tests. Run on demand (see `benches/README.md`):
+//! Structured mutation fuzzing of every target in `leitwerk_benches::fuzz_targets` (the OIP v2
+//! JSON infer body through the REST router with a real ONNX model, the gRPC infer message,
+//! the retrieval query, the chat-completion request, the FeatureSet filter parser, PromQL
+//! template checking and rendering, every spec validation function, the LeitwerkPolicy rules
+//! and defaults). The coverage-guided runner of the same targets is libFuzzer (`benches/fuzz/run.sh`);
+//! this one needs no instrumented build and explores JSON structure and large inputs: each
+//! target starts from valid seeds and mutates them (values replaced by other types, extreme
+//! numbers, long and odd strings, members dropped or duplicated; bytes: flips, cuts,
+//! insertions), plus fully random inputs. A panic is a crash, an execution over one second a
+//! hang; both are written to `benches/fuzz-found/` to become regression tests. Run on demand
+//! (see `benches/README.md`):
 //!
 //! ```sh
 //! cargo bench --workspace --profile dev --bench fuzz -- 10000000
+//! cargo bench --workspace --profile dev --bench fuzz -- --export DIR   # model and seeds for benches/fuzz/run.sh
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed setup aborts the run

@@ -1,6 +1,6 @@
 //! The fuzz targets: everything that reads hostile input, each a function of bytes that may
 //! answer anything but a panic, an internal error or a hang. Shared by the mutation runner
-//! (`benches/benches/fuzz.rs`) and the coverage-guided libFuzzer runner (`fuzz/`, which
+//! (`benches/benches/fuzz.rs`) and the coverage-guided libFuzzer runner (`benches/fuzz/`, which
 //! includes this file by path, so it uses nothing else of this crate).
 
 use std::path::{Path, PathBuf};
@@ -23,9 +23,14 @@ pub type Target = Box<dyn FnMut(&[u8]) -> Result<(), String>>;
 /// A target's name, its seeds and its run.
 pub type Named = (&'static str, Vec<Value>, Target);
 
-/// The repository's root (both crates that build this file lie one level below it).
+/// The repository's root: the first directory above the crate that builds this file (the
+/// benchmarks or the libFuzzer runner) that holds `examples/`.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|d| d.join("examples").is_dir())
+        .unwrap_or(here)
+        .to_path_buf()
 }
 
 /// The input as text: a JSON string's value, else the bytes read lossily.

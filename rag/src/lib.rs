@@ -10,6 +10,7 @@ pub mod embed;
 pub mod eval;
 pub mod feeds;
 pub mod index;
+pub mod qdrant;
 pub mod scan;
 pub mod search;
 pub mod sources;

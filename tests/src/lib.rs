@@ -16,6 +16,7 @@ pub mod node_logs;
 mod node_security;
 mod operator;
 pub mod prometheus;
+pub mod qdrant;
 pub mod s3;
 pub mod standin;
 

@@ -26,11 +26,9 @@ pub async fn handle(
     State(reviewer): State<Reviewer>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+    let request = match super::review::request_of(review) {
         Ok(request) => request,
-        Err(_) => {
-            return Json(AdmissionResponse::invalid("no request in the review").into_review());
-        }
+        Err(answer) => return *answer,
     };
     let response = AdmissionResponse::from(&request);
     let response = match reviewer.defaults(&request).await {

@@ -42,15 +42,24 @@ pub fn router(reviewer: Reviewer) -> Router {
         .with_state(reviewer)
 }
 
+/// The review's request, or the answer to a review that holds none.
+pub(super) fn request_of(
+    review: AdmissionReview<DynamicObject>,
+) -> Result<AdmissionRequest<DynamicObject>, Box<Json<AdmissionReview<DynamicObject>>>> {
+    review.try_into().map_err(|_| {
+        Box::new(Json(
+            AdmissionResponse::invalid("no request in the review").into_review(),
+        ))
+    })
+}
+
 async fn handle(
     State(reviewer): State<Reviewer>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+    let request = match super::review::request_of(review) {
         Ok(request) => request,
-        Err(_) => {
-            return Json(AdmissionResponse::invalid("no request in the review").into_review());
-        }
+        Err(answer) => return *answer,
     };
     let response = AdmissionResponse::from(&request);
     let response = match reviewer.decide(&request).await {

@@ -4,14 +4,14 @@
 # (-Cpasses=sancov-module: edge counters, a PC table and comparison tracing, all stable rustc
 # options). On demand, never in CI (see benches/README.md):
 #
-#   fuzz/run.sh [EXECUTIONS_PER_TARGET] [TARGET...]
+#   benches/fuzz/run.sh [EXECUTIONS_PER_TARGET] [TARGET...]
 #
 # The build (about 20 minutes cold on 2 cores) is cached in ~/.cache/leitwerk/fuzz-target; the
 # corpus each run grows is kept in ~/.cache/leitwerk/fuzz-corpus, so a later run starts where
 # this one stopped. Findings go to benches/fuzz-found/ (gitignored) to become regression tests;
 # the script exits non-zero when there is one.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 runs=${1:-1000000}
 shift || true
@@ -24,12 +24,12 @@ cargo bench -q --workspace --profile dev --bench fuzz -- --export "$work/export"
 ort=$(bash tests/onnxruntime.sh)
 
 # The same dependency versions as the project.
-cp Cargo.lock fuzz/Cargo.lock
+cp Cargo.lock benches/fuzz/Cargo.lock
 triple=$(rustc -vV | sed -n 's/^host: //p')
 # --target: the flags reach the fuzzed code but not build scripts and proc macros.
 RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing" \
   CARGO_TARGET_DIR="$cache/fuzz-target" \
-  cargo build -q --release --manifest-path fuzz/Cargo.toml --target "$triple"
+  cargo build -q --release --manifest-path benches/fuzz/Cargo.toml --target "$triple"
 bin=$cache/fuzz-target/$triple/release/leitwerk-fuzz
 
 targets=("$@")
