@@ -48,6 +48,17 @@ pub enum StoreError {
     },
 }
 
+/// Where a collection's optimizer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct State {
+    /// Points stored.
+    pub points: u64,
+    /// Vectors in the HNSW index (a small collection is searched exactly and has none).
+    pub indexed: u64,
+    /// The optimizer has nothing left to do.
+    pub green: bool,
+}
+
 /// A connection to one Qdrant server.
 pub struct Store {
     client: Qdrant,
@@ -348,12 +359,23 @@ impl Store {
 
     /// The points of collection `name`.
     pub async fn count(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self.state(name).await?.points)
+    }
+
+    /// Points, vectors in the HNSW index, and whether the optimizer is done (green).
+    pub async fn state(&self, name: &str) -> Result<State, StoreError> {
         let info = self
             .client
             .collection_info(name)
             .await
-            .map_err(self.fail(format!("reading the collection {name}")))?;
-        Ok(info.result.and_then(|r| r.points_count).unwrap_or(0))
+            .map_err(self.fail(format!("reading the collection {name}")))?
+            .result
+            .unwrap_or_default();
+        Ok(State {
+            points: info.points_count.unwrap_or(0),
+            indexed: info.indexed_vectors_count.unwrap_or(0),
+            green: info.status == qdrant_client::qdrant::CollectionStatus::Green as i32,
+        })
     }
 }
 
