@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use qdrant_client::qdrant::{
     Condition, CreateAliasBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
     Distance, FieldType, Filter as QdrantFilter, Fusion, Modifier, NamedVectors, PointStruct,
-    PrefetchQueryBuilder, Query, QueryPointsBuilder, ScoredPoint, SparseVectorParamsBuilder,
-    SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder,
-    VectorsConfigBuilder,
+    PrefetchQueryBuilder, Query, QueryPointsBuilder, ScoredPoint, SearchParamsBuilder,
+    SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector,
+    VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
@@ -24,6 +24,9 @@ pub const DENSE: &str = "dense";
 pub const SPARSE: &str = "bm25";
 /// Points written per request.
 const BATCH: usize = 256;
+/// HNSW's candidate list at query time (Qdrant's default follows `ef_construct`, 100): wider
+/// for the recall an evaluation gate expects; at least four times the results asked for.
+const HNSW_EF: u64 = 256;
 
 /// What went wrong talking to Qdrant, with what the operator should tell the user.
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +247,7 @@ impl Store {
         filter: &Filter,
     ) -> Result<Vec<Hit>, StoreError> {
         let filter = conditions(filter);
+        let ef = HNSW_EF.max(4 * k as u64);
         let mut request = QueryPointsBuilder::new(collection)
             .limit(k as u64)
             .with_payload(true);
@@ -251,7 +255,8 @@ impl Store {
             None => {
                 request = request
                     .using(DENSE)
-                    .query(Query::new_nearest(query.to_vec()));
+                    .query(Query::new_nearest(query.to_vec()))
+                    .params(SearchParamsBuilder::default().hnsw_ef(ef));
                 if let Some(f) = filter {
                     request = request.filter(f);
                 }
@@ -267,6 +272,7 @@ impl Store {
                 let mut dense = PrefetchQueryBuilder::default()
                     .using(DENSE)
                     .query(Query::new_nearest(query.to_vec()))
+                    .params(SearchParamsBuilder::default().hnsw_ef(ef.max(depth)))
                     .limit(depth);
                 let mut keywords = PrefetchQueryBuilder::default()
                     .using(SPARSE)
