@@ -3,37 +3,14 @@
 //! both rankings.
 
 use leitwerk_rag::chunk::{Settings, Structure};
-use leitwerk_rag::documents::{self, Document};
+use leitwerk_rag::documents::Document;
 use leitwerk_rag::embed::Embedder;
 use leitwerk_rag::index::{ChunkingKey, build};
 use leitwerk_rag::search::{ExactStore, Filter, HybridStore, RRF_K, VectorStore};
 use leitwerk_testkit::provided;
 
-const COLOURS: [&str; 6] = ["black", "white", "red", "blue", "green", "grey"];
-const ITEMS: [&str; 4] = ["tote bag", "water bottle", "notebook", "hoodie"];
-
-/// 24 catalogue pages that differ mainly in their SKU.
-fn catalogue() -> anyhow::Result<Vec<Document>> {
-    let mut docs = Vec::new();
-    for (i, item) in ITEMS.iter().enumerate() {
-        for (j, colour) in COLOURS.iter().enumerate() {
-            let sku = sku(i, j);
-            let text = format!(
-                "# Lumen {item}, {colour}\n\nBranded {item} in {colour} for event giveaways. SKU {sku}. Ships in five days; minimum order 50 pieces.\n"
-            );
-            docs.push(documents::read(
-                "catalogue",
-                &format!("{sku}.md"),
-                text.as_bytes(),
-            )?);
-        }
-    }
-    Ok(docs)
-}
-
-fn sku(i: usize, j: usize) -> String {
-    format!("LM{}{}X{}", 40 + i * 7, j * 3 + 1, (i + j) % 10)
-}
+mod common;
+use common::{COLOURS, ITEMS, catalogue, sku};
 
 #[test]
 fn skus_are_found_by_the_keyword_ranking_and_fused_with_the_dense_one() -> anyhow::Result<()> {

@@ -17,6 +17,8 @@ use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
 use leitwerk_testkit::qdrant::{QdrantProcess, absent_notice};
 use leitwerk_testkit::{example_config_map, provided};
 
+mod common;
+
 fn config_map(file: &str) -> anyhow::Result<BTreeMap<String, String>> {
     example_config_map(&format!("product-docs-rag/{file}"))
 }
@@ -38,30 +40,11 @@ fn product_docs(embedder: &Embedder) -> anyhow::Result<Index> {
     Ok(build(None, docs, settings, key, embedder)?.0)
 }
 
-/// 24 catalogue pages that differ mainly in their SKU (as in `hybrid.rs`).
+/// The shared catalogue, indexed; and its SKUs.
 fn catalogue(embedder: &Embedder) -> anyhow::Result<(Index, Vec<String>)> {
-    let mut docs = Vec::new();
-    let mut skus = Vec::new();
-    for (i, item) in ["tote bag", "water bottle", "notebook", "hoodie"]
-        .iter()
-        .enumerate()
-    {
-        for (j, colour) in ["black", "white", "red", "blue", "green", "grey"]
-            .iter()
-            .enumerate()
-        {
-            let sku = format!("LM{}{}X{}", 40 + i * 7, j * 3 + 1, (i + j) % 10);
-            let text = format!(
-                "# Lumen {item}, {colour}\n\nBranded {item} in {colour} for event giveaways. SKU {sku}. Ships in five days; minimum order 50 pieces.\n"
-            );
-            docs.push(documents::read(
-                "catalogue",
-                &format!("{sku}.md"),
-                text.as_bytes(),
-            )?);
-            skus.push(sku);
-        }
-    }
+    let skus = (0..common::ITEMS.len())
+        .flat_map(|i| (0..common::COLOURS.len()).map(move |j| common::sku(i, j)))
+        .collect();
     let settings = |_: &Document| Settings {
         structure: Structure::Markdown,
         max_word_pieces: 120,
@@ -71,7 +54,10 @@ fn catalogue(embedder: &Embedder) -> anyhow::Result<(Index, Vec<String>)> {
         max_word_pieces: 120,
         overlap: 0,
     };
-    Ok((build(None, docs, settings, key, embedder)?.0, skus))
+    Ok((
+        build(None, common::catalogue()?, settings, key, embedder)?.0,
+        skus,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,7 +57,7 @@ async fn handle(
     State(reviewer): State<Reviewer>,
     Json(review): Json<AdmissionReview<DynamicObject>>,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let request = match super::review::request_of(review) {
+    let request = match request_of(review) {
         Ok(request) => request,
         Err(answer) => return *answer,
     };
