@@ -116,6 +116,11 @@ if ! ip link show lwnode0 >/dev/null 2>&1; then
   ip link add lwnode0 type bridge && ip addr add 10.244.0.1/24 dev lwnode0 && ip link set lwnode0 up ||
     { log "cannot make the bridge lwnode0 (this machine lacks CAP_NET_ADMIN)"; exit 3; }
 fi
+# A rule that a node killed before its down.sh left behind names an API port that is gone, and
+# would match first: every rule for the bridge goes before this node adds its own.
+iptables -t nat -S PREROUTING 2>/dev/null | grep -- ' -i lwnode0 ' | sed 's/^-A //' | while read -r stale; do
+  eval "iptables -t nat -D $stale" && log "removed a stale rule for lwnode0: $stale"
+done
 rule=(PREROUTING -i lwnode0 -d "$service_ip" -p tcp --dport 443 -j DNAT --to-destination "127.0.0.1:$api_port")
 echo 1 >/proc/sys/net/ipv4/conf/lwnode0/route_localnet && iptables -t nat -A "${rule[@]}" ||
   { log "cannot route the kubernetes Service to the API server (iptables or route_localnet refused)"; exit 3; }
