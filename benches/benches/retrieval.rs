@@ -237,7 +237,7 @@ fn qdrant_queries(
         };
         let store = leitwerk_rag::qdrant::Store::connect(&server.grpc_url, Some(server.api_key.clone())).unwrap();
         let t = Instant::now();
-        store.write("bench", index).await.unwrap();
+        store.write("bench", "bench", index).await.unwrap();
         let written = t.elapsed();
         // Wait for the optimizer, so that the figures are HNSW's and not a scan of a segment
         // still being indexed (bounded: 10 minutes).
@@ -253,7 +253,7 @@ fn qdrant_queries(
         for round in 0..3 {
             for (q, want) in queries.iter().zip(truth) {
                 let t = Instant::now();
-                let hits = store.search("bench", q, None, 10, &Filter::new()).await.unwrap();
+                let (hits, _) = store.search("bench", q, None, 10, &Filter::new()).await.unwrap();
                 samples.push(t.elapsed());
                 if round == 0 {
                     found += hits.iter().filter(|h| want.contains(&h.chunk)).count();

@@ -13,7 +13,9 @@ use crate::rag_index::SearchMode;
 
 mod values;
 
-pub use values::{IndexArg, MetricLabel, ModelArg, RESERVED_METRIC_LABELS, SourceMount};
+pub use values::{
+    IndexArg, MetricLabel, ModelArg, QdrantTarget, RESERVED_METRIC_LABELS, SourceMount,
+};
 
 /// What every trainer Job sub-command takes.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -118,6 +120,11 @@ pub struct IndexArgs {
     /// The mode the serving version serves in.
     #[arg(long, default_value_t = SearchMode::Dense)]
     pub serving_mode: SearchMode,
+    /// Write the version into a collection of this Qdrant server as well
+    /// (`qdrant+URL/COLLECTION`; the API key in [`crate::contract::QDRANT_API_KEY_ENV`]);
+    /// with --prune, the collections of versions not kept go.
+    #[arg(long)]
+    pub qdrant: Option<QdrantTarget>,
 }
 
 impl IndexArgs {
@@ -144,6 +151,9 @@ impl IndexArgs {
         }
         for url in &self.keep {
             flag(out, "--keep", url);
+        }
+        if let Some(target) = &self.qdrant {
+            flag(out, "--qdrant", target);
         }
     }
 }
@@ -517,6 +527,7 @@ mod tests {
                     keep: vec!["file:///a/x.lwrag".into(), "file:///a/y.lwrag".into()],
                     serving: Some("file:///a/w.lwrag".into()),
                     serving_mode: SearchMode::Hybrid,
+                    qdrant: Some("qdrant+http://qdrant:6334/docs".parse().unwrap()),
                 },
             },
             JobCommand::Index {
@@ -531,6 +542,7 @@ mod tests {
                     keep: Vec::new(),
                     serving: None,
                     serving_mode: SearchMode::Dense,
+                    qdrant: None,
                 },
             },
             JobCommand::Content {

@@ -13,6 +13,10 @@ pub fn local_generator_port(i: usize) -> u16 {
 /// `--spec`): specs outgrow comfortable command lines.
 pub const SPEC_ENV: &str = "LEITWERK_SPEC";
 
+/// The environment variable that carries a RagIndex's Qdrant API key (from
+/// `spec.vectorStore.qdrant.apiKeySecretRef`) into its indexing Job and retrieval pods.
+pub const QDRANT_API_KEY_ENV: &str = "LEITWERK_QDRANT_API_KEY";
+
 /// The file extension of an index version.
 pub const INDEX_EXTENSION: &str = "lwrag";
 

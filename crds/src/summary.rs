@@ -91,6 +91,9 @@ pub struct IndexSummary {
     pub digest: String,
     /// URL of the index file.
     pub url: String,
+    /// The Qdrant collection the version was written to, when the RagIndex names a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
     /// Documents in the version.
     pub documents: i64,
     /// Chunks in the version.

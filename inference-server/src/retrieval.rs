@@ -1,5 +1,6 @@
 //! Retrieval: the server loads RagIndex versions (index files written by `leitwerk-trainer
-//! index`) and the embedding model they were built with, and answers
+//! index`, or a Qdrant alias the operator moves) and the embedding model they were built
+//! with, and answers
 //! `POST /v1/indexes/{name}/query` and OpenAI-compatible `POST /v1/embeddings`.
 
 use std::collections::BTreeMap;
@@ -29,13 +30,48 @@ pub const MAX_TEXT_BYTES: usize = 32 * 1024;
 pub const MAX_TOP_K: usize = 100;
 
 /// A RagIndex version to serve (`--index NAME=URL`): the operator's and the server's one type.
-pub use leitwerk_crds::command::IndexArg;
+pub use leitwerk_crds::command::{IndexArg, QdrantTarget};
 
-/// A served index version.
+/// A served index: a version loaded from its index file, or a Qdrant alias whose version
+/// moves when the operator promotes another.
 #[derive(Debug)]
-struct Served {
-    version: String,
-    store: HybridStore,
+enum Served {
+    /// An index file, searched in memory.
+    File {
+        /// Its version.
+        version: String,
+        /// Its chunks.
+        store: Box<HybridStore>,
+    },
+    /// A Qdrant server, queried through the alias.
+    Qdrant {
+        /// The server.
+        store: leitwerk_rag::qdrant::Store,
+        /// The alias.
+        alias: String,
+    },
+}
+
+impl Served {
+    /// Opens the Qdrant location `target`, whose alias must name a collection.
+    async fn qdrant(name: &str, target: &QdrantTarget) -> Result<Served, String> {
+        let api_key = std::env::var(leitwerk_crds::contract::QDRANT_API_KEY_ENV)
+            .ok()
+            .filter(|k| !k.is_empty());
+        let store = leitwerk_rag::qdrant::Store::connect(&target.url, api_key)
+            .map_err(|e| format!("index {name}: {e}"))?;
+        match store.alias_target(&target.collection).await {
+            Ok(Some(_)) => Ok(Served::Qdrant {
+                store,
+                alias: target.collection.clone(),
+            }),
+            Ok(None) => Err(format!(
+                "index {name}: the Qdrant alias {} at {} names no collection yet",
+                target.collection, target.url
+            )),
+            Err(e) => Err(format!("index {name}: {e}")),
+        }
+    }
 }
 
 /// How a query ranks chunks.
@@ -62,6 +98,11 @@ impl Retrieval {
             .map_err(|e| format!("embedding model: {e}"))?;
         let mut served = BTreeMap::new();
         for arg in indexes {
+            if arg.url.starts_with(QdrantTarget::SCHEME) {
+                let target: QdrantTarget = arg.url.parse()?;
+                served.insert(arg.name.clone(), Served::qdrant(&arg.name, &target).await?);
+                continue;
+            }
             let bytes = crate::read_url(&arg.url)
                 .await?
                 .ok_or_else(|| format!("index {} at {} does not exist", arg.name, arg.url))?;
@@ -85,9 +126,9 @@ impl Retrieval {
             }
             served.insert(
                 arg.name.clone(),
-                Served {
+                Served::File {
                     version,
-                    store: HybridStore::new(ExactStore::new(index)),
+                    store: Box::new(HybridStore::new(ExactStore::new(index))),
                 },
             );
         }
@@ -98,11 +139,17 @@ impl Retrieval {
         })
     }
 
-    /// `(name, version, chunks)` of every served index.
+    /// `(name, version, chunks)` of every index served from a file; `(name, "qdrant:ALIAS",
+    /// 0)` of one served by Qdrant (its version moves with the alias).
     pub fn served(&self) -> Vec<(String, String, usize)> {
         self.indexes
             .iter()
-            .map(|(n, s)| (n.clone(), s.version.clone(), s.store.dense().len()))
+            .map(|(n, s)| match s {
+                Served::File { version, store } => {
+                    (n.clone(), version.clone(), store.dense().len())
+                }
+                Served::Qdrant { alias, .. } => (n.clone(), format!("qdrant:{alias}"), 0),
+            })
             .collect()
     }
 }
@@ -348,23 +395,44 @@ async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Re
         .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let query_vector = vector.first().map(Vec::as_slice).unwrap_or_default();
-    let hits = match mode {
-        SearchMode::Dense => {
-            served
-                .store
-                .dense()
-                .search(query_vector, request.top_k, &request.filter)
+    let (hits, version) = match served {
+        Served::File { version, store } => {
+            let hits = match mode {
+                SearchMode::Dense => {
+                    store
+                        .dense()
+                        .search(query_vector, request.top_k, &request.filter)
+                }
+                SearchMode::Hybrid => {
+                    store.search(query_vector, &request.query, request.top_k, &request.filter)
+                }
+            }
+            .map_err(|e| bad(e.to_string()))?;
+            (hits, version.clone())
         }
-        SearchMode::Hybrid => {
-            served
-                .store
-                .search(query_vector, &request.query, request.top_k, &request.filter)
+        Served::Qdrant { store, alias } => {
+            let text = (mode == SearchMode::Hybrid).then_some(request.query.as_str());
+            let (hits, version) = store
+                .search(alias, query_vector, text, request.top_k, &request.filter)
+                .await
+                .map_err(|e| Refusal(StatusCode::BAD_GATEWAY, e.to_string()))?;
+            let version = match version {
+                Some(v) => v,
+                // No hit names its version: the alias does.
+                None => store
+                    .alias_target(alias)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|c| c.rsplit('-').next().map(str::to_string))
+                    .unwrap_or_default(),
+            };
+            (hits, version)
         }
-    }
-    .map_err(|e| bad(e.to_string()))?;
+    };
     let labels = IndexLabels {
         index: name.to_string(),
-        version: served.version.clone(),
+        version: version.clone(),
     };
     let m = &server.metrics;
     m.index_queries.get_or_create(&labels).inc();
@@ -384,9 +452,9 @@ async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Re
                 "title": h.title,
                 "url": h.url,
                 "section": h.section,
-                "version": served.version,
+                "version": version,
             })
         })
         .collect();
-    Ok(json!({"index": name, "version": served.version, "results": results}))
+    Ok(json!({"index": name, "version": version, "results": results}))
 }

@@ -99,3 +99,23 @@ pub async fn missing_secret<P: leitwerk_crds::common::Phase>(
         crate::reconcile::Outcome::missing("Secret", &name, &field, namespace)
     }))
 }
+
+/// The environment variable `name` from one key of a Secret (required: the pod does not start
+/// without it, and says which).
+pub fn secret_key_env(
+    name: String,
+    reference: &leitwerk_crds::common::SecretKeyReference,
+) -> k8s_openapi::api::core::v1::EnvVar {
+    k8s_openapi::api::core::v1::EnvVar {
+        name,
+        value_from: Some(k8s_openapi::api::core::v1::EnvVarSource {
+            secret_key_ref: Some(k8s_openapi::api::core::v1::SecretKeySelector {
+                name: reference.name.clone(),
+                key: reference.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -8,20 +8,25 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use qdrant_client::qdrant::{
     Condition, CreateAliasBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    Distance, FieldType, Filter as QdrantFilter, Fusion, Modifier, NamedVectors, PointStruct,
-    PrefetchQueryBuilder, Query, QueryPointsBuilder, ScoredPoint, SearchParamsBuilder,
+    Distance, FieldType, Filter as QdrantFilter, Modifier, NamedVectors, PointStruct,
+    PrefetchQueryBuilder, Query, QueryPointsBuilder, RrfBuilder, ScoredPoint, SearchParamsBuilder,
     SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector,
     VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
 use crate::index::Index;
-use crate::search::{BUILT_IN_FIELDS, Filter, HYBRID_DEPTH, Hit};
+use crate::search::{BUILT_IN_FIELDS, Filter, HYBRID_DEPTH, Hit, RRF_K};
 
 /// The dense vector's name in a collection.
 pub const DENSE: &str = "dense";
 /// The BM25 sparse vector's name in a collection.
 pub const SPARSE: &str = "bm25";
+/// The payload field that names the index version a point belongs to (a query through an
+/// alias answers which version it reached).
+pub const VERSION_FIELD: &str = "_version";
+/// Results fetched beyond those asked for, to order equal scores like the embedded store.
+const TIE_MARGIN: usize = 8;
 /// Points written per request.
 const BATCH: usize = 256;
 /// HNSW's candidate list at query time (Qdrant's default follows `ef_construct`, 100): wider
@@ -75,11 +80,13 @@ impl std::fmt::Debug for Store {
 }
 
 /// The keyword tokens of `text` as a sparse vector: the BM25 part of each distinct token
-/// (term frequency saturated by `avgdl`); indices are token hashes, a collision adds up.
+/// (its term frequency saturated by `avgdl`). The embedder gives every occurrence of a token
+/// that token's whole value, so each index is taken once (indices are 32-bit token hashes; two
+/// tokens that collide count as one).
 fn sparse(embedder: &bm25::Embedder, text: &str) -> (Vec<u32>, Vec<f32>) {
     let mut by_index: BTreeMap<u32, f32> = BTreeMap::new();
     for token in embedder.embed(text).iter() {
-        *by_index.entry(token.index).or_default() += token.value;
+        by_index.entry(token.index).or_insert(token.value);
     }
     by_index.into_iter().unzip()
 }
@@ -146,10 +153,15 @@ impl Store {
         }
     }
 
-    /// Writes `index` as the collection `name` (replacing one of that name: a build of the
-    /// same version again), with a keyword payload index on every field a filter may name.
-    /// Returns the points written.
-    pub async fn write(&self, name: &str, index: &Index) -> Result<usize, StoreError> {
+    /// Writes `index`, version `version`, as the collection `name` (replacing one of that
+    /// name: a build of the same version again), with a keyword payload index on every field a
+    /// filter may name. Returns the points written.
+    pub async fn write(
+        &self,
+        name: &str,
+        version: &str,
+        index: &Index,
+    ) -> Result<usize, StoreError> {
         if self
             .client
             .collection_exists(name)
@@ -219,6 +231,7 @@ impl Store {
                 payload.insert("section", chunk.section.clone());
                 payload.insert("source", doc.source.clone());
                 payload.insert("text", chunk.text.clone());
+                payload.insert(VERSION_FIELD, version.to_string());
                 for (key, value) in &doc.metadata {
                     if !BUILT_IN_FIELDS.contains(&key.as_str()) {
                         payload.insert(key.clone(), value.clone());
@@ -237,7 +250,8 @@ impl Store {
 
     /// The `k` chunks of `collection` (or an alias) most similar to `query` that pass
     /// `filter`; with `text`, the dense and the BM25 ranking (each to `max(4k, HYBRID_DEPTH)`)
-    /// fused by reciprocal rank inside Qdrant, the score being the fused one.
+    /// fused by reciprocal rank inside Qdrant, the score being the fused one. Also the version
+    /// the hits belong to (`None` without hits).
     pub async fn search(
         &self,
         collection: &str,
@@ -245,11 +259,13 @@ impl Store {
         text: Option<&str>,
         k: usize,
         filter: &Filter,
-    ) -> Result<Vec<Hit>, StoreError> {
+    ) -> Result<(Vec<Hit>, Option<String>), StoreError> {
         let filter = conditions(filter);
         let ef = HNSW_EF.max(4 * k as u64);
+        // A few more than asked: equal scores (frequent after fusion) are ordered here as the
+        // embedded store orders them, by chunk id, which Qdrant does not promise.
         let mut request = QueryPointsBuilder::new(collection)
-            .limit(k as u64)
+            .limit((k + TIE_MARGIN) as u64)
             .with_payload(true);
         match text {
             None => {
@@ -285,7 +301,9 @@ impl Store {
                 request = request
                     .add_prefetch(dense)
                     .add_prefetch(keywords)
-                    .query(Query::new_fusion(Fusion::Rrf));
+                    // Qdrant adds 1/(k + rank) from rank 0, the embedded store 1/(RRF_K + rank)
+                    // from rank 1: with k = RRF_K + 1 both fuse alike.
+                    .query(Query::new_rrf(RrfBuilder::with_k(RRF_K as u32 + 1)));
             }
         }
         let answer = self
@@ -293,7 +311,11 @@ impl Store {
             .query(request)
             .await
             .map_err(self.fail(format!("querying {collection}")))?;
-        Ok(answer
+        let version = answer
+            .result
+            .first()
+            .map(|p| payload_text(p, VERSION_FIELD));
+        let mut hits: Vec<Hit> = answer
             .result
             .iter()
             .map(|p| {
@@ -308,7 +330,14 @@ impl Store {
                     score: p.score,
                 }
             })
-            .collect())
+            .collect();
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.chunk.cmp(&b.chunk))
+        });
+        hits.truncate(k);
+        Ok((hits, version))
     }
 
     /// Points `alias` at `collection` in one request (Qdrant replaces an alias of that name

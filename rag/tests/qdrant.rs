@@ -13,7 +13,7 @@ use leitwerk_rag::embed::Embedder;
 use leitwerk_rag::eval::parse_labelled;
 use leitwerk_rag::index::{ChunkingKey, Index, build};
 use leitwerk_rag::qdrant::{Store, StoreError, collection_name};
-use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
+use leitwerk_rag::search::{ExactStore, Filter, HybridStore, VectorStore};
 use leitwerk_testkit::qdrant::{QdrantProcess, absent_notice};
 use leitwerk_testkit::{example_config_map, provided};
 
@@ -77,7 +77,7 @@ async fn a_qdrant_collection_answers_like_the_exact_store_and_moves_by_alias() -
     // The example corpus as one collection: every chunk a point.
     let index = product_docs(&embedder)?;
     let chunks = index.chunks().count();
-    assert_eq!(store.write(&v1, &index).await?, chunks);
+    assert_eq!(store.write(&v1, "v1", &index).await?, chunks);
     assert_eq!(store.count(&v1).await?, chunks as u64);
 
     // The labelled queries get the exact store's first results, with its scores.
@@ -93,7 +93,8 @@ async fn a_qdrant_collection_answers_like_the_exact_store_and_moves_by_alias() -
     let mut same_top5 = 0;
     for (q, v) in queries.iter().zip(&vectors) {
         let want = exact.search(v, 5, &Filter::new())?;
-        let got = store.search(&v1, v, None, 5, &Filter::new()).await?;
+        let (got, version) = store.search(&v1, v, None, 5, &Filter::new()).await?;
+        assert_eq!(version.as_deref(), Some("v1"));
         assert_eq!(got[0].chunk, want[0].chunk, "{q}");
         assert!((got[0].score - want[0].score).abs() < 1e-4, "{q}: {got:?}");
         let ids =
@@ -106,12 +107,23 @@ async fn a_qdrant_collection_answers_like_the_exact_store_and_moves_by_alias() -
         set.len()
     );
 
+    // Hybrid: the same first results as the embedded hybrid store (BM25 with IDF and the same
+    // reciprocal-rank constant on both sides).
+    let hybrid = HybridStore::new(ExactStore::new(index.clone()));
+    let mut same_first = 0;
+    for (q, v) in queries.iter().zip(&vectors) {
+        let want = hybrid.search(v, q, 5, &Filter::new())?;
+        let (got, _) = store.search(&v1, v, Some(q), 5, &Filter::new()).await?;
+        same_first += usize::from(got[0].document == want[0].document);
+    }
+    assert_eq!(same_first, set.len(), "hybrid first results agree");
+
     // A filter holds on the server as in the exact store.
     let doc = exact.search(&vectors[0], 1, &Filter::new())?[0]
         .document
         .clone();
     let filter = Filter::from([("document".to_string(), doc.clone())]);
-    let got = store.search(&v1, &vectors[1], None, 5, &filter).await?;
+    let (got, _) = store.search(&v1, &vectors[1], None, 5, &filter).await?;
     assert!(
         !got.is_empty() && got.iter().all(|h| h.document == doc),
         "{got:?}"
@@ -120,11 +132,11 @@ async fn a_qdrant_collection_answers_like_the_exact_store_and_moves_by_alias() -
     // Hybrid: the SKUs the dense ranking confuses are found by BM25, fused inside Qdrant.
     let (catalogue, skus) = catalogue(&embedder)?;
     let v2 = collection_name(prefix, "v2");
-    store.write(&v2, &catalogue).await?;
+    store.write(&v2, "v2", &catalogue).await?;
     let mut first = 0;
     for sku in &skus {
         let q = embedder.embed(&[sku.as_str()])?;
-        let hits = store
+        let (hits, _) = store
             .search(&v2, &q[0], Some(sku), 3, &Filter::new())
             .await?;
         first += usize::from(hits[0].document == format!("catalogue/{sku}.md"));
@@ -134,16 +146,18 @@ async fn a_qdrant_collection_answers_like_the_exact_store_and_moves_by_alias() -
     // The alias serves v1, then moves to v2 in one request; queries through it follow.
     store.point_alias(prefix, &v1).await?;
     assert_eq!(store.alias_target(prefix).await?, Some(v1.clone()));
-    let through = store
+    let (through, version) = store
         .search(prefix, &vectors[0], None, 1, &Filter::new())
         .await?;
     assert_eq!(through[0].document, doc);
+    assert_eq!(version.as_deref(), Some("v1"), "the alias answers as v1");
     store.point_alias(prefix, &v2).await?;
     assert_eq!(store.alias_target(prefix).await?, Some(v2.clone()));
-    let through = store
+    let (through, version) = store
         .search(prefix, &vectors[0], None, 1, &Filter::new())
         .await?;
     assert!(through[0].document.starts_with("catalogue/"), "{through:?}");
+    assert_eq!(version.as_deref(), Some("v2"), "the alias answers as v2");
 
     // A wrong key is named as a refused key, not a generic failure.
     let wrong = Store::connect(&server.grpc_url, Some("not-the-key".into()))?;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use leitwerk_crds::command::QdrantTarget;
 use leitwerk_crds::contract::{index_key, is_index_file};
 use leitwerk_crds::rag_index::{
     ChunkingStrategy, InjectionPolicy, PersonalDataPolicy, RagIndexSpec, SearchMode,
@@ -50,6 +51,9 @@ pub struct IndexJob {
     /// The serving version's index file and the mode it serves in: measured again on the
     /// labelled set, so that the gate compares two figures from the same set.
     pub serving: Option<(String, SearchMode)>,
+    /// The Qdrant server and collection to write the version to as well, with its API key;
+    /// with `keep`, the collections of versions not kept are deleted.
+    pub qdrant: Option<(QdrantTarget, Option<String>)>,
 }
 
 pub use leitwerk_crds::contract::index_prefix;
@@ -245,11 +249,26 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
             }
         }
     }
+    let version: String = hex.chars().take(12).collect();
+    let collection = match &job.qdrant {
+        Some((target, api_key)) => Some(
+            write_collection(
+                target,
+                api_key.clone(),
+                &version,
+                &built,
+                job.keep.as_deref(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let id = embedder.identity();
     Ok(IndexSummary {
-        version: hex.chars().take(12).collect(),
+        version,
         digest: digest.clone(),
         url: store.url_of(&key),
+        collection,
         documents: built.documents.len() as i64,
         chunks: report.chunks as i64,
         added: report.added as i64,
@@ -280,6 +299,57 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
         quarantined: report.quarantined as i64,
         hidden_html: report.hidden_html as i64,
     })
+}
+
+/// The version of an index file URL (`…/<hex>.lwrag`): the first 12 digits of its digest.
+fn version_of_url(url: &str) -> String {
+    url.rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(12)
+        .collect()
+}
+
+/// Writes version `version` of `index` into its own collection of the Qdrant server; with
+/// `keep` (the index file URLs of the versions the status keeps), deletes the collections of
+/// the target's other versions. Returns the collection's name.
+pub async fn write_collection(
+    target: &QdrantTarget,
+    api_key: Option<String>,
+    version: &str,
+    index: &Index,
+    keep: Option<&[String]>,
+) -> Result<String, JobError> {
+    let refused = |e: leitwerk_rag::qdrant::StoreError| match e {
+        leitwerk_rag::qdrant::StoreError::Unauthorized { .. } => JobError::Invalid(format!(
+            "{e}; the key comes from spec.vectorStore.qdrant.apiKeySecretRef ({})",
+            leitwerk_crds::contract::QDRANT_API_KEY_ENV
+        )),
+        other => JobError::Invalid(other.to_string()),
+    };
+    let store = leitwerk_rag::qdrant::Store::connect(&target.url, api_key).map_err(refused)?;
+    let collection = target.version_collection(version);
+    let stage = crate::progress::stage("writing to Qdrant", None, "points");
+    let points = store
+        .write(&collection, version, index)
+        .await
+        .map_err(refused)?;
+    stage.set(points as u64);
+    stage.finish();
+    if let Some(keep) = keep {
+        let kept: Vec<String> = keep.iter().map(|u| version_of_url(u)).collect();
+        let prefix = format!("{}-", target.collection);
+        for name in store.collections(&prefix).await.map_err(refused)? {
+            if let Some(v) = target.version_of(&name)
+                && v != version
+                && !kept.contains(&v)
+            {
+                store.delete(&name).await.map_err(refused)?;
+            }
+        }
+    }
+    Ok(collection)
 }
 
 /// Removes every index file of a RagIndex (it was deleted); returns how many there were.

@@ -147,6 +147,12 @@ fn run_job(command: JobCommand) -> ExitCode {
                 k: args.k,
                 keep: args.prune.then_some(args.keep),
                 serving: args.serving.map(|url| (url, args.serving_mode)),
+                qdrant: args.qdrant.map(|target| {
+                    let key = std::env::var(leitwerk_crds::contract::QDRANT_API_KEY_ENV)
+                        .ok()
+                        .filter(|k| !k.is_empty());
+                    (target, key)
+                }),
             };
             runtime
                 .block_on(index::run_index(&spec, &index_job))

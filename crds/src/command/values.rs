@@ -1,5 +1,5 @@
 //! The values inside the command lines (`NAME=PATH`, `NAME=VERSION=URL`, `NAME=URL`,
-//! `KEY=VALUE`): each parses what its `Display` writes.
+//! `KEY=VALUE`, `qdrant+URL/COLLECTION`): each parses what its `Display` writes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -149,5 +149,95 @@ impl FromStr for MetricLabel {
 impl fmt::Display for MetricLabel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}={}", self.0, self.1)
+    }
+}
+
+/// Where a RagIndex's vectors live on a Qdrant server: its gRPC URL and the collection name
+/// (the alias that serves; each version's collection is `<collection>-<version>`). Written
+/// `qdrant+http://qdrant.vectors:6334/product-docs`, the form `--qdrant` of the indexing Job
+/// and the URL of `--index` of the retrieval server both take. The API key travels apart, in
+/// the environment ([`crate::contract::QDRANT_API_KEY_ENV`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QdrantTarget {
+    /// gRPC URL, e.g. `http://qdrant.vectors:6334`.
+    pub url: String,
+    /// Collection name: the alias of the serving version.
+    pub collection: String,
+}
+
+impl QdrantTarget {
+    /// The scheme prefix that marks a Qdrant location among index URLs.
+    pub const SCHEME: &'static str = "qdrant+";
+
+    /// The collection of index version `version`.
+    pub fn version_collection(&self, version: &str) -> String {
+        format!("{}-{version}", self.collection)
+    }
+
+    /// The version whose collection `name` is, if it is one of this target's: the
+    /// collection name, a dash and a version of 12 hexadecimal digits.
+    pub fn version_of(&self, name: &str) -> Option<String> {
+        let version = name
+            .strip_prefix(self.collection.as_str())?
+            .strip_prefix('-')?;
+        (version.len() == 12 && version.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| version.to_string())
+    }
+}
+
+impl FromStr for QdrantTarget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wrong = || {
+            format!(
+                "{s:?} is not qdrant+URL/COLLECTION (e.g. qdrant+http://qdrant.vectors:6334/product-docs)"
+            )
+        };
+        let rest = s.strip_prefix(Self::SCHEME).ok_or_else(wrong)?;
+        let (url, collection) = rest.rsplit_once('/').ok_or_else(wrong)?;
+        let host = url.split_once("://").map(|(_, h)| h).unwrap_or_default();
+        if host.is_empty() || host.contains('/') || collection.is_empty() {
+            return Err(wrong());
+        }
+        Ok(QdrantTarget {
+            url: url.into(),
+            collection: collection.into(),
+        })
+    }
+}
+
+impl fmt::Display for QdrantTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}/{}", Self::SCHEME, self.url, self.collection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_qdrant_target_parses_what_it_writes_and_knows_its_versions() {
+        let t: QdrantTarget = "qdrant+http://qdrant.vectors:6334/product-docs"
+            .parse()
+            .unwrap();
+        assert_eq!(t.url, "http://qdrant.vectors:6334");
+        assert_eq!(t.collection, "product-docs");
+        assert_eq!(t.to_string().parse::<QdrantTarget>().unwrap(), t);
+        let c = t.version_collection("0123456789ab");
+        assert_eq!(c, "product-docs-0123456789ab");
+        assert_eq!(t.version_of(&c).as_deref(), Some("0123456789ab"));
+        // Another index's collection that shares the prefix is not one of its versions.
+        assert_eq!(t.version_of("product-docs-v2-0123456789ab"), None);
+        assert_eq!(t.version_of("product-docs"), None);
+        for wrong in [
+            "http://qdrant:6334/x",
+            "qdrant+http://qdrant:6334",
+            "qdrant+http://qdrant:6334/",
+            "qdrant+nothing/x",
+        ] {
+            let e = wrong.parse::<QdrantTarget>().unwrap_err();
+            assert!(e.contains("qdrant+URL/COLLECTION"), "{wrong}: {e}");
+        }
     }
 }

@@ -150,6 +150,10 @@ pub struct IndexVersion {
     pub digest: String,
     /// URL of the index file.
     pub url: String,
+    /// Its Qdrant collection, when `spec.vectorStore.qdrant` held it: it serves through the
+    /// alias `spec.vectorStore.qdrant.collection`; from the index file otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<String>,
     /// The build that produced it.
     pub build: i64,
     /// Documents.

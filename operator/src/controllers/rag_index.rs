@@ -31,6 +31,7 @@ use crate::{
 mod build;
 mod delete;
 mod observe;
+pub mod qdrant;
 mod record;
 mod status;
 #[cfg(test)]
@@ -155,21 +156,28 @@ async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, 
                 {
                     service_account::ensure(ctx, RagIndex::KIND, &sa).await?;
                 }
-                let read = read_builds(ctx, index).await?;
-                let now = chrono::Utc::now();
-                observed = plan_builds(index, &ctx.config, &sources_digest, read, now);
-                if let Some(job) = observed.start.take() {
-                    apply(ctx, &ns, &job, "indexing Job").await?;
+                match reconcile_builds(ctx, index, &ns, &sources_digest).await? {
+                    Ok(o) => {
+                        observed = o;
+                        let mut outcome = decide(index, &observed);
+                        let mut waits: Vec<Duration> = observed
+                            .next_scheduled
+                            .map(|w| w + Duration::from_secs(1))
+                            .into_iter()
+                            .collect();
+                        // The Qdrant server is looked at again by itself: its key lives in a
+                        // Secret the operator does not watch, and an alias moved by hand is
+                        // put back.
+                        if qdrant::target(index).is_some() {
+                            waits.push(RECHECK_UNWATCHED);
+                        }
+                        for wait in waits {
+                            outcome.recheck = Some(outcome.recheck.map_or(wait, |r| r.min(wait)));
+                        }
+                        outcome
+                    }
+                    Err(problem) => problem.outcome(),
                 }
-                if let Some(serving) = observed.serving() {
-                    observed.serving_replicas = Some(serve(ctx, index, &ns, &serving).await?);
-                }
-                let mut outcome = decide(index, &observed);
-                if let Some(wait) = observed.next_scheduled {
-                    let wait = wait + Duration::from_secs(1);
-                    outcome.recheck = Some(outcome.recheck.map_or(wait, |r| r.min(wait)));
-                }
-                outcome
             }
         },
     };
@@ -183,6 +191,47 @@ async fn reconcile_rag_index(index: &RagIndex, ctx: &Context) -> Result<Action, 
     })
     .await?;
     Ok(action)
+}
+
+/// Observes the builds, starts one when due, points a Qdrant alias at the serving version and
+/// runs its retrieval Deployment. A Qdrant server that refuses the key (or cannot be reached)
+/// is answered before any build starts: a build would fail on it, and a failed build waits
+/// for a change of the spec, not of the Secret.
+async fn reconcile_builds(
+    ctx: &Context,
+    index: &RagIndex,
+    ns: &str,
+    sources_digest: &str,
+) -> Result<Result<Observed, qdrant::Problem>, Error> {
+    let target = qdrant::target(index);
+    let mut moved_alias = None;
+    let was_serving = index.status.as_ref().and_then(|s| s.versions.serving());
+    if let Some(target) = &target {
+        match qdrant::sync_alias(ctx, index, target, was_serving).await {
+            Ok(moved) => moved_alias = moved,
+            Err(problem) => return Ok(Err(problem)),
+        }
+    }
+    let read = read_builds(ctx, index).await?;
+    let now = chrono::Utc::now();
+    let mut observed = plan_builds(index, &ctx.config, sources_digest, read, now);
+    observed.events.extend(moved_alias);
+    if let Some(job) = observed.start.take() {
+        apply(ctx, ns, &job, "indexing Job").await?;
+    }
+    if let Some(serving) = observed.serving() {
+        // A version promoted by this reconcile: the alias moves before the Deployment names it.
+        if let Some(target) = &target
+            && was_serving.map(|v| &v.version) != Some(&serving.version)
+        {
+            match qdrant::sync_alias(ctx, index, target, Some(&serving)).await {
+                Ok(moved) => observed.events.extend(moved),
+                Err(problem) => return Ok(Err(problem)),
+            }
+        }
+        observed.serving_replicas = Some(serve(ctx, index, ns, &serving).await?);
+    }
+    Ok(Ok(observed))
 }
 
 /// The ConfigMaps and Secrets a RagIndex names: `Ok(digest of the ConfigMaps' data)` when all

@@ -25,6 +25,7 @@ mod predictive;
 mod progressive;
 mod quickstart;
 mod retrieval;
+mod retrieval_qdrant;
 
 /// The operator binary of this build.
 pub const OPERATOR: &str = env!("CARGO_BIN_EXE_leitwerk-operator");

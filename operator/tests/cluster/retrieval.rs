@@ -26,11 +26,11 @@ use crate::predictive::{Plant, images, onnxruntime, operator_with_images};
 
 const TRAINER_IMAGE: &str = "leitwerk-trainer:rag";
 const SERVER_IMAGE: &str = "leitwerk-inference-server:rag";
-const BUILD_WAIT: Duration = Duration::from_secs(240);
+pub(crate) const BUILD_WAIT: Duration = Duration::from_secs(240);
 const FORGER_IMAGE: &str = "forger:latest";
 
 /// The labelled queries of the example: (query, relevant document ids).
-fn labelled() -> anyhow::Result<Vec<(String, Vec<String>)>> {
+pub(crate) fn labelled() -> anyhow::Result<Vec<(String, Vec<String>)>> {
     let data = example_config_map("product-docs-rag/eval-configmap.yaml")?;
     let text = data.get("queries.jsonl").cloned().unwrap_or_default();
     let mut out = Vec::new();
@@ -52,7 +52,7 @@ fn labelled() -> anyhow::Result<Vec<(String, Vec<String>)>> {
 }
 
 /// Waits until the RagIndex has recorded build `number` as finished, and returns it.
-async fn finished_build(
+pub(crate) async fn finished_build(
     indexes: &Api<RagIndex>,
     number: i64,
     operator: &OperatorProcess,
@@ -74,7 +74,7 @@ async fn finished_build(
 }
 
 /// The REST port of the running retrieval pod that serves `version`.
-async fn retrieval_port(
+pub(crate) async fn retrieval_port(
     node: &NodeStandIn,
     pods: &Api<Pod>,
     ns: &str,
@@ -183,7 +183,11 @@ async fn queries_through_swap(
     Ok(answered)
 }
 
-async fn query(port: u16, text: &str, top_k: usize) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn query(
+    port: u16,
+    text: &str,
+    top_k: usize,
+) -> anyhow::Result<serde_json::Value> {
     let response = reqwest::Client::new()
         .post(format!(
             "http://127.0.0.1:{port}/v1/indexes/product-docs/query"

@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector, ServiceAccount};
+use k8s_openapi::api::core::v1::{EnvVar, ServiceAccount};
 use kube::{Resource, ResourceExt};
 use leitwerk_crds::command::{ContentArgs, JobArgs, JobCommand, PublishArgs};
-use leitwerk_crds::common::SecretKeyReference;
 use leitwerk_crds::contract::{
     LINK_MAP_ENV, REDACTION_KEY_ENV, TEMPLATES_ENV, WEBHOOK_SIGNING_KEY_ENV, WEBHOOK_TOKEN_ENV,
     api_key_env,
@@ -105,21 +104,6 @@ pub fn build_service_account(pipeline: &ContentPipeline) -> Option<ServiceAccoun
     service_account::token_less(pipeline, service_account_name(pipeline), CONTENT_PIPELINE)
 }
 
-fn secret_env(name: String, reference: &SecretKeyReference) -> EnvVar {
-    EnvVar {
-        name,
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: reference.name.clone(),
-                key: reference.key.clone(),
-                optional: Some(false),
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn parts(pipeline: &ContentPipeline, config: &OperatorConfig, run: &str) -> PodParts {
     PodParts {
         labels: BTreeMap::from([
@@ -200,11 +184,15 @@ pub fn build_content_job(pipeline: &ContentPipeline, config: &OperatorConfig, r:
             .as_ref()
             .and_then(|o| o.api_key_secret_ref.as_ref())
         {
-            p.env.push(secret_env(api_key_env(i), key));
+            p.env
+                .push(crate::references::secret_key_env(api_key_env(i), key));
         }
     }
     if let Some(key) = &pipeline.spec.guardrails.redaction_key_secret_ref {
-        p.env.push(secret_env(REDACTION_KEY_ENV.into(), key));
+        p.env.push(crate::references::secret_key_env(
+            REDACTION_KEY_ENV.into(),
+            key,
+        ));
     }
     let args = JobCommand::Content {
         job: job_args(pipeline, config),
@@ -245,10 +233,16 @@ pub fn build_publish_job(
         .and_then(|t| t.webhook.as_ref())
     {
         if let Some(token) = &hook.token_secret_ref {
-            p.env.push(secret_env(WEBHOOK_TOKEN_ENV.into(), token));
+            p.env.push(crate::references::secret_key_env(
+                WEBHOOK_TOKEN_ENV.into(),
+                token,
+            ));
         }
         if let Some(key) = &hook.signing_secret_ref {
-            p.env.push(secret_env(WEBHOOK_SIGNING_KEY_ENV.into(), key));
+            p.env.push(crate::references::secret_key_env(
+                WEBHOOK_SIGNING_KEY_ENV.into(),
+                key,
+            ));
         }
     }
     let args = JobCommand::PublishContent {

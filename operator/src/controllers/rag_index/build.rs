@@ -10,6 +10,7 @@ use leitwerk_crds::command::{
 };
 use leitwerk_crds::rag_index::SearchMode;
 
+use crate::references::secret_key_env;
 use crate::workloads::spec_env;
 
 use k8s_openapi::{
@@ -163,13 +164,26 @@ pub fn parts(index: &RagIndex, config: &OperatorConfig, role: PodRole) -> PodPar
             secret_env.push(name);
         }
     }
+    // The Qdrant API key reaches the pods that talk to the server: the indexing Job and the
+    // retrieval pods (the operator deletes collections itself).
+    let key = index
+        .spec
+        .vector_store
+        .as_ref()
+        .and_then(|v| v.qdrant.as_ref())
+        .and_then(|q| q.api_key_secret_ref.as_ref())
+        .filter(|_| role != PodRole::Delete);
+    let env = key
+        .map(|r| secret_key_env(leitwerk_crds::contract::QDRANT_API_KEY_ENV.into(), r))
+        .into_iter()
+        .collect();
     PodParts {
         labels: BTreeMap::from([
             (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
             (RAG_INDEX_LABEL.to_string(), index.name_any()),
         ]),
         mounts,
-        env: Vec::new(),
+        env,
         resources: resources(index.spec.resources.as_ref()),
         scheduling: None,
         service_account: if role == PodRole::Serve {
@@ -222,6 +236,7 @@ pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &Build
         keep: inputs.keep.clone(),
         serving: inputs.serving.as_ref().map(|(url, _)| url.clone()),
         serving_mode: inputs.serving.as_ref().map(|(_, m)| *m).unwrap_or_default(),
+        qdrant: super::qdrant::target(index),
     };
     let mount = |name: &str, path: &str| SourceMount {
         name: name.into(),
@@ -339,6 +354,15 @@ pub fn serving_mode(index: &RagIndex, version: &IndexVersion) -> SearchMode {
         .unwrap_or_default()
 }
 
+/// Where the retrieval pods read a version: the Qdrant alias when the version was written to
+/// the RagIndex's server (the operator points the alias at it), its index file otherwise.
+pub fn serving_url(index: &RagIndex, version: &IndexVersion) -> String {
+    match (super::qdrant::target(index), &version.collection) {
+        (Some(target), Some(_)) => target.to_string(),
+        _ => version.url.clone(),
+    }
+}
+
 /// The retrieval Deployment and Service of the serving version.
 pub fn build_serving(
     index: &RagIndex,
@@ -350,7 +374,7 @@ pub fn build_serving(
     let args = ServerArgs {
         indexes: vec![IndexArg {
             name: index.name_any(),
-            url: version.url.clone(),
+            url: serving_url(index, version),
         }],
         search_mode: serving_mode(index, version),
         metric_labels: vec![MetricLabel("namespace".into(), ns.clone())],

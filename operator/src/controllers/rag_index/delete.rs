@@ -1,4 +1,5 @@
-//! Deleting a RagIndex: a Job removes its index files, then its finalizer goes.
+//! Deleting a RagIndex: the operator deletes its Qdrant collections, a Job removes its index
+//! files, then its finalizer goes.
 
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ pub(super) async fn finalize(ctx: &Context, index: &RagIndex, ns: &str) -> Resul
     if !index.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
+    if let Some(wait) = delete_collections(ctx, index).await {
+        return Ok(Action::requeue(wait));
+    }
     let job = build_delete_job(index, &ctx.config);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let current = jobs
@@ -83,4 +87,52 @@ pub(super) async fn finalize(ctx: &Context, index: &RagIndex, ns: &str) -> Resul
     }
     set_finalizer(ctx, index, ns, false).await?;
     Ok(Action::await_change())
+}
+
+/// How long a deleted RagIndex waits for its Qdrant server before it goes and leaves the
+/// collections (named in a Warning).
+const QDRANT_PATIENCE_S: i64 = 300;
+
+/// Deletes the RagIndex's Qdrant collections, if it names a server. `Some(wait)` while the
+/// server refuses or cannot be reached and the deletion is younger than [`QDRANT_PATIENCE_S`] seconds;
+/// after that, a Warning names what stays and the deletion goes on.
+async fn delete_collections(ctx: &Context, index: &RagIndex) -> Option<Duration> {
+    let target = super::qdrant::target(index)?;
+    let notice = match super::qdrant::delete_collections(ctx, index, &target).await {
+        Ok(deleted) => Notice::normal(
+            "Delete",
+            "CollectionsDeleted",
+            format!(
+                "deleted the Qdrant collections {} at {}",
+                if deleted.is_empty() {
+                    "(none were left)".to_string()
+                } else {
+                    deleted.join(", ")
+                },
+                target.url
+            ),
+        ),
+        Err(problem) => {
+            let since = index
+                .metadata
+                .deletion_timestamp
+                .as_ref()
+                .map(|t| chrono::Utc::now().timestamp() - t.0.as_second())
+                .unwrap_or_default();
+            if since < QDRANT_PATIENCE_S {
+                tracing::info!(reason = problem.reason, "{}: trying again", problem.message);
+                return Some(Duration::from_secs(5));
+            }
+            Notice::warning(
+                "Delete",
+                "CollectionsLeft",
+                format!(
+                    "the Qdrant collections {}-<version> at {} stay ({}); delete them by hand",
+                    target.collection, target.url, problem.message
+                ),
+            )
+        }
+    };
+    reconcile::publish(ctx, RagIndex::KIND, &notice, &index.object_ref(&())).await;
+    None
 }

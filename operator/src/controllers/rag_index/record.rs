@@ -93,6 +93,7 @@ pub fn record_version(
         state: IndexVersionState::Retired,
         digest: summary.digest.clone(),
         url: summary.url.clone(),
+        collection: summary.collection.clone(),
         build: build.number,
         documents: summary.documents,
         chunks: summary.chunks,

@@ -38,6 +38,7 @@ fn summary(digest: &str, recall: f64) -> IndexSummary {
         version: digest[..12].to_string(),
         digest: format!("sha256:{digest}"),
         url: format!("file:///artifacts/indexes/marketing/product-docs/{digest}.lwrag"),
+        collection: None,
         documents: 32,
         chunks: 120,
         added: 32,
@@ -447,4 +448,102 @@ fn a_running_build_shows_its_progress() {
         observed.progress.as_ref().map(|p| p.summary.as_str()),
         Some("embedding 12/40 documents (30%)")
     );
+}
+
+fn on_qdrant(url: &str) -> RagIndex {
+    let mut index = example();
+    index.spec.vector_store = Some(leitwerk_crds::rag_index::VectorStore {
+        embedded: None,
+        qdrant: Some(leitwerk_crds::rag_index::QdrantStore {
+            url: url.into(),
+            collection: "docs".into(),
+            api_key_secret_ref: Some(leitwerk_crds::common::SecretKeyReference {
+                name: "qdrant-key".into(),
+                key: "api-key".into(),
+            }),
+        }),
+    });
+    index
+}
+
+#[test]
+fn on_qdrant_the_job_writes_collections_the_server_reads_the_alias_and_the_key_comes_from_the_secret()
+ {
+    let index = on_qdrant("http://qdrant.vectors:6334");
+    assert_eq!(validate(&index.spec), Ok(()));
+    let config = OperatorConfig::default();
+    let key_of = |pod: &k8s_openapi::api::core::v1::PodSpec| {
+        pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == leitwerk_crds::contract::QDRANT_API_KEY_ENV)
+            .map(|e| {
+                assert_eq!(e.value, None, "the key is never a value in the pod spec");
+                let r = e.value_from.clone().unwrap().secret_key_ref.unwrap();
+                (r.name, r.key)
+            })
+    };
+    let from_secret = Some(("qdrant-key".to_string(), "api-key".to_string()));
+
+    let job = build_index_job(&index, &config, &BuildInputs::default());
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let args = pod.containers[0].args.clone().unwrap().join(" ");
+    assert!(
+        args.contains("--qdrant qdrant+http://qdrant.vectors:6334/docs"),
+        "{args}"
+    );
+    assert_eq!(key_of(&pod), from_secret);
+
+    // A version written to Qdrant is read through the alias; one from before the RagIndex
+    // named Qdrant is still read from its file.
+    let stored = IndexVersion {
+        version: "0123456789ab".into(),
+        url: "file:///a/0123.lwrag".into(),
+        collection: Some("docs-0123456789ab".into()),
+        ..Default::default()
+    };
+    let index_arg = |v: &IndexVersion| {
+        let d = build_serving(&index, &config, v).0;
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        (
+            pod.containers[0].args.clone().unwrap().join(" "),
+            key_of(&pod),
+        )
+    };
+    let (args, key) = index_arg(&stored);
+    assert!(
+        args.contains("--index product-docs=qdrant+http://qdrant.vectors:6334/docs"),
+        "{args}"
+    );
+    assert_eq!(key, from_secret);
+    let older = IndexVersion {
+        collection: None,
+        ..stored.clone()
+    };
+    assert!(
+        index_arg(&older)
+            .0
+            .contains("--index product-docs=file:///a/0123.lwrag"),
+        "{:?}",
+        index_arg(&older)
+    );
+
+    // The deletion Job never gets the key: the operator deletes the collections itself.
+    let delete = build_delete_job(&index, &config);
+    assert_eq!(key_of(&delete.spec.unwrap().template.spec.unwrap()), None);
+}
+
+#[test]
+fn a_qdrant_url_that_names_no_server_is_refused_naming_the_field() {
+    for url in ["http://", "ftp://qdrant:6334", "http://:6334"] {
+        let errors = validate(&on_qdrant(url).spec).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "spec.vectorStore.qdrant.url"
+                    && e.message.contains("http://HOST:6334")),
+            "{url}: {errors:?}"
+        );
+    }
 }

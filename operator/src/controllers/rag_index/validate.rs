@@ -110,14 +110,18 @@ pub fn validate(spec: &RagIndexSpec) -> Result<(), Vec<FieldError>> {
             ));
         }
     }
-    if spec
-        .vector_store
-        .as_ref()
-        .is_some_and(|v| v.qdrant.is_some())
+    if let Some(q) = spec.vector_store.as_ref().and_then(|v| v.qdrant.as_ref())
+        && url::Url::parse(&q.url)
+            .ok()
+            .filter(|u| u.host_str().is_some() && matches!(u.scheme(), "http" | "https"))
+            .is_none()
     {
         errors.push(FieldError::new(
-            "spec.vectorStore.qdrant",
-            "a Qdrant server is not supported by this release; use vectorStore.embedded (or leave vectorStore out)",
+            "spec.vectorStore.qdrant.url",
+            format!(
+                "{:?} is not the gRPC URL of a Qdrant server: write http://HOST:6334 (or https://)",
+                q.url
+            ),
         ));
     }
     into_result(errors)
