@@ -415,7 +415,12 @@ async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Re
             let (hits, version) = store
                 .search(alias, query_vector, text, request.top_k, &request.filter)
                 .await
-                .map_err(|e| Refusal(StatusCode::BAD_GATEWAY, e.to_string()))?;
+                .map_err(|e| match e {
+                    leitwerk_rag::qdrant::StoreError::UnknownField(unknown) => {
+                        bad(unknown.to_string())
+                    }
+                    other => Refusal(StatusCode::BAD_GATEWAY, other.to_string()),
+                })?;
             let version = match version {
                 Some(v) => v,
                 // No hit names its version: the alias does.

@@ -16,7 +16,7 @@ use qdrant_client::qdrant::{
 use qdrant_client::{Payload, Qdrant, QdrantError};
 
 use crate::index::Index;
-use crate::search::{BUILT_IN_FIELDS, Filter, HYBRID_DEPTH, Hit, RRF_K};
+use crate::search::{BUILT_IN_FIELDS, Filter, HYBRID_DEPTH, Hit, RRF_K, UnknownField};
 
 /// The dense vector's name in a collection.
 pub const DENSE: &str = "dense";
@@ -44,6 +44,9 @@ pub enum StoreError {
         /// Its answer.
         source: QdrantError,
     },
+    /// The query filters on a field the collection has no index for (no chunk has it).
+    #[error(transparent)]
+    UnknownField(#[from] UnknownField),
     /// Anything else the server or the connection answered.
     #[error("Qdrant at {url}: {what}: {source}")]
     Server {
@@ -260,6 +263,9 @@ impl Store {
         k: usize,
         filter: &Filter,
     ) -> Result<(Vec<Hit>, Option<String>), StoreError> {
+        if !filter.is_empty() {
+            self.check_fields(collection, filter).await?;
+        }
         let filter = conditions(filter);
         let ef = HNSW_EF.max(4 * k as u64);
         // A few more than asked: equal scores (frequent after fusion) are ordered here as the
@@ -338,6 +344,35 @@ impl Store {
         });
         hits.truncate(k);
         Ok((hits, version))
+    }
+
+    /// Refuses a filter on a field that `collection` indexes no payload for, as the embedded
+    /// store refuses one (Qdrant itself would answer nothing), naming the fields there are.
+    async fn check_fields(&self, collection: &str, filter: &Filter) -> Result<(), StoreError> {
+        let info = self
+            .client
+            .collection_info(collection)
+            .await
+            .map_err(self.fail(format!("reading the collection {collection}")))?
+            .result
+            .unwrap_or_default();
+        let mut known: Vec<&String> = info
+            .payload_schema
+            .keys()
+            .filter(|f| f.as_str() != VERSION_FIELD)
+            .collect();
+        known.sort();
+        match filter.keys().find(|f| !known.contains(f)) {
+            Some(field) => Err(StoreError::UnknownField(UnknownField {
+                field: field.clone(),
+                known: known
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })),
+            None => Ok(()),
+        }
     }
 
     /// Points `alias` at `collection` in one request (Qdrant replaces an alias of that name

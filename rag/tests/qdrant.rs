@@ -129,6 +129,17 @@ async fn a_qdrant_collection_answers_like_the_exact_store_and_moves_by_alias() -
         "{got:?}"
     );
 
+    // A field no chunk has is refused by name, as the embedded store refuses it.
+    let unknown = Filter::from([("colour".to_string(), "red".to_string())]);
+    let want = exact.search(&vectors[1], 5, &unknown).unwrap_err();
+    match store.search(&v1, &vectors[1], None, 5, &unknown).await {
+        Err(StoreError::UnknownField(got)) => {
+            assert_eq!(got.field, "colour");
+            assert_eq!(got.known, want.known, "the same fields are named");
+        }
+        other => panic!("an unknown filter field gave {other:?}"),
+    }
+
     // Hybrid: the SKUs the dense ranking confuses are found by BM25, fused inside Qdrant.
     let (catalogue, skus) = catalogue(&embedder)?;
     let v2 = collection_name(prefix, "v2");
@@ -151,6 +162,11 @@ async fn a_qdrant_collection_answers_like_the_exact_store_and_moves_by_alias() -
         .await?;
     assert_eq!(through[0].document, doc);
     assert_eq!(version.as_deref(), Some("v1"), "the alias answers as v1");
+    let (through, _) = store.search(prefix, &vectors[1], None, 5, &filter).await?;
+    assert!(
+        through.iter().all(|h| h.document == doc),
+        "a filter through the alias: {through:?}"
+    );
     store.point_alias(prefix, &v2).await?;
     assert_eq!(store.alias_target(prefix).await?, Some(v2.clone()));
     let (through, version) = store
