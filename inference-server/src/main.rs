@@ -39,36 +39,51 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     // The command line is a contract with the operator, one type in `leitwerk_crds::command`.
     let args = ServerArgs::parse();
-    let models = if args.models.is_empty() {
-        Vec::new()
+    // ONNX Runtime: required to serve models; for embeddings, used when it loads (candle
+    // embeds otherwise).
+    let environment = if args.models.is_empty() && args.onnxruntime.is_none() {
+        None
     } else {
-        let environment = match load_onnxruntime(args.onnxruntime.as_deref()) {
-            Ok(env) => env,
-            Err(problem) => {
-                eprintln!("leitwerk-inference-server: {problem}");
-                return ExitCode::from(CONFIG_ERROR);
+        match load_onnxruntime(args.onnxruntime.as_deref()) {
+            Ok(env) => {
+                eprintln!(
+                    "leitwerk-inference-server: loaded ONNX Runtime ({})",
+                    ort::info()
+                );
+                Some(env)
             }
-        };
-        eprintln!(
-            "leitwerk-inference-server: loaded ONNX Runtime ({})",
-            ort::info()
-        );
-        match load_models(&environment, &args.models).await {
-            Ok(m) => m,
+            Err(problem) if args.models.is_empty() => {
+                eprintln!("leitwerk-inference-server: embedding on candle: {problem}");
+                None
+            }
             Err(problem) => {
                 eprintln!("leitwerk-inference-server: {problem}");
                 return ExitCode::from(CONFIG_ERROR);
             }
         }
     };
-    let retrieval = match &args.embedding_model_dir {
-        Some(dir) => match Retrieval::load(dir, &args.indexes, args.search_mode).await {
-            Ok(r) => Some(r),
+    let models = match &environment {
+        None => Vec::new(),
+        Some(_) if args.models.is_empty() => Vec::new(),
+        Some(environment) => match load_models(environment, &args.models).await {
+            Ok(m) => m,
             Err(problem) => {
                 eprintln!("leitwerk-inference-server: {problem}");
                 return ExitCode::from(CONFIG_ERROR);
             }
         },
+    };
+    let retrieval = match &args.embedding_model_dir {
+        Some(dir) => {
+            match Retrieval::load(dir, &args.indexes, args.search_mode, environment.as_ref()).await
+            {
+                Ok(r) => Some(r),
+                Err(problem) => {
+                    eprintln!("leitwerk-inference-server: {problem}");
+                    return ExitCode::from(CONFIG_ERROR);
+                }
+            }
+        }
         None => None,
     };
     let generator = match &args.generator_model {
@@ -97,7 +112,7 @@ async fn main() -> ExitCode {
         .map(|m| format!("{} {}", m.name, m.version))
         .collect();
     if let Some(r) = &retrieval {
-        names.push("embeddings".into());
+        names.push(format!("embeddings ({})", r.engine()));
         names.extend(
             r.served()
                 .into_iter()

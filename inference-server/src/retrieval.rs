@@ -89,13 +89,26 @@ impl Retrieval {
     /// Loads the model in `model_dir` and every index; an index built with another model is
     /// refused, because its vectors are not comparable with this model's queries.
     /// Queries that name no mode are answered in `mode`.
+    ///
+    /// The encoder runs on ONNX Runtime in `environment` when given (a graph of fused
+    /// operators written from the weights), on candle otherwise or when ONNX Runtime refuses
+    /// the graph (stderr says why).
     pub async fn load(
         model_dir: &Path,
         indexes: &[IndexArg],
         mode: SearchMode,
+        environment: Option<&ort::environment::Environment>,
     ) -> Result<Retrieval, String> {
-        let embedder = Embedder::load(model_dir, leitwerk_crds::rag_index::MINILM.name)
-            .map_err(|e| format!("embedding model: {e}"))?;
+        let name = leitwerk_crds::rag_index::MINILM.name;
+        let onnx = environment.map(|env| Embedder::load_onnx(model_dir, name, env, None));
+        let embedder = match onnx {
+            Some(Ok(embedder)) => embedder,
+            Some(Err(why)) => {
+                eprintln!("leitwerk-inference-server: embedding on candle: ONNX Runtime: {why}");
+                Embedder::load(model_dir, name).map_err(|e| format!("embedding model: {e}"))?
+            }
+            None => Embedder::load(model_dir, name).map_err(|e| format!("embedding model: {e}"))?,
+        };
         let mut served = BTreeMap::new();
         for arg in indexes {
             if arg.url.starts_with(QdrantTarget::SCHEME) {
@@ -137,6 +150,11 @@ impl Retrieval {
             indexes: served,
             mode,
         })
+    }
+
+    /// The engine the encoder runs on (`onnxruntime` or `candle`).
+    pub fn engine(&self) -> &'static str {
+        self.embedder.engine()
     }
 
     /// `(name, version, chunks)` of every index served from a file; `(name, "qdrant:ALIAS",

@@ -1,6 +1,7 @@
-//! Sentence embeddings with all-MiniLM-L6-v2 (a BERT encoder) in candle: word pieces, the
-//! encoder, mean pooling over the attention mask and L2 normalisation, as sentence-transformers
-//! computes them.
+//! Sentence embeddings with all-MiniLM-L6-v2 (a BERT encoder): word pieces, the encoder, mean
+//! pooling over the attention mask and L2 normalisation, as sentence-transformers computes
+//! them. The encoder runs on ONNX Runtime (a graph of fused operators Leitwerk writes from the
+//! weights, [`crate::bert_onnx`]) where the process has it, on candle otherwise.
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +38,27 @@ pub enum EmbedError {
     /// The forward pass failed.
     #[error("embedding failed: {0}")]
     Model(#[from] candle_core::Error),
+    /// The encoder could not be written as an ONNX graph.
+    #[error("cannot write the encoder as an ONNX graph: {0}")]
+    Graph(#[from] crate::bert_onnx::GraphError),
+    /// ONNX Runtime refused the graph or failed to run it.
+    #[error("ONNX Runtime: {0}")]
+    Runtime(String),
 }
+
+/// What runs the encoder.
+enum Engine {
+    /// candle, on its device.
+    Candle(Box<BertModel>, Device),
+    /// ONNX Runtime, on the graph Leitwerk writes from the weights
+    /// ([`crate::bert_onnx`]); a session runs one batch at a time.
+    OnnxRuntime(std::sync::Mutex<ort::session::Session>),
+}
+
+/// Which engine an [`Embedder`] runs on, as [`Embedder::engine`] names it.
+pub const CANDLE: &str = "candle";
+/// See [`CANDLE`].
+pub const ONNX_RUNTIME: &str = "onnxruntime";
 
 /// What identifies an embedding model: vectors from two identities are never compared.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,10 +80,18 @@ pub struct ModelIdentity {
 
 /// A loaded embedding model.
 pub struct Embedder {
-    model: BertModel,
+    engine: Engine,
     tokenizer: Tokenizer,
     pieces: WordPieces,
-    device: Device,
+    identity: ModelIdentity,
+}
+
+/// What every engine loads the same way: the config, the tokenizer and the weights.
+struct Loaded {
+    config: Config,
+    tokenizer: Tokenizer,
+    pieces: WordPieces,
+    weights: Vec<u8>,
     identity: ModelIdentity,
 }
 
@@ -94,6 +123,50 @@ impl Embedder {
 
     /// Like [`Embedder::load`], on `device`.
     pub fn load_on(dir: &Path, name: &str, device: Device) -> Result<Embedder, EmbedError> {
+        let loaded = Self::read(dir, name)?;
+        let vb = VarBuilder::from_buffered_safetensors(loaded.weights, DType::F32, &device)?;
+        let model = BertModel::load(vb, &loaded.config)?;
+        Ok(Embedder {
+            engine: Engine::Candle(Box::new(model), device),
+            tokenizer: loaded.tokenizer,
+            pieces: loaded.pieces,
+            identity: loaded.identity,
+        })
+    }
+
+    /// Like [`Embedder::load`], on ONNX Runtime in `environment`: the encoder is written as an
+    /// ONNX graph of fused operators from the same weights ([`crate::bert_onnx`]), with
+    /// `threads` intra-op threads (ONNX Runtime's default, one per core, when `None`).
+    pub fn load_onnx(
+        dir: &Path,
+        name: &str,
+        environment: &ort::environment::Environment,
+        threads: Option<usize>,
+    ) -> Result<Embedder, EmbedError> {
+        let loaded = Self::read(dir, name)?;
+        let graph = crate::bert_onnx::graph(&loaded.config, &loaded.weights)?;
+        let mut builder = ort::session::Session::builder(environment).map_err(runtime)?;
+        if let Some(n) = threads {
+            builder = builder.with_intra_threads(n).map_err(runtime)?;
+        }
+        let session = builder.commit_from_memory(&graph).map_err(runtime)?;
+        Ok(Embedder {
+            engine: Engine::OnnxRuntime(std::sync::Mutex::new(session)),
+            tokenizer: loaded.tokenizer,
+            pieces: loaded.pieces,
+            identity: loaded.identity,
+        })
+    }
+
+    /// The engine that runs the encoder: [`CANDLE`] or [`ONNX_RUNTIME`].
+    pub fn engine(&self) -> &'static str {
+        match self.engine {
+            Engine::Candle(..) => CANDLE,
+            Engine::OnnxRuntime(_) => ONNX_RUNTIME,
+        }
+    }
+
+    fn read(dir: &Path, name: &str) -> Result<Loaded, EmbedError> {
         let config_path = dir.join("config.json");
         let config: Config =
             serde_json::from_slice(&read(&config_path)?).map_err(|e| EmbedError::Read {
@@ -128,13 +201,11 @@ impl Embedder {
             pooling: "mean".into(),
             max_word_pieces: MAX_WORD_PIECES,
         };
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
-        let model = BertModel::load(vb, &config)?;
-        Ok(Embedder {
-            model,
+        Ok(Loaded {
+            config,
             tokenizer,
             pieces,
-            device,
+            weights,
             identity,
         })
     }
@@ -177,14 +248,18 @@ impl Embedder {
         let flat = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
             encodings.iter().flat_map(|e| f(e).to_vec()).collect()
         };
-        let ids = Tensor::from_vec(flat(&|e| e.get_ids()), (rows, width), &self.device)?;
-        let types = Tensor::from_vec(flat(&|e| e.get_type_ids()), (rows, width), &self.device)?;
-        let mask = Tensor::from_vec(
-            flat(&|e| e.get_attention_mask()),
-            (rows, width),
-            &self.device,
-        )?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+        let (model, device) = match &self.engine {
+            Engine::Candle(model, device) => (model, device),
+            Engine::OnnxRuntime(session) => {
+                let ids = flat(&|e| e.get_ids());
+                let mask = flat(&|e| e.get_attention_mask());
+                return onnx_batch(session, rows, width, &ids, &mask);
+            }
+        };
+        let ids = Tensor::from_vec(flat(&|e| e.get_ids()), (rows, width), device)?;
+        let types = Tensor::from_vec(flat(&|e| e.get_type_ids()), (rows, width), device)?;
+        let mask = Tensor::from_vec(flat(&|e| e.get_attention_mask()), (rows, width), device)?;
+        let hidden = model.forward(&ids, &types, Some(&mask))?;
         // Mean over the tokens the mask keeps, then unit length.
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
@@ -193,6 +268,59 @@ impl Embedder {
         let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
         Ok(mean.broadcast_div(&norms)?.to_vec2::<f32>()?)
     }
+}
+
+/// One batch on ONNX Runtime: the graph's last states, mean-pooled over the mask and made unit
+/// length here (in f64, as the reference computes them).
+fn onnx_batch(
+    session: &std::sync::Mutex<ort::session::Session>,
+    rows: usize,
+    width: usize,
+    ids: &[u32],
+    mask: &[u32],
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    use crate::bert_onnx::{ATTENTION_MASK, HIDDEN, INPUT_IDS};
+    let as_i32 = |v: &[u32]| -> Vec<i32> { v.iter().map(|&x| x as i32).collect() };
+    let ids = ort::value::Tensor::from_array(([rows, width], as_i32(ids))).map_err(runtime)?;
+    let masks = ort::value::Tensor::from_array(([rows, width], as_i32(mask))).map_err(runtime)?;
+    let mut session = session
+        .lock()
+        .map_err(|_| EmbedError::Runtime("a previous batch panicked".into()))?;
+    let outputs = session
+        .run(ort::inputs![INPUT_IDS => ids, ATTENTION_MASK => masks])
+        .map_err(runtime)?;
+    let (_, hidden) = outputs[HIDDEN]
+        .try_extract_tensor::<f32>()
+        .map_err(runtime)?;
+    let dim = hidden.len() / (rows * width).max(1);
+    let mut out = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let mut sum = vec![0.0_f64; dim];
+        let mut count = 0.0_f64;
+        for t in 0..width {
+            if mask[r * width + t] == 0 {
+                continue;
+            }
+            count += 1.0;
+            let state = &hidden[(r * width + t) * dim..(r * width + t + 1) * dim];
+            for (s, &h) in sum.iter_mut().zip(state) {
+                *s += f64::from(h);
+            }
+        }
+        let count = count.max(1e-9);
+        let norm = sum
+            .iter()
+            .map(|s| (s / count) * (s / count))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
+        out.push(sum.iter().map(|s| (s / count / norm) as f32).collect());
+    }
+    Ok(out)
+}
+
+fn runtime(e: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Runtime(e.to_string())
 }
 
 /// The cosine similarity of two unit vectors (their dot product).

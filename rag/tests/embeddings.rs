@@ -1,11 +1,12 @@
-//! Leitwerk's candle embeddings against an independent implementation over the same weights
+//! Leitwerk's embeddings, on candle and on ONNX Runtime, against an independent implementation
+//! over the same weights
 //! (`tests/embeddings/reference.py`: its own WordPiece and a numpy encoder, one sentence at a
 //! time), computed in the same run.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use leitwerk_rag::embed::{Embedder, MAX_WORD_PIECES, cosine};
+use leitwerk_rag::embed::{CANDLE, Embedder, MAX_WORD_PIECES, ONNX_RUNTIME, cosine};
 use leitwerk_testkit::{provided, repo_root};
 
 /// A few hundred sentences of the kinds an index sees: questions, product copy, prices and
@@ -85,33 +86,51 @@ fn embeddings_match_an_independent_implementation_within_1e_5() -> anyhow::Resul
     let expected: Vec<Vec<f64>> = serde_json::from_value(reference["vectors"].clone())?;
     assert_eq!(expected.len(), sentences.len());
 
-    let embedder = Embedder::load(&model_dir, "all-MiniLM-L6-v2")?;
     let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let vectors = embedder.embed(&texts)?;
-    assert_eq!(vectors.len(), sentences.len());
-    let mut worst = (0.0_f64, 0);
-    for (i, (got, want)) in vectors.iter().zip(&expected).enumerate() {
-        assert_eq!(got.len(), 384);
-        assert_eq!(want.len(), 384);
-        for (g, w) in got.iter().zip(want) {
-            let d = (f64::from(*g) - w).abs();
-            if d > worst.0 {
-                worst = (d, i);
+    // Both engines, each against the reference: candle, and ONNX Runtime on the graph of
+    // fused operators that Leitwerk writes from the same weights.
+    let ort = provided("onnxruntime.sh")?;
+    let environment = ort::init_from(&ort)?
+        .with_name("leitwerk-rag-test")
+        .build()?;
+    let onnx = Embedder::load_onnx(&model_dir, "all-MiniLM-L6-v2", &environment, None)?;
+    assert_eq!(onnx.engine(), ONNX_RUNTIME);
+    let embedder = Embedder::load(&model_dir, "all-MiniLM-L6-v2")?;
+    assert_eq!(embedder.engine(), CANDLE);
+    for engine in [&embedder, &onnx] {
+        let vectors = engine.embed(&texts)?;
+        assert_eq!(vectors.len(), sentences.len());
+        let mut worst = (0.0_f64, 0);
+        for (i, (got, want)) in vectors.iter().zip(&expected).enumerate() {
+            assert_eq!(got.len(), 384);
+            assert_eq!(want.len(), 384);
+            for (g, w) in got.iter().zip(want) {
+                let d = (f64::from(*g) - w).abs();
+                if d > worst.0 {
+                    worst = (d, i);
+                }
             }
         }
+        eprintln!(
+            "{} sentences, max |{} − reference| = {:.2e} (sentence {})",
+            sentences.len(),
+            engine.engine(),
+            worst.0,
+            worst.1
+        );
+        assert!(
+            worst.0 <= 1e-5,
+            "{}: sentence {:?} differs by {:.2e}",
+            engine.engine(),
+            sentences[worst.1],
+            worst.0
+        );
+        assert_eq!(
+            engine.identity(),
+            embedder.identity(),
+            "one model, one identity"
+        );
     }
-    eprintln!(
-        "{} sentences, max |candle − reference| = {:.2e} (sentence {})",
-        sentences.len(),
-        worst.0,
-        worst.1
-    );
-    assert!(
-        worst.0 <= 1e-5,
-        "sentence {:?} differs by {:.2e}",
-        sentences[worst.1],
-        worst.0
-    );
 
     // The identity names the weights and tokenizer it was computed with.
     let id = embedder.identity();

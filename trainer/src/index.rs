@@ -163,8 +163,7 @@ async fn read_text(url: &str) -> Result<Vec<u8>, JobError> {
 /// Runs `leitwerk-trainer index`.
 pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSummary, JobError> {
     let documents = read_sources(spec, &job.sources).await?;
-    let embedder = Embedder::load(&job.model_dir, &spec.embedding.model)
-        .map_err(|e| JobError::Invalid(format!("embedding model: {e}")))?;
+    let embedder = crate::runtime::embedder(&job.model_dir, &spec.embedding.model)?;
     let previous = match &job.previous {
         Some(url) => Some(
             Index::from_bytes(&read_text(url).await?)

@@ -69,3 +69,27 @@ pub fn score(library: &Path, model: &[u8], rows: &Columns) -> Result<Vec<f64>, J
         .map_err(|e| err("read the score output", &e))?;
     Ok(scores.iter().map(|&s| f64::from(s)).collect())
 }
+
+/// The embedding model in `dir`, its encoder on ONNX Runtime when this process has the library
+/// (`ORT_DYLIB_PATH`, which the trainer image sets), on candle otherwise or when ONNX Runtime
+/// refuses the graph; stderr says which, and why when it falls back.
+pub fn embedder(dir: &Path, name: &str) -> Result<leitwerk_rag::embed::Embedder, JobError> {
+    use leitwerk_rag::embed::Embedder;
+    let onnx = match std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        None => Err("ORT_DYLIB_PATH is not set".to_string()),
+        Some(library) => load(Path::new(&library))
+            .map_err(|e| e.to_string())
+            .and_then(|env| Embedder::load_onnx(dir, name, &env, None).map_err(|e| e.to_string())),
+    };
+    match onnx {
+        Ok(embedder) => {
+            eprintln!("leitwerk-trainer: embedding with {name} on ONNX Runtime");
+            Ok(embedder)
+        }
+        Err(why) => {
+            eprintln!("leitwerk-trainer: embedding with {name} on candle ({why})");
+            Embedder::load(dir, name)
+                .map_err(|e| JobError::Invalid(format!("embedding model: {e}")))
+        }
+    }
+}

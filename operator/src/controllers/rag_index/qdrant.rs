@@ -84,7 +84,7 @@ fn problem(index: &RagIndex, error: StoreError) -> Problem {
                 ),
             },
         },
-        StoreError::Server { .. } => Problem {
+        StoreError::Server { .. } | StoreError::UnknownField(_) => Problem {
             reason: "QdrantUnavailable",
             message: format!(
                 "{error}; the serving version keeps serving what it can, and the operator tries again"
