@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use leitwerk_benches::{scratch, summary};
 use leitwerk_rag::chunk::Settings;
 use leitwerk_rag::documents::{self, Document};
-use leitwerk_rag::embed::Embedder;
+use leitwerk_rag::embed::{Embedder, OnnxDevice};
 use leitwerk_rag::index::{ChunkingKey, build};
 use leitwerk_rag::search::{ExactStore, Filter, VectorStore};
 use rand::{RngExt, SeedableRng};
@@ -157,7 +157,14 @@ fn embedding_throughput(candle: &Embedder, sentences: &[String], model: &std::pa
         .with_name("leitwerk-bench")
         .build()
         .unwrap();
-    let onnx = Embedder::load_onnx(model, "all-MiniLM-L6-v2", &environment, Some(2)).unwrap();
+    let onnx = Embedder::load_onnx(
+        model,
+        "all-MiniLM-L6-v2",
+        &environment,
+        Some(2),
+        OnnxDevice::Cpu,
+    )
+    .unwrap();
     let ours_onnx = sentences_per_second(&onnx, &refs);
     report("Leitwerk (ONNX Runtime, fused graph)", ours_onnx);
     let dir = scratch("retrieval-st");

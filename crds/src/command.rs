@@ -125,6 +125,10 @@ pub struct IndexArgs {
     /// with --prune, the collections of versions not kept go.
     #[arg(long)]
     pub qdrant: Option<QdrantTarget>,
+    /// Embed on the GPU (ONNX Runtime's CUDA execution provider); on the CPU when it cannot,
+    /// with the reason in the summary.
+    #[arg(long)]
+    pub gpu: bool,
 }
 
 impl IndexArgs {
@@ -154,6 +158,9 @@ impl IndexArgs {
         }
         if let Some(target) = &self.qdrant {
             flag(out, "--qdrant", target);
+        }
+        if self.gpu {
+            out.push("--gpu".into());
         }
     }
 }
@@ -365,6 +372,10 @@ pub struct ServerArgs {
     /// How index queries that name no `mode` rank chunks.
     #[arg(long, default_value_t = SearchMode::Dense)]
     pub search_mode: SearchMode,
+    /// Embed on the GPU (ONNX Runtime's CUDA execution provider); on the CPU when it cannot,
+    /// said on stderr with the reason.
+    #[arg(long)]
+    pub embedding_gpu: bool,
     /// Address of the REST endpoint (and /metrics).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
@@ -403,6 +414,7 @@ impl Default for ServerArgs {
             embedding_model_dir: None,
             generator_model: None,
             search_mode: SearchMode::Dense,
+            embedding_gpu: false,
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 8081)),
             onnxruntime: None,
@@ -436,6 +448,9 @@ impl ServerArgs {
         }
         if self.search_mode != d.search_mode || !self.indexes.is_empty() {
             flag(&mut out, "--search-mode", &self.search_mode);
+        }
+        if self.embedding_gpu {
+            out.push("--embedding-gpu".into());
         }
         if self.http_addr != d.http_addr {
             flag(&mut out, "--http-addr", &self.http_addr);
@@ -528,6 +543,7 @@ mod tests {
                     serving: Some("file:///a/w.lwrag".into()),
                     serving_mode: SearchMode::Hybrid,
                     qdrant: Some("qdrant+http://qdrant:6334/docs".parse().unwrap()),
+                    gpu: true,
                 },
             },
             JobCommand::Index {
@@ -543,6 +559,7 @@ mod tests {
                     serving: None,
                     serving_mode: SearchMode::Dense,
                     qdrant: None,
+                    gpu: false,
                 },
             },
             JobCommand::Content {
@@ -600,6 +617,7 @@ mod tests {
                 indexes: vec!["docs=file:///i/ab.lwrag".parse().unwrap()],
                 embedding_model_dir: Some("/models/minilm".into()),
                 search_mode: SearchMode::Hybrid,
+                embedding_gpu: true,
                 http_addr: "127.0.0.1:9000".parse().unwrap(),
                 grpc_addr: "127.0.0.1:9001".parse().unwrap(),
                 onnxruntime: Some("/ort/lib.so".into()),

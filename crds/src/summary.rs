@@ -94,6 +94,12 @@ pub struct IndexSummary {
     /// The Qdrant collection the version was written to, when the RagIndex names a server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection: Option<String>,
+    /// Whether the encoder ran on a GPU.
+    #[serde(default)]
+    pub embedded_on_gpu: bool,
+    /// Why it ran on the CPU although the Job asked for a GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_fallback: Option<String>,
     /// Documents in the version.
     pub documents: i64,
     /// Chunks in the version.

@@ -75,7 +75,14 @@ async fn main() -> ExitCode {
     };
     let retrieval = match &args.embedding_model_dir {
         Some(dir) => {
-            match Retrieval::load(dir, &args.indexes, args.search_mode, environment.as_ref()).await
+            match Retrieval::load(
+                dir,
+                &args.indexes,
+                args.search_mode,
+                environment.as_ref(),
+                args.embedding_gpu,
+            )
+            .await
             {
                 Ok(r) => Some(r),
                 Err(problem) => {
@@ -112,7 +119,13 @@ async fn main() -> ExitCode {
         .map(|m| format!("{} {}", m.name, m.version))
         .collect();
     if let Some(r) = &retrieval {
-        names.push(format!("embeddings ({})", r.engine()));
+        let on = if r.on_gpu() { "GPU" } else { "CPU" };
+        names.push(format!("embeddings ({}, {on})", r.engine()));
+        if args.embedding_gpu
+            && let Some(why) = r.gpu_fallback()
+        {
+            eprintln!("leitwerk-inference-server: --embedding-gpu: embedding on the CPU: {why}");
+        }
         names.extend(
             r.served()
                 .into_iter()

@@ -98,9 +98,15 @@ impl Retrieval {
         indexes: &[IndexArg],
         mode: SearchMode,
         environment: Option<&ort::environment::Environment>,
+        gpu: bool,
     ) -> Result<Retrieval, String> {
         let name = leitwerk_crds::rag_index::MINILM.name;
-        let onnx = environment.map(|env| Embedder::load_onnx(model_dir, name, env, None));
+        let device = if gpu {
+            leitwerk_rag::embed::OnnxDevice::Cuda
+        } else {
+            leitwerk_rag::embed::OnnxDevice::Cpu
+        };
+        let onnx = environment.map(|env| Embedder::load_onnx(model_dir, name, env, None, device));
         let embedder = match onnx {
             Some(Ok(embedder)) => embedder,
             Some(Err(why)) => {
@@ -155,6 +161,16 @@ impl Retrieval {
     /// The engine the encoder runs on (`onnxruntime` or `candle`).
     pub fn engine(&self) -> &'static str {
         self.embedder.engine()
+    }
+
+    /// Whether the encoder runs on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        self.embedder.on_gpu()
+    }
+
+    /// Why the encoder runs on the CPU although a GPU was asked for.
+    pub fn gpu_fallback(&self) -> Option<&str> {
+        self.embedder.fallback()
     }
 
     /// `(name, version, chunks)` of every index served from a file; `(name, "qdrant:ALIAS",

@@ -78,9 +78,24 @@ pub struct ModelIdentity {
     pub max_word_pieces: usize,
 }
 
+/// Where an encoder on ONNX Runtime runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnnxDevice {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// The first CUDA GPU (ONNX Runtime's CUDA execution provider); the CPU when the library
+    /// or the machine cannot, with the reason in [`Embedder::fallback`].
+    Cuda,
+}
+
 /// A loaded embedding model.
 pub struct Embedder {
     engine: Engine,
+    /// Whether the encoder runs on a GPU.
+    on_gpu: bool,
+    /// Why it runs on the CPU although a GPU was asked for.
+    fallback: Option<String>,
     tokenizer: Tokenizer,
     pieces: WordPieces,
     identity: ModelIdentity,
@@ -127,6 +142,8 @@ impl Embedder {
         let vb = VarBuilder::from_buffered_safetensors(loaded.weights, DType::F32, &device)?;
         let model = BertModel::load(vb, &loaded.config)?;
         Ok(Embedder {
+            on_gpu: !device.is_cpu(),
+            fallback: None,
             engine: Engine::Candle(Box::new(model), device),
             tokenizer: loaded.tokenizer,
             pieces: loaded.pieces,
@@ -136,26 +153,50 @@ impl Embedder {
 
     /// Like [`Embedder::load`], on ONNX Runtime in `environment`: the encoder is written as an
     /// ONNX graph of fused operators from the same weights ([`crate::bert_onnx`]), with
-    /// `threads` intra-op threads (ONNX Runtime's default, one per core, when `None`).
+    /// `threads` intra-op threads (ONNX Runtime's default, one per core, when `None`), on
+    /// `device`. A GPU that cannot be used (a CPU-only library, no CUDA runtime, no device)
+    /// leaves the encoder on the CPU, with the reason in [`Embedder::fallback`].
     pub fn load_onnx(
         dir: &Path,
         name: &str,
         environment: &ort::environment::Environment,
         threads: Option<usize>,
+        device: OnnxDevice,
     ) -> Result<Embedder, EmbedError> {
         let loaded = Self::read(dir, name)?;
         let graph = crate::bert_onnx::graph(&loaded.config, &loaded.weights)?;
-        let mut builder = ort::session::Session::builder(environment).map_err(runtime)?;
-        if let Some(n) = threads {
-            builder = builder.with_intra_threads(n).map_err(runtime)?;
-        }
-        let session = builder.commit_from_memory(&graph).map_err(runtime)?;
+        let cpu = || -> Result<ort::session::Session, EmbedError> {
+            let mut builder = ort::session::Session::builder(environment).map_err(runtime)?;
+            if let Some(n) = threads {
+                builder = builder.with_intra_threads(n).map_err(runtime)?;
+            }
+            builder.commit_from_memory(&graph).map_err(runtime)
+        };
+        let (session, on_gpu, fallback) = match device {
+            OnnxDevice::Cpu => (cpu()?, false, None),
+            OnnxDevice::Cuda => match cuda_session(environment, &graph) {
+                Ok(session) => (session, true, None),
+                Err(why) => (cpu()?, false, Some(why)),
+            },
+        };
         Ok(Embedder {
+            on_gpu,
+            fallback,
             engine: Engine::OnnxRuntime(std::sync::Mutex::new(session)),
             tokenizer: loaded.tokenizer,
             pieces: loaded.pieces,
             identity: loaded.identity,
         })
+    }
+
+    /// Whether the encoder runs on a GPU.
+    pub fn on_gpu(&self) -> bool {
+        self.on_gpu
+    }
+
+    /// Why the encoder runs on the CPU although a GPU was asked for.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The engine that runs the encoder: [`CANDLE`] or [`ONNX_RUNTIME`].
@@ -317,6 +358,28 @@ fn onnx_batch(
         out.push(sum.iter().map(|s| (s / count / norm) as f32).collect());
     }
     Ok(out)
+}
+
+/// A session of `graph` on ONNX Runtime's CUDA execution provider, or why there is none: the
+/// provider must register (the library is built with it and finds the CUDA runtime) and see a
+/// device.
+fn cuda_session(
+    environment: &ort::environment::Environment,
+    graph: &[u8],
+) -> Result<ort::session::Session, String> {
+    use ort::ep::ExecutionProvider;
+    if !ort::ep::CUDA::is_available().unwrap_or(false) {
+        return Err(format!(
+            "this ONNX Runtime library ({}) has no CUDA execution provider: use the one from the onnxruntime-gpu wheel",
+            ort::info()
+        ));
+    }
+    ort::session::Session::builder(environment)
+        .map_err(|e| e.to_string())?
+        .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+        .map_err(|e| format!("the CUDA execution provider did not start: {e}"))?
+        .commit_from_memory(graph)
+        .map_err(|e| format!("the encoder did not load on CUDA: {e}"))
 }
 
 fn runtime(e: impl std::fmt::Display) -> EmbedError {

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use leitwerk_rag::embed::{CANDLE, Embedder, MAX_WORD_PIECES, ONNX_RUNTIME, cosine};
+use leitwerk_rag::embed::{CANDLE, Embedder, MAX_WORD_PIECES, ONNX_RUNTIME, OnnxDevice, cosine};
 use leitwerk_testkit::{provided, repo_root};
 
 /// A few hundred sentences of the kinds an index sees: questions, product copy, prices and
@@ -93,7 +93,13 @@ fn embeddings_match_an_independent_implementation_within_1e_5() -> anyhow::Resul
     let environment = ort::init_from(&ort)?
         .with_name("leitwerk-rag-test")
         .build()?;
-    let onnx = Embedder::load_onnx(&model_dir, "all-MiniLM-L6-v2", &environment, None)?;
+    let onnx = Embedder::load_onnx(
+        &model_dir,
+        "all-MiniLM-L6-v2",
+        &environment,
+        None,
+        OnnxDevice::Cpu,
+    )?;
     assert_eq!(onnx.engine(), ONNX_RUNTIME);
     let embedder = Embedder::load(&model_dir, "all-MiniLM-L6-v2")?;
     assert_eq!(embedder.engine(), CANDLE);
@@ -131,6 +137,25 @@ fn embeddings_match_an_independent_implementation_within_1e_5() -> anyhow::Resul
             "one model, one identity"
         );
     }
+
+    // A GPU asked of the CPU-only library: the encoder stays on the CPU, says why, and gives
+    // the same vectors.
+    let fallback = Embedder::load_onnx(
+        &model_dir,
+        "all-MiniLM-L6-v2",
+        &environment,
+        None,
+        OnnxDevice::Cuda,
+    )?;
+    assert!(!fallback.on_gpu() && !onnx.on_gpu());
+    let why = fallback.fallback().unwrap_or_default();
+    assert!(
+        why.contains("no CUDA execution provider") && why.contains("onnxruntime-gpu"),
+        "{why}"
+    );
+    assert_eq!(onnx.fallback(), None);
+    let few = &texts[..8];
+    assert_eq!(fallback.embed(few)?, onnx.embed(few)?);
 
     // The identity names the weights and tokenizer it was computed with.
     let id = embedder.identity();

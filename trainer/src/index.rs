@@ -54,6 +54,8 @@ pub struct IndexJob {
     /// The Qdrant server and collection to write the version to as well, with its API key;
     /// with `keep`, the collections of versions not kept are deleted.
     pub qdrant: Option<(QdrantTarget, Option<String>)>,
+    /// Embed on the GPU (ONNX Runtime's CUDA execution provider) when it can.
+    pub gpu: bool,
 }
 
 pub use leitwerk_crds::contract::index_prefix;
@@ -163,7 +165,8 @@ async fn read_text(url: &str) -> Result<Vec<u8>, JobError> {
 /// Runs `leitwerk-trainer index`.
 pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSummary, JobError> {
     let documents = read_sources(spec, &job.sources).await?;
-    let embedder = crate::runtime::embedder(&job.model_dir, &spec.embedding.model)?;
+    let (embedder, gpu_fallback) =
+        crate::runtime::embedder(&job.model_dir, &spec.embedding.model, job.gpu)?;
     let previous = match &job.previous {
         Some(url) => Some(
             Index::from_bytes(&read_text(url).await?)
@@ -268,6 +271,8 @@ pub async fn run_index(spec: &RagIndexSpec, job: &IndexJob) -> Result<IndexSumma
         digest: digest.clone(),
         url: store.url_of(&key),
         collection,
+        embedded_on_gpu: embedder.on_gpu(),
+        gpu_fallback,
         documents: built.documents.len() as i64,
         chunks: report.chunks as i64,
         added: report.added as i64,

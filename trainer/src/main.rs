@@ -153,6 +153,7 @@ fn run_job(command: JobCommand) -> ExitCode {
                         .filter(|k| !k.is_empty());
                     (target, key)
                 }),
+                gpu: args.gpu,
             };
             runtime
                 .block_on(index::run_index(&spec, &index_job))

@@ -73,23 +73,47 @@ pub fn score(library: &Path, model: &[u8], rows: &Columns) -> Result<Vec<f64>, J
 /// The embedding model in `dir`, its encoder on ONNX Runtime when this process has the library
 /// (`ORT_DYLIB_PATH`, which the trainer image sets), on candle otherwise or when ONNX Runtime
 /// refuses the graph; stderr says which, and why when it falls back.
-pub fn embedder(dir: &Path, name: &str) -> Result<leitwerk_rag::embed::Embedder, JobError> {
-    use leitwerk_rag::embed::Embedder;
+///
+/// With `gpu`, the encoder runs on ONNX Runtime's CUDA execution provider, or on the CPU; the
+/// second value is then why.
+pub fn embedder(
+    dir: &Path,
+    name: &str,
+    gpu: bool,
+) -> Result<(leitwerk_rag::embed::Embedder, Option<String>), JobError> {
+    use leitwerk_rag::embed::{Embedder, OnnxDevice};
+    let device = if gpu {
+        OnnxDevice::Cuda
+    } else {
+        OnnxDevice::Cpu
+    };
     let onnx = match std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         None => Err("ORT_DYLIB_PATH is not set".to_string()),
         Some(library) => load(Path::new(&library))
             .map_err(|e| e.to_string())
-            .and_then(|env| Embedder::load_onnx(dir, name, &env, None).map_err(|e| e.to_string())),
+            .and_then(|env| {
+                Embedder::load_onnx(dir, name, &env, None, device).map_err(|e| e.to_string())
+            }),
     };
     match onnx {
         Ok(embedder) => {
-            eprintln!("leitwerk-trainer: embedding with {name} on ONNX Runtime");
-            Ok(embedder)
+            let on = match (embedder.on_gpu(), embedder.fallback()) {
+                (true, _) => "the GPU (CUDA)".to_string(),
+                (false, Some(why)) => format!("the CPU, not the GPU asked for: {why}"),
+                (false, None) => "the CPU".to_string(),
+            };
+            eprintln!("leitwerk-trainer: embedding with {name} on ONNX Runtime, on {on}");
+            let fallback = embedder.fallback().map(str::to_string);
+            Ok((embedder, fallback))
         }
         Err(why) => {
-            eprintln!("leitwerk-trainer: embedding with {name} on candle ({why})");
-            Embedder::load(dir, name)
-                .map_err(|e| JobError::Invalid(format!("embedding model: {e}")))
+            eprintln!("leitwerk-trainer: embedding with {name} on candle, on the CPU ({why})");
+            let embedder = Embedder::load(dir, name)
+                .map_err(|e| JobError::Invalid(format!("embedding model: {e}")))?;
+            Ok((
+                embedder,
+                gpu.then(|| format!("ONNX Runtime did not load: {why}")),
+            ))
         }
     }
 }

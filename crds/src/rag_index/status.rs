@@ -119,6 +119,12 @@ pub struct IndexBuild {
     /// Chunks embedded by this build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedded: Option<i64>,
+    /// Where the encoder ran: `GPU` or `CPU`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_on: Option<String>,
+    /// Why it ran on the CPU although the spec asks for a GPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_fallback: Option<String>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -59,6 +59,8 @@ pub const FINALIZER: &str = leitwerk_crds::labels::INDEX_FILES_FINALIZER;
 pub const INDEXED: &str = "Indexed";
 /// The condition of the last version's evaluation.
 pub const EVALUATED: &str = "Evaluated";
+/// Where the last build embedded, when the spec asks for a GPU.
+pub const ACCELERATED: &str = "Accelerated";
 /// The condition of the retrieval Deployment.
 pub const SERVING: &str = "Serving";
 

@@ -6,7 +6,9 @@
 //! alias: it answers the labelled queries with the embedded store's first results, follows
 //! the alias to a new version without a restart, keeps answering from the serving version
 //! while a worse one is refused, keeps `versionHistoryLimit` collections, reports a refused
-//! API key naming the Secret, and leaves no collection once the RagIndex is deleted.
+//! API key naming the Secret, and leaves no collection once the RagIndex is deleted. The spec
+//! asks for a GPU, which this machine cannot give the encoder: a condition says the build
+//! embedded on the CPU, and why.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -54,6 +56,14 @@ fn qdrant_index(url: &str) -> anyhow::Result<RagIndex> {
         }),
     });
     index.spec.version_history_limit = 2;
+    index.spec.resources = Some(leitwerk_crds::common::WorkloadResources {
+        cpu: None,
+        memory: None,
+        gpu: Some(leitwerk_crds::common::GpuResources {
+            count: 1,
+            resource_name: "nvidia.com/gpu".into(),
+        }),
+    });
     // No refresh at 02:00 in the middle of a test.
     index.spec.refresh_schedule = None;
     Ok(index)
@@ -148,7 +158,10 @@ async fn product_docs_on_qdrant_serves_through_the_alias_and_leaves_nothing_behi
         ("ORT_DYLIB_PATH".to_string(), onnxruntime()?),
     ];
     let images = images(TRAINER_IMAGE, SERVER_IMAGE, &env)?;
-    let node = NodeStandIn::start(client.clone(), "ragq-node-1", 0, &dir, images).await?;
+    // GPUs for the Jobs and the retrieval pod (the spec asks for one): the stand-in has none
+    // to give, and ONNX Runtime's CPU library has no CUDA provider, so each build says it
+    // embedded on the CPU and why.
+    let node = NodeStandIn::start(client.clone(), "ragq-node-1", 4, &dir, images).await?;
     let operator =
         operator_with_images(&cluster, &dir, &ns.name, TRAINER_IMAGE, SERVER_IMAGE).await?;
     for file in ["docs-configmap.yaml", "eval-configmap.yaml"] {
@@ -204,6 +217,26 @@ async fn product_docs_on_qdrant_serves_through_the_alias_and_leaves_nothing_behi
         from.map(|r| (r.name, r.key)),
         Some((SECRET.into(), "api-key".into()))
     );
+
+    // The spec asks for a GPU; this machine's ONNX Runtime library has no CUDA provider: the
+    // build embedded on the CPU, and a condition says so and why.
+    let conditions = index.status.clone().unwrap_or_default().conditions;
+    let accelerated = conditions
+        .iter()
+        .find(|c| c.type_ == "Accelerated")
+        .ok_or_else(|| anyhow::anyhow!("no Accelerated condition: {conditions:?}"))?;
+    assert_eq!(
+        (accelerated.status.as_str(), accelerated.reason.as_str()),
+        ("False", "CpuFallback"),
+        "{accelerated:?}"
+    );
+    assert!(
+        accelerated.message.contains("no CUDA execution provider"),
+        "{}",
+        accelerated.message
+    );
+    let build = index.status.clone().unwrap_or_default().last_build;
+    assert_eq!(build.and_then(|b| b.embedded_on).as_deref(), Some("CPU"));
 
     // 2. The retrieval pod queries the alias and answers every labelled query with the
     // embedded store's first result for the same version.

@@ -237,6 +237,7 @@ pub fn build_index_job(index: &RagIndex, config: &OperatorConfig, inputs: &Build
         serving: inputs.serving.as_ref().map(|(url, _)| url.clone()),
         serving_mode: inputs.serving.as_ref().map(|(_, m)| *m).unwrap_or_default(),
         qdrant: super::qdrant::target(index),
+        gpu: spec.resources.as_ref().is_some_and(|r| r.gpu.is_some()),
     };
     let mount = |name: &str, path: &str| SourceMount {
         name: name.into(),
@@ -377,6 +378,11 @@ pub fn build_serving(
             url: serving_url(index, version),
         }],
         search_mode: serving_mode(index, version),
+        embedding_gpu: index
+            .spec
+            .resources
+            .as_ref()
+            .is_some_and(|r| r.gpu.is_some()),
         metric_labels: vec![MetricLabel("namespace".into(), ns.clone())],
         ..ServerArgs::default()
     };

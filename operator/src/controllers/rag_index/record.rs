@@ -29,6 +29,18 @@ pub fn record_version(
     build.removed = Some(summary.removed);
     build.unchanged = Some(summary.unchanged);
     build.embedded = Some(summary.embedded);
+    build.embedded_on = Some(
+        if summary.embedded_on_gpu {
+            "GPU"
+        } else {
+            "CPU"
+        }
+        .into(),
+    );
+    build.gpu_fallback = summary
+        .gpu_fallback
+        .as_deref()
+        .map(|why| crate::reconcile::truncate(why, 512));
     observed.last_indexed.clone_from(&finished);
     if let Some(known) = observed
         .versions

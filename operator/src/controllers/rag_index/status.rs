@@ -7,7 +7,9 @@ use leitwerk_crds::{
     rag_index::RagIndexPhase,
 };
 
-use super::{EVALUATED, INDEXED, Observed, SERVING, build_serving, endpoint, serving_name};
+use super::{
+    ACCELERATED, EVALUATED, INDEXED, Observed, SERVING, build_serving, endpoint, serving_name,
+};
 use crate::{
     context::Context, reconcile::Error, reconcile::Outcome, status::Desired, status::READY,
 };
@@ -124,6 +126,42 @@ fn evaluated(index: &RagIndex, observed: &Observed) -> Desired {
     }
 }
 
+/// The Accelerated condition, when the spec asks for a GPU: where the last finished build
+/// embedded, and why on the CPU if so.
+fn accelerated(index: &RagIndex, observed: &Observed) -> Option<Desired> {
+    index.spec.resources.as_ref()?.gpu.as_ref()?;
+    let build = observed
+        .last_build
+        .as_ref()
+        .filter(|b| b.state == BuildState::Succeeded && b.embedded_on.is_some());
+    Some(match build {
+        None => Desired::not(
+            ACCELERATED,
+            "AwaitingBuild",
+            "no build has embedded on this spec's GPU yet",
+        ),
+        Some(b) if b.embedded_on.as_deref() == Some("GPU") => Desired::ok(
+            ACCELERATED,
+            "OnGpu",
+            format!(
+                "build {} embedded on the GPU (ONNX Runtime's CUDA execution provider)",
+                b.number
+            ),
+        ),
+        Some(b) => Desired::failed(
+            ACCELERATED,
+            "CpuFallback",
+            format!(
+                "build {} asked for a GPU and embedded on the CPU: {}; the version is the same, only slower",
+                b.number,
+                b.gpu_fallback
+                    .clone()
+                    .unwrap_or_else(|| "no reason given".into())
+            ),
+        ),
+    })
+}
+
 /// The status given what the cluster shows. One match over the serving version and the last
 /// build, on purpose: each arm is one status a user can see.
 pub fn decide(index: &RagIndex, observed: &Observed) -> Outcome<RagIndexPhase> {
@@ -229,6 +267,9 @@ pub fn decide(index: &RagIndex, observed: &Observed) -> Outcome<RagIndexPhase> {
         outcome.conditions.push(c);
     }
     outcome.conditions.push(evaluated(index, observed));
+    if let Some(c) = accelerated(index, observed) {
+        outcome.conditions.push(c);
+    }
     if working {
         outcome = outcome.recheck_after(RECHECK_WORKING);
     }

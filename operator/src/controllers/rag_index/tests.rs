@@ -39,6 +39,8 @@ fn summary(digest: &str, recall: f64) -> IndexSummary {
         digest: format!("sha256:{digest}"),
         url: format!("file:///artifacts/indexes/marketing/product-docs/{digest}.lwrag"),
         collection: None,
+        embedded_on_gpu: false,
+        gpu_fallback: None,
         documents: 32,
         chunks: 120,
         added: 32,
@@ -234,6 +236,78 @@ fn an_index_job_asks_for_the_gpu_the_spec_names() {
     let limits = pod.containers[0].resources.clone().unwrap().limits.unwrap();
     assert_eq!(limits["nvidia.com/gpu"].0, "1");
     assert_eq!(limits["cpu"].0, "2");
+    // The Job and the retrieval pods are told to embed on it.
+    let args = pod.containers[0].args.clone().unwrap();
+    assert!(args.iter().any(|a| a == "--gpu"), "{args:?}");
+    let serving = build_serving(&index, &OperatorConfig::default(), &IndexVersion::default()).0;
+    let args = serving.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(args.iter().any(|a| a == "--embedding-gpu"), "{args:?}");
+    let plain = build_index_job(
+        &example(),
+        &OperatorConfig::default(),
+        &BuildInputs::default(),
+    );
+    let args = plain.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert!(!args.iter().any(|a| a == "--gpu"), "{args:?}");
+}
+
+#[test]
+fn a_gpu_spec_says_where_each_build_embedded_and_why_on_the_cpu() {
+    let mut index = example();
+    let accelerated = |index: &RagIndex, observed: &Observed| {
+        decide(index, observed)
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == ACCELERATED)
+    };
+    let mut observed = Observed::default();
+    let mut finished = |on_gpu: bool, fallback: Option<&str>| {
+        let mut build = IndexBuild {
+            number: 1,
+            job: "product-docs-index-1".into(),
+            ..Default::default()
+        };
+        let mut s = summary(&"ab".repeat(32), 0.9);
+        s.embedded_on_gpu = on_gpu;
+        s.gpu_fallback = fallback.map(String::from);
+        record_version(&index, &mut observed, &mut build, s, None);
+        build.state = BuildState::Succeeded;
+        observed.last_build = Some(build);
+        observed.clone()
+    };
+    let on_cpu = finished(
+        false,
+        Some("this ONNX Runtime library has no CUDA execution provider"),
+    );
+    let on_gpu = finished(true, None);
+    // Without a GPU in the spec there is no such condition.
+    assert_eq!(accelerated(&index, &on_cpu), None);
+
+    index.spec.resources = Some(leitwerk_crds::common::WorkloadResources {
+        cpu: None,
+        memory: None,
+        gpu: Some(leitwerk_crds::common::GpuResources {
+            count: 1,
+            resource_name: "nvidia.com/gpu".into(),
+        }),
+    });
+    let c = accelerated(&index, &on_cpu).unwrap();
+    assert_eq!((c.status, c.reason.as_str()), (false, "CpuFallback"));
+    assert!(
+        c.message.contains("no CUDA execution provider"),
+        "{}",
+        c.message
+    );
+    let c = accelerated(&index, &on_gpu).unwrap();
+    assert_eq!((c.status, c.reason.as_str()), (true, "OnGpu"));
+    let c = accelerated(&index, &Observed::default()).unwrap();
+    assert_eq!(c.reason, "AwaitingBuild");
 }
 
 #[test]
