@@ -199,6 +199,49 @@ fn embedding_throughput(candle: &Embedder, sentences: &[String], model: &std::pa
     );
 }
 
+/// The encoder on the GPU: the onnxruntime-gpu library (`tests/onnxruntime-gpu.sh`), CUDA
+/// asked for. On a machine that has a GPU and the CUDA libraries: throughput at equal work and
+/// the largest difference from candle on the CPU; elsewhere, the reason it stayed on the CPU.
+fn gpu_figures(candle: &Embedder, sentences: &[String], model: &std::path::Path) {
+    let library = leitwerk_testkit::provided("onnxruntime-gpu.sh").unwrap();
+    let environment = ort::init_from(&library)
+        .unwrap()
+        .with_name("leitwerk-bench-gpu")
+        .build()
+        .unwrap();
+    let gpu = Embedder::load_onnx(
+        model,
+        "all-MiniLM-L6-v2",
+        &environment,
+        None,
+        OnnxDevice::Cuda,
+    )
+    .unwrap();
+    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    if !gpu.on_gpu() {
+        println!(
+            "gpu: DID NOT RUN on a GPU ({}); the encoder fell back to the CPU: {}",
+            library.display(),
+            gpu.fallback().unwrap_or("no reason given")
+        );
+        return;
+    }
+    let per_s = sentences_per_second(&gpu, &refs);
+    let flops = encoder_flops(candle, &refs) / refs.len() as f64;
+    let want = candle.embed(&refs[..64]).unwrap();
+    let got = gpu.embed(&refs[..64]).unwrap();
+    let worst = want
+        .iter()
+        .flatten()
+        .zip(got.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0_f32, f32::max);
+    println!(
+        "gpu: Leitwerk (ONNX Runtime, CUDA) {per_s:.1} sentences/s, {:.1} GFLOP/s; max |CUDA − candle CPU| over 64 sentences {worst:.2e}",
+        per_s * flops / 1e9
+    );
+}
+
 /// Unit vector of `v`.
 fn unit(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -369,6 +412,11 @@ fn main() {
     let embedder = Embedder::load(&model, "all-MiniLM-L6-v2").unwrap();
     let (docs, sentences) = corpus();
     let sentences: Vec<String> = sentences.into_iter().cycle().take(512).collect();
+    // `-- gpu`: the encoder on ONNX Runtime's CUDA provider (the onnxruntime-gpu library).
+    if std::env::args().any(|a| a == "gpu") {
+        gpu_figures(&embedder, &sentences, &model);
+        return;
+    }
     // `-- query`: the query figures only.
     if std::env::args().any(|a| a == "query") {
         query_figures(&embedder, &sentences);
