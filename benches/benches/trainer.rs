@@ -97,7 +97,7 @@ fn main() {
         sample_ratio: 1.0,
         seed: 0,
     };
-    let (dt_time, dt) = median_of_3(|| Forest::fit(&x_train, &y_train, &target, params).unwrap());
+    let (dt_time, dt) = median_of_3(|| Forest::fit(&x_train, &target, params).unwrap());
     let dt_auc = roc_auc(&dt.predict(&x_valid), &y_valid).unwrap();
 
     write_matrix(&dir.join("x_train.csv"), &x_train);
@@ -111,7 +111,8 @@ fn main() {
     std::fs::write(dir.join("y_train.csv"), labels(&y_train)).unwrap();
     std::fs::write(dir.join("y_valid.csv"), labels(&y_valid)).unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sklearn_reference.py");
-    let out = std::process::Command::new("python3")
+    let python = std::env::var("LEITWERK_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
         .arg(script)
         .arg(&dir)
         .args([

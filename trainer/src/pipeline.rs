@@ -298,7 +298,7 @@ pub fn fit(
             serde_json::json!({"decisionTree": {"maxDepth": 8, "minSamplesLeaf": 5}}),
         )
     };
-    let forest = Forest::fit(x, &classes, y, params).map_err(|e| invalid(e.to_string()))?;
+    let forest = Forest::fit(x, y, params).map_err(|e| invalid(e.to_string()))?;
     Ok((Fitted::Trees(forest), described))
 }
 

@@ -203,10 +203,10 @@ fn tree_models_export_and_pass_the_parity_check() {
             .runtime
             .block_on(pipeline::run_train(&spec, &job))
             .unwrap();
-        // linfa prunes subtrees that share the majority label; without class-balanced weights
-        // the tree collapsed to AUC 0.66 on this data (0.81 / 0.83 with them).
+        // linfa's trees, which pruned subtrees that shared the majority label, reached 0.66
+        // (0.81 with class-balanced weights) on this data; CART keeps those splits.
         assert!(
-            summary.metrics["auc"] > 0.78,
+            summary.metrics["auc"] > 0.80,
             "{algorithm}: {:?}",
             summary.metrics
         );

@@ -1169,12 +1169,15 @@ async fn a_model_with_clean_inputs_keeps_serving_and_its_drift_policy_does_not_a
     let s = Scenario::new("model-clean", &["v1", "v2"]).await?;
     s.serve("v2").await?;
     s.apply(&format!(
-        "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {{name: lead-scoring}}\nspec:\n  task: BinaryClassification\n  onnx: {{url: \"file://{STORE}/byo/v2/model.onnx\", sha256: \"{}\"}}\n  serving: {{replicas: 1}}\n  drift: {{psiWarn: 0.1, psiAct: 0.25, action: Rollback, window: 20s}}\n",
+        "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {{name: lead-scoring}}\nspec:\n  task: BinaryClassification\n  onnx: {{url: \"file://{STORE}/byo/v2/model.onnx\", sha256: \"{}\"}}\n  serving: {{replicas: 1}}\n  drift: {{psiWarn: 0.1, psiAct: 0.25, action: Rollback, window: 40s, minRows: 300}}\n",
         s.env.versions["v2"].digest
     ))?;
+    // A judged check needs 300 rows: over the ~200 rows a 20 s window held on a loaded
+    // machine, the PSI of clean inputs reached the action threshold by sampling noise alone
+    // (0.263 in one run of four), which is what `minRows` is for.
     let _load = s.load_to("lead-scoring-serving", &[("model", 0.1)], &[]);
     let models: Api<Model> = Api::namespaced(s.client.clone(), &s.ns.name);
-    // Three checks (5 s apart) that had enough rows to judge.
+    // Three checks (10 s apart) that had enough rows to judge.
     let judged = &std::cell::RefCell::new(std::collections::BTreeSet::new());
     let models = &models;
     wait_for(
