@@ -56,7 +56,8 @@ struct Graph {
     initializers: Vec<TensorProto>,
 }
 
-fn attr_f(name: &str, f: f32) -> AttributeProto {
+/// A float attribute (the trainer's graphs use it too).
+pub fn attr_f(name: &str, f: f32) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: AttributeType::Float as i32,
@@ -65,7 +66,8 @@ fn attr_f(name: &str, f: f32) -> AttributeProto {
     }
 }
 
-fn attr_i(name: &str, i: i64) -> AttributeProto {
+/// An integer attribute (the trainer's graphs use it too).
+pub fn attr_i(name: &str, i: i64) -> AttributeProto {
     AttributeProto {
         name: name.into(),
         r#type: AttributeType::Int as i32,

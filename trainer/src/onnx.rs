@@ -42,22 +42,7 @@ struct Graph {
     counter: usize,
 }
 
-fn attr_f(name: &str, f: f32) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Float as i32,
-        f,
-        ..Default::default()
-    }
-}
-fn attr_i(name: &str, i: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: AttributeType::Int as i32,
-        i,
-        ..Default::default()
-    }
-}
+use leitwerk_rag::bert_onnx::{attr_f, attr_i};
 fn attr_s(name: &str, s: &str) -> AttributeProto {
     AttributeProto {
         name: name.into(),

@@ -350,6 +350,15 @@ mod tests {
         assert!((pred[0] - 0.02).abs() < 1e-9 && (pred[n - 1] - 0.3).abs() < 1e-9);
     }
 
+    /// The targets of the rows that go left and of those that go right.
+    fn sides(rows: impl Iterator<Item = (bool, f64)>) -> (Vec<f64>, Vec<f64>) {
+        let (l, r): (Vec<_>, Vec<_>) = rows.partition(|(left, _)| *left);
+        (
+            l.into_iter().map(|(_, t)| t).collect(),
+            r.into_iter().map(|(_, t)| t).collect(),
+        )
+    }
+
     /// The squared error of predicting each side's mean.
     fn sse(values: &[f64]) -> f64 {
         let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
@@ -379,16 +388,7 @@ mod tests {
             cuts.sort_by(f64::total_cmp);
             cuts.dedup();
             for &c in &cuts {
-                let (l, r): (Vec<f64>, Vec<f64>) = (0..n)
-                    .map(|i| (x[[i, f]] <= c, target[i]))
-                    .fold((Vec::new(), Vec::new()), |(mut l, mut r), (left, t)| {
-                        if left {
-                            l.push(t)
-                        } else {
-                            r.push(t)
-                        }
-                        (l, r)
-                    });
+                let (l, r) = sides((0..n).map(|i| (x[[i, f]] <= c, target[i])));
                 if l.len() >= min_leaf && r.len() >= min_leaf {
                     best = best.min(sse(&l) + sse(&r));
                 }
@@ -408,16 +408,7 @@ mod tests {
         else {
             panic!("no split")
         };
-        let (l, r): (Vec<f64>, Vec<f64>) = (0..n)
-            .map(|i| ((x[[i, feature]] as f32) <= threshold, target[i]))
-            .fold((Vec::new(), Vec::new()), |(mut l, mut r), (left, t)| {
-                if left {
-                    l.push(t)
-                } else {
-                    r.push(t)
-                }
-                (l, r)
-            });
+        let (l, r) = sides((0..n).map(|i| ((x[[i, feature]] as f32) <= threshold, target[i])));
         assert!(
             (sse(&l) + sse(&r) - best).abs() < 1e-9,
             "{} vs {best}",
