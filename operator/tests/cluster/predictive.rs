@@ -470,8 +470,10 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
         Ok((moved.then_some(()), format!("{:?}", s.progress)))
     })
     .await?;
+    // The training Job's pod (the serving pod carries the Model's label too, and may be up
+    // already).
     let forest_pods = pods
-        .list(&ListParams::default().labels("leitwerk.dev/model=forest"))
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={}", first.job)))
         .await?;
     let forest_pod = forest_pods
         .items
