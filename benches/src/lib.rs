@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+pub mod embedding;
 pub mod fuzz_targets;
 pub mod mutate;
 
