@@ -6,7 +6,8 @@
 # - Debian packages: protoc and the protobuf headers (the gRPC and ONNX code generators),
 #   Prometheus (the progressive-delivery tests start it on 127.0.0.1), unzip, openssl, curl,
 #   unshare/setsid (util-linux, the node stand-in), lua5.1 (the Argo CD health checks' tests: Argo
-#   CD runs Lua 5.1), buildah (tests/images.sh builds the images without a daemon), containerd,
+#   CD runs Lua 5.1), CMake >= 3.28 (from bookworm-backports on Debian 12), g++ and libclang
+#   (LightGBM's build), buildah (tests/images.sh builds the images without a daemon), containerd,
 #   runc, the CNI plugins and gcc (the real node of tests/kubelet/up.sh). Installed with apt-get as root; as another
 #   user the script stops at once and prints the exact command to run.
 # - Go (to build Kubernetes, the S3 server and ghz from their modules), Python 3 with pip and
@@ -41,6 +42,20 @@ need containerd containerd
 need runc runc
 need gcc gcc libc6-dev
 need iptables iptables
+# LightGBM (gradient boosting) is built from its source by the lightgbm3 crate: CMake >= 3.28
+# and a C++ compiler build it, bindgen reads its C header through libclang.
+need g++ g++
+compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null || packages+=(libclang-dev)
+cmake_ok() { # CMake 3.28 or newer on PATH
+  local v
+  v=$(cmake --version 2>/dev/null | head -1 | grep -o '[0-9]*\.[0-9]*' | head -1) || return 1
+  [ -n "$v" ] && [ "${v%%.*}" -gt 3 -o \( "${v%%.*}" -eq 3 -a "${v#*.}" -ge 28 \) ]
+}
+backports=
+if ! cmake_ok; then
+  # Debian 12 ships CMake 3.25; bookworm-backports has 3.31.
+  if grep -qs bookworm /etc/os-release; then backports=bookworm-backports; else packages+=(cmake); fi
+fi
 need ip iproute2
 [ -x /usr/lib/cni/bridge ] || packages+=(containernetworking-plugins)
 if [ ${#packages[@]} -gt 0 ]; then
@@ -55,6 +70,17 @@ if [ ${#packages[@]} -gt 0 ]; then
   log "installing ${packages[*]} (Debian packages)"
   apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+if [ -n "$backports" ]; then
+  if [ "$(id -u)" != 0 ] || [ "${LEITWERK_SETUP_NO_INSTALL:-}" = 1 ]; then
+    log "CMake >= 3.28 is missing (LightGBM's build); as root: add bookworm-backports and apt-get install -t bookworm-backports cmake"
+    exit 1
+  fi
+  log "installing CMake from bookworm-backports (LightGBM needs >= 3.28; Debian 12 has 3.25)"
+  echo "deb http://deb.debian.org/debian bookworm-backports main" >/etc/apt/sources.list.d/bookworm-backports.list
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports cmake >/dev/null
+  cmake_ok || { log "CMake from bookworm-backports is still older than 3.28"; exit 1; }
 fi
 
 missing=()

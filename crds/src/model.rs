@@ -21,6 +21,7 @@ pub use crate::versions::{VersionState, Versions};
     shortname = "mdl",
     category = "leitwerk",
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Algorithm","type":"string","jsonPath":".status.algorithm"}"#,
     printcolumn = r#"{"name":"Serving","type":"string","jsonPath":".status.servingVersion"}"#,
     printcolumn = r#"{"name":"Latest","type":"string","jsonPath":".status.latestVersion"}"#,
     printcolumn = r#"{"name":"AUC","type":"number","format":"float","jsonPath":".status.latestAuc"}"#,
@@ -67,6 +68,26 @@ pub struct ModelSpec {
     pub version_history_limit: i32,
 }
 
+impl ModelSpec {
+    /// The algorithm's name as `kubectl get models` shows it (`ONNX` for a brought model).
+    pub fn algorithm_name(&self) -> &'static str {
+        let Some(a) = &self.algorithm else {
+            return if self.onnx.is_some() { "ONNX" } else { "" };
+        };
+        if a.gradient_boosting.is_some() {
+            "GradientBoosting"
+        } else if a.random_forest.is_some() {
+            "RandomForest"
+        } else if a.decision_tree.is_some() {
+            "DecisionTree"
+        } else if a.linear_regression.is_some() {
+            "LinearRegression"
+        } else {
+            "LogisticRegression"
+        }
+    }
+}
+
 fn default_history() -> i32 {
     crate::versions::DEFAULT_HISTORY
 }
@@ -101,7 +122,7 @@ pub struct OnnxSource {
 /// The algorithm. Exactly one block is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.logisticRegression), has(self.decisionTree), has(self.randomForest), has(self.linearRegression)].filter(x, x).size() == 1").message("algorithm sets exactly one of logisticRegression, decisionTree, randomForest or linearRegression"))]
+#[x_kube(validation = Rule::new("[has(self.logisticRegression), has(self.decisionTree), has(self.randomForest), has(self.linearRegression), has(self.gradientBoosting)].filter(x, x).size() == 1").message("algorithm sets exactly one of logisticRegression, decisionTree, randomForest, gradientBoosting or linearRegression"))]
 pub struct Algorithm {
     /// Regularized logistic regression (binary classification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,6 +136,9 @@ pub struct Algorithm {
     /// Ridge-regularized linear regression (regression).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linear_regression: Option<LinearRegression>,
+    /// Gradient-boosted trees (LightGBM), for classification and regression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient_boosting: Option<GradientBoosting>,
 }
 
 /// Hyper-parameters of logistic regression.
@@ -377,6 +401,8 @@ pub enum DriftAction {
     Retrain,
 }
 
+mod boosting;
 mod status;
 
+pub use boosting::*;
 pub use status::*;

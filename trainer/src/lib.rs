@@ -1,5 +1,7 @@
 //! The trainer's library: the work behind `leitwerk-trainer`'s sub-commands.
 
+pub mod boosting;
+pub mod clv;
 pub mod content;
 pub mod datagen;
 pub mod index;

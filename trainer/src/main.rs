@@ -4,7 +4,8 @@
 //! `generate` writes seeded synthetic marketing data (see `leitwerk_trainer::datagen`);
 //! `materialize` and `train` are the Jobs of FeatureSets and Models (see
 //! `leitwerk_trainer::pipeline`); `index` builds a RagIndex version (see
-//! `leitwerk_trainer::index`).
+//! `leitwerk_trainer::index`); `clv` scores customer lifetime value in batch (see
+//! `leitwerk_trainer::clv`).
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -53,10 +54,58 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Customer lifetime value in batch: fit BG/NBD and Gamma-Gamma on a transactions CSV and
+    /// write one row per customer (expected purchases and value over the horizon, P(alive),
+    /// CLV) as CSV or Parquet; prints the fitted parameters as JSON.
+    Clv(ClvArgs),
     /// The Jobs the operator starts: their command lines are the contract in
     /// `leitwerk_crds::command`, built by the operator and parsed here.
     #[command(flatten)]
     Job(JobCommand),
+}
+
+/// Arguments of `clv`.
+#[derive(Debug, clap::Args)]
+struct ClvArgs {
+    /// The transactions CSV (with a header).
+    #[arg(long)]
+    transactions: PathBuf,
+    /// Its customer id column.
+    #[arg(long, default_value = "customer_id")]
+    customer_column: String,
+    /// Its date column (YYYY-MM-DD, or a timestamp starting with one).
+    #[arg(long, default_value = "date")]
+    date_column: String,
+    /// Its value column (0 or more).
+    #[arg(long, default_value = "value")]
+    value_column: String,
+    /// Last day of the period fitted on (default: the newest transaction's day); later rows are
+    /// refused.
+    #[arg(long)]
+    end: Option<NaiveDate>,
+    /// Horizon of the expected purchases and CLV, in units.
+    #[arg(long, default_value_t = 52.0)]
+    horizon: f64,
+    /// Days per unit (7: weeks).
+    #[arg(long, default_value_t = 7.0)]
+    unit_days: f64,
+    /// Output file: `.parquet` for Parquet, anything else for CSV.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn clv(args: ClvArgs) -> Result<String, String> {
+    use leitwerk_trainer::clv::batch;
+    let columns = batch::Columns {
+        customer: args.customer_column,
+        date: args.date_column,
+        value: args.value_column,
+    };
+    let transactions = batch::read_csv(&args.transactions, &columns).map_err(|e| e.to_string())?;
+    let (summary, scores) = batch::score(&transactions, args.end, args.horizon, args.unit_days)
+        .map_err(|e| e.to_string())?;
+    batch::write(&args.out, &scores).map_err(|e| e.to_string())?;
+    serde_json::to_string(&summary).map_err(|e| e.to_string())
 }
 
 /// Data sets `generate` writes.
@@ -255,6 +304,24 @@ enum Data {
         #[arg(long)]
         out: PathBuf,
     },
+    /// A shop's purchases, drawn from BG/NBD and Gamma-Gamma: `transactions.csv`.
+    Transactions {
+        /// Seed; the same seed writes the same file.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Number of customers.
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        /// First day (YYYY-MM-DD).
+        #[arg(long, default_value = "2026-01-01")]
+        start: NaiveDate,
+        /// Days covered (28–3650).
+        #[arg(long, default_value_t = 364)]
+        days: i64,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Subscribers: `customers.csv` (monthly snapshots) and `cancellations.csv`.
     Churn {
         /// Seed; the same seed writes the same files.
@@ -310,6 +377,25 @@ fn generate(data: Data) -> Result<String, datagen::Error> {
                 data.leads.len(),
                 data.events.len()
             ))
+        }
+        Data::Transactions {
+            seed,
+            count,
+            start,
+            days,
+            out,
+        } => {
+            create(&out)?;
+            let rows = datagen::transactions::write(
+                &datagen::transactions::TransactionsSpec {
+                    seed,
+                    customers: count,
+                    start,
+                    days,
+                },
+                &out,
+            )?;
+            Ok(format!(r#"{{"customers":{count},"transactions":{rows}}}"#))
         }
         Data::Churn {
             seed,
@@ -383,6 +469,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Clv(args) => match clv(args) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("leitwerk-trainer: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Job(job) => run_job(job),
     }
 }
@@ -403,6 +499,7 @@ mod tests {
             "requests",
             "index",
             "delete-index",
+            "clv",
         ] {
             assert!(help.contains(sub), "{help}");
         }

@@ -6,7 +6,8 @@
 //! standardised (`Sub`, `Div`); categories are one-hot encoded (`ai.onnx.ml.OneHotEncoder`)
 //! with an unknown bucket (`1 − sum of the one-hot columns`). The head is a logistic
 //! regression (`MatMul`, `Add`, `Sigmoid`) or a tree ensemble
-//! (`ai.onnx.ml.TreeEnsembleRegressor`). Output: `score`, `[N, 1]` float (P(true) for binary
+//! (`ai.onnx.ml.TreeEnsembleRegressor`: a forest's mean, or gradient boosting's sum followed by
+//! `Sigmoid` for classification). Output: `score`, `[N, 1]` float (P(true) for binary
 //! classification, the prediction for regression).
 
 use candle_onnx::onnx::{
@@ -16,8 +17,9 @@ use candle_onnx::onnx::{
 };
 use prost::Message;
 
+use crate::boosting::{Boosted, Objective};
 use crate::preprocess::Encoder;
-use crate::tree::{Forest, Node};
+use crate::tree::{Forest, Node, Tree};
 
 /// Name of the output tensor.
 pub const OUTPUT: &str = "score";
@@ -34,6 +36,8 @@ pub enum Head<'a> {
     },
     /// Mean of the trees' leaf values.
     Trees(&'a Forest),
+    /// Sum of the trees' leaf values (through `Sigmoid` for a binary objective).
+    Boosted(&'a Boosted),
 }
 
 struct Graph {
@@ -242,7 +246,19 @@ pub fn export(encoder: &Encoder, head: &Head<'_>, metadata: &[(&str, String)]) -
             let z = g.node("Add", "", &[&z, &b], vec![]);
             g.node("Sigmoid", "", &[&z], vec![])
         }
-        Head::Trees(forest) => tree_ensemble(&mut g, &features, forest),
+        Head::Trees(forest) => tree_ensemble(
+            &mut g,
+            &features,
+            &forest.trees,
+            1.0 / forest.trees.len().max(1) as f64,
+        ),
+        Head::Boosted(model) => {
+            let raw = tree_ensemble(&mut g, &features, &model.trees, 1.0);
+            match model.objective {
+                Objective::Binary => g.node("Sigmoid", "", &[&raw], vec![]),
+                Objective::Regression => raw,
+            }
+        }
     };
     g.nodes.push(NodeProto {
         op_type: "Identity".into(),
@@ -287,12 +303,13 @@ pub fn export(encoder: &Encoder, head: &Head<'_>, metadata: &[(&str, String)]) -
     model.encode_to_vec()
 }
 
-fn tree_ensemble(g: &mut Graph, features: &str, forest: &Forest) -> String {
-    let k = forest.trees.len().max(1) as f64;
+/// `TreeEnsembleRegressor` summing every tree's leaf value times `scale` (1/k for a forest's
+/// mean, 1 for boosting).
+fn tree_ensemble(g: &mut Graph, features: &str, trees: &[Tree], scale: f64) -> String {
     let (mut tree_ids, mut node_ids, mut feature_ids, mut values, mut modes, mut trues, mut falses) =
         (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut t_tree, mut t_node, mut t_ids, mut t_weights) = (vec![], vec![], vec![], vec![]);
-    for (t, tree) in forest.trees.iter().enumerate() {
+    for (t, tree) in trees.iter().enumerate() {
         for (n, node) in tree.nodes.iter().enumerate() {
             tree_ids.push(t as i64);
             node_ids.push(n as i64);
@@ -318,7 +335,7 @@ fn tree_ensemble(g: &mut Graph, features: &str, forest: &Forest) -> String {
                     t_tree.push(t as i64);
                     t_node.push(n as i64);
                     t_ids.push(0);
-                    t_weights.push((value / k) as f32);
+                    t_weights.push((value * scale) as f32);
                 }
             }
         }

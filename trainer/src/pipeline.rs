@@ -170,137 +170,17 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 mod card;
+mod fit;
 mod parity;
 mod requests;
 mod table;
 
 pub use card::*;
+pub use fit::*;
 pub use leitwerk_crds::card::{ModelCard, Reference};
 pub use parity::*;
 pub use requests::*;
 pub use table::*;
-
-/// A fitted model: preprocessing plus head.
-#[derive(Debug, Clone)]
-pub enum Fitted {
-    /// Logistic regression.
-    Logistic(crate::logistic::Logistic),
-    /// One tree or a forest.
-    Trees(Forest),
-}
-
-impl Fitted {
-    /// In-process predictions on encoded rows.
-    pub fn predict(&self, x: &Array2<f64>) -> Vec<f64> {
-        match self {
-            Fitted::Logistic(m) => m.predict(x),
-            Fitted::Trees(f) => f.predict(x),
-        }
-    }
-
-    fn head(&self) -> Head<'_> {
-        match self {
-            Fitted::Logistic(m) => Head::Logistic {
-                weights: m.weights.as_slice().unwrap_or(&[]),
-                intercept: m.intercept,
-            },
-            Fitted::Trees(f) => Head::Trees(f),
-        }
-    }
-}
-
-/// Fits the algorithm a Model asks for.
-/// One arm per algorithm, each fitting and wrapping its model the same way.
-pub fn fit(
-    spec: &ModelSpec,
-    x: &Array2<f64>,
-    y: &[f64],
-) -> Result<(Fitted, serde_json::Value), JobError> {
-    let classes: Vec<bool> = match spec.task {
-        Task::BinaryClassification => y.iter().map(|&v| v > 0.0).collect(),
-        Task::Regression => {
-            let mut sorted = y.to_vec();
-            sorted.sort_by(f64::total_cmp);
-            let median = materialize::quantile(&sorted, 0.5);
-            y.iter().map(|&v| v > median).collect()
-        }
-    };
-    let algorithm = spec
-        .algorithm
-        .clone()
-        .unwrap_or(leitwerk_crds::model::Algorithm {
-            logistic_regression: None,
-            decision_tree: None,
-            random_forest: None,
-            linear_regression: None,
-        });
-    if let Some(lr) = &algorithm.logistic_regression {
-        if spec.task != Task::BinaryClassification {
-            return Err(invalid(
-                "spec.algorithm.logisticRegression needs task BinaryClassification",
-            ));
-        }
-        let m = crate::logistic::Logistic::fit(x, &classes, lr.l2, lr.max_iterations.max(1) as u64)
-            .map_err(|e| {
-                invalid(format!(
-                    "{e}: {:?}",
-                    std::error::Error::source(&e).map(ToString::to_string)
-                ))
-            })?;
-        return Ok((
-            Fitted::Logistic(m),
-            serde_json::json!({"logisticRegression": {"l2": lr.l2, "maxIterations": lr.max_iterations}}),
-        ));
-    }
-    if algorithm.linear_regression.is_some() {
-        return Err(invalid(
-            "spec.algorithm.linearRegression is not available in this release; use decisionTree or randomForest for regression",
-        ));
-    }
-    let (params, described) = if let Some(rf) = &algorithm.random_forest {
-        (
-            ForestParams {
-                trees: rf.trees.max(1) as usize,
-                max_depth: rf.max_depth.max(1) as usize,
-                min_samples_leaf: 5,
-                sample_ratio: rf.sample_ratio,
-                seed: rf.seed as u64,
-            },
-            serde_json::json!({"randomForest": {"trees": rf.trees, "maxDepth": rf.max_depth, "sampleRatio": rf.sample_ratio, "seed": rf.seed}}),
-        )
-    } else if let Some(dt) = &algorithm.decision_tree {
-        (
-            ForestParams {
-                trees: 1,
-                max_depth: dt.max_depth.max(1) as usize,
-                min_samples_leaf: dt.min_samples_leaf.max(1) as usize,
-                sample_ratio: 1.0,
-                seed: 0,
-            },
-            serde_json::json!({"decisionTree": {"maxDepth": dt.max_depth, "minSamplesLeaf": dt.min_samples_leaf}}),
-        )
-    } else if spec.task == Task::BinaryClassification {
-        let m = crate::logistic::Logistic::fit(x, &classes, 1.0, 200)
-            .map_err(|e| invalid(e.to_string()))?;
-        return Ok((
-            Fitted::Logistic(m),
-            serde_json::json!({"logisticRegression": {"l2": 1.0, "maxIterations": 200}}),
-        ));
-    } else {
-        (
-            ForestParams {
-                trees: 1,
-                max_depth: 8,
-                min_samples_leaf: 5,
-                sample_ratio: 1.0,
-                seed: 0,
-            },
-            serde_json::json!({"decisionTree": {"maxDepth": 8, "minSamplesLeaf": 5}}),
-        )
-    };
-    let forest = Forest::fit(x, y, params).map_err(|e| invalid(e.to_string()))?;
-    Ok((Fitted::Trees(forest), described))
-}
 
 /// What `train` needs besides the spec.
 #[derive(Debug, Clone)]
@@ -368,7 +248,29 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
     let x_train = encoder.transform(&train);
     let x_valid = encoder.transform(&valid);
     progress::step("fitting");
-    let (model, parameters) = fit(spec, &x_train, &y_train)?;
+    let (model, parameters) = match early_stopping_fraction(spec) {
+        // Early stopping judges rounds on the newest training cutoffs, never on the rows the
+        // version's metrics come from.
+        Some(fraction) => {
+            let cutoffs: Vec<i64> = train_idx.iter().map(|&i| table.cutoff[i]).collect();
+            let (fit_rows, stop_rows) = time_split(&cutoffs, fraction).map_err(|e| {
+                invalid(format!(
+                    "spec.algorithm.gradientBoosting.earlyStopping needs at least 2 cutoffs among the training rows ({e}); raise the FeatureSet's cutoffs.count or remove earlyStopping"
+                ))
+            })?;
+            let rows = |idx: &[usize]| x_train.select(ndarray::Axis(0), idx);
+            let targets = |idx: &[usize]| idx.iter().map(|&i| y_train[i]).collect::<Vec<f64>>();
+            let y_stop = targets(&stop_rows);
+            let x_stop = rows(&stop_rows);
+            fit(
+                spec,
+                &rows(&fit_rows),
+                &targets(&fit_rows),
+                Some((&x_stop, &y_stop)),
+            )?
+        }
+        None => fit(spec, &x_train, &y_train, None)?,
+    };
     progress::step("evaluating");
     let predicted = model.predict(&x_valid);
 

@@ -188,6 +188,10 @@ fn tree_models_export_and_pass_the_parity_check() {
             "randomForest: {trees: 15, maxDepth: 6, sampleRatio: 0.7, seed: 3}",
             "v3",
         ),
+        (
+            "gradientBoosting: {rounds: 400, learningRate: 0.05, numLeaves: 15, rowSubsample: 0.8, columnSubsample: 0.8, seed: 1, earlyStopping: {rounds: 20}}",
+            "v4",
+        ),
     ] {
         let mut spec = example_model();
         spec.algorithm = Some(yaml_serde::from_str(algorithm).unwrap());
@@ -215,37 +219,60 @@ fn tree_models_export_and_pass_the_parity_check() {
             "{algorithm}: {}",
             summary.parity_max_abs_diff
         );
+        if version == "v4" {
+            // Early stopping on the newest training cutoffs kept fewer rounds than allowed,
+            // and the card says how many.
+            let card: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(
+                    summary
+                        .model_url
+                        .trim_start_matches("file://")
+                        .replace("model.onnx", "card.json"),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            let kept = card["parameters"]["gradientBoosting"]["roundsKept"]
+                .as_u64()
+                .unwrap();
+            assert!((1..400).contains(&kept), "rounds kept {kept}");
+            assert_eq!(card["parameters"]["gradientBoosting"]["numLeaves"], 15);
+        }
     }
 }
 
 #[test]
 fn a_regression_task_reports_mae_rmse_and_r2() {
     let f = fixture("regression");
-    let mut spec = example_model();
-    spec.task = leitwerk_crds::model::Task::Regression;
-    spec.algorithm =
-        Some(yaml_serde::from_str("decisionTree: {maxDepth: 5, minSamplesLeaf: 20}").unwrap());
-    spec.min_metrics = None;
-    let job = TrainJob {
-        namespace: "sales".into(),
-        name: "lead-value".into(),
-        version: "v1".into(),
-        snapshot: f.snapshot.clone(),
-        store: f.store.clone(),
-        onnxruntime: onnxruntime(),
-    };
-    let summary = f
-        .runtime
-        .block_on(pipeline::run_train(&spec, &job))
-        .unwrap();
-    let keys: Vec<&str> = summary.metrics.keys().map(String::as_str).collect();
-    assert_eq!(keys, vec!["mae", "r2", "rmse"]);
-    assert!(
-        summary.metrics["rmse"] >= summary.metrics["mae"] && summary.metrics["rmse"] < 0.5,
-        "{:?}",
-        summary.metrics
-    );
-    assert!(summary.parity_max_abs_diff <= 1e-5);
+    for algorithm in [
+        "decisionTree: {maxDepth: 5, minSamplesLeaf: 20}",
+        "gradientBoosting: {rounds: 100, numLeaves: 8}",
+    ] {
+        let mut spec = example_model();
+        spec.task = leitwerk_crds::model::Task::Regression;
+        spec.algorithm = Some(yaml_serde::from_str(algorithm).unwrap());
+        spec.min_metrics = None;
+        let job = TrainJob {
+            namespace: "sales".into(),
+            name: "lead-value".into(),
+            version: "v1".into(),
+            snapshot: f.snapshot.clone(),
+            store: f.store.clone(),
+            onnxruntime: onnxruntime(),
+        };
+        let summary = f
+            .runtime
+            .block_on(pipeline::run_train(&spec, &job))
+            .unwrap();
+        let keys: Vec<&str> = summary.metrics.keys().map(String::as_str).collect();
+        assert_eq!(keys, vec!["mae", "r2", "rmse"]);
+        assert!(
+            summary.metrics["rmse"] >= summary.metrics["mae"] && summary.metrics["rmse"] < 0.5,
+            "{:?}",
+            summary.metrics
+        );
+        assert!(summary.parity_max_abs_diff <= 1e-5, "{algorithm}");
+    }
 }
 
 #[test]

@@ -7,76 +7,18 @@
 //! within 0.01 of it.
 
 use leitwerk_trainer::{
+    datagen::wa_churn,
     logistic::Logistic,
     metrics::{brier, calibration, log_loss, pr_auc, roc_auc},
     preprocess::{Columns, Encoder},
     split::stratified_folds,
 };
 
-const NUMERIC: [&str; 9] = [
-    "female",
-    "senior_citizen",
-    "partner",
-    "dependents",
-    "tenure",
-    "phone_service",
-    "paperless_billing",
-    "monthly_charges",
-    "total_charges",
-];
-const CATEGORICAL: [&str; 10] = [
-    "multiple_lines",
-    "internet_service",
-    "online_security",
-    "online_backup",
-    "device_protection",
-    "tech_support",
-    "streaming_tv",
-    "streaming_movies",
-    "contract",
-    "payment_method",
-];
 const REFERENCE_AUC: f64 = 0.8452;
 
 fn load() -> (Columns, Vec<bool>) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/wa_churn.csv");
-    let mut reader =
-        csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let headers = reader.headers().expect("header").clone();
-    let index = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .unwrap_or_else(|| panic!("column {name} missing"))
-    };
-    let mut columns = Columns {
-        numeric: NUMERIC
-            .iter()
-            .map(|n| (n.to_string(), Vec::new()))
-            .collect(),
-        categorical: CATEGORICAL
-            .iter()
-            .map(|n| (n.to_string(), Vec::new()))
-            .collect(),
-    };
-    let mut labels = Vec::new();
-    for record in reader.records() {
-        let record = record.expect("row");
-        // Rows with a missing value are dropped, as in the reference (11 rows: total_charges "NA").
-        let parsed: Option<Vec<f64>> = NUMERIC
-            .iter()
-            .map(|n| record[index(n)].parse::<f64>().ok())
-            .collect();
-        let Some(values) = parsed else { continue };
-        for ((_, column), v) in columns.numeric.iter_mut().zip(values) {
-            column.push(v);
-        }
-        for (name, column) in columns.categorical.iter_mut() {
-            column.push(record[index(name)].to_string());
-        }
-        labels.push(&record[index("churn")] == "Yes");
-    }
-    (columns, labels)
+    wa_churn::load(&path).expect("the wa_churn table")
 }
 
 #[test]
@@ -131,4 +73,48 @@ fn churn_auc_on_wa_churn_is_within_0_01_of_scikit_learn() {
             "miscalibrated bin {bin:?}"
         );
     }
+}
+
+/// LightGBM 4.7 (Python) with the same parameters, rows (`f32`) and folds: 5-fold mean ROC AUC
+/// 0.8331 (`cargo bench --bench trainer`, `benches/README.md`).
+const LIGHTGBM_AUC: f64 = 0.8331;
+
+#[test]
+fn gradient_boosting_on_wa_churn_is_within_0_005_of_lightgbm() {
+    use leitwerk_trainer::boosting::{self, Objective};
+    let (columns, labels) = load();
+    let folds = stratified_folds(&labels, 5, 0);
+    let params: leitwerk_crds::model::GradientBoosting = serde_json::from_value(
+        serde_json::json!({"rounds": 300, "learningRate": 0.05, "numLeaves": 31, "minRowsPerLeaf": 20}),
+    )
+    .expect("parameters");
+    let mut aucs = Vec::new();
+    for fold in 0..5 {
+        let train: Vec<usize> = (0..labels.len()).filter(|&i| folds[i] != fold).collect();
+        let test: Vec<usize> = (0..labels.len()).filter(|&i| folds[i] == fold).collect();
+        let encoder = Encoder::fit(&columns.take(&train));
+        let y: Vec<f64> = train
+            .iter()
+            .map(|&i| f64::from(u8::from(labels[i])))
+            .collect();
+        let model = boosting::fit(
+            &encoder.transform(&columns.take(&train)),
+            &y,
+            None,
+            &params,
+            Objective::Binary,
+        )
+        .expect("fit");
+        let scores = model.predict(&encoder.transform(&columns.take(&test)));
+        let y_test: Vec<bool> = test.iter().map(|&i| labels[i]).collect();
+        aucs.push(roc_auc(&scores, &y_test).expect("both classes in every fold"));
+    }
+    let mean = aucs.iter().sum::<f64>() / aucs.len() as f64;
+    println!(
+        "gradient boosting on wa_churn: AUC per fold {aucs:?}, mean {mean:.4} (LightGBM {LIGHTGBM_AUC})"
+    );
+    assert!(
+        (mean - LIGHTGBM_AUC).abs() <= 0.005,
+        "mean AUC {mean:.4} is not within 0.005 of LightGBM's {LIGHTGBM_AUC}"
+    );
 }

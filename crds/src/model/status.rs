@@ -55,6 +55,9 @@ pub struct ModelStatus {
     /// The newest version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_version: Option<String>,
+    /// The algorithm of the spec (`GradientBoosting`, `LogisticRegression`, …, `ONNX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
     /// Validation ROC-AUC of the newest version (binary classification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_auc: Option<f64>,

@@ -307,6 +307,9 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
             .find(|v| v.state == VersionState::Serving)
             .map(|v| v.version.clone());
         status.endpoint = status.serving_version.as_ref().map(|_| endpoint.clone());
+        status.algorithm = Some(model.spec.algorithm_name())
+            .filter(|a| !a.is_empty())
+            .map(str::to_string);
         if let Some(latest) = versions
             .iter()
             .rev()

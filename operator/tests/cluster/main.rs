@@ -36,8 +36,9 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// time (its bridge, its API port), and the tests of this binary run in parallel.
 pub static REAL_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The example directories under `examples/`.
-pub const EXAMPLES: [&str; 6] = [
+pub const EXAMPLES: [&str; 7] = [
     "lead-scoring",
+    "lead-scoring-boosted",
     "churn",
     "canary-rollout",
     "creative-bandit",
@@ -68,6 +69,12 @@ pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str, &
     vec![
         ("FeatureSet", "lead-features", "Unschedulable", "Warning"),
         ("Model", "lead-scoring", "WaitingForFeatureSet", "Normal"),
+        (
+            "Model",
+            "lead-scoring-boosted",
+            "WaitingForFeatureSet",
+            "Normal",
+        ),
         ("FeatureSet", "churn-features", "Unschedulable", "Warning"),
         ("Model", "churn", "WaitingForFeatureSet", "Normal"),
         (

@@ -7,6 +7,8 @@
 
 pub mod churn;
 pub mod leads;
+pub mod transactions;
+pub mod wa_churn;
 
 use std::{io::Write, path::Path};
 
