@@ -193,6 +193,31 @@ pub struct ModelCard {
     /// a smoke test for any deployment of the model.
     #[serde(default)]
     pub examples: Vec<serde_json::Value>,
+    /// The segment scan of `spec.evaluation.segments` on the validation rows: per column and
+    /// value, rows, AUC, positive rate and mean score.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentFigures>,
+}
+
+/// One segment of a declared segment column on the validation rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentFigures {
+    /// The column.
+    pub column: String,
+    /// The value (for a numeric column, its quartile range such as `(12.5, 40]`).
+    pub value: String,
+    /// Validation rows.
+    pub rows: usize,
+    /// ROC AUC; absent with one label only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc: Option<f64>,
+    /// Share of positive labels.
+    pub positive_rate: f64,
+    /// Mean score.
+    pub mean_score: f64,
+    /// Whether the segment counts towards the gaps (enough rows, both labels).
+    pub compared: bool,
 }
 
 #[cfg(test)]

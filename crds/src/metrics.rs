@@ -23,6 +23,15 @@ crate::common::named_enum! {
         F1 = "f1",
         /// Share of positive labels in the validation rows (classification; descriptive).
         PositiveRate = "positiveRate",
+        /// Expected calibration error: the row-weighted mean |predicted − observed| over ten
+        /// equal-width score bins (classification; lower is better).
+        Ece = "ece",
+        /// Largest difference of AUC between two segments of a declared segment column
+        /// (classification; lower is better).
+        MaxSegmentAucGap = "maxSegmentAucGap",
+        /// Largest difference of the mean score between two segments of a declared segment
+        /// column (classification; lower is better).
+        MaxSegmentScoreGap = "maxSegmentScoreGap",
         /// Mean absolute error (regression; lower is better).
         Mae = "mae",
         /// Root mean squared error (regression; lower is better).
@@ -37,7 +46,13 @@ impl Metric {
     pub fn lower_is_better(self) -> bool {
         matches!(
             self,
-            Metric::LogLoss | Metric::Brier | Metric::Mae | Metric::Rmse
+            Metric::LogLoss
+                | Metric::Brier
+                | Metric::Mae
+                | Metric::Rmse
+                | Metric::Ece
+                | Metric::MaxSegmentAucGap
+                | Metric::MaxSegmentScoreGap
         )
     }
 
@@ -71,6 +86,9 @@ impl Metric {
                 | Metric::Recall
                 | Metric::F1
                 | Metric::PositiveRate
+                | Metric::Ece
+                | Metric::MaxSegmentAucGap
+                | Metric::MaxSegmentScoreGap
         )
     }
 }
@@ -89,7 +107,18 @@ mod tests {
             .filter(|m| m.lower_is_better())
             .map(|m| m.as_str())
             .collect();
-        assert_eq!(maxima, ["logLoss", "brier", "mae", "rmse"]);
+        assert_eq!(
+            maxima,
+            [
+                "logLoss",
+                "brier",
+                "ece",
+                "maxSegmentAucGap",
+                "maxSegmentScoreGap",
+                "mae",
+                "rmse"
+            ]
+        );
         assert!(
             "accuracy"
                 .parse::<Metric>()

@@ -33,8 +33,9 @@ pub use crate::versions::{VersionState, Versions};
 #[x_kube(validation = Rule::new("has(self.featureSetRef) != has(self.onnx)").message("a Model sets exactly one of featureSetRef (train it) or onnx (bring your own model)"))]
 #[x_kube(validation = Rule::new("!has(self.onnx) || !has(self.training)").message("training is not allowed with onnx: a bring-your-own model is not trained"))]
 #[x_kube(validation = Rule::new("!has(self.featureSetRef) || has(self.algorithm)").message("algorithm is required with featureSetRef"))]
+#[x_kube(validation = Rule::new("!has(self.evaluation) || !has(self.onnx)").message("evaluation is not allowed with onnx: a bring-your-own model is not evaluated by the trainer"))]
 #[x_kube(validation = Rule::new("self.task == 'BinaryClassification' || !has(self.minMetrics) || self.minMetrics.all(k, k in ['mae', 'rmse', 'r2'])").message("minMetrics for a Regression task may only use mae, rmse and r2"))]
-#[x_kube(validation = Rule::new("self.task == 'Regression' || !has(self.minMetrics) || self.minMetrics.all(k, k in ['auc', 'prAuc', 'logLoss', 'brier', 'precision', 'recall', 'f1'])").message("minMetrics for a BinaryClassification task may only use auc, prAuc, logLoss, brier, precision, recall and f1"))]
+#[x_kube(validation = Rule::new("self.task == 'Regression' || !has(self.minMetrics) || self.minMetrics.all(k, k in ['auc', 'prAuc', 'logLoss', 'brier', 'precision', 'recall', 'f1', 'ece', 'maxSegmentAucGap', 'maxSegmentScoreGap'])").message("minMetrics for a BinaryClassification task may only use auc, prAuc, logLoss, brier, precision, recall, f1, ece, maxSegmentAucGap and maxSegmentScoreGap"))]
 pub struct ModelSpec {
     /// The learning task.
     pub task: Task,
@@ -54,8 +55,11 @@ pub struct ModelSpec {
     /// Gates a version must pass to be promoted, e.g. `{auc: 0.7}` (a minimum) or
     /// `{logLoss: 0.5}` (a maximum for loss-like metrics: logLoss, brier, mae, rmse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 8))]
+    #[schemars(extend("maxProperties" = 12))]
     pub min_metrics: Option<BTreeMap<String, f64>>,
+    /// Offline checks of each version beyond the metrics: segments to compare (fairness).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationSpec>,
     /// How the serving version is served.
     #[serde(default)]
     pub serving: ServingSpec,
@@ -139,6 +143,29 @@ pub struct Algorithm {
     /// Gradient-boosted trees (LightGBM), for classification and regression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gradient_boosting: Option<GradientBoosting>,
+}
+
+/// Offline checks of each version before it may serve.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.segments.all(s, self.segments.exists_one(t, t == s))").message("evaluation.segments lists a column twice"))]
+pub struct EvaluationSpec {
+    /// Columns of the FeatureSet to compare segments of (e.g. `industry`, `country`): per
+    /// value, rows, AUC, positive rate and mean score on the validation rows, and the largest
+    /// gaps (`maxSegmentAucGap`, `maxSegmentScoreGap`, which `minMetrics` can bound). A
+    /// numeric column is cut at its quartiles.
+    #[serde(default)]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 128)))]
+    pub segments: Vec<String>,
+    /// Segments with fewer validation rows (or without both labels) are listed but not
+    /// compared.
+    #[serde(default = "default_segment_rows")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub min_segment_rows: i32,
+}
+
+fn default_segment_rows() -> i32 {
+    50
 }
 
 /// Hyper-parameters of logistic regression.

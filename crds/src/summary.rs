@@ -79,6 +79,10 @@ pub struct TrainSummary {
     pub metrics: BTreeMap<String, f64>,
     /// Largest |ONNX Runtime − in-process| prediction difference on the validation rows.
     pub parity_max_abs_diff: f64,
+    /// What stands behind a metric, in a line (`maxSegmentAucGap`: which segments), for the
+    /// message of a version that a `minMetrics` gate rejects.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub explanations: BTreeMap<String, String>,
 }
 
 /// `leitwerk-trainer index`: one index version built.

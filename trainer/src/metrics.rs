@@ -160,6 +160,19 @@ pub fn calibration(probabilities: &[f64], labels: &[bool], bins: usize) -> Vec<C
         .collect()
 }
 
+/// Expected calibration error: the row-weighted mean |mean score − observed rate| over the
+/// bins of a calibration table.
+pub fn ece(bins: &[CalibrationBin]) -> f64 {
+    let rows: usize = bins.iter().map(|b| b.count).sum();
+    if rows == 0 {
+        return 0.0;
+    }
+    bins.iter()
+        .map(|b| b.count as f64 * (b.predicted - b.observed).abs())
+        .sum::<f64>()
+        / rows as f64
+}
+
 /// Regression metrics.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RegressionMetrics {
@@ -196,6 +209,20 @@ pub fn regression(predictions: &[f64], truth: &[f64]) -> RegressionMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ece_weighs_each_bin_by_its_rows() {
+        let bin = |count, predicted, observed| CalibrationBin {
+            lower: 0.0,
+            upper: 1.0,
+            count,
+            predicted,
+            observed,
+        };
+        let e = ece(&[bin(10, 0.3, 0.2), bin(30, 0.5, 0.52)]);
+        assert!((e - (10.0 * 0.1 + 30.0 * 0.02) / 40.0).abs() < 1e-12, "{e}");
+        assert_eq!(ece(&[]), 0.0);
+    }
 
     #[test]
     fn perfect_inverted_and_tied_rankings() {

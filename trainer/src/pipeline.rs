@@ -173,6 +173,7 @@ mod card;
 mod fit;
 mod parity;
 mod requests;
+mod segments;
 mod table;
 
 pub use card::*;
@@ -180,6 +181,7 @@ pub use fit::*;
 pub use leitwerk_crds::card::{ModelCard, Reference};
 pub use parity::*;
 pub use requests::*;
+pub use segments::*;
 pub use table::*;
 
 /// What `train` needs besides the spec.
@@ -277,6 +279,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
     let threshold = spec.serving.threshold;
     let mut metric_map = BTreeMap::new();
     let mut calibration = Vec::new();
+    let (mut explanations, mut segments) = (BTreeMap::new(), Vec::new());
     match spec.task {
         Task::BinaryClassification => {
             let labels: Vec<bool> = y_valid.iter().map(|&v| v > 0.0).collect();
@@ -302,7 +305,15 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
                 Metric::PositiveRate.to_string(),
                 labels.iter().filter(|&&b| b).count() as f64 / labels.len().max(1) as f64,
             );
-            calibration = metrics::calibration(&predicted, &labels, 10)
+            let bins = metrics::calibration(&predicted, &labels, 10);
+            metric_map.insert(Metric::Ece.to_string(), metrics::ece(&bins));
+            if let Some(evaluation) = &spec.evaluation {
+                let scan = scan(evaluation, &valid, &predicted, &labels)?;
+                metric_map.extend(scan.gaps);
+                explanations = scan.explanations;
+                segments = scan.figures;
+            }
+            calibration = bins
                 .iter()
                 .map(|b| serde_json::json!({"lower": b.lower, "upper": b.upper, "count": b.count, "predicted": b.predicted, "observed": b.observed}))
                 .collect();
@@ -364,6 +375,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         trained_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         parity_max_abs_diff: parity,
         examples: examples(&valid, &predicted, 5),
+        segments,
     };
     let out = Store::open(&job.store)?;
     out.put(&format!("{dir}/card.json"), json(&card)).await?;
@@ -375,5 +387,6 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         data_version: manifest.version,
         metrics: metric_map,
         parity_max_abs_diff: parity,
+        explanations,
     })
 }

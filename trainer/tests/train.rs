@@ -457,3 +457,80 @@ fn text_in_a_numeric_column_and_missing_or_nan_labels_are_refused_naming_the_col
         );
     }
 }
+
+#[test]
+fn the_segment_scan_and_calibration_error_reach_the_card_and_an_unknown_column_is_refused() {
+    let f = fixture("segments");
+    let mut spec = example_model();
+    spec.evaluation = Some(
+        yaml_serde::from_str("{segments: [industry, company_size], minSegmentRows: 100}").unwrap(),
+    );
+    let job = |version: &str| TrainJob {
+        namespace: "sales".into(),
+        name: "lead-scoring".into(),
+        version: version.into(),
+        snapshot: f.snapshot.clone(),
+        store: f.store.clone(),
+        onnxruntime: onnxruntime(),
+    };
+    let summary = f
+        .runtime
+        .block_on(pipeline::run_train(&spec, &job("v1")))
+        .unwrap();
+    let ece = summary.metrics["ece"];
+    assert!((0.0..0.1).contains(&ece), "ECE {ece}");
+    let gap = summary.metrics["maxSegmentAucGap"];
+    assert!(gap > 0.0 && gap < 1.0, "{:?}", summary.metrics);
+    assert!(summary.metrics.contains_key("maxSegmentScoreGap"));
+    let why = &summary.explanations["maxSegmentAucGap"];
+    println!(
+        "ECE {ece:.4}, {:?}, {:?}",
+        summary.metrics, summary.explanations
+    );
+    assert!(why.starts_with("segment column "), "{why}");
+    let card: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            summary
+                .model_url
+                .trim_start_matches("file://")
+                .replace("model.onnx", "card.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let segments = card["segments"].as_array().unwrap();
+    let industries: Vec<&serde_json::Value> = segments
+        .iter()
+        .filter(|s| s["column"] == "industry")
+        .collect();
+    assert!(industries.len() >= 3, "{segments:?}");
+    // company_size is numeric: cut at its quartiles, four segments.
+    let sizes = segments
+        .iter()
+        .filter(|s| s["column"] == "company_size")
+        .count();
+    assert_eq!(sizes, 4, "{segments:?}");
+    // The compared segments' AUCs span exactly the reported gap.
+    let aucs: Vec<f64> = segments
+        .iter()
+        .filter(|s| s["compared"] == true)
+        .filter(|s| why.contains(&format!("column {}:", s["column"].as_str().unwrap())))
+        .map(|s| s["auc"].as_f64().unwrap())
+        .collect();
+    let span = aucs.iter().cloned().fold(f64::MIN, f64::max)
+        - aucs.iter().cloned().fold(f64::MAX, f64::min);
+    assert!((span - gap).abs() < 1e-9, "span {span} vs gap {gap}");
+
+    spec.evaluation = Some(yaml_serde::from_str("{segments: [industry, region]}").unwrap());
+    let err = f
+        .runtime
+        .block_on(pipeline::run_train(&spec, &job("v2")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("spec.evaluation.segments[1]")
+            && err.contains("\"region\"")
+            && err.contains("industry"),
+        "{err}"
+    );
+}

@@ -26,20 +26,25 @@ use crate::{
 };
 
 /// Whether a version's metrics meet `minMetrics` (losses and errors are maxima, everything
-/// else minima: [`Metric::lower_is_better`]). Returns the first unmet requirement.
-pub fn unmet(spec: &ModelSpec, metrics: &BTreeMap<String, f64>) -> Option<String> {
+/// else minima: [`Metric::lower_is_better`]). Returns the first unmet requirement: the
+/// metric and why.
+pub fn unmet(spec: &ModelSpec, metrics: &BTreeMap<String, f64>) -> Option<(String, String)> {
     for (name, limit) in spec.min_metrics.iter().flatten() {
         let lower_is_better = name.parse::<Metric>().is_ok_and(|m| m.lower_is_better());
-        match metrics.get(name) {
-            None => return Some(format!("metric {name} was not measured")),
+        let why = match metrics.get(name) {
+            None if name.starts_with("maxSegment") => format!(
+                "metric {name} was not measured: spec.evaluation.segments must name a column with at least two segments of spec.evaluation.minSegmentRows rows and both labels"
+            ),
+            None => format!("metric {name} was not measured"),
             Some(v) if lower_is_better && v > limit => {
-                return Some(format!("{name} {v:.4} is above the maximum {limit}"));
+                format!("{name} {v:.4} is above the maximum {limit}")
             }
             Some(v) if !lower_is_better && v < limit => {
-                return Some(format!("{name} {v:.4} is below the minimum {limit}"));
+                format!("{name} {v:.4} is below the minimum {limit}")
             }
-            _ => {}
-        }
+            _ => continue,
+        };
+        return Some((name.clone(), why));
     }
     None
 }
@@ -235,9 +240,14 @@ pub fn trained_version(
             v.trained_at = finished;
             match unmet(spec, &v.metrics) {
                 None => v.state = VersionState::Candidate,
-                Some(why) => {
+                Some((metric, why)) => {
                     v.state = VersionState::Rejected;
-                    v.message = Some(why);
+                    // The trainer's line on what stands behind the figure (which segments).
+                    let why = match summary.explanations.get(&metric) {
+                        Some(detail) => format!("{why}: {detail}"),
+                        None => why,
+                    };
+                    v.message = Some(reconcile::truncate(&why, 512));
                 }
             }
         }

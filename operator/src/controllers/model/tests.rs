@@ -256,7 +256,7 @@ fn versions_meeting_min_metrics_are_promoted_when_nothing_serves_and_history_is_
     );
     let mut metrics = BTreeMap::from([("auc".to_string(), 0.7)]);
     assert_eq!(
-        unmet(&model.spec, &metrics).as_deref(),
+        unmet(&model.spec, &metrics).map(|(_, why)| why).as_deref(),
         Some("auc 0.7000 is below the minimum 0.75")
     );
     metrics.insert("auc".into(), 0.8);

@@ -28,7 +28,25 @@ pub fn validate(spec: &ModelSpec) -> Result<(), Vec<FieldError>> {
             errors.push(FieldError::new("spec.algorithm.linearRegression", "linear regression predicts numbers: use logisticRegression, decisionTree or randomForest for a BinaryClassification task"));
         }
     }
+    let segments = spec
+        .evaluation
+        .as_ref()
+        .is_some_and(|e| !e.segments.is_empty());
+    if segments && spec.task != Task::BinaryClassification {
+        errors.push(FieldError::new(
+            "spec.evaluation.segments",
+            "the segment scan compares AUC and positive rates per segment: it needs task BinaryClassification",
+        ));
+    }
     if let Some(metrics) = &spec.min_metrics {
+        for name in metrics.keys().filter(|n| n.starts_with("maxSegment")) {
+            if !segments {
+                errors.push(FieldError::new(
+                    format!("spec.minMetrics.{name}"),
+                    "bounds a gap between segments, but spec.evaluation.segments names no column to segment by",
+                ));
+            }
+        }
         for (name, value) in metrics {
             let bounded = name.parse::<Metric>().is_ok_and(|m| m.is_unit_interval());
             if bounded && !(0.0..=1.0).contains(value) {

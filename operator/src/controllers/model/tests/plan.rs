@@ -80,6 +80,7 @@ fn succeeded(version: &str, auc: f64) -> JobOutcome<TrainSummary> {
             data_version: "d1".into(),
             metrics: BTreeMap::from([("auc".to_string(), auc)]),
             parity_max_abs_diff: 0.0,
+            explanations: BTreeMap::new(),
         },
         finished: Some("2026-12-05T10:00:00Z".into()),
     }
@@ -349,4 +350,73 @@ fn a_bring_your_own_model_plans_one_version_per_new_file_and_never_a_job() {
     });
     let again = plan(&Case { model: byo, ..case });
     assert!(again.finished.is_empty(), "the same file is no new version");
+}
+
+/// A version whose segment gap breaks its `minMetrics` bound is Rejected, and its message
+/// names the gap, the bound, the column and both segments.
+#[test]
+fn a_version_over_its_segment_gap_is_rejected_naming_the_segments() {
+    let mut m = model(1, vec![]);
+    m.spec.min_metrics = Some(BTreeMap::from([
+        ("auc".to_string(), 0.7),
+        ("maxSegmentAucGap".to_string(), 0.1),
+    ]));
+    let mut outcome = succeeded("v1", 0.82);
+    if let JobOutcome::Succeeded { summary, .. } = &mut outcome {
+        summary.metrics.insert("maxSegmentAucGap".into(), 0.1523);
+        summary.explanations.insert(
+            "maxSegmentAucGap".into(),
+            "segment column industry: retail 0.7112 (412 rows) vs software 0.8635 (1020 rows)"
+                .into(),
+        );
+    }
+    let v = crate::controllers::model::trained_version(
+        &m.spec,
+        recorded("v1", 1, "d1", VersionState::Candidate),
+        outcome,
+    );
+    assert_eq!(v.state, VersionState::Rejected);
+    assert_eq!(
+        v.message.as_deref(),
+        Some(
+            "maxSegmentAucGap 0.1523 is above the maximum 0.1: segment column industry: retail 0.7112 (412 rows) vs software 0.8635 (1020 rows)"
+        )
+    );
+    // Within the bound the same figures make a Candidate.
+    let mut outcome = succeeded("v1", 0.82);
+    if let JobOutcome::Succeeded { summary, .. } = &mut outcome {
+        summary.metrics.insert("maxSegmentAucGap".into(), 0.08);
+    }
+    let v = crate::controllers::model::trained_version(
+        &m.spec,
+        recorded("v1", 1, "d1", VersionState::Candidate),
+        outcome,
+    );
+    assert_eq!(v.state, VersionState::Candidate);
+}
+
+#[test]
+fn segment_gates_without_segments_and_segments_on_regression_are_refused_naming_the_field() {
+    use crate::controllers::model::validate;
+    let mut m = model(1, vec![]);
+    m.spec.min_metrics = Some(BTreeMap::from([("maxSegmentAucGap".to_string(), 0.1)]));
+    let errors = validate(&m.spec).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "spec.minMetrics.maxSegmentAucGap"),
+        "{errors:?}"
+    );
+    m.spec.evaluation = Some(leitwerk_crds::model::EvaluationSpec {
+        segments: vec!["industry".into()],
+        min_segment_rows: 50,
+    });
+    assert!(validate(&m.spec).is_ok());
+    m.spec.task = leitwerk_crds::model::Task::Regression;
+    m.spec.min_metrics = None;
+    let errors = validate(&m.spec).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.field == "spec.evaluation.segments"),
+        "{errors:?}"
+    );
 }
