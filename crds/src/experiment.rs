@@ -173,8 +173,11 @@ pub struct CanaryStrategy {
 }
 
 /// Thompson-sampling bandit.
+// The API server compares a whole-number value with a fractional `minimum` truncated (0 passes
+// `minimum: 0.5`): the rule below holds the bound for every value.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.probabilityToWin >= 0.5").message("bandit.probabilityToWin must be at least 0.5: a lower bar would promote an arm that is more likely not best"))]
 pub struct BanditStrategy {
     /// Name of the KPI (in `spec.kpis`) that is the reward: its `query` is a rate (e.g.
     /// conversions per prediction) and its `sampleQuery` counts the trials behind it.

@@ -215,6 +215,7 @@ fn default_leaf() -> i32 {
 /// Hyper-parameters of a random forest.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.sampleRatio > 0.0").message("randomForest.sampleRatio must be above 0: each tree needs rows"))]
 pub struct RandomForest {
     /// Number of trees.
     #[serde(default = "default_trees")]

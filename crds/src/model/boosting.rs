@@ -7,8 +7,12 @@ use serde::{Deserialize, Serialize};
 
 /// Gradient-boosted decision trees, grown by LightGBM. Every field has LightGBM's default
 /// except `rounds` and `learningRate`.
+// The API server compares a whole-number value with a fractional `minimum` truncated (0 passes
+// `minimum: 0.0001`), so the positive floats are also checked here.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.learningRate > 0.0").message("gradientBoosting.learningRate must be above 0: a rate of 0 grows trees that change nothing"))]
+#[x_kube(validation = Rule::new("self.rowSubsample > 0.0 && self.columnSubsample > 0.0").message("gradientBoosting.rowSubsample and columnSubsample must be above 0 (1 uses every row and column)"))]
 pub struct GradientBoosting {
     /// Boosting rounds (trees); with `earlyStopping` the most that are grown
     /// (`num_iterations`).
@@ -63,6 +67,7 @@ pub struct GradientBoosting {
 /// without improvement and keeps the best round.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.validationFraction > 0.0").message("earlyStopping.validationFraction must be above 0: some training rows must judge the rounds"))]
 pub struct EarlyStopping {
     /// Rounds without improvement before stopping (`early_stopping_round`).
     #[serde(default = "default_patience")]
