@@ -197,6 +197,20 @@ pub struct ModelCard {
     /// value, rows, AUC, positive rate and mean score.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<SegmentFigures>,
+    /// Global importance: mean |SHAP value| (log-odds for classification) of every feature
+    /// on the validation rows, largest first. Empty for a single tree or a forest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub importance: Vec<FeatureImportance>,
+}
+
+/// One feature's global importance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureImportance {
+    /// The raw feature (a categorical one sums its one-hot columns).
+    pub feature: String,
+    /// Mean |SHAP value| over the validation rows.
+    pub mean_abs_shap: f64,
 }
 
 /// One segment of a declared segment column on the validation rows.

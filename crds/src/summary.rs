@@ -83,6 +83,9 @@ pub struct TrainSummary {
     /// message of a version that a `minMetrics` gate rejects.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub explanations: BTreeMap<String, String>,
+    /// The five most important features: mean |SHAP value| on the validation rows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub importance: BTreeMap<String, f64>,
 }
 
 /// `leitwerk-trainer index`: one index version built.

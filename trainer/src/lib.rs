@@ -4,6 +4,7 @@ pub mod boosting;
 pub mod clv;
 pub mod content;
 pub mod datagen;
+pub mod explain;
 pub mod index;
 pub mod logistic;
 pub mod materialize;

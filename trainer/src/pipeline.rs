@@ -178,7 +178,7 @@ mod table;
 
 pub use card::*;
 pub use fit::*;
-pub use leitwerk_crds::card::{ModelCard, Reference};
+pub use leitwerk_crds::card::{FeatureImportance, ModelCard, Reference};
 pub use parity::*;
 pub use requests::*;
 pub use segments::*;
@@ -275,6 +275,17 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
     };
     progress::step("evaluating");
     let predicted = model.predict(&x_valid);
+    // Global importance: mean |SHAP value| per raw feature on the validation rows.
+    let importance: Vec<FeatureImportance> =
+        crate::explain::attributions(&model, &encoder, &x_train, &x_valid)
+            .map(|(_, values)| crate::explain::importance(&encoder, &values))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(feature, mean_abs_shap)| FeatureImportance {
+                feature,
+                mean_abs_shap,
+            })
+            .collect();
 
     let threshold = spec.serving.threshold;
     let mut metric_map = BTreeMap::new();
@@ -376,6 +387,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         parity_max_abs_diff: parity,
         examples: examples(&valid, &predicted, 5),
         segments,
+        importance: importance.clone(),
     };
     let out = Store::open(&job.store)?;
     out.put(&format!("{dir}/card.json"), json(&card)).await?;
@@ -388,5 +400,10 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         metrics: metric_map,
         parity_max_abs_diff: parity,
         explanations,
+        importance: importance
+            .iter()
+            .take(5)
+            .map(|i| (i.feature.clone(), (i.mean_abs_shap * 1e4).round() / 1e4))
+            .collect(),
     })
 }

@@ -237,6 +237,23 @@ fn tree_models_export_and_pass_the_parity_check() {
                 .unwrap();
             assert!((1..400).contains(&kept), "rounds kept {kept}");
             assert_eq!(card["parameters"]["gradientBoosting"]["numLeaves"], 15);
+            // LightGBM's TreeSHAP contributions, mean |value| per raw feature, largest first.
+            // In the generated leads, latent intent (seen through session minutes and e-mail
+            // opens) and pricing-page views in the last 7 days cause conversions.
+            let importance = card["importance"].as_array().unwrap();
+            assert!(importance.len() >= 10, "{importance:?}");
+            let ranked: Vec<&str> = importance
+                .iter()
+                .map(|i| i["feature"].as_str().unwrap())
+                .collect();
+            assert!(ranked[..3].contains(&"pricing_views_7d"), "{importance:?}");
+            let means: Vec<f64> = importance
+                .iter()
+                .map(|i| i["meanAbsShap"].as_f64().unwrap())
+                .collect();
+            assert!(means.windows(2).all(|w| w[0] >= w[1]), "{means:?}");
+            assert_eq!(summary.importance.len(), 5);
+            assert!(summary.importance.contains_key(ranked[0]));
         }
     }
 }

@@ -19,6 +19,10 @@ pub struct ModelVersion {
     /// Validation metrics.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// The five most important features of the version: mean |SHAP value| on its
+    /// validation rows (log-odds for classification).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub importance: BTreeMap<String, f64>,
     /// When training finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trained_at: Option<String>,

@@ -238,6 +238,7 @@ pub fn trained_version(
                 .map(|(k, x)| (k, (x * 1e4).round() / 1e4))
                 .collect();
             v.trained_at = finished;
+            v.importance = summary.importance.clone();
             match unmet(spec, &v.metrics) {
                 None => v.state = VersionState::Candidate,
                 Some((metric, why)) => {

@@ -81,6 +81,7 @@ fn succeeded(version: &str, auc: f64) -> JobOutcome<TrainSummary> {
             metrics: BTreeMap::from([("auc".to_string(), auc)]),
             parity_max_abs_diff: 0.0,
             explanations: BTreeMap::new(),
+            importance: BTreeMap::from([("pricing_views_7d".to_string(), 0.41)]),
         },
         finished: Some("2026-12-05T10:00:00Z".into()),
     }
@@ -393,6 +394,8 @@ fn a_version_over_its_segment_gap_is_rejected_naming_the_segments() {
         outcome,
     );
     assert_eq!(v.state, VersionState::Candidate);
+    // The version carries the trainer's global importance into the status.
+    assert_eq!(v.importance.get("pricing_views_7d"), Some(&0.41));
 }
 
 #[test]
