@@ -83,6 +83,7 @@ fn gradient_boosting(dir: &std::path::Path, cases: &[Case]) {
     ];
     let mut ours = Vec::new();
     let mut reference_cases = Vec::new();
+    let mut first = None;
     for (label, config) in &configs {
         let params: leitwerk_crds::model::GradientBoosting =
             serde_json::from_value(config.clone()).unwrap();
@@ -96,6 +97,9 @@ fn gradient_boosting(dir: &std::path::Path, cases: &[Case]) {
                 boosting::fit(&case.x_train, &target, None, &params, Objective::Binary).unwrap()
             });
             let auc = roc_auc(&model.predict(&case.x_valid), &case.y_valid).unwrap();
+            if first.is_none() {
+                first = Some((model.clone(), case.x_valid.clone()));
+            }
             let at = dir.join(format!("gb-{}-{}", ours.len(), case.name.replace(' ', "_")));
             std::fs::create_dir_all(&at).unwrap();
             write_matrix(
@@ -114,6 +118,9 @@ fn gradient_boosting(dir: &std::path::Path, cases: &[Case]) {
             }));
             ours.push((label, &case.name, time.as_secs_f64(), auc));
         }
+    }
+    if let Some((model, x)) = first {
+        shap_check(dir, &model, &x);
     }
     let cases_file = dir.join("lightgbm-cases.json");
     std::fs::write(&cases_file, serde_json::to_vec(&reference_cases).unwrap()).unwrap();
@@ -168,6 +175,51 @@ fn gradient_boosting(dir: &std::path::Path, cases: &[Case]) {
             secs / s
         );
     }
+}
+
+/// The trainer's attributions of a boosted model (LightGBM's contributions) against the shap
+/// package's TreeExplainer on the same model and rows.
+fn shap_check(dir: &std::path::Path, model: &boosting::Boosted, x: &Array2<f64>) {
+    let rows = x.nrows().min(2000);
+    let index: Vec<usize> = (0..rows).collect();
+    let x = x
+        .select(ndarray::Axis(0), &index)
+        .mapv(|v| f64::from(v as f32));
+    let (base, ours) = model.contributions(&x).unwrap();
+    std::fs::write(dir.join("shap-model.txt"), &model.model_text).unwrap();
+    write_matrix(&dir.join("shap-x.csv"), &x);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shap_reference.py");
+    let out = std::process::Command::new(python())
+        .arg(script)
+        .arg(dir.join("shap-model.txt"))
+        .arg(dir.join("shap-x.csv"))
+        .arg(dir.join("shap-out.csv"))
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        println!(
+            "SHAP check: the shap package is unavailable: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        return;
+    }
+    let text = std::fs::read_to_string(dir.join("shap-out.csv")).unwrap();
+    let mut worst = 0.0_f64;
+    for (r, line) in text.lines().enumerate() {
+        let values: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        for (c, theirs) in values[..values.len() - 1].iter().enumerate() {
+            worst = worst.max((ours[[r, c]] - theirs).abs());
+        }
+        worst = worst.max((base - values[values.len() - 1]).abs());
+    }
+    println!(
+        "SHAP check (gradient boosting, lead scoring, {rows} rows × {} columns): max |Leitwerk − shap {}| = {worst:.2e}",
+        x.ncols(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
 }
 
 /// `wa_churn` in 5 stratified folds, each encoded by the trainer's preprocessing fitted on its
