@@ -8,6 +8,11 @@
 set -euo pipefail
 version=${LIFETIMES_WHEEL_VERSION:-0.11.3}
 dir=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}/cdnow-$version
+# One fetch at a time: tests run this script in parallel, and a second fetch would race the
+# first one's rename of its partial file.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if [ ! -f "$dir/CDNOW_sample.txt" ]; then
   mkdir -p "$dir"
   work=$(mktemp -d)

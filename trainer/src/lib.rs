@@ -17,3 +17,4 @@ pub mod runtime;
 pub mod split;
 pub mod store;
 pub mod tree;
+pub mod tree_shap;

@@ -10,17 +10,7 @@ use chrono::NaiveDate;
 use leitwerk_trainer::clv::{self, BgNbd, Customer, GammaGamma, Transaction};
 
 fn cdnow() -> std::path::PathBuf {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cdnow.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    leitwerk_testkit::provided("cdnow.sh").unwrap()
 }
 
 /// A CSV of `ID, x, t_x, T[, zbar]` rows.

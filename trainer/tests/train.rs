@@ -78,6 +78,15 @@ fn fixture(name: &str) -> Fixture {
     }
 }
 
+/// The model card published beside a trained version's ONNX file.
+fn card_of(summary: &leitwerk_crds::summary::TrainSummary) -> serde_json::Value {
+    let path = summary
+        .model_url
+        .trim_start_matches("file://")
+        .replace("model.onnx", "card.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
 fn example_model() -> leitwerk_crds::ModelSpec {
     let m: Model =
         yaml_serde::from_str(include_str!("../../examples/lead-scoring/model.yaml")).unwrap();
@@ -219,19 +228,14 @@ fn tree_models_export_and_pass_the_parity_check() {
             "{algorithm}: {}",
             summary.parity_max_abs_diff
         );
+        // Every algorithm explains itself: mean |SHAP| per raw feature, five in the summary.
+        let importance = card_of(&summary)["importance"].as_array().unwrap().len();
+        assert!(importance >= 10, "{algorithm}: {importance} features");
+        assert_eq!(summary.importance.len(), 5, "{algorithm}");
         if version == "v4" {
             // Early stopping on the newest training cutoffs kept fewer rounds than allowed,
             // and the card says how many.
-            let card: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(
-                    summary
-                        .model_url
-                        .trim_start_matches("file://")
-                        .replace("model.onnx", "card.json"),
-                )
-                .unwrap(),
-            )
-            .unwrap();
+            let card = card_of(&summary);
             let kept = card["parameters"]["gradientBoosting"]["roundsKept"]
                 .as_u64()
                 .unwrap();
@@ -505,16 +509,7 @@ fn the_segment_scan_and_calibration_error_reach_the_card_and_an_unknown_column_i
         summary.metrics, summary.explanations
     );
     assert!(why.starts_with("segment column "), "{why}");
-    let card: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(
-            summary
-                .model_url
-                .trim_start_matches("file://")
-                .replace("model.onnx", "card.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let card = card_of(&summary);
     let segments = card["segments"].as_array().unwrap();
     let industries: Vec<&serde_json::Value> = segments
         .iter()

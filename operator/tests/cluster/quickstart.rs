@@ -163,8 +163,8 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         assert!(text.contains(decision), "no {decision:?}:\n{text}");
     }
     assert_eq!(
-        row(&text, "model", "lead-scoring")[1..4],
-        ["Serving", "v2", "v3"],
+        row(&text, "model", "lead-scoring")[1..5],
+        ["Serving", "LogisticRegression", "v2", "v3"],
         "{text}"
     );
     assert_eq!(
