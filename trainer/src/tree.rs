@@ -52,25 +52,29 @@ pub enum Error {
 }
 
 impl Tree {
+    /// The child a row goes to from node `at`; `None` at a leaf.
+    pub fn next(&self, at: usize, row: ArrayView1<'_, f64>) -> Option<usize> {
+        match &self.nodes[at] {
+            Node::Leaf { .. } => None,
+            Node::Split {
+                feature,
+                threshold,
+                left,
+                right,
+            } => Some(if (row[*feature] as f32) <= *threshold {
+                *left
+            } else {
+                *right
+            }),
+        }
+    }
+
     fn leaf_of(&self, row: ArrayView1<'_, f64>) -> usize {
         let mut at = 0;
-        loop {
-            match &self.nodes[at] {
-                Node::Leaf { .. } => return at,
-                Node::Split {
-                    feature,
-                    threshold,
-                    left,
-                    right,
-                } => {
-                    at = if (row[*feature] as f32) <= *threshold {
-                        *left
-                    } else {
-                        *right
-                    };
-                }
-            }
+        while let Some(child) = self.next(at, row) {
+            at = child;
         }
+        at
     }
 
     /// The value of the leaf a row reaches.

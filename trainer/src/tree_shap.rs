@@ -24,24 +24,10 @@ struct Step {
 pub fn covers(tree: &Tree, x: &Array2<f64>) -> Vec<f64> {
     let mut cover = vec![0.0; tree.nodes.len()];
     for row in x.rows() {
-        let mut at = 0;
-        loop {
-            cover[at] += 1.0;
-            match &tree.nodes[at] {
-                Node::Leaf { .. } => break,
-                Node::Split {
-                    feature,
-                    threshold,
-                    left,
-                    right,
-                } => {
-                    at = if (row[*feature] as f32) <= *threshold {
-                        *left
-                    } else {
-                        *right
-                    };
-                }
-            }
+        let mut at = Some(0);
+        while let Some(node) = at {
+            cover[node] += 1.0;
+            at = tree.next(node, row);
         }
     }
     cover

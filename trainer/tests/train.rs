@@ -78,6 +78,18 @@ fn fixture(name: &str) -> Fixture {
     }
 }
 
+/// A training Job of the `lead-scoring` Model in `sales` on the fixture's snapshot.
+fn lead_scoring_job(f: &Fixture, version: &str) -> TrainJob {
+    TrainJob {
+        namespace: "sales".into(),
+        name: "lead-scoring".into(),
+        version: version.into(),
+        snapshot: f.snapshot.clone(),
+        store: f.store.clone(),
+        onnxruntime: onnxruntime(),
+    }
+}
+
 /// The model card published beside a trained version's ONNX file.
 fn card_of(summary: &leitwerk_crds::summary::TrainSummary) -> serde_json::Value {
     let path = summary
@@ -204,14 +216,7 @@ fn tree_models_export_and_pass_the_parity_check() {
     ] {
         let mut spec = example_model();
         spec.algorithm = Some(yaml_serde::from_str(algorithm).unwrap());
-        let job = TrainJob {
-            namespace: "sales".into(),
-            name: "lead-scoring".into(),
-            version: version.into(),
-            snapshot: f.snapshot.clone(),
-            store: f.store.clone(),
-            onnxruntime: onnxruntime(),
-        };
+        let job = lead_scoring_job(&f, version);
         let summary = f
             .runtime
             .block_on(pipeline::run_train(&spec, &job))
@@ -486,14 +491,7 @@ fn the_segment_scan_and_calibration_error_reach_the_card_and_an_unknown_column_i
     spec.evaluation = Some(
         yaml_serde::from_str("{segments: [industry, company_size], minSegmentRows: 100}").unwrap(),
     );
-    let job = |version: &str| TrainJob {
-        namespace: "sales".into(),
-        name: "lead-scoring".into(),
-        version: version.into(),
-        snapshot: f.snapshot.clone(),
-        store: f.store.clone(),
-        onnxruntime: onnxruntime(),
-    };
+    let job = |version: &str| lead_scoring_job(&f, version);
     let summary = f
         .runtime
         .block_on(pipeline::run_train(&spec, &job("v1")))

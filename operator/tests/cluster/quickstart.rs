@@ -213,8 +213,8 @@ fn quick_start_trains_serves_canaries_and_retrieves_and_runs_again_on_what_it_le
         "{again}"
     );
     assert_eq!(
-        row(&again, "model", "lead-scoring")[1..4],
-        ["Serving", "v2", "v3"]
+        row(&again, "model", "lead-scoring")[1..5],
+        ["Serving", "LogisticRegression", "v2", "v3"]
     );
     eprintln!(
         "quick start: first run {} s, second run {} s",
