@@ -422,19 +422,24 @@ fn generate(data: Data) -> Result<String, datagen::Error> {
     }
 }
 
+/// Prints a command's JSON summary, or its error on standard error, and the exit code.
+fn printed(outcome: Result<String, String>) -> ExitCode {
+    match outcome {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("leitwerk-trainer: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.command {
-        Command::Generate { data } => match generate(data) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("leitwerk-trainer: {}", chain(&err));
-                ExitCode::FAILURE
-            }
-        },
+        Command::Generate { data } => printed(generate(data).map_err(|e| chain(&e))),
         Command::Requests {
             snapshot,
             split,
@@ -469,16 +474,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Clv(args) => match clv(args) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("leitwerk-trainer: {err}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Clv(args) => printed(clv(args)),
         Command::Job(job) => run_job(job),
     }
 }

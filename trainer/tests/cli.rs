@@ -74,3 +74,69 @@ fn generate_writes_the_same_files_for_the_same_seed() {
     );
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// `generate transactions` then `clv`: one row per customer with its scores, the fitted
+/// parameters as JSON; a negative value is refused naming its line.
+#[test]
+fn clv_scores_generated_transactions_and_names_a_bad_line() {
+    let dir = std::env::temp_dir().join(format!("leitwerk-clv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(BIN)
+        .args(["generate", "transactions", "--count", "800", "--out"])
+        .arg(&dir)
+        .output()
+        .expect("run leitwerk-trainer");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scores = dir.join("clv.csv");
+    let out = Command::new(BIN)
+        .args(["clv", "--horizon", "26", "--transactions"])
+        .arg(dir.join("transactions.csv"))
+        .arg("--out")
+        .arg(&scores)
+        .output()
+        .expect("run leitwerk-trainer");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    assert_eq!(summary["customers"], 800);
+    assert!(
+        summary["bgNbd"]["r"].as_f64().expect("r") > 0.0,
+        "{summary}"
+    );
+    let text = std::fs::read_to_string(&scores).expect("scores");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "customer_id,frequency,recency,age,monetary,probability_alive,expected_purchases,expected_value,clv"
+        )
+    );
+    assert_eq!(lines.count(), 800);
+
+    let bad = dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "customer_id,date,value\nK1,2026-01-01,10\nK1,2026-02-01,-5\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["clv", "--transactions"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(dir.join("x.csv"))
+        .output()
+        .expect("run leitwerk-trainer");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.csv: line 3: value -5 is not 0 or more"),
+        "{err}"
+    );
+}

@@ -106,6 +106,12 @@ pub fn read_csv(path: &Path, columns: &Columns) -> Result<Vec<Transaction>, ClvE
                 field(v)
             ))
         })?;
+        if !(value >= 0.0 && value.is_finite()) {
+            return Err(data(format!(
+                "line {line}: {} {value} is not 0 or more (refunds belong in a separate column)",
+                columns.value
+            )));
+        }
         out.push(Transaction {
             customer: field(c).to_string(),
             date,
