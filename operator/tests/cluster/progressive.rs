@@ -299,6 +299,16 @@ impl Drop for Scenario {
     }
 }
 
+/// What one look at the variants' pods found.
+enum Check {
+    /// A pod of every variant answered with its version's scores.
+    AllServe,
+    /// Some variant has no started pod yet (what was seen).
+    Waiting(String),
+    /// A pod answered with another version's scores (why).
+    Wrong(String),
+}
+
 impl Scenario {
     /// A namespace with the artifact claim, a Prometheus scraping the namespace's variant
     /// pods, the operator, and a bring-your-own Model `lead-scoring` whose versions are
@@ -580,8 +590,30 @@ impl Scenario {
 
     /// Checks that the pods of every variant serve their variant's version: each answers the
     /// example rows of that version's model card with that version's scores (the versions are
-    /// different models, so a variant serving another version's file fails this).
+    /// different models, so a variant serving another version's file fails this). It waits (at
+    /// most a minute) for every variant's pod to be started by the node stand-in; a pod that
+    /// answers with another version's score fails at once.
     async fn assert_variants_serve_their_versions(&self) -> anyhow::Result<()> {
+        let wrong = wait_for(
+            "a pod of every variant to answer",
+            Duration::from_secs(60),
+            || async {
+                Ok(match self.check_variants_serve().await? {
+                    Check::AllServe => (Some(None), String::new()),
+                    Check::Wrong(why) => (Some(Some(why)), String::new()),
+                    Check::Waiting(state) => (None, state),
+                })
+            },
+        )
+        .await?;
+        match wrong {
+            Some(why) => anyhow::bail!(why),
+            None => Ok(()),
+        }
+    }
+
+    /// One pass of [`Self::assert_variants_serve_their_versions`].
+    async fn check_variants_serve(&self) -> anyhow::Result<Check> {
         let st = self.experiment().await?.status.unwrap_or_default();
         let pods = Api::<Pod>::namespaced(self.client.clone(), &self.ns.name)
             .list(&ListParams::default().labels("leitwerk.dev/experiment=rollout"))
@@ -613,28 +645,29 @@ impl Scenario {
                     .await?;
                 let served = reply["outputs"][0]["data"][0].as_f64().unwrap_or(f64::NAN);
                 let expected = example["score"].as_f64().unwrap_or(f64::NAN);
-                anyhow::ensure!(
-                    (served - expected).abs() < 1e-5,
-                    "variant {variant} (pod {}) should serve {}: score {served}, its card says {expected}",
-                    pod.name_any(),
-                    status.version
-                );
+                if (served - expected).abs() >= 1e-5 {
+                    return Ok(Check::Wrong(format!(
+                        "variant {variant} (pod {}) should serve {}: score {served}, its card says {expected}",
+                        pod.name_any(),
+                        status.version
+                    )));
+                }
             }
             checked.insert(variant.clone());
         }
         let versions: std::collections::BTreeSet<&str> =
             st.variants.iter().map(|v| v.version.as_str()).collect();
-        anyhow::ensure!(
-            versions.len() == st.variants.len(),
-            "each variant has its own version: {:?}",
-            st.variants
-        );
-        anyhow::ensure!(
-            checked.len() == st.variants.len(),
-            "checked {checked:?} of {:?}",
-            st.variants
-        );
-        Ok(())
+        if versions.len() != st.variants.len() {
+            return Ok(Check::Wrong(format!(
+                "each variant has its own version: {:?}",
+                st.variants
+            )));
+        }
+        Ok(if checked.len() == st.variants.len() {
+            Check::AllServe
+        } else {
+            Check::Waiting(format!("checked {checked:?} of {:?}", st.variants))
+        })
     }
 
     async fn model(&self) -> anyhow::Result<Model> {
