@@ -149,6 +149,19 @@ impl GrpcInferenceService for Service {
         r: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
         let r = r.into_inner();
+        let explain = match r
+            .parameters
+            .get("explain")
+            .and_then(|p| p.parameter_choice.as_ref())
+        {
+            None | Some(pb::infer_parameter::ParameterChoice::BoolParam(false)) => false,
+            Some(pb::infer_parameter::ParameterChoice::BoolParam(true)) => true,
+            Some(other) => {
+                return Err(Status::invalid_argument(format!(
+                    "parameter explain is {other:?}; it is a bool_param: true (answer with per-feature attributions) or false"
+                )));
+            }
+        };
         let tensors = r
             .inputs
             .into_iter()
@@ -157,7 +170,13 @@ impl GrpcInferenceService for Service {
             .map_err(status)?;
         let scored = self
             .0
-            .infer(&r.model_name, Some(&r.model_version), tensors, "grpc")
+            .infer(
+                &r.model_name,
+                Some(&r.model_version),
+                tensors,
+                explain,
+                "grpc",
+            )
             .await
             .map_err(status)?;
         let n = scored.scores.len() as i64;
@@ -170,21 +189,44 @@ impl GrpcInferenceService for Service {
                 )),
             },
         );
+        let mut outputs = vec![pb::model_infer_response::InferOutputTensor {
+            name: scored.output,
+            datatype: "FP32".into(),
+            shape: vec![n, 1],
+            parameters: Default::default(),
+            contents: Some(pb::InferTensorContents {
+                fp32_contents: scored.scores,
+                ..Default::default()
+            }),
+        }];
+        if let Some(e) = scored.explanation {
+            let text = |s: String| pb::InferParameter {
+                parameter_choice: Some(pb::infer_parameter::ParameterChoice::StringParam(s)),
+            };
+            let tensor_parameters = [
+                ("features".to_string(), text(e.features.join(","))),
+                ("base_value".to_string(), text(e.base.to_string())),
+                ("units".to_string(), text(e.units.to_string())),
+            ]
+            .into_iter()
+            .collect();
+            outputs.push(pb::model_infer_response::InferOutputTensor {
+                name: crate::explain::OUTPUT.into(),
+                datatype: "FP64".into(),
+                shape: vec![n, e.features.len() as i64],
+                parameters: tensor_parameters,
+                contents: Some(pb::InferTensorContents {
+                    fp64_contents: e.values,
+                    ..Default::default()
+                }),
+            });
+        }
         Ok(Response::new(pb::ModelInferResponse {
             model_name: scored.model,
             model_version: scored.version,
             id: r.id,
             parameters,
-            outputs: vec![pb::model_infer_response::InferOutputTensor {
-                name: scored.output,
-                datatype: "FP32".into(),
-                shape: vec![n, 1],
-                parameters: Default::default(),
-                contents: Some(pb::InferTensorContents {
-                    fp32_contents: scored.scores,
-                    ..Default::default()
-                }),
-            }],
+            outputs,
         }))
     }
 }

@@ -3,6 +3,7 @@
 //! metrics (requests, errors, latency, scores, feature buckets from the model card, outcomes)
 //! and a feedback endpoint that ties outcomes to prediction ids.
 
+pub mod explain;
 pub mod generator;
 pub mod grpc;
 pub mod model;

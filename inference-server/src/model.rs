@@ -153,6 +153,8 @@ pub struct Model {
     pub references: Vec<Option<Reference>>,
     /// `sha256:<hex>` of the ONNX file.
     pub digest: String,
+    /// The explainer the file carries, or why the model cannot explain.
+    explaining: Result<crate::explain::Explaining, String>,
     session: Mutex<Session>,
 }
 
@@ -214,6 +216,11 @@ impl Model {
             })
             .map(|o| o.name().to_string())
             .ok_or_else(|| format!("model {name} {version} has no float output"))?;
+        let explainer = session
+            .metadata()
+            .ok()
+            .and_then(|m| m.custom(leitwerk_explain::METADATA_KEY));
+        let explaining = crate::explain::Explaining::new(explainer, &inputs);
         let card = card.unwrap_or_default();
         let references = inputs
             .iter()
@@ -226,8 +233,20 @@ impl Model {
             output,
             references,
             digest: digest(bytes),
+            explaining,
             session: Mutex::new(session),
         })
+    }
+
+    /// Attributions of validated rows (blocking; call from a blocking thread).
+    pub fn explain(&self, rows: &Rows) -> Result<crate::explain::Explained, InferError> {
+        match &self.explaining {
+            Ok(e) => e.explain(rows),
+            Err(why) => Err(InferError::Invalid(format!(
+                "model {} {} cannot explain: {why}",
+                self.name, self.version
+            ))),
+        }
     }
 
     /// Validates request tensors against the inputs: names, shapes and datatypes.

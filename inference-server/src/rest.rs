@@ -180,6 +180,19 @@ struct InferRequest {
     #[serde(default)]
     id: Option<String>,
     inputs: Vec<InputTensor>,
+    #[serde(default)]
+    parameters: serde_json::Map<String, Value>,
+}
+
+/// `parameters.explain` of a request: absent or false, or true.
+fn wants_explanation(parameters: &serde_json::Map<String, Value>) -> Result<bool, InferError> {
+    match parameters.get("explain") {
+        None | Some(Value::Bool(false)) => Ok(false),
+        Some(Value::Bool(true)) => Ok(true),
+        Some(other) => Err(InferError::Invalid(format!(
+            "parameters.explain is {other}; it is true (answer with per-feature attributions) or false"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,15 +265,30 @@ async fn run_infer(
 ) -> Result<Json<Value>, ApiError> {
     let Json(request) =
         body.map_err(|e| rejected(e, "the body is not an OIP v2 inference request"))?;
+    let explain = wants_explanation(&request.parameters)?;
     let tensors = parse_inputs(request.inputs)?;
-    let scored = s.infer(&name, version.as_deref(), tensors, "rest").await?;
+    let scored = s
+        .infer(&name, version.as_deref(), tensors, explain, "rest")
+        .await?;
     let n = scored.scores.len();
+    let mut outputs = vec![
+        json!({"name": scored.output, "datatype": "FP32", "shape": [n, 1], "data": scored.scores}),
+    ];
+    if let Some(e) = scored.explanation {
+        outputs.push(json!({
+            "name": crate::explain::OUTPUT,
+            "datatype": "FP64",
+            "shape": [n, e.features.len()],
+            "data": e.values,
+            "parameters": {"features": e.features, "base_value": e.base, "units": e.units},
+        }));
+    }
     Ok(Json(json!({
         "model_name": scored.model,
         "model_version": scored.version,
         "id": request.id.unwrap_or_default(),
         "parameters": {"prediction_ids": scored.prediction_ids},
-        "outputs": [{"name": scored.output, "datatype": "FP32", "shape": [n, 1], "data": scored.scores}],
+        "outputs": outputs,
     })))
 }
 

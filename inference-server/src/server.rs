@@ -67,6 +67,8 @@ pub struct Scored {
     pub scores: Vec<f32>,
     /// One prediction id per row, for the feedback endpoint.
     pub prediction_ids: Vec<String>,
+    /// Per-row attributions, when the request asked for them.
+    pub explanation: Option<crate::explain::Explained>,
 }
 
 impl Server {
@@ -181,12 +183,13 @@ impl Server {
         name: &str,
         version: Option<&str>,
         tensors: Vec<TensorIn>,
+        explain: bool,
         protocol: &str,
     ) -> Result<Scored, InferError> {
         let started = Instant::now();
         let result = match tokio::time::timeout(
             crate::model::REQUEST_TIMEOUT,
-            self.infer_inner(name, version, tensors),
+            self.infer_inner(name, version, tensors, explain),
         )
         .await
         {
@@ -240,10 +243,22 @@ impl Server {
         name: &str,
         version: Option<&str>,
         tensors: Vec<TensorIn>,
+        explain: bool,
     ) -> Result<Scored, InferError> {
         let served = self.find(name, version)?;
         let model = served.model.clone();
         let rows = model.prepare(tensors)?;
+        // Explained first: a request the explainer refuses is refused whole, before scoring.
+        let explanation = if explain {
+            let (m, rows) = (model.clone(), rows.clone());
+            Some(
+                tokio::task::spawn_blocking(move || m.explain(&rows))
+                    .await
+                    .map_err(|e| InferError::Internal(format!("explanation task failed: {e}")))??,
+            )
+        } else {
+            None
+        };
         self.observe_features(&model, &rows);
         let scores = match &served.batcher {
             Some(tx) => {
@@ -296,6 +311,7 @@ impl Server {
             output: model.output.clone(),
             scores,
             prediction_ids: ids,
+            explanation,
         })
     }
 

@@ -12,32 +12,14 @@ use std::time::Duration;
 use leitwerk_crds::card::metric;
 use leitwerk_inference_server::grpc::pb;
 use leitwerk_inference_server::model::Card;
-use leitwerk_inference_server::{Batching, Model, Server, load_onnxruntime, serve};
+use leitwerk_inference_server::{Batching, Model, Server, serve};
 use leitwerk_trainer::onnx::{Head, export};
 use leitwerk_trainer::preprocess::{Columns, Encoder};
 use ort::environment::Environment;
 use serde_json::{Value, json};
 
-/// ONNX Runtime allows one environment per process: the tests share it.
-fn environment() -> Environment {
-    static ENV: std::sync::OnceLock<Environment> = std::sync::OnceLock::new();
-    ENV.get_or_init(load).clone()
-}
-
-fn load() -> Environment {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/onnxruntime.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    load_onnxruntime(Some(std::path::Path::new(&path))).unwrap()
-}
+mod common;
+use common::environment;
 
 /// Training rows: `visits` (number) and `plan` (category).
 fn columns() -> Columns {

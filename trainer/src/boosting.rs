@@ -49,6 +49,9 @@ pub struct Boosted {
     pub rounds_grown: usize,
     /// LightGBM's own model text, kept for the model card and for explanations.
     pub model_text: String,
+    /// Training rows per node of each tree (LightGBM's `internal_count` and `leaf_count`), in
+    /// the trees' node order: the covers TreeSHAP weighs by, as LightGBM's own does.
+    pub covers: Vec<Vec<f64>>,
 }
 
 impl Boosted {
@@ -161,9 +164,11 @@ pub fn fit(
         Booster::train_with_valid(train, valid, &parameters(p, objective)).map_err(engine)?;
     let model_text = booster.save_string().map_err(engine)?;
     let trees = read_trees(&model_text)?;
+    let covers = read_covers(&model_text)?;
     Ok(Boosted {
         rounds_grown: booster.num_iterations().max(0) as usize,
         trees,
+        covers,
         objective,
         model_text,
     })
@@ -265,6 +270,27 @@ pub fn read_trees(model: &str) -> Result<Vec<Tree>, Error> {
         return Err(Error::Model("the model text holds no tree".into()));
     }
     Ok(trees)
+}
+
+/// The training rows per node of each tree in LightGBM's model text, in [`read_trees`]'s node
+/// order (splits, then leaves). A tree of one leaf has no counts and covers 1.
+pub fn read_covers(model: &str) -> Result<Vec<Vec<f64>>, Error> {
+    model
+        .split("\nTree=")
+        .skip(1)
+        .enumerate()
+        .map(|(t, section)| {
+            let body = section.split("\n\n").next().unwrap_or_default();
+            let fields: Vec<(&str, &str)> =
+                body.lines().filter_map(|l| l.split_once('=')).collect();
+            if list::<f64>(&fields, "leaf_value", t)?.len() == 1 {
+                return Ok(vec![1.0]);
+            }
+            let mut covers: Vec<f64> = list(&fields, "internal_count", t)?;
+            covers.extend(list::<f64>(&fields, "leaf_count", t)?);
+            Ok(covers)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,4 +17,3 @@ pub mod runtime;
 pub mod split;
 pub mod store;
 pub mod tree;
-pub mod tree_shap;

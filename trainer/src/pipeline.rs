@@ -276,9 +276,10 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
     progress::step("evaluating");
     let predicted = model.predict(&x_valid);
     // Global importance: mean |SHAP value| per raw feature on the validation rows.
+    let explainer = crate::explain::explainer(&model, &encoder, &x_train, spec.task);
     let importance: Vec<FeatureImportance> =
-        crate::explain::attributions(&model, &encoder, &x_train, &x_valid)
-            .map(|(_, values)| crate::explain::importance(&encoder, &values))
+        crate::explain::attributions(&model, &explainer, &x_valid)
+            .map(|(_, values)| crate::explain::importance(&explainer, &values))
             .unwrap_or_default()
             .into_iter()
             .map(|(feature, mean_abs_shap)| FeatureImportance {
@@ -349,6 +350,9 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         )
         .collect();
     progress::step("exporting");
+    let explainer_json = explainer
+        .to_json()
+        .map_err(|e| invalid(format!("the model's explainer: {e}")))?;
     let bytes = onnx::export(
         &encoder,
         &model.head(),
@@ -356,6 +360,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
             ("leitwerk.model", job.name.clone()),
             ("leitwerk.version", job.version.clone()),
             ("leitwerk.threshold", threshold.to_string()),
+            (leitwerk_explain::METADATA_KEY, explainer_json),
         ],
     );
     progress::step("checking parity");

@@ -168,6 +168,22 @@ fn the_example_model_trains_exports_one_graph_that_onnx_runtime_agrees_with_and_
         inputs.contains(&"pricing_views_7d") && inputs.contains(&"industry"),
         "{inputs:?}"
     );
+    // The explainer travels inside the ONNX file, under the model's digest.
+    use prost::Message;
+    let proto = candle_onnx::onnx::ModelProto::decode(onnx.as_slice()).unwrap();
+    let json = proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key == leitwerk_explain::METADATA_KEY)
+        .map(|p| p.value.clone())
+        .expect("the ONNX file carries the explainer");
+    let explainer = leitwerk_explain::Explainer::from_json(&json).unwrap();
+    assert_eq!(
+        explainer.names(),
+        inputs,
+        "one explained feature per input, in order"
+    );
+    assert_eq!(explainer.units, leitwerk_explain::Units::LogOdds);
     let reference = card["reference"].as_array().unwrap();
     assert_eq!(
         reference.len(),

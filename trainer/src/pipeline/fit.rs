@@ -24,7 +24,8 @@ impl Fitted {
         }
     }
 
-    pub(super) fn head(&self) -> Head<'_> {
+    /// The head the ONNX export writes after the preprocessing.
+    pub fn head(&self) -> Head<'_> {
         match self {
             Fitted::Logistic(m) => Head::Logistic {
                 weights: m.weights.as_slice().unwrap_or(&[]),
