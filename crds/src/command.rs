@@ -88,6 +88,56 @@ pub struct TrainArgs {
     pub onnxruntime: Option<PathBuf>,
 }
 
+/// `leitwerk-trainer score`'s own arguments: one batch scoring run of a Model's version.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct ScoreArgs {
+    /// The version's ONNX file: `URL#sha256:<hex>` (the digest is checked before scoring).
+    #[arg(long)]
+    pub model: String,
+    /// The version, as the Model's status names it.
+    #[arg(long)]
+    pub version: String,
+    /// URL of the FeatureSet snapshot directory to score (each entity at its newest cutoff).
+    #[arg(long, conflicts_with = "source", required_unless_present = "source")]
+    pub snapshot: Option<String>,
+    /// URL of a Parquet or CSV table to score instead of a snapshot.
+    #[arg(long, requires = "entity_column")]
+    pub source: Option<String>,
+    /// The column of `--source` with the row ids.
+    #[arg(long)]
+    pub entity_column: Option<String>,
+    /// URL of the file to write (`.parquet` or `.csv`).
+    #[arg(long)]
+    pub output: String,
+    /// Attributions per row (0 to 10).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub attributions: u8,
+    /// ONNX Runtime shared library (the image sets `ORT_DYLIB_PATH`).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub onnxruntime: Option<PathBuf>,
+}
+
+impl ScoreArgs {
+    fn write(&self, out: &mut Vec<String>) {
+        flag(out, "--model", &self.model);
+        flag(out, "--version", &self.version);
+        if let Some(url) = &self.snapshot {
+            flag(out, "--snapshot", url);
+        }
+        if let Some(url) = &self.source {
+            flag(out, "--source", url);
+        }
+        if let Some(column) = &self.entity_column {
+            flag(out, "--entity-column", column);
+        }
+        flag(out, "--output", &self.output);
+        flag(out, "--attributions", &self.attributions);
+        if let Some(path) = &self.onnxruntime {
+            flag(out, "--onnxruntime", &path.display());
+        }
+    }
+}
+
 /// `leitwerk-trainer index`'s own arguments.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct IndexArgs {
@@ -246,6 +296,16 @@ pub enum JobCommand {
         #[command(flatten)]
         train: TrainArgs,
     },
+    /// Score a table with a Model's version: one file with the entity id, the score, the
+    /// version and the largest attributions of each row.
+    Score {
+        /// The Job's resource and store.
+        #[command(flatten)]
+        job: JobArgs,
+        /// What to score, with which version, and where to write.
+        #[command(flatten)]
+        score: ScoreArgs,
+    },
     /// Chunk, embed and write the next version of a RagIndex.
     Index {
         /// The Job's resource and store.
@@ -288,6 +348,7 @@ impl JobCommand {
         match self {
             JobCommand::Materialize { job }
             | JobCommand::Train { job, .. }
+            | JobCommand::Score { job, .. }
             | JobCommand::Index { job, .. }
             | JobCommand::DeleteIndex { job }
             | JobCommand::Content { job, .. }
@@ -312,6 +373,11 @@ impl JobCommand {
                 if let Some(path) = &train.onnxruntime {
                     flag(&mut out, "--onnxruntime", &path.display());
                 }
+            }
+            JobCommand::Score { job, score } => {
+                out.push("score".into());
+                job.write(&mut out);
+                score.write(&mut out);
             }
             JobCommand::Index { job, index } => {
                 out.push("index".into());
@@ -520,6 +586,32 @@ mod tests {
                 train: TrainArgs {
                     snapshot: "file:///artifacts/featuresets/x/".into(),
                     version: "v3".into(),
+                    onnxruntime: Some("/opt/ort/libonnxruntime.so".into()),
+                },
+            },
+            JobCommand::Score {
+                job: job.clone(),
+                score: ScoreArgs {
+                    model: "file:///artifacts/models/x/model.onnx#sha256:ab".into(),
+                    version: "v4".into(),
+                    snapshot: Some("file:///artifacts/featuresets/x/".into()),
+                    source: None,
+                    entity_column: None,
+                    output: "s3://crm/scores/x-v4-20261206T0500Z.parquet".into(),
+                    attributions: 3,
+                    onnxruntime: None,
+                },
+            },
+            JobCommand::Score {
+                job: job.clone(),
+                score: ScoreArgs {
+                    model: "file:///artifacts/models/x/model.onnx".into(),
+                    version: "v1".into(),
+                    snapshot: None,
+                    source: Some("gs://crm/leads.csv".into()),
+                    entity_column: Some("lead_id".into()),
+                    output: "file:///out/x.csv".into(),
+                    attributions: 0,
                     onnxruntime: Some("/opt/ort/libonnxruntime.so".into()),
                 },
             },

@@ -9,6 +9,8 @@ pub const MODEL: &str = "leitwerk.dev/model";
 pub const VERSION: &str = "leitwerk.dev/version";
 /// Label naming the Experiment a variant Deployment belongs to.
 pub const EXPERIMENT: &str = "leitwerk.dev/experiment";
+/// Label on a Model's batch scoring Jobs (value `true`); training Jobs carry [`VERSION`].
+pub const BATCH_SCORING: &str = "leitwerk.dev/batch-scoring";
 /// Label naming an Experiment's variant.
 pub const VARIANT: &str = "leitwerk.dev/variant";
 /// Label naming the RagIndex an object belongs to.
@@ -62,8 +64,9 @@ pub const INDEX_FILES_FINALIZER: &str = "leitwerk.dev/index-files";
 
 /// Every label, annotation and finalizer above, for the test that finds no copy of them as
 /// a literal anywhere else.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 24] = [
     DEFAULTED,
+    BATCH_SCORING,
     FEATURE_SET,
     MODEL,
     VERSION,

@@ -33,6 +33,7 @@ pub use crate::versions::{VersionState, Versions};
 #[x_kube(validation = Rule::new("has(self.featureSetRef) != has(self.onnx)").message("a Model sets exactly one of featureSetRef (train it) or onnx (bring your own model)"))]
 #[x_kube(validation = Rule::new("!has(self.onnx) || !has(self.training)").message("training is not allowed with onnx: a bring-your-own model is not trained"))]
 #[x_kube(validation = Rule::new("!has(self.featureSetRef) || has(self.algorithm)").message("algorithm is required with featureSetRef"))]
+#[x_kube(validation = Rule::new("!has(self.batchScoring) || !has(self.onnx)").message("batchScoring needs a Model the trainer trains (featureSetRef): a bring-your-own ONNX file carries no explainer and no input description to score a table with"))]
 #[x_kube(validation = Rule::new("!has(self.evaluation) || !has(self.onnx)").message("evaluation is not allowed with onnx: a bring-your-own model is not evaluated by the trainer"))]
 #[x_kube(validation = Rule::new("self.task == 'BinaryClassification' || !has(self.minMetrics) || self.minMetrics.all(k, k in ['mae', 'rmse', 'r2'])").message("minMetrics for a Regression task may only use mae, rmse and r2"))]
 #[x_kube(validation = Rule::new("self.task == 'Regression' || !has(self.minMetrics) || self.minMetrics.all(k, k in ['auc', 'prAuc', 'logLoss', 'brier', 'precision', 'recall', 'f1', 'ece', 'maxSegmentAucGap', 'maxSegmentScoreGap'])").message("minMetrics for a BinaryClassification task may only use auc, prAuc, logLoss, brier, precision, recall, f1, ece, maxSegmentAucGap and maxSegmentScoreGap"))]
@@ -66,6 +67,9 @@ pub struct ModelSpec {
     /// Input drift monitoring and the action on drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftPolicy>,
+    /// Scoring a table on a schedule with the serving version (CRM and ad-platform uploads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_scoring: Option<BatchScoring>,
     /// Number of versions kept in status (oldest dropped first; the serving one is kept).
     #[serde(default = "default_history")]
     #[schemars(range(min = 1, max = 50))]
@@ -429,8 +433,10 @@ pub enum DriftAction {
     Retrain,
 }
 
+mod batch;
 mod boosting;
 mod status;
 
+pub use batch::*;
 pub use boosting::*;
 pub use status::*;

@@ -88,6 +88,23 @@ pub struct TrainSummary {
     pub importance: BTreeMap<String, f64>,
 }
 
+/// `leitwerk-trainer score`: one batch scoring run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScoreSummary {
+    /// The version that scored.
+    pub version: String,
+    /// Rows scored.
+    pub rows: u64,
+    /// URL of the file written.
+    pub output_url: String,
+    /// `sha256:<hex>` of the file.
+    pub digest: String,
+    /// The snapshot version scored, when the rows came from a FeatureSet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_version: Option<String>,
+}
+
 /// `leitwerk-trainer index`: one index version built.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

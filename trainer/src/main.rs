@@ -180,6 +180,28 @@ fn run_job(command: JobCommand) -> ExitCode {
                 .map(|s| serde_json::to_string(&s).unwrap_or_default())
                 .map_err(|e| chain(&e))
         }),
+        JobCommand::Score { job, score } => {
+            let onnxruntime = score.onnxruntime.ok_or_else(|| {
+                "score needs ONNX Runtime: set --onnxruntime or ORT_DYLIB_PATH".to_string()
+            });
+            onnxruntime.and_then(|onnxruntime| {
+                let score_job = pipeline::ScoreJob {
+                    model: score.model,
+                    version: score.version,
+                    snapshot: score.snapshot,
+                    source: score.source,
+                    entity_column: score.entity_column,
+                    output: score.output,
+                    attributions: usize::from(score.attributions),
+                    onnxruntime,
+                    work_dir: job.work_dir.clone(),
+                };
+                runtime
+                    .block_on(pipeline::run_score(&score_job))
+                    .map(|s| serde_json::to_string(&s).unwrap_or_default())
+                    .map_err(|e| chain(&e))
+            })
+        }
         JobCommand::Index { job, index: args } => spec_of::<RagIndexSpec>(&job).and_then(|spec| {
             let model_dir = args.model_dir.ok_or_else(|| {
                 "index needs the embedding model: set --model-dir or LEITWERK_EMBEDDING_MODEL_DIR"

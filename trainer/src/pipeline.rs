@@ -1,6 +1,7 @@
 //! The two Jobs end to end: `materialize` (sources → snapshot in the artifact store) and
 //! `train` (snapshot → ONNX model + model card in the artifact store), each returning the
-//! summary that goes to the pod's termination message.
+//! summary that goes to the pod's termination message; `score` (a version and a table → one
+//! file of scores and attributions, `score.rs`).
 //!
 //! Store layout (every object digest-named, so a write never replaces what a reader uses):
 //! `featuresets/<namespace>/<name>/<version>/{features.parquet,stats.json,manifest.json}` and
@@ -173,6 +174,7 @@ mod card;
 mod fit;
 mod parity;
 mod requests;
+mod score;
 mod segments;
 mod table;
 
@@ -181,6 +183,7 @@ pub use fit::*;
 pub use leitwerk_crds::card::{FeatureImportance, ModelCard, Reference};
 pub use parity::*;
 pub use requests::*;
+pub use score::*;
 pub use segments::*;
 pub use table::*;
 

@@ -560,3 +560,221 @@ fn the_segment_scan_and_calibration_error_reach_the_card_and_an_unknown_column_i
         "{err}"
     );
 }
+
+/// Batch scoring with a boosted version: each entity's newest snapshot row, or a CSV table
+/// with the same rows, scored by the version's ONNX file, with the top three attributions
+/// that the explainer inside the same file gives; a changed file and a missing entity column
+/// are refused naming what to fix.
+#[test]
+fn batch_scoring_writes_scores_versions_and_top_attributions_per_entity() {
+    use leitwerk_explain::Raw;
+    use polars::prelude::*;
+    let f = fixture("score");
+    let m: Model = yaml_serde::from_str(include_str!(
+        "../../examples/lead-scoring-boosted/model.yaml"
+    ))
+    .unwrap();
+    let trained = f
+        .runtime
+        .block_on(pipeline::run_train(&m.spec, &lead_scoring_job(&f, "v1")))
+        .unwrap();
+    let model_url = format!("{}#{}", trained.model_url, trained.digest);
+    let job = |output: &str| pipeline::ScoreJob {
+        model: model_url.clone(),
+        version: "v1".into(),
+        snapshot: Some(f.snapshot.clone()),
+        source: None,
+        entity_column: None,
+        output: format!("{}/scores/{output}", f.store),
+        attributions: 3,
+        onnxruntime: onnxruntime(),
+        work_dir: f.dir.join("work"),
+    };
+    let read = |url: &str| std::fs::read(url.trim_start_matches("file://")).unwrap();
+
+    // From the snapshot: one row per entity, at its newest cutoff.
+    let summary = f
+        .runtime
+        .block_on(pipeline::run_score(&job("a.parquet")))
+        .unwrap();
+    let bytes = read(&summary.output_url);
+    assert_eq!(leitwerk_trainer::store::digest(&bytes), summary.digest);
+    let scored = leitwerk_trainer::materialize::from_parquet(bytes).unwrap();
+    let snapshot = leitwerk_trainer::materialize::from_parquet(read(&format!(
+        "{}/features.parquet",
+        f.snapshot
+    )))
+    .unwrap();
+    let entities = snapshot.column("lead_id").unwrap().n_unique().unwrap();
+    assert_eq!(summary.rows as usize, entities);
+    assert_eq!(scored.height(), entities);
+    let names: Vec<&str> = scored
+        .get_column_names()
+        .iter()
+        .map(|n| n.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "entity_id",
+            "score",
+            "version",
+            "attribution_1_feature",
+            "attribution_1_value",
+            "attribution_2_feature",
+            "attribution_2_value",
+            "attribution_3_feature",
+            "attribution_3_value"
+        ]
+    );
+    let text = |frame: &DataFrame, c: &str| -> Vec<String> {
+        let col = frame.column(c).unwrap().cast(&DataType::String).unwrap();
+        col.str()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect()
+    };
+    let number = |frame: &DataFrame, c: &str| -> Vec<f64> {
+        let col = frame.column(c).unwrap().cast(&DataType::Float64).unwrap();
+        col.f64().unwrap().iter().map(|v| v.unwrap()).collect()
+    };
+    let ids = text(&scored, "entity_id");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "sorted, one per entity"
+    );
+    assert!(text(&scored, "version").iter().all(|v| v == "v1"));
+    let by_id: std::collections::HashMap<String, f64> =
+        ids.iter().cloned().zip(number(&scored, "score")).collect();
+
+    // The same rows as a CSV table: the rows at the newest cutoff (entities present there).
+    let newest = snapshot
+        .column("cutoff")
+        .unwrap()
+        .cast(&DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .max()
+        .unwrap();
+    let mut rows = snapshot
+        .clone()
+        .lazy()
+        .filter(col("cutoff").cast(DataType::Int64).eq(lit(newest)))
+        .collect()
+        .unwrap();
+    assert!(rows.height() > 100, "{}", rows.height());
+    let csv = f.dir.join("leads-now.csv");
+    let mut file = std::fs::File::create(&csv).unwrap();
+    CsvWriter::new(&mut file).finish(&mut rows).unwrap();
+    let from_table = pipeline::ScoreJob {
+        snapshot: None,
+        source: Some(format!("file://{}", csv.display())),
+        entity_column: Some("lead_id".into()),
+        ..job("b.csv")
+    };
+    let summary = f
+        .runtime
+        .block_on(pipeline::run_score(&from_table))
+        .unwrap();
+    assert_eq!(summary.rows as usize, rows.height());
+    let table = CsvReadOptions::default()
+        .with_has_header(true)
+        .try_into_reader_with_file_path(Some(
+            summary.output_url.trim_start_matches("file://").into(),
+        ))
+        .unwrap()
+        .finish()
+        .unwrap();
+    let explainer = pipeline::explainer_of(&read(&trained.model_url)).unwrap();
+    let base = explainer.base();
+    let (t_ids, t_scores) = (text(&table, "entity_id"), number(&table, "score"));
+    let csv_ids = text(&rows, "lead_id");
+    for (r, id) in t_ids.iter().enumerate() {
+        assert!(
+            (t_scores[r] - by_id[id]).abs() < 1e-6,
+            "entity {id}: {} from the table, {} from the snapshot",
+            t_scores[r],
+            by_id[id]
+        );
+        // The attributions are this row's: recomputed from its raw values, the top three
+        // match, and all of them add up to the score ONNX Runtime gave.
+        let at = csv_ids.iter().position(|x| x == id).unwrap();
+        let values: Vec<Option<f64>> = explainer
+            .features
+            .iter()
+            .map(|feat| {
+                rows.column(feat.name())
+                    .unwrap()
+                    .cast(&DataType::Float64)
+                    .ok()
+                    .and_then(|c| c.f64().unwrap().get(at))
+            })
+            .collect();
+        let strings: Vec<String> = explainer
+            .features
+            .iter()
+            .map(|feat| text(&rows, feat.name())[at].clone())
+            .collect();
+        let raw: Vec<Raw<'_>> = explainer
+            .features
+            .iter()
+            .enumerate()
+            .map(|(i, feat)| match feat {
+                leitwerk_explain::Feature::Numeric { .. } => {
+                    Raw::Number(values[i].map_or(f32::NAN, |v| v as f32))
+                }
+                leitwerk_explain::Feature::Categorical { .. } => Raw::Text(&strings[i]),
+            })
+            .collect();
+        let full = explainer.explain(&raw).unwrap();
+        let score = explainer
+            .units
+            .score(base + full.values.iter().sum::<f64>());
+        assert!(
+            (score - t_scores[r]).abs() < 2e-5,
+            "entity {id}: {score} vs {}",
+            t_scores[r]
+        );
+        let top = leitwerk_explain::top(&explainer.names(), &full.values, 3);
+        for (i, (name, value)) in top.iter().enumerate() {
+            assert_eq!(
+                &text(&table, &format!("attribution_{}_feature", i + 1))[r],
+                name
+            );
+            let got = number(&table, &format!("attribution_{}_value", i + 1))[r];
+            assert!((got - value).abs() < 1e-9, "entity {id} attribution {i}");
+        }
+    }
+
+    // A file changed after training, and a source without the entity column, are refused.
+    let err = f
+        .runtime
+        .block_on(pipeline::run_score(&pipeline::ScoreJob {
+            model: format!("{}#sha256:{}", trained.model_url, "0".repeat(64)),
+            ..job("c.parquet")
+        }))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("has digest") && err.contains("train the Model again"),
+        "{err}"
+    );
+    let err = f
+        .runtime
+        .block_on(pipeline::run_score(&pipeline::ScoreJob {
+            entity_column: Some("customer".into()),
+            ..from_table.clone()
+        }))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("spec.batchScoring.entityColumn") && err.contains("lead_id"),
+        "{err}"
+    );
+    assert!(
+        !f.dir.join("store/scores/c.parquet").exists(),
+        "nothing written on a refusal"
+    );
+}

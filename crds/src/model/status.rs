@@ -80,6 +80,9 @@ pub struct ModelStatus {
     /// Scheduled retraining (`spec.training.retrain.schedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
+    /// Batch scoring (`spec.batchScoring`): the schedule and the newest run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_scoring: Option<super::BatchScoringStatus>,
     /// The version `leitwerk.dev/pin` holds serving, while the pin holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pinned_version: Option<String>,
