@@ -43,6 +43,7 @@ pub const DATA_VERSION_ANNOTATION: &str = leitwerk_crds::labels::DATA_VERSION;
 
 pub use crate::reconcile::Error;
 
+mod batch;
 mod build;
 mod drift;
 mod observe;
@@ -54,6 +55,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use batch::*;
 pub use build::*;
 pub use drift::*;
 pub use observe::*;
@@ -206,6 +208,7 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
     let mut versions = model.status.clone().unwrap_or_default().versions;
     let mut drift = model.status.clone().unwrap_or_default().drift;
     let mut observed = Observed::default();
+    let mut batch = BatchPlan::default();
     let missing_secret = first_missing_secret(ctx, &ns, &artifact_store_secret(ctx))
         .await
         .map_err(|source| Error::Read {
@@ -242,6 +245,11 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
             if let Some(serving) = versions.iter().find(|v| v.state == VersionState::Serving) {
                 observed.serving_replicas = Some(serve(ctx, model, &ns, serving).await?);
             }
+            let read = read_batch(ctx, model).await?;
+            batch = plan_batch(model, fs, &versions, read, &ctx.config, chrono::Utc::now());
+            if let Some(job) = &batch.start {
+                apply(ctx, &ns, job, "batch scoring Job").await?;
+            }
             let mut outcome = decide_with(
                 model,
                 feature_set.as_ref().map(|f| f.as_ref()),
@@ -253,6 +261,9 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
                 observed.events.extend(acted);
                 outcome.conditions.push(condition);
                 outcome.recheck = Some(outcome.recheck.map_or(period, |r| r.min(period)));
+            }
+            if let Some(wait) = batch.next_in.map(|w| w + Duration::from_secs(1)) {
+                outcome.recheck = Some(outcome.recheck.map_or(wait, |r| r.min(wait)));
             }
             if let Some(wait) = observed.next_scheduled {
                 // Wake up just after the next due time (a second late, never early).
@@ -338,6 +349,9 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
         }
         if observed.schedule.is_some() || schedule::schedule_of(model).is_none() {
             status.schedule = observed.schedule.clone();
+        }
+        if batch.status.is_some() || model.spec.batch_scoring.is_none() {
+            status.batch_scoring = batch.status.clone();
         }
     })
     .await?;

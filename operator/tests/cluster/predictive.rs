@@ -15,6 +15,7 @@ use leitwerk_crds::model::{ModelPhase, VersionState};
 use leitwerk_crds::{FeatureSet, Model};
 use leitwerk_testkit::node::{Image, NodeStandIn};
 use leitwerk_testkit::{Cluster, OperatorProcess, TestNamespace, kubectl_apply, wait_for};
+use sha2::Digest;
 
 use crate::OPERATOR;
 
@@ -332,6 +333,88 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
     for (s, e) in served.iter().zip(&expected) {
         assert!((s - e).abs() <= 1e-5, "served {s} vs trainer {e}");
     }
+
+    // Batch scoring: the boosted example with a schedule due every minute. A Job scores each
+    // entity's newest snapshot row with the serving version and writes scores, the version
+    // and the top three attributions to the artifact claim; the status names rows and digest.
+    let boosted = include_str!("../../../examples/lead-scoring-boosted/model.yaml")
+        .replace("name: lead-scoring-boosted", "name: batch-scorer")
+        .replace("schedule: \"0 5 * * *\"", "schedule: \"* * * * *\"")
+        .replace("format: Parquet", "format: CSV");
+    anyhow::ensure!(
+        boosted.contains("* * * * *") && boosted.contains("format: CSV"),
+        "the example schedules batch scoring"
+    );
+    cluster.apply(Some(&ns.name), "-", Some(&boosted))?;
+    let batch = wait_for("a batch scoring run", Duration::from_secs(300), || async {
+        let m = models.get("batch-scorer").await?;
+        let st = m.status.clone().unwrap_or_default();
+        let run = st.batch_scoring.clone().unwrap_or_default();
+        Ok((
+            (run.state.as_deref() == Some("Succeeded"))
+                .then_some((run.clone(), st.serving_version.clone())),
+            format!(
+                "{:?} {:?} {run:?}",
+                st.phase,
+                st.versions
+                    .iter()
+                    .map(|v| (&v.version, v.state))
+                    .collect::<Vec<_>>()
+            ),
+        ))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+    let (run, serving_version) = batch;
+    assert_eq!(run.version, serving_version, "the serving version scores");
+    let output = run.output_url.clone().unwrap_or_default();
+    anyhow::ensure!(
+        output.starts_with("file:///var/lib/leitwerk/artifacts/scores/batch-scorer-v1-")
+            && output.ends_with(".csv"),
+        "{output}"
+    );
+    let bytes = std::fs::read(
+        output
+            .trim_start_matches("file://")
+            .replace("/var/lib/leitwerk/artifacts", &artifacts.to_string_lossy()),
+    )?;
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        run.output_digest,
+        Some(format!("sha256:{digest}")),
+        "the status names the file's digest"
+    );
+    let text = String::from_utf8(bytes)?;
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "entity_id,score,version,attribution_1_feature,attribution_1_value,attribution_2_feature,attribution_2_value,attribution_3_feature,attribution_3_value"
+        )
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(Some(rows.len() as i64), run.rows);
+    assert!(rows.len() >= 1_000, "one row per lead: {}", rows.len());
+    for row in &rows {
+        let score: f64 = row[1].parse()?;
+        anyhow::ensure!((0.0..=1.0).contains(&score) && row[2] == "v1", "{row:?}");
+    }
+    let finished = run.finished_at.clone();
+    anyhow::ensure!(finished.is_some(), "{run:?}");
+    cluster.kubectl(
+        &[
+            "-n",
+            &ns.name,
+            "delete",
+            "model",
+            "batch-scorer",
+            "--wait=false",
+        ],
+        None,
+    )?;
 
     // Bring your own ONNX: the same file, declared by URL and digest, is served without training.
     let digest = serving.artifact_digest.clone().unwrap_or_default();

@@ -65,7 +65,12 @@ pub(super) async fn read_training(ctx: &Context, model: &Model) -> Result<Traini
     if model.spec.onnx.is_some() {
         return Ok(TrainingRead::default());
     }
-    let selector = format!("{MODEL_LABEL}={}", model.name_any());
+    // Batch scoring Jobs carry the Model's label too; they are read in `batch`.
+    let selector = format!(
+        "{MODEL_LABEL}={},!{}",
+        model.name_any(),
+        leitwerk_crds::labels::BATCH_SCORING
+    );
     let owned = list_owned(ctx, model, &selector, false, "Train").await?;
     let status = model.status.clone().unwrap_or_default();
     let open: Vec<&Job> = owned

@@ -4,6 +4,7 @@ use crate::config::OperatorConfig;
 use leitwerk_crds::model::{DriftPolicy, ModelDriftStatus, Task, Versions};
 use std::collections::BTreeMap;
 
+mod batch;
 mod plan;
 
 fn example() -> Model {

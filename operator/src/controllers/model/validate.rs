@@ -18,6 +18,11 @@ pub fn validate(spec: &ModelSpec) -> Result<(), Vec<FieldError>> {
     {
         errors.push(FieldError::new("spec.training.retrain.schedule", problem));
     }
+    if let Some(batch) = &spec.batch_scoring
+        && let Err(problem) = check_cron(&batch.schedule)
+    {
+        errors.push(FieldError::new("spec.batchScoring.schedule", problem));
+    }
     if let Some(algorithm) = &spec.algorithm {
         let classifier_only = algorithm.logistic_regression.is_some();
         let regressor_only = algorithm.linear_regression.is_some();

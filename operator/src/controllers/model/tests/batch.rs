@@ -1,0 +1,364 @@
+//! `plan_batch`: when a Model's batch scoring starts a Job, what the Job runs, and what the
+//! status shows of each run. Pure: no cluster.
+
+use chrono::{DateTime, TimeZone, Utc};
+use kube::ResourceExt;
+use leitwerk_crds::{
+    FeatureSet, FeatureSetStatus, Model, ModelStatus,
+    command::JobCommand,
+    model::{BatchScoringStatus, ModelVersion, VersionState},
+    summary::ScoreSummary,
+};
+
+use crate::{
+    config::OperatorConfig,
+    controllers::model::{BatchRead, plan_batch},
+    jobs::JobOutcome,
+};
+
+fn model(batch: &str, versions: Vec<ModelVersion>, status: Option<BatchScoringStatus>) -> Model {
+    let text = format!(
+        "{}  batchScoring: {batch}\n",
+        include_str!("../../../../../examples/lead-scoring/model.yaml")
+    );
+    let mut model: Model = yaml_serde::from_str(&text).expect("the example Model parses");
+    model.metadata.namespace = Some("sales".into());
+    model.metadata.uid = Some("uid-1".into());
+    model.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-12-01T00:00:00Z".parse().expect("a timestamp"),
+    ));
+    model.status = Some(ModelStatus {
+        versions: versions.into(),
+        batch_scoring: status,
+        ..Default::default()
+    });
+    model
+}
+
+fn serving() -> Vec<ModelVersion> {
+    vec![ModelVersion {
+        version: "v2".into(),
+        state: VersionState::Serving,
+        artifact_url: Some("file:///m/v2/model.onnx".into()),
+        artifact_digest: Some("sha256:ab12".into()),
+        ..Default::default()
+    }]
+}
+
+fn fs() -> FeatureSet {
+    let mut fs: FeatureSet = yaml_serde::from_str(include_str!(
+        "../../../../../examples/lead-scoring/featureset.yaml"
+    ))
+    .expect("the example FeatureSet parses");
+    fs.status = Some(FeatureSetStatus {
+        current_version: Some("d7".into()),
+        snapshot: Some("file:///store/featuresets/d7".into()),
+        ..Default::default()
+    });
+    fs
+}
+
+fn at(hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 5, hour, minute, 0)
+        .single()
+        .expect("a time")
+}
+
+const DAILY: &str = "{schedule: '0 5 * * *', output: 's3://crm/scores/'}";
+
+#[test]
+fn a_due_time_starts_one_job_scoring_the_newest_snapshot_with_the_serving_version() {
+    let m = model(DAILY, serving(), None);
+    let versions = m.status.clone().unwrap_or_default().versions;
+    let plan = plan_batch(
+        &m,
+        Some(&fs()),
+        &versions,
+        BatchRead::default(),
+        &OperatorConfig::default(),
+        at(5, 3),
+    );
+    let job = plan.start.expect("a Job at the due time");
+    assert_eq!(job.name_any(), "lead-scoring-score-20261205-0500");
+    assert_eq!(job.labels()["leitwerk.dev/batch-scoring"], "true");
+    assert!(
+        !job.labels().contains_key("leitwerk.dev/version"),
+        "not a training Job"
+    );
+    assert_eq!(
+        job.annotations()[crate::schedule::SCHEDULED_FOR],
+        "2026-12-05T05:00:00Z"
+    );
+    let args = job.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let parsed = <JobCommandParser as clap::Parser>::try_parse_from(
+        std::iter::once("leitwerk-trainer".to_string())
+            .chain(args)
+            .chain(["--spec".to_string(), "{}".to_string()]),
+    )
+    .expect("the trainer parses the Job's command line");
+    let JobCommand::Score { score, .. } = parsed.command else {
+        panic!("a score command: {parsed:?}");
+    };
+    assert_eq!(score.model, "file:///m/v2/model.onnx#sha256:ab12");
+    assert_eq!(score.version, "v2");
+    assert_eq!(
+        score.snapshot.as_deref(),
+        Some("file:///store/featuresets/d7")
+    );
+    assert_eq!(
+        score.output,
+        "s3://crm/scores/lead-scoring-v2-20261205T0500Z.parquet"
+    );
+    assert_eq!(score.attributions, 3);
+    let status = plan.status.expect("a status");
+    assert_eq!(status.state.as_deref(), Some("Running"));
+    assert_eq!(status.last_run.as_deref(), Some("2026-12-05T05:00:00Z"));
+    assert_eq!(status.next_run.as_deref(), Some("2026-12-06T05:00:00Z"));
+    assert_eq!(
+        status.last_job.as_deref(),
+        Some("lead-scoring-score-20261205-0500")
+    );
+    assert!(plan.next_in.is_some());
+
+    // Before the due time (the 4th's run done) nothing starts; the status names the next run.
+    let done = BatchScoringStatus {
+        last_run: Some("2026-12-04T05:00:00Z".into()),
+        ..Default::default()
+    };
+    let m = model(DAILY, serving(), Some(done));
+    let early = plan_batch(
+        &m,
+        Some(&fs()),
+        &versions,
+        BatchRead::default(),
+        &OperatorConfig::default(),
+        at(4, 59),
+    );
+    assert!(early.start.is_none());
+    assert_eq!(
+        early.status.unwrap().next_run.as_deref(),
+        Some("2026-12-05T05:00:00Z")
+    );
+}
+
+#[derive(Debug, clap::Parser)]
+struct JobCommandParser {
+    #[command(subcommand)]
+    command: JobCommand,
+}
+
+#[test]
+fn a_finished_run_fills_the_status_and_a_running_one_holds_the_next_due_time() {
+    let started = BatchScoringStatus {
+        last_run: Some("2026-12-04T05:00:00Z".into()),
+        last_job: Some("lead-scoring-score-20261204-0500".into()),
+        state: Some("Running".into()),
+        ..Default::default()
+    };
+    let m = model(DAILY, serving(), Some(started));
+    let versions = m.status.clone().unwrap_or_default().versions;
+    let first = {
+        let fresh = model(DAILY, serving(), None);
+        let v = fresh.status.clone().unwrap_or_default().versions;
+        plan_batch(
+            &fresh,
+            Some(&fs()),
+            &v,
+            BatchRead::default(),
+            &OperatorConfig::default(),
+            Utc.with_ymd_and_hms(2026, 12, 4, 5, 1, 0)
+                .single()
+                .expect("a time"),
+        )
+        .start
+        .expect("the run of the 4th")
+    };
+    let done = JobOutcome::Succeeded {
+        summary: ScoreSummary {
+            version: "v2".into(),
+            rows: 4180,
+            output_url: "s3://crm/scores/lead-scoring-v2-20261204T0500Z.parquet".into(),
+            digest: "sha256:cd34".into(),
+            data_version: Some("d7".into()),
+        },
+        finished: Some("2026-12-04T05:02:10Z".into()),
+    };
+    // The 4th's run finished before the 5th's due time: recorded, and nothing new starts.
+    let read = BatchRead {
+        jobs: vec![first.clone()],
+        newest: Some((first.clone(), done)),
+    };
+    let plan = plan_batch(
+        &m,
+        Some(&fs()),
+        &versions,
+        read,
+        &OperatorConfig::default(),
+        at(4, 0),
+    );
+    assert!(plan.start.is_none());
+    let status = plan.status.expect("a status");
+    assert_eq!(status.state.as_deref(), Some("Succeeded"));
+    assert_eq!(status.rows, Some(4180));
+    assert_eq!(status.output_digest.as_deref(), Some("sha256:cd34"));
+    assert_eq!(status.finished_at.as_deref(), Some("2026-12-04T05:02:10Z"));
+
+    // Still running at the 5th's due time: the due time waits for it.
+    let running = BatchRead {
+        jobs: vec![first.clone()],
+        newest: Some((
+            first.clone(),
+            JobOutcome::Running {
+                unschedulable: None,
+                progress: None,
+            },
+        )),
+    };
+    let plan = plan_batch(
+        &m,
+        Some(&fs()),
+        &versions,
+        running,
+        &OperatorConfig::default(),
+        at(5, 1),
+    );
+    assert!(plan.start.is_none(), "one run at a time");
+    assert_eq!(
+        plan.status.expect("a status").state.as_deref(),
+        Some("Running")
+    );
+
+    // Failed: the reason shows; the next due time starts a new run.
+    let failed = BatchRead {
+        jobs: vec![first.clone()],
+        newest: Some((
+            first,
+            JobOutcome::Failed {
+                reason: "spec.batchScoring.entityColumn: no column \"id\"".into(),
+            },
+        )),
+    };
+    let plan = plan_batch(
+        &m,
+        Some(&fs()),
+        &versions,
+        failed.clone(),
+        &OperatorConfig::default(),
+        at(4, 0),
+    );
+    let status = plan.status.expect("a status");
+    assert_eq!(status.state.as_deref(), Some("Failed"));
+    assert!(status.message.unwrap().contains("entityColumn"));
+    let plan = plan_batch(
+        &m,
+        Some(&fs()),
+        &versions,
+        failed,
+        &OperatorConfig::default(),
+        at(5, 1),
+    );
+    assert_eq!(
+        plan.start.expect("the 5th's run").name_any(),
+        "lead-scoring-score-20261205-0500"
+    );
+}
+
+#[test]
+fn a_due_time_without_a_serving_version_or_a_snapshot_is_skipped_with_the_reason() {
+    let m = model(DAILY, vec![], None);
+    let plan = plan_batch(
+        &m,
+        Some(&fs()),
+        &Default::default(),
+        BatchRead::default(),
+        &OperatorConfig::default(),
+        at(5, 1),
+    );
+    assert!(plan.start.is_none());
+    let status = plan.status.expect("a status");
+    assert_eq!(status.state.as_deref(), Some("Waiting"));
+    assert!(status.message.unwrap().contains("no version serves yet"));
+    assert_eq!(
+        status.last_run.as_deref(),
+        Some("2026-12-05T05:00:00Z"),
+        "skipped, not owed"
+    );
+
+    let m = model(DAILY, serving(), None);
+    let versions = m.status.clone().unwrap_or_default().versions;
+    let plan = plan_batch(
+        &m,
+        None,
+        &versions,
+        BatchRead::default(),
+        &OperatorConfig::default(),
+        at(5, 1),
+    );
+    assert!(plan.start.is_none());
+    assert!(
+        plan.status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("no snapshot yet")
+    );
+
+    // With a source table the snapshot is not needed.
+    let m = model(
+        "{schedule: '0 5 * * *', output: 'file:///out', format: CSV, attributions: 0, source: 'file:///in/leads.csv', entityColumn: lead_id}",
+        serving(),
+        None,
+    );
+    let plan = plan_batch(
+        &m,
+        None,
+        &versions,
+        BatchRead::default(),
+        &OperatorConfig::default(),
+        at(5, 1),
+    );
+    let args = plan
+        .start
+        .expect("a Job")
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap()
+        .join(" ");
+    assert!(
+        args.contains("--source file:///in/leads.csv --entity-column lead_id"),
+        "{args}"
+    );
+    assert!(
+        args.contains("--output file:///out/lead-scoring-v2-20261205T0500Z.csv"),
+        "{args}"
+    );
+    assert!(
+        args.contains("--attributions 0") && !args.contains("--snapshot"),
+        "{args}"
+    );
+}
+
+#[test]
+fn a_broken_batch_schedule_is_refused_naming_the_field() {
+    let m = model(
+        "{schedule: '0 25 * * *', output: 's3://crm/scores/'}",
+        serving(),
+        None,
+    );
+    let errors = crate::controllers::model::validate(&m.spec).expect_err("refused");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "spec.batchScoring.schedule"),
+        "{errors:?}"
+    );
+}
