@@ -30,7 +30,9 @@ pub use crate::versions::{VersionState, Versions};
     validation = Rule::new("self.metadata.name.size() <= 50").message("metadata.name: a Model name must be at most 50 characters (it prefixes Job and Deployment names)"),
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.featureSetRef) != has(self.onnx)").message("a Model sets exactly one of featureSetRef (train it) or onnx (bring your own model)"))]
+#[x_kube(validation = Rule::new("self.task == 'CustomerLifetimeValue' || has(self.featureSetRef) != has(self.onnx)").message("a Model sets exactly one of featureSetRef (train it) or onnx (bring your own model)"))]
+#[x_kube(validation = Rule::new("(self.task == 'CustomerLifetimeValue') == has(self.lifetimeValue)").message("lifetimeValue goes with task CustomerLifetimeValue, and that task needs it (where the transactions are)"))]
+#[x_kube(validation = Rule::new("self.task != 'CustomerLifetimeValue' || (has(self.batchScoring) && !has(self.batchScoring.source) && !has(self.featureSetRef) && !has(self.onnx) && !has(self.algorithm) && !has(self.evaluation) && !has(self.minMetrics) && !has(self.drift))").message("a CustomerLifetimeValue Model is fitted on lifetimeValue.transactions and scored by batchScoring (schedule, output; no source): it takes no featureSetRef, onnx, algorithm, evaluation, minMetrics or drift"))]
 #[x_kube(validation = Rule::new("!has(self.onnx) || !has(self.training)").message("training is not allowed with onnx: a bring-your-own model is not trained"))]
 #[x_kube(validation = Rule::new("!has(self.featureSetRef) || has(self.algorithm)").message("algorithm is required with featureSetRef"))]
 #[x_kube(validation = Rule::new("!has(self.batchScoring) || !has(self.onnx)").message("batchScoring needs a Model the trainer trains (featureSetRef): a bring-your-own ONNX file carries no explainer and no input description to score a table with"))]
@@ -67,9 +69,14 @@ pub struct ModelSpec {
     /// Input drift monitoring and the action on drift.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftPolicy>,
-    /// Scoring a table on a schedule with the serving version (CRM and ad-platform uploads).
+    /// Scoring a table on a schedule with the serving version (CRM and ad-platform uploads);
+    /// for a CustomerLifetimeValue Model, when to fit and score.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_scoring: Option<BatchScoring>,
+    /// Customer lifetime value (task CustomerLifetimeValue): the transactions to fit on and
+    /// the horizon to score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_value: Option<LifetimeValue>,
     /// Number of versions kept in status (oldest dropped first; the serving one is kept).
     #[serde(default = "default_history")]
     #[schemars(range(min = 1, max = 50))]
@@ -79,6 +86,9 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// The algorithm's name as `kubectl get models` shows it (`ONNX` for a brought model).
     pub fn algorithm_name(&self) -> &'static str {
+        if self.task == Task::CustomerLifetimeValue {
+            return "BG/NBD+GammaGamma";
+        }
         let Some(a) = &self.algorithm else {
             return if self.onnx.is_some() { "ONNX" } else { "" };
         };
@@ -107,6 +117,10 @@ pub enum Task {
     BinaryClassification,
     /// Predict a number (lifetime value, order value).
     Regression,
+    /// Customer lifetime value from transactions: BG/NBD for purchase frequency and
+    /// Gamma-Gamma for spend, fitted and scored in batch (`lifetimeValue`, `batchScoring`);
+    /// nothing is served.
+    CustomerLifetimeValue,
 }
 
 /// A ready ONNX model.

@@ -103,6 +103,9 @@ pub struct ScoreSummary {
     /// The snapshot version scored, when the rows came from a FeatureSet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_version: Option<String>,
+    /// What a customer lifetime value run fitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitted: Option<crate::model::LifetimeFit>,
 }
 
 /// `leitwerk-trainer index`: one index version built.

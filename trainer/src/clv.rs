@@ -9,6 +9,8 @@
 //! chosen unit, weeks by default), and `monetary` the mean value of the repeat purchases.
 
 pub mod batch;
+pub mod cli;
+pub mod job;
 
 use std::collections::BTreeMap;
 

@@ -104,7 +104,7 @@ pub fn explainer(
                 .collect();
             let units = match task {
                 Task::BinaryClassification => Units::Probability,
-                Task::Regression => Units::Value,
+                Task::Regression | Task::CustomerLifetimeValue => Units::Value,
             };
             let scale = 1.0 / forest.trees.len().max(1) as f64;
             (Head::Trees { trees, scale }, units)

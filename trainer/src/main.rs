@@ -57,55 +57,11 @@ enum Command {
     /// Customer lifetime value in batch: fit BG/NBD and Gamma-Gamma on a transactions CSV and
     /// write one row per customer (expected purchases and value over the horizon, P(alive),
     /// CLV) as CSV or Parquet; prints the fitted parameters as JSON.
-    Clv(ClvArgs),
+    Clv(leitwerk_trainer::clv::cli::ClvArgs),
     /// The Jobs the operator starts: their command lines are the contract in
     /// `leitwerk_crds::command`, built by the operator and parsed here.
     #[command(flatten)]
     Job(JobCommand),
-}
-
-/// Arguments of `clv`.
-#[derive(Debug, clap::Args)]
-struct ClvArgs {
-    /// The transactions CSV (with a header).
-    #[arg(long)]
-    transactions: PathBuf,
-    /// Its customer id column.
-    #[arg(long, default_value = "customer_id")]
-    customer_column: String,
-    /// Its date column (YYYY-MM-DD, or a timestamp starting with one).
-    #[arg(long, default_value = "date")]
-    date_column: String,
-    /// Its value column (0 or more).
-    #[arg(long, default_value = "value")]
-    value_column: String,
-    /// Last day of the period fitted on (default: the newest transaction's day); later rows are
-    /// refused.
-    #[arg(long)]
-    end: Option<NaiveDate>,
-    /// Horizon of the expected purchases and CLV, in units.
-    #[arg(long, default_value_t = 52.0)]
-    horizon: f64,
-    /// Days per unit (7: weeks).
-    #[arg(long, default_value_t = 7.0)]
-    unit_days: f64,
-    /// Output file: `.parquet` for Parquet, anything else for CSV.
-    #[arg(long)]
-    out: PathBuf,
-}
-
-fn clv(args: ClvArgs) -> Result<String, String> {
-    use leitwerk_trainer::clv::batch;
-    let columns = batch::Columns {
-        customer: args.customer_column,
-        date: args.date_column,
-        value: args.value_column,
-    };
-    let transactions = batch::read_csv(&args.transactions, &columns).map_err(|e| e.to_string())?;
-    let (summary, scores) = batch::score(&transactions, args.end, args.horizon, args.unit_days)
-        .map_err(|e| e.to_string())?;
-    batch::write(&args.out, &scores).map_err(|e| e.to_string())?;
-    serde_json::to_string(&summary).map_err(|e| e.to_string())
 }
 
 /// Data sets `generate` writes.
@@ -179,6 +135,17 @@ fn run_job(command: JobCommand) -> ExitCode {
                 .block_on(pipeline::run_train(&spec, &train))
                 .map(|s| serde_json::to_string(&s).unwrap_or_default())
                 .map_err(|e| chain(&e))
+        }),
+        JobCommand::LifetimeValue { job, lifetime } => spec_of::<ModelSpec>(&job).and_then(|spec| {
+            runtime
+                .block_on(leitwerk_trainer::clv::job::run_lifetime_value(
+                    &spec,
+                    &lifetime.output,
+                    &lifetime.not_after,
+                    &job.work_dir,
+                ))
+                .map(|s| serde_json::to_string(&s).unwrap_or_default())
+                .map_err(|e| e.to_string())
         }),
         JobCommand::Score { job, score } => {
             let onnxruntime = score.onnxruntime.ok_or_else(|| {
@@ -496,7 +463,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Clv(args) => printed(clv(args)),
+        Command::Clv(args) => printed(leitwerk_trainer::clv::cli::clv(args)),
         Command::Job(job) => run_job(job),
     }
 }

@@ -210,6 +210,11 @@ pub struct TrainJob {
 /// parity, publish) run in this order and each refuses to go on when the previous one found a
 /// problem; read top to bottom they are the trainer's contract.
 pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary, JobError> {
+    if spec.task == Task::CustomerLifetimeValue {
+        return Err(invalid(
+            "task CustomerLifetimeValue is fitted by `leitwerk-trainer lifetime-value` on spec.lifetimeValue.transactions, not trained on a snapshot",
+        ));
+    }
     progress::step("loading snapshot");
     let snapshot = Store::open(&job.snapshot)?;
     let manifest: Manifest = serde_json::from_slice(&snapshot.get("manifest.json").await?)
@@ -333,7 +338,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
                 .map(|b| serde_json::json!({"lower": b.lower, "upper": b.upper, "count": b.count, "predicted": b.predicted, "observed": b.observed}))
                 .collect();
         }
-        Task::Regression => {
+        Task::Regression | Task::CustomerLifetimeValue => {
             let r = metrics::regression(&predicted, &y_valid);
             metric_map.insert(Metric::Mae.to_string(), r.mae);
             metric_map.insert(Metric::Rmse.to_string(), r.rmse);

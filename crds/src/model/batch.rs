@@ -104,4 +104,83 @@ pub struct BatchScoringStatus {
     /// Why the run failed, or what it waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What a CustomerLifetimeValue run fitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitted: Option<LifetimeFit>,
+}
+
+/// Customer lifetime value: the transactions BG/NBD (purchase frequency) and Gamma-Gamma
+/// (spend) are fitted on by maximum likelihood, and the horizon each customer is scored over.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.horizon > 0.0").message("lifetimeValue.horizon must be above 0 (units of unitDays days)"))]
+pub struct LifetimeValue {
+    /// URL of the transactions: a CSV file with a header, one row per purchase (customer id,
+    /// date as YYYY-MM-DD or a timestamp starting with one, value ≥ 0). A value below 0 or a
+    /// date after the run's due time fails the run, naming the line.
+    #[schemars(
+        length(min = 8, max = 1000),
+        regex(pattern = r"^(file|s3|gs|az)://\S+$")
+    )]
+    pub transactions: String,
+    /// The customer id column.
+    #[serde(default = "default_customer")]
+    #[schemars(length(min = 1, max = 128))]
+    pub customer_column: String,
+    /// The date column.
+    #[serde(default = "default_date")]
+    #[schemars(length(min = 1, max = 128))]
+    pub date_column: String,
+    /// The value column.
+    #[serde(default = "default_value")]
+    #[schemars(length(min = 1, max = 128))]
+    pub value_column: String,
+    /// How far ahead purchases and value are expected, in units of `unitDays`.
+    #[serde(default = "default_horizon")]
+    #[schemars(range(min = 0.001, max = 5200.0))]
+    pub horizon: f64,
+    /// Days per unit (7: weeks, the usual unit of BG/NBD).
+    #[serde(default = "default_unit_days")]
+    #[schemars(range(min = 1, max = 366))]
+    pub unit_days: i32,
+}
+
+fn default_customer() -> String {
+    "customer_id".into()
+}
+fn default_date() -> String {
+    "date".into()
+}
+fn default_value() -> String {
+    "value".into()
+}
+fn default_horizon() -> f64 {
+    52.0
+}
+fn default_unit_days() -> i32 {
+    7
+}
+
+/// The parameters a lifetime value run fitted.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LifetimeFit {
+    /// BG/NBD r.
+    pub r: f64,
+    /// BG/NBD α.
+    pub alpha: f64,
+    /// BG/NBD a.
+    pub a: f64,
+    /// BG/NBD b.
+    pub b: f64,
+    /// Gamma-Gamma p.
+    pub p: f64,
+    /// Gamma-Gamma q.
+    pub q: f64,
+    /// Gamma-Gamma v.
+    pub v: f64,
+    /// Last day of the period fitted on.
+    pub period_end: String,
+    /// Sum of the customers' CLV over the horizon.
+    pub total_clv: f64,
 }

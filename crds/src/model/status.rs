@@ -198,6 +198,9 @@ crate::common::named_enum! {
         Failed,
         /// The spec cannot be acted on; waits for a change.
         Invalid,
+        /// Fits and scores in batch on its schedule and serves nothing (a
+        /// CustomerLifetimeValue Model).
+        Scheduled,
     }
 }
 

@@ -256,6 +256,9 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
                 &observed,
                 &versions,
             );
+            if model.spec.task == leitwerk_crds::model::Task::CustomerLifetimeValue {
+                outcome = decide_lifetime(model, &batch);
+            }
             outcome.conditions.extend(pinned);
             if let Some((condition, period, acted)) = drift_condition {
                 observed.events.extend(acted);

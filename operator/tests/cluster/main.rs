@@ -36,9 +36,10 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// time (its bridge, its API port), and the tests of this binary run in parallel.
 pub static REAL_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The example directories under `examples/`.
-pub const EXAMPLES: [&str; 7] = [
+pub const EXAMPLES: [&str; 8] = [
     "lead-scoring",
     "lead-scoring-boosted",
+    "customer-lifetime-value",
     "churn",
     "canary-rollout",
     "creative-bandit",
@@ -75,6 +76,7 @@ pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str, &
             "WaitingForFeatureSet",
             "Normal",
         ),
+        ("Model", "shop-clv", "AwaitingFirstRun", "Normal"),
         ("FeatureSet", "churn-features", "Unschedulable", "Warning"),
         ("Model", "churn", "WaitingForFeatureSet", "Normal"),
         (

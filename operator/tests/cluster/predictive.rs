@@ -416,6 +416,91 @@ async fn lead_scoring_trains_on_the_gpu_node_serves_and_answers_with_the_trainer
         None,
     )?;
 
+    // Customer lifetime value: the example, due every minute, on generated purchases. The
+    // Job fits BG/NBD and Gamma-Gamma and writes one row per customer; the Model turns Ready
+    // with the fit in its status.
+    let shop = artifacts.join("data/shop");
+    let out = std::process::Command::new(&trainer)
+        .args([
+            "generate",
+            "transactions",
+            "--count",
+            "600",
+            "--start",
+            "2025-06-01",
+            "--out",
+        ])
+        .arg(&shop)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let clv = include_str!("../../../examples/customer-lifetime-value/model.yaml")
+        .replace("schedule: \"0 6 * * 1\"", "schedule: \"* * * * *\"");
+    anyhow::ensure!(clv.contains("* * * * *"), "the example has a schedule");
+    cluster.apply(Some(&ns.name), "-", Some(&clv))?;
+    let fitted = wait_for("a lifetime value run", Duration::from_secs(240), || async {
+        let m = models.get("shop-clv").await?;
+        let st = m.status.clone().unwrap_or_default();
+        let ready = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()));
+        Ok((
+            (ready.as_ref().is_some_and(|r| r.0 == "True"))
+                .then(|| (st.batch_scoring.clone().unwrap_or_default(), ready.clone())),
+            format!("{:?} {ready:?} {:?}", st.phase, st.batch_scoring),
+        ))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\noperator log:\n{}", operator.log_text()))?;
+    let (run, ready) = fitted;
+    let fit = run.fitted.clone().expect("the fitted parameters");
+    for x in [fit.r, fit.alpha, fit.a, fit.b, fit.p, fit.q, fit.v] {
+        anyhow::ensure!(x.is_finite() && x > 0.0, "{fit:?}");
+    }
+    let ready = ready.unwrap_or_default();
+    anyhow::ensure!(
+        ready.1 == "Scheduled" && ready.2.contains("customers scored"),
+        "{ready:?}"
+    );
+    let file = run.output_url.clone().unwrap_or_default();
+    anyhow::ensure!(
+        file.starts_with("file:///var/lib/leitwerk/artifacts/clv/shop-clv-")
+            && file.ends_with(".csv"),
+        "{file}"
+    );
+    let text = std::fs::read_to_string(
+        file.trim_start_matches("file://")
+            .replace("/var/lib/leitwerk/artifacts", &artifacts.to_string_lossy()),
+    )?;
+    assert!(
+        text.starts_with("customer_id,"),
+        "{}",
+        &text[..text.len().min(200)]
+    );
+    assert_eq!(
+        Some(text.lines().count() as i64 - 1),
+        run.rows,
+        "one line per customer"
+    );
+    let phase = models.get("shop-clv").await?.status.and_then(|s| s.phase);
+    assert_eq!(phase, Some(ModelPhase::Scheduled));
+    cluster.kubectl(
+        &[
+            "-n",
+            &ns.name,
+            "delete",
+            "model",
+            "shop-clv",
+            "--wait=false",
+        ],
+        None,
+    )?;
+
     // Bring your own ONNX: the same file, declared by URL and digest, is served without training.
     let digest = serving.artifact_digest.clone().unwrap_or_default();
     let byo = format!(

@@ -48,7 +48,7 @@ pub fn fit(
 ) -> Result<(Fitted, serde_json::Value), JobError> {
     let classes: Vec<bool> = match spec.task {
         Task::BinaryClassification => y.iter().map(|&v| v > 0.0).collect(),
-        Task::Regression => {
+        Task::Regression | Task::CustomerLifetimeValue => {
             let mut sorted = y.to_vec();
             sorted.sort_by(f64::total_cmp);
             let median = materialize::quantile(&sorted, 0.5);
@@ -68,7 +68,7 @@ pub fn fit(
     if let Some(gb) = &algorithm.gradient_boosting {
         let objective = match spec.task {
             Task::BinaryClassification => Objective::Binary,
-            Task::Regression => Objective::Regression,
+            Task::Regression | Task::CustomerLifetimeValue => Objective::Regression,
         };
         let target: Vec<f64> = match objective {
             Objective::Binary => classes.iter().map(|&c| f64::from(u8::from(c))).collect(),

@@ -291,5 +291,6 @@ pub async fn run_score(job: &ScoreJob) -> Result<ScoreSummary, JobError> {
         output_url: job.output.clone(),
         digest,
         data_version,
+        fitted: None,
     })
 }

@@ -10,9 +10,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use kube::{Resource, ResourceExt};
-use leitwerk_crds::command::{JobArgs, JobCommand, ScoreArgs};
+use leitwerk_crds::command::{JobArgs, JobCommand, LifetimeArgs, ScoreArgs};
 use leitwerk_crds::labels::BATCH_SCORING;
-use leitwerk_crds::model::{BatchScoring, BatchScoringStatus, ScheduleStatus, VersionState};
+use leitwerk_crds::model::{
+    BatchScoring, BatchScoringStatus, ModelPhase, ScheduleStatus, Task, VersionState,
+};
 use leitwerk_crds::summary::ScoreSummary;
 use leitwerk_crds::{FeatureSet, Model, versions::Versions};
 
@@ -20,7 +22,9 @@ use super::{Error, MODEL_LABEL, VERSION_LABEL, parts};
 use crate::config::OperatorConfig;
 use crate::context::Context;
 use crate::jobs::{JobOutcome, list_owned, outcome};
+use crate::reconcile::Outcome;
 use crate::schedule::{self, SCHEDULED_FOR};
+use crate::status::Desired;
 use crate::workloads::{child_name, spec_env, trainer_job};
 
 /// What the reconcile reads about a Model's batch scoring before it plans.
@@ -92,34 +96,27 @@ pub fn build_score_job(
     p.labels.insert(BATCH_SCORING.to_string(), "true".into());
     p.env.push(spec_env(&model.spec));
     let (name, url) = version;
-    let output = format!(
-        "{}/{}-{name}-{}.{}",
-        spec.output.trim_end_matches('/'),
-        model.name_any(),
-        due.format("%Y%m%dT%H%MZ"),
-        spec.format.extension()
+    let job_args = JobArgs::new(
+        &model.namespace().unwrap_or_default(),
+        &model.name_any(),
+        &config.artifact_store,
     );
-    let args = JobCommand::Score {
-        job: JobArgs::new(
-            &model.namespace().unwrap_or_default(),
-            &model.name_any(),
-            &config.artifact_store,
-        ),
-        score: ScoreArgs {
-            model: url.into(),
-            version: name.into(),
-            snapshot: spec
-                .source
-                .is_none()
-                .then(|| snapshot.map(str::to_string))
-                .flatten(),
-            source: spec.source.clone(),
-            entity_column: spec.entity_column.clone(),
-            output,
-            attributions: u8::try_from(spec.attributions.clamp(0, 10)).unwrap_or(3),
-            // The trainer image sets ORT_DYLIB_PATH.
-            onnxruntime: None,
-        },
+    let args = if model.spec.task == Task::CustomerLifetimeValue {
+        JobCommand::LifetimeValue {
+            job: job_args,
+            lifetime: LifetimeArgs {
+                output: format!(
+                    "{}/{}-{}.{}",
+                    spec.output.trim_end_matches('/'),
+                    model.name_any(),
+                    due.format("%Y%m%dT%H%MZ"),
+                    spec.format.extension()
+                ),
+                not_after: due.format("%Y-%m-%d").to_string(),
+            },
+        }
+    } else {
+        score_command(model, spec, job_args, (name, url), snapshot, due)
     }
     .to_args();
     let image = training
@@ -144,6 +141,43 @@ pub fn build_score_job(
     job.annotations_mut()
         .insert(SCHEDULED_FOR.to_string(), schedule::format(due));
     job
+}
+
+/// The `score` command of one due time.
+fn score_command(
+    model: &Model,
+    spec: &BatchScoring,
+    job: JobArgs,
+    version: (&str, &str),
+    snapshot: Option<&str>,
+    due: DateTime<Utc>,
+) -> JobCommand {
+    let (name, url) = version;
+    let output = format!(
+        "{}/{}-{name}-{}.{}",
+        spec.output.trim_end_matches('/'),
+        model.name_any(),
+        due.format("%Y%m%dT%H%MZ"),
+        spec.format.extension()
+    );
+    JobCommand::Score {
+        job,
+        score: ScoreArgs {
+            model: url.into(),
+            version: name.into(),
+            snapshot: spec
+                .source
+                .is_none()
+                .then(|| snapshot.map(str::to_string))
+                .flatten(),
+            source: spec.source.clone(),
+            entity_column: spec.entity_column.clone(),
+            output,
+            attributions: u8::try_from(spec.attributions.clamp(0, 10)).unwrap_or(3),
+            // The trainer image sets ORT_DYLIB_PATH.
+            onnxruntime: None,
+        },
+    }
 }
 
 /// Plans batch scoring from what was read (pure): the newest run into the status, and the Job
@@ -208,7 +242,21 @@ pub fn plan_batch(
             message: Some(why),
             ..Default::default()
         };
+        let lifetime = model.spec.task == Task::CustomerLifetimeValue;
         status = match (serving, &snapshot, &spec.source) {
+            _ if lifetime => {
+                let job = build_score_job(model, config, spec, ("", ""), None, due);
+                // The last good run's file and fit stay until this one replaces them.
+                let started = BatchScoringStatus {
+                    last_run: Some(schedule::format(due)),
+                    last_job: Some(job.name_any()),
+                    state: Some("Running".into()),
+                    message: None,
+                    ..status.clone()
+                };
+                plan.start = Some(job);
+                started
+            }
             (None, _, _) => skip(format!(
                 "the run due at {} was skipped: no version serves yet",
                 schedule::format(due)
@@ -231,13 +279,14 @@ pub fn plan_batch(
                     snapshot.as_deref(),
                     due,
                 );
+                // The last good run's file stays until this one replaces it.
                 let started = BatchScoringStatus {
                     last_run: Some(schedule::format(due)),
-                    next_run: status.next_run.clone(),
                     last_job: Some(job.name_any()),
                     state: Some("Running".into()),
                     version: Some(v.version.clone()),
-                    ..Default::default()
+                    message: None,
+                    ..status.clone()
                 };
                 plan.start = Some(job);
                 started
@@ -254,7 +303,8 @@ fn record(status: &mut BatchScoringStatus, seen: &JobOutcome<ScoreSummary>) {
         JobOutcome::Running { .. } => status.state = Some("Running".into()),
         JobOutcome::Succeeded { summary, finished } => {
             status.state = Some("Succeeded".into());
-            status.version = Some(summary.version.clone());
+            status.version = Some(summary.version.clone()).filter(|v| !v.is_empty());
+            status.fitted = summary.fitted.clone();
             status.rows = i64::try_from(summary.rows).ok();
             status.output_url = Some(summary.output_url.clone());
             status.output_digest = Some(summary.digest.clone());
@@ -268,5 +318,73 @@ fn record(status: &mut BatchScoringStatus, seen: &JobOutcome<ScoreSummary>) {
             status.output_url = None;
             status.output_digest = None;
         }
+    }
+}
+
+/// The phase and `Ready` of a CustomerLifetimeValue Model, which serves nothing: Ready once a
+/// run has written its file (with the fit in the message), not Ready before the first one or
+/// after a failed one (with the trainer's reason).
+pub fn decide_lifetime(model: &Model, plan: &BatchPlan) -> Outcome<ModelPhase> {
+    let status = plan.status.clone().unwrap_or_default();
+    let schedule = model
+        .spec
+        .batch_scoring
+        .as_ref()
+        .map(|b| b.schedule.clone())
+        .unwrap_or_default();
+    let next = status.next_run.as_deref().unwrap_or("unknown");
+    let job = status.last_job.as_deref().unwrap_or("");
+    let running = status.state.as_deref() == Some("Running");
+    let going = if running {
+        format!("; run {job} is going")
+    } else {
+        String::new()
+    };
+    let outcome = match (status.state.as_deref(), &status.fitted, &status.output_url) {
+        (Some("Failed"), _, _) => Outcome::new(
+            ModelPhase::Failed,
+            Desired::failed(
+                crate::status::READY,
+                "RunFailed",
+                format!(
+                    "the lifetime value run {job} failed: {}; the next run is due {next}",
+                    status.message.as_deref().unwrap_or("no reason given")
+                ),
+            ),
+        ),
+        (_, Some(f), Some(file)) => Outcome::new(
+            ModelPhase::Scheduled,
+            Desired::ok(
+                crate::status::READY,
+                "Scheduled",
+                format!(
+                    "{} customers scored into {file} (total CLV {:.2}; BG/NBD r {:.4}, α {:.4}, a {:.4}, b {:.4}; Gamma-Gamma p {:.4}, q {:.4}, v {:.4}); next run due {next}{going}",
+                    status.rows.unwrap_or(0),
+                    f.total_clv,
+                    f.r,
+                    f.alpha,
+                    f.a,
+                    f.b,
+                    f.p,
+                    f.q,
+                    f.v
+                ),
+            ),
+        ),
+        _ => Outcome::new(
+            ModelPhase::Scheduled,
+            Desired::not(
+                crate::status::READY,
+                "AwaitingFirstRun",
+                format!(
+                    "fits and scores on the schedule {schedule:?}; no run has written its file yet; next run due {next}{going}"
+                ),
+            ),
+        ),
+    };
+    if running {
+        outcome.recheck_after(Duration::from_secs(10))
+    } else {
+        outcome
     }
 }

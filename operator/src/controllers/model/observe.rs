@@ -62,7 +62,9 @@ pub struct TrainingRead {
 
 /// Reads a Model's training Jobs and the outcomes of those not recorded yet. Writes nothing.
 pub(super) async fn read_training(ctx: &Context, model: &Model) -> Result<TrainingRead, Error> {
-    if model.spec.onnx.is_some() {
+    if model.spec.onnx.is_some()
+        || model.spec.task == leitwerk_crds::model::Task::CustomerLifetimeValue
+    {
         return Ok(TrainingRead::default());
     }
     // Batch scoring Jobs carry the Model's label too; they are read in `batch`.

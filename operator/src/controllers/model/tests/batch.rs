@@ -183,6 +183,7 @@ fn a_finished_run_fills_the_status_and_a_running_one_holds_the_next_due_time() {
             output_url: "s3://crm/scores/lead-scoring-v2-20261204T0500Z.parquet".into(),
             digest: "sha256:cd34".into(),
             data_version: Some("d7".into()),
+            fitted: None,
         },
         finished: Some("2026-12-04T05:02:10Z".into()),
     };
@@ -360,5 +361,136 @@ fn a_broken_batch_schedule_is_refused_naming_the_field() {
             .iter()
             .any(|e| e.field == "spec.batchScoring.schedule"),
         "{errors:?}"
+    );
+}
+
+fn lifetime_model(status: Option<BatchScoringStatus>) -> Model {
+    let mut model: Model = yaml_serde::from_str(
+        "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {name: shop-clv, namespace: shop, uid: uid-2, creationTimestamp: '2026-12-01T00:00:00Z'}\nspec:\n  task: CustomerLifetimeValue\n  lifetimeValue: {transactions: 's3://shop/transactions.csv', horizon: 26}\n  batchScoring: {schedule: '0 5 * * *', output: 's3://crm/clv/', format: CSV}\n",
+    )
+    .expect("a CLV Model parses");
+    model.status = Some(ModelStatus {
+        batch_scoring: status,
+        ..Default::default()
+    });
+    model
+}
+
+#[test]
+fn a_lifetime_value_model_fits_and_scores_at_each_due_time_without_serving() {
+    let m = lifetime_model(None);
+    let plan = plan_batch(
+        &m,
+        None,
+        &Default::default(),
+        BatchRead::default(),
+        &OperatorConfig::default(),
+        at(5, 2),
+    );
+    let job = plan
+        .start
+        .clone()
+        .expect("a Job without a serving version or a snapshot");
+    let args = job.clone().spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let parsed = <JobCommandParser as clap::Parser>::try_parse_from(
+        std::iter::once("leitwerk-trainer".to_string())
+            .chain(args)
+            .chain(["--spec".to_string(), "{}".to_string()]),
+    )
+    .expect("the trainer parses the Job's command line");
+    let JobCommand::LifetimeValue { lifetime, .. } = parsed.command else {
+        panic!("a lifetime-value command: {parsed:?}");
+    };
+    assert_eq!(lifetime.output, "s3://crm/clv/shop-clv-20261205T0500Z.csv");
+    assert_eq!(
+        lifetime.not_after, "2026-12-05",
+        "a purchase after the due day is refused"
+    );
+    let outcome = crate::controllers::model::decide_lifetime(&m, &plan);
+    assert_eq!(outcome.phase, leitwerk_crds::model::ModelPhase::Scheduled);
+    assert_eq!(
+        (outcome.ready.status, outcome.ready.reason.as_str()),
+        (false, "AwaitingFirstRun"),
+        "not Ready before a run has written its file"
+    );
+
+    // A finished run: the fit and the file in the status, the fit in Ready's message.
+    let started = plan.status.clone().expect("a status");
+    let m = lifetime_model(Some(started));
+    let done = JobOutcome::Succeeded {
+        summary: ScoreSummary {
+            version: String::new(),
+            rows: 2357,
+            output_url: "s3://crm/clv/shop-clv-20261205T0500Z.csv".into(),
+            digest: "sha256:ef".into(),
+            data_version: None,
+            fitted: Some(leitwerk_crds::model::LifetimeFit {
+                r: 0.2426,
+                alpha: 4.4135,
+                a: 0.7929,
+                b: 2.4258,
+                p: 6.2488,
+                q: 3.7446,
+                v: 15.4477,
+                period_end: "2026-12-04".into(),
+                total_clv: 51234.5,
+            }),
+        },
+        finished: Some("2026-12-05T05:03:00Z".into()),
+    };
+    let read = BatchRead {
+        jobs: vec![job.clone()],
+        newest: Some((job.clone(), done)),
+    };
+    let plan = plan_batch(
+        &m,
+        None,
+        &Default::default(),
+        read,
+        &OperatorConfig::default(),
+        at(6, 0),
+    );
+    let status = plan.status.clone().expect("a status");
+    assert_eq!(status.state.as_deref(), Some("Succeeded"));
+    assert_eq!(
+        status.version, None,
+        "a lifetime value run has no model version"
+    );
+    assert_eq!(status.fitted.as_ref().map(|f| f.r), Some(0.2426));
+    let outcome = crate::controllers::model::decide_lifetime(&m, &plan);
+    let ready = &outcome.ready;
+    assert!(
+        ready.message.contains("2357 customers") && ready.message.contains("r 0.2426"),
+        "{}",
+        ready.message
+    );
+
+    // A failed run: the Model is Failed with the trainer's reason.
+    let failed = BatchRead {
+        jobs: vec![job.clone()],
+        newest: Some((
+            job,
+            JobOutcome::Failed {
+                reason: "s3://shop/transactions.csv: line 7: date 2026-12-09 lies after the run's day 2026-12-05".into(),
+            },
+        )),
+    };
+    let plan = plan_batch(
+        &m,
+        None,
+        &Default::default(),
+        failed,
+        &OperatorConfig::default(),
+        at(6, 0),
+    );
+    let outcome = crate::controllers::model::decide_lifetime(&m, &plan);
+    assert_eq!(outcome.phase, leitwerk_crds::model::ModelPhase::Failed);
+    assert!(
+        outcome.ready.message.contains("line 7"),
+        "{:?}",
+        outcome.ready
     );
 }
