@@ -201,6 +201,9 @@ pub struct ModelCard {
     /// on the validation rows, largest first. Empty for a single tree or a forest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub importance: Vec<FeatureImportance>,
+    /// The hyper-parameter search: method, objective, best trial and every trial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<serde_json::Value>,
 }
 
 /// One feature's global importance.

@@ -36,6 +36,7 @@ pub use crate::versions::{VersionState, Versions};
 #[x_kube(validation = Rule::new("!has(self.onnx) || !has(self.training)").message("training is not allowed with onnx: a bring-your-own model is not trained"))]
 #[x_kube(validation = Rule::new("!has(self.featureSetRef) || has(self.algorithm)").message("algorithm is required with featureSetRef"))]
 #[x_kube(validation = Rule::new("!has(self.batchScoring) || !has(self.onnx)").message("batchScoring needs a Model the trainer trains (featureSetRef): a bring-your-own ONNX file carries no explainer and no input description to score a table with"))]
+#[x_kube(validation = Rule::new("!has(self.tuning) || (has(self.algorithm) && has(self.algorithm.gradientBoosting))").message("tuning searches the hyper-parameters of algorithm.gradientBoosting: set it (its values are the defaults of the parameters not searched)"))]
 #[x_kube(validation = Rule::new("!has(self.evaluation) || !has(self.onnx)").message("evaluation is not allowed with onnx: a bring-your-own model is not evaluated by the trainer"))]
 #[x_kube(validation = Rule::new("self.task == 'BinaryClassification' || !has(self.minMetrics) || self.minMetrics.all(k, k in ['mae', 'rmse', 'r2'])").message("minMetrics for a Regression task may only use mae, rmse and r2"))]
 #[x_kube(validation = Rule::new("self.task == 'Regression' || !has(self.minMetrics) || self.minMetrics.all(k, k in ['auc', 'prAuc', 'logLoss', 'brier', 'precision', 'recall', 'f1', 'ece', 'maxSegmentAucGap', 'maxSegmentScoreGap'])").message("minMetrics for a BinaryClassification task may only use auc, prAuc, logLoss, brier, precision, recall, f1, ece, maxSegmentAucGap and maxSegmentScoreGap"))]
@@ -55,6 +56,9 @@ pub struct ModelSpec {
     /// How training runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingSpec>,
+    /// A hyper-parameter search (gradient boosting) before each version is trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<Tuning>,
     /// Gates a version must pass to be promoted, e.g. `{auc: 0.7}` (a minimum) or
     /// `{logLoss: 0.5}` (a maximum for loss-like metrics: logLoss, brier, mae, rmse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -450,7 +454,9 @@ pub enum DriftAction {
 mod batch;
 mod boosting;
 mod status;
+mod tuning;
 
 pub use batch::*;
 pub use boosting::*;
 pub use status::*;
+pub use tuning::*;

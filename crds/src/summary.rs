@@ -86,6 +86,10 @@ pub struct TrainSummary {
     /// The five most important features: mean |SHAP value| on the validation rows.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub importance: BTreeMap<String, f64>,
+    /// The hyper-parameter search, when the Model tunes (the best trials only: the message
+    /// holds 4096 bytes; the model card has every trial).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<crate::model::TuningReport>,
 }
 
 /// `leitwerk-trainer score`: one batch scoring run.

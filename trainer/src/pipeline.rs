@@ -177,6 +177,7 @@ mod requests;
 mod score;
 mod segments;
 mod table;
+mod tuning;
 
 pub use card::*;
 pub use fit::*;
@@ -186,6 +187,7 @@ pub use requests::*;
 pub use score::*;
 pub use segments::*;
 pub use table::*;
+pub use tuning::*;
 
 /// What `train` needs besides the spec.
 #[derive(Debug, Clone)]
@@ -257,6 +259,19 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
     let encoder = Encoder::fit(&train);
     let x_train = encoder.transform(&train);
     let x_valid = encoder.transform(&valid);
+    // A search first, on time-ordered folds of the training rows; its best parameters train
+    // the version.
+    let (tuned, tuning_report, tuning_card) = match &spec.tuning {
+        Some(t) => {
+            progress::step("tuning");
+            let cutoffs: Vec<i64> = train_idx.iter().map(|&i| table.cutoff[i]).collect();
+            let (tuned, mut report, card) = tune(spec, t, &x_train, &y_train, &cutoffs)?;
+            report.version = job.version.clone();
+            (tuned, Some(report), Some(card))
+        }
+        None => (spec.clone(), None, None),
+    };
+    let spec = &tuned;
     progress::step("fitting");
     let (model, parameters) = match early_stopping_fraction(spec) {
         // Early stopping judges rounds on the newest training cutoffs, never on the rows the
@@ -401,6 +416,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         examples: examples(&valid, &predicted, 5),
         segments,
         importance: importance.clone(),
+        tuning: tuning_card,
     };
     let out = Store::open(&job.store)?;
     out.put(&format!("{dir}/card.json"), json(&card)).await?;
@@ -418,5 +434,6 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
             .take(5)
             .map(|i| (i.feature.clone(), (i.mean_abs_shap * 1e4).round() / 1e4))
             .collect(),
+        tuning: tuning_report,
     })
 }

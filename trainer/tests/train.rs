@@ -778,3 +778,65 @@ fn batch_scoring_writes_scores_versions_and_top_attributions_per_entity() {
         "nothing written on a refusal"
     );
 }
+
+/// A TPE search on time-ordered folds of the training rows: every trial recorded with its
+/// folds, the best one's parameters train the version, and the card and the summary say so.
+#[test]
+fn a_tuned_model_trains_with_the_best_trials_parameters() {
+    let f = fixture("tuning");
+    let yaml = "task: BinaryClassification\nfeatureSetRef: {name: lead-features}\nalgorithm:\n  gradientBoosting: {rounds: 60, learningRate: 0.1, numLeaves: 15, seed: 1}\ntuning:\n  method: TPE\n  trials: 8\n  parallelTrials: 2\n  folds: 3\n  pruneAfter: 3\n  seed: 5\n  space:\n    - {parameter: learningRate, min: 0.02, max: 0.3, scale: Log}\n    - {parameter: numLeaves, min: 4, max: 31}\n    - {parameter: minRowsPerLeaf, choices: [10, 20, 50]}\n";
+    let spec: leitwerk_crds::ModelSpec = yaml_serde::from_str(yaml).unwrap();
+    let summary = f
+        .runtime
+        .block_on(pipeline::run_train(&spec, &lead_scoring_job(&f, "v1")))
+        .unwrap();
+    let report = summary.tuning.clone().expect("the search's report");
+    assert_eq!(report.version, "v1");
+    assert_eq!(
+        (report.method.as_str(), report.objective.as_str()),
+        ("TPE", "auc")
+    );
+    assert_eq!(report.trials_run, 8);
+    let card = card_of(&summary);
+    let trials = card["tuning"]["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 8, "every trial in the card");
+    let best = report.best.score.unwrap();
+    for t in trials {
+        let state = t["state"].as_str().unwrap();
+        let folds = t["foldScores"].as_array().unwrap().len();
+        match state {
+            "Complete" => {
+                assert_eq!(folds, 3);
+                assert!(t["score"].as_f64().unwrap() <= best, "{t}");
+            }
+            "Pruned" => assert_eq!(folds, 1, "stopped after its first fold"),
+            other => panic!("trial {t}: {other}"),
+        }
+        let lr = t["parameters"]["learningRate"].as_f64().unwrap();
+        let leaves = t["parameters"]["numLeaves"].as_f64().unwrap();
+        let rows = t["parameters"]["minRowsPerLeaf"].as_f64().unwrap();
+        assert!(
+            (0.02..=0.3).contains(&lr) && (4.0..=31.0).contains(&leaves),
+            "{t}"
+        );
+        assert!([10.0, 20.0, 50.0].contains(&rows), "{t}");
+    }
+    // The version trains with the best trial's parameters; the others keep the spec's.
+    let used = &card["parameters"]["gradientBoosting"];
+    assert_eq!(
+        used["numLeaves"].as_f64(),
+        report.best.parameters.get("numLeaves").copied()
+    );
+    assert_eq!(
+        used["minRowsPerLeaf"].as_f64(),
+        report.best.parameters.get("minRowsPerLeaf").copied()
+    );
+    assert_eq!(used["rounds"], 60);
+    assert!(summary.metrics["auc"] > 0.7, "{:?}", summary.metrics);
+    let message = serde_json::to_string(&summary).unwrap();
+    assert!(
+        message.len() <= leitwerk_crds::summary::TERMINATION_MESSAGE_LIMIT,
+        "the summary fits the termination message: {} bytes",
+        message.len()
+    );
+}

@@ -80,6 +80,9 @@ pub struct ModelStatus {
     /// Scheduled retraining (`spec.training.retrain.schedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<ScheduleStatus>,
+    /// The newest tuned version's search (`spec.tuning`): the best trials and the counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<super::TuningReport>,
     /// Batch scoring (`spec.batchScoring`): the schedule and the newest run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_scoring: Option<super::BatchScoringStatus>,

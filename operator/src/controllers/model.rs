@@ -139,6 +139,8 @@ pub struct Observed {
     pub schedule: Option<leitwerk_crds::model::ScheduleStatus>,
     /// Events to publish (a foreign Job carrying the Model's labels).
     pub events: Vec<Notice>,
+    /// The search of the newest finished tuned version.
+    pub tuning: Option<leitwerk_crds::model::TuningReport>,
 }
 
 /// Holds the version `leitwerk.dev/pin` names serving (see `steer`): the `Pinned` condition,
@@ -352,6 +354,9 @@ async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> 
         }
         if observed.schedule.is_some() || schedule::schedule_of(model).is_none() {
             status.schedule = observed.schedule.clone();
+        }
+        if observed.tuning.is_some() || model.spec.tuning.is_none() {
+            status.tuning = observed.tuning.clone();
         }
         if batch.status.is_some() || model.spec.batch_scoring.is_none() {
             status.batch_scoring = batch.status.clone();

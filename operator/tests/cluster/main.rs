@@ -76,6 +76,12 @@ pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str, &
             "WaitingForFeatureSet",
             "Normal",
         ),
+        (
+            "Model",
+            "lead-scoring-tuned",
+            "WaitingForFeatureSet",
+            "Normal",
+        ),
         ("Model", "shop-clv", "AwaitingFirstRun", "Normal"),
         ("FeatureSet", "churn-features", "Unschedulable", "Warning"),
         ("Model", "churn", "WaitingForFeatureSet", "Normal"),

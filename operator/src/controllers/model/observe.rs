@@ -165,9 +165,16 @@ pub fn plan_training(
                 observed.active = Some((job.name_any(), unschedulable));
                 observed.progress = progress;
             }
-            done => observed
-                .finished
-                .push(trained_version(&model.spec, v, done)),
+            done => {
+                if let JobOutcome::Succeeded { summary, .. } = &done
+                    && let Some(t) = &summary.tuning
+                {
+                    observed.tuning = Some(t.clone());
+                }
+                observed
+                    .finished
+                    .push(trained_version(&model.spec, v, done));
+            }
         }
     }
     observed

@@ -82,6 +82,7 @@ fn succeeded(version: &str, auc: f64) -> JobOutcome<TrainSummary> {
             parity_max_abs_diff: 0.0,
             explanations: BTreeMap::new(),
             importance: BTreeMap::from([("pricing_views_7d".to_string(), 0.41)]),
+            tuning: None,
         },
         finished: Some("2026-12-05T10:00:00Z".into()),
     }
@@ -422,4 +423,35 @@ fn segment_gates_without_segments_and_segments_on_regression_are_refused_naming_
         errors.iter().any(|e| e.field == "spec.evaluation.segments"),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_tuned_versions_search_reaches_the_plan_for_the_status() {
+    let m = model(1, vec![]);
+    let j = job(&m, "v1", "d1");
+    let mut outcome = succeeded("v1", 0.81);
+    let report = leitwerk_crds::model::TuningReport {
+        version: "v1".into(),
+        method: "TPE".into(),
+        objective: "auc".into(),
+        trials_run: 40,
+        pruned: 12,
+        ..Default::default()
+    };
+    if let JobOutcome::Succeeded { summary, .. } = &mut outcome {
+        summary.tuning = Some(report.clone());
+    }
+    let observed = plan_training(
+        &m,
+        Some(&published("d1")),
+        TrainingRead {
+            jobs: vec![j.clone()],
+            outcomes: [(j.name_any(), outcome)].into_iter().collect(),
+            foreign: vec![],
+        },
+        &OperatorConfig::default(),
+        now(),
+    );
+    assert_eq!(observed.tuning, Some(report));
+    assert_eq!(observed.finished.len(), 1);
 }
