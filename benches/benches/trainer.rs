@@ -16,12 +16,9 @@ use leitwerk_benches::scratch;
 use leitwerk_trainer::boosting::{self, Objective};
 use leitwerk_trainer::datagen::wa_churn;
 use leitwerk_trainer::logistic::Logistic;
-use leitwerk_trainer::materialize;
 use leitwerk_trainer::metrics::roc_auc;
-use leitwerk_trainer::pipeline;
 use leitwerk_trainer::preprocess::Encoder;
 use leitwerk_trainer::split::stratified_folds;
-use leitwerk_trainer::store::Store;
 use leitwerk_trainer::tree::{Forest, ForestParams};
 use ndarray::Array2;
 
@@ -246,40 +243,10 @@ fn wa_churn_folds() -> Vec<Case> {
 
 fn main() {
     let dir = scratch("trainer");
-    let fs_spec = leitwerk_benches::lead_data(&dir, 5000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = format!("file://{}/store", dir.display());
-    let t = Instant::now();
-    let snap = runtime
-        .block_on(pipeline::run_materialize(
-            &fs_spec, "bench", "leads", &store, &dir,
-        ))
-        .unwrap();
-    println!(
-        "materialize (polars, {} rows): {:.2} s",
-        snap.rows,
-        t.elapsed().as_secs_f64()
-    );
-    let snapshot = Store::open(&snap.location.unwrap()).unwrap();
-    let manifest: materialize::Manifest =
-        serde_json::from_slice(&runtime.block_on(snapshot.get("manifest.json")).unwrap()).unwrap();
-    let frame =
-        materialize::from_parquet(runtime.block_on(snapshot.get("features.parquet")).unwrap())
-            .unwrap();
-    let table = pipeline::table(&frame, &manifest).unwrap();
-    let (train_idx, valid_idx) = pipeline::time_split(&table.cutoff, 0.2).unwrap();
-    let (train, valid) = (
-        table.columns.take(&train_idx),
-        table.columns.take(&valid_idx),
-    );
-    let y_train: Vec<bool> = train_idx.iter().map(|&i| table.label[i] > 0.0).collect();
-    let y_valid: Vec<bool> = valid_idx.iter().map(|&i| table.label[i] > 0.0).collect();
-    let encoder = Encoder::fit(&train);
-    let (x_train, x_valid) = (encoder.transform(&train), encoder.transform(&valid));
+    let m = leitwerk_benches::lead_matrices(&dir, 5000);
+    let (x_train, x_valid) = (m.x_train, m.x_valid);
+    let y_train: Vec<bool> = m.y_train.iter().map(|&v| v > 0.0).collect();
+    let y_valid: Vec<bool> = m.y_valid.iter().map(|&v| v > 0.0).collect();
     println!(
         "train {} rows, validation {} rows, {} encoded columns",
         x_train.nrows(),

@@ -15,11 +15,8 @@ use leitwerk_benches::scratch;
 use leitwerk_crds::ModelSpec;
 use leitwerk_crds::model::Tuning;
 use leitwerk_trainer::boosting::{self, Objective};
-use leitwerk_trainer::materialize;
 use leitwerk_trainer::metrics::roc_auc;
 use leitwerk_trainer::pipeline;
-use leitwerk_trainer::preprocess::Encoder;
-use leitwerk_trainer::store::Store;
 use ndarray::Array2;
 
 const TRIALS: i32 = 30;
@@ -52,35 +49,9 @@ fn write_labels(path: &std::path::Path, y: &[f64]) {
 
 fn main() {
     let dir = scratch("tuning");
-    let fs_spec = leitwerk_benches::lead_data(&dir, 5000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let store = format!("file://{}/store", dir.display());
-    let snap = runtime
-        .block_on(pipeline::run_materialize(
-            &fs_spec, "bench", "leads", &store, &dir,
-        ))
-        .unwrap();
-    let snapshot = Store::open(&snap.location.unwrap()).unwrap();
-    let manifest: materialize::Manifest =
-        serde_json::from_slice(&runtime.block_on(snapshot.get("manifest.json")).unwrap()).unwrap();
-    let frame =
-        materialize::from_parquet(runtime.block_on(snapshot.get("features.parquet")).unwrap())
-            .unwrap();
-    let table = pipeline::table(&frame, &manifest).unwrap();
-    let (train_idx, valid_idx) = pipeline::time_split(&table.cutoff, 0.2).unwrap();
-    let (train, valid) = (
-        table.columns.take(&train_idx),
-        table.columns.take(&valid_idx),
-    );
-    let y_train: Vec<f64> = train_idx.iter().map(|&i| table.label[i]).collect();
-    let y_valid: Vec<f64> = valid_idx.iter().map(|&i| table.label[i]).collect();
-    let cutoffs: Vec<i64> = train_idx.iter().map(|&i| table.cutoff[i]).collect();
-    let encoder = Encoder::fit(&train);
-    let (x_train, x_valid) = (encoder.transform(&train), encoder.transform(&valid));
+    let m = leitwerk_benches::lead_matrices(&dir, 5000);
+    let (x_train, x_valid, y_train, y_valid, cutoffs) =
+        (m.x_train, m.x_valid, m.y_train, m.y_valid, m.cutoffs);
     let spec: ModelSpec = yaml_serde::from_str(SPEC).unwrap();
     let folds = pipeline::folds(&cutoffs, 3).unwrap();
     println!(

@@ -65,3 +65,69 @@ pub fn lead_data(dir: &std::path::Path, leads: usize) -> leitwerk_crds::FeatureS
         yaml_serde::from_str(&text).expect("the example FeatureSet parses");
     fs.spec
 }
+
+/// The lead-scoring snapshot encoded as the trainer encodes it: the time-ordered split's
+/// training and validation matrices, their labels (0/1) and the training rows' cutoffs.
+pub struct LeadMatrices {
+    /// Training rows.
+    pub x_train: ndarray::Array2<f64>,
+    /// Validation rows (the newest 20 % of the cutoffs).
+    pub x_valid: ndarray::Array2<f64>,
+    /// Training labels.
+    pub y_train: Vec<f64>,
+    /// Validation labels.
+    pub y_valid: Vec<f64>,
+    /// Each training row's cutoff (ms).
+    pub cutoffs: Vec<i64>,
+}
+
+/// Generates `leads` leads in `dir`, materializes the example FeatureSet and encodes the
+/// time-ordered split.
+pub fn lead_matrices(dir: &std::path::Path, leads: usize) -> LeadMatrices {
+    use leitwerk_trainer::{materialize, pipeline, store::Store};
+    let fs_spec = lead_data(dir, leads);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let store = format!("file://{}/store", dir.display());
+    let t = std::time::Instant::now();
+    let snap = runtime
+        .block_on(pipeline::run_materialize(
+            &fs_spec, "bench", "leads", &store, dir,
+        ))
+        .expect("materialize");
+    println!(
+        "materialize (polars, {} rows): {:.2} s",
+        snap.rows,
+        t.elapsed().as_secs_f64()
+    );
+    let snapshot = Store::open(&snap.location.expect("published")).expect("the store");
+    let manifest: materialize::Manifest = serde_json::from_slice(
+        &runtime
+            .block_on(snapshot.get("manifest.json"))
+            .expect("the manifest"),
+    )
+    .expect("a manifest");
+    let frame = materialize::from_parquet(
+        runtime
+            .block_on(snapshot.get("features.parquet"))
+            .expect("the snapshot"),
+    )
+    .expect("Parquet");
+    let table = pipeline::table(&frame, &manifest).expect("a table");
+    let (train_idx, valid_idx) = pipeline::time_split(&table.cutoff, 0.2).expect("a split");
+    let (train, valid) = (
+        table.columns.take(&train_idx),
+        table.columns.take(&valid_idx),
+    );
+    let encoder = leitwerk_trainer::preprocess::Encoder::fit(&train);
+    LeadMatrices {
+        x_train: encoder.transform(&train),
+        x_valid: encoder.transform(&valid),
+        y_train: train_idx.iter().map(|&i| table.label[i]).collect(),
+        y_valid: valid_idx.iter().map(|&i| table.label[i]).collect(),
+        cutoffs: train_idx.iter().map(|&i| table.cutoff[i]).collect(),
+    }
+}

@@ -12,7 +12,7 @@ mod common;
 use leitwerk_crds::model::Task;
 use leitwerk_explain::{Explainer, METADATA_KEY, Raw, Units};
 use leitwerk_inference_server::grpc::pb;
-use leitwerk_inference_server::{Model, Server, serve};
+use leitwerk_inference_server::{Model, Server};
 use leitwerk_trainer::boosting::{self, Objective};
 use leitwerk_trainer::onnx::export;
 use leitwerk_trainer::pipeline::Fitted;
@@ -97,33 +97,8 @@ fn onnx(model: &Fitted, encoder: &Encoder, explainer: Option<&Explainer>) -> Vec
     export(encoder, &model.head(), &metadata)
 }
 
-struct Running {
-    http: std::net::SocketAddr,
-    grpc: std::net::SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start(models: Vec<Model>) -> Running {
-    let server = Server::new(models, None, 1000);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(serve(
-        server,
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        async move {
-            let _ = rx.await;
-        },
-        move |h, g| {
-            let _ = addr_tx.send((h, g));
-        },
-    ));
-    let (http, grpc) = addr_rx.await.unwrap();
-    Running {
-        http,
-        grpc,
-        _stop: tx,
-    }
+async fn start(models: Vec<Model>) -> common::Running {
+    common::serve_in_process(Server::new(models, None, 1000)).await
 }
 
 /// The probe rows: raw values as a caller sends them (a missing `spend`, an unknown plan).

@@ -5,21 +5,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test fixtures: a failed setup step fails the test
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use leitwerk_crds::card::metric;
 use leitwerk_inference_server::grpc::pb;
 use leitwerk_inference_server::model::Card;
-use leitwerk_inference_server::{Batching, Model, Server, serve};
+use leitwerk_inference_server::{Batching, Model, Server};
 use leitwerk_trainer::onnx::{Head, export};
 use leitwerk_trainer::preprocess::{Columns, Encoder};
 use ort::environment::Environment;
 use serde_json::{Value, json};
 
 mod common;
-use common::environment;
+use common::{Running, environment};
 
 /// Training rows: `visits` (number) and `plan` (category).
 fn columns() -> Columns {
@@ -73,13 +72,6 @@ fn card() -> Card {
     .unwrap()
 }
 
-struct Running {
-    http: SocketAddr,
-    grpc: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<Result<(), String>>,
-}
-
 async fn start(env: &Environment, batching: Option<Batching>) -> Running {
     start_with(env, batching, None).await
 }
@@ -100,26 +92,7 @@ async fn start_with(
     if let Some(token) = feedback_token {
         let _ = server.feedback_token.set(token.to_string());
     }
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let done = tokio::spawn(serve(
-        server,
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        async move {
-            let _ = rx.await;
-        },
-        move |h, g| {
-            let _ = addr_tx.send((h, g));
-        },
-    ));
-    let (http, grpc) = addr_rx.await.unwrap();
-    Running {
-        http,
-        grpc,
-        stop: Some(tx),
-        done,
-    }
+    common::serve_in_process(server).await
 }
 
 /// One gRPC input tensor.

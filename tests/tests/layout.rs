@@ -69,6 +69,9 @@ fn top_level_entries_are_exactly_the_documented_ones() {
         "content",
         "crds",
         "examples",
+        // Feature attributions shared by the trainer, the batch scorer and the inference
+        // server, documented in the README's Architecture.
+        "explain",
         "inference-server",
         "operator",
         // The retrieval library shared by the trainer (`index`) and the inference server

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use leitwerk_crds::command::{JobArgs, JobCommand, LifetimeArgs, ScoreArgs};
 use leitwerk_crds::labels::BATCH_SCORING;
 use leitwerk_crds::model::{
@@ -18,14 +18,14 @@ use leitwerk_crds::model::{
 use leitwerk_crds::summary::ScoreSummary;
 use leitwerk_crds::{FeatureSet, Model, versions::Versions};
 
-use super::{Error, MODEL_LABEL, VERSION_LABEL, parts};
+use super::{Error, MODEL_LABEL};
 use crate::config::OperatorConfig;
 use crate::context::Context;
 use crate::jobs::{JobOutcome, list_owned, outcome};
 use crate::reconcile::Outcome;
 use crate::schedule::{self, SCHEDULED_FOR};
 use crate::status::Desired;
-use crate::workloads::{child_name, spec_env, trainer_job};
+use crate::workloads::spec_env;
 
 /// What the reconcile reads about a Model's batch scoring before it plans.
 #[derive(Debug, Clone, Default)]
@@ -85,16 +85,6 @@ pub fn build_score_job(
     snapshot: Option<&str>,
     due: DateTime<Utc>,
 ) -> Job {
-    let training = model.spec.training.clone().unwrap_or_default();
-    let mut p = parts(
-        model,
-        config,
-        false,
-        training.resources.as_ref(),
-        training.scheduling.clone(),
-    );
-    p.labels.insert(BATCH_SCORING.to_string(), "true".into());
-    p.env.push(spec_env(&model.spec));
     let (name, url) = version;
     let job_args = JobArgs::new(
         &model.namespace().unwrap_or_default(),
@@ -119,25 +109,14 @@ pub fn build_score_job(
         score_command(model, spec, job_args, (name, url), snapshot, due)
     }
     .to_args();
-    let image = training
-        .image
-        .clone()
-        .unwrap_or_else(|| config.trainer_image.clone());
-    let owner = model.controller_owner_ref(&()).unwrap_or_default();
-    let mut job = trainer_job(
-        &child_name(
-            &model.name_any(),
-            &format!("score-{}", due.format("%Y%m%d-%H%M")),
-        ),
-        &model.namespace().unwrap_or_default(),
-        owner,
-        &image,
+    let mut job = super::model_job(
+        model,
+        config,
+        &format!("score-{}", due.format("%Y%m%d-%H%M")),
+        (BATCH_SCORING, "true"),
+        spec_env(&model.spec),
         args,
-        &p,
-        training.backoff_limit,
-        training.active_deadline_seconds,
     );
-    job.labels_mut().remove(VERSION_LABEL);
     job.annotations_mut()
         .insert(SCHEDULED_FOR.to_string(), schedule::format(due));
     job

@@ -62,19 +62,8 @@ pub fn build_training_job(
     snapshot: &str,
     data_version: &str,
 ) -> Job {
-    let training = model.spec.training.clone().unwrap_or_default();
-    let mut p = parts(
-        model,
-        config,
-        false,
-        training.resources.as_ref(),
-        training.scheduling.clone(),
-    );
-    p.labels
-        .insert(VERSION_LABEL.to_string(), version.to_string());
     let mut spec = model.spec.clone();
     spec.serving.image = None;
-    p.env.push(spec_env(&spec));
     let args = JobCommand::Train {
         job: JobArgs::new(
             &model.namespace().unwrap_or_default(),
@@ -89,20 +78,13 @@ pub fn build_training_job(
         },
     }
     .to_args();
-    let image = training
-        .image
-        .clone()
-        .unwrap_or_else(|| config.trainer_image.clone());
-    let owner = model.controller_owner_ref(&()).unwrap_or_default();
-    let mut job = trainer_job(
-        &child_name(&model.name_any(), &format!("train-{version}")),
-        &model.namespace().unwrap_or_default(),
-        owner,
-        &image,
+    let mut job = model_job(
+        model,
+        config,
+        &format!("train-{version}"),
+        (VERSION_LABEL, version),
+        spec_env(&spec),
         args,
-        &p,
-        training.backoff_limit,
-        training.active_deadline_seconds,
     );
     job.metadata.annotations = Some(BTreeMap::from([
         (
@@ -115,6 +97,44 @@ pub fn build_training_job(
         ),
     ]));
     job
+}
+
+/// A Job of the Model that runs the trainer with `args` (`<model>-<suffix>`): the training
+/// resources, scheduling, image and limits, the Model's labels and `label`, the spec in the
+/// environment.
+pub(super) fn model_job(
+    model: &Model,
+    config: &OperatorConfig,
+    suffix: &str,
+    label: (&str, &str),
+    spec: k8s_openapi::api::core::v1::EnvVar,
+    args: Vec<String>,
+) -> Job {
+    let training = model.spec.training.clone().unwrap_or_default();
+    let mut p = parts(
+        model,
+        config,
+        false,
+        training.resources.as_ref(),
+        training.scheduling.clone(),
+    );
+    p.labels.insert(label.0.to_string(), label.1.to_string());
+    p.env.push(spec);
+    let image = training
+        .image
+        .clone()
+        .unwrap_or_else(|| config.trainer_image.clone());
+    let owner = model.controller_owner_ref(&()).unwrap_or_default();
+    trainer_job(
+        &child_name(&model.name_any(), suffix),
+        &model.namespace().unwrap_or_default(),
+        owner,
+        &image,
+        args,
+        &p,
+        training.backoff_limit,
+        training.active_deadline_seconds,
+    )
 }
 
 /// The serving Deployment and Service of a version.

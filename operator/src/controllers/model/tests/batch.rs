@@ -89,18 +89,8 @@ fn a_due_time_starts_one_job_scoring_the_newest_snapshot_with_the_serving_versio
         job.annotations()[crate::schedule::SCHEDULED_FOR],
         "2026-12-05T05:00:00Z"
     );
-    let args = job.spec.unwrap().template.spec.unwrap().containers[0]
-        .args
-        .clone()
-        .unwrap();
-    let parsed = <JobCommandParser as clap::Parser>::try_parse_from(
-        std::iter::once("leitwerk-trainer".to_string())
-            .chain(args)
-            .chain(["--spec".to_string(), "{}".to_string()]),
-    )
-    .expect("the trainer parses the Job's command line");
-    let JobCommand::Score { score, .. } = parsed.command else {
-        panic!("a score command: {parsed:?}");
+    let JobCommand::Score { score, .. } = command_of(&job) else {
+        panic!("a score command: {:?}", command_of(&job));
     };
     assert_eq!(score.model, "file:///m/v2/model.onnx#sha256:ab12");
     assert_eq!(score.version, "v2");
@@ -148,6 +138,24 @@ fn a_due_time_starts_one_job_scoring_the_newest_snapshot_with_the_serving_versio
 struct JobCommandParser {
     #[command(subcommand)]
     command: JobCommand,
+}
+
+/// The trainer command a Job runs, parsed as the trainer parses it.
+fn command_of(job: &k8s_openapi::api::batch::v1::Job) -> JobCommand {
+    let args = job
+        .spec
+        .clone()
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.first().cloned())
+        .and_then(|c| c.args)
+        .expect("the Job's arguments");
+    <JobCommandParser as clap::Parser>::try_parse_from(
+        std::iter::once("leitwerk-trainer".to_string())
+            .chain(args)
+            .chain(["--spec".to_string(), "{}".to_string()]),
+    )
+    .expect("the trainer parses the Job's command line")
+    .command
 }
 
 #[test]
@@ -391,18 +399,8 @@ fn a_lifetime_value_model_fits_and_scores_at_each_due_time_without_serving() {
         .start
         .clone()
         .expect("a Job without a serving version or a snapshot");
-    let args = job.clone().spec.unwrap().template.spec.unwrap().containers[0]
-        .args
-        .clone()
-        .unwrap();
-    let parsed = <JobCommandParser as clap::Parser>::try_parse_from(
-        std::iter::once("leitwerk-trainer".to_string())
-            .chain(args)
-            .chain(["--spec".to_string(), "{}".to_string()]),
-    )
-    .expect("the trainer parses the Job's command line");
-    let JobCommand::LifetimeValue { lifetime, .. } = parsed.command else {
-        panic!("a lifetime-value command: {parsed:?}");
+    let JobCommand::LifetimeValue { lifetime, .. } = command_of(&job) else {
+        panic!("a lifetime-value command: {:?}", command_of(&job));
     };
     assert_eq!(lifetime.output, "s3://crm/clv/shop-clv-20261205T0500Z.csv");
     assert_eq!(
