@@ -221,7 +221,7 @@ impl JobCommand {
 /// `leitwerk-inference-server`'s command line: serves Leitwerk models (ONNX, with
 /// preprocessing inside the graph) over the Open Inference Protocol v2, REST and gRPC,
 /// RagIndex versions for retrieval, and per-version Prometheus metrics.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Parser)]
+#[derive(Debug, Clone, PartialEq, clap::Parser)]
 #[command(name = "leitwerk-inference-server", version)]
 pub struct ServerArgs {
     /// Model to serve as NAME=VERSION=URL[#sha256:HEX] (repeat for several models and
@@ -281,6 +281,13 @@ pub struct ServerArgs {
     /// finish. Keep it below the pod's terminationGracePeriodSeconds.
     #[arg(long, default_value_t = 10)]
     pub drain_seconds: u64,
+    /// Shadow mode: mirror every REST inference request to the candidate at this base URL
+    /// (`http://host:port`) after answering it, and compare the answers in metrics.
+    #[arg(long)]
+    pub shadow: Option<String>,
+    /// The threshold shadow mode compares decisions at.
+    #[arg(long, default_value_t = 0.5)]
+    pub shadow_threshold: f64,
     /// Constant label on every metric as KEY=VALUE (repeatable), e.g. `variant=canary`; the
     /// operator sets namespace, experiment and variant.
     #[arg(long = "metric-label", value_name = "KEY=VALUE")]
@@ -303,6 +310,8 @@ impl Default for ServerArgs {
             max_batch_delay_ms: 0,
             feedback_capacity: 100_000,
             drain_seconds: 10,
+            shadow: None,
+            shadow_threshold: 0.5,
             metric_labels: Vec::new(),
         }
     }
@@ -352,6 +361,10 @@ impl ServerArgs {
             flag(&mut out, "--feedback-capacity", &self.feedback_capacity);
         }
         flag(&mut out, "--drain-seconds", &self.drain_seconds);
+        if let Some(url) = &self.shadow {
+            flag(&mut out, "--shadow", url);
+            flag(&mut out, "--shadow-threshold", &self.shadow_threshold);
+        }
         for l in &self.metric_labels {
             flag(&mut out, "--metric-label", l);
         }
@@ -521,6 +534,8 @@ mod tests {
                 ],
                 max_batch_size: 32,
                 max_batch_delay_ms: 2,
+                shadow: Some("http://lead-scoring-candidate.marketing.svc:8080".into()),
+                shadow_threshold: 0.4,
                 metric_labels: vec![
                     "namespace=marketing".parse().unwrap(),
                     "variant=canary".parse().unwrap(),

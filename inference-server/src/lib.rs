@@ -10,6 +10,7 @@ pub mod model;
 pub mod rest;
 pub mod retrieval;
 pub mod server;
+pub mod shadow;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

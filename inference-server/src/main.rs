@@ -153,6 +153,18 @@ async fn main() -> ExitCode {
     if let Some(r) = retrieval {
         let _ = server.retrieval.set(std::sync::Arc::new(r));
     }
+    if let Some(url) = &args.shadow {
+        match leitwerk_inference_server::shadow::Shadow::new(url, args.shadow_threshold) {
+            Ok(shadow) => {
+                names.push(format!("shadow mode (mirroring to {url})"));
+                let _ = server.shadow.set(std::sync::Arc::new(shadow));
+            }
+            Err(problem) => {
+                eprintln!("leitwerk-inference-server: {problem}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        }
+    }
     if let Some(g) = generator {
         names.push(format!("generator {}", g.name));
         let _ = server.generator.set(std::sync::Arc::new(g));

@@ -195,7 +195,7 @@ fn wants_explanation(parameters: &serde_json::Map<String, Value>) -> Result<bool
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 struct InputTensor {
     name: String,
     shape: Vec<i64>,
@@ -266,10 +266,23 @@ async fn run_infer(
     let Json(request) =
         body.map_err(|e| rejected(e, "the body is not an OIP v2 inference request"))?;
     let explain = wants_explanation(&request.parameters)?;
+    let mirrored = s
+        .shadow
+        .get()
+        .map(|shadow| (shadow.clone(), serde_json::to_value(&request.inputs)));
     let tensors = parse_inputs(request.inputs)?;
     let scored = s
         .infer(&name, version.as_deref(), tensors, explain, "rest")
         .await?;
+    if let Some((shadow, Ok(inputs))) = mirrored {
+        shadow.tee(
+            s.clone(),
+            &name,
+            (&scored.model, &scored.version),
+            inputs,
+            scored.scores.clone(),
+        );
+    }
     let n = scored.scores.len();
     let mut outputs = vec![
         json!({"name": scored.output, "datatype": "FP32", "shape": [n, 1], "data": scored.scores}),

@@ -52,6 +52,8 @@ pub struct Server {
     /// The token feedback callers must send (`Authorization: Bearer …`); without one the
     /// endpoint takes outcomes from anyone who holds a prediction id.
     pub feedback_token: std::sync::OnceLock<String>,
+    /// The candidate REST requests are mirrored to (shadow mode).
+    pub shadow: std::sync::OnceLock<Arc<crate::shadow::Shadow>>,
 }
 
 /// The reply of one inference.
@@ -142,6 +144,7 @@ impl Server {
             retrieval: std::sync::OnceLock::new(),
             generator: std::sync::OnceLock::new(),
             feedback_token: std::sync::OnceLock::new(),
+            shadow: std::sync::OnceLock::new(),
         })
     }
 

@@ -90,6 +90,17 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+/// Labels of mirrored-request series (shadow mode).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    /// Model name (the stable one that answered).
+    pub model: String,
+    /// Version (the stable one that answered).
+    pub version: String,
+    /// `ok`, `error` (no answer, a refusal or a timeout) or `dropped` (too many open).
+    pub outcome: String,
+}
+
 /// Every metric the server exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -109,6 +120,11 @@ pub struct Metrics {
     pub(crate) index_queries: Family<IndexLabels, Counter>,
     pub(crate) index_empty: Family<IndexLabels, Counter>,
     pub(crate) index_latency: Family<IndexLabels, Histogram>,
+    pub(crate) shadow_requests: Family<ShadowLabels, Counter>,
+    pub(crate) shadow_rows: Family<VersionLabels, Counter>,
+    pub(crate) shadow_agreed: Family<VersionLabels, Counter>,
+    pub(crate) shadow_scores: Family<VersionLabels, Histogram>,
+    pub(crate) shadow_latency: Family<VersionLabels, Histogram>,
 }
 
 impl Metrics {
@@ -208,7 +224,48 @@ impl Metrics {
             "Time to embed a query and search the index",
             index_latency.clone(),
         );
+        let shadow_requests = Family::<ShadowLabels, Counter>::default();
+        let shadow_rows = Family::<VersionLabels, Counter>::default();
+        let shadow_agreed = Family::<VersionLabels, Counter>::default();
+        let shadow_scores = Family::<VersionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new((1..20).map(|i| i as f64 / 20.0))
+        });
+        let shadow_latency = Family::<VersionLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ])
+        });
+        registry.register(
+            "shadow_requests",
+            "Requests mirrored to the shadow candidate, by outcome (ok, error, dropped)",
+            shadow_requests.clone(),
+        );
+        registry.register(
+            "shadow_rows",
+            "Rows the shadow candidate scored",
+            shadow_rows.clone(),
+        );
+        registry.register(
+            "shadow_agreed",
+            "Rows the shadow candidate put on the same side of the threshold as this server",
+            shadow_agreed.clone(),
+        );
+        registry.register(
+            "shadow_score",
+            "The shadow candidate's scores of the mirrored rows",
+            shadow_scores.clone(),
+        );
+        registry.register(
+            "shadow_request_duration_seconds",
+            "Time the shadow candidate took to answer",
+            shadow_latency.clone(),
+        );
         Metrics {
+            shadow_requests,
+            shadow_rows,
+            shadow_agreed,
+            shadow_scores,
+            shadow_latency,
             registry,
             index_queries,
             index_empty,

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 
 use leitwerk_inference_server::{Server, load_onnxruntime, serve};
+use leitwerk_trainer::onnx::{Head, export};
+use leitwerk_trainer::preprocess::{Columns, Encoder};
 use ort::environment::Environment;
 
 /// ONNX Runtime allows one environment per process: the tests share it.
@@ -62,4 +64,45 @@ pub async fn serve_in_process(server: std::sync::Arc<Server>) -> Running {
         stop: Some(tx),
         done,
     }
+}
+
+/// Training rows: `visits` (number) and `plan` (category).
+pub fn columns() -> Columns {
+    let visits: Vec<f64> = (0..40).map(|i| f64::from(i % 10)).collect();
+    let plans: Vec<String> = (0..40)
+        .map(|i| ["basic", "pro"][i % 2].to_string())
+        .collect();
+    Columns {
+        numeric: vec![("visits".into(), visits)],
+        categorical: vec![("plan".into(), plans)],
+    }
+}
+
+/// A logistic model `sigmoid(w·x + b)` exported with its preprocessing, plus its encoder.
+pub fn model_bytes(weight: f64) -> (Vec<u8>, Encoder, Vec<f64>) {
+    let enc = Encoder::fit(&columns());
+    let weights = vec![weight, 0.5, -0.5, 0.0];
+    assert_eq!(enc.width(), weights.len(), "{:?}", enc.feature_names());
+    let bytes = export(
+        &enc,
+        &Head::Logistic {
+            weights: &weights,
+            intercept: -0.2,
+        },
+        &[],
+    );
+    (bytes, enc, weights)
+}
+
+pub fn expected(enc: &Encoder, weights: &[f64], visits: &[f64], plans: &[&str]) -> Vec<f64> {
+    let cols = Columns {
+        numeric: vec![("visits".into(), visits.to_vec())],
+        categorical: vec![("plan".into(), plans.iter().map(|s| s.to_string()).collect())],
+    };
+    let x = enc.transform(&cols);
+    let model = leitwerk_trainer::logistic::Logistic {
+        weights: ndarray::Array1::from(weights.to_vec()),
+        intercept: -0.2,
+    };
+    model.predict(&x)
 }
