@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test fixtures: a failed setup step fails the test
 
 mod common;
+use common::post;
 
 use leitwerk_crds::model::Task;
 use leitwerk_explain::{Explainer, METADATA_KEY, Raw, Units};
@@ -122,17 +123,6 @@ fn request(spend: &[f64], visits: &[f64], plan: &[String], parameters: Value) ->
         {"name": "visits", "datatype": "FP32", "shape": [visits.len(), 1], "data": visits},
         {"name": "plan", "datatype": "BYTES", "shape": [plan.len()], "data": plan}
     ], "parameters": parameters})
-}
-
-async fn post(url: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 fn floats(v: &Value) -> Vec<f64> {

@@ -16,7 +16,7 @@ use ort::environment::Environment;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Running, environment, expected, model_bytes};
+use common::{Running, environment, expected, model_bytes, post};
 
 fn card() -> Card {
     serde_json::from_value(json!({
@@ -73,17 +73,6 @@ fn request(visits: &[f64], plans: &[&str]) -> Value {
         {"name": "visits", "datatype": "FP32", "shape": [visits.len(), 1], "data": visits},
         {"name": "plan", "datatype": "BYTES", "shape": [plans.len()], "data": plans}
     ]})
-}
-
-async fn post(url: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

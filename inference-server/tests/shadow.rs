@@ -7,23 +7,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test fixtures: a failed setup step fails the test
 
 mod common;
+use common::post;
 
 use std::time::Duration;
 
 use leitwerk_inference_server::shadow::Shadow;
 use leitwerk_inference_server::{Model, Server};
-use serde_json::{Value, json};
-
-async fn post(url: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
+use serde_json::json;
 
 /// The value of a series in the server's /metrics text (0 when absent).
 async fn metric(http: std::net::SocketAddr, series: &str) -> f64 {

@@ -106,3 +106,15 @@ pub fn expected(enc: &Encoder, weights: &[f64], visits: &[f64], plans: &[&str]) 
     };
     model.predict(&x)
 }
+
+/// POSTs JSON; the status and the JSON answer (`null` when it is none).
+pub async fn post(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
