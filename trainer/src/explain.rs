@@ -17,7 +17,7 @@ use ndarray::{Array2, Axis};
 use crate::boosting::Objective;
 use crate::pipeline::Fitted;
 use crate::preprocess::Encoder;
-use crate::tree::{Node, Tree};
+use crate::tree::Tree;
 
 /// The most rows a single tree or a forest is explained on (evenly spaced over the rows).
 pub const TREE_ROWS: usize = 500;
@@ -45,25 +45,10 @@ pub fn features(encoder: &Encoder) -> Vec<Feature> {
 }
 
 fn covered(tree: &Tree, covers: Vec<f64>) -> leitwerk_explain::Tree {
-    let nodes = tree
-        .nodes
-        .iter()
-        .map(|n| match n {
-            Node::Split {
-                feature,
-                threshold,
-                left,
-                right,
-            } => leitwerk_explain::Node::Split {
-                feature: *feature,
-                threshold: *threshold,
-                left: *left,
-                right: *right,
-            },
-            Node::Leaf { value } => leitwerk_explain::Node::Leaf { value: *value },
-        })
-        .collect();
-    leitwerk_explain::Tree { nodes, covers }
+    leitwerk_explain::Tree {
+        nodes: tree.nodes.clone(),
+        covers,
+    }
 }
 
 /// The explainer of a fitted model: its preprocessing and head, trees with their covers (the

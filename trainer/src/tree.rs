@@ -15,26 +15,10 @@
 use ndarray::{Array2, ArrayView1};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 
-/// A node of a flat tree.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Node {
-    /// `x[feature] <= threshold` goes to `left`, otherwise to `right`.
-    Split {
-        /// Column index.
-        feature: usize,
-        /// Threshold (compared in f32).
-        threshold: f32,
-        /// Index of the left child.
-        left: usize,
-        /// Index of the right child.
-        right: usize,
-    },
-    /// A leaf and its value.
-    Leaf {
-        /// P(true) or the mean target of the training rows that reach it.
-        value: f64,
-    },
-}
+/// A node of a flat tree: `x[feature] <= threshold` (in f32) goes left, otherwise right; a
+/// leaf holds P(true) or the mean target of its training rows. The explainer's own node type,
+/// so a tree goes into a model's explainer as it is.
+pub use leitwerk_explain::Node;
 
 /// One tree, root at index 0.
 #[derive(Debug, Clone, PartialEq)]
