@@ -49,6 +49,37 @@ pub struct Tuning {
     pub space: Vec<SearchDimension>,
 }
 
+impl Tuning {
+    /// The metric the search optimises: `objective`, or AUC (classification) / RMSE. `Err`
+    /// says why the objective cannot be optimised for `task` (the operator's validation and
+    /// the trainer give the same reason).
+    pub fn objective_for(&self, task: super::Task) -> Result<crate::metrics::Metric, String> {
+        use crate::metrics::Metric;
+        let classification = task == super::Task::BinaryClassification;
+        let metric = self.objective.unwrap_or(if classification {
+            Metric::Auc
+        } else {
+            Metric::Rmse
+        });
+        let allowed: &[Metric] = if classification {
+            &[Metric::Auc, Metric::PrAuc, Metric::LogLoss, Metric::Brier]
+        } else {
+            &[Metric::Rmse, Metric::Mae, Metric::R2]
+        };
+        if allowed.contains(&metric) {
+            return Ok(metric);
+        }
+        Err(format!(
+            "{metric} cannot be optimised for task {task:?}; use one of {}",
+            allowed
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
 fn default_max_seconds() -> i32 {
     3600
 }

@@ -41,27 +41,9 @@ pub fn objective_value(metric: Metric, predicted: &[f64], truth: &[f64]) -> Opti
 
 /// The metric a search optimises: the spec's, or AUC / RMSE.
 pub fn objective_of(spec: &ModelSpec, tuning: &Tuning) -> Result<Metric, JobError> {
-    let metric = tuning.objective.unwrap_or(match spec.task {
-        Task::BinaryClassification => Metric::Auc,
-        _ => Metric::Rmse,
-    });
-    let allowed: &[Metric] = match spec.task {
-        Task::BinaryClassification => &[Metric::Auc, Metric::PrAuc, Metric::LogLoss, Metric::Brier],
-        _ => &[Metric::Rmse, Metric::Mae, Metric::R2],
-    };
-    if allowed.contains(&metric) {
-        Ok(metric)
-    } else {
-        Err(invalid(format!(
-            "spec.tuning.objective {metric} cannot be optimised for task {:?}; use one of {}",
-            spec.task,
-            allowed
-                .iter()
-                .map(|m| m.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )))
-    }
+    tuning
+        .objective_for(spec.task)
+        .map_err(|why| invalid(format!("spec.tuning.objective {why}")))
 }
 
 /// Sets one searched parameter.

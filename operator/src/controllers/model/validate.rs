@@ -18,27 +18,8 @@ pub fn validate(spec: &ModelSpec) -> Result<(), Vec<FieldError>> {
     {
         errors.push(FieldError::new("spec.training.retrain.schedule", problem));
     }
-    if let Some(objective) = spec.tuning.as_ref().and_then(|t| t.objective) {
-        let allowed: &[Metric] = match spec.task {
-            Task::BinaryClassification => {
-                &[Metric::Auc, Metric::PrAuc, Metric::LogLoss, Metric::Brier]
-            }
-            _ => &[Metric::Rmse, Metric::Mae, Metric::R2],
-        };
-        if !allowed.contains(&objective) {
-            errors.push(FieldError::new(
-                "spec.tuning.objective",
-                format!(
-                    "{objective} cannot be optimised for task {:?}; use one of {}",
-                    spec.task,
-                    allowed
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
+    if let Some(Err(problem)) = spec.tuning.as_ref().map(|t| t.objective_for(spec.task)) {
+        errors.push(FieldError::new("spec.tuning.objective", problem));
     }
     if let Some(batch) = &spec.batch_scoring
         && let Err(problem) = check_cron(&batch.schedule)

@@ -492,3 +492,17 @@ fn a_lifetime_value_model_fits_and_scores_at_each_due_time_without_serving() {
         outcome.ready
     );
 }
+
+#[test]
+fn a_tuning_objective_of_the_other_task_is_refused_naming_the_field() {
+    let m: Model = yaml_serde::from_str(
+        "apiVersion: leitwerk.dev/v1alpha1\nkind: Model\nmetadata: {name: m}\nspec:\n  task: Regression\n  featureSetRef: {name: x}\n  algorithm: {gradientBoosting: {}}\n  tuning: {objective: auc, trials: 5, space: [{parameter: l2, min: 0.1, max: 1}]}\n",
+    )
+    .expect("a Model parses");
+    let errors = crate::controllers::model::validate(&m.spec).expect_err("refused");
+    let error = errors
+        .iter()
+        .find(|e| e.field == "spec.tuning.objective")
+        .expect("the objective named");
+    assert!(error.message.contains("rmse"), "{}", error.message);
+}
