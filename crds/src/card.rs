@@ -32,6 +32,20 @@ pub mod metric {
         pub const FEATURE_BUCKET: &str = "feature_bucket";
         /// Training share per feature and bucket from the model card (a gauge).
         pub const FEATURE_REFERENCE: &str = "feature_reference";
+        /// Inference requests (a counter).
+        pub const REQUESTS: &str = "requests";
+        /// Failed inference requests by code (a counter).
+        pub const ERRORS: &str = "errors";
+        /// Time from request to response (a histogram).
+        pub const REQUEST_DURATION: &str = "request_duration_seconds";
+        /// Scores returned, one per row (a histogram).
+        pub const SCORE: &str = "score";
+        /// Requests mirrored to a shadow candidate by outcome (a counter).
+        pub const SHADOW_REQUESTS: &str = "shadow_requests";
+        /// Rows a shadow candidate scored (a counter).
+        pub const SHADOW_ROWS: &str = "shadow_rows";
+        /// Rows a shadow candidate put on the server's side of the threshold (a counter).
+        pub const SHADOW_AGREED: &str = "shadow_agreed";
     }
 
     /// Rows scored per model version, as exposed.
@@ -43,6 +57,20 @@ pub mod metric {
     /// Training share per feature and bucket from the model card, as exposed: the drift
     /// reference.
     pub const FEATURE_REFERENCE: &str = "leitwerk_inference_feature_reference";
+    /// Inference requests, as exposed.
+    pub const REQUESTS: &str = "leitwerk_inference_requests_total";
+    /// Failed inference requests, as exposed.
+    pub const ERRORS: &str = "leitwerk_inference_errors_total";
+    /// Request latency histogram, as exposed (with `_bucket`, `_sum`, `_count`).
+    pub const REQUEST_DURATION: &str = "leitwerk_inference_request_duration_seconds";
+    /// Score histogram, as exposed (with `_bucket`, `_sum`, `_count`).
+    pub const SCORE: &str = "leitwerk_inference_score";
+    /// Mirrored requests by outcome, as exposed.
+    pub const SHADOW_REQUESTS: &str = "leitwerk_inference_shadow_requests_total";
+    /// Rows a shadow candidate scored, as exposed.
+    pub const SHADOW_ROWS: &str = "leitwerk_inference_shadow_rows_total";
+    /// Rows on the same side of the threshold, as exposed.
+    pub const SHADOW_AGREED: &str = "leitwerk_inference_shadow_agreed_total";
 
     #[cfg(test)]
     mod tests {
@@ -55,6 +83,13 @@ pub mod metric {
                 (OUTCOMES, registered::OUTCOMES, true),
                 (FEATURE_BUCKET, registered::FEATURE_BUCKET, true),
                 (FEATURE_REFERENCE, registered::FEATURE_REFERENCE, false),
+                (REQUESTS, registered::REQUESTS, true),
+                (ERRORS, registered::ERRORS, true),
+                (REQUEST_DURATION, registered::REQUEST_DURATION, false),
+                (SCORE, registered::SCORE, false),
+                (SHADOW_REQUESTS, registered::SHADOW_REQUESTS, true),
+                (SHADOW_ROWS, registered::SHADOW_ROWS, true),
+                (SHADOW_AGREED, registered::SHADOW_AGREED, true),
             ] {
                 let suffix = if counter { "_total" } else { "" };
                 assert_eq!(exposed, format!("{PREFIX}_{name}{suffix}"));

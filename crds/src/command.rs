@@ -288,6 +288,10 @@ pub struct ServerArgs {
     /// The threshold shadow mode compares decisions at.
     #[arg(long, default_value_t = 0.5)]
     pub shadow_threshold: f64,
+    /// The model name the shadow candidate serves under, where it is another Model; the
+    /// request's model name when left out.
+    #[arg(long, requires = "shadow")]
+    pub shadow_model: Option<String>,
     /// Constant label on every metric as KEY=VALUE (repeatable), e.g. `variant=canary`; the
     /// operator sets namespace, experiment and variant.
     #[arg(long = "metric-label", value_name = "KEY=VALUE")]
@@ -312,6 +316,7 @@ impl Default for ServerArgs {
             drain_seconds: 10,
             shadow: None,
             shadow_threshold: 0.5,
+            shadow_model: None,
             metric_labels: Vec::new(),
         }
     }
@@ -364,6 +369,9 @@ impl ServerArgs {
         if let Some(url) = &self.shadow {
             flag(&mut out, "--shadow", url);
             flag(&mut out, "--shadow-threshold", &self.shadow_threshold);
+            if let Some(model) = &self.shadow_model {
+                flag(&mut out, "--shadow-model", model);
+            }
         }
         for l in &self.metric_labels {
             flag(&mut out, "--metric-label", l);
@@ -535,6 +543,7 @@ mod tests {
                 max_batch_size: 32,
                 max_batch_delay_ms: 2,
                 shadow: Some("http://lead-scoring-candidate.marketing.svc:8080".into()),
+                shadow_model: Some("lead-scoring-rules".into()),
                 shadow_threshold: 0.4,
                 metric_labels: vec![
                     "namespace=marketing".parse().unwrap(),

@@ -33,6 +33,7 @@ use crate::common::LocalObjectReference;
 #[x_kube(validation = Rule::new("self.strategy.type != 'Holdout' || self.variants.exists(v, v.name == self.strategy.holdout.controlVariant && v.role == 'Control')").message("strategy.holdout.controlVariant must name a variant with role Control"))]
 #[x_kube(validation = Rule::new("self.strategy.type != 'FixedSplit' || self.strategy.fixedSplit.weights.all(k, self.variants.exists(v, v.name == k))").message("strategy.fixedSplit.weights may only name variants of spec.variants"))]
 #[x_kube(validation = Rule::new("self.strategy.type != 'Canary' || self.variants.exists(v, v.role == 'Candidate')").message("a Canary strategy needs a variant with role Candidate"))]
+#[x_kube(validation = Rule::new("self.strategy.type != 'Shadow' || self.variants.filter(v, v.role == 'Candidate').size() == 1").message("a Shadow strategy mirrors traffic to exactly one variant with role Candidate"))]
 #[x_kube(validation = Rule::new("!has(self.kpis) || self.kpis.all(k, self.kpis.filter(j, j.name == k.name).size() == 1)").message("kpis[].name must be unique"))]
 pub struct ExperimentSpec {
     /// The competing variants: versions of one Model, or several Models.
@@ -131,6 +132,7 @@ pub enum VariantRole {
 #[x_kube(validation = Rule::new("(self.type == 'Bandit') == has(self.bandit)").message("strategy.bandit is required with type Bandit and not allowed otherwise"))]
 #[x_kube(validation = Rule::new("(self.type == 'FixedSplit') == has(self.fixedSplit)").message("strategy.fixedSplit is required with type FixedSplit and not allowed otherwise"))]
 #[x_kube(validation = Rule::new("(self.type == 'Holdout') == has(self.holdout)").message("strategy.holdout is required with type Holdout and not allowed otherwise"))]
+#[x_kube(validation = Rule::new("(self.type == 'Shadow') == has(self.shadow)").message("strategy.shadow is required with type Shadow and not allowed otherwise"))]
 pub struct Strategy {
     /// The strategy.
     #[serde(rename = "type")]
@@ -147,6 +149,9 @@ pub struct Strategy {
     /// A holdout control arm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holdout: Option<HoldoutStrategy>,
+    /// A shadow run on mirrored traffic, then a canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStrategy>,
 }
 
 /// Strategy types.
@@ -160,6 +165,9 @@ pub enum StrategyType {
     FixedSplit,
     /// Keep a fixed share on a control arm and report the lift.
     Holdout,
+    /// Mirror live traffic to the candidate, compare its answers with stable's, then run a
+    /// canary or retire it.
+    Shadow,
 }
 
 /// Canary steps.
@@ -330,6 +338,8 @@ pub struct TrafficRouting {
     pub hostnames: Vec<String>,
 }
 
+mod shadow;
 mod status;
 
+pub use shadow::*;
 pub use status::*;

@@ -156,6 +156,7 @@ async fn main() -> ExitCode {
     if let Some(url) = &args.shadow {
         match leitwerk_inference_server::shadow::Shadow::new(url, args.shadow_threshold) {
             Ok(shadow) => {
+                let shadow = shadow.with_model(args.shadow_model.clone());
                 names.push(format!("shadow mode (mirroring to {url})"));
                 let _ = server.shadow.set(std::sync::Arc::new(shadow));
             }

@@ -24,6 +24,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Shadow {
     url: String,
     threshold: f64,
+    model: Option<String>,
     client: reqwest::Client,
     slots: Arc<tokio::sync::Semaphore>,
 }
@@ -46,9 +47,17 @@ impl Shadow {
         Ok(Shadow {
             url: url.trim_end_matches('/').to_string(),
             threshold,
+            model: None,
             client,
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         })
+    }
+
+    /// Mirrors to the candidate's model `name` (another Model than the one asked for), not to
+    /// the request's model name.
+    pub fn with_model(mut self, name: Option<String>) -> Shadow {
+        self.model = name;
+        self
     }
 
     /// Sends `inputs` (the request's OIP v2 input tensors) for model `name` to the candidate
@@ -82,7 +91,11 @@ impl Shadow {
         };
         let request = self
             .client
-            .post(format!("{}/v2/models/{name}/infer", self.url))
+            .post(format!(
+                "{}/v2/models/{}/infer",
+                self.url,
+                self.model.as_deref().unwrap_or(name)
+            ))
             .json(&serde_json::json!({ "inputs": inputs }));
         let threshold = self.threshold;
         tokio::spawn(async move {

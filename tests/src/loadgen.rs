@@ -1,7 +1,10 @@
 //! A load generator that stands in for the marketing site and its users: it sends scoring
 //! requests the way a Gateway would route them (by the weights of the Experiment's HTTPRoute,
 //! or across the ready pods of the Experiment's Service without one), and reports whether each
-//! scored lead converted, drawn from a true conversion rate per variant. The inference servers
+//! scored lead converted, drawn from a true conversion rate per variant. Where the route's
+//! rule has a `RequestMirror` filter it also sends a copy of each request to the mirror's
+//! Service, as a Gateway does, and drops the answer: callers (and their conversions) only ever
+//! see the routed variant's. The inference servers
 //! it talks to are the real binaries, run by the node stand-in (reached on loopback ports) or
 //! by a real kubelet (reached at their pod addresses).
 //!
@@ -98,6 +101,7 @@ pub struct LoadGenerator {
     tally: Arc<Mutex<Tally>>,
     first: Arc<Mutex<FirstServed>>,
     errors: Arc<Mutex<Vec<String>>>,
+    mirrored: Arc<std::sync::atomic::AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -115,12 +119,13 @@ impl LoadGenerator {
         let tally = Arc::new(Mutex::new(Tally::new()));
         let first = Arc::new(Mutex::new(FirstServed::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
+        let mirrored = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = tokio::spawn(run(
             client,
             node,
             load,
             stop.clone(),
-            (tally.clone(), first.clone()),
+            (tally.clone(), first.clone(), mirrored.clone()),
             errors.clone(),
         ));
         LoadGenerator {
@@ -128,6 +133,7 @@ impl LoadGenerator {
             tally,
             first,
             errors,
+            mirrored,
             task,
         }
     }
@@ -140,6 +146,11 @@ impl LoadGenerator {
     /// When `variant` first had a request scored.
     pub fn first_served(&self, variant: &str) -> Option<std::time::SystemTime> {
         self.first.lock().ok()?.get(variant).copied()
+    }
+
+    /// Copies of requests a `RequestMirror` filter's Service answered.
+    pub fn mirrored(&self) -> u64 {
+        self.mirrored.load(Ordering::Relaxed)
     }
 
     /// The last errors (bounded).
@@ -156,6 +167,9 @@ impl LoadGenerator {
 /// Where traffic goes now: (variant, weight, REST addresses of its ready pods with the
 /// feedback token each one takes).
 type Routes = Vec<(String, u32, Vec<Backend>)>;
+
+/// Where a `RequestMirror` filter sends copies: the REST addresses of its Service's ready pods.
+type Mirrors = Vec<SocketAddr>;
 
 /// A serving pod's REST address and the feedback token it takes.
 type Backend = (SocketAddr, Option<String>);
@@ -193,7 +207,7 @@ async fn routes(
     node: &Ports,
     load: &Load,
     tokens: &mut HashMap<String, String>,
-) -> Routes {
+) -> (Routes, Mirrors) {
     let ns = &load.namespace;
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
     let route = match kube::discovery::pinned_kind(client, &gvk).await {
@@ -222,30 +236,29 @@ async fn routes(
             .unwrap_or_default(),
         None => vec![(load.experiment.clone(), 1)],
     };
+    // The Services a RequestMirror filter of the rule copies every request to.
+    let mirror_services: Vec<String> = route
+        .as_ref()
+        .and_then(|r| r.data["spec"]["rules"][0]["filters"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|f| f["type"] == "RequestMirror")
+        .filter_map(|f| {
+            f["requestMirror"]["backendRef"]["name"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    let mut mirrors = Mirrors::new();
+    for service in mirror_services {
+        for p in ready_pods(&services, &pods, &service).await {
+            mirrors.extend(node(&p));
+        }
+    }
     let mut out: HashMap<String, (u32, Vec<Backend>)> = HashMap::new();
     for (service, weight) in backends {
-        let Ok(Some(svc)) = services.get_opt(&service).await else {
-            continue;
-        };
-        let selector = svc
-            .spec
-            .and_then(|s| s.selector)
-            .unwrap_or_default()
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
-            continue;
-        };
         let mut ready: Vec<(String, Backend)> = Vec::new();
-        for p in list.items.iter().filter(|p| {
-            p.metadata.deletion_timestamp.is_none()
-                && p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        }) {
+        for p in ready_pods(&services, &pods, &service).await.iter() {
             // A Model's own serving pods carry no variant: they count as "model".
             let variant = p
                 .labels()
@@ -267,7 +280,35 @@ async fn routes(
     }
     let mut routes: Routes = out.into_iter().map(|(v, (w, p))| (v, w, p)).collect();
     routes.sort();
-    routes
+    (routes, mirrors)
+}
+
+/// The ready pods behind a Service (none when it is missing).
+async fn ready_pods(services: &Api<Service>, pods: &Api<Pod>, service: &str) -> Vec<Pod> {
+    let Ok(Some(svc)) = services.get_opt(service).await else {
+        return Vec::new();
+    };
+    let selector = svc
+        .spec
+        .and_then(|s| s.selector)
+        .unwrap_or_default()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await else {
+        return Vec::new();
+    };
+    list.items
+        .into_iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .collect()
 }
 
 /// The load loop: send, read the variant that answered, report the outcome. Bounded by the
@@ -277,7 +318,11 @@ async fn run(
     node: Ports,
     load: Load,
     stop: Arc<AtomicBool>,
-    (tally, first): (Arc<Mutex<Tally>>, Arc<Mutex<FirstServed>>),
+    (tally, first, mirrored): (
+        Arc<Mutex<Tally>>,
+        Arc<Mutex<FirstServed>>,
+        Arc<std::sync::atomic::AtomicU64>,
+    ),
     errors: Arc<Mutex<Vec<String>>>,
 ) {
     let http = reqwest::Client::builder()
@@ -288,6 +333,9 @@ async fn run(
     let mut outcome_rngs: BTreeMap<String, StdRng> = BTreeMap::new();
     let pause = Duration::from_secs_f64(1.0 / f64::from(load.rate.max(1)));
     let mut table: Routes = Vec::new();
+    let mut mirrors: Mirrors = Vec::new();
+    // Copies in flight at once, as a Gateway bounds its mirror connections.
+    let copies = Arc::new(tokio::sync::Semaphore::new(32));
     let mut refreshed = tokio::time::Instant::now() - Duration::from_secs(10);
     let mut tokens: HashMap<String, String> = HashMap::new();
     let note = |e: String| {
@@ -303,7 +351,7 @@ async fn run(
         }
         tokio::time::sleep(pause).await;
         if refreshed.elapsed() > Duration::from_millis(500) {
-            table = routes(&client, &node, &load, &mut tokens).await;
+            (table, mirrors) = routes(&client, &node, &load, &mut tokens).await;
             refreshed = tokio::time::Instant::now();
         }
         let total: u32 = table.iter().map(|(_, w, _)| *w).sum();
@@ -331,6 +379,24 @@ async fn run(
             &load.requests
         };
         let body = &pool[(n as usize) % pool.len()];
+        if !mirrors.is_empty()
+            && let Ok(slot) = copies.clone().try_acquire_owned()
+        {
+            let copy = http
+                .post(format!(
+                    "http://{}/v2/models/{}/infer",
+                    mirrors[(n as usize) % mirrors.len()],
+                    load.model
+                ))
+                .json(body);
+            let mirrored = mirrored.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                if copy.send().await.is_ok_and(|r| r.status().is_success()) {
+                    mirrored.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
         let response = http
             .post(format!("http://{address}/v2/models/{}/infer", load.model))
             .json(body)

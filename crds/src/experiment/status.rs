@@ -251,6 +251,9 @@ pub struct ExperimentStatus {
     /// Drift per variant and feature in the last analysis.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<DriftStatus>,
+    /// The shadow comparison (Shadow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowStatus>,
     /// The variant that won (Promoted) or the stable one after a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub winner: Option<String>,
@@ -269,6 +272,8 @@ crate::common::named_enum! {
         Pending,
         /// A variant's Model has no usable version yet.
         WaitingForVersions,
+        /// The candidate scores a copy of live traffic; only stable answers callers.
+        Shadowing,
         /// A canary or bandit is shifting traffic.
         Progressing,
         /// A fixed split or holdout is measuring.

@@ -1,6 +1,7 @@
 //! The server's Prometheus metrics: per version, per feature bucket, per outcome.
 
 use leitwerk_crds::card::metric;
+use leitwerk_crds::card::metric::registered;
 
 use super::*;
 
@@ -157,24 +158,24 @@ impl Metrics {
         let outcomes = Family::<OutcomeLabels, Counter>::default();
         let outcome_value = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
         let batch_rows = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
-        registry.register("requests", "Inference requests", requests.clone());
+        registry.register(registered::REQUESTS, "Inference requests", requests.clone());
         registry.register(
             metric::registered::PREDICTIONS,
             "Rows scored",
             predictions.clone(),
         );
         registry.register(
-            "errors",
+            registered::ERRORS,
             "Failed inference requests by code",
             errors.clone(),
         );
         registry.register(
-            "request_duration_seconds",
+            registered::REQUEST_DURATION,
             "Time from request to response",
             latency.clone(),
         );
         registry.register(
-            "score",
+            registered::SCORE,
             "Scores returned (P(true) for classifiers)",
             scores.clone(),
         );
@@ -236,17 +237,17 @@ impl Metrics {
             ])
         });
         registry.register(
-            "shadow_requests",
+            registered::SHADOW_REQUESTS,
             "Requests mirrored to the shadow candidate, by outcome (ok, error, dropped)",
             shadow_requests.clone(),
         );
         registry.register(
-            "shadow_rows",
+            registered::SHADOW_ROWS,
             "Rows the shadow candidate scored",
             shadow_rows.clone(),
         );
         registry.register(
-            "shadow_agreed",
+            registered::SHADOW_AGREED,
             "Rows the shadow candidate put on the same side of the threshold as this server",
             shadow_agreed.clone(),
         );

@@ -49,6 +49,7 @@ mod cadence;
 mod children;
 mod decide;
 mod measure;
+mod shadow;
 mod status;
 mod steer;
 mod variants;
@@ -58,6 +59,7 @@ pub use cadence::*;
 pub use children::*;
 pub use decide::*;
 pub use measure::*;
+pub use shadow::*;
 pub use status::*;
 pub use variants::*;
 
@@ -221,6 +223,11 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
         }
         .into(),
     );
+    if let Some(mirror) = shadow_mirror(exp, &status)
+        && let Some(shadow) = status.shadow.as_mut()
+    {
+        shadow.mirror = mirror.as_str().into();
+    }
     let mut decision = None;
     if status.analysis.is_none() {
         decision = Some(start(exp, &mut status, now));
@@ -231,13 +238,15 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
             .clone()
             .unwrap_or_else(|| ctx.config.prometheus_url.clone());
         let window = window_secs(exp, &status, now);
+        let mirror = shadow_mirror(exp, &status);
         let measured = match ctx.prometheus(&url) {
-            Ok(prom) => measure(&prom, exp, &status.variants, window).await,
+            Ok(prom) => measure(&prom, exp, &status.variants, window, mirror).await,
             Err(e) => Measurements::failed(e),
         };
         decision = Some(analyse(exp, &mut status, &measured, now));
     }
 
+    settle_shadow(&exp.spec, &mut status);
     apply_children(ctx, exp, &models, &mut status, route.as_ref()).await?;
     if is_terminal(&status) && !status.promotion_confirmed {
         status.promotion_confirmed = carry_over(ctx, exp, &status, &models).await?;

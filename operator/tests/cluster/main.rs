@@ -36,12 +36,13 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// time (its bridge, its API port), and the tests of this binary run in parallel.
 pub static REAL_NODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The example directories under `examples/`.
-pub const EXAMPLES: [&str; 8] = [
+pub const EXAMPLES: [&str; 9] = [
     "lead-scoring",
     "lead-scoring-boosted",
     "customer-lifetime-value",
     "churn",
     "canary-rollout",
+    "shadow-rollout",
     "creative-bandit",
     "product-docs-rag",
     "seo-article",
@@ -88,6 +89,12 @@ pub fn expected_conditions() -> Vec<(&'static str, &'static str, &'static str, &
         (
             "Experiment",
             "lead-scoring-canary",
+            "WaitingForVersions",
+            "Normal",
+        ),
+        (
+            "Experiment",
+            "lead-scoring-shadow",
             "WaitingForVersions",
             "Normal",
         ),

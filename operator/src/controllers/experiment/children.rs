@@ -52,6 +52,8 @@ pub fn variant_workloads(
         .find(|(v, _)| v.role == VariantRole::Stable)
         .and_then(|(_, m)| m.as_ref())
         .map_or(1, |m| m.spec.serving.replicas.max(1));
+    let mirror = super::shadow_mirror(exp, status);
+    let candidate = candidate_name(&exp.spec);
     status
         .variants
         .iter()
@@ -82,7 +84,24 @@ pub fn variant_workloads(
             ] {
                 args.metric_labels.push(MetricLabel(key.into(), value));
             }
-            let weight = status.weights.get(&v.name).copied().unwrap_or(0);
+            let mut weight = status.weights.get(&v.name).copied().unwrap_or(0);
+            if mirror.is_some() && Some(&v.name) == candidate.as_ref() {
+                // In the shadow the candidate scores a copy of all traffic: stable's replicas.
+                weight = 100;
+            }
+            if mirror == Some(super::Mirror::StableServer)
+                && v.name == super::stable_name(&exp.spec)
+                && let Some(c) = &candidate
+                && let Some(shadow) = super::shadow_of(&exp.spec)
+            {
+                args.shadow = Some(format!(
+                    "http://{}.{ns}.svc:{}",
+                    child_name(&name, c),
+                    crate::workloads::HTTP_PORT
+                ));
+                args.shadow_threshold = shadow.threshold;
+                args.shadow_model = super::other_model(&exp.spec);
+            }
             let workload = child_name(&name, &v.name);
             let deployment = serving_deployment(
                 &workload,
@@ -114,7 +133,20 @@ pub fn http_route(exp: &Experiment, status: &ExperimentStatus) -> serde_json::Va
             })
         })
         .collect();
-    let mut spec = serde_json::json!({"rules": [{"backendRefs": backends}]});
+    let mut rule = serde_json::json!({"backendRefs": backends});
+    if super::shadow_mirror(exp, status) == Some(super::Mirror::HttpRoute)
+        && let Some(candidate) = candidate_name(&exp.spec)
+    {
+        // The Gateway sends a copy of every request to the candidate and drops its answer.
+        rule["filters"] = serde_json::json!([{
+            "type": "RequestMirror",
+            "requestMirror": {"backendRef": {
+                "name": child_name(&name, &candidate),
+                "port": crate::workloads::HTTP_PORT,
+            }},
+        }]);
+    }
+    let mut spec = serde_json::json!({"rules": [rule]});
     if let Some(gw) = &traffic.gateway_ref {
         spec["parentRefs"] = serde_json::json!([{"name": gw.name}]);
     }
@@ -195,10 +227,15 @@ pub(super) async fn apply_children(
         None => {
             // Without a Gateway API, one Service spans every variant: traffic follows replicas.
             let owner = exp.controller_owner_ref(&()).unwrap_or_default();
-            let labels = BTreeMap::from([
+            let mut labels = BTreeMap::from([
                 (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
                 (EXPERIMENT_LABEL.to_string(), name.clone()),
             ]);
+            // In the shadow only stable's pods answer callers; the candidate's get copies
+            // from stable's tee through their own Service.
+            if super::shadow_mirror(exp, status).is_some() {
+                labels.insert(VARIANT_LABEL.to_string(), super::stable_name(&exp.spec));
+            }
             let shared = serving_service(&name, &ns, owner, &labels);
             let existing = services.get_opt(&name).await.map_err(read("Service"))?;
             apply_if_changed(ctx, &ns, shared, existing.as_ref(), "Experiment Service").await?;

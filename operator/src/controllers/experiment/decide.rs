@@ -76,7 +76,9 @@ pub fn analyse(
         ..Default::default()
     };
     match spec.strategy.type_ {
-        StrategyType::Canary => analyse_canary(exp, status, m, &mut decision, now),
+        StrategyType::Canary | StrategyType::Shadow => {
+            analyse_canary(exp, status, m, &mut decision, now)
+        }
         StrategyType::Bandit => analyse_bandit(exp, status, m, &mut decision, now),
         StrategyType::FixedSplit | StrategyType::Holdout => {
             analyse_measure(exp, status, m, &mut decision)
@@ -212,7 +214,57 @@ pub(super) fn analyse_canary(
     let step = usize::try_from(state.step_index).unwrap_or(0);
     let candidate = candidate_name(spec).unwrap_or_default();
     let stable = stable_name(spec);
-    let checks = checks(spec, m, &candidate);
+    let shadowing = super::shadowing(spec, status);
+    let checks = match (shadowing, super::shadow_of(spec), &m.shadow) {
+        // The shadow stage: the candidate answers no caller, so its KPIs say nothing; the
+        // comparison with stable (and the drift of the inputs it was sent) decides.
+        (true, Some(shadow), Some(Ok(reading))) => {
+            let mirror = super::shadow_mirror(exp, status).unwrap_or(super::Mirror::StableServer);
+            status.shadow = Some(super::shadow_status(mirror, super::MIRRORING, reading));
+            let mut out = super::shadow_checks(shadow, &candidate, reading);
+            out.extend(
+                checks(spec, m, &candidate)
+                    .into_iter()
+                    .filter(|c| c.kpi == "drift"),
+            );
+            out
+        }
+        // No comparison (a query failed, and says so): never a pass on drift alone.
+        (true, _, _) => {
+            let mut out: Vec<Check> = checks(spec, m, &candidate)
+                .into_iter()
+                .filter(|c| c.kpi == "drift")
+                .collect();
+            out.push(Check {
+                kpi: "shadow".into(),
+                variant: candidate.clone(),
+                verdict: Verdict::Inconclusive,
+                value: None,
+                samples: None,
+                min: None,
+                max: None,
+                message: format!("shadow/{candidate}: not compared"),
+            });
+            out
+        }
+        (false, _, _) => checks(spec, m, &candidate),
+    };
+    if shadowing && let Some(shadow) = &status.shadow {
+        for (key, value) in [
+            ("shadow/rows", Some(shadow.rows)),
+            ("shadow/score-psi", shadow.score_psi),
+            ("shadow/agreement", shadow.agreement),
+            ("shadow/stable-p99", shadow.stable_p99_seconds),
+            ("shadow/candidate-p99", shadow.candidate_p99_seconds),
+            ("shadow/error-rate", shadow.error_rate),
+        ] {
+            if let Some(v) = value.filter(|v| v.is_finite()) {
+                decision
+                    .values
+                    .insert(format!("{key}/{candidate}"), round4(v));
+            }
+        }
+    }
     for c in &checks {
         if let Some(x) = c.min {
             decision
@@ -232,8 +284,13 @@ pub(super) fn analyse_canary(
     let judged = steps.iter().filter(|w| **w < 100).count().max(1);
     let mv = canary::next_move(step, judged, &mut c, limits(spec), &analysis);
     store_counters(status, c);
-    let at = format!("{}/{}", step + 1, steps.len());
+    let at = super::step_label(spec, step);
     decision.step = Some(at.clone());
+    let passed = if shadowing {
+        "the shadow passed".to_string()
+    } else {
+        format!("step {at} passed")
+    };
     let evidence = |v: Verdict| analysis.summary(v);
     match mv {
         Move::Advance(to) => {
@@ -242,22 +299,27 @@ pub(super) fn analyse_canary(
             if let Some(a) = status.analysis.as_mut() {
                 a.step_index = to as i32;
             }
-            status.step = Some(format!("{}/{}", to + 1, steps.len()));
+            status.step = Some(super::step_label(spec, to));
             status.phase = Some(ExperimentPhase::Progressing);
             decision.action = DecisionAction::Advance;
             decision.message = format!(
-                "step {at} passed ({}); {candidate} now at {w}%",
+                "{passed} ({}); {candidate} now at {w}%",
                 evidence(Verdict::Pass)
             );
         }
         Move::Promote => {
             set_weights(status, only(spec, &candidate), now);
-            status.step = Some(format!("{}/{}", steps.len(), steps.len()));
+            status.step = Some(super::step_label(spec, steps.len().saturating_sub(1)));
             status.phase = Some(ExperimentPhase::Promoted);
             status.winner = Some(candidate.clone());
             decision.action = DecisionAction::Promote;
+            let last = if shadowing {
+                passed.clone()
+            } else {
+                format!("last {passed}")
+            };
             decision.message = format!(
-                "last step {at} passed ({}); promoting {candidate}",
+                "{last} ({}); promoting {candidate}",
                 evidence(Verdict::Pass)
             );
         }
@@ -266,12 +328,21 @@ pub(super) fn analyse_canary(
             status.phase = Some(ExperimentPhase::RolledBack);
             status.winner = Some(stable.clone());
             decision.action = DecisionAction::RollBack;
-            decision.message = format!(
-                "{}; failures {} > failureLimit {}: all traffic back to {stable}",
-                evidence(Verdict::Fail),
-                c.failures,
-                spec.failure_limit
-            );
+            decision.message = if shadowing {
+                format!(
+                    "{}; failures {} > failureLimit {}: {candidate} retired in the shadow, it never answered a caller",
+                    evidence(Verdict::Fail),
+                    c.failures,
+                    spec.failure_limit
+                )
+            } else {
+                format!(
+                    "{}; failures {} > failureLimit {}: all traffic back to {stable}",
+                    evidence(Verdict::Fail),
+                    c.failures,
+                    spec.failure_limit
+                )
+            };
         }
         Move::Hold => {
             decision.action = DecisionAction::Hold;
@@ -294,7 +365,7 @@ pub(super) fn analyse_canary(
                 ),
             };
             if status.phase != Some(ExperimentPhase::Paused) {
-                status.phase = Some(ExperimentPhase::Progressing);
+                status.phase = Some(super::analysing_phase(spec, status));
             }
         }
         Move::Pause(reason) => {

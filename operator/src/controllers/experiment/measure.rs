@@ -16,6 +16,8 @@ pub struct Measurements {
     pub kpis: BTreeMap<(String, String), (Reading, Reading)>,
     /// variant → drift per feature.
     pub drift: BTreeMap<String, Result<Vec<FeatureDrift>, String>>,
+    /// The shadow comparison, in the shadow stage of a Shadow Experiment.
+    pub shadow: Option<Result<super::ShadowReading, String>>,
     /// A failure before any query (e.g. an unusable URL).
     pub error: Option<String>,
 }
@@ -37,6 +39,7 @@ impl Measurements {
             .values()
             .find_map(|(v, s)| v.as_ref().err().or(s.as_ref().err()).cloned());
         kpi.or_else(|| self.drift.values().find_map(|d| d.as_ref().err().cloned()))
+            .or_else(|| self.shadow.clone().and_then(Result::err))
     }
 
     pub(super) fn value(&self, kpi: &str, variant: &str) -> Option<f64> {
@@ -56,12 +59,14 @@ impl Measurements {
     }
 }
 
-/// Reads every KPI of every variant (and the drift of the variants a drift gate watches).
+/// Reads every KPI of every variant (and the drift of the variants a drift gate watches, and
+/// in a shadow stage the comparison through `mirror`).
 pub async fn measure(
     prom: &Prometheus,
     exp: &Experiment,
     variants: &[VariantStatus],
     window_secs: u64,
+    mirror: Option<super::Mirror>,
 ) -> Measurements {
     let ns = exp.namespace().unwrap_or_default();
     let name = exp.name_any();
@@ -109,6 +114,9 @@ pub async fn measure(
             .await;
             m.drift.insert(v.name.clone(), d);
         }
+    }
+    if let Some(mirror) = mirror {
+        m.shadow = Some(super::measure_shadow(prom, exp, mirror, window_secs).await);
     }
     m
 }

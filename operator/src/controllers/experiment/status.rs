@@ -39,6 +39,7 @@ pub fn outcome_of(
             | ExperimentPhase::Concluded
             | ExperimentPhase::RolledBack
             | ExperimentPhase::Paused
+            | ExperimentPhase::Shadowing
             | ExperimentPhase::Running),
         ) => p,
         _ => ExperimentPhase::Progressing,
@@ -61,6 +62,19 @@ pub fn outcome_of(
         ExperimentPhase::Running => {
             Desired::ok(READY, "Running", format!("weights {weights} via {routing}"))
         }
+        ExperimentPhase::Shadowing => {
+            let mirror = status
+                .shadow
+                .as_ref()
+                .map_or(String::new(), |s| s.mirror.clone());
+            Desired::ok(
+                READY,
+                "Shadowing",
+                format!(
+                    "stable answers every caller; the candidate scores a copy of each request (mirrored by {mirror}); {last}"
+                ),
+            )
+        }
         _ => Desired::ok(
             READY,
             "Progressing",
@@ -68,7 +82,10 @@ pub fn outcome_of(
         ),
     };
     let mut outcome = Outcome::new(phase, ready.clone());
-    outcome.moving = phase == ExperimentPhase::Progressing;
+    outcome.moving = matches!(
+        phase,
+        ExperimentPhase::Progressing | ExperimentPhase::Shadowing
+    );
     let paused = if phase == ExperimentPhase::Paused {
         Desired::ok(PAUSED, ready.reason.clone(), ready.message.clone())
     } else {

@@ -148,9 +148,12 @@ pub fn steer(
             decision.message = format!("aborted by {who}: all traffic back to {stable}");
         }
         Control::Promote => {
-            if spec.strategy.type_ != StrategyType::Canary {
+            if !matches!(
+                spec.strategy.type_,
+                StrategyType::Canary | StrategyType::Shadow
+            ) {
                 return Err(format!(
-                    "promote: a {:?} Experiment decides its winner itself; promote applies to a Canary",
+                    "promote: a {:?} Experiment decides its winner itself; promote applies to a Canary or a Shadow",
                     spec.strategy.type_
                 ));
             }
@@ -162,7 +165,7 @@ pub fn steer(
             let candidate = candidate_name(spec).unwrap_or_default();
             let steps = super::steps_of(spec).len();
             set_weights(status, only(spec, &candidate), now);
-            status.step = Some(format!("{steps}/{steps}"));
+            status.step = Some(super::step_label(spec, steps.saturating_sub(1)));
             status.phase = Some(ExperimentPhase::Promoted);
             status.winner = Some(candidate.clone());
             decision.action = DecisionAction::Promote;
@@ -192,10 +195,7 @@ pub fn steer(
                     (now + chrono::Duration::from_std(interval).unwrap_or_default()).to_rfc3339(),
                 );
             }
-            status.phase = Some(match spec.strategy.type_ {
-                StrategyType::Canary | StrategyType::Bandit => ExperimentPhase::Progressing,
-                StrategyType::FixedSplit | StrategyType::Holdout => ExperimentPhase::Running,
-            });
+            status.phase = Some(super::analysing_phase(spec, status));
             decision.action = DecisionAction::Resume;
             decision.message =
                 format!("resumed by {who}: next analysis in {}s", interval.as_secs());

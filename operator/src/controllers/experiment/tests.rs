@@ -182,4 +182,5 @@ fn semantic_mistakes_are_all_reported_with_their_fields() {
 
 mod arms;
 mod canary;
+mod shadow;
 mod steering;

@@ -6,8 +6,8 @@ use kube::ResourceExt;
 use leitwerk_crds::{
     Experiment, ExperimentSpec, Model, experiment::AnalysisState, experiment::Decision,
     experiment::DecisionAction, experiment::ExperimentPhase, experiment::ExperimentStatus,
-    experiment::StrategyType, experiment::VariantRole, experiment::VariantStatus,
-    model::ModelVersion, model::VersionState,
+    experiment::ShadowStatus, experiment::StrategyType, experiment::VariantRole,
+    experiment::VariantStatus, model::ModelVersion, model::VersionState,
 };
 
 use super::{DECISION_HISTORY, MIN_INTERVAL_SECS, bandit, interval_of, reward_kpi};
@@ -145,6 +145,8 @@ pub fn initial_weights(spec: &ExperimentSpec) -> BTreeMap<String, i32> {
                 .unwrap_or(100);
             return canary_weights(spec, first);
         }
+        // The shadow stage: stable answers everything; the candidate only sees copies.
+        StrategyType::Shadow => return canary_weights(spec, 0),
         StrategyType::Bandit => {
             let even = bandit::weights(&vec![1.0; names.len()], 0);
             for (n, x) in names.iter().zip(even) {
@@ -261,12 +263,19 @@ pub fn start(exp: &Experiment, status: &mut ExperimentStatus, now: DateTime<Utc>
     });
     let weights = initial_weights(&exp.spec);
     set_weights(status, weights.clone(), now);
-    if exp.spec.strategy.type_ == StrategyType::Canary {
-        status.step = Some(format!("1/{}", steps_of(&exp.spec).len()));
+    if matches!(
+        exp.spec.strategy.type_,
+        StrategyType::Canary | StrategyType::Shadow
+    ) {
+        status.step = Some(super::step_label(&exp.spec, 0));
     }
-    status.phase = Some(match exp.spec.strategy.type_ {
-        StrategyType::Canary | StrategyType::Bandit => ExperimentPhase::Progressing,
-        StrategyType::FixedSplit | StrategyType::Holdout => ExperimentPhase::Running,
+    status.phase = Some(analysing_phase(&exp.spec, status));
+    status.shadow = super::shadow_of(&exp.spec).map(|s| ShadowStatus {
+        mirror: super::mirror_of(&exp.spec, s, status.routing.as_deref())
+            .as_str()
+            .into(),
+        stage: super::MIRRORING.into(),
+        ..Default::default()
     });
     let versions: Vec<String> = status
         .variants
@@ -291,7 +300,26 @@ pub fn start(exp: &Experiment, status: &mut ExperimentStatus, now: DateTime<Utc>
     decision
 }
 
+/// The phase of an Experiment whose analysis runs (not paused, not ended).
+pub(super) fn analysing_phase(spec: &ExperimentSpec, status: &ExperimentStatus) -> ExperimentPhase {
+    match spec.strategy.type_ {
+        StrategyType::Shadow if status.analysis.as_ref().is_none_or(|a| a.step_index == 0) => {
+            ExperimentPhase::Shadowing
+        }
+        StrategyType::Canary | StrategyType::Bandit | StrategyType::Shadow => {
+            ExperimentPhase::Progressing
+        }
+        StrategyType::FixedSplit | StrategyType::Holdout => ExperimentPhase::Running,
+    }
+}
+
+/// The candidate's weight per step. A Shadow's step 0 is its shadow stage, at weight 0.
 pub(super) fn steps_of(spec: &ExperimentSpec) -> Vec<i32> {
+    if let Some(shadow) = super::shadow_of(spec) {
+        return std::iter::once(0)
+            .chain(shadow.canary_steps.iter().copied())
+            .collect();
+    }
     spec.strategy
         .canary
         .as_ref()
@@ -372,6 +400,15 @@ pub fn validate(spec: &ExperimentSpec) -> Result<(), Vec<FieldError>> {
                 errors.push(FieldError::new(
                     "spec.kpis",
                     "a Holdout reports the lift of a KPI: add one with a sampleQuery",
+                ));
+            }
+        }
+        StrategyType::Shadow => {
+            let canary = steps_of(spec).iter().any(|w| (1..100).contains(w));
+            if canary && spec.kpis.is_empty() && spec.drift_gate.is_none() {
+                errors.push(FieldError::new(
+                    "spec.kpis",
+                    "a Shadow whose canarySteps send the candidate less than 100 % needs a KPI gate or a driftGate to judge those steps; or set canarySteps: [100] to promote once the shadow passes",
                 ));
             }
         }
