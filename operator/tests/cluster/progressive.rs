@@ -1850,6 +1850,11 @@ async fn a_shadow_that_holds_hands_the_candidate_to_its_canary_which_is_promoted
     );
     assert_eq!(advance.values.get("shadow/error-rate/canary"), Some(&0.0));
     let shadow = st.shadow.clone().expect("status.shadow");
+    eprintln!(
+        "shadow passed: {rows} rows of {} mirrored, values {:?}",
+        load.mirrored(),
+        advance.values
+    );
     assert_eq!(
         (shadow.mirror.as_str(), shadow.stage.as_str()),
         ("HTTPRoute", "Passed")
