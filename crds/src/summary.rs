@@ -90,6 +90,31 @@ pub struct TrainSummary {
     /// holds 4096 bytes; the model card has every trial).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<crate::model::TuningReport>,
+    /// The lowest- and highest-AUC segment of each segment column (at most eight rows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<crate::model::SegmentStatus>,
+}
+
+/// The termination message of a trained version: the summary as JSON, with the shortened
+/// parts (the segment extremes, then the best trials beyond the first) left out as far as
+/// needed to fit [`TERMINATION_MESSAGE_LIMIT`]. The model card holds all of them.
+pub fn encode_train(summary: &TrainSummary) -> String {
+    let mut s = summary.clone();
+    loop {
+        let text = serde_json::to_string(&s).unwrap_or_default();
+        if text.len() <= TERMINATION_MESSAGE_LIMIT {
+            return text;
+        }
+        if s.segments.pop().is_some() {
+            continue;
+        }
+        match s.tuning.as_mut() {
+            Some(t) if t.top.len() > 1 => {
+                t.top.pop();
+            }
+            _ => return text,
+        }
+    }
 }
 
 /// `leitwerk-trainer score`: one batch scoring run.
@@ -310,6 +335,40 @@ mod tests {
             serde_json::from_str::<ContentSummary>(&encode_content(&small)).unwrap(),
             small
         );
+    }
+
+    #[test]
+    fn a_train_summary_sheds_segments_then_trials_to_fit_the_limit() {
+        let segment = |i: usize| crate::model::SegmentStatus {
+            column: format!("column_{i}"),
+            value: "x".repeat(200),
+            rows: 100,
+            auc: Some(0.7),
+            positive_rate: 0.1,
+            mean_score: 0.2,
+        };
+        let mut summary = TrainSummary {
+            version: "v1".into(),
+            model_url: "file:///m/v1/model.onnx".into(),
+            digest: "sha256:00".into(),
+            data_version: "d1".into(),
+            metrics: BTreeMap::from([("auc".to_string(), 0.8)]),
+            parity_max_abs_diff: 0.0,
+            explanations: BTreeMap::new(),
+            importance: BTreeMap::new(),
+            tuning: None,
+            segments: (0..8).map(segment).collect(),
+        };
+        let short = encode_train(&summary);
+        assert_eq!(
+            serde_json::from_str::<TrainSummary>(&short).unwrap(),
+            summary
+        );
+        summary.segments = (0..40).map(segment).collect();
+        let cut: TrainSummary = serde_json::from_str(&encode_train(&summary)).unwrap();
+        assert!(encode_train(&summary).len() <= TERMINATION_MESSAGE_LIMIT);
+        assert!(!cut.segments.is_empty() && cut.segments.len() < 40);
+        assert_eq!(cut.segments[..], summary.segments[..cut.segments.len()]);
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn run_job(command: JobCommand) -> ExitCode {
             };
             runtime
                 .block_on(pipeline::run_train(&spec, &train))
-                .map(|s| serde_json::to_string(&s).unwrap_or_default())
+                .map(|s| summary::encode_train(&s))
                 .map_err(|e| chain(&e))
         }),
         JobCommand::LifetimeValue { job, lifetime } => spec_of::<ModelSpec>(&job).and_then(|spec| {

@@ -418,6 +418,7 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
         importance: importance.clone(),
         tuning: tuning_card,
     };
+    let segment_extremes = extremes(&card.segments);
     let out = Store::open(&job.store)?;
     out.put(&format!("{dir}/card.json"), json(&card)).await?;
     out.put(&format!("{dir}/model.onnx"), bytes).await?;
@@ -435,5 +436,6 @@ pub async fn run_train(spec: &ModelSpec, job: &TrainJob) -> Result<TrainSummary,
             .map(|i| (i.feature.clone(), (i.mean_abs_shap * 1e4).round() / 1e4))
             .collect(),
         tuning: tuning_report,
+        segments: segment_extremes,
     })
 }

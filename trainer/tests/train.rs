@@ -546,6 +546,35 @@ fn the_segment_scan_and_calibration_error_reach_the_card_and_an_unknown_column_i
     let span = aucs.iter().cloned().fold(f64::MIN, f64::max)
         - aucs.iter().cloned().fold(f64::MAX, f64::min);
     assert!((span - gap).abs() < 1e-9, "span {span} vs gap {gap}");
+    // The summary (for the Model's status) keeps each column's lowest and highest AUC
+    // segment, lowest first, and fits the termination message.
+    let columns: Vec<&str> = summary.segments.iter().map(|s| s.column.as_str()).collect();
+    assert_eq!(
+        columns,
+        ["industry", "industry", "company_size", "company_size"]
+    );
+    for pair in summary.segments.chunks(2) {
+        let column = &pair[0].column;
+        let compared: Vec<f64> = segments
+            .iter()
+            .filter(|s| s["column"] == column.as_str() && s["compared"] == true)
+            .filter_map(|s| s["auc"].as_f64())
+            .collect();
+        let lo = compared.iter().cloned().fold(f64::MAX, f64::min);
+        let hi = compared.iter().cloned().fold(f64::MIN, f64::max);
+        assert!(
+            (pair[0].auc.unwrap() - lo).abs() < 1e-4,
+            "{pair:?} {compared:?}"
+        );
+        assert!(
+            (pair[1].auc.unwrap() - hi).abs() < 1e-4,
+            "{pair:?} {compared:?}"
+        );
+    }
+    let message = leitwerk_crds::summary::encode_train(&summary);
+    assert!(message.len() <= leitwerk_crds::summary::TERMINATION_MESSAGE_LIMIT);
+    let back: leitwerk_crds::summary::TrainSummary = serde_json::from_str(&message).unwrap();
+    assert_eq!(back.segments, summary.segments);
 
     spec.evaluation = Some(yaml_serde::from_str("{segments: [industry, region]}").unwrap());
     let err = f

@@ -23,6 +23,11 @@ pub struct ModelVersion {
     /// validation rows (log-odds for classification).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub importance: BTreeMap<String, f64>,
+    /// The fairness scan of `spec.evaluation.segments` in short: for each column (at most
+    /// four), the segments with the lowest and the highest AUC among those compared. The
+    /// model card lists every segment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentStatus>,
     /// When training finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trained_at: Option<String>,
@@ -208,3 +213,22 @@ crate::common::named_enum! {
 }
 
 crate::common::impl_resource_status!(ModelStatus, ModelPhase);
+
+/// One segment of a declared segment column on a version's validation rows.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentStatus {
+    /// The column.
+    pub column: String,
+    /// The value (for a numeric column, its quartile range such as `(12.5, 40]`).
+    pub value: String,
+    /// Validation rows in the segment.
+    pub rows: i64,
+    /// ROC AUC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auc: Option<f64>,
+    /// Share of positive labels.
+    pub positive_rate: f64,
+    /// Mean score.
+    pub mean_score: f64,
+}

@@ -20,6 +20,41 @@ pub struct SegmentScan {
     pub explanations: BTreeMap<String, String>,
 }
 
+/// The short table for the Model's status: for each column (the first four), the compared
+/// segments with the lowest and the highest AUC, in that order.
+pub fn extremes(figures: &[SegmentFigures]) -> Vec<leitwerk_crds::model::SegmentStatus> {
+    let mut columns: Vec<&str> = Vec::new();
+    for f in figures {
+        if !columns.contains(&f.column.as_str()) {
+            columns.push(&f.column);
+        }
+    }
+    let row = |f: &SegmentFigures| leitwerk_crds::model::SegmentStatus {
+        column: f.column.clone(),
+        value: f.value.clone(),
+        rows: f.rows as i64,
+        auc: f.auc.map(|a| (a * 1e4).round() / 1e4),
+        positive_rate: (f.positive_rate * 1e4).round() / 1e4,
+        mean_score: (f.mean_score * 1e4).round() / 1e4,
+    };
+    let mut out = Vec::new();
+    for column in columns.into_iter().take(4) {
+        let compared = figures
+            .iter()
+            .filter(|f| f.column == column && f.compared)
+            .filter_map(|f| f.auc.map(|a| (a, f)));
+        let lowest = compared.clone().min_by(|a, b| a.0.total_cmp(&b.0));
+        let highest = compared.max_by(|a, b| a.0.total_cmp(&b.0));
+        if let (Some((_, lo)), Some((_, hi))) = (lowest, highest) {
+            out.push(row(lo));
+            if !std::ptr::eq(lo, hi) {
+                out.push(row(hi));
+            }
+        }
+    }
+    out
+}
+
 /// A row's segment of a numeric column: its quartile range on the validation rows.
 fn quartile_labels(values: &[f64]) -> Vec<String> {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();

@@ -253,6 +253,7 @@ pub fn trained_version(
                 .collect();
             v.trained_at = finished;
             v.importance = summary.importance.clone();
+            v.segments = summary.segments.clone();
             match unmet(spec, &v.metrics) {
                 None => v.state = VersionState::Candidate,
                 Some((metric, why)) => {

@@ -83,6 +83,14 @@ fn succeeded(version: &str, auc: f64) -> JobOutcome<TrainSummary> {
             explanations: BTreeMap::new(),
             importance: BTreeMap::from([("pricing_views_7d".to_string(), 0.41)]),
             tuning: None,
+            segments: vec![leitwerk_crds::model::SegmentStatus {
+                column: "industry".into(),
+                value: "retail".into(),
+                rows: 120,
+                auc: Some(0.71),
+                positive_rate: 0.2,
+                mean_score: 0.22,
+            }],
         },
         finished: Some("2026-12-05T10:00:00Z".into()),
     }
@@ -397,6 +405,14 @@ fn a_version_over_its_segment_gap_is_rejected_naming_the_segments() {
     assert_eq!(v.state, VersionState::Candidate);
     // The version carries the trainer's global importance into the status.
     assert_eq!(v.importance.get("pricing_views_7d"), Some(&0.41));
+    // ... and the extremes of its segment scan.
+    assert_eq!(
+        v.segments
+            .iter()
+            .map(|s| (s.column.as_str(), s.value.as_str(), s.auc))
+            .collect::<Vec<_>>(),
+        vec![("industry", "retail", Some(0.71))]
+    );
 }
 
 #[test]
