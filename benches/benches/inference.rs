@@ -14,43 +14,11 @@ use leitwerk_benches::{onnxruntime, scratch, summary};
 use leitwerk_inference_server::grpc::pb;
 use leitwerk_inference_server::model::{Card, Data, TensorIn};
 use leitwerk_inference_server::{Batching, Model, Server, load_onnxruntime, serve};
-use leitwerk_trainer::pipeline::{self, TrainJob};
 use serde_json::{Value, json};
 
 const SEQUENTIAL: usize = 2000;
 const CONCURRENT_TOTAL: usize = 4000;
 const CONCURRENCY: usize = 8;
-
-fn train(runtime: &tokio::runtime::Runtime) -> (Vec<u8>, Value) {
-    let dir = scratch("inference");
-    let fs_spec = leitwerk_benches::lead_data(&dir, 3000);
-    let store = format!("file://{}/store", dir.display());
-    let snap = runtime
-        .block_on(pipeline::run_materialize(
-            &fs_spec, "bench", "leads", &store, &dir,
-        ))
-        .unwrap();
-    let model: leitwerk_crds::Model =
-        yaml_serde::from_str(include_str!("../../examples/lead-scoring/model.yaml")).unwrap();
-    let job = TrainJob {
-        namespace: "bench".into(),
-        name: "lead-scoring".into(),
-        version: "v1".into(),
-        snapshot: snap.location.unwrap(),
-        store,
-        onnxruntime: onnxruntime(),
-    };
-    let summary = runtime
-        .block_on(pipeline::run_train(&model.spec, &job))
-        .unwrap();
-    let path = summary.model_url.trim_start_matches("file://").to_string();
-    let bytes = std::fs::read(&path).unwrap();
-    let card: Value = serde_json::from_slice(
-        &std::fs::read(std::path::Path::new(&path).with_file_name("card.json")).unwrap(),
-    )
-    .unwrap();
-    (bytes, card)
-}
 
 fn tensors(card: &Value) -> Vec<TensorIn> {
     let example = &card["examples"][0]["inputs"];
@@ -127,7 +95,7 @@ fn main() {
     // ONNX Runtime allows one environment per process and the trainer's parity check creates
     // one: the model is trained in a child process of this benchmark.
     if let Ok(out) = std::env::var("LEITWERK_BENCH_TRAIN_INTO") {
-        let (bytes, card) = train(&runtime);
+        let (bytes, card) = leitwerk_benches::train_lead_model(&runtime, "inference", 3000, None);
         std::fs::write(format!("{out}/model.onnx"), bytes).unwrap();
         std::fs::write(
             format!("{out}/card.json"),

@@ -131,3 +131,47 @@ pub fn lead_matrices(dir: &std::path::Path, leads: usize) -> LeadMatrices {
         cutoffs: train_idx.iter().map(|&i| table.cutoff[i]).collect(),
     }
 }
+
+/// Trains the lead-scoring example Model (with `algorithm` in place of its own, when given) on
+/// `leads` generated leads with the trainer's own pipeline; returns the ONNX bytes and the
+/// model card. The trainer's parity check creates ONNX Runtime's one environment of the
+/// process: a benchmark that serves in-process trains in a child process.
+pub fn train_lead_model(
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    leads: usize,
+    algorithm: Option<serde_json::Value>,
+) -> (Vec<u8>, serde_json::Value) {
+    use leitwerk_trainer::pipeline::{self, TrainJob};
+    let dir = scratch(name);
+    let fs_spec = lead_data(&dir, leads);
+    let store = format!("file://{}/store", dir.display());
+    let snap = runtime
+        .block_on(pipeline::run_materialize(
+            &fs_spec, "bench", "leads", &store, &dir,
+        ))
+        .unwrap();
+    let mut model: leitwerk_crds::Model =
+        yaml_serde::from_str(include_str!("../../examples/lead-scoring/model.yaml")).unwrap();
+    if let Some(algorithm) = algorithm {
+        model.spec.algorithm = serde_json::from_value(algorithm).unwrap();
+    }
+    let job = TrainJob {
+        namespace: "bench".into(),
+        name: "lead-scoring".into(),
+        version: "v1".into(),
+        snapshot: snap.location.unwrap(),
+        store,
+        onnxruntime: onnxruntime(),
+    };
+    let summary = runtime
+        .block_on(pipeline::run_train(&model.spec, &job))
+        .unwrap();
+    let path = summary.model_url.trim_start_matches("file://").to_string();
+    let bytes = std::fs::read(&path).unwrap();
+    let card = serde_json::from_slice(
+        &std::fs::read(std::path::Path::new(&path).with_file_name("card.json")).unwrap(),
+    )
+    .unwrap();
+    (bytes, card)
+}

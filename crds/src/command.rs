@@ -270,7 +270,9 @@ pub struct ServerArgs {
     /// Largest dynamic batch in rows; 1 disables batching.
     #[arg(long, default_value_t = 1)]
     pub max_batch_size: usize,
-    /// Longest wait for a batch to fill, in milliseconds.
+    /// Extra wait for a batch to fill, in milliseconds. 0 (the default) never waits: a
+    /// request that finds a runner idle runs at once, and a batch is what queued while the
+    /// runners were busy.
     #[arg(long, default_value_t = 0)]
     pub max_batch_delay_ms: u64,
     /// Predictions remembered for the feedback endpoint (oldest forgotten first).

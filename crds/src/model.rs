@@ -372,7 +372,10 @@ pub struct Batching {
     /// Largest batch.
     #[schemars(range(min = 1, max = 4096))]
     pub max_batch_size: i32,
-    /// Longest wait for a batch to fill, in milliseconds.
+    /// Extra wait for a batch to fill, in milliseconds. 0 (recommended) never waits: a
+    /// request that finds the model idle runs at once, and a batch is what queued while the
+    /// model ran, so batches follow the load.
+    #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub max_delay_ms: i32,
 }

@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::model::{Column, InferError, Model, Rows, TensorIn};
 
@@ -29,7 +29,7 @@ pub use metrics::*;
 pub struct Served {
     /// The model.
     pub model: Arc<Model>,
-    batcher: Option<mpsc::Sender<BatchJobHandle>>,
+    batcher: Option<Arc<Batcher>>,
 }
 
 /// The server.
@@ -116,11 +116,9 @@ impl Server {
                 }
             }
             let model = Arc::new(model);
-            let batcher = batching.filter(|b| b.max_batch_size > 1).map(|b| {
-                let (tx, rx) = mpsc::channel(1024);
-                tokio::spawn(batch_loop(model.clone(), rx, b, metrics.batch_rows.clone()));
-                tx
-            });
+            let batcher = batching
+                .filter(|b| b.max_batch_size > 1)
+                .map(|b| Arc::new(Batcher::new(model.clone(), b, metrics.batch_rows.clone())));
             let served = Served {
                 model: model.clone(),
                 batcher,
@@ -264,14 +262,7 @@ impl Server {
         };
         self.observe_features(&model, &rows);
         let scores = match &served.batcher {
-            Some(tx) => {
-                let (reply, rx) = oneshot::channel();
-                tx.send(BatchJobHandle(BatchJob { rows, reply }))
-                    .await
-                    .map_err(|_| InferError::Internal("the batcher stopped".into()))?;
-                rx.await
-                    .map_err(|_| InferError::Internal("the batcher dropped the request".into()))??
-            }
+            Some(batcher) => batcher.score(rows).await?,
             None => {
                 let m = model.clone();
                 let n = rows.n;

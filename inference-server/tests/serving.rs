@@ -576,6 +576,66 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
 /// With a feedback token (the operator sets one from the Model's feedback Secret), an outcome
 /// without it or with a wrong one is refused with 401 and counted, and takes nothing from the
 /// caller who holds the token: the prediction can still be reported once.
+/// Adaptive batching (no window): a batch is what queued while the runners were busy. Under
+/// a burst, requests share model runs, and each still gets the score of its own row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_batching_merges_what_queued_and_answers_each_request_with_its_own_row() {
+    let env = environment();
+    let s = start(
+        &env,
+        Some(Batching {
+            max_batch_size: 32,
+            max_delay: Duration::ZERO,
+        }),
+    )
+    .await;
+    let base = Arc::new(format!("http://{}", s.http));
+    let (_, enc, weights) = model_bytes(1.0);
+    const BURST: usize = 256;
+    let requests = (0..BURST).map(|i| {
+        let base = base.clone();
+        async move {
+            let v = [i as f64 / 8.0];
+            let (status, body) = post(
+                &format!("{base}/v2/models/leads/infer"),
+                &request(&v, &["pro"]),
+            )
+            .await;
+            (v, status, body)
+        }
+    });
+    for (v, status, body) in futures::future::join_all(requests).await {
+        assert_eq!(status, 200, "{body}");
+        let want = expected(&enc, &weights, &v, &["pro"])[0];
+        let got = body["outputs"][0]["data"][0].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-5, "{v:?}: {got} vs {want}");
+    }
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let (rows, runs) = (
+        value("leitwerk_inference_batch_rows_sum"),
+        value("leitwerk_inference_batch_rows_count"),
+    );
+    assert_eq!(rows, BURST as f64);
+    assert!(
+        runs < BURST as f64,
+        "{BURST} concurrent requests ran as {runs} model runs: nothing was merged"
+    );
+    eprintln!("adaptive batching: {BURST} requests in {runs} model runs");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feedback_is_taken_only_from_callers_with_the_token() {
     let env = environment();
