@@ -17,15 +17,20 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leitwerk_benches::{onnxruntime, scratch, summary, train_lead_model};
+use leitwerk_benches::{free_port, onnxruntime, scratch, summary, train_lead_model};
 use serde_json::{Value, json};
 
 /// Measured time per cell, after a warm-up.
 const MEASURE: Duration = Duration::from_secs(4);
 const WARM_UP: Duration = Duration::from_millis(500);
 const CONNECTIONS: [usize; 3] = [1, 4, 16];
-/// Runs per cell; the median is reported.
-const ROUNDS: usize = 3;
+/// Runs per cell (`LEITWERK_BENCH_ROUNDS`, 3 by default); the median is reported.
+fn rounds() -> usize {
+    std::env::var("LEITWERK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+}
 
 /// One way of serving: its name and the server's batching flags.
 const MODES: [(&str, &[&str]); 3] = [
@@ -59,14 +64,6 @@ fn server_binary() -> PathBuf {
     binary.expect(
         "no leitwerk-inference-server: run `cargo build --release -p leitwerk-inference-server --bin leitwerk-inference-server` first",
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A server process; killed when dropped.
@@ -219,11 +216,12 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "server: {} on {}; load: closed loop, {} s per run after {} ms warm-up, median of 3",
+        "server: {} on {}; load: closed loop, {} s per run after {} ms warm-up, median of {}",
         server_binary().display(),
         if pin.is_some() { "CPU 1" } else { "any CPU" },
         MEASURE.as_secs(),
-        WARM_UP.as_millis()
+        WARM_UP.as_millis(),
+        rounds()
     );
     for (i, (name, algorithm)) in models.into_iter().enumerate() {
         let t = Instant::now();
@@ -242,9 +240,9 @@ fn main() {
         );
         let body = Arc::new(request(&card));
         for connections in CONNECTIONS {
-            // ROUNDS rounds, the modes in a rotated order each round; the median run counts.
+            // rounds() rounds, the modes in a rotated order each round; the median run counts.
             let mut runs: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); MODES.len()];
-            for round in 0..ROUNDS {
+            for round in 0..rounds() {
                 for k in 0..MODES.len() {
                     let m = (k + round) % MODES.len();
                     let server = start_server(&path, MODES[m].1, pin.as_deref());

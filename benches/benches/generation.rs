@@ -23,6 +23,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use leitwerk_benches::free_port;
 use serde_json::{Value, json};
 
 const RUNS: usize = 3;
@@ -35,14 +36,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn ours(gguf: &std::path::Path) -> (Running, String) {

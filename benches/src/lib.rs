@@ -175,3 +175,12 @@ pub fn train_lead_model(
     .unwrap();
     (bytes, card)
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the process that will listen).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

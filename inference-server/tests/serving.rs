@@ -451,14 +451,7 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
         .text()
         .await
         .unwrap();
-    let value = |prefix: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1.0)
-    };
+    let value = |prefix: &str| metric(&metrics, prefix);
     let (rows, runs) = (
         value("leitwerk_inference_batch_rows_sum"),
         value("leitwerk_inference_batch_rows_count"),
@@ -576,6 +569,16 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
 /// With a feedback token (the operator sets one from the Model's feedback Secret), an outcome
 /// without it or with a wrong one is refused with 401 and counted, and takes nothing from the
 /// caller who holds the token: the prediction can still be reported once.
+/// The value of the first exposition line starting with `prefix`; -1 when there is none.
+fn metric(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
 /// Adaptive batching (no window): a batch is what queued while the runners were busy. Under
 /// a burst, requests share model runs, and each still gets the score of its own row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -616,14 +619,7 @@ async fn adaptive_batching_merges_what_queued_and_answers_each_request_with_its_
         .text()
         .await
         .unwrap();
-    let value = |prefix: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-1.0)
-    };
+    let value = |prefix: &str| metric(&metrics, prefix);
     let (rows, runs) = (
         value("leitwerk_inference_batch_rows_sum"),
         value("leitwerk_inference_batch_rows_count"),

@@ -62,6 +62,24 @@ impl Batcher {
 
     /// Scores `rows`, alone or in a batch with whatever else queued.
     pub(crate) async fn score(self: &Arc<Self>, rows: Rows) -> Result<Vec<f32>, InferError> {
+        // Idle: nothing queued and a runner free. Run alone, on the unbatched path; whatever
+        // queues meanwhile is picked up once the run is over (inside the blocking task, so a
+        // caller that goes away cannot strand it).
+        if self.batching.max_delay.is_zero()
+            && self.lock().is_empty()
+            && let Ok(runner) = self.free.clone().try_acquire_owned()
+        {
+            let batcher = self.clone();
+            return tokio::task::spawn_blocking(move || {
+                batcher.rows.observe(rows.n as f64);
+                let scores = batcher.model.run(&rows);
+                drop(runner);
+                batcher.pick_up();
+                scores
+            })
+            .await
+            .map_err(|e| InferError::Internal(format!("inference task failed: {e}")))?;
+        }
         let (reply, answer) = oneshot::channel();
         self.lock().push_back(BatchJob { rows, reply });
         if let Ok(runner) = self.free.clone().try_acquire_owned() {
@@ -72,6 +90,16 @@ impl Batcher {
         answer
             .await
             .map_err(|_| InferError::Internal("the batch runner stopped".into()))?
+    }
+
+    /// After a runner's place came free: runs what queued meanwhile, if nobody else does.
+    fn pick_up(self: &Arc<Self>) {
+        if !self.lock().is_empty()
+            && let Ok(runner) = self.free.clone().try_acquire_owned()
+        {
+            let batcher = self.clone();
+            tokio::task::spawn_blocking(move || batcher.run(runner));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<BatchJob>> {

@@ -451,6 +451,29 @@ impl Scenario {
         )
     }
 
+    /// Waits for Promoted, checks that the moves were Start, Advance, Promote, and returns the
+    /// Experiment and its Advance decision.
+    async fn promoted_after_one_advance(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<(Experiment, leitwerk_crds::experiment::Decision)> {
+        let e = self.wait_phase(ExperimentPhase::Promoted, timeout).await?;
+        let st = e.status.clone().unwrap_or_default();
+        assert_eq!(
+            moves(&e),
+            vec!["Start", "Advance", "Promote"],
+            "{:#?}",
+            st.decisions
+        );
+        let advance = st
+            .decisions
+            .iter()
+            .find(|d| d.action == DecisionAction::Advance)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no Advance: {:#?}", st.decisions))?;
+        Ok((e, advance))
+    }
+
     async fn experiment(&self) -> anyhow::Result<Experiment> {
         Ok(
             Api::<Experiment>::namespaced(self.client.clone(), &self.ns.name)
@@ -781,21 +804,10 @@ async fn a_better_canary_is_promoted_step_by_step() -> anyhow::Result<()> {
     })
     .await?;
     s.assert_variants_serve_their_versions().await?;
-    let e = s
-        .wait_phase(ExperimentPhase::Promoted, Duration::from_secs(150))
+    let (e, advance) = s
+        .promoted_after_one_advance(Duration::from_secs(150))
         .await?;
     let st = e.status.clone().unwrap_or_default();
-    assert_eq!(
-        moves(&e),
-        vec!["Start", "Advance", "Promote"],
-        "{:#?}",
-        st.decisions
-    );
-    let advance = st
-        .decisions
-        .iter()
-        .find(|d| d.action == DecisionAction::Advance)
-        .expect("an Advance");
     assert!(
         advance.values["conversion-rate/canary"] > advance.thresholds["conversion-rate/canary/min"]
     );
@@ -1806,21 +1818,10 @@ async fn a_shadow_that_holds_hands_the_candidate_to_its_canary_which_is_promoted
         "[50, 100]",
     ))?;
     let load = s.load(&[("stable", 0.10), ("canary", 0.15)], &[]);
-    let e = s
-        .wait_phase(ExperimentPhase::Promoted, Duration::from_secs(240))
+    let (e, advance) = s
+        .promoted_after_one_advance(Duration::from_secs(240))
         .await?;
     let st = e.status.clone().unwrap_or_default();
-    assert_eq!(
-        moves(&e),
-        vec!["Start", "Advance", "Promote"],
-        "{:#?}",
-        st.decisions
-    );
-    let advance = st
-        .decisions
-        .iter()
-        .find(|d| d.action == DecisionAction::Advance)
-        .expect("an Advance");
     assert!(
         advance.message.starts_with("the shadow passed")
             && advance.step.as_deref() == Some("shadow"),

@@ -180,6 +180,21 @@ fn semantic_mistakes_are_all_reported_with_their_fields() {
     );
 }
 
+/// The serving container's arguments of a variant Deployment.
+fn args_of(d: &k8s_openapi::api::apps::v1::Deployment) -> Vec<String> {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .args
+        .clone()
+        .unwrap_or_default()
+}
+
 mod arms;
 mod canary;
 mod shadow;

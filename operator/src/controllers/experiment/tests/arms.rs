@@ -146,18 +146,7 @@ fn weights_reach_traffic_as_route_weights_and_replicas() {
         !labels.contains_key("leitwerk.dev/model"),
         "the Model's own Service must not select variant pods"
     );
-    let args = deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap();
+    let args = args_of(deployment);
     assert!(
         args.contains(&"lead-scoring=v2=file:///store/m/v2/model.onnx#sha256:v2v2v2".to_string()),
         "{args:?}"

@@ -43,20 +43,6 @@ fn compared(rows: f64, psi: f64) -> Measurements {
     }
 }
 
-fn args_of(d: &k8s_openapi::api::apps::v1::Deployment) -> Vec<String> {
-    d.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .args
-        .clone()
-        .unwrap_or_default()
-}
-
 fn replicas_of(d: &k8s_openapi::api::apps::v1::Deployment) -> i32 {
     d.spec.as_ref().unwrap().replicas.unwrap_or(0)
 }

@@ -1,0 +1,299 @@
+"""Serving against the peers, on one machine, with one external load generator.
+
+The same 10-feature scikit-learn logistic regression is served by:
+- leitwerk-inference-server (its ONNX export by skl2onnx, ten [N, 1] inputs),
+- KServe's Python ModelServer (PyPI kserve 0.21, a custom model running onnxruntime on the
+  same ONNX file), and
+- MLServer (PyPI mlserver 1.7.1 with mlserver-sklearn, the joblib model, predict_proba).
+
+Each server is pinned to CPU 1 and wrk (Debian) to CPU 0; REST (OIP v2 infer), single-row
+requests, 1 and 16 connections, 10 s each after a 2 s warm-up. Prints a Markdown table and
+writes results.json and serving_peers.png into the output directory.
+
+Usage (benches/serving_peers.sh sets it all up):
+  python serving_peers.py --out DIR --leitwerk PATH --onnxruntime LIB \
+      --mlserver-venv DIR
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+
+FEATURES = 10
+DURATION = 10
+WARM_UP = 2
+CONNECTIONS = [1, 16]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build_models(out):
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+    import joblib
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    x, y = make_classification(n_samples=5000, n_features=FEATURES, random_state=7)
+    model = LogisticRegression(max_iter=500).fit(x, y)
+    joblib.dump(model, os.path.join(out, "model.joblib"))
+    # One matrix input for KServe's onnxruntime model ...
+    matrix = convert_sklearn(
+        model,
+        initial_types=[("input", FloatTensorType([None, FEATURES]))],
+        options={id(model): {"zipmap": False}},
+    )
+    with open(os.path.join(out, "matrix.onnx"), "wb") as f:
+        f.write(matrix.SerializeToString())
+    # ... and the same graph behind one [N, 1] input per feature for Leitwerk's server: a
+    # Concat of the columns feeds the original input.
+    import onnx
+    from onnx import TensorProto, helper
+
+    columns = onnx.load_from_string(matrix.SerializeToString())
+    graph = columns.graph
+    del graph.input[:]
+    graph.input.extend(
+        helper.make_tensor_value_info(f"f{i}", TensorProto.FLOAT, [None, 1])
+        for i in range(FEATURES)
+    )
+    graph.node.insert(
+        0, helper.make_node("Concat", [f"f{i}" for i in range(FEATURES)], ["input"], axis=1)
+    )
+    onnx.checker.check_model(columns)
+    with open(os.path.join(out, "columns.onnx"), "wb") as f:
+        f.write(columns.SerializeToString())
+    row = [round(float(v), 4) for v in x[0]]
+    return row, float(model.predict_proba(x[:1])[0, 1])
+
+
+KSERVE_MODEL = '''
+import sys
+import numpy as np
+import onnxruntime as ort
+import kserve
+from kserve import InferOutput, InferResponse
+
+
+class LR(kserve.Model):
+    def __init__(self, name, path):
+        super().__init__(name)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(path, options)
+        self.ready = True
+
+    async def predict(self, payload, headers=None, response_headers=None):
+        x = payload.inputs[0].as_numpy().astype(np.float32)
+        probabilities = self.session.run(["probabilities"], {"input": x})[0]
+        out = InferOutput(name="probabilities", shape=list(probabilities.shape), datatype="FP32")
+        out.set_data_from_numpy(probabilities)
+        return InferResponse(
+            model_name=self.name, infer_outputs=[out], response_id=payload.id or "0"
+        )
+
+
+if __name__ == "__main__":
+    http, grpc, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    kserve.ModelServer(http_port=http, grpc_port=grpc, workers=1).start([LR("lr", path)])
+'''
+
+
+def wait_ready(url, process, name, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{name} not ready at {url}")
+
+
+def check(url, body, name):
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as r:
+        answer = json.load(r)
+    data = answer["outputs"][0]["data"]
+    # [p0, p1] for a [1, 2] output, or the one score.
+    return float(data[-1]), name
+
+
+def wrk(url, body, connections, log):
+    script = os.path.join(log, "post.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\n')
+        f.write('wrk.headers["Content-Type"] = "application/json"\n')
+        f.write(f"wrk.body = {json.dumps(json.dumps(body))}\n")
+    base = ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", "--latency", "-s", script]
+    subprocess.run(base + [f"-d{WARM_UP}s", url], capture_output=True, check=True)
+    out = subprocess.run(
+        base + [f"-d{DURATION}s", url], capture_output=True, check=True, text=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{errors.group(1)} failed requests:\n{out}")
+
+    def quantile(q):
+        m = re.search(rf"\s{q}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 1.0, "ms": 1e3, "s": 1e6}[unit]
+
+    return rps, quantile(50), quantile(99)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", required=True)
+    p.add_argument("--leitwerk", required=True)
+    p.add_argument("--onnxruntime", required=True)
+    p.add_argument("--mlserver-venv", required=True)
+    args = p.parse_args()
+    out = os.path.abspath(args.out)
+    work = os.path.join(out, "work")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    row, expected = build_models(work)
+
+    matrix_body = {"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32", "data": row}]}
+    servers = []
+
+    def leitwerk():
+        http, grpc = free_port(), free_port()
+        cmd = ["taskset", "-c", "1", args.leitwerk,
+               "--model", f"lr=v1=file://{work}/columns.onnx",
+               "--http-addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc}",
+               "--onnxruntime", args.onnxruntime, "--drain-seconds", "0"]
+        body = {"inputs": [{"name": f"f{i}", "shape": [1, 1], "datatype": "FP32", "data": [v]}
+                           for i, v in enumerate(row)]}
+        return cmd, f"http://127.0.0.1:{http}", "/v2/health/ready", "/v2/models/lr/infer", body, {}
+
+    def kserve():
+        http, grpc = free_port(), free_port()
+        script = os.path.join(work, "kserve_model.py")
+        with open(script, "w") as f:
+            f.write(KSERVE_MODEL)
+        cmd = ["taskset", "-c", "1", sys.executable, script, str(http), str(grpc),
+               os.path.join(work, "matrix.onnx")]
+        return cmd, f"http://127.0.0.1:{http}", "/v2/health/ready", "/v2/models/lr/infer", matrix_body, {}
+
+    def mlserver():
+        http, grpc, metrics = free_port(), free_port(), free_port()
+        repo = os.path.join(work, "mlserver")
+        os.makedirs(os.path.join(repo, "lr"), exist_ok=True)
+        shutil.copy(os.path.join(work, "model.joblib"), os.path.join(repo, "lr", "model.joblib"))
+        with open(os.path.join(repo, "settings.json"), "w") as f:
+            # parallel_workers 0: inference in the server process. MLServer 1.7.1's worker
+            # processes do not start with the uvloop it installs today ("There is no current
+            # event loop"), and a pool on one pinned CPU would only add a hop.
+            json.dump({"http_port": http, "grpc_port": grpc, "metrics_port": metrics,
+                       "host": "127.0.0.1", "parallel_workers": 0}, f)
+        with open(os.path.join(repo, "lr", "model-settings.json"), "w") as f:
+            json.dump({"name": "lr", "implementation": "mlserver_sklearn.SKLearnModel",
+                       "parameters": {"uri": "./model.joblib"}}, f)
+        body = dict(matrix_body, outputs=[{"name": "predict_proba"}])
+        cmd = ["taskset", "-c", "1", os.path.join(args.mlserver_venv, "bin", "mlserver"),
+               "start", repo]
+        return cmd, f"http://127.0.0.1:{http}", "/v2/health/ready", "/v2/models/lr/infer", body, {}
+
+    # The model's own cost: ONNX Runtime on the same row in-process (Python binding, one
+    # thread), for the servers' overhead per request (p50 at 1 connection minus this).
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(os.path.join(work, "columns.onnx"), options)
+    feed = {f"f{i}": np.array([[v]], dtype=np.float32) for i, v in enumerate(row)}
+    for _ in range(500):
+        session.run(["probabilities"], feed)
+    samples = []
+    for _ in range(5000):
+        t = time.perf_counter()
+        session.run(["probabilities"], feed)
+        samples.append((time.perf_counter() - t) * 1e6)
+    raw_p50 = float(np.median(samples))
+
+    results = {}
+    for name, make in [("leitwerk-inference-server", leitwerk), ("KServe 0.21", kserve),
+                       ("MLServer 1.7.1", mlserver)]:
+        cmd, base, ready, infer, body, env = make()
+        log = open(os.path.join(work, f"{name.split()[0]}.log"), "w")
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(os.environ, **env), start_new_session=True)
+        try:
+            wait_ready(base + ready, process, name)
+            score, _ = check(base + infer, body, name)
+            if abs(score - expected) > 1e-4:
+                raise RuntimeError(f"{name} scored {score}, scikit-learn {expected}")
+            results[name] = {c: wrk(base + infer, body, c, work) for c in CONNECTIONS}
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    print("| server | connections | req/s | p50 µs | p99 µs | req/s vs best Python peer |")
+    print("|---|---|---|---|---|---|")
+    peers = [n for n in results if not n.startswith("leitwerk")]
+    for c in CONNECTIONS:
+        best = max(results[n][c][0] for n in peers)
+        for name, r in results.items():
+            rps, p50, p99 = r[c]
+            print(f"| {name} | {c} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {rps / best:.1f}× |")
+    print(f"\nONNX Runtime in-process on the same row (Python, 1 thread): p50 {raw_p50:.1f} µs")
+    for name, r in results.items():
+        print(f"{name}: overhead per request at 1 connection ≈ {r[1][1] - raw_p50:,.0f} µs (p50 − model)")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({n: {str(c): dict(zip(["rps", "p50_us", "p99_us"], v)) for c, v in r.items()}
+                   for n, r in results.items()}, f, indent=1)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        names = list(results)
+        for ax, (metric, index, label) in zip(
+            axes, [("throughput", 0, "requests/s"), ("p99", 2, "p99 latency (µs, log)")]
+        ):
+            width = 0.8 / len(CONNECTIONS)
+            for k, c in enumerate(CONNECTIONS):
+                ax.bar(np.arange(len(names)) + k * width, [results[n][c][index] for n in names],
+                       width, label=f"{c} connection{'s' if c > 1 else ''}")
+            ax.set_xticks(np.arange(len(names)) + width / 2, names, fontsize=8)
+            ax.set_ylabel(label)
+            if metric == "p99":
+                ax.set_yscale("log")
+            ax.legend()
+        fig.suptitle("Same logistic regression, REST, server on 1 CPU, wrk on another")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "serving_peers.png"), dpi=100)
+    except ImportError:
+        print("matplotlib is missing: no chart")
+
+
+if __name__ == "__main__":
+    main()
