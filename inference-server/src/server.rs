@@ -30,6 +30,10 @@ pub struct Served {
     /// The model.
     pub model: Arc<Model>,
     batcher: Option<Arc<Batcher>>,
+    /// Per input with a reference distribution, the drift counter of each of its buckets and,
+    /// last, of its missing values: made once at load, so a request only computes bucket
+    /// indices and increments, with no label sets to build or look up.
+    features: Vec<Option<Vec<Counter>>>,
 }
 
 /// The server.
@@ -119,9 +123,11 @@ impl Server {
             let batcher = batching
                 .filter(|b| b.max_batch_size > 1)
                 .map(|b| Arc::new(Batcher::new(model.clone(), b, metrics.batch_rows.clone())));
+            let features = feature_counters(&model, &metrics);
             let served = Served {
                 model: model.clone(),
                 batcher,
+                features,
             };
             match grouped.iter_mut().find(|(n, _)| *n == model.name) {
                 Some((_, versions)) => versions.push(served),
@@ -260,7 +266,7 @@ impl Server {
         } else {
             None
         };
-        self.observe_features(&model, &rows);
+        Self::observe_features(served, &rows);
         let scores = match &served.batcher {
             Some(batcher) => batcher.score(rows).await?,
             None => {
@@ -309,34 +315,69 @@ impl Server {
         })
     }
 
-    fn observe_features(&self, model: &Model, rows: &Rows) {
-        for (((name, _), reference), column) in model
-            .inputs
-            .iter()
-            .zip(&model.references)
-            .zip(&rows.columns)
+    fn observe_features(served: &Served, rows: &Rows) {
+        let references = served.model.references.iter();
+        for ((counters, reference), column) in
+            served.features.iter().zip(references).zip(&rows.columns)
         {
-            let Some(reference) = reference else { continue };
-            let mut counts: HashMap<String, u64> = HashMap::new();
+            let (Some(counters), Some(reference)) = (counters, reference) else {
+                continue;
+            };
+            let missing = counters.len().saturating_sub(1);
+            let mut count = |bucket: usize| {
+                if let Some(c) = counters.get(bucket) {
+                    c.inc();
+                }
+            };
             match column {
                 Column::Number(v) => v.iter().for_each(|x| {
-                    *counts
-                        .entry(reference.bucket_of_number(f64::from(*x)))
-                        .or_default() += 1
+                    let x = f64::from(*x);
+                    count(if x.is_nan() {
+                        missing
+                    } else {
+                        leitwerk_crds::card::numeric_bucket(&reference.edges, x)
+                    })
                 }),
                 Column::Text(v) => v
                     .iter()
-                    .for_each(|x| *counts.entry(reference.bucket_of_text(x)).or_default() += 1),
-            }
-            for (bucket, c) in counts {
-                let labels = FeatureLabels {
-                    model: model.name.clone(),
-                    version: model.version.clone(),
-                    feature: name.clone(),
-                    bucket,
-                };
-                self.metrics.features.get_or_create(&labels).inc_by(c);
+                    .for_each(|x| count(reference.category_bucket(x).unwrap_or(missing))),
             }
         }
     }
+}
+
+/// The drift counters of a model's inputs, one per bucket of its reference distribution and
+/// one for missing values (last), labelled as `Reference::bucket_of_number` and
+/// `bucket_of_text` name the buckets.
+fn feature_counters(model: &Model, metrics: &Metrics) -> Vec<Option<Vec<Counter>>> {
+    model
+        .inputs
+        .iter()
+        .zip(&model.references)
+        .map(|((name, _), reference)| {
+            let reference = reference.as_ref()?;
+            let buckets = match reference.kind {
+                leitwerk_crds::feature_set::FeatureKind::Numeric => reference.edges.len() + 1,
+                leitwerk_crds::feature_set::FeatureKind::Categorical => reference.categories.len(),
+            };
+            let labels = (0..buckets)
+                .map(|b| b.to_string())
+                .chain([leitwerk_crds::card::MISSING.to_string()]);
+            Some(
+                labels
+                    .map(|bucket| {
+                        metrics
+                            .features
+                            .get_or_create(&FeatureLabels {
+                                model: model.name.clone(),
+                                version: model.version.clone(),
+                                feature: name.clone(),
+                                bucket,
+                            })
+                            .clone()
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
 }

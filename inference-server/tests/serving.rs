@@ -445,12 +445,7 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
             "request {i} got the score of its own row"
         );
     }
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&base).await;
     let value = |prefix: &str| metric(&metrics, prefix);
     let (rows, runs) = (
         value("leitwerk_inference_batch_rows_sum"),
@@ -569,6 +564,64 @@ async fn dynamic_batching_merges_concurrent_requests_and_metrics_and_feedback_ar
 /// With a feedback token (the operator sets one from the Model's feedback Secret), an outcome
 /// without it or with a wrong one is refused with 401 and counted, and takes nothing from the
 /// caller who holds the token: the prediction can still be reported once.
+/// The drift input: each served row counts once in its bucket of the model card's reference
+/// distribution (numeric edges, kept categories, the unknown bucket, missing values), and every
+/// bucket's series exists from the start, at zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_row_counts_in_its_reference_bucket_and_every_bucket_starts_at_zero() {
+    let env = environment();
+    let s = start(&env, None).await;
+    let base = format!("http://{}", s.http);
+    let before = scrape(&base).await;
+    let series = |feature: &str, bucket: &str| {
+        format!(
+            r#"{}{{model="leads",version="v2",feature="{feature}",bucket="{bucket}"}} "#,
+            metric::FEATURE_BUCKET
+        )
+    };
+    for (feature, bucket) in [("visits", "0"), ("visits", "missing"), ("plan", "2")] {
+        assert_eq!(
+            metric(&before, &series(feature, bucket)),
+            0.0,
+            "{feature}/{bucket}"
+        );
+    }
+    let (status, body) = post(
+        &format!("{base}/v2/models/leads/infer"),
+        &request(&[1.0, 3.0, 9.0, 4.0], &["pro", "enterprise", "", "pro"]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let after = scrape(&base).await;
+    // visits: edges [2, 5] → (-inf, 2], (2, 5], (5, inf); plan: basic, pro, unknown.
+    for (feature, bucket, count) in [
+        ("visits", "0", 1.0),
+        ("visits", "1", 2.0),
+        ("visits", "2", 1.0),
+        ("visits", "missing", 0.0),
+        ("plan", "0", 0.0),
+        ("plan", "1", 2.0),
+        ("plan", "2", 1.0),
+        ("plan", "missing", 1.0),
+    ] {
+        assert_eq!(
+            metric(&after, &series(feature, bucket)),
+            count,
+            "{feature}/{bucket}"
+        );
+    }
+}
+
+/// The server's Prometheus exposition.
+async fn scrape(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The value of the first exposition line starting with `prefix`; -1 when there is none.
 fn metric(metrics: &str, prefix: &str) -> f64 {
     metrics
@@ -613,12 +666,7 @@ async fn adaptive_batching_merges_what_queued_and_answers_each_request_with_its_
         let got = body["outputs"][0]["data"][0].as_f64().unwrap();
         assert!((got - want).abs() < 1e-5, "{v:?}: {got} vs {want}");
     }
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&base).await;
     let value = |prefix: &str| metric(&metrics, prefix);
     let (rows, runs) = (
         value("leitwerk_inference_batch_rows_sum"),
