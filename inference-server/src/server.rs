@@ -324,7 +324,7 @@ impl Server {
                 continue;
             };
             let missing = counters.len().saturating_sub(1);
-            let mut count = |bucket: usize| {
+            let count = |bucket: usize| {
                 if let Some(c) = counters.get(bucket) {
                     c.inc();
                 }
