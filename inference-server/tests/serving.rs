@@ -792,17 +792,7 @@ async fn shutdown_finishes_the_request_in_flight_then_stops() {
 
 /// ghz, the Go gRPC load tester, built by `tests/ghz.sh` (cached).
 fn ghz() -> std::path::PathBuf {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/ghz.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    common::provided("ghz.sh")
 }
 
 /// Regression test for Nagle's algorithm on the server's sockets: against a server whose

@@ -15,8 +15,11 @@ pub fn environment() -> Environment {
     ENV.get_or_init(load).clone()
 }
 
-fn load() -> Environment {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/onnxruntime.sh");
+/// What a project script under `tests/` provides (it prints the path).
+pub fn provided(script: &str) -> std::path::PathBuf {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests")
+        .join(script);
     let out = std::process::Command::new("bash")
         .arg(script)
         .output()
@@ -26,8 +29,11 @@ fn load() -> Environment {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    load_onnxruntime(Some(std::path::Path::new(&path))).unwrap()
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+fn load() -> Environment {
+    load_onnxruntime(Some(&provided("onnxruntime.sh"))).unwrap()
 }
 
 /// A server running in this process on 127.0.0.1 (ports chosen by the system).

@@ -1798,6 +1798,15 @@ fn shadow_yaml(gates: &str, steps: &str) -> String {
         .replace("inconclusiveLimit: 2", "inconclusiveLimit: 20")
 }
 
+/// A scenario with v1 serving and v2 a Candidate, a Shadow with `gates` and canary steps
+/// [50, 100], and load on it (the candidate's true conversion rate 1.5× stable's).
+async fn shadow_scenario(prefix: &str, gates: &str) -> anyhow::Result<(Scenario, LoadGenerator)> {
+    let s = Scenario::new(prefix, &["v1", "v2"]).await?;
+    s.apply(&shadow_yaml(gates, "[50, 100]"))?;
+    let load = s.load(&[("stable", 0.10), ("canary", 0.15)], &[]);
+    Ok((s, load))
+}
+
 /// The candidate's first answer to a caller, if any, as a time.
 fn first_live(load: &LoadGenerator) -> Option<chrono::DateTime<chrono::Utc>> {
     load.first_served("canary").map(chrono::DateTime::from)
@@ -1810,14 +1819,9 @@ fn first_live(load: &LoadGenerator) -> Option<chrono::DateTime<chrono::Utc>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_that_holds_hands_the_candidate_to_its_canary_which_is_promoted()
 -> anyhow::Result<()> {
-    let s = Scenario::new("shadow", &["v1", "v2"]).await?;
     // Loose latency and score gates: on two shared cores the p99 of two processes differs by
     // noise, and v2 is another algorithm than v1. The unit tests breach each gate.
-    s.apply(&shadow_yaml(
-        "maxScorePsi: 10, maxP99Ratio: 100",
-        "[50, 100]",
-    ))?;
-    let load = s.load(&[("stable", 0.10), ("canary", 0.15)], &[]);
+    let (s, load) = shadow_scenario("shadow", "maxScorePsi: 10, maxP99Ratio: 100").await?;
     let (e, advance) = s
         .promoted_after_one_advance(Duration::from_secs(240))
         .await?;
@@ -1893,12 +1897,8 @@ async fn a_shadow_that_holds_hands_the_candidate_to_its_canary_which_is_promoted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_that_scores_unlike_stable_is_retired_before_any_caller_sees_it()
 -> anyhow::Result<()> {
-    let s = Scenario::new("shadow-retire", &["v1", "v2"]).await?;
-    s.apply(&shadow_yaml(
-        "maxScorePsi: 0.001, maxP99Ratio: 100",
-        "[50, 100]",
-    ))?;
-    let load = s.load(&[("stable", 0.10), ("canary", 0.15)], &[]);
+    let (s, load) =
+        shadow_scenario("shadow-retire", "maxScorePsi: 0.001, maxP99Ratio: 100").await?;
     let e = s
         .wait_phase(ExperimentPhase::RolledBack, Duration::from_secs(180))
         .await?;
