@@ -31,6 +31,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// The operator's settings.
     pub config: Arc<OperatorConfig>,
+    /// The shared watches' stores the reconciles read (see [`crate::cache`]).
+    pub stores: crate::cache::Stores,
     /// Consecutive failures per object, for exponential backoff.
     failures: Arc<Mutex<HashMap<String, u32>>>,
     /// Prometheus clients by URL (one connection pool each, shared by every analysis).
@@ -65,6 +67,7 @@ impl Context {
             client,
             metrics,
             config: Arc::new(config),
+            stores: crate::cache::Stores::default(),
             failures: Arc::default(),
             prometheus: Arc::default(),
             gateway: Arc::default(),

@@ -3,6 +3,8 @@
 
 pub mod admission;
 pub mod analysis;
+pub mod api_requests;
+pub mod cache;
 pub mod apply;
 pub mod config;
 pub mod context;

@@ -117,11 +117,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => OperatorConfig::load(path)?,
         None => OperatorConfig::default(),
     };
-    let client = kube::Client::try_default().await.context(
-        "failed to create a Kubernetes client (in-cluster service account or $KUBECONFIG)",
-    )?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
+    let client = kube::Config::infer()
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            Ok(leitwerk_operator::api_requests::counting_client(
+                config,
+                metrics.api_requests.clone(),
+            )?)
+        })
+        .context(
+            "failed to create a Kubernetes client (in-cluster service account or $KUBECONFIG)",
+        )?;
     let ready = Arc::new(AtomicBool::new(false));
     let state = HttpState {
         registry: Arc::new(registry),

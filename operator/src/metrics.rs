@@ -146,6 +146,8 @@ pub struct Metrics {
     pub writes: Family<WriteLabels, Counter>,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
+    /// Requests sent to the API server, by verb and resource.
+    pub api_requests: Family<crate::api_requests::ApiRequestLabels, Counter>,
     /// Traffic weight per Experiment variant, in percent.
     pub experiment_weight: Family<VariantLabels, Gauge>,
     /// Last measured KPI value per Experiment variant.
@@ -183,6 +185,7 @@ impl Metrics {
             duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
             writes: Family::default(),
             leader: Gauge::default(),
+            api_requests: Family::default(),
             experiment_weight: Family::default(),
             experiment_kpi: Family::default(),
             experiment_drift: Family::default(),
@@ -263,6 +266,11 @@ impl Metrics {
             "leitwerk_writes",
             "Write requests made by reconciles, by kind and target",
             metrics.writes.clone(),
+        );
+        registry.register(
+            "leitwerk_api_requests",
+            "Requests sent to the API server, by verb and resource (watches count once, when opened)",
+            metrics.api_requests.clone(),
         );
         registry.register(
             "leitwerk_leader",

@@ -68,6 +68,10 @@ pub async fn ensure(
     let name = desired.name_any();
     let ns = desired.namespace().unwrap_or_default();
     let what = || format!("ServiceAccount {name}");
+    // The shared watch's store first: a settled operator reads nothing from the API server.
+    if matches(ctx.stores.service_account(&ns, &name).as_ref(), desired) {
+        return Ok(());
+    }
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = api.get_opt(&name).await.map_err(|source| Error::Read {
         what: what(),

@@ -6,9 +6,13 @@ use std::fmt::Debug;
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use kube::{
-    Api, Client, Resource,
+    Api, Client, Resource, ResourceExt,
     core::DeserializeGuard,
-    runtime::reflector::{ObjectRef, Store},
+    runtime::{
+        Controller, WatchStreamExt,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
 };
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
@@ -32,6 +36,30 @@ impl Scope {
             None => Api::all(client),
         }
     }
+}
+
+/// The annotation `kubectl apply` keeps its last applied configuration in (client-side apply).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// A controller for `api` whose store holds each object without what the operator never reads:
+/// `managedFields` and kubectl's last-applied configuration. Deserialized, those were most of
+/// the store (a Model's managed fields are a tree of every field each manager set), and the
+/// store holds every object of the kind.
+pub fn controller<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let writer = reflector::store::Writer::<K>::default();
+    let reader = writer.as_reader();
+    let objects =
+        reflector::reflector(writer, watcher(api, config).modify(prune)).applied_objects();
+    Controller::for_stream(objects, reader)
+}
+
+/// Removes what [`controller`]'s store does not keep.
+pub fn prune<K: Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+    object.annotations_mut().remove(LAST_APPLIED);
 }
 
 /// Drains a controller's result stream, logging each outcome.
@@ -78,4 +106,17 @@ where
             .map(|o| ObjectRef::from_obj(&*o))
             .collect()
     }
+}
+
+/// [`referrers`] for a shared watch's events (see [`crate::cache`]).
+pub fn referrers_shared<K, Other>(
+    store: Store<DeserializeGuard<K>>,
+    refers_to: fn(&K, &str) -> bool,
+) -> impl Fn(std::sync::Arc<Other>) -> Vec<ObjectRef<DeserializeGuard<K>>> + Send + Sync + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    Other: Resource + Clone,
+{
+    let map = referrers::<K, Other>(store, refers_to);
+    move |other| map((*other).clone())
 }

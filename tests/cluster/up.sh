@@ -125,7 +125,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --client-ca-file "$pki/ca.crt" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-  --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
+  --service-cluster-ip-range 10.0.0.0/16 --allow-privileged=true \
   --authorization-mode RBAC "$admission" \
   --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" --audit-log-maxsize 200 \
   --event-ttl 1h ${LEITWERK_APISERVER_FLAGS:-}

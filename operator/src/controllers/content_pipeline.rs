@@ -14,7 +14,7 @@ use kube::{
     Api, ResourceExt,
     api::{PartialObjectMeta, PostParams},
     core::DeserializeGuard,
-    runtime::{Controller, WatchStreamExt, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{WatchStreamExt, controller::Action, reflector::ObjectRef, watcher},
 };
 use leitwerk_crds::content_pipeline::{ContentPipelinePhase, ContentSummary, PublishSummary};
 use leitwerk_crds::labels::CONTENT_PIPELINE;
@@ -23,13 +23,13 @@ use leitwerk_crds::{ContentPipeline, RagIndex};
 
 use crate::jobs::{JobOutcome, list_owned, outcome};
 use crate::references::{get_opt, missing_secret};
+use crate::cache::Trigger;
 use crate::watch::{Scope, drain, referrers};
 use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     service_account,
     validation::summarize,
-    workloads::MANAGED_BY,
 };
 
 mod budget;
@@ -54,20 +54,17 @@ pub use crate::reconcile::Error;
 pub async fn run(
     ctx: Context,
     scope: Scope,
+    service_accounts: Trigger<ServiceAccount>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
+    let controller = crate::watch::controller(
         scope.api::<DeserializeGuard<ContentPipeline>>(client.clone()),
         watcher::Config::default(),
     );
     let pipelines = controller.store();
-    let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     let stream = controller
-        .owns(
-            scope.api::<ServiceAccount>(client.clone()),
-            watcher::Config::default().labels(&managed),
-        )
+        .owns_shared_stream(service_accounts)
         .watches(
             scope.api::<Job>(client.clone()),
             watcher::Config::default().labels(CONTENT_PIPELINE),

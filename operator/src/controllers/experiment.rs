@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::{
     ResourceExt,
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, watcher},
+    runtime::{controller::Action, watcher},
 };
 use leitwerk_crds::{
     Experiment, Model,
@@ -18,8 +18,8 @@ use leitwerk_crds::{
 };
 
 use crate::notice::Notice;
-use crate::references::get_opt;
-use crate::watch::{Scope, drain, referrers};
+use crate::cache::Trigger;
+use crate::watch::{Scope, drain, referrers_shared};
 use crate::{
     analysis::{
         bandit::{self},
@@ -68,23 +68,23 @@ pub use variants::*;
 pub async fn run(
     ctx: Context,
     scope: Scope,
+    models: Trigger<DeserializeGuard<Model>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
+    let controller = crate::watch::controller(
         scope.api::<DeserializeGuard<Experiment>>(client.clone()),
         watcher::Config::default(),
     );
     let experiments = controller.store();
     let stream = controller
         .owns(
-            scope.api::<Deployment>(client.clone()),
+            scope.api::<Deployment>(client),
             watcher::Config::default().labels(EXPERIMENT_LABEL),
         )
-        .watches(
-            scope.api::<DeserializeGuard<Model>>(client),
-            watcher::Config::default(),
-            referrers(experiments, |e: &Experiment, name| {
+        .watches_shared_stream(
+            models,
+            referrers_shared(experiments, |e: &Experiment, name| {
                 e.spec.variants.iter().any(|v| v.model_ref.name == name)
             }),
         )
@@ -164,7 +164,9 @@ async fn reconcile_experiment(exp: &Experiment, ctx: &Context) -> Result<Action,
     }
     let mut models = Vec::with_capacity(exp.spec.variants.len());
     for v in &exp.spec.variants {
-        let model = get_opt::<Model>(ctx, &ns, &v.model_ref.name)
+        let model = ctx
+            .stores
+            .model(&ctx.client, &ns, &v.model_ref.name)
             .await
             .map_err(|source| Error::Read {
                 what: format!("Model {}", v.model_ref.name),

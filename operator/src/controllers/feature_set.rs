@@ -6,13 +6,19 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::{
     ResourceExt,
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{
+        Controller,
+        controller::Action,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
 };
 use leitwerk_crds::{
     FeatureSet, FeatureSetStatus, feature_set::QualityRuleStatus, summary::MaterializeSummary,
 };
 
 use crate::references::{artifact_store_secret, first_missing_secret};
+use crate::cache::Trigger;
 use crate::watch::{Scope, drain};
 use crate::{
     context::Context,
@@ -31,11 +37,12 @@ pub const FEATURE_SET_LABEL: &str = leitwerk_crds::labels::FEATURE_SET;
 pub async fn run(
     ctx: Context,
     scope: Scope,
+    store: Store<DeserializeGuard<FeatureSet>>,
+    feature_sets: Trigger<DeserializeGuard<FeatureSet>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let api = scope.api::<DeserializeGuard<FeatureSet>>(client.clone());
-    let stream = Controller::new(api, watcher::Config::default())
+    let stream = Controller::for_shared_stream(feature_sets, store)
         .watches(
             scope.api::<Job>(client),
             watcher::Config::default().labels(FEATURE_SET_LABEL),

@@ -8,20 +8,72 @@ pub mod feature_set;
 pub mod model;
 pub mod rag_index;
 
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::{core::DeserializeGuard, runtime::watcher};
+use leitwerk_crds::{FeatureSet, Model};
+
+use crate::cache::{SharedWatch, Stores};
 use crate::context::Context;
+use crate::workloads::MANAGED_BY;
 pub use crate::watch::Scope;
 
-/// Runs every controller until shutdown is requested.
+/// Runs every controller, and the watches they share (see [`crate::cache`]), until shutdown is
+/// requested.
 pub async fn run_all(
     ctx: Context,
     scope: Scope,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
-    futures::join!(
-        feature_set::run(ctx.clone(), scope.clone(), shutdown.clone()),
-        model::run(ctx.clone(), scope.clone(), shutdown.clone()),
-        experiment::run(ctx.clone(), scope.clone(), shutdown.clone()),
-        rag_index::run(ctx.clone(), scope.clone(), shutdown.clone()),
-        content_pipeline::run(ctx, scope, shutdown),
+    let client = ctx.client.clone();
+    let mut models = SharedWatch::<DeserializeGuard<Model>>::new();
+    let mut feature_sets = SharedWatch::<DeserializeGuard<FeatureSet>>::new();
+    let mut accounts = SharedWatch::<ServiceAccount>::new();
+    let mut ctx = ctx;
+    ctx.stores = Stores {
+        models: Some(models.store()),
+        feature_sets: Some(feature_sets.store()),
+        service_accounts: Some(accounts.store()),
+    };
+    let model_shared = model::Shared {
+        store: models.store(),
+        models: models.subscribe(),
+        feature_sets: feature_sets.subscribe(),
+        service_accounts: accounts.subscribe(),
+    };
+    let controllers = futures::future::join5(
+        feature_set::run(
+            ctx.clone(),
+            scope.clone(),
+            feature_sets.store(),
+            feature_sets.subscribe(),
+            shutdown.clone(),
+        ),
+        model::run(ctx.clone(), scope.clone(), model_shared, shutdown.clone()),
+        experiment::run(ctx.clone(), scope.clone(), models.subscribe(), shutdown.clone()),
+        rag_index::run(
+            ctx.clone(),
+            scope.clone(),
+            accounts.subscribe(),
+            shutdown.clone(),
+        ),
+        content_pipeline::run(ctx, scope.clone(), accounts.subscribe(), shutdown),
     );
+    let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let watches = futures::future::join3(
+        models.run(
+            scope.api::<DeserializeGuard<Model>>(client.clone()),
+            watcher::Config::default(),
+        ),
+        feature_sets.run(
+            scope.api::<DeserializeGuard<FeatureSet>>(client.clone()),
+            watcher::Config::default(),
+        ),
+        accounts.run(
+            scope.api::<ServiceAccount>(client),
+            watcher::Config::default().labels(&managed),
+        ),
+    );
+    // The watches run until the process ends; the controllers end on shutdown.
+    futures::pin_mut!(controllers, watches);
+    futures::future::select(controllers, watches).await;
 }

@@ -16,16 +16,17 @@ use leitwerk_crds::{
     model::{ModelVersion, VersionState},
 };
 
-use crate::references::{artifact_store_secret, first_missing_secret, get_opt};
+use crate::cache::Trigger;
+use crate::references::{artifact_store_secret, first_missing_secret};
 use crate::status::Desired;
-use crate::watch::{Scope, drain, referrers};
+use crate::watch::{Scope, drain, referrers_shared};
 use crate::{
     apply::apply,
     context::Context,
     reconcile::{self, LeitwerkResource, Notice, Outcome},
     schedule, service_account,
     validation::summarize,
-    workloads::{HTTP_PORT, MANAGED_BY},
+    workloads::HTTP_PORT,
 };
 use leitwerk_crds::labels::{PIN, REQUESTED_BY};
 use leitwerk_crds::progress::Progress;
@@ -69,20 +70,13 @@ pub use validate::*;
 pub async fn run(
     ctx: Context,
     scope: Scope,
+    shared: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        scope.api::<DeserializeGuard<Model>>(client.clone()),
-        watcher::Config::default(),
-    );
-    let models = controller.store();
-    let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+    let controller = Controller::for_shared_stream(shared.models, shared.store.clone());
     let stream = controller
-        .owns(
-            scope.api::<ServiceAccount>(client.clone()),
-            watcher::Config::default().labels(&managed),
-        )
+        .owns_shared_stream(shared.service_accounts)
         // Jobs by their label, not by owner: a Job that carries a Model's labels without
         // being its own is seen at once, ignored and named in an `UntrustedJob` Warning.
         .watches(
@@ -96,13 +90,12 @@ pub async fn run(
             },
         )
         .owns(
-            scope.api::<Deployment>(client.clone()),
+            scope.api::<Deployment>(client),
             watcher::Config::default().labels(MODEL_LABEL),
         )
-        .watches(
-            scope.api::<DeserializeGuard<FeatureSet>>(client),
-            watcher::Config::default(),
-            referrers(models, |m: &Model, name| {
+        .watches_shared_stream(
+            shared.feature_sets,
+            referrers_shared(shared.store, |m: &Model, name| {
                 m.spec
                     .feature_set_ref
                     .as_ref()
@@ -112,6 +105,18 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(Model::KIND, stream).await;
+}
+
+/// What the Model controller takes from the shared watches (see [`crate::cache`]).
+pub struct Shared {
+    /// The store of Models.
+    pub store: kube::runtime::reflector::Store<DeserializeGuard<Model>>,
+    /// Every Model the shared watch applied.
+    pub models: Trigger<DeserializeGuard<Model>>,
+    /// Every FeatureSet the shared watch applied.
+    pub feature_sets: Trigger<DeserializeGuard<FeatureSet>>,
+    /// Every managed ServiceAccount the shared watch applied.
+    pub service_accounts: Trigger<ServiceAccount>,
 }
 
 /// What the cluster shows about a Model's workloads.
@@ -198,7 +203,9 @@ pub async fn reconcile(
 async fn reconcile_model(model: &Model, ctx: &Context) -> Result<Action, Error> {
     let ns = model.namespace().unwrap_or_default();
     let feature_set = match &model.spec.feature_set_ref {
-        Some(r) => get_opt::<FeatureSet>(ctx, &ns, &r.name)
+        Some(r) => ctx
+            .stores
+            .feature_set(&ctx.client, &ns, &r.name)
             .await
             .map_err(|source| Error::Read {
                 what: format!("FeatureSet {}", r.name),

@@ -13,11 +13,12 @@ use kube::{
     ResourceExt,
     api::PartialObjectMeta,
     core::DeserializeGuard,
-    runtime::{Controller, WatchStreamExt, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{WatchStreamExt, controller::Action, reflector::ObjectRef, watcher},
 };
 use leitwerk_crds::{RagIndex, rag_index::RagIndexPhase};
 
 use crate::references::{get_opt, missing_secret};
+use crate::cache::Trigger;
 use crate::watch::{Scope, drain, referrers};
 use crate::{
     apply::{apply, hash_of},
@@ -25,7 +26,7 @@ use crate::{
     reconcile::{self, LeitwerkResource, Outcome, RECHECK_UNWATCHED},
     service_account,
     validation::summarize,
-    workloads::{HTTP_PORT, MANAGED_BY},
+    workloads::HTTP_PORT,
 };
 
 mod build;
@@ -71,20 +72,17 @@ pub use crate::reconcile::Error;
 pub async fn run(
     ctx: Context,
     scope: Scope,
+    service_accounts: Trigger<ServiceAccount>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
+    let controller = crate::watch::controller(
         scope.api::<DeserializeGuard<RagIndex>>(client.clone()),
         watcher::Config::default(),
     );
     let indexes = controller.store();
-    let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     let stream = controller
-        .owns(
-            scope.api::<ServiceAccount>(client.clone()),
-            watcher::Config::default().labels(&managed),
-        )
+        .owns_shared_stream(service_accounts)
         // Jobs by their label, not by owner: a Job that carries a RagIndex's labels without
         // being its own is seen at once, ignored and named in an `UntrustedJob` Warning.
         .watches(

@@ -1,0 +1,583 @@
+//! The operator at scale against the local control plane: N Models (bring-your-own ONNX, so no
+//! training), each with a FeatureSet and an Experiment beside it, for N = 1,000 and 5,000 (or
+//! the sizes given as arguments).
+//!
+//! Figures per size: the time from the first create to every Model Ready; API requests per
+//! reconcile (the operator's own `leitwerk_api_requests_total` over `leitwerk_reconcile_total`);
+//! the operator's CPU and resident memory; the requests it sends in a settled minute (lease
+//! renewals apart); and its memory through a forced relist, when the API server restarts and
+//! every watch resumes from a resourceVersion the new server no longer has (410 Gone).
+//!
+//! The control plane is etcd and kube-apiserver only (`up.sh --minimal`). There is no
+//! kube-controller-manager, scheduler or node: an availability stand-in in this process (see
+//! [`stand_in_available`]) does what the Deployment controller and a kubelet would report for a
+//! healthy serving Deployment, its status `availableReplicas`, so that a Model can be Ready
+//! without 5,000 inference servers on two cores. Serving itself is tested with real servers in
+//! `operator/tests/cluster/`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use leitwerk_control_plane_benches::{cpu_seconds, memory_mib};
+use leitwerk_crds::summary::{self, MaterializeSummary};
+use leitwerk_crds::{Experiment, FeatureSet, Model};
+use leitwerk_testkit::{Cluster, TestNamespace, free_port, metric_sum, wait_for};
+
+/// Creates in flight at once, as `kubectl apply --server-side` of a large kustomization would
+/// send them (kubectl sends one at a time; 16 is kinder to the bench than to the operator).
+const CREATE_CONCURRENCY: usize = 16;
+
+fn operator_binary() -> anyhow::Result<PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| leitwerk_testkit::repo_root().join("target"));
+    let path = target.join("release/leitwerk-operator");
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing: run `cargo build --release -p leitwerk-operator` first",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn feature_set(i: usize) -> anyhow::Result<FeatureSet> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "leitwerk.dev/v1alpha1", "kind": "FeatureSet",
+        "metadata": {"name": format!("fs-{i:05}")},
+        "spec": {
+            "sources": [
+                {"name": "customers", "format": "Csv", "file": {"path": "/data/customers.csv", "claimName": "leitwerk-data"}},
+                {"name": "cancellations", "format": "Csv", "file": {"path": "/data/cancellations.csv", "claimName": "leitwerk-data"}}
+            ],
+            "entityKey": "customer_id",
+            "eventTimestamp": "ts",
+            "label": {"name": "churned_60d", "source": "cancellations", "kind": "EventOccurs", "horizon": "60d"},
+            "features": [
+                {"name": "tenure", "source": "customers", "aggregation": "Static", "column": "tenure"},
+                {"name": "monthly_charges", "source": "customers", "aggregation": "Static", "column": "monthly_charges"}
+            ],
+            "cutoffs": {"dates": ["2025-07-01", "2025-10-01"]}
+        }
+    }))?)
+}
+
+fn model(i: usize) -> anyhow::Result<Model> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "leitwerk.dev/v1alpha1", "kind": "Model",
+        "metadata": {"name": format!("m-{i:05}")},
+        "spec": {
+            "task": "BinaryClassification",
+            "onnx": {"url": format!("file:///models/m-{i:05}.onnx")},
+            "serving": {"replicas": 1}
+        }
+    }))?)
+}
+
+fn experiment(i: usize) -> anyhow::Result<Experiment> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "leitwerk.dev/v1alpha1", "kind": "Experiment",
+        "metadata": {"name": format!("e-{i:05}")},
+        "spec": {
+            "variants": [
+                {"name": "stable", "modelRef": {"name": format!("m-{i:05}")}, "role": "Stable"},
+                {"name": "canary", "modelRef": {"name": format!("m-{i:05}")}, "role": "Candidate"}
+            ],
+            "strategy": {"type": "Canary", "canary": {"steps": [10, 50, 100]}},
+            "kpis": [{"name": "conversion-rate", "query": "vector(1)", "min": 0.5}],
+            "interval": "1m"
+        }
+    }))?)
+}
+
+/// What the Deployment controller and a kubelet would report for a healthy Deployment: every
+/// replica updated, ready and available, for the generation asked for. Runs until dropped.
+async fn stand_in_available(client: Client, ns: String) -> anyhow::Result<()> {
+    let api: Api<Deployment> = Api::namespaced(client, &ns);
+    let mut events = watcher(api.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    while let Some(d) = events.try_next().await? {
+        let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let generation = d.metadata.generation.unwrap_or(0);
+        let status = d.status.clone().unwrap_or_default();
+        if status.available_replicas == Some(wanted) && status.observed_generation == Some(generation)
+        {
+            continue;
+        }
+        let patch = serde_json::json!({"status": {
+            "observedGeneration": generation, "replicas": wanted, "updatedReplicas": wanted,
+            "readyReplicas": wanted, "availableReplicas": wanted
+        }});
+        api.patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    Ok(())
+}
+
+/// What the Job controller and a kubelet would leave behind for a materialization Job that ran:
+/// its pod, terminated with the summary `leitwerk-trainer materialize` writes as its
+/// termination message (a published snapshot), and the Job `Complete`. The bench measures the
+/// operator; the materialization itself is measured by `benches/benches/trainer.rs`.
+async fn stand_in_jobs(client: Client, ns: String) -> anyhow::Result<()> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client, &ns);
+    let mut events = watcher(jobs.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    while let Some(job) = events.try_next().await? {
+        if job.status.as_ref().and_then(|s| s.completion_time.as_ref()).is_some() {
+            continue;
+        }
+        let name = job.name_any();
+        let Some(template) = job.spec.as_ref().map(|s| s.template.clone()) else {
+            continue;
+        };
+        let mut pod_spec = template.spec.unwrap_or_default();
+        pod_spec.restart_policy = Some("Never".into());
+        let containers = pod_spec.containers.clone();
+        let pod = Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("{name}-done")),
+                labels: Some(BTreeMap::from([(
+                    "batch.kubernetes.io/job-name".to_string(),
+                    name.clone(),
+                )])),
+                owner_references: Some(vec![OwnerReference {
+                    api_version: "batch/v1".into(),
+                    kind: "Job".into(),
+                    name: name.clone(),
+                    uid: job.metadata.uid.clone().unwrap_or_default(),
+                    controller: Some(true),
+                    ..OwnerReference::default()
+                }]),
+                ..Default::default()
+            },
+            spec: Some(pod_spec),
+            status: None,
+        };
+        match pods.create(&PostParams::default(), &pod).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        let digest = format!("{:0>64}", format!("{:x}", name.len() * 7919));
+        let summary = MaterializeSummary {
+            published: true,
+            version: Some(digest[..12].to_string()),
+            digest: Some(format!("sha256:{digest}")),
+            location: Some(format!("file:///artifacts/{ns}/{name}")),
+            rows: 1000,
+            data_until: Some("2026-01-01T00:00:00Z".into()),
+            quality: Vec::new(),
+        };
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let statuses: Vec<serde_json::Value> = containers
+            .iter()
+            .map(|c| serde_json::json!({
+                "name": c.name, "image": c.image.clone().unwrap_or_default(), "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                    "message": summary::encode_materialize(&summary),
+                    "startedAt": now, "finishedAt": now}}
+            }))
+            .collect();
+        pods.patch_status(
+            &format!("{name}-done"),
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"status": {
+                "phase": "Succeeded", "containerStatuses": statuses, "startTime": now
+            }})),
+        )
+        .await?;
+        jobs.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"status": {
+                "startTime": now, "completionTime": now, "succeeded": 1,
+                "conditions": [
+                    {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+                    {"type": "Complete", "status": "True", "lastTransitionTime": now}
+                ]
+            }})),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Waits (at most `limit`) until `n` objects of `K` in the namespace are `done`.
+async fn all_done<K>(client: &Client, ns: &str, n: usize, done: fn(&K) -> bool) -> anyhow::Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let limit = Duration::from_secs(1800);
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let mut states: HashMap<String, bool> = HashMap::new();
+    let mut events = watcher(api, watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let next = tokio::time::timeout_at(deadline, events.try_next())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "{} of {n} {} done after {limit:?}",
+                    states.values().filter(|r| **r).count(),
+                    K::kind(&())
+                )
+            })??;
+        let Some(o) = next else {
+            anyhow::bail!("the {} watch ended", K::kind(&()));
+        };
+        states.insert(o.name_any(), done(&o));
+        if states.len() == n && states.values().all(|r| *r) {
+            return Ok(());
+        }
+    }
+}
+
+/// The operator's counters: reconciles, and API requests by verb (lease requests apart).
+#[derive(Debug, Default, Clone)]
+struct Counts {
+    reconciles: f64,
+    requests: BTreeMap<String, f64>,
+    leases: f64,
+}
+
+impl Counts {
+    fn non_watch(&self) -> f64 {
+        self.requests
+            .iter()
+            .filter(|(v, _)| v.as_str() != "watch")
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    fn minus(&self, before: &Counts) -> Counts {
+        Counts {
+            reconciles: self.reconciles - before.reconciles,
+            requests: self
+                .requests
+                .iter()
+                .map(|(v, n)| (v.clone(), n - before.requests.get(v).copied().unwrap_or(0.0)))
+                .collect(),
+            leases: self.leases - before.leases,
+        }
+    }
+}
+
+struct Operator {
+    child: tokio::process::Child,
+    metrics_url: String,
+}
+
+impl Operator {
+    async fn start(cluster: &Cluster, ns: &str) -> anyhow::Result<Operator> {
+        leitwerk_testkit::grant_leader_election(cluster, ns)?;
+        let port = free_port()?;
+        let log = std::fs::File::create(cluster.dir.join("operator.log"))?;
+        let child = tokio::process::Command::new(operator_binary()?)
+            .args(["--namespace", ns, "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", &cluster.operator_kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let op = Operator {
+            child,
+            metrics_url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_for("the operator to be ready", Duration::from_secs(60), || async {
+            let ok = reqwest::get(format!("{}/readyz", op.metrics_url))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            Ok((ok.then_some(()), "not ready".to_string()))
+        })
+        .await?;
+        Ok(op)
+    }
+
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.child
+            .id()
+            .ok_or_else(|| anyhow::anyhow!("the operator exited"))
+    }
+
+    async fn counts(&self) -> anyhow::Result<Counts> {
+        let text = reqwest::get(format!("{}/metrics", self.metrics_url))
+            .await?
+            .text()
+            .await?;
+        let mut requests = BTreeMap::new();
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete", "other",
+        ] {
+            let all = metric_sum(
+                &text,
+                "leitwerk_api_requests_total",
+                &[&format!("verb=\"{verb}\"")],
+            );
+            let leases = metric_sum(
+                &text,
+                "leitwerk_api_requests_total",
+                &[&format!("verb=\"{verb}\""), "resource=\"leases\""],
+            );
+            requests.insert(verb.to_string(), all - leases);
+        }
+        Ok(Counts {
+            reconciles: metric_sum(&text, "leitwerk_reconcile_total", &[]),
+            requests,
+            leases: metric_sum(
+                &text,
+                "leitwerk_api_requests_total",
+                &["resource=\"leases\""],
+            ),
+        })
+    }
+
+    /// Waits until no reconcile has run for `quiet` (at most `limit`).
+    async fn settle(&self, quiet: Duration, limit: Duration) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let mut last = self.counts().await?.reconciles;
+        let mut since = Instant::now();
+        while start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.counts().await?.reconciles;
+            if (now - last).abs() > f64::EPSILON {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= quiet {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the operator did not settle in {limit:?}")
+    }
+}
+
+/// Kills kube-apiserver (SIGKILL, as a crashed or evicted server) and starts it again with the
+/// command line it ran with: every watch breaks, and resumes
+/// from a resourceVersion older than the new server's watch cache (410 Gone, a relist).
+async fn restart_apiserver(cluster: &Cluster) -> anyhow::Result<()> {
+    let pids_path = cluster.dir.join("pids");
+    let pids = std::fs::read_to_string(&pids_path)?;
+    let pid: u32 = pids
+        .lines()
+        .find_map(|l| l.strip_prefix("kube-apiserver "))
+        .ok_or_else(|| anyhow::anyhow!("no kube-apiserver in {}", pids_path.display()))?
+        .trim()
+        .parse()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))?;
+    let words: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    let (program, args) = words
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("empty command line of kube-apiserver"))?;
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()?;
+    for _ in 0..300 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(cluster.dir.join("logs/kube-apiserver.log"))?;
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let new = pids.replace(
+        &format!("kube-apiserver {pid}"),
+        &format!("kube-apiserver {}", child.id()),
+    );
+    std::fs::write(&pids_path, new)?;
+    wait_for("the API server to be back", Duration::from_secs(120), || async {
+        let out = cluster.kubectl(&["get", "--raw", "/readyz"], None)?;
+        Ok((out.status.success().then_some(()), "not ready".into()))
+    })
+    .await
+}
+
+async fn create_all(client: &Client, ns: &str, n: usize) -> anyhow::Result<()> {
+    let fs: Api<FeatureSet> = Api::namespaced(client.clone(), ns);
+    let models: Api<Model> = Api::namespaced(client.clone(), ns);
+    let exps: Api<Experiment> = Api::namespaced(client.clone(), ns);
+    let pp = PostParams::default();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (fs, models, exps, pp) = (&fs, &models, &exps, &pp);
+            async move {
+                fs.create(pp, &feature_set(i)?).await?;
+                models.create(pp, &model(i)?).await?;
+                exps.create(pp, &experiment(i)?).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn run(n: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!(
+        "leitwerk-bench-models-{n}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let cluster = Cluster::start(&dir.join("cluster"), true)?;
+    cluster.install_crds()?;
+    cluster.install_operator_rbac()?;
+    let client = cluster.client().await?;
+    let ns = TestNamespace::create(&cluster, "scale").await?;
+    let stand_in = tokio::spawn(stand_in_available(client.clone(), ns.name.clone()));
+    let stand_in_jobs = tokio::spawn(stand_in_jobs(client.clone(), ns.name.clone()));
+    let op = Operator::start(&cluster, &ns.name).await?;
+    let pid = op.pid()?;
+    let (rss_idle, _) = memory_mib(pid)?;
+    let cpu_before = cpu_seconds(pid)?;
+    let before = op.counts().await?;
+
+    let start = Instant::now();
+    let (created, ready, fs_ready) = tokio::join!(
+        async {
+            create_all(&client, &ns.name, n).await?;
+            anyhow::Ok(start.elapsed())
+        },
+        async {
+            all_done::<Model>(&client, &ns.name, n, |m| {
+                m.status.as_ref().is_some_and(|s| ready(&s.conditions))
+            })
+            .await?;
+            anyhow::Ok(start.elapsed())
+        },
+        async {
+            all_done::<FeatureSet>(&client, &ns.name, n, |f| {
+                f.status.as_ref().is_some_and(|s| ready(&s.conditions))
+            })
+            .await?;
+            anyhow::Ok(start.elapsed())
+        }
+    );
+    let (created, ready, fs_ready) = (created?, ready?, fs_ready?);
+    op.settle(Duration::from_secs(10), Duration::from_secs(600))
+        .await?;
+    let settled = start.elapsed().saturating_sub(Duration::from_secs(10));
+    let cpu_apply = cpu_seconds(pid)? - cpu_before;
+    let after = op.counts().await?;
+    let apply = after.minus(&before);
+    let (rss_loaded, peak_loaded) = memory_mib(pid)?;
+
+    // A settled minute: what does the operator send?
+    let steady_window = Duration::from_secs(60);
+    let cpu0 = cpu_seconds(pid)?;
+    tokio::time::sleep(steady_window).await;
+    let steady = op.counts().await?.minus(&after);
+    let cpu_steady = (cpu_seconds(pid)? - cpu0) / steady_window.as_secs_f64();
+    let (rss_steady, _) = memory_mib(pid)?;
+
+    // A forced relist.
+    let relist_before = op.counts().await?;
+    restart_apiserver(&cluster).await?;
+    op.settle(Duration::from_secs(10), Duration::from_secs(600))
+        .await?;
+    let relist = op.counts().await?.minus(&relist_before);
+    let (rss_relist, peak_relist) = memory_mib(pid)?;
+    stand_in.abort();
+    stand_in_jobs.abort();
+
+    println!("\n== {n} Models (bring-your-own ONNX), {n} FeatureSets, {n} Experiments ==");
+    println!(
+        "created {} objects in {:.1} s ({CREATE_CONCURRENCY} creates in flight); every Model Ready after {:.1} s, every FeatureSet Ready (snapshot published) after {:.1} s; operator settled after {:.1} s",
+        3 * n,
+        created.as_secs_f64(),
+        ready.as_secs_f64(),
+        fs_ready.as_secs_f64(),
+        settled.as_secs_f64()
+    );
+    println!(
+        "reconciles: {:.0} ({:.2} per object); API requests (watches apart): {:.0}, {:.2} per reconcile; by verb: {}",
+        apply.reconciles,
+        apply.reconciles / (3 * n) as f64,
+        apply.non_watch(),
+        apply.non_watch() / apply.reconciles.max(1.0),
+        verbs(&apply)
+    );
+    println!(
+        "operator CPU: {cpu_apply:.1} s from the first create until settled; {:.2} % of a core in the settled minute",
+        cpu_steady * 100.0
+    );
+    println!(
+        "operator memory: RSS {rss_idle:.1} MiB before, {rss_loaded:.1} MiB loaded (peak {peak_loaded:.1}), {rss_steady:.1} MiB after a settled minute"
+    );
+    println!(
+        "settled minute: {:.0} requests besides lease renewals ({}), {:.0} lease requests, {:.0} reconciles",
+        steady.non_watch(),
+        verbs(&steady),
+        steady.leases,
+        steady.reconciles
+    );
+    println!(
+        "forced relist (API server restarted): {:.0} lists, {:.0} watches, {:.0} reconciles, {:.0} other requests; RSS {rss_relist:.1} MiB after, peak {peak_relist:.1} MiB",
+        relist.requests.get("list").copied().unwrap_or(0.0),
+        relist.requests.get("watch").copied().unwrap_or(0.0),
+        relist.reconciles,
+        relist.non_watch() - relist.requests.get("list").copied().unwrap_or(0.0)
+    );
+    drop(op);
+    drop(ns);
+    Ok(())
+}
+
+fn verbs(c: &Counts) -> String {
+    c.requests
+        .iter()
+        .filter(|(_, n)| **n > 0.0)
+        .map(|(v, n)| format!("{v} {n:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let mut sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if sizes.is_empty() {
+        sizes = vec![1000, 5000];
+    }
+    for n in sizes {
+        run(n).await?;
+    }
+    Ok(())
+}
