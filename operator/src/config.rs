@@ -39,6 +39,15 @@ pub struct OperatorConfig {
     /// NetworkPolicies off.
     #[serde(default = "default_ingress_namespaces")]
     pub network_policy_ingress_namespaces: Option<Vec<String>>,
+    /// Reconciles each controller runs at once. Each one in flight holds its own API
+    /// connection and buffers: without a bound, thousands of objects created together opened
+    /// as many connections (see `benches/README.md`, the operator at scale).
+    #[serde(default = "default_reconcile_concurrency")]
+    pub reconcile_concurrency: u16,
+}
+
+fn default_reconcile_concurrency() -> u16 {
+    16
 }
 
 fn default_ingress_namespaces() -> Option<Vec<String>> {
@@ -80,6 +89,7 @@ impl Default for OperatorConfig {
             workload_service_account: default_workload_sa(),
             artifact_store_secret: None,
             network_policy_ingress_namespaces: default_ingress_namespaces(),
+            reconcile_concurrency: default_reconcile_concurrency(),
         }
     }
 }

@@ -56,6 +56,11 @@ where
     Controller::for_stream(objects, reader)
 }
 
+/// How every controller runs: at most `reconcileConcurrency` reconciles at once (at least one).
+pub fn run_config(config: &crate::config::OperatorConfig) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(config.reconcile_concurrency.max(1))
+}
+
 /// Removes what [`controller`]'s store does not keep.
 pub fn prune<K: Resource>(object: &mut K) {
     object.managed_fields_mut().clear();

@@ -496,6 +496,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
     let after = op.counts().await?;
     let apply = after.minus(&before);
     let (rss_loaded, peak_loaded) = memory_mib(pid)?;
+    let sockets_loaded = sockets(pid);
 
     // A settled minute: what does the operator send?
     let steady_window = Duration::from_secs(60);
@@ -537,7 +538,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
         cpu_steady * 100.0
     );
     println!(
-        "operator memory: RSS {rss_idle:.1} MiB before, {rss_loaded:.1} MiB loaded (peak {peak_loaded:.1}), {rss_steady:.1} MiB after a settled minute"
+        "operator memory: RSS {rss_idle:.1} MiB before, {rss_loaded:.1} MiB loaded (peak {peak_loaded:.1}), {rss_steady:.1} MiB after a settled minute; {sockets_loaded} sockets open when settled"
     );
     println!(
         "settled minute: {:.0} requests besides lease renewals ({}), {:.0} lease requests, {:.0} reconciles",
@@ -556,6 +557,20 @@ async fn run(n: usize) -> anyhow::Result<()> {
     drop(op);
     drop(ns);
     Ok(())
+}
+
+/// Sockets the process holds open (its API connections, and its metrics listener).
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 fn verbs(c: &Counts) -> String {

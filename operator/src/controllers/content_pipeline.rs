@@ -94,6 +94,7 @@ pub async fn run(
                     .any(|r| r.as_ref().is_some_and(|r| r.name == name))
             }),
         )
+        .with_config(crate::watch::run_config(&ctx.config))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(ContentPipeline::KIND, stream).await;

@@ -88,6 +88,7 @@ pub async fn run(
                 e.spec.variants.iter().any(|v| v.model_ref.name == name)
             }),
         )
+        .with_config(crate::watch::run_config(&ctx.config))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(Experiment::KIND, stream).await;

@@ -53,6 +53,7 @@ pub async fn run(
                 )
             },
         )
+        .with_config(crate::watch::run_config(&ctx.config))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(FeatureSet::KIND, stream).await;

@@ -102,6 +102,7 @@ pub async fn run(
                     .is_some_and(|r| r.name == name)
             }),
         )
+        .with_config(crate::watch::run_config(&ctx.config))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(Model::KIND, stream).await;

@@ -112,6 +112,7 @@ pub async fn run(
                 config_maps(&index.spec).iter().any(|(_, cm)| cm == name)
             }),
         )
+        .with_config(crate::watch::run_config(&ctx.config))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(RagIndex::KIND, stream).await;
