@@ -136,7 +136,11 @@ mod tests {
                 "/apis/batch/v1/namespaces/a/jobs",
                 pair("deletecollection", "jobs"),
             ),
-            (Method::GET, "/api/v1/namespaces/a", pair("get", "namespaces")),
+            (
+                Method::GET,
+                "/api/v1/namespaces/a",
+                pair("get", "namespaces"),
+            ),
             (Method::GET, "/apis/apps/v1", pair("list", "discovery")),
             (Method::GET, "/version", pair("list", "discovery")),
         ];

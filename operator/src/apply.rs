@@ -251,14 +251,20 @@ pub async fn apply_serving(
     service: k8s_openapi::api::core::v1::Service,
     what: &str,
 ) -> Result<Option<k8s_openapi::api::apps::v1::Deployment>, Error> {
-    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let current = api
-        .get_opt(&deployment.name_any())
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("{what} Deployment"),
-            source,
-        })?;
+    // The shared watches' stores first (see `crate::cache`): a settled operator reads nothing.
+    let current = match ctx.stores.deployment(ns, &deployment.name_any()) {
+        Some(held) => Some(held),
+        None => {
+            let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+                Api::namespaced(ctx.client.clone(), ns);
+            api.get_opt(&deployment.name_any())
+                .await
+                .map_err(|source| Error::Read {
+                    what: format!("{what} Deployment"),
+                    source,
+                })?
+        }
+    };
     apply_if_changed(
         ctx,
         ns,
@@ -267,15 +273,20 @@ pub async fn apply_serving(
         &format!("{what} Deployment"),
     )
     .await?;
-    let services: Api<k8s_openapi::api::core::v1::Service> =
-        Api::namespaced(ctx.client.clone(), ns);
-    let current_service = services
-        .get_opt(&service.name_any())
-        .await
-        .map_err(|source| Error::Read {
-            what: format!("{what} Service"),
-            source,
-        })?;
+    let current_service = match ctx.stores.service(ns, &service.name_any()) {
+        Some(held) => Some(held),
+        None => {
+            let services: Api<k8s_openapi::api::core::v1::Service> =
+                Api::namespaced(ctx.client.clone(), ns);
+            services
+                .get_opt(&service.name_any())
+                .await
+                .map_err(|source| Error::Read {
+                    what: format!("{what} Service"),
+                    source,
+                })?
+        }
+    };
     apply_if_changed(
         ctx,
         ns,

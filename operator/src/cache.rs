@@ -13,7 +13,13 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt, channel::mpsc, stream::BoxStream};
-use k8s_openapi::{NamespaceResourceScope, api::core::v1::ServiceAccount};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Service, ServiceAccount},
+    },
+};
 use kube::{
     Api, Resource,
     core::DeserializeGuard,
@@ -134,6 +140,10 @@ pub struct Stores {
     pub feature_sets: Option<Store<DeserializeGuard<FeatureSet>>>,
     /// The ServiceAccounts the operator manages.
     pub service_accounts: Option<Store<ServiceAccount>>,
+    /// The Deployments the operator manages (serving, Experiment variants, retrieval).
+    pub deployments: Option<Store<Deployment>>,
+    /// The Services the operator manages.
+    pub services: Option<Store<Service>>,
 }
 
 impl Debug for Stores {
@@ -149,6 +159,16 @@ where
 {
     let found = store?.get(&ObjectRef::new(name).within(namespace))?;
     found.0.as_ref().ok().cloned()
+}
+
+/// `namespace/name` as `store` holds it, if it does.
+fn held<K>(store: Option<&Store<K>>, namespace: &str, name: &str) -> Option<K>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    store?
+        .get(&ObjectRef::new(name).within(namespace))
+        .map(|o| (*o).clone())
 }
 
 /// Reads `namespace/name` from the API server; `None` when it does not exist.
@@ -193,9 +213,16 @@ impl Stores {
 
     /// The managed ServiceAccount `namespace/name` as the store holds it, if it does.
     pub fn service_account(&self, namespace: &str, name: &str) -> Option<ServiceAccount> {
-        self.service_accounts
-            .as_ref()?
-            .get(&ObjectRef::new(name).within(namespace))
-            .map(|sa| (*sa).clone())
+        held(self.service_accounts.as_ref(), namespace, name)
+    }
+
+    /// The managed Deployment `namespace/name` as the store holds it, if it does.
+    pub fn deployment(&self, namespace: &str, name: &str) -> Option<Deployment> {
+        held(self.deployments.as_ref(), namespace, name)
+    }
+
+    /// The managed Service `namespace/name` as the store holds it, if it does.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Service> {
+        held(self.services.as_ref(), namespace, name)
     }
 }

@@ -4,8 +4,8 @@
 pub mod admission;
 pub mod analysis;
 pub mod api_requests;
-pub mod cache;
 pub mod apply;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod controllers;

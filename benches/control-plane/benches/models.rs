@@ -109,7 +109,8 @@ async fn stand_in_available(client: Client, ns: String) -> anyhow::Result<()> {
         let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let generation = d.metadata.generation.unwrap_or(0);
         let status = d.status.clone().unwrap_or_default();
-        if status.available_replicas == Some(wanted) && status.observed_generation == Some(generation)
+        if status.available_replicas == Some(wanted)
+            && status.observed_generation == Some(generation)
         {
             continue;
         }
@@ -117,8 +118,12 @@ async fn stand_in_available(client: Client, ns: String) -> anyhow::Result<()> {
             "observedGeneration": generation, "replicas": wanted, "updatedReplicas": wanted,
             "readyReplicas": wanted, "availableReplicas": wanted
         }});
-        api.patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        api.patch_status(
+            &d.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -134,7 +139,12 @@ async fn stand_in_jobs(client: Client, ns: String) -> anyhow::Result<()> {
         .applied_objects()
         .boxed();
     while let Some(job) = events.try_next().await? {
-        if job.status.as_ref().and_then(|s| s.completion_time.as_ref()).is_some() {
+        if job
+            .status
+            .as_ref()
+            .and_then(|s| s.completion_time.as_ref())
+            .is_some()
+        {
             continue;
         }
         let name = job.name_any();
@@ -182,13 +192,15 @@ async fn stand_in_jobs(client: Client, ns: String) -> anyhow::Result<()> {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let statuses: Vec<serde_json::Value> = containers
             .iter()
-            .map(|c| serde_json::json!({
-                "name": c.name, "image": c.image.clone().unwrap_or_default(), "imageID": "",
-                "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": 0, "reason": "Completed",
-                    "message": summary::encode_materialize(&summary),
-                    "startedAt": now, "finishedAt": now}}
-            }))
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name, "image": c.image.clone().unwrap_or_default(), "imageID": "",
+                    "ready": false, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                        "message": summary::encode_materialize(&summary),
+                        "startedAt": now, "finishedAt": now}}
+                })
+            })
             .collect();
         pods.patch_status(
             &format!("{name}-done"),
@@ -221,7 +233,12 @@ fn ready(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition
 }
 
 /// Waits (at most `limit`) until `n` objects of `K` in the namespace are `done`.
-async fn all_done<K>(client: &Client, ns: &str, n: usize, done: fn(&K) -> bool) -> anyhow::Result<()>
+async fn all_done<K>(
+    client: &Client,
+    ns: &str,
+    n: usize,
+    done: fn(&K) -> bool,
+) -> anyhow::Result<()>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -261,6 +278,7 @@ where
 #[derive(Debug, Default, Clone)]
 struct Counts {
     reconciles: f64,
+    by_resource: BTreeMap<String, f64>,
     requests: BTreeMap<String, f64>,
     leases: f64,
 }
@@ -277,10 +295,25 @@ impl Counts {
     fn minus(&self, before: &Counts) -> Counts {
         Counts {
             reconciles: self.reconciles - before.reconciles,
+            by_resource: self
+                .by_resource
+                .iter()
+                .map(|(k, n)| {
+                    (
+                        k.clone(),
+                        n - before.by_resource.get(k).copied().unwrap_or(0.0),
+                    )
+                })
+                .collect(),
             requests: self
                 .requests
                 .iter()
-                .map(|(v, n)| (v.clone(), n - before.requests.get(v).copied().unwrap_or(0.0)))
+                .map(|(v, n)| {
+                    (
+                        v.clone(),
+                        n - before.requests.get(v).copied().unwrap_or(0.0),
+                    )
+                })
                 .collect(),
             leases: self.leases - before.leases,
         }
@@ -298,7 +331,12 @@ impl Operator {
         let port = free_port()?;
         let log = std::fs::File::create(cluster.dir.join("operator.log"))?;
         let child = tokio::process::Command::new(operator_binary()?)
-            .args(["--namespace", ns, "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args([
+                "--namespace",
+                ns,
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
             .env("KUBECONFIG", &cluster.operator_kubeconfig)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone()?)
@@ -309,12 +347,16 @@ impl Operator {
             child,
             metrics_url: format!("http://127.0.0.1:{port}"),
         };
-        wait_for("the operator to be ready", Duration::from_secs(60), || async {
-            let ok = reqwest::get(format!("{}/readyz", op.metrics_url))
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            Ok((ok.then_some(()), "not ready".to_string()))
-        })
+        wait_for(
+            "the operator to be ready",
+            Duration::from_secs(60),
+            || async {
+                let ok = reqwest::get(format!("{}/readyz", op.metrics_url))
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                Ok((ok.then_some(()), "not ready".to_string()))
+            },
+        )
         .await?;
         Ok(op)
     }
@@ -346,7 +388,28 @@ impl Operator {
             );
             requests.insert(verb.to_string(), all - leases);
         }
+        let mut by_resource = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("leitwerk_api_requests_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |key: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
+                    .map(|v| v.trim_end_matches('"').to_string())
+                    .unwrap_or_default()
+            };
+            by_resource.insert(
+                format!("{} {}", label("verb"), label("resource")),
+                value.trim().parse().unwrap_or(0.0),
+            );
+        }
         Ok(Counts {
+            by_resource,
             reconciles: metric_sum(&text, "leitwerk_reconcile_total", &[]),
             requests,
             leases: metric_sum(
@@ -419,10 +482,14 @@ async fn restart_apiserver(cluster: &Cluster) -> anyhow::Result<()> {
         &format!("kube-apiserver {}", child.id()),
     );
     std::fs::write(&pids_path, new)?;
-    wait_for("the API server to be back", Duration::from_secs(120), || async {
-        let out = cluster.kubectl(&["get", "--raw", "/readyz"], None)?;
-        Ok((out.status.success().then_some(()), "not ready".into()))
-    })
+    wait_for(
+        "the API server to be back",
+        Duration::from_secs(120),
+        || async {
+            let out = cluster.kubectl(&["get", "--raw", "/readyz"], None)?;
+            Ok((out.status.success().then_some(()), "not ready".into()))
+        },
+    )
     .await
 }
 
@@ -448,10 +515,8 @@ async fn create_all(client: &Client, ns: &str, n: usize) -> anyhow::Result<()> {
 }
 
 async fn run(n: usize) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!(
-        "leitwerk-bench-models-{n}-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("leitwerk-bench-models-{n}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let cluster = Cluster::start(&dir.join("cluster"), true)?;
@@ -532,6 +597,20 @@ async fn run(n: usize) -> anyhow::Result<()> {
         apply.non_watch(),
         apply.non_watch() / apply.reconciles.max(1.0),
         verbs(&apply)
+    );
+    let mut top: Vec<(&String, &f64)> = apply
+        .by_resource
+        .iter()
+        .filter(|(k, _)| !k.starts_with("watch "))
+        .collect();
+    top.sort_by(|a, b| b.1.total_cmp(a.1));
+    println!(
+        "most requested: {}",
+        top.iter()
+            .take(12)
+            .map(|(k, n)| format!("{k} {n:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "operator CPU: {cpu_apply:.1} s from the first create until settled; {:.2} % of a core in the settled minute",

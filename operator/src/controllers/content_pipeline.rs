@@ -21,9 +21,9 @@ use leitwerk_crds::labels::CONTENT_PIPELINE;
 use leitwerk_crds::rag_index::IndexVersionState;
 use leitwerk_crds::{ContentPipeline, RagIndex};
 
+use crate::cache::Trigger;
 use crate::jobs::{JobOutcome, list_owned, outcome};
 use crate::references::{get_opt, missing_secret};
-use crate::cache::Trigger;
 use crate::watch::{Scope, drain, referrers};
 use crate::{
     context::Context,

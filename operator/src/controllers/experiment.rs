@@ -17,8 +17,8 @@ use leitwerk_crds::{
     experiment::{DecisionAction, ExperimentStatus},
 };
 
-use crate::notice::Notice;
 use crate::cache::Trigger;
+use crate::notice::Notice;
 use crate::watch::{Scope, drain, referrers_shared};
 use crate::{
     analysis::{
@@ -69,6 +69,7 @@ pub async fn run(
     ctx: Context,
     scope: Scope,
     models: Trigger<DeserializeGuard<Model>>,
+    deployments: Trigger<Deployment>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -78,10 +79,7 @@ pub async fn run(
     );
     let experiments = controller.store();
     let stream = controller
-        .owns(
-            scope.api::<Deployment>(client),
-            watcher::Config::default().labels(EXPERIMENT_LABEL),
-        )
+        .owns_shared_stream(deployments)
         .watches_shared_stream(
             models,
             referrers_shared(experiments, |e: &Experiment, name| {

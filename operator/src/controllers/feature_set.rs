@@ -17,8 +17,8 @@ use leitwerk_crds::{
     FeatureSet, FeatureSetStatus, feature_set::QualityRuleStatus, summary::MaterializeSummary,
 };
 
-use crate::references::{artifact_store_secret, first_missing_secret};
 use crate::cache::Trigger;
+use crate::references::{artifact_store_secret, first_missing_secret};
 use crate::watch::{Scope, drain};
 use crate::{
     context::Context,

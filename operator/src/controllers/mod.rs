@@ -8,14 +8,17 @@ pub mod feature_set;
 pub mod model;
 pub mod rag_index;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Service, ServiceAccount},
+};
 use kube::{core::DeserializeGuard, runtime::watcher};
 use leitwerk_crds::{FeatureSet, Model};
 
 use crate::cache::{SharedWatch, Stores};
 use crate::context::Context;
-use crate::workloads::MANAGED_BY;
 pub use crate::watch::Scope;
+use crate::workloads::MANAGED_BY;
 
 /// Runs every controller, and the watches they share (see [`crate::cache`]), until shutdown is
 /// requested.
@@ -28,17 +31,22 @@ pub async fn run_all(
     let mut models = SharedWatch::<DeserializeGuard<Model>>::new();
     let mut feature_sets = SharedWatch::<DeserializeGuard<FeatureSet>>::new();
     let mut accounts = SharedWatch::<ServiceAccount>::new();
+    let mut deployments = SharedWatch::<Deployment>::new();
+    let services = SharedWatch::<Service>::new();
     let mut ctx = ctx;
     ctx.stores = Stores {
         models: Some(models.store()),
         feature_sets: Some(feature_sets.store()),
         service_accounts: Some(accounts.store()),
+        deployments: Some(deployments.store()),
+        services: Some(services.store()),
     };
     let model_shared = model::Shared {
         store: models.store(),
         models: models.subscribe(),
         feature_sets: feature_sets.subscribe(),
         service_accounts: accounts.subscribe(),
+        deployments: deployments.subscribe(),
     };
     let controllers = futures::future::join5(
         feature_set::run(
@@ -49,17 +57,24 @@ pub async fn run_all(
             shutdown.clone(),
         ),
         model::run(ctx.clone(), scope.clone(), model_shared, shutdown.clone()),
-        experiment::run(ctx.clone(), scope.clone(), models.subscribe(), shutdown.clone()),
+        experiment::run(
+            ctx.clone(),
+            scope.clone(),
+            models.subscribe(),
+            deployments.subscribe(),
+            shutdown.clone(),
+        ),
         rag_index::run(
             ctx.clone(),
             scope.clone(),
             accounts.subscribe(),
+            deployments.subscribe(),
             shutdown.clone(),
         ),
         content_pipeline::run(ctx, scope.clone(), accounts.subscribe(), shutdown),
     );
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-    let watches = futures::future::join3(
+    let watches = futures::future::join5(
         models.run(
             scope.api::<DeserializeGuard<Model>>(client.clone()),
             watcher::Config::default(),
@@ -69,7 +84,15 @@ pub async fn run_all(
             watcher::Config::default(),
         ),
         accounts.run(
-            scope.api::<ServiceAccount>(client),
+            scope.api::<ServiceAccount>(client.clone()),
+            watcher::Config::default().labels(&managed),
+        ),
+        deployments.run(
+            scope.api::<Deployment>(client.clone()),
+            watcher::Config::default().labels(&managed),
+        ),
+        services.run(
+            scope.api::<Service>(client),
             watcher::Config::default().labels(&managed),
         ),
     );

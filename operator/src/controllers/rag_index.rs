@@ -17,8 +17,8 @@ use kube::{
 };
 use leitwerk_crds::{RagIndex, rag_index::RagIndexPhase};
 
-use crate::references::{get_opt, missing_secret};
 use crate::cache::Trigger;
+use crate::references::{get_opt, missing_secret};
 use crate::watch::{Scope, drain, referrers};
 use crate::{
     apply::{apply, hash_of},
@@ -73,6 +73,7 @@ pub async fn run(
     ctx: Context,
     scope: Scope,
     service_accounts: Trigger<ServiceAccount>,
+    deployments: Trigger<Deployment>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -95,10 +96,7 @@ pub async fn run(
                     .map(|name| ObjectRef::<DeserializeGuard<RagIndex>>::new(name).within(&ns))
             },
         )
-        .owns(
-            scope.api::<Deployment>(client.clone()),
-            watcher::Config::default().labels(RAG_INDEX_LABEL),
-        )
+        .owns_shared_stream(deployments)
         // Metadata only: a change of any ConfigMap bumps its resourceVersion, which is all
         // the watch needs to map it to the RagIndexes that read it; the operator never holds
         // (or receives) the data of ConfigMaps it does not read.
