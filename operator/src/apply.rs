@@ -251,20 +251,14 @@ pub async fn apply_serving(
     service: k8s_openapi::api::core::v1::Service,
     what: &str,
 ) -> Result<Option<k8s_openapi::api::apps::v1::Deployment>, Error> {
-    // The shared watches' stores first (see `crate::cache`): a settled operator reads nothing.
-    let current = match ctx.stores.deployment(ns, &deployment.name_any()) {
-        Some(held) => Some(held),
-        None => {
-            let api: Api<k8s_openapi::api::apps::v1::Deployment> =
-                Api::namespaced(ctx.client.clone(), ns);
-            api.get_opt(&deployment.name_any())
-                .await
-                .map_err(|source| Error::Read {
-                    what: format!("{what} Deployment"),
-                    source,
-                })?
-        }
-    };
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let current = api
+        .get_opt(&deployment.name_any())
+        .await
+        .map_err(|source| Error::Read {
+            what: format!("{what} Deployment"),
+            source,
+        })?;
     apply_if_changed(
         ctx,
         ns,
@@ -273,6 +267,7 @@ pub async fn apply_serving(
         &format!("{what} Deployment"),
     )
     .await?;
+    // The shared watch's store first (see `crate::cache`).
     let current_service = match ctx.stores.service(ns, &service.name_any()) {
         Some(held) => Some(held),
         None => {

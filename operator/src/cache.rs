@@ -3,7 +3,9 @@
 //!
 //! Models are watched by the Model controller (its own objects) and the Experiment controller
 //! (the Models its variants name), FeatureSets by their controller and the Model controller,
-//! the operator's ServiceAccounts by every controller that owns one. Each kind is watched once
+//! the operator's ServiceAccounts by every controller that owns one; its Services are read by
+//! every serving apply. Deployments are not shared: a store of full Deployments (their pod
+//! templates) cost 19 MiB per 1,000 serving Models to save one read each (`benches/README.md`). Each kind is watched once
 //! here; every controller subscribes to the same events, which reach a subscriber only after
 //! the store holds them. A reconcile that reads a Model or a ServiceAccount therefore finds it
 //! in the store, at least as new as the event that woke it, and asks the API server only for
@@ -15,10 +17,7 @@ use std::sync::Arc;
 use futures::{SinkExt, StreamExt, channel::mpsc, stream::BoxStream};
 use k8s_openapi::{
     NamespaceResourceScope,
-    api::{
-        apps::v1::Deployment,
-        core::v1::{Service, ServiceAccount},
-    },
+    api::core::v1::{Service, ServiceAccount},
 };
 use kube::{
     Api, Resource,
@@ -140,8 +139,6 @@ pub struct Stores {
     pub feature_sets: Option<Store<DeserializeGuard<FeatureSet>>>,
     /// The ServiceAccounts the operator manages.
     pub service_accounts: Option<Store<ServiceAccount>>,
-    /// The Deployments the operator manages (serving, Experiment variants, retrieval).
-    pub deployments: Option<Store<Deployment>>,
     /// The Services the operator manages.
     pub services: Option<Store<Service>>,
 }
@@ -214,11 +211,6 @@ impl Stores {
     /// The managed ServiceAccount `namespace/name` as the store holds it, if it does.
     pub fn service_account(&self, namespace: &str, name: &str) -> Option<ServiceAccount> {
         held(self.service_accounts.as_ref(), namespace, name)
-    }
-
-    /// The managed Deployment `namespace/name` as the store holds it, if it does.
-    pub fn deployment(&self, namespace: &str, name: &str) -> Option<Deployment> {
-        held(self.deployments.as_ref(), namespace, name)
     }
 
     /// The managed Service `namespace/name` as the store holds it, if it does.

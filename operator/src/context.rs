@@ -9,7 +9,7 @@ use std::{
 use kube::{
     Client,
     api::{ApiResource, GroupVersionKind},
-    runtime::events::{Recorder, Reporter},
+    runtime::events::Reporter,
 };
 
 use crate::{config::OperatorConfig, metrics::Metrics, prom::Prometheus};
@@ -25,8 +25,8 @@ type Discovered = (Instant, Option<ApiResource>);
 pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
-    /// The one Event recorder.
-    pub recorder: Recorder,
+    /// The one Event publisher of the controllers.
+    pub recorder: crate::events::Publisher,
     /// The operator's metrics.
     pub metrics: Metrics,
     /// The operator's settings.
@@ -63,7 +63,7 @@ impl Context {
             instance,
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: crate::events::Publisher::new(client.clone(), reporter),
             client,
             metrics,
             config: Arc::new(config),

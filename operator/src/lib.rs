@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod context;
 pub mod controllers;
+pub mod events;
 pub mod feedback_secret;
 pub mod finalizer;
 pub mod http;

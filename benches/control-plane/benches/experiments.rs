@@ -7,12 +7,11 @@
 //! peer measured in the same run: CPU and memory with 100 Experiments against the same
 //! operator with one, and the breach-to-stable time against the analysis interval.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube::api::{DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
-use leitwerk_control_plane_benches::{Exporter, cpu_seconds, memory_mib};
+use leitwerk_control_plane_benches::{Exporter, cpu_seconds, memory_mib, operator_binary};
 use leitwerk_crds::Model;
 use leitwerk_testkit::prometheus::PrometheusProcess;
 use leitwerk_testkit::{Cluster, OperatorProcess, TestNamespace, wait_for};
@@ -20,19 +19,6 @@ use leitwerk_testkit::{Cluster, OperatorProcess, TestNamespace, wait_for};
 const EXPERIMENTS: usize = 100;
 const INTERVAL_SECS: u64 = 10;
 const BREACHES: usize = 5;
-
-fn operator_binary() -> anyhow::Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| leitwerk_testkit::repo_root().join("target"));
-    let path = target.join("release/leitwerk-operator");
-    anyhow::ensure!(
-        path.is_file(),
-        "{} is missing: run `cargo build --release -p leitwerk-operator` first",
-        path.display()
-    );
-    Ok(path)
-}
 
 fn experiment(name: &str) -> String {
     let q = |what: &str| {

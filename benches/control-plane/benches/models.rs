@@ -16,7 +16,6 @@
 //! `operator/tests/cluster/`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -27,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use leitwerk_control_plane_benches::{cpu_seconds, memory_mib};
+use leitwerk_control_plane_benches::{cpu_seconds, memory_mib, operator_binary};
 use leitwerk_crds::summary::{self, MaterializeSummary};
 use leitwerk_crds::{Experiment, FeatureSet, Model};
 use leitwerk_testkit::{Cluster, TestNamespace, free_port, metric_sum, wait_for};
@@ -35,19 +34,6 @@ use leitwerk_testkit::{Cluster, TestNamespace, free_port, metric_sum, wait_for};
 /// Creates in flight at once, as `kubectl apply --server-side` of a large kustomization would
 /// send them (kubectl sends one at a time; 16 is kinder to the bench than to the operator).
 const CREATE_CONCURRENCY: usize = 16;
-
-fn operator_binary() -> anyhow::Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| leitwerk_testkit::repo_root().join("target"));
-    let path = target.join("release/leitwerk-operator");
-    anyhow::ensure!(
-        path.is_file(),
-        "{} is missing: run `cargo build --release -p leitwerk-operator` first",
-        path.display()
-    );
-    Ok(path)
-}
 
 fn feature_set(i: usize) -> anyhow::Result<FeatureSet> {
     Ok(serde_json::from_value(serde_json::json!({

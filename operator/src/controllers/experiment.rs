@@ -69,7 +69,6 @@ pub async fn run(
     ctx: Context,
     scope: Scope,
     models: Trigger<DeserializeGuard<Model>>,
-    deployments: Trigger<Deployment>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -79,7 +78,10 @@ pub async fn run(
     );
     let experiments = controller.store();
     let stream = controller
-        .owns_shared_stream(deployments)
+        .owns(
+            scope.api::<Deployment>(client),
+            watcher::Config::default().labels(EXPERIMENT_LABEL),
+        )
         .watches_shared_stream(
             models,
             referrers_shared(experiments, |e: &Experiment, name| {

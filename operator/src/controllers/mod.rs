@@ -8,10 +8,7 @@ pub mod feature_set;
 pub mod model;
 pub mod rag_index;
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Service, ServiceAccount},
-};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use kube::{core::DeserializeGuard, runtime::watcher};
 use leitwerk_crds::{FeatureSet, Model};
 
@@ -31,14 +28,12 @@ pub async fn run_all(
     let mut models = SharedWatch::<DeserializeGuard<Model>>::new();
     let mut feature_sets = SharedWatch::<DeserializeGuard<FeatureSet>>::new();
     let mut accounts = SharedWatch::<ServiceAccount>::new();
-    let mut deployments = SharedWatch::<Deployment>::new();
     let services = SharedWatch::<Service>::new();
     let mut ctx = ctx;
     ctx.stores = Stores {
         models: Some(models.store()),
         feature_sets: Some(feature_sets.store()),
         service_accounts: Some(accounts.store()),
-        deployments: Some(deployments.store()),
         services: Some(services.store()),
     };
     let model_shared = model::Shared {
@@ -46,7 +41,6 @@ pub async fn run_all(
         models: models.subscribe(),
         feature_sets: feature_sets.subscribe(),
         service_accounts: accounts.subscribe(),
-        deployments: deployments.subscribe(),
     };
     let controllers = futures::future::join5(
         feature_set::run(
@@ -61,20 +55,18 @@ pub async fn run_all(
             ctx.clone(),
             scope.clone(),
             models.subscribe(),
-            deployments.subscribe(),
             shutdown.clone(),
         ),
         rag_index::run(
             ctx.clone(),
             scope.clone(),
             accounts.subscribe(),
-            deployments.subscribe(),
             shutdown.clone(),
         ),
         content_pipeline::run(ctx, scope.clone(), accounts.subscribe(), shutdown),
     );
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-    let watches = futures::future::join5(
+    let watches = futures::future::join4(
         models.run(
             scope.api::<DeserializeGuard<Model>>(client.clone()),
             watcher::Config::default(),
@@ -85,10 +77,6 @@ pub async fn run_all(
         ),
         accounts.run(
             scope.api::<ServiceAccount>(client.clone()),
-            watcher::Config::default().labels(&managed),
-        ),
-        deployments.run(
-            scope.api::<Deployment>(client.clone()),
             watcher::Config::default().labels(&managed),
         ),
         services.run(

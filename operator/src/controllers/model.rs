@@ -89,7 +89,10 @@ pub async fn run(
                     .map(|name| ObjectRef::<DeserializeGuard<Model>>::new(name).within(&ns))
             },
         )
-        .owns_shared_stream(shared.deployments)
+        .owns(
+            scope.api::<Deployment>(client),
+            watcher::Config::default().labels(MODEL_LABEL),
+        )
         .watches_shared_stream(
             shared.feature_sets,
             referrers_shared(shared.store, |m: &Model, name| {
@@ -115,8 +118,6 @@ pub struct Shared {
     pub feature_sets: Trigger<DeserializeGuard<FeatureSet>>,
     /// Every managed ServiceAccount the shared watch applied.
     pub service_accounts: Trigger<ServiceAccount>,
-    /// Every managed Deployment the shared watch applied.
-    pub deployments: Trigger<Deployment>,
 }
 
 /// What the cluster shows about a Model's workloads.

@@ -73,7 +73,6 @@ pub async fn run(
     ctx: Context,
     scope: Scope,
     service_accounts: Trigger<ServiceAccount>,
-    deployments: Trigger<Deployment>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -96,7 +95,10 @@ pub async fn run(
                     .map(|name| ObjectRef::<DeserializeGuard<RagIndex>>::new(name).within(&ns))
             },
         )
-        .owns_shared_stream(deployments)
+        .owns(
+            scope.api::<Deployment>(client.clone()),
+            watcher::Config::default().labels(RAG_INDEX_LABEL),
+        )
         // Metadata only: a change of any ConfigMap bumps its resourceVersion, which is all
         // the watch needs to map it to the RagIndexes that read it; the operator never holds
         // (or receives) the data of ConfigMaps it does not read.
