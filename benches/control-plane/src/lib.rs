@@ -1,5 +1,7 @@
 //! Helpers of the control-plane benchmarks: a synthetic KPI exporter and process figures.
 
+pub mod stand_in;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
