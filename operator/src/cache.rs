@@ -108,7 +108,10 @@ where
                     .filter_map(|r| store.get(r))
                     .collect(),
                 // The backoff retries; the controllers see the objects once it recovers.
-                Err(_) => continue,
+                Err(error) => {
+                    tracing::warn!(kind = %K::kind(&()), %error, "shared watch failed; retrying with backoff");
+                    continue;
+                }
             };
             for object in objects {
                 for subscriber in &mut subscribers {
