@@ -171,17 +171,28 @@ where
         .map(|o| (*o).clone())
 }
 
-/// Reads `namespace/name` from the API server; `None` when it does not exist.
-async fn read<K>(client: &kube::Client, namespace: &str, name: &str) -> kube::Result<Option<K>>
+/// `namespace/name` from `store` when it holds a well-formed one, else from the API server
+/// (`None` when it does not exist).
+async fn stored_or_read<K>(
+    store: Option<&Store<DeserializeGuard<K>>>,
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> kube::Result<Option<K>>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
         + DeserializeOwned
         + Debug,
 {
-    Api::<K>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
+    match stored(store, namespace, name) {
+        Some(object) => Ok(Some(object)),
+        None => {
+            Api::<K>::namespaced(client.clone(), namespace)
+                .get_opt(name)
+                .await
+        }
+    }
 }
 
 impl Stores {
@@ -192,10 +203,7 @@ impl Stores {
         namespace: &str,
         name: &str,
     ) -> kube::Result<Option<Model>> {
-        match stored(self.models.as_ref(), namespace, name) {
-            Some(model) => Ok(Some(model)),
-            None => read(client, namespace, name).await,
-        }
+        stored_or_read(self.models.as_ref(), client, namespace, name).await
     }
 
     /// The FeatureSet `namespace/name`: from the store, else from the API server.
@@ -205,10 +213,7 @@ impl Stores {
         namespace: &str,
         name: &str,
     ) -> kube::Result<Option<FeatureSet>> {
-        match stored(self.feature_sets.as_ref(), namespace, name) {
-            Some(fs) => Ok(Some(fs)),
-            None => read(client, namespace, name).await,
-        }
+        stored_or_read(self.feature_sets.as_ref(), client, namespace, name).await
     }
 
     /// The managed ServiceAccount `namespace/name` as the store holds it, if it does.
