@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub const CUTOFF: &str = "cutoff";
 const TS: &str = "__ts";
 const FIRST: &str = "__first";
+const ID: &str = "__id";
 
 /// Errors of materialization; each names the part of the spec or the source involved.
 #[derive(Debug, thiserror::Error)]
@@ -92,12 +93,14 @@ mod expr;
 mod load;
 mod quality;
 mod statistics;
+mod window;
 
 use expr::*;
 pub use expr::{cutoffs, filter_expr};
 use load::*;
 use quality::*;
 pub use statistics::{FeatureStats, quantile, statistics};
+use window::{RunningTotals, by_running_totals};
 
 /// Computes the training table of a FeatureSet: load the sources, check quality, build the
 /// spine of (entity, cutoff) rows, join the windowed features per (source, filter) group, join
@@ -109,6 +112,28 @@ pub use statistics::{FeatureStats, quantile, statistics};
 pub fn materialize(
     spec: &FeatureSetSpec,
     paths: &LocalPaths,
+) -> Result<Materialized, MaterializeError> {
+    materialize_with(spec, paths, Plan::default())
+}
+
+/// How the windowed aggregations are computed; both plans give the same table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Plan {
+    /// Count, Sum, Mean, Last, Static and the label from running totals looked up by as-of
+    /// joins (see `window`): linear in events plus table rows. Min, Max and DistinctCount
+    /// join their events to the (entity, cutoff) rows.
+    #[default]
+    RunningTotals,
+    /// Every aggregation by joining events to the (entity, cutoff) rows they precede and
+    /// grouping (events × cutoffs rows): the reference the running totals are tested against.
+    Joined,
+}
+
+/// [`materialize`] with a chosen [`Plan`].
+pub fn materialize_with(
+    spec: &FeatureSetSpec,
+    paths: &LocalPaths,
+    plan: Plan,
 ) -> Result<Materialized, MaterializeError> {
     let sources = load(spec, paths)?;
     let key = spec.entity_key.as_str();
@@ -170,19 +195,25 @@ pub fn materialize(
         .sources
         .first()
         .ok_or_else(|| spec_err("spec.sources", "at least one source is needed"))?;
+    // Every entity with its first time and a dense number (`__id`): the as-of joins match
+    // numbers, which is much faster than matching the keys' text.
     let entities = sources[&first.name]
         .lf
         .clone()
         .group_by([col(key)])
-        .agg([col(TS).min().alias(FIRST)]);
+        .agg([col(TS).min().alias(FIRST)])
+        .collect()?
+        .with_row_index(ID.into(), None)?
+        .lazy();
+    let ids = entities.clone().select([col(key), col(ID)]);
     let cutoff_frame =
         DataFrame::new_infer_height(vec![Column::new(CUTOFF.into(), cutoff_list.clone())])?.lazy();
     let spine = entities
         .cross_join(cutoff_frame, None)
         .filter(col(FIRST).lt(col(CUTOFF)))
-        .select([col(key), col(CUTOFF)]);
+        .select([col(key), col(ID), col(CUTOFF)]);
 
-    // Group features by (source, filter): one join per group.
+    // Group features by (source, filter): one pass over the events per group.
     let mut groups: BTreeMap<(String, Option<String>), Vec<usize>> = BTreeMap::new();
     for (i, f) in spec.features.iter().enumerate() {
         groups
@@ -190,10 +221,14 @@ pub fn materialize(
             .or_default()
             .push(i);
     }
-    let mut table = spine.clone();
+    // The running-totals plan looks rows up by as-of joins, which need the table sorted by
+    // the cutoff and keep that order; the joined plan's parts are hash-joined afterwards.
+    let mut table = spine.clone().sort([CUTOFF], SortMultipleOptions::default());
+    let mut running_columns: Vec<Expr> = Vec::new();
+    let mut parts: Vec<LazyFrame> = Vec::new();
     let mut columns: Vec<FeatureColumn> = Vec::new();
     let mut fill_zero: Vec<String> = Vec::new();
-    for ((src_name, filter), members) in &groups {
+    for (g, ((src_name, filter), members)) in groups.iter().enumerate() {
         let first_field = format!("spec.features[{}]", members[0]);
         let src = source(src_name, &format!("{first_field}.source"))?;
         let mut events = src.lf.clone();
@@ -205,16 +240,7 @@ pub fn materialize(
         )? {
             events = events.filter(pred);
         }
-        let joined = spine
-            .clone()
-            .join(
-                events,
-                [col(key)],
-                [col(key)],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .filter(col(TS).lt(col(CUTOFF)))
-            .sort([TS], SortMultipleOptions::default());
+        let mut running = RunningTotals::new(format!("__g{g}"));
         let mut aggs = Vec::new();
         for &i in members {
             let f = &spec.features[i];
@@ -239,16 +265,14 @@ pub fn materialize(
                 } else {
                     f.windows.iter().map(Some).collect()
                 };
+            let by_running = plan == Plan::RunningTotals && by_running_totals(f.aggregation);
             for w in windows {
-                let (name, in_window) = match w {
-                    Some(w) => {
-                        let ms = duration_ms(w, &format!("{field}.windows"))?;
-                        (
-                            format!("{}_{w}", f.name),
-                            col(TS).gt_eq(col(CUTOFF) - lit(ms)),
-                        )
-                    }
-                    None => (f.name.clone(), lit(true)),
+                let (name, window_ms) = match w {
+                    Some(w) => (
+                        format!("{}_{w}", f.name),
+                        Some(duration_ms(w, &format!("{field}.windows"))?),
+                    ),
+                    None => (f.name.clone(), None),
                 };
                 let kind = if f.aggregation == Aggregation::Count
                     || f.aggregation == Aggregation::DistinctCount
@@ -257,25 +281,53 @@ pub fn materialize(
                 } else {
                     f.kind
                 };
-                let expr = agg_expr(f.aggregation, f.column.as_deref(), in_window);
+                let expr = if by_running {
+                    running.aggregate(
+                        f.aggregation,
+                        f.column.as_deref(),
+                        window_ms.map(|ms| -ms),
+                        0,
+                    )
+                } else {
+                    let in_window = match window_ms {
+                        Some(ms) => col(TS).gt_eq(col(CUTOFF) - lit(ms)),
+                        None => lit(true),
+                    };
+                    agg_expr(f.aggregation, f.column.as_deref(), in_window)
+                };
                 let expr = match kind {
                     FeatureKind::Numeric => expr.cast(DataType::Float64),
                     FeatureKind::Categorical => expr.cast(DataType::String),
-                };
-                aggs.push(expr.alias(name.as_str()));
+                }
+                .alias(name.as_str());
+                if by_running {
+                    running_columns.push(expr);
+                } else {
+                    aggs.push(expr);
+                }
                 if zero_when_empty(f.aggregation) {
                     fill_zero.push(name.clone());
                 }
                 columns.push(FeatureColumn { name, kind });
             }
         }
-        let part = joined.group_by([col(key), col(CUTOFF)]).agg(aggs);
-        table = table.join(
-            part,
-            [col(key), col(CUTOFF)],
-            [col(key), col(CUTOFF)],
-            JoinArgs::new(JoinType::Left),
-        );
+        table = running.join(table, events.clone(), key, &ids)?;
+        if !aggs.is_empty() {
+            let joined = spine
+                .clone()
+                .join(
+                    events,
+                    [col(key)],
+                    [col(key)],
+                    JoinArgs::new(JoinType::Inner),
+                )
+                .filter(col(TS).lt(col(CUTOFF)))
+                .sort(
+                    [TS],
+                    SortMultipleOptions::default().with_maintain_order(true),
+                );
+            parts.push(joined.group_by([col(key), col(CUTOFF)]).agg(aggs));
+        }
     }
 
     // The label, from [cutoff, cutoff + horizon).
@@ -290,50 +342,85 @@ pub fn materialize(
     )? {
         events = events.filter(pred);
     }
-    let label_value = match label.kind {
-        LabelKind::EventOccurs => col(TS).count().cast(DataType::Float64),
+    if let Some(c) = label.column.as_deref()
+        && label.kind != LabelKind::EventOccurs
+        && label_src.schema.get(c).is_none()
+    {
+        return Err(spec_err(
+            "spec.label.column",
+            format!("column {c:?} is not in source {}", label.source),
+        ));
+    }
+    let label_column = match label.kind {
+        LabelKind::EventOccurs => None,
         LabelKind::SumOfColumn | LabelKind::LastValue => {
-            let c = label.column.as_deref().ok_or_else(|| {
+            Some(label.column.as_deref().ok_or_else(|| {
                 spec_err(
                     "spec.label.column",
                     format!("{:?} needs a column", label.kind),
                 )
-            })?;
-            if label_src.schema.get(c).is_none() {
-                return Err(spec_err(
-                    "spec.label.column",
-                    format!("column {c:?} is not in source {}", label.source),
-                ));
-            }
-            if label.kind == LabelKind::SumOfColumn {
-                col(c).sum().cast(DataType::Float64)
-            } else {
-                col(c).last().cast(DataType::Float64)
-            }
+            })?)
         }
     };
-    let labels = spine
-        .clone()
-        .join(
-            events,
-            [col(key)],
-            [col(key)],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .filter(
-            col(TS)
-                .gt_eq(col(CUTOFF))
-                .and(col(TS).lt(col(CUTOFF) + lit(horizon))),
-        )
-        .sort([TS], SortMultipleOptions::default())
-        .group_by([col(key), col(CUTOFF)])
-        .agg([label_value.alias(label.name.as_str())]);
-    table = table.join(
-        labels,
-        [col(key), col(CUTOFF)],
-        [col(key), col(CUTOFF)],
-        JoinArgs::new(JoinType::Left),
-    );
+    let mut labels_running = RunningTotals::new("__label");
+    let label_value = match plan {
+        Plan::RunningTotals => {
+            let agg = match label.kind {
+                LabelKind::EventOccurs => Aggregation::Count,
+                LabelKind::SumOfColumn => Aggregation::Sum,
+                LabelKind::LastValue => Aggregation::Last,
+            };
+            running_columns.push(
+                labels_running
+                    .aggregate(agg, label_column, Some(0), horizon)
+                    .cast(DataType::Float64)
+                    .alias(label.name.as_str()),
+            );
+            None
+        }
+        Plan::Joined => Some(match (label.kind, label_column) {
+            (LabelKind::SumOfColumn, Some(c)) => col(c).sum().cast(DataType::Float64),
+            (LabelKind::LastValue, Some(c)) => col(c).last().cast(DataType::Float64),
+            _ => col(TS).count().cast(DataType::Float64),
+        }),
+    };
+    table = labels_running.join(table, events.clone(), key, &ids)?;
+    let mut table = table.with_columns(running_columns);
+    for part in parts {
+        table = table.join(
+            part,
+            [col(key), col(CUTOFF)],
+            [col(key), col(CUTOFF)],
+            JoinArgs::new(JoinType::Left),
+        );
+    }
+    if let Some(label_value) = label_value {
+        let labels = spine
+            .clone()
+            .join(
+                events,
+                [col(key)],
+                [col(key)],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .filter(
+                col(TS)
+                    .gt_eq(col(CUTOFF))
+                    .and(col(TS).lt(col(CUTOFF) + lit(horizon))),
+            )
+            .sort(
+                [TS],
+                SortMultipleOptions::default().with_maintain_order(true),
+            )
+            .group_by([col(key), col(CUTOFF)])
+            .agg([label_value.alias(label.name.as_str())]);
+        table = table.join(
+            labels,
+            [col(key), col(CUTOFF)],
+            [col(key), col(CUTOFF)],
+            JoinArgs::new(JoinType::Left),
+        );
+    }
 
     let mut fills: Vec<Expr> = fill_zero
         .iter()
