@@ -409,12 +409,17 @@ def chart(results, path):
     for i, (who, key) in enumerate([("Leitwerk", "leitwerk"), ("polars (Python)", "polars"), ("Feast 0.67", "feast")]):
         t.bar(x + (i - 1) * 0.27, [r.get(f"{key}_s", 0) for r in results], 0.27, label=who)
         m.bar(x + (i - 1) * 0.27, [r.get(f"{key}_mib", 0) for r in results], 0.27, label=who)
+        for j, r in enumerate(results):
+            if f"{key}_s" not in r:
+                for ax in (t, m):
+                    ax.annotate("not run:\nneeds ~50 GB", (x[j] + (i - 1) * 0.27, 0.02),
+                                xycoords=("data", "axes fraction"), ha="center", fontsize=7)
     for ax, title in [(t, "time (s, log)"), (m, "peak memory (MiB, log)")]:
         ax.set_xticks(x, labels)
         ax.set_yscale("log")
         ax.set_title(title)
     t.legend()
-    fig.suptitle("The same training set: 26 weekly cutoffs × 9 windowed features + label")
+    fig.suptitle("The same training set: 26 weekly cutoffs × 8 windowed features + label")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

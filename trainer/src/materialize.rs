@@ -7,6 +7,10 @@
 //! source lists the entities: an entity takes part in a cutoff once its first row is older than
 //! the cutoff.
 //!
+//! Count, Sum, Mean, Last, Static and the label come from running totals and as-of joins
+//! (`window`), linear in events plus table rows; Min, Max and DistinctCount join events to the
+//! (entity, cutoff) rows they precede. [`Plan::Joined`] computes everything the second way.
+//!
 //! Feature columns are named `<feature>_<window>` (`page_views_7d`) or `<feature>` for Static
 //! features and features without windows. The table also has the entity key and `cutoff`.
 
