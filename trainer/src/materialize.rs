@@ -94,6 +94,7 @@ pub struct Materialized {
 pub type LocalPaths = BTreeMap<String, PathBuf>;
 
 mod expr;
+mod joined;
 mod load;
 mod quality;
 mod statistics;
@@ -317,20 +318,13 @@ pub fn materialize_with(
         }
         table = running.join(table, events.clone(), key, &ids)?;
         if !aggs.is_empty() {
-            let joined = spine
-                .clone()
-                .join(
-                    events,
-                    [col(key)],
-                    [col(key)],
-                    JoinArgs::new(JoinType::Inner),
-                )
-                .filter(col(TS).lt(col(CUTOFF)))
-                .sort(
-                    [TS],
-                    SortMultipleOptions::default().with_maintain_order(true),
-                );
-            parts.push(joined.group_by([col(key), col(CUTOFF)]).agg(aggs));
+            parts.push(joined::grouped(
+                &spine,
+                events,
+                key,
+                col(TS).lt(col(CUTOFF)),
+                aggs,
+            ));
         }
     }
 
@@ -391,39 +385,20 @@ pub fn materialize_with(
     table = labels_running.join(table, events.clone(), key, &ids)?;
     let mut table = table.with_columns(running_columns);
     for part in parts {
-        table = table.join(
-            part,
-            [col(key), col(CUTOFF)],
-            [col(key), col(CUTOFF)],
-            JoinArgs::new(JoinType::Left),
-        );
+        table = joined::add_to_rows(table, part, key);
     }
     if let Some(label_value) = label_value {
-        let labels = spine
-            .clone()
-            .join(
-                events,
-                [col(key)],
-                [col(key)],
-                JoinArgs::new(JoinType::Inner),
-            )
-            .filter(
-                col(TS)
-                    .gt_eq(col(CUTOFF))
-                    .and(col(TS).lt(col(CUTOFF) + lit(horizon))),
-            )
-            .sort(
-                [TS],
-                SortMultipleOptions::default().with_maintain_order(true),
-            )
-            .group_by([col(key), col(CUTOFF)])
-            .agg([label_value.alias(label.name.as_str())]);
-        table = table.join(
-            labels,
-            [col(key), col(CUTOFF)],
-            [col(key), col(CUTOFF)],
-            JoinArgs::new(JoinType::Left),
+        let in_horizon = col(TS)
+            .gt_eq(col(CUTOFF))
+            .and(col(TS).lt(col(CUTOFF) + lit(horizon)));
+        let labels = joined::grouped(
+            &spine,
+            events,
+            key,
+            in_horizon,
+            vec![label_value.alias(label.name.as_str())],
         );
+        table = joined::add_to_rows(table, labels, key);
     }
 
     let mut fills: Vec<Expr> = fill_zero
