@@ -19,7 +19,8 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
-/// 40 entities over 60 days. Some events share their entity's timestamp with the event before
+/// 40 entities over 60 days. A quarter of the events fall on midnight, exactly where a cutoff,
+/// a window or a horizon begins or ends. Some events share their entity's timestamp with the event before
 /// (a tie, with the same values, so any order of the tie gives the same last value); amounts
 /// are missing now and then; entities arrive on different days.
 fn data(dir: &Path, seed: u64) {
@@ -40,6 +41,10 @@ fn data(dir: &Path, seed: u64) {
         for _ in 0..rng.random_range(0..60) {
             if last.is_empty() || rng.random::<f64>() > 0.1 {
                 t += rng.random_range(1..200_000);
+                if rng.random::<f64>() < 0.25 {
+                    // Midnight: where cutoffs, windows and horizons begin and end.
+                    t = (t / 86_400 + 1) * 86_400;
+                }
                 let kind = ["view", "buy", "mail"][rng.random_range(0..3)];
                 let amount = if rng.random::<f64>() < 0.15 {
                     String::new()
