@@ -65,8 +65,8 @@ def columns():
 
 def generate(rows, seed, path):
     """Events of rows/40 leads over a year: each lead arrives in the first 60 % of the year
-    and has Poisson(40)-ish events after that, with unique timestamps per lead (so "last" is
-    well defined). A page view has a duration; other events have none (null)."""
+    and has about 40 events after that (one each, the rest spread uniformly over the leads),
+    with unique timestamps per lead (so "last" is well defined). A page view has a duration; other events have none (null)."""
     rng = np.random.default_rng(seed)
     leads = max(rows // EVENTS_PER_LEAD, 1)
     counts = rng.multinomial(rows - leads, np.full(leads, 1.0 / leads)) + 1
