@@ -151,7 +151,7 @@ async fn main() -> ExitCode {
         ),
     }
     if let Some(r) = retrieval {
-        let _ = server.retrieval.set(std::sync::Arc::new(r));
+        server.set_retrieval(r);
     }
     if let Some(url) = &args.shadow {
         match leitwerk_inference_server::shadow::Shadow::new(url, args.shadow_threshold) {

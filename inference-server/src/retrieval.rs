@@ -19,8 +19,10 @@ use leitwerk_rag::search::{ExactStore, Filter, HybridStore, VectorStore};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::server::Server;
 use crate::server::metrics::IndexLabels;
+use crate::server::{Batcher, Server};
+
+mod embeddings;
 
 /// Most texts one embeddings request may carry.
 pub const MAX_INPUTS: usize = 256;
@@ -80,7 +82,9 @@ pub use leitwerk_crds::rag_index::SearchMode;
 /// The embedding model and the indexes served with it.
 #[derive(Debug)]
 pub struct Retrieval {
-    embedder: Embedder,
+    embedder: Arc<Embedder>,
+    /// Batches concurrent texts into one run of the encoder ([`Retrieval::batched`]).
+    batcher: Option<Arc<Batcher<Embedder>>>,
     indexes: BTreeMap<String, Served>,
     mode: SearchMode,
 }
@@ -152,7 +156,8 @@ impl Retrieval {
             );
         }
         Ok(Retrieval {
-            embedder,
+            embedder: Arc::new(embedder),
+            batcher: None,
             indexes: served,
             mode,
         })
@@ -204,7 +209,7 @@ fn bad(message: impl Into<String>) -> Refusal {
 /// The routes, when the server has retrieval.
 pub fn router(server: Arc<Server>) -> Router {
     Router::new()
-        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/indexes/{name}/query", post(query))
         .with_state(server)
 }
@@ -216,83 +221,6 @@ fn retrieval_of(server: &Server) -> Result<Arc<Retrieval>, Refusal> {
             "this server serves no embedding model (start it with --embedding-model-dir)".into(),
         )
     })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Input {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Deserialize)]
-struct EmbeddingsRequest {
-    input: Input,
-    #[serde(default)]
-    model: Option<String>,
-}
-
-async fn embeddings(State(server): State<Arc<Server>>, body: axum::body::Bytes) -> Response {
-    match embed_request(&server, &body).await {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn embed_request(server: &Server, body: &[u8]) -> Result<Value, Refusal> {
-    let retrieval = retrieval_of(server)?;
-    let request: EmbeddingsRequest = serde_json::from_slice(body).map_err(|e| {
-        bad(format!(
-            "the body is not {{\"input\": \"text\" | [\"text\", …], \"model\": \"…\"}}: {e}"
-        ))
-    })?;
-    let name = retrieval.embedder.identity().name.clone();
-    if let Some(m) = request.model.as_deref()
-        && m != name
-    {
-        return Err(Refusal(
-            StatusCode::NOT_FOUND,
-            format!("model {m:?} is not served here; this server embeds with {name}"),
-        ));
-    }
-    let inputs = match request.input {
-        Input::One(t) => vec![t],
-        Input::Many(list) => list,
-    };
-    if inputs.is_empty() || inputs.len() > MAX_INPUTS {
-        return Err(bad(format!(
-            "input has {} texts; send 1 to {MAX_INPUTS}",
-            inputs.len()
-        )));
-    }
-    if let Some(i) = inputs.iter().position(|t| t.len() > MAX_TEXT_BYTES) {
-        return Err(bad(format!(
-            "input[{i}] is longer than {MAX_TEXT_BYTES} bytes; split it"
-        )));
-    }
-    let tokens: usize = inputs
-        .iter()
-        .map(|t| retrieval.embedder.pieces().count(t) + 2)
-        .sum();
-    let worker = retrieval.clone();
-    let vectors = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        worker.embedder.embed(&refs).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-    .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    let data: Vec<Value> = vectors
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
-        .collect();
-    Ok(json!({
-        "object": "list",
-        "data": data,
-        "model": name,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }))
 }
 
 /// A retrieval query.
@@ -422,12 +350,7 @@ async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Re
     };
     let (request, mode) =
         parse_query(body, retrieval.mode).map_err(|m| Refusal(StatusCode::BAD_REQUEST, m))?;
-    let worker = retrieval.clone();
-    let text = request.query.clone();
-    let vector = tokio::task::spawn_blocking(move || worker.embedder.embed(&[text.as_str()]))
-        .await
-        .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let vector = retrieval.embed(vec![request.query.clone()]).await?;
     let query_vector = vector.first().map(Vec::as_slice).unwrap_or_default();
     let (hits, version) = match served {
         Served::File { version, store } => {

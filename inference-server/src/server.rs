@@ -29,7 +29,7 @@ pub use metrics::*;
 pub struct Served {
     /// The model.
     pub model: Arc<Model>,
-    batcher: Option<Arc<Batcher>>,
+    batcher: Option<Arc<Batcher<Model>>>,
     /// Per input with a reference distribution, the drift counter of each of its buckets and,
     /// last, of its missing values: made once at load, so a request only computes bucket
     /// indices and increments, with no label sets to build or look up.
@@ -49,8 +49,11 @@ pub struct Server {
     id_prefix: String,
     /// False once shutdown begins (readiness fails).
     pub ready: std::sync::atomic::AtomicBool,
-    /// The embedding model and RagIndex versions, when the server was given them.
+    /// The embedding model and RagIndex versions, when the server was given them
+    /// ([`Server::set_retrieval`]).
     pub retrieval: std::sync::OnceLock<Arc<crate::retrieval::Retrieval>>,
+    /// How model runs, and the encoder's, are batched.
+    batching: Option<Batching>,
     /// The local generator, when the server was given a GGUF model.
     pub generator: std::sync::OnceLock<Arc<crate::generator::Generator>>,
     /// The token feedback callers must send (`Authorization: Bearer …`); without one the
@@ -146,10 +149,20 @@ impl Server {
             id_prefix: format!("{:x}", nanos & 0xffff_ffff_ffff),
             ready: std::sync::atomic::AtomicBool::new(true),
             retrieval: std::sync::OnceLock::new(),
+            batching,
             generator: std::sync::OnceLock::new(),
             feedback_token: std::sync::OnceLock::new(),
             shadow: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Serves `retrieval`, its encoder batched as the models are (texts for rows). A second
+    /// call changes nothing.
+    pub fn set_retrieval(&self, retrieval: crate::retrieval::Retrieval) {
+        let texts = self.metrics.embedding_batch_texts.clone();
+        let _ = self
+            .retrieval
+            .set(Arc::new(retrieval.batched(self.batching, texts)));
     }
 
     /// Finds a model version; no version means the default (the first given).

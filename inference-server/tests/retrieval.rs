@@ -288,3 +288,82 @@ async fn the_server_answers_the_labelled_queries_as_the_evaluation_says() -> any
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// With `--max-batch-size`, concurrent embeddings requests share runs of the encoder (on ONNX
+/// Runtime, as served in production), and each still gets its own texts' vectors, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_embeddings_are_batched_and_each_gets_its_own_vectors() -> anyhow::Result<()> {
+    let model_dir = provided("minilm.sh")?;
+    let ort = provided("onnxruntime.sh")?;
+    let embedder = Embedder::load(&model_dir, "all-MiniLM-L6-v2")?;
+    let (http, grpc) = (free_port()?, free_port()?);
+    let server = Running(
+        Command::new(BIN)
+            .arg("--embedding-model-dir")
+            .arg(&model_dir)
+            .arg("--onnxruntime")
+            .arg(&ort)
+            .args(["--max-batch-size", "32"])
+            .args(["--http-addr", &format!("127.0.0.1:{http}")])
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let base = format!("http://127.0.0.1:{http}");
+    wait_ready(&base).await?;
+    // 24 requests at once, of one to three texts each, of different lengths (so that a batch
+    // pads them and sorts them by length before it runs).
+    let requests: Vec<Vec<String>> = (0..24)
+        .map(|i| {
+            (0..=i % 3)
+                .map(|j| {
+                    format!(
+                        "campaign {i} text {j}: {}",
+                        "spend and reach ".repeat(i + j)
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let url = format!("{base}/v1/embeddings");
+    let bodies: Vec<Value> = requests.iter().map(|t| json!({ "input": t })).collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| post(&url, b))).await;
+    for (texts, answer) in requests.iter().zip(answers) {
+        let (status, body) = answer?;
+        assert_eq!(status, 200, "{body}");
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let want = embedder.embed(&refs)?;
+        let data = body["data"].as_array().cloned().unwrap_or_default();
+        assert_eq!(data.len(), texts.len(), "{body}");
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(data[i]["index"], i);
+            let got: Vec<f32> = serde_json::from_value(data[i]["embedding"].clone())?;
+            let diff = got
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0_f32, f32::max);
+            assert!(diff < 1e-5, "{texts:?}[{i}]: {diff}");
+        }
+    }
+    // Every text was embedded once, in fewer runs than requests.
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    let texts: usize = requests.iter().map(Vec::len).sum();
+    assert_eq!(
+        value("leitwerk_inference_embedding_batch_texts_sum"),
+        texts as f64
+    );
+    let runs = value("leitwerk_inference_embedding_batch_texts_count");
+    assert!(runs >= 1.0 && runs < requests.len() as f64, "{runs} runs");
+    drop(server);
+    Ok(())
+}

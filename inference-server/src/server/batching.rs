@@ -1,11 +1,46 @@
-//! Dynamic batching: concurrent requests for one model version merged into one model run.
+//! Dynamic batching: concurrent requests for one model version (or for the embedding model)
+//! merged into one run.
 
 use super::*;
 
-/// One request's rows waiting for a batch, and where its scores go.
-pub(crate) struct BatchJob {
-    pub(crate) rows: Rows,
-    pub(crate) reply: oneshot::Sender<Result<Vec<f32>, InferError>>,
+/// What a [`Batcher`] batches: requests of several items each (rows to score, texts to embed),
+/// concatenated into one run that answers one output per item, in order.
+pub(crate) trait Batchable: Send + Sync + 'static {
+    /// One request's items.
+    type Input: Send + 'static;
+    /// What the run answers per item.
+    type Output: Send + 'static;
+    /// How many items `input` holds.
+    fn items(input: &Self::Input) -> usize;
+    /// Appends `more` to `input`.
+    fn append(input: &mut Self::Input, more: Self::Input);
+    /// Runs the items: one output per item, in order.
+    fn run(&self, input: &Self::Input) -> Result<Vec<Self::Output>, InferError>;
+    /// Runs at once: how many batches may run side by side.
+    fn runners(&self) -> usize;
+}
+
+impl Batchable for Model {
+    type Input = Rows;
+    type Output = f32;
+    fn items(rows: &Rows) -> usize {
+        rows.n
+    }
+    fn append(rows: &mut Rows, more: Rows) {
+        rows.extend(more);
+    }
+    fn run(&self, rows: &Rows) -> Result<Vec<f32>, InferError> {
+        Model::run(self, rows)
+    }
+    fn runners(&self) -> usize {
+        runners()
+    }
+}
+
+/// One request's items waiting for a batch, and where its outputs go.
+pub(crate) struct BatchJob<W: Batchable> {
+    pub(crate) input: W::Input,
+    pub(crate) reply: oneshot::Sender<Result<Vec<W::Output>, InferError>>,
 }
 
 /// Dynamic batching settings.
@@ -26,21 +61,21 @@ pub fn runners() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
-/// Adaptive batching for one model version, without a task of its own. A request queues its
-/// rows and, when a runner is free, becomes one: on a blocking thread it runs everything
+/// Adaptive batching for one model version (or the embedding model), without a task of its
+/// own. A request queues its rows and, when a runner is free, becomes one: on a blocking thread it runs everything
 /// queued (up to `max_batch_size` rows) and keeps going while more queued meanwhile. Idle, a
 /// request runs at once, on the same path as without batching; under load, batches grow with
 /// the queue. The runner answers each request itself, so a caller that goes away cannot strand
 /// the others in its batch.
-pub(crate) struct Batcher {
-    model: Arc<Model>,
+pub(crate) struct Batcher<W: Batchable> {
+    model: Arc<W>,
     batching: Batching,
-    queue: std::sync::Mutex<VecDeque<BatchJob>>,
+    queue: std::sync::Mutex<VecDeque<BatchJob<W>>>,
     free: Arc<tokio::sync::Semaphore>,
     rows: Histogram,
 }
 
-impl std::fmt::Debug for Batcher {
+impl<W: Batchable> std::fmt::Debug for Batcher<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher")
             .field("batching", &self.batching)
@@ -49,19 +84,24 @@ impl std::fmt::Debug for Batcher {
     }
 }
 
-impl Batcher {
-    pub(crate) fn new(model: Arc<Model>, batching: Batching, rows: Histogram) -> Batcher {
+impl<W: Batchable> Batcher<W> {
+    /// `rows` observes the items of every run.
+    pub(crate) fn new(model: Arc<W>, batching: Batching, rows: Histogram) -> Batcher<W> {
+        let runners = model.runners().max(1);
         Batcher {
             model,
             batching,
             queue: std::sync::Mutex::new(VecDeque::new()),
-            free: Arc::new(tokio::sync::Semaphore::new(runners())),
+            free: Arc::new(tokio::sync::Semaphore::new(runners)),
             rows,
         }
     }
 
-    /// Scores `rows`, alone or in a batch with whatever else queued.
-    pub(crate) async fn score(self: &Arc<Self>, rows: Rows) -> Result<Vec<f32>, InferError> {
+    /// Runs `input`, alone or in a batch with whatever else queued: one output per item.
+    pub(crate) async fn score(
+        self: &Arc<Self>,
+        input: W::Input,
+    ) -> Result<Vec<W::Output>, InferError> {
         // Idle: nothing queued and a runner free. Run alone, on the unbatched path; whatever
         // queues meanwhile is picked up once the run is over (inside the blocking task, so a
         // caller that goes away cannot strand it).
@@ -71,8 +111,8 @@ impl Batcher {
         {
             let batcher = self.clone();
             return tokio::task::spawn_blocking(move || {
-                batcher.rows.observe(rows.n as f64);
-                let scores = batcher.model.run(&rows);
+                batcher.rows.observe(W::items(&input) as f64);
+                let scores = batcher.model.run(&input);
                 drop(runner);
                 batcher.pick_up();
                 scores
@@ -81,7 +121,7 @@ impl Batcher {
             .map_err(|e| InferError::Internal(format!("inference task failed: {e}")))?;
         }
         let (reply, answer) = oneshot::channel();
-        self.lock().push_back(BatchJob { rows, reply });
+        self.lock().push_back(BatchJob { input, reply });
         if let Ok(runner) = self.free.clone().try_acquire_owned() {
             let batcher = self.clone();
             tokio::task::spawn_blocking(move || batcher.run(runner));
@@ -102,22 +142,22 @@ impl Batcher {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<BatchJob>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<BatchJob<W>>> {
         // A poisoned queue is still a queue: a panic elsewhere must not stop scoring.
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Up to `max_batch_size` rows of queued requests (at least one request when any).
-    fn take(&self) -> Vec<BatchJob> {
+    /// Up to `max_batch_size` items of queued requests (at least one request when any).
+    fn take(&self) -> Vec<BatchJob<W>> {
         let mut queue = self.lock();
         let mut jobs = Vec::new();
         let mut total = 0;
         while total < self.batching.max_batch_size
             && let Some(job) = queue.pop_front()
         {
-            total += job.rows.n;
+            total += W::items(&job.input);
             jobs.push(job);
         }
         jobs
@@ -146,7 +186,7 @@ impl Batcher {
                 }
             }
             if !self.batching.max_delay.is_zero() {
-                let total: usize = jobs.iter().map(|j| j.rows.n).sum();
+                let total: usize = jobs.iter().map(|j| W::items(&j.input)).sum();
                 if total < self.batching.max_batch_size {
                     std::thread::sleep(self.batching.max_delay);
                     jobs.extend(self.take());
@@ -156,39 +196,44 @@ impl Batcher {
         }
     }
 
-    /// Runs one batch and hands each request its scores.
-    fn run_batch(&self, jobs: Vec<BatchJob>) {
+    /// Runs one batch and hands each request its outputs.
+    fn run_batch(&self, jobs: Vec<BatchJob<W>>) {
         let mut sizes = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
-        let mut combined: Option<Rows> = None;
+        let mut combined: Option<W::Input> = None;
         for job in jobs {
-            sizes.push(job.rows.n);
+            sizes.push(W::items(&job.input));
             replies.push(job.reply);
             match &mut combined {
-                None => combined = Some(job.rows),
-                Some(c) => c.extend(job.rows),
+                None => combined = Some(job.input),
+                Some(c) => W::append(c, job.input),
             }
         }
-        let Some(rows) = combined else { return };
-        self.rows.observe(rows.n as f64);
-        let result = self.model.run(&rows);
-        let mut offset = 0;
-        for (n, reply) in sizes.into_iter().zip(replies) {
-            let part = match &result {
-                Ok(scores) => scores
-                    .get(offset..offset + n)
-                    .map(<[f32]>::to_vec)
-                    .ok_or_else(|| {
-                        InferError::Internal(format!(
-                            "the model returned {} scores for a batch of {} rows",
-                            scores.len(),
-                            offset + n
-                        ))
-                    }),
-                Err(e) => Err(e.clone()),
-            };
-            offset += n;
-            let _ = reply.send(part);
+        let Some(input) = combined else { return };
+        let total: usize = sizes.iter().sum();
+        self.rows.observe(total as f64);
+        let outputs = self.model.run(&input).and_then(|outputs| {
+            if outputs.len() == total {
+                Ok(outputs)
+            } else {
+                Err(InferError::Internal(format!(
+                    "the model answered {} outputs for a batch of {total} items",
+                    outputs.len()
+                )))
+            }
+        });
+        match outputs {
+            Ok(outputs) => {
+                let mut outputs = outputs.into_iter();
+                for (n, reply) in sizes.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(outputs.by_ref().take(n).collect()));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
         }
     }
 }

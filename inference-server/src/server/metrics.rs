@@ -118,6 +118,7 @@ pub struct Metrics {
     pub(crate) outcome_value: Family<VersionLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     pub(crate) feedback_refused: Family<ReasonLabels, Counter>,
     pub(crate) batch_rows: Histogram,
+    pub(crate) embedding_batch_texts: Histogram,
     pub(crate) index_queries: Family<IndexLabels, Counter>,
     pub(crate) index_empty: Family<IndexLabels, Counter>,
     pub(crate) index_latency: Family<IndexLabels, Histogram>,
@@ -205,6 +206,12 @@ impl Metrics {
             "Rows per model run (dynamic batching)",
             batch_rows.clone(),
         );
+        let embedding_batch_texts = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
+        registry.register(
+            "embedding_batch_texts",
+            "Texts per run of the embedding model (embeddings requests and index queries, batched)",
+            embedding_batch_texts.clone(),
+        );
         let index_queries = Family::<IndexLabels, Counter>::default();
         let index_empty = Family::<IndexLabels, Counter>::default();
         let index_latency = Family::<IndexLabels, Histogram>::new_with_constructor(|| {
@@ -282,6 +289,7 @@ impl Metrics {
             outcome_value,
             feedback_refused,
             batch_rows,
+            embedding_batch_texts,
         }
     }
 
