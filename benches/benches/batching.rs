@@ -2,10 +2,12 @@
 //! `leitwerk-inference-server` binary (`cargo build --workspace --bins` first), pinned to one
 //! CPU with `taskset` where it exists, and a closed-loop REST load generator in this process,
 //! pinned to another. Single-row requests at 1, 4 and 16 connections, for a cheap model (the
-//! lead-scoring logistic regression) and an expensive one (a 200-tree forest), each served
-//! three ways: no batching, adaptive batching (at most 32 rows, no wait: a batch is what
-//! queued while the model ran) and a fixed window (32 rows / 2 ms, the old behaviour). Each
+//! lead-scoring logistic regression), a 200-tree forest and the MiniLM embedder
+//! (`/v1/embeddings`, one text per request: a short query, then a paragraph), each served
+//! three ways: no batching, adaptive batching (at most 32 rows or texts, no wait: a batch is
+//! what queued while the model ran) and a fixed window (32 / 2 ms, the old behaviour). Each
 //! cell is run three times, the modes in rotated order; the median run is reported.
+//! `LEITWERK_BENCH_CASES=embed` (or `forest`, …) runs only the cases whose name contains it.
 //!
 //! `cargo build --release -p leitwerk-inference-server --bin leitwerk-inference-server`
 //! `cargo bench --workspace --profile dev --bench batching`
@@ -17,7 +19,7 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leitwerk_benches::{free_port, onnxruntime, scratch, summary, train_lead_model};
+use leitwerk_benches::{free_port, onnxruntime, provided, scratch, summary, train_lead_model};
 use serde_json::{Value, json};
 
 /// Measured time per cell, after a warm-up.
@@ -79,7 +81,15 @@ impl Drop for ServerProcess {
     }
 }
 
-fn start_server(model: &Path, flags: &[&str], pin: Option<&Path>) -> ServerProcess {
+/// What one case serves: the server's flags, the path requests go to, and their body.
+struct Case {
+    name: String,
+    serve: Vec<String>,
+    path: &'static str,
+    body: Arc<Value>,
+}
+
+fn start_server(serve: &[String], flags: &[&str], pin: Option<&Path>) -> ServerProcess {
     let (http, grpc) = (free_port(), free_port());
     let mut cmd = match pin {
         Some(taskset) => {
@@ -89,8 +99,7 @@ fn start_server(model: &Path, flags: &[&str], pin: Option<&Path>) -> ServerProce
         }
         None => Command::new(server_binary()),
     };
-    cmd.arg("--model")
-        .arg(format!("lead-scoring=v1=file://{}", model.display()))
+    cmd.args(serve)
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
         .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
         .arg("--onnxruntime")
@@ -131,12 +140,12 @@ fn ready(port: u16) -> bool {
 
 /// Closed loop: `connections` clients, each sending the next request when its answer came.
 /// Returns requests per second, p50 and p99 in µs.
-async fn load(url: &str, body: Arc<Value>, connections: usize) -> (f64, f64, f64) {
+async fn load(url: String, body: Arc<Value>, connections: usize) -> (f64, f64, f64) {
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .build()
         .unwrap();
-    let url = Arc::new(format!("{url}/v2/models/lead-scoring/infer"));
+    let url = Arc::new(url);
     let started = Instant::now();
     let (warm, end) = (started + WARM_UP, started + WARM_UP + MEASURE);
     let workers = (0..connections).map(|_| {
@@ -187,6 +196,65 @@ fn request(card: &Value) -> Value {
     json!({ "inputs": inputs })
 }
 
+/// The cases: the two lead-scoring models (trained here on 1,500 generated leads), then the
+/// embedder with one short text and with one paragraph per request.
+fn cases(setup: &tokio::runtime::Runtime) -> Vec<Case> {
+    let dir = scratch("batching");
+    let models = [
+        ("logistic regression (lead-scoring)", None),
+        (
+            "random forest, 200 trees, depth 10",
+            Some(json!({"randomForest": {"trees": 200, "maxDepth": 10, "seed": 7}})),
+        ),
+    ];
+    let mut cases = Vec::new();
+    for (i, (name, algorithm)) in models.into_iter().enumerate() {
+        let only = std::env::var("LEITWERK_BENCH_CASES").unwrap_or_default();
+        if !name.contains(&only) {
+            continue;
+        }
+        let t = Instant::now();
+        let (bytes, card) = train_lead_model(setup, &format!("batching-{i}"), 1500, algorithm);
+        let path = dir.join(format!("model-{i}")).join("model.onnx");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::write(
+            path.with_file_name("card.json"),
+            serde_json::to_vec(&card).unwrap(),
+        )
+        .unwrap();
+        cases.push(Case {
+            name: format!("{name} (trained in {:.1} s)", t.elapsed().as_secs_f64()),
+            serve: vec![
+                "--model".into(),
+                format!("lead-scoring=v1=file://{}", path.display()),
+            ],
+            path: "/v2/models/lead-scoring/infer",
+            body: Arc::new(request(&card)),
+        });
+    }
+    let minilm = provided("minilm.sh");
+    let texts = [
+        (
+            "MiniLM embedder, one short query per request",
+            "which campaigns had the best conversion rate last week",
+        ),
+        (
+            "MiniLM embedder, one paragraph per request",
+            "Our spring campaign reached new customers through email and paid search, and the conversion rate rose by a third while the cost per acquisition fell. The team kept the budget flat and moved spend toward the channels with the best return.",
+        ),
+    ];
+    for (name, text) in texts {
+        cases.push(Case {
+            name: name.into(),
+            serve: vec!["--embedding-model-dir".into(), minilm.display().to_string()],
+            path: "/v1/embeddings",
+            body: Arc::new(json!({ "input": text })),
+        });
+    }
+    cases
+}
+
 fn main() {
     let pin = taskset();
     if let Some(t) = &pin {
@@ -202,14 +270,6 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let dir = scratch("batching");
-    let models = [
-        ("logistic regression (lead-scoring)", None),
-        (
-            "random forest, 200 trees, depth 10",
-            Some(json!({"randomForest": {"trees": 200, "maxDepth": 10, "seed": 7}})),
-        ),
-    ];
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -223,30 +283,24 @@ fn main() {
         WARM_UP.as_millis(),
         rounds()
     );
-    for (i, (name, algorithm)) in models.into_iter().enumerate() {
-        let t = Instant::now();
-        let (bytes, card) = train_lead_model(&setup, &format!("batching-{i}"), 1500, algorithm);
-        let path = dir.join(format!("model-{i}")).join("model.onnx");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        std::fs::write(
-            path.with_file_name("card.json"),
-            serde_json::to_vec(&card).unwrap(),
-        )
-        .unwrap();
-        println!("\n{name} (trained in {:.1} s)", t.elapsed().as_secs_f64());
+    let only = std::env::var("LEITWERK_BENCH_CASES").unwrap_or_default();
+    for case in cases(&setup) {
+        if !case.name.contains(&only) {
+            continue;
+        }
+        println!("\n{}", case.name);
         println!(
             "| connections | mode | req/s | p50 µs | p99 µs | req/s vs no batching |\n|---|---|---|---|---|---|"
         );
-        let body = Arc::new(request(&card));
         for connections in CONNECTIONS {
             // rounds() rounds, the modes in a rotated order each round; the median run counts.
             let mut runs: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); MODES.len()];
             for round in 0..rounds() {
                 for k in 0..MODES.len() {
                     let m = (k + round) % MODES.len();
-                    let server = start_server(&path, MODES[m].1, pin.as_deref());
-                    runs[m].push(runtime.block_on(load(&server.url, body.clone(), connections)));
+                    let server = start_server(&case.serve, MODES[m].1, pin.as_deref());
+                    let url = format!("{}{}", server.url, case.path);
+                    runs[m].push(runtime.block_on(load(url, case.body.clone(), connections)));
                 }
             }
             let medians: Vec<(f64, f64, f64)> = runs

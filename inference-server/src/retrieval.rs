@@ -350,7 +350,8 @@ async fn run_query(server: &Server, name: &str, body: &[u8]) -> Result<Value, Re
     };
     let (request, mode) =
         parse_query(body, retrieval.mode).map_err(|m| Refusal(StatusCode::BAD_REQUEST, m))?;
-    let vector = retrieval.embed(vec![request.query.clone()]).await?;
+    let query = embeddings::Texts::new(&retrieval.embedder, vec![request.query.clone()]);
+    let vector = retrieval.embed(query).await?;
     let query_vector = vector.first().map(Vec::as_slice).unwrap_or_default();
     let (hits, version) = match served {
         Served::File { version, store } => {

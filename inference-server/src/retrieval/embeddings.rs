@@ -7,17 +7,44 @@ use crate::model::InferError;
 use crate::server::{Batchable, Batching};
 use prometheus_client::metrics::histogram::Histogram;
 
+/// Texts to embed, with their word pieces (what bounds a batch).
+pub(crate) struct Texts {
+    texts: Vec<String>,
+    pieces: usize,
+}
+
+impl Texts {
+    /// `texts`, counted with `embedder`'s tokenizer.
+    pub(super) fn new(embedder: &Embedder, texts: Vec<String>) -> Texts {
+        let pieces = texts.iter().map(|t| embedder.pieces().count(t) + 2).sum();
+        Texts { texts, pieces }
+    }
+
+    /// Word pieces, `[CLS]` and `[SEP]` included (what OpenAI's `usage` calls tokens).
+    pub(super) fn pieces(&self) -> usize {
+        self.pieces
+    }
+}
+
+/// Word pieces per run of the encoder, at most (a batch stops growing once it has them). On
+/// one CPU a run of one 11-piece query took 3.0 ms and a run of 16 of them 2.1 ms a query;
+/// 4 of them (44 pieces) already gained as much as 16 did, and a paragraph of 46 pieces gained
+/// 3 % from batching. Beyond a few hundred pieces a larger batch only makes every text in it
+/// wait for the others.
+pub const BATCH_WORD_PIECES: usize = 256;
+
 impl Batchable for Embedder {
-    type Input = Vec<String>;
+    type Input = Texts;
     type Output = Vec<f32>;
-    fn items(texts: &Vec<String>) -> usize {
-        texts.len()
+    fn items(input: &Texts) -> usize {
+        input.texts.len()
     }
-    fn append(texts: &mut Vec<String>, more: Vec<String>) {
-        texts.extend(more);
+    fn append(input: &mut Texts, more: Texts) {
+        input.texts.extend(more.texts);
+        input.pieces += more.pieces;
     }
-    fn run(&self, texts: &Vec<String>) -> Result<Vec<Vec<f32>>, InferError> {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    fn run(&self, input: &Texts) -> Result<Vec<Vec<f32>>, InferError> {
+        let refs: Vec<&str> = input.texts.iter().map(String::as_str).collect();
         self.embed(&refs)
             .map_err(|e| InferError::Internal(format!("embedding model: {e}")))
     }
@@ -25,6 +52,12 @@ impl Batchable for Embedder {
     /// threads, or candle's), and the ONNX Runtime session runs one batch at a time.
     fn runners(&self) -> usize {
         1
+    }
+    fn cost(input: &Texts) -> usize {
+        input.pieces
+    }
+    fn budget(&self) -> usize {
+        BATCH_WORD_PIECES
     }
 }
 
@@ -39,7 +72,7 @@ impl Retrieval {
     }
 
     /// The unit-length embeddings of `texts`, in order, off the async threads.
-    pub(super) async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Refusal> {
+    pub(super) async fn embed(&self, texts: Texts) -> Result<Vec<Vec<f32>>, Refusal> {
         let failed = |e: String| Refusal(StatusCode::INTERNAL_SERVER_ERROR, e);
         match &self.batcher {
             Some(batcher) => batcher
@@ -112,11 +145,9 @@ async fn embed_request(server: &Server, body: &[u8]) -> Result<Value, Refusal> {
             "input[{i}] is longer than {MAX_TEXT_BYTES} bytes; split it"
         )));
     }
-    let tokens: usize = inputs
-        .iter()
-        .map(|t| retrieval.embedder.pieces().count(t) + 2)
-        .sum();
-    let vectors = retrieval.embed(inputs).await?;
+    let texts = Texts::new(&retrieval.embedder, inputs);
+    let tokens = texts.pieces();
+    let vectors = retrieval.embed(texts).await?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()

@@ -18,6 +18,15 @@ pub(crate) trait Batchable: Send + Sync + 'static {
     fn run(&self, input: &Self::Input) -> Result<Vec<Self::Output>, InferError>;
     /// Runs at once: how many batches may run side by side.
     fn runners(&self) -> usize;
+    /// What else bounds a run besides its items (the embedder: word pieces), and the bound:
+    /// a batch stops growing once either is reached.
+    fn cost(_input: &Self::Input) -> usize {
+        0
+    }
+    /// See [`Batchable::cost`].
+    fn budget(&self) -> usize {
+        usize::MAX
+    }
 }
 
 impl Batchable for Model {
@@ -149,15 +158,19 @@ impl<W: Batchable> Batcher<W> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Up to `max_batch_size` items of queued requests (at least one request when any).
+    /// Queued requests up to `max_batch_size` items and the model's budget (at least one
+    /// request when any).
     fn take(&self) -> Vec<BatchJob<W>> {
+        let budget = self.model.budget();
         let mut queue = self.lock();
         let mut jobs = Vec::new();
-        let mut total = 0;
+        let (mut total, mut cost) = (0, 0);
         while total < self.batching.max_batch_size
+            && cost < budget
             && let Some(job) = queue.pop_front()
         {
             total += W::items(&job.input);
+            cost += W::cost(&job.input);
             jobs.push(job);
         }
         jobs
