@@ -26,13 +26,13 @@ impl Texts {
     }
 }
 
-/// Word pieces per run of the encoder, at most (a batch stops growing once it has them). On
-/// one CPU a run of one 11-piece query took 3.0 ms and a run of 16 of them 2.1 ms a query;
-/// 4 of them (44 pieces) already gained as much as 16 did, and a paragraph of 46 pieces gained
-/// 3 % from batching. Beyond a few hundred pieces a larger batch only makes every text in it
-/// wait for the others.
-pub const BATCH_WORD_PIECES: usize = 256;
-
+/// Word pieces per run of the encoder and per CPU it runs on, at most (a batch stops growing
+/// once it has them). On one CPU a run of one 11-piece query took 3.0 ms and a run of 16 of
+/// them 2.1 ms a query; 4 of them (44 pieces) already gained as much as 16 did, and a
+/// paragraph of 46 pieces gained 3 % from batching. A larger batch only makes every text in it
+/// wait for the others: with 256 pieces, 4 connections sending paragraphs got no more
+/// throughput and a p99 of 60 ms against 40 ms unbatched (benches/README.md).
+pub const BATCH_WORD_PIECES: usize = 64;
 impl Batchable for Embedder {
     type Input = Texts;
     type Output = Vec<f32>;
@@ -57,7 +57,7 @@ impl Batchable for Embedder {
         input.pieces
     }
     fn budget(&self) -> usize {
-        BATCH_WORD_PIECES
+        BATCH_WORD_PIECES * leitwerk_rag::embed::usable_cpus()
     }
 }
 
