@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use ort::environment::Environment;
 use ort::session::{Session, SessionInputValue};
@@ -156,7 +158,14 @@ pub struct Model {
     /// The explainer the file carries, or why the model cannot explain.
     explaining: Result<crate::explain::Explaining, String>,
     session: Mutex<Session>,
+    /// Recent nanoseconds per row: a moving average of the last runs (0 before the first).
+    nanos_per_row: AtomicU64,
 }
+
+/// A run expected to take at most this long runs on the thread that took the request. Handing
+/// it to a blocking thread and back costs two thread wake-ups, more than such a run itself;
+/// an async thread may be held this long without starving the others.
+pub const INLINE_RUN: Duration = Duration::from_micros(50);
 
 /// `sha256:<hex>`.
 pub fn digest(bytes: &[u8]) -> String {
@@ -235,6 +244,7 @@ impl Model {
             digest: digest(bytes),
             explaining,
             session: Mutex::new(session),
+            nanos_per_row: AtomicU64::new(0),
         })
     }
 
@@ -362,8 +372,34 @@ impl Model {
         })
     }
 
-    /// Runs the model (blocking; call from a blocking thread).
+    /// Whether a run of `rows` rows is expected to take at most [`INLINE_RUN`], by the model's
+    /// recent runs: such a run may stay on an async thread. Unknown before the first run.
+    pub fn runs_inline(&self, rows: usize) -> bool {
+        let per_row = self.nanos_per_row.load(Ordering::Relaxed);
+        let limit = u64::try_from(INLINE_RUN.as_nanos()).unwrap_or(u64::MAX);
+        per_row > 0 && per_row.saturating_mul(rows as u64) <= limit
+    }
+
+    /// Runs the model (blocking: call from a blocking thread unless
+    /// [`Model::runs_inline`] says it is short).
     pub fn run(&self, rows: &Rows) -> Result<Vec<f32>, InferError> {
+        let started = Instant::now();
+        let scores = self.run_session(rows);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let per_row = (nanos / rows.n.max(1) as u64).max(1);
+        // A moving average over about the last eight runs; concurrent runs may lose an
+        // update, which only delays the average.
+        let old = self.nanos_per_row.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            per_row
+        } else {
+            old - old / 8 + per_row / 8
+        };
+        self.nanos_per_row.store(new, Ordering::Relaxed);
+        scores
+    }
+
+    fn run_session(&self, rows: &Rows) -> Result<Vec<f32>, InferError> {
         let internal = |e: &dyn std::fmt::Display| {
             InferError::Internal(format!("model {} {} failed: {e}", self.name, self.version))
         };

@@ -283,12 +283,18 @@ impl Server {
         let scores = match &served.batcher {
             Some(batcher) => batcher.score(rows).await?,
             None => {
-                let m = model.clone();
                 let n = rows.n;
                 self.metrics.batch_rows.observe(n as f64);
-                tokio::task::spawn_blocking(move || m.run(&rows))
-                    .await
-                    .map_err(|e| InferError::Internal(format!("inference task failed: {e}")))??
+                if model.runs_inline(n) {
+                    model.run(&rows)?
+                } else {
+                    let m = model.clone();
+                    tokio::task::spawn_blocking(move || m.run(&rows))
+                        .await
+                        .map_err(|e| {
+                            InferError::Internal(format!("inference task failed: {e}"))
+                        })??
+                }
             }
         };
         let labels = VersionLabels {

@@ -874,3 +874,32 @@ async fn sequential_requests_are_not_slowed_by_delayed_acks() {
 fn request_body() -> Value {
     request(&[3.0], &["pro"])
 }
+
+/// A model whose runs are measured short runs on the thread that took the request (no hop to a
+/// blocking thread and back); a request whose rows would take longer does not.
+#[test]
+fn a_cheap_model_runs_inline_once_its_runs_are_measured() {
+    use leitwerk_inference_server::model::{Column, INLINE_RUN, InputKind, Rows};
+    let env = environment();
+    let (a, _, _) = model_bytes(1.0);
+    let model = Model::new(&env, "leads", "v1", &a, None).unwrap();
+    assert!(!model.runs_inline(1), "unknown before the first run");
+    let rows = |n: usize| Rows {
+        n,
+        columns: model
+            .inputs
+            .iter()
+            .map(|(_, kind)| match kind {
+                InputKind::Number => Column::Number(vec![3.0; n]),
+                InputKind::Text => Column::Text(vec!["pro".into(); n]),
+            })
+            .collect(),
+    };
+    for _ in 0..20 {
+        model.run(&rows(1)).unwrap();
+    }
+    assert!(model.runs_inline(1), "one row of a logistic regression");
+    // A million rows at the measured rate (at least 1 ns a row) is far past the limit.
+    assert!(INLINE_RUN.as_nanos() < 1_000_000);
+    assert!(!model.runs_inline(1_000_000));
+}

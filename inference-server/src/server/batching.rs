@@ -27,6 +27,10 @@ pub(crate) trait Batchable: Send + Sync + 'static {
     fn budget(&self) -> usize {
         usize::MAX
     }
+    /// Whether a run of `items` is short enough to stay on the async thread.
+    fn runs_inline(&self, _items: usize) -> bool {
+        false
+    }
 }
 
 impl Batchable for Model {
@@ -43,6 +47,9 @@ impl Batchable for Model {
     }
     fn runners(&self) -> usize {
         runners()
+    }
+    fn runs_inline(&self, items: usize) -> bool {
+        Model::runs_inline(self, items)
     }
 }
 
@@ -118,6 +125,14 @@ impl<W: Batchable> Batcher<W> {
             && self.lock().is_empty()
             && let Ok(runner) = self.free.clone().try_acquire_owned()
         {
+            let items = W::items(&input);
+            if self.model.runs_inline(items) {
+                self.rows.observe(items as f64);
+                let outputs = self.model.run(&input);
+                drop(runner);
+                self.pick_up();
+                return outputs;
+            }
             let batcher = self.clone();
             return tokio::task::spawn_blocking(move || {
                 batcher.rows.observe(W::items(&input) as f64);

@@ -259,6 +259,31 @@ fn an_index_job_asks_for_the_gpu_the_spec_names() {
 }
 
 #[test]
+fn retrieval_pods_batch_concurrent_texts_without_waiting() {
+    let serving = build_serving(
+        &example(),
+        &OperatorConfig::default(),
+        &IndexVersion::default(),
+    )
+    .0;
+    let args = serving.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    assert_eq!(value("--max-batch-size").as_deref(), Some("32"), "{args:?}");
+    assert_eq!(
+        value("--max-batch-delay-ms").as_deref(),
+        Some("0"),
+        "{args:?}"
+    );
+}
+
+#[test]
 fn file_sources_mount_their_claim_at_the_glob_prefix() {
     assert_eq!(static_prefix("/docs/**/*.md"), "/docs");
     assert_eq!(static_prefix("/docs/product/faq.md"), "/docs/product");
