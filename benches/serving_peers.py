@@ -169,6 +169,10 @@ def main():
     p.add_argument("--leitwerk", required=True)
     p.add_argument("--onnxruntime", required=True)
     p.add_argument("--mlserver-venv", required=True)
+    p.add_argument("--leitwerk-baseline", help="a second build of the server (e.g. the commit "
+                   "before a change), measured in the same run as 'leitwerk (baseline)'")
+    p.add_argument("--only-leitwerk", action="store_true",
+                   help="measure the Leitwerk builds only (no peers, no ratio to them)")
     args = p.parse_args()
     out = os.path.abspath(args.out)
     work = os.path.join(out, "work")
@@ -179,9 +183,9 @@ def main():
     matrix_body = {"inputs": [{"name": "input", "shape": [1, FEATURES], "datatype": "FP32", "data": row}]}
     servers = []
 
-    def leitwerk():
+    def leitwerk(binary=None):
         http, grpc = free_port(), free_port()
-        cmd = ["taskset", "-c", "1", args.leitwerk,
+        cmd = ["taskset", "-c", "1", binary or args.leitwerk,
                "--model", f"lr=v1=file://{work}/columns.onnx",
                "--http-addr", f"127.0.0.1:{http}", "--grpc-addr", f"127.0.0.1:{grpc}",
                "--onnxruntime", args.onnxruntime, "--drain-seconds", "0"]
@@ -235,8 +239,12 @@ def main():
     raw_p50 = float(np.median(samples))
 
     results = {}
-    for name, make in [("leitwerk-inference-server", leitwerk), ("KServe 0.21", kserve),
-                       ("MLServer 1.7.1", mlserver)]:
+    servers = [("leitwerk-inference-server", leitwerk)]
+    if args.leitwerk_baseline:
+        servers.append(("leitwerk (baseline)", lambda: leitwerk(args.leitwerk_baseline)))
+    if not args.only_leitwerk:
+        servers += [("KServe 0.21", kserve), ("MLServer 1.7.1", mlserver)]
+    for name, make in servers:
         cmd, base, ready, infer, body, env = make()
         log = open(os.path.join(work, f"{name.split()[0]}.log"), "w")
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
@@ -254,9 +262,11 @@ def main():
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
 
-    print("| server | connections | req/s | p50 µs | p99 µs | req/s vs best Python peer |")
+    versus = "the baseline" if args.only_leitwerk else "best Python peer"
+    print(f"| server | connections | req/s | p50 µs | p99 µs | req/s vs {versus} |")
     print("|---|---|---|---|---|---|")
-    peers = [n for n in results if not n.startswith("leitwerk")]
+    peers = [n for n in results if not n.startswith("leitwerk")] or ["leitwerk (baseline)"]
+    peers = [n for n in peers if n in results] or list(results)[:1]
     for c in CONNECTIONS:
         best = max(results[n][c][0] for n in peers)
         for name, r in results.items():
