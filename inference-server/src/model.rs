@@ -158,14 +158,24 @@ pub struct Model {
     /// The explainer the file carries, or why the model cannot explain.
     explaining: Result<crate::explain::Explaining, String>,
     session: Mutex<Session>,
-    /// Recent nanoseconds per row: a moving average of the last runs (0 before the first).
-    nanos_per_row: AtomicU64,
+    /// Recent nanoseconds per row, by the run's size (rows 1, 2–3, 4–7, …: the floor of its
+    /// base-2 logarithm): a moving average of the last runs of that size, 0 before the first.
+    /// A run of one row mostly pays what every run pays, so its time per row says little about
+    /// a batch's.
+    nanos_per_row: [AtomicU64; SIZE_CLASSES],
 }
 
 /// A run expected to take at most this long runs on the thread that took the request. Handing
 /// it to a blocking thread and back costs two thread wake-ups, more than such a run itself;
 /// an async thread may be held this long without starving the others.
 pub const INLINE_RUN: Duration = Duration::from_micros(50);
+
+/// Size classes of runs measured apart: 1, 2–3, 4–7, … up to 2¹⁵ rows and more.
+const SIZE_CLASSES: usize = 16;
+
+fn size_class(rows: usize) -> usize {
+    (rows.max(1).ilog2() as usize).min(SIZE_CLASSES - 1)
+}
 
 /// `sha256:<hex>`.
 pub fn digest(bytes: &[u8]) -> String {
@@ -244,7 +254,7 @@ impl Model {
             digest: digest(bytes),
             explaining,
             session: Mutex::new(session),
-            nanos_per_row: AtomicU64::new(0),
+            nanos_per_row: std::array::from_fn(|_| AtomicU64::new(0)),
         })
     }
 
@@ -373,9 +383,15 @@ impl Model {
     }
 
     /// Whether a run of `rows` rows is expected to take at most [`INLINE_RUN`], by the model's
-    /// recent runs: such a run may stay on an async thread. Unknown before the first run.
+    /// recent runs of that size: such a run may stay on an async thread. A size not run yet is
+    /// estimated from the nearest smaller size that was (per row, which overestimates a
+    /// larger batch), and is unknown, so not short, before the first run.
     pub fn runs_inline(&self, rows: usize) -> bool {
-        let per_row = self.nanos_per_row.load(Ordering::Relaxed);
+        let per_row = (0..=size_class(rows))
+            .rev()
+            .map(|c| self.nanos_per_row[c].load(Ordering::Relaxed))
+            .find(|&n| n > 0)
+            .unwrap_or(0);
         let limit = u64::try_from(INLINE_RUN.as_nanos()).unwrap_or(u64::MAX);
         per_row > 0 && per_row.saturating_mul(rows as u64) <= limit
     }
@@ -387,15 +403,16 @@ impl Model {
         let scores = self.run_session(rows);
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let per_row = (nanos / rows.n.max(1) as u64).max(1);
-        // A moving average over about the last eight runs; concurrent runs may lose an
-        // update, which only delays the average.
-        let old = self.nanos_per_row.load(Ordering::Relaxed);
+        // A moving average over about the last eight runs of this size; concurrent runs may
+        // lose an update, which only delays the average.
+        let average = &self.nanos_per_row[size_class(rows.n)];
+        let old = average.load(Ordering::Relaxed);
         let new = if old == 0 {
             per_row
         } else {
             old - old / 8 + per_row / 8
         };
-        self.nanos_per_row.store(new, Ordering::Relaxed);
+        average.store(new, Ordering::Relaxed);
         scores
     }
 

@@ -895,8 +895,12 @@ fn a_cheap_model_runs_inline_once_its_runs_are_measured() {
             })
             .collect(),
     };
-    for _ in 0..20 {
+    // Bounded: a busy machine may make some runs slow; the average follows the rest.
+    for _ in 0..200 {
         model.run(&rows(1)).unwrap();
+        if model.runs_inline(1) {
+            break;
+        }
     }
     assert!(model.runs_inline(1), "one row of a logistic regression");
     // A million rows at the measured rate (at least 1 ns a row) is far past the limit.

@@ -70,6 +70,10 @@ pub struct Batching {
     pub max_delay: Duration,
 }
 
+/// Short batches one async thread runs in a row before a blocking thread takes over: it reads
+/// no new requests meanwhile.
+pub const INLINE_BATCHES: usize = 4;
+
 /// Model runs at once per model version: one per CPU this process may use (each ONNX Runtime
 /// session runs on one thread), so that batching never leaves a core idle that unbatched
 /// requests would have used.
@@ -129,8 +133,8 @@ impl<W: Batchable> Batcher<W> {
             if self.model.runs_inline(items) {
                 self.rows.observe(items as f64);
                 let outputs = self.model.run(&input);
-                drop(runner);
-                self.pick_up();
+                // Whatever queued meanwhile, on this thread too while its runs are short.
+                self.run_here(runner);
                 return outputs;
             }
             let batcher = self.clone();
@@ -147,13 +151,59 @@ impl<W: Batchable> Batcher<W> {
         let (reply, answer) = oneshot::channel();
         self.lock().push_back(BatchJob { input, reply });
         if let Ok(runner) = self.free.clone().try_acquire_owned() {
-            let batcher = self.clone();
-            tokio::task::spawn_blocking(move || batcher.run(runner));
+            self.run_here(runner);
         }
         // Otherwise every runner is busy, and each looks at the queue before it stops.
         answer
             .await
             .map_err(|_| InferError::Internal("the batch runner stopped".into()))?
+    }
+
+    /// Runs what queued on this async thread while a batch of it is expected to be short
+    /// ([`Batchable::runs_inline`]), at most [`INLINE_BATCHES`] batches; a blocking thread
+    /// takes over the rest. A cheap model under load so never pays the hops to a blocking
+    /// thread and back that no batching would not pay either.
+    fn run_here(self: &Arc<Self>, runner: tokio::sync::OwnedSemaphorePermit) {
+        let mut runner = Some(runner);
+        for _ in 0..INLINE_BATCHES {
+            let queued = self.queued_items();
+            if queued == 0 {
+                drop(runner.take());
+                // A request that queued after the look but found no free runner.
+                if self.lock().is_empty() {
+                    return;
+                }
+                match self.free.clone().try_acquire_owned() {
+                    Ok(again) => {
+                        runner = Some(again);
+                        continue;
+                    }
+                    Err(_) => return,
+                }
+            }
+            if !self.batching.max_delay.is_zero() || !self.model.runs_inline(queued) {
+                break;
+            }
+            let jobs = self.take();
+            self.run_batch(jobs);
+        }
+        if let Some(runner) = runner {
+            let batcher = self.clone();
+            tokio::task::spawn_blocking(move || batcher.run(runner));
+        }
+    }
+
+    /// The items of the next batch: what queued, up to `max_batch_size`.
+    fn queued_items(&self) -> usize {
+        let queue = self.lock();
+        let mut total = 0;
+        for job in queue.iter() {
+            if total >= self.batching.max_batch_size {
+                break;
+            }
+            total += W::items(&job.input);
+        }
+        total
     }
 
     /// After a runner's place came free: runs what queued meanwhile, if nobody else does.
@@ -194,7 +244,7 @@ impl<W: Batchable> Batcher<W> {
     /// A runner: batches until the queue is empty, then frees its place. A request that
     /// queued after the last look but found no free runner is picked up here: the runner
     /// looks again after freeing its place, and runs on if it can take one back.
-    fn run(&self, runner: tokio::sync::OwnedSemaphorePermit) {
+    fn run(self: &Arc<Self>, runner: tokio::sync::OwnedSemaphorePermit) {
         let mut runner = Some(runner);
         // Bounded: each round answers at least one queued request; a runner stops when the
         // queue is empty (or another runner has taken over).
@@ -221,6 +271,18 @@ impl<W: Batchable> Batcher<W> {
                 }
             }
             self.run_batch(jobs);
+            // Short runs again (the first runs of a model are measured here): the async
+            // threads take the queue back, so that a cheap model under load does not stay
+            // on this thread, a hop away from every request.
+            if self.batching.max_delay.is_zero()
+                && self.model.runs_inline(self.queued_items().max(1))
+                && let Ok(handle) = tokio::runtime::Handle::try_current()
+                && let Some(runner) = runner.take()
+            {
+                let batcher = self.clone();
+                handle.spawn(async move { batcher.run_here(runner) });
+                return;
+            }
         }
     }
 
