@@ -42,6 +42,28 @@ async fn wait_ready(base: &str) -> anyhow::Result<()> {
     anyhow::bail!("the server did not become ready")
 }
 
+/// The server binary with the embedding model in `model_dir` and `flags`, once it is ready:
+/// the process, its REST base URL and its gRPC port.
+async fn serve(
+    model_dir: &std::path::Path,
+    flags: &[&str],
+) -> anyhow::Result<(Running, String, u16)> {
+    let (http, grpc) = (free_port()?, free_port()?);
+    let server = Running(
+        Command::new(BIN)
+            .arg("--embedding-model-dir")
+            .arg(model_dir)
+            .args(flags)
+            .args(["--http-addr", &format!("127.0.0.1:{http}")])
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let base = format!("http://127.0.0.1:{http}");
+    wait_ready(&base).await?;
+    Ok((server, base, grpc))
+}
+
 async fn post(url: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
     let r = reqwest::Client::new().post(url).json(body).send().await?;
     let status = r.status().as_u16();
@@ -91,20 +113,8 @@ async fn the_server_answers_the_labelled_queries_as_the_evaluation_says() -> any
         .collect::<Result<_, _>>()?;
     let expected = evaluate(&set, &ranked, 5);
 
-    let (http, grpc) = (free_port()?, free_port()?);
-    let server = Running(
-        Command::new(BIN)
-            .arg("--embedding-model-dir")
-            .arg(&model_dir)
-            .arg("--index")
-            .arg(format!("product-docs=file://{}", file.display()))
-            .args(["--http-addr", &format!("127.0.0.1:{http}")])
-            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let base = format!("http://127.0.0.1:{http}");
-    wait_ready(&base).await?;
+    let index_arg = format!("product-docs=file://{}", file.display());
+    let (server, base, grpc) = serve(&model_dir, &["--index", index_arg.as_str()]).await?;
     let url = format!("{base}/v1/indexes/product-docs/query");
     let mut first_relevant = 0;
     for labelled in &set {
@@ -296,21 +306,9 @@ async fn concurrent_embeddings_are_batched_and_each_gets_its_own_vectors() -> an
     let model_dir = provided("minilm.sh")?;
     let ort = provided("onnxruntime.sh")?;
     let embedder = Embedder::load(&model_dir, "all-MiniLM-L6-v2")?;
-    let (http, grpc) = (free_port()?, free_port()?);
-    let server = Running(
-        Command::new(BIN)
-            .arg("--embedding-model-dir")
-            .arg(&model_dir)
-            .arg("--onnxruntime")
-            .arg(&ort)
-            .args(["--max-batch-size", "32"])
-            .args(["--http-addr", &format!("127.0.0.1:{http}")])
-            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let base = format!("http://127.0.0.1:{http}");
-    wait_ready(&base).await?;
+    let ort = ort.display().to_string();
+    let flags = ["--onnxruntime", ort.as_str(), "--max-batch-size", "32"];
+    let (server, base, _) = serve(&model_dir, &flags).await?;
     // 24 requests at once, of one to three texts each, of different lengths (so that a batch
     // pads them and sorts them by length before it runs).
     let requests: Vec<Vec<String>> = (0..24)

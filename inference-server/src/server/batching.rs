@@ -168,18 +168,10 @@ impl<W: Batchable> Batcher<W> {
         for _ in 0..INLINE_BATCHES {
             let queued = self.queued_items();
             if queued == 0 {
-                drop(runner.take());
-                // A request that queued after the look but found no free runner.
-                if self.lock().is_empty() {
-                    return;
+                if self.stop_or_retake(&mut runner) {
+                    continue;
                 }
-                match self.free.clone().try_acquire_owned() {
-                    Ok(again) => {
-                        runner = Some(again);
-                        continue;
-                    }
-                    Err(_) => return,
-                }
+                return;
             }
             if !self.batching.max_delay.is_zero() || !self.model.runs_inline(queued) {
                 break;
@@ -190,6 +182,22 @@ impl<W: Batchable> Batcher<W> {
         if let Some(runner) = runner {
             let batcher = self.clone();
             tokio::task::spawn_blocking(move || batcher.run(runner));
+        }
+    }
+
+    /// After the queue looked empty: frees the runner's place, then takes it back if a request
+    /// queued after the look but found no free runner (true: go on running).
+    fn stop_or_retake(&self, runner: &mut Option<tokio::sync::OwnedSemaphorePermit>) -> bool {
+        drop(runner.take());
+        if self.lock().is_empty() {
+            return false;
+        }
+        match self.free.clone().try_acquire_owned() {
+            Ok(again) => {
+                *runner = Some(again);
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -251,17 +259,10 @@ impl<W: Batchable> Batcher<W> {
         loop {
             let mut jobs = self.take();
             if jobs.is_empty() {
-                drop(runner.take());
-                if self.lock().is_empty() {
-                    return;
+                if self.stop_or_retake(&mut runner) {
+                    continue;
                 }
-                match self.free.clone().try_acquire_owned() {
-                    Ok(again) => {
-                        runner = Some(again);
-                        continue;
-                    }
-                    Err(_) => return,
-                }
+                return;
             }
             if !self.batching.max_delay.is_zero() {
                 let total: usize = jobs.iter().map(|j| W::items(&j.input)).sum();

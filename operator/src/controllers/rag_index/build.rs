@@ -366,8 +366,8 @@ pub fn serving_url(index: &RagIndex, version: &IndexVersion) -> String {
 
 /// Texts per run of a retrieval pod's encoder, at most: queries and embeddings that arrive
 /// while it runs are embedded together in its next run, with no wait (and at most 64 word
-/// pieces per CPU). Short queries at 16 connections: 1.44× the throughput of one text per run,
-/// with a lower p99; a single caller runs as without batching (benches/README.md).
+/// pieces per CPU). Short queries at 16 connections: 1.33–1.44× the throughput of one text
+/// per run, with a lower p99; a single caller runs as without batching (benches/README.md).
 pub const RETRIEVAL_BATCH_TEXTS: usize = 32;
 
 /// The retrieval Deployment and Service of the serving version.
