@@ -33,6 +33,7 @@ impl Texts {
 /// wait for the others: with 256 pieces, 4 connections sending paragraphs got no more
 /// throughput and a p99 of 60 ms against 40 ms unbatched (benches/README.md).
 pub const BATCH_WORD_PIECES: usize = 64;
+
 impl Batchable for Embedder {
     type Input = Texts;
     type Output = Vec<f32>;

@@ -82,11 +82,12 @@ pub fn runners() -> usize {
 }
 
 /// Adaptive batching for one model version (or the embedding model), without a task of its
-/// own. A request queues its rows and, when a runner is free, becomes one: on a blocking thread it runs everything
-/// queued (up to `max_batch_size` rows) and keeps going while more queued meanwhile. Idle, a
-/// request runs at once, on the same path as without batching; under load, batches grow with
-/// the queue. The runner answers each request itself, so a caller that goes away cannot strand
-/// the others in its batch.
+/// own. A request queues its rows and, when a runner is free, becomes one: it runs everything
+/// queued (up to `max_batch_size` rows) and keeps going while more queued meanwhile, on a
+/// blocking thread, or on its own async thread while the runs are short
+/// ([`Batchable::runs_inline`]). Idle, a request runs at once, on the same path as without
+/// batching; under load, batches grow with the queue. The runner answers each request itself,
+/// so a caller that goes away cannot strand the others in its batch.
 pub(crate) struct Batcher<W: Batchable> {
     model: Arc<W>,
     batching: Batching,
