@@ -268,7 +268,7 @@ pub async fn apply_serving(
     )
     .await?;
     // The shared watch's store first (see `crate::cache`).
-    let current_service = match ctx.stores.service(ns, &service.name_any()) {
+    let current_service = match ctx.stores.service(ns, &service.name_any()).await {
         Some(held) => Some(held),
         None => {
             let services: Api<k8s_openapi::api::core::v1::Service> =

@@ -13,14 +13,19 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt, channel::mpsc, stream::BoxStream};
 use k8s_openapi::{
     NamespaceResourceScope,
-    api::core::v1::{Service, ServiceAccount},
+    api::{
+        batch::v1::{CronJob, Job},
+        core::v1::{Container, Pod, PodSpec, PodStatus, Service, ServiceAccount},
+    },
 };
 use kube::{
     Api, Resource,
+    api::ObjectMeta,
     core::DeserializeGuard,
     runtime::{
         WatchStreamExt,
@@ -30,6 +35,13 @@ use kube::{
 };
 use leitwerk_crds::{FeatureSet, Model};
 use serde::de::DeserializeOwned;
+
+use crate::jobs::Labelled;
+
+/// How long a reconcile waits for a shared watch's first list before it reads the API server
+/// instead (a watch that cannot list, for want of RBAC, is not waited for again and again in
+/// vain: each reconcile waits at most this).
+pub const FIRST_LIST: Duration = Duration::from_secs(5);
 
 /// Objects a subscriber may fall behind by before the shared watch waits for it.
 const BUFFER: usize = 1024;
@@ -47,6 +59,7 @@ where
     store: Store<K>,
     writer: Writer<K>,
     subscribers: Vec<mpsc::Sender<Arc<K>>>,
+    trim: fn(&mut K),
 }
 
 impl<K> SharedWatch<K>
@@ -60,7 +73,14 @@ where
             store: writer.as_reader(),
             writer,
             subscribers: Vec::new(),
+            trim: |_| {},
         }
+    }
+
+    /// The same watch, whose store also drops what `trim` removes from each object (on top of
+    /// [`crate::watch::prune`]): for fields no reconcile reads, such as a Job's pod template.
+    pub fn trimmed(self, trim: fn(&mut K)) -> Self {
+        Self { trim, ..self }
     }
 
     /// The store the watch fills.
@@ -83,12 +103,16 @@ where
             store,
             writer,
             mut subscribers,
+            trim,
         } = self;
         let events = reflector::reflector(
             writer,
             watcher(api, config)
                 .default_backoff()
-                .modify(crate::watch::prune),
+                .modify(move |object| {
+                    crate::watch::prune(object);
+                    trim(object);
+                }),
         );
         futures::pin_mut!(events);
         let mut listed: Vec<ObjectRef<K>> = Vec::new();
@@ -144,6 +168,117 @@ pub struct Stores {
     pub service_accounts: Option<Store<ServiceAccount>>,
     /// The Services the operator manages.
     pub services: Option<Store<Service>>,
+    /// The Jobs, CronJobs and pods that carry a FeatureSet's label.
+    pub feature_set_jobs: Option<JobStores>,
+}
+
+/// The Jobs, CronJobs and pods that carry one label (whoever made them: trust is decided by
+/// the reader, see [`crate::jobs::own`]). Jobs are kept without their spec, pods with only
+/// what a Job's outcome is read from ([`trim_job`], [`trim_pod`]).
+#[derive(Clone)]
+pub struct JobStores {
+    /// The label key the watches select on.
+    pub label: &'static str,
+    /// The Jobs carrying the label, without `spec`.
+    pub jobs: Store<Job>,
+    /// The CronJobs carrying the label, whole.
+    pub cron_jobs: Store<CronJob>,
+    /// The pods carrying the label (a Job's pods carry its template's labels).
+    pub pods: Store<Pod>,
+    /// How long a reconcile waits for the watches' first lists ([`FIRST_LIST`]).
+    pub first_list: Duration,
+}
+
+impl JobStores {
+    /// Stores over the watches' writers; [`FIRST_LIST`] as the wait for their first lists.
+    pub fn new(
+        label: &'static str,
+        jobs: Store<Job>,
+        cron_jobs: Store<CronJob>,
+        pods: Store<Pod>,
+    ) -> Self {
+        Self {
+            label,
+            jobs,
+            cron_jobs,
+            pods,
+            first_list: FIRST_LIST,
+        }
+    }
+
+    /// The Jobs, CronJobs and pods labelled `label=value` in `namespace`. `None` while a watch
+    /// has not listed once (an empty store would then say "none", which may be false): a
+    /// reconcile at start-up waits up to `first_list` for that, then reads the API server.
+    pub async fn labelled(&self, namespace: &str, value: &str) -> Option<Labelled> {
+        let wait = self.first_list;
+        let (jobs, cron_jobs, pods) = futures::join!(
+            listed(&self.jobs, wait),
+            listed(&self.cron_jobs, wait),
+            listed(&self.pods, wait)
+        );
+        if !(jobs && cron_jobs && pods) {
+            return None;
+        }
+        let labelled = |meta: &ObjectMeta| {
+            meta.namespace.as_deref() == Some(namespace)
+                && meta
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(self.label))
+                    .map(String::as_str)
+                    == Some(value)
+        };
+        Some(Labelled {
+            jobs: matching(&self.jobs, labelled),
+            cron_jobs: matching(&self.cron_jobs, labelled),
+            pods: Some(matching(&self.pods, labelled)),
+        })
+    }
+}
+
+/// The objects of `store` whose metadata `keep` accepts.
+fn matching<K>(store: &Store<K>, keep: impl Fn(&ObjectMeta) -> bool) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state_filter(|o| keep(o.meta()))
+        .into_iter()
+        .map(Arc::unwrap_or_clone)
+        .collect()
+}
+
+/// A Job as [`JobStores`] keeps it: without its spec (the pod template), which no reader of
+/// the store uses. About 3 KB less per Job.
+pub fn trim_job(job: &mut Job) {
+    job.spec = None;
+}
+
+/// A pod as [`JobStores`] keeps it: its containers' names (the first one's log holds the
+/// progress reports), its phase, conditions (the scheduler's verdict) and container states
+/// (the termination message). The rest of a pod is most of its size and is never read.
+pub fn trim_pod(pod: &mut Pod) {
+    if let Some(spec) = pod.spec.take() {
+        pod.spec = Some(PodSpec {
+            containers: spec
+                .containers
+                .into_iter()
+                .map(|c| Container {
+                    name: c.name,
+                    ..Container::default()
+                })
+                .collect(),
+            ..PodSpec::default()
+        });
+    }
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(PodStatus {
+            phase: status.phase,
+            conditions: status.conditions,
+            container_statuses: status.container_statuses,
+            ..PodStatus::default()
+        });
+    }
 }
 
 impl Debug for Stores {
@@ -161,14 +296,32 @@ where
     found.0.as_ref().ok().cloned()
 }
 
-/// `namespace/name` as `store` holds it, if it does.
-fn held<K>(store: Option<&Store<K>>, namespace: &str, name: &str) -> Option<K>
+/// `namespace/name` as `store` holds it, if it does. A store that has not listed yet (the
+/// operator just started) is waited for up to [`FIRST_LIST`]: a miss there would be taken for
+/// an object to create, and a settled operator would write at start-up.
+async fn held<K>(store: Option<&Store<K>>, namespace: &str, name: &str) -> Option<K>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
-    store?
+    let store = store?;
+    if !listed(store, FIRST_LIST).await {
+        return None;
+    }
+    store
         .get(&ObjectRef::new(name).within(namespace))
         .map(|o| (*o).clone())
+}
+
+/// Whether `store` has listed once, waiting up to `wait` for it (a relist swaps the new list in
+/// whole, so a store that listed once stays readable).
+async fn listed<K>(store: &Store<K>, wait: Duration) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    matches!(
+        tokio::time::timeout(wait, store.wait_until_ready()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// `namespace/name` from `store` when it holds a well-formed one, else from the API server
@@ -216,13 +369,120 @@ impl Stores {
         stored_or_read(self.feature_sets.as_ref(), client, namespace, name).await
     }
 
-    /// The managed ServiceAccount `namespace/name` as the store holds it, if it does.
-    pub fn service_account(&self, namespace: &str, name: &str) -> Option<ServiceAccount> {
-        held(self.service_accounts.as_ref(), namespace, name)
+    /// The managed ServiceAccount `namespace/name` as the store holds it, if it does (waiting
+    /// up to [`FIRST_LIST`] for the store's first list).
+    pub async fn service_account(&self, namespace: &str, name: &str) -> Option<ServiceAccount> {
+        held(self.service_accounts.as_ref(), namespace, name).await
     }
 
-    /// The managed Service `namespace/name` as the store holds it, if it does.
-    pub fn service(&self, namespace: &str, name: &str) -> Option<Service> {
-        held(self.services.as_ref(), namespace, name)
+    /// The managed Service `namespace/name` as the store holds it, if it does (waiting up to
+    /// [`FIRST_LIST`] for the store's first list).
+    pub async fn service(&self, namespace: &str, name: &str) -> Option<Service> {
+        held(self.services.as_ref(), namespace, name).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kube::runtime::watcher::Event;
+
+    use super::*;
+
+    fn labelled<K: Resource + Default>(namespace: &str, name: &str, label: &str) -> K {
+        let mut object = K::default();
+        let meta = object.meta_mut();
+        meta.name = Some(name.into());
+        meta.namespace = Some(namespace.into());
+        meta.labels = Some(BTreeMap::from([("set".to_string(), label.to_string())]));
+        object
+    }
+
+    #[tokio::test]
+    async fn job_stores_answer_only_once_both_watches_listed_and_only_for_the_label_asked() {
+        let mut jobs = Writer::<Job>::default();
+        let mut cron_jobs = Writer::<CronJob>::default();
+        let mut pods = Writer::<Pod>::default();
+        let stores = JobStores {
+            first_list: Duration::from_millis(50),
+            ..JobStores::new(
+                "set",
+                jobs.as_reader(),
+                cron_jobs.as_reader(),
+                pods.as_reader(),
+            )
+        };
+        jobs.apply_watcher_event(&Event::Init);
+        jobs.apply_watcher_event(&Event::InitApply(labelled("a", "j1", "x")));
+        jobs.apply_watcher_event(&Event::InitApply(labelled("a", "j2", "y")));
+        jobs.apply_watcher_event(&Event::InitApply(labelled("b", "j3", "x")));
+        jobs.apply_watcher_event(&Event::InitDone);
+        pods.apply_watcher_event(&Event::Init);
+        pods.apply_watcher_event(&Event::InitApply(labelled("a", "p1", "x")));
+        pods.apply_watcher_event(&Event::InitApply(labelled("a", "p2", "z")));
+        pods.apply_watcher_event(&Event::InitDone);
+        assert!(
+            stores.labelled("a", "x").await.is_none(),
+            "the CronJobs have not been listed"
+        );
+        cron_jobs.apply_watcher_event(&Event::Init);
+        cron_jobs.apply_watcher_event(&Event::InitApply(labelled("a", "c1", "x")));
+        cron_jobs.apply_watcher_event(&Event::InitDone);
+        let found = stores.labelled("a", "x").await.expect("both listed");
+        let names = |m: Vec<ObjectMeta>| m.into_iter().filter_map(|m| m.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(found.jobs.into_iter().map(|j| j.metadata).collect()),
+            ["j1"]
+        );
+        assert_eq!(
+            names(found.cron_jobs.into_iter().map(|c| c.metadata).collect()),
+            ["c1"]
+        );
+        let pods = found.pods.expect("pods from the store");
+        assert_eq!(
+            names(pods.into_iter().map(|p| p.metadata).collect()),
+            ["p1"]
+        );
+    }
+
+    #[test]
+    fn a_stored_job_keeps_its_status_and_owner_but_not_its_pod_template() {
+        let mut job: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "j", "ownerReferences": [{"apiVersion": "v1", "kind": "FeatureSet", "name": "f", "uid": "u", "controller": true}]},
+            "spec": {"template": {"spec": {"containers": [{"name": "trainer", "image": "t"}]}}},
+            "status": {"succeeded": 1}
+        }))
+        .expect("a Job");
+        trim_job(&mut job);
+        assert!(job.spec.is_none());
+        assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
+        assert!(crate::jobs::controlled_by(&job.metadata, "u"));
+    }
+
+    #[test]
+    fn a_stored_pod_keeps_what_an_outcome_is_read_from() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {"set": "x"}},
+            "spec": {"containers": [{"name": "trainer", "image": "t", "args": ["a"]}],
+                     "volumes": [{"name": "data", "emptyDir": {}}]},
+            "status": {"phase": "Failed", "hostIP": "10.0.0.1",
+                       "conditions": [{"type": "PodScheduled", "status": "True"}],
+                       "containerStatuses": [{"name": "trainer", "image": "t", "imageID": "", "ready": false, "restartCount": 0,
+                           "state": {"terminated": {"exitCode": 1, "message": "{\"error\":\"no rows\"}"}}}]}
+        }))
+        .expect("a pod");
+        trim_pod(&mut pod);
+        let spec = pod.spec.as_ref().expect("a spec");
+        assert_eq!(spec.containers[0].name, "trainer");
+        assert!(spec.containers[0].image.is_none() && spec.volumes.is_none());
+        let status = pod.status.as_ref().expect("a status");
+        assert_eq!(status.phase.as_deref(), Some("Failed"));
+        assert!(status.host_ip.is_none());
+        assert_eq!(status.conditions.as_ref().map(Vec::len), Some(1));
+        assert_eq!(
+            crate::workloads::termination_message(std::slice::from_ref(&pod)).as_deref(),
+            Some("{\"error\":\"no rows\"}")
+        );
     }
 }

@@ -56,6 +56,19 @@ impl<S> JobOutcome<S> {
     }
 }
 
+/// The Jobs (and CronJobs) that carry a resource's label, as read from the API server or a
+/// shared store, before anything is trusted.
+#[derive(Debug, Clone, Default)]
+pub struct Labelled {
+    /// Jobs carrying the label.
+    pub jobs: Vec<Job>,
+    /// CronJobs carrying the label (read only for kinds that schedule Jobs).
+    pub cron_jobs: Vec<CronJob>,
+    /// Pods carrying the label, when a store holds them; `None` from the API server, where
+    /// each Job's pods are listed when its outcome is read.
+    pub pods: Option<Vec<Pod>>,
+}
+
 /// The Jobs of one resource, split by whether the operator made them.
 #[derive(Debug, Clone, Default)]
 pub struct OwnedJobs {
@@ -63,6 +76,10 @@ pub struct OwnedJobs {
     pub trusted: Vec<Job>,
     /// Warning Events naming each Job that carries the resource's labels but not its owner.
     pub foreign: Vec<Notice>,
+    /// The CronJobs the resource controls.
+    pub cron_jobs: Vec<CronJob>,
+    /// The pods a store holds with the resource's label (see [`Labelled::pods`]).
+    pub pods: Option<Vec<Pod>>,
 }
 
 /// Whether `meta`'s controller ownerReference has `uid`.
@@ -107,8 +124,38 @@ pub fn split_trusted(
     owned
 }
 
-/// The Jobs matching `selector` in `owner`'s namespace, split by trust. With `via_cron_jobs`,
-/// Jobs created by a CronJob that `owner` controls (a FeatureSet's schedule) are trusted too.
+/// What `owner` may trust of `labelled` (pure): the Jobs it controls, and those of the
+/// CronJobs it controls.
+pub fn own<K>(owner: &K, labelled: Labelled, action: &'static str) -> OwnedJobs
+where
+    K: Resource<DynamicType = ()>,
+{
+    let Some(uid) = owner.meta().uid.clone() else {
+        return OwnedJobs::default();
+    };
+    let cron_jobs: Vec<CronJob> = labelled
+        .cron_jobs
+        .into_iter()
+        .filter(|c| controlled_by(&c.metadata, &uid))
+        .collect();
+    let mut owners = vec![uid];
+    owners.extend(cron_jobs.iter().filter_map(|c| c.metadata.uid.clone()));
+    OwnedJobs {
+        cron_jobs,
+        pods: labelled.pods,
+        ..split_trusted(
+            labelled.jobs,
+            &owners,
+            K::kind(&()).as_ref(),
+            &owner.name_any(),
+            action,
+        )
+    }
+}
+
+/// The Jobs matching `selector` in `owner`'s namespace, read from the API server and split by
+/// trust. With `via_cron_jobs`, the CronJobs matching it are read too, and Jobs created by one
+/// that `owner` controls (a FeatureSet's schedule) are trusted.
 pub async fn list_owned<K>(
     ctx: &Context,
     owner: &K,
@@ -119,53 +166,45 @@ pub async fn list_owned<K>(
 where
     K: Resource<DynamicType = ()>,
 {
-    let ns = owner.namespace().unwrap_or_default();
-    let Some(uid) = owner.meta().uid.clone() else {
+    if owner.meta().uid.is_none() {
         return Ok(OwnedJobs::default());
-    };
-    let mut owners = vec![uid.clone()];
+    }
+    let ns = owner.namespace().unwrap_or_default();
+    let params = ListParams::default().labels(selector);
+    let mut labelled = Labelled::default();
     if via_cron_jobs {
-        let crons = Api::<CronJob>::namespaced(ctx.client.clone(), &ns)
-            .list(&ListParams::default().labels(selector))
+        labelled.cron_jobs = Api::<CronJob>::namespaced(ctx.client.clone(), &ns)
+            .list(&params)
             .await
             .map_err(|source| Error::Read {
                 what: "CronJobs".into(),
                 source,
-            })?;
-        owners.extend(
-            crons
-                .items
-                .iter()
-                .filter(|c| controlled_by(&c.metadata, &uid))
-                .filter_map(|c| c.metadata.uid.clone()),
-        );
+            })?
+            .items;
     }
-    let jobs = Api::<Job>::namespaced(ctx.client.clone(), &ns)
-        .list(&ListParams::default().labels(selector))
+    labelled.jobs = Api::<Job>::namespaced(ctx.client.clone(), &ns)
+        .list(&params)
         .await
         .map_err(|source| Error::Read {
             what: "Jobs".into(),
             source,
         })?
         .items;
-    Ok(split_trusted(
-        jobs,
-        &owners,
-        K::kind(&()).as_ref(),
-        &owner.name_any(),
-        action,
-    ))
+    Ok(own(owner, labelled, action))
 }
 
 /// The outcomes of `jobs` by Job name: the reads a plan needs, made before it so that the
-/// plan itself is pure. A Job without an entry is one the caller did not ask about.
+/// plan itself is pure. A Job without an entry is one the caller did not ask about. With
+/// `stored` (the pods a store holds), a Job's pods are read from there when they explain its
+/// state (see [`explains`]), else from the API server.
 pub async fn outcomes<'a, S: DeserializeOwned>(
     ctx: &Context,
     jobs: impl IntoIterator<Item = &'a Job>,
+    stored: Option<&[Pod]>,
 ) -> Result<BTreeMap<String, JobOutcome<S>>, Error> {
     let mut read = BTreeMap::new();
     for job in jobs {
-        read.insert(job.name_any(), outcome(ctx, job).await?);
+        read.insert(job.name_any(), outcome_with(ctx, job, stored).await?);
     }
     Ok(read)
 }
@@ -190,13 +229,57 @@ pub async fn outcome<S: DeserializeOwned>(
     ctx: &Context,
     job: &Job,
 ) -> Result<JobOutcome<S>, Error> {
-    let ns = job.namespace().unwrap_or_default();
-    let pods = job_pods(ctx, &ns, job).await?;
+    outcome_with(ctx, job, None).await
+}
+
+/// [`outcome`], from `stored` pods where they explain the Job's state.
+async fn outcome_with<S: DeserializeOwned>(
+    ctx: &Context,
+    job: &Job,
+    stored: Option<&[Pod]>,
+) -> Result<JobOutcome<S>, Error> {
+    let stored = stored.map(|pods| pods_of(job, pods));
+    let pods = match stored.filter(|pods| explains(job, pods)) {
+        Some(pods) => pods,
+        None => job_pods(ctx, &job.namespace().unwrap_or_default(), job).await?,
+    };
     let mut outcome = outcome_of(job, &pods);
     if let JobOutcome::Running { progress, .. } = &mut outcome {
         *progress = read_progress(ctx, job, &pods).await;
     }
     Ok(outcome)
+}
+
+/// The pods among `pods` that `job` controls.
+fn pods_of(job: &Job, pods: &[Pod]) -> Vec<Pod> {
+    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+    pods.iter()
+        .filter(|p| controlled_by(&p.metadata, uid))
+        .cloned()
+        .collect()
+}
+
+/// Whether a store's view of a Job's pods explains the Job (pure). Jobs and pods are separate
+/// watches, so a store may show a Job finished before it shows the pod that finished it. A
+/// succeeded Job needs its succeeded pod (else an earlier failed attempt's message would be
+/// read as the summary), a failed one as many failed pods as it counts and a message among
+/// them; otherwise its pods are read from the API server. A running Job's pods may lag
+/// harmlessly: the pod's own event reconciles again.
+pub fn explains(job: &Job, pods: &[Pod]) -> bool {
+    let in_phase = |phase: &str| {
+        pods.iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase))
+            .count()
+    };
+    match job_state(job) {
+        JobState::Active => true,
+        JobState::Succeeded => in_phase("Succeeded") > 0,
+        JobState::Failed(_) => {
+            let counted = job.status.as_ref().and_then(|s| s.failed).unwrap_or(1);
+            in_phase("Failed") >= usize::try_from(counted.max(1)).unwrap_or(usize::MAX)
+                && termination_message(pods).is_some()
+        }
+    }
 }
 
 /// The lines of a running pod's log read for its newest progress report.
@@ -396,6 +479,82 @@ mod tests {
                 .iter()
                 .all(|n| n.warning && n.reason == "UntrustedJob")
         );
+    }
+
+    #[test]
+    fn jobs_of_a_cron_job_the_resource_controls_are_trusted_and_no_other_cron_jobs() {
+        let fs = k8s_openapi::api::core::v1::ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("features".into()),
+                uid: Some("fs".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let cron = |meta: ObjectMeta, uid: &str| CronJob {
+            metadata: ObjectMeta {
+                uid: Some(uid.into()),
+                ..meta
+            },
+            ..Default::default()
+        };
+        let mine = cron(owned_by("fs", "FeatureSet"), "cron-mine");
+        let planted = cron(owned_by("else", "Deployment"), "cron-planted");
+        let mut own_run = job(owned_by("cron-mine", "CronJob"), None);
+        own_run.metadata.name = Some("run-1".into());
+        let mut planted_run = job(owned_by("cron-planted", "CronJob"), None);
+        planted_run.metadata.name = Some("run-2".into());
+        let owned = own(
+            &fs,
+            Labelled {
+                jobs: vec![own_run, planted_run],
+                cron_jobs: vec![mine, planted],
+                pods: None,
+            },
+            "Materialize",
+        );
+        let names = |jobs: &[Job]| jobs.iter().map(|j| j.name_any()).collect::<Vec<_>>();
+        assert_eq!(names(&owned.trusted), ["run-1"]);
+        assert_eq!(owned.foreign.len(), 1);
+        assert!(
+            owned.foreign[0]
+                .note
+                .starts_with("Job run-2 carries the labels of ConfigMap features")
+        );
+        let crons: Vec<_> = owned
+            .cron_jobs
+            .iter()
+            .filter_map(|c| c.metadata.uid.clone())
+            .collect();
+        assert_eq!(crons, ["cron-mine"]);
+    }
+
+    #[test]
+    fn stored_pods_explain_a_finished_job_only_once_they_show_how_it_finished() {
+        let in_phase = |phase: &str, message: &str| {
+            let mut p = pod("j", message);
+            p.status.as_mut().unwrap().phase = Some(phase.into());
+            p
+        };
+        let running = job(owned_by("fs", "FeatureSet"), None);
+        assert!(explains(&running, &[]), "a running Job needs no pod");
+        let done = job(owned_by("fs", "FeatureSet"), Some("Complete"));
+        let first_attempt = in_phase("Failed", r#"{"error":"source unreachable"}"#);
+        assert!(!explains(&done, &[]));
+        assert!(
+            !explains(&done, std::slice::from_ref(&first_attempt)),
+            "an earlier attempt's error is not the summary"
+        );
+        let summary = in_phase("Succeeded", r#"{"version":"v1"}"#);
+        assert!(explains(&done, &[first_attempt.clone(), summary]));
+        let mut failed = job(owned_by("fs", "FeatureSet"), Some("Failed"));
+        failed.status.as_mut().unwrap().failed = Some(2);
+        assert!(
+            !explains(&failed, std::slice::from_ref(&first_attempt)),
+            "the Job counts two failed pods"
+        );
+        let second_attempt = in_phase("Failed", r#"{"error":"no rows"}"#);
+        assert!(explains(&failed, &[first_attempt, second_attempt]));
     }
 
     #[test]

@@ -75,7 +75,10 @@ pub async fn ensure(
     let name = desired.name_any();
     let ns = desired.namespace().unwrap_or_default();
     // The shared watch's store: a settled operator reads nothing from the API server.
-    if matches(ctx.stores.service_account(&ns, &name).as_ref(), desired) {
+    if matches(
+        ctx.stores.service_account(&ns, &name).await.as_ref(),
+        desired,
+    ) {
         return Ok(());
     }
     let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ns);

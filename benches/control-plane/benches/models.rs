@@ -20,10 +20,9 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use kube::api::PostParams;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use leitwerk_control_plane_benches::stand_in::{
-    restart_apiserver, sockets, stand_in_available, stand_in_jobs,
+    applied, restart_apiserver, sockets, stand_in_available, stand_in_jobs,
 };
 use leitwerk_control_plane_benches::{cpu_seconds, memory_mib, operator_binary};
 use leitwerk_crds::{Experiment, FeatureSet, Model};
@@ -106,12 +105,10 @@ where
     let limit = Duration::from_secs(1800);
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let mut states: HashMap<String, bool> = HashMap::new();
-    let mut events = watcher(api, watcher::Config::default())
-        .applied_objects()
-        .boxed();
+    let mut events = applied(api);
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let next = tokio::time::timeout_at(deadline, events.try_next())
+        let next = tokio::time::timeout_at(deadline, events.next())
             .await
             .map_err(|_| {
                 anyhow::anyhow!(
@@ -119,7 +116,7 @@ where
                     states.values().filter(|r| **r).count(),
                     K::kind(&())
                 )
-            })??;
+            })?;
         let Some(o) = next else {
             anyhow::bail!("the {} watch ended", K::kind(&()));
         };

@@ -2,28 +2,51 @@
 //! cluster (the Deployment and Job controllers, a kubelet), and control of the API server
 //! itself. Each says what it stands for; none replaces what a benchmark measures.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use std::fmt::Debug;
+
+use futures::{StreamExt, stream::BoxStream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
 use leitwerk_crds::summary::{self, MaterializeSummary};
 use leitwerk_testkit::{Cluster, wait_for};
+
+/// The objects a watch of `api` applies, for as long as the API server lets it watch: an error
+/// (a 410 Gone when the watch cache is younger than the list, an API server restarting) is
+/// printed and the watch resumes with backoff, relisting where it must.
+pub fn applied<K>(api: Api<K>) -> BoxStream<'static, K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .filter_map(|event| async move {
+            match event {
+                Ok(object) => Some(object),
+                Err(error) => {
+                    eprintln!("{} watch: {error}; resuming", K::kind(&()));
+                    None
+                }
+            }
+        })
+        .boxed()
+}
 
 /// What the Deployment controller and a kubelet would report for a healthy Deployment: every
 /// replica updated, ready and available, for the generation asked for. Runs until dropped.
 pub async fn stand_in_available(client: Client, ns: String) -> anyhow::Result<()> {
     let api: Api<Deployment> = Api::namespaced(client, &ns);
-    let mut events = watcher(api.clone(), watcher::Config::default())
-        .applied_objects()
-        .boxed();
-    while let Some(d) = events.try_next().await? {
+    let mut events = applied(api.clone());
+    while let Some(d) = events.next().await {
         let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
         let generation = d.metadata.generation.unwrap_or(0);
         let status = d.status.clone().unwrap_or_default();
@@ -53,10 +76,8 @@ pub async fn stand_in_available(client: Client, ns: String) -> anyhow::Result<()
 pub async fn stand_in_jobs(client: Client, ns: String) -> anyhow::Result<()> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client, &ns);
-    let mut events = watcher(jobs.clone(), watcher::Config::default())
-        .applied_objects()
-        .boxed();
-    while let Some(job) = events.try_next().await? {
+    let mut events = applied(jobs.clone());
+    while let Some(job) = events.next().await {
         if job
             .status
             .as_ref()
@@ -75,10 +96,20 @@ pub async fn stand_in_jobs(client: Client, ns: String) -> anyhow::Result<()> {
         let pod = Pod {
             metadata: kube::api::ObjectMeta {
                 name: Some(format!("{name}-done")),
-                labels: Some(BTreeMap::from([(
-                    "batch.kubernetes.io/job-name".to_string(),
-                    name.clone(),
-                )])),
+                // The Job controller's labels: the template's, and the Job's name and uid.
+                labels: Some({
+                    let mut labels = template
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.labels.clone())
+                        .unwrap_or_default();
+                    labels.insert("batch.kubernetes.io/job-name".into(), name.clone());
+                    labels.insert(
+                        "batch.kubernetes.io/controller-uid".into(),
+                        job.metadata.uid.clone().unwrap_or_default(),
+                    );
+                    labels
+                }),
                 owner_references: Some(vec![OwnerReference {
                     api_version: "batch/v1".into(),
                     kind: "Job".into(),

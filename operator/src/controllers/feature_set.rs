@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::Pod;
 use kube::{
     ResourceExt,
+    api::ObjectMeta,
     core::DeserializeGuard,
     runtime::{
         Controller,
         controller::Action,
         reflector::{ObjectRef, Store},
-        watcher,
     },
 };
 use leitwerk_crds::{
@@ -19,7 +20,7 @@ use leitwerk_crds::{
 
 use crate::cache::Trigger;
 use crate::references::{artifact_store_secret, first_missing_secret};
-use crate::watch::{Scope, drain};
+use crate::watch::drain;
 use crate::{
     context::Context,
     reconcile::{self, LeitwerkResource, Notice, Outcome, RECHECK_UNWATCHED},
@@ -32,31 +33,44 @@ pub use crate::reconcile::Error;
 /// Label naming the FeatureSet a Job belongs to.
 pub const FEATURE_SET_LABEL: &str = leitwerk_crds::labels::FEATURE_SET;
 
-/// Runs the FeatureSet controller. It watches the materialization Jobs (its own and those of
-/// its CronJob) by label.
+/// Runs the FeatureSet controller. It is woken by its materialization Jobs (its own and those
+/// of its CronJob), their pods (a pod the scheduler cannot place shows at once) and its
+/// CronJob, from the shared watches that fill `ctx.stores`.
 pub async fn run(
     ctx: Context,
-    scope: Scope,
-    store: Store<DeserializeGuard<FeatureSet>>,
-    feature_sets: Trigger<DeserializeGuard<FeatureSet>>,
+    shared: Shared,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
-    let stream = Controller::for_shared_stream(feature_sets, store)
-        .watches(
-            scope.api::<Job>(client),
-            watcher::Config::default().labels(FEATURE_SET_LABEL),
-            |job: Job| {
-                let name = job.labels().get(FEATURE_SET_LABEL).cloned()?;
-                Some(
-                    ObjectRef::<DeserializeGuard<FeatureSet>>::new(&name).within(&job.namespace()?),
-                )
-            },
-        )
+    let stream = Controller::for_shared_stream(shared.feature_sets, shared.store)
+        .watches_shared_stream(shared.jobs, |job: Arc<Job>| labelled_by(&job.metadata))
+        .watches_shared_stream(shared.cron_jobs, |cron: Arc<CronJob>| {
+            labelled_by(&cron.metadata)
+        })
+        .watches_shared_stream(shared.pods, |pod: Arc<Pod>| labelled_by(&pod.metadata))
         .with_config(crate::watch::run_config(&ctx.config))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
     drain(FeatureSet::KIND, stream).await;
+}
+
+/// What the FeatureSet controller takes from the shared watches (see [`crate::cache`]).
+pub struct Shared {
+    /// The store of FeatureSets.
+    pub store: Store<DeserializeGuard<FeatureSet>>,
+    /// Every FeatureSet the shared watch applied.
+    pub feature_sets: Trigger<DeserializeGuard<FeatureSet>>,
+    /// Every Job carrying a FeatureSet's label.
+    pub jobs: Trigger<Job>,
+    /// Every CronJob carrying a FeatureSet's label.
+    pub cron_jobs: Trigger<CronJob>,
+    /// Every pod carrying a FeatureSet's label (a materialization Job's pods).
+    pub pods: Trigger<Pod>,
+}
+
+/// The FeatureSet whose label an object carries.
+fn labelled_by(meta: &ObjectMeta) -> Option<ObjectRef<DeserializeGuard<FeatureSet>>> {
+    let name = meta.labels.as_ref()?.get(FEATURE_SET_LABEL)?;
+    Some(ObjectRef::new(name).within(meta.namespace.as_deref()?))
 }
 
 /// Reconciles one FeatureSet: validate → resolve Secrets → launch the materialization Job for

@@ -8,14 +8,16 @@ pub mod feature_set;
 pub mod model;
 pub mod rag_index;
 
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
 use kube::{core::DeserializeGuard, runtime::watcher};
 use leitwerk_crds::{FeatureSet, Model};
 
-use crate::cache::{SharedWatch, Stores};
+use crate::cache::{JobStores, SharedWatch, Stores, trim_job, trim_pod};
 use crate::context::Context;
 pub use crate::watch::Scope;
 use crate::workloads::MANAGED_BY;
+use feature_set::FEATURE_SET_LABEL;
 
 /// Runs every controller, and the watches they share (see [`crate::cache`]), until shutdown is
 /// requested.
@@ -29,12 +31,28 @@ pub async fn run_all(
     let mut feature_sets = SharedWatch::<DeserializeGuard<FeatureSet>>::new();
     let mut accounts = SharedWatch::<ServiceAccount>::new();
     let services = SharedWatch::<Service>::new();
+    let mut feature_set_jobs = SharedWatch::<Job>::new().trimmed(trim_job);
+    let mut feature_set_cron_jobs = SharedWatch::<CronJob>::new();
+    let mut feature_set_pods = SharedWatch::<Pod>::new().trimmed(trim_pod);
     let mut ctx = ctx;
     ctx.stores = Stores {
         models: Some(models.store()),
         feature_sets: Some(feature_sets.store()),
         service_accounts: Some(accounts.store()),
         services: Some(services.store()),
+        feature_set_jobs: Some(JobStores::new(
+            FEATURE_SET_LABEL,
+            feature_set_jobs.store(),
+            feature_set_cron_jobs.store(),
+            feature_set_pods.store(),
+        )),
+    };
+    let feature_set_shared = feature_set::Shared {
+        store: feature_sets.store(),
+        feature_sets: feature_sets.subscribe(),
+        jobs: feature_set_jobs.subscribe(),
+        cron_jobs: feature_set_cron_jobs.subscribe(),
+        pods: feature_set_pods.subscribe(),
     };
     let model_shared = model::Shared {
         store: models.store(),
@@ -43,13 +61,7 @@ pub async fn run_all(
         service_accounts: accounts.subscribe(),
     };
     let controllers = futures::future::join5(
-        feature_set::run(
-            ctx.clone(),
-            scope.clone(),
-            feature_sets.store(),
-            feature_sets.subscribe(),
-            shutdown.clone(),
-        ),
+        feature_set::run(ctx.clone(), feature_set_shared, shutdown.clone()),
         model::run(ctx.clone(), scope.clone(), model_shared, shutdown.clone()),
         experiment::run(
             ctx.clone(),
@@ -67,21 +79,35 @@ pub async fn run_all(
     );
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
     let watches = futures::future::join4(
-        models.run(
-            scope.api::<DeserializeGuard<Model>>(client.clone()),
-            watcher::Config::default(),
+        feature_set_pods.run(
+            scope.api::<Pod>(client.clone()),
+            watcher::Config::default().labels(FEATURE_SET_LABEL),
         ),
-        feature_sets.run(
-            scope.api::<DeserializeGuard<FeatureSet>>(client.clone()),
-            watcher::Config::default(),
+        feature_set_jobs.run(
+            scope.api::<Job>(client.clone()),
+            watcher::Config::default().labels(FEATURE_SET_LABEL),
         ),
-        accounts.run(
-            scope.api::<ServiceAccount>(client.clone()),
-            watcher::Config::default().labels(&managed),
+        feature_set_cron_jobs.run(
+            scope.api::<CronJob>(client.clone()),
+            watcher::Config::default().labels(FEATURE_SET_LABEL),
         ),
-        services.run(
-            scope.api::<Service>(client),
-            watcher::Config::default().labels(&managed),
+        futures::future::join4(
+            models.run(
+                scope.api::<DeserializeGuard<Model>>(client.clone()),
+                watcher::Config::default(),
+            ),
+            feature_sets.run(
+                scope.api::<DeserializeGuard<FeatureSet>>(client.clone()),
+                watcher::Config::default(),
+            ),
+            accounts.run(
+                scope.api::<ServiceAccount>(client.clone()),
+                watcher::Config::default().labels(&managed),
+            ),
+            services.run(
+                scope.api::<Service>(client),
+                watcher::Config::default().labels(&managed),
+            ),
         ),
     );
     // The watches run until the process ends; the controllers end on shutdown.

@@ -83,6 +83,25 @@ async fn steady_state_makes_no_write_requests() -> anyhow::Result<()> {
         "the operator counted {writes} writes in steady state:\n{}",
         second.metrics().await?
     );
+    // Each FeatureSet's start-up reconcile read its Jobs and CronJob from the shared stores:
+    // the one list of CronJobs is the shared watch's own first list (only FeatureSets read
+    // CronJobs). Before, every FeatureSet reconcile listed them.
+    let reconciled = second
+        .metric_sum("leitwerk_reconcile_total", &["kind=\"FeatureSet\""])
+        .await?;
+    assert!(reconciled >= 2.0, "{reconciled} FeatureSet reconciles");
+    let lists = second
+        .metric_sum(
+            "leitwerk_api_requests_total",
+            &["verb=\"list\"", "resource=\"cronjobs\""],
+        )
+        .await?;
+    assert_eq!(
+        lists,
+        1.0,
+        "the second operator listed CronJobs {lists} times:\n{}",
+        second.log_text()
+    );
     let audited: Vec<_> = cluster
         .audited_writes("leitwerk-operator", &ns.name, audit_start)?
         .into_iter()

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 use leitwerk_crds::{FeatureSet, summary::MaterializeSummary};
 
 use super::{
@@ -15,7 +15,7 @@ use crate::{
     apply::{apply, apply_if_changed},
     config::OperatorConfig,
     context::Context,
-    jobs::{JobOutcome, list_owned, outcome_in, outcomes},
+    jobs::{JobOutcome, list_owned, outcome_in, outcomes, own},
     reconcile::{LeitwerkResource, Notice},
     service_account,
 };
@@ -34,11 +34,24 @@ pub struct MaterializeRead {
 }
 
 /// Reads a FeatureSet's Jobs, the outcomes of those the status does not record yet, and its
-/// CronJob. Writes nothing.
+/// CronJob. The Jobs come from the shared store when it holds the ones the FeatureSet names
+/// (see [`store_covers`]), else from the API server. Writes nothing.
 pub(super) async fn read(ctx: &Context, fs: &FeatureSet) -> Result<MaterializeRead, Error> {
     let ns = fs.namespace().unwrap_or_default();
-    let selector = format!("{FEATURE_SET_LABEL}={}", fs.name_any());
-    let owned = list_owned(ctx, fs, &selector, true, "Materialize").await?;
+    let stored = match &ctx.stores.feature_set_jobs {
+        Some(stores) => stores.labelled(&ns, &fs.name_any()).await,
+        None => None,
+    }
+    .map(|labelled| own(fs, labelled, "Materialize"))
+    .filter(|owned| store_covers(fs, &owned.trusted));
+    let owned = match stored {
+        Some(owned) => owned,
+        None => {
+            tracing::debug!(feature_set = %fs.name_any(), "Jobs read from the API server: their store has not listed, or lacks the recorded Job");
+            let selector = format!("{FEATURE_SET_LABEL}={}", fs.name_any());
+            list_owned(ctx, fs, &selector, true, "Materialize").await?
+        }
+    };
     let mut jobs = owned.trusted;
     jobs.sort_by_key(|j| j.metadata.creation_timestamp.clone().map(|t| t.0));
     let last = fs.status.as_ref().and_then(|s| s.last_job.clone());
@@ -46,15 +59,12 @@ pub(super) async fn read(ctx: &Context, fs: &FeatureSet) -> Result<MaterializeRe
         .iter()
         .position(|j| Some(j.name_any()) == last)
         .map_or(0, |i| i + 1);
-    let outcomes = outcomes(ctx, &jobs[recorded..]).await?;
+    let outcomes = outcomes(ctx, &jobs[recorded..], owned.pods.as_deref()).await?;
     let cron_job = match &fs.spec.cutoffs.schedule {
-        Some(_) => Api::<CronJob>::namespaced(ctx.client.clone(), &ns)
-            .get_opt(&cron_job_name(fs))
-            .await
-            .map_err(|source| Error::Read {
-                what: "materialization CronJob".into(),
-                source,
-            })?,
+        Some(_) => {
+            let name = cron_job_name(fs);
+            owned.cron_jobs.into_iter().find(|c| c.name_any() == name)
+        }
         None => None,
     };
     Ok(MaterializeRead {
@@ -62,6 +72,21 @@ pub(super) async fn read(ctx: &Context, fs: &FeatureSet) -> Result<MaterializeRe
         outcomes,
         foreign: owned.foreign,
         cron_job,
+    })
+}
+
+/// Whether the stored Jobs of `fs` may stand in for a list from the API server (pure): they
+/// hold the Job the status records last, if any. The store is at least as new as the event
+/// that woke the reconcile, but a Job created a moment ago may not be in it yet. Where that Job
+/// is the one of this generation, the plan applies it again, which changes nothing (server-side
+/// apply of the same object); where it is the recorded one, the plan would take it for new
+/// and report it again, so the API server is asked.
+pub fn store_covers(fs: &FeatureSet, trusted: &[Job]) -> bool {
+    let last = fs.status.as_ref().and_then(|s| s.last_job.as_deref());
+    last.is_none_or(|last| {
+        trusted
+            .iter()
+            .any(|j| j.metadata.name.as_deref() == Some(last))
     })
 }
 

@@ -10,7 +10,9 @@ use leitwerk_crds::{FeatureSet, FeatureSetStatus, summary::MaterializeSummary};
 
 use crate::{
     config::OperatorConfig,
-    controllers::feature_set::{MaterializeRead, build_job, generation_job_name, plan},
+    controllers::feature_set::{
+        MaterializeRead, build_job, generation_job_name, plan, store_covers,
+    },
     jobs::JobOutcome,
     reconcile::Notice,
 };
@@ -196,5 +198,57 @@ fn the_plan_starts_and_reports_what_each_case_asks() {
             case.what
         );
         assert_eq!(observed.events.len(), case.foreign, "{}: Events", case.what);
+    }
+}
+
+#[test]
+fn the_job_store_stands_in_for_a_list_unless_it_lacks_the_recorded_job() {
+    let new = feature_set(1, None, None);
+    let g1 = generation_job_name(&new);
+    let done = feature_set(1, Some(&g1), None);
+    let by_cron = feature_set(1, Some("lead-features-materialize-1"), Some("0 3 * * *"));
+    let edited = feature_set(2, Some(&g1), None);
+    let cron_run = job(&by_cron, "lead-features-materialize-1", 5);
+    let cases: Vec<(&str, &FeatureSet, Vec<Job>, bool)> = vec![
+        (
+            "nothing recorded: a missing Job is started (or applied again)",
+            &new,
+            vec![],
+            true,
+        ),
+        (
+            "the store holds the Job of this generation",
+            &new,
+            vec![job(&new, &g1, 0)],
+            true,
+        ),
+        (
+            "the recorded Job of this generation is held",
+            &done,
+            vec![job(&done, &g1, 0)],
+            true,
+        ),
+        ("the recorded Job is not in the store", &done, vec![], false),
+        (
+            "the scheduled run the status records is not in the store yet",
+            &by_cron,
+            vec![job(&by_cron, &g1, 0)],
+            false,
+        ),
+        (
+            "the recorded scheduled run is held",
+            &by_cron,
+            vec![job(&by_cron, &g1, 0), cron_run],
+            true,
+        ),
+        (
+            "an edit: the recorded Job of the previous generation is held",
+            &edited,
+            vec![job(&edited, &g1, 0)],
+            true,
+        ),
+    ];
+    for (what, fs, held, covers) in cases {
+        assert_eq!(store_covers(fs, &held), covers, "{what}");
     }
 }
