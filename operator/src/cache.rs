@@ -4,12 +4,17 @@
 //! Models are watched by the Model controller (its own objects) and the Experiment controller
 //! (the Models its variants name), FeatureSets by their controller and the Model controller,
 //! the operator's ServiceAccounts by every controller that owns one; its Services are read by
-//! every serving apply. Deployments are not shared: a store of full Deployments (their pod
-//! templates) cost 19 MiB per 1,000 serving Models to save one read each (`benches/README.md`). Each kind is watched once
-//! here; every controller subscribes to the same events, which reach a subscriber only after
-//! the store holds them. A reconcile that reads a Model or a ServiceAccount therefore finds it
-//! in the store, at least as new as the event that woke it, and asks the API server only for
-//! what the store does not hold (not yet seen, or deleted: a read that may well find nothing).
+//! every serving apply. The Jobs, CronJobs and pods that carry a FeatureSet's label are
+//! watched for the FeatureSet controller ([`JobStores`]), kept without what no reader uses.
+//! Deployments are not shared: a store of full Deployments (their pod templates) cost 19 MiB
+//! per 1,000 serving Models to save one read each (`benches/README.md`).
+//!
+//! Each kind is watched once here; every controller subscribes to the same events, which reach
+//! a subscriber only after the store holds them. A reconcile that reads a Model or a
+//! ServiceAccount therefore finds it in the store, at least as new as the event that woke it,
+//! and asks the API server only for what the store does not hold (not yet seen, or deleted: a
+//! read that may well find nothing). A store that has not listed once is waited for, up to
+//! [`FIRST_LIST`], before a miss in it counts.
 
 use std::fmt::Debug;
 use std::sync::Arc;

@@ -24,7 +24,7 @@ use kube::{Api, Client, ResourceExt};
 use leitwerk_control_plane_benches::stand_in::{
     applied, restart_apiserver, sockets, stand_in_available, stand_in_jobs,
 };
-use leitwerk_control_plane_benches::{cpu_seconds, memory_mib, operator_binary};
+use leitwerk_control_plane_benches::{control_plane_cpu, cpu_seconds, memory_mib, operator_binary};
 use leitwerk_crds::{Experiment, FeatureSet, Model};
 use leitwerk_testkit::{Cluster, TestNamespace, free_port, metric_sum, wait_for};
 
@@ -329,6 +329,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
     let pid = op.pid()?;
     let (rss_idle, _) = memory_mib(pid)?;
     let cpu_before = cpu_seconds(pid)?;
+    let others_before = control_plane_cpu(&cluster.dir);
     let before = op.counts().await?;
 
     let start = Instant::now();
@@ -357,6 +358,13 @@ async fn run(n: usize) -> anyhow::Result<()> {
         .await?;
     let settled = start.elapsed().saturating_sub(Duration::from_secs(10));
     let cpu_apply = cpu_seconds(pid)? - cpu_before;
+    let others: Vec<String> = control_plane_cpu(&cluster.dir)
+        .into_iter()
+        .map(|(name, cpu)| {
+            let used = cpu - others_before.get(&name).copied().unwrap_or(0.0);
+            format!("{name} {used:.1} s")
+        })
+        .collect();
     let after = op.counts().await?;
     let apply = after.minus(&before);
     let (rss_loaded, peak_loaded) = memory_mib(pid)?;
@@ -414,6 +422,12 @@ async fn run(n: usize) -> anyhow::Result<()> {
     println!(
         "operator CPU: {cpu_apply:.1} s from the first create until settled; {:.2} % of a core in the settled minute",
         cpu_steady * 100.0
+    );
+    println!(
+        "beside it, until settled ({:.1} s on {} CPUs): {}",
+        settled.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        others.join(", ")
     );
     println!(
         "operator memory: RSS {rss_idle:.1} MiB before, {rss_loaded:.1} MiB loaded (peak {peak_loaded:.1}), {rss_steady:.1} MiB after a settled minute; {sockets_loaded} sockets open when settled"

@@ -114,6 +114,24 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((ticks(11) + ticks(12)) / 100.0)
 }
 
+/// The CPU seconds each control-plane process has used (`etcd`, `kube-apiserver`, … as the
+/// cluster's `pids` file names them), and this process's own (`bench`, the stand-ins and the
+/// creates). A process that is gone counts 0.
+pub fn control_plane_cpu(cluster_dir: &std::path::Path) -> BTreeMap<String, f64> {
+    let pids = std::fs::read_to_string(cluster_dir.join("pids")).unwrap_or_default();
+    let mut cpu: BTreeMap<String, f64> = pids
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter_map(|(name, pid)| Some((name.to_string(), pid.trim().parse::<u32>().ok()?)))
+        .map(|(name, pid)| (name, cpu_seconds(pid).unwrap_or(0.0)))
+        .collect();
+    cpu.insert(
+        "bench".into(),
+        cpu_seconds(std::process::id()).unwrap_or(0.0),
+    );
+    cpu
+}
+
 /// Resident and peak resident memory in MiB, from `/proc/<pid>/status`.
 pub fn memory_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
