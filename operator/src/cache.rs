@@ -4,8 +4,10 @@
 //! Models are watched by the Model controller (its own objects) and the Experiment controller
 //! (the Models its variants name), FeatureSets by their controller and the Model controller,
 //! the operator's ServiceAccounts by every controller that owns one; its Services are read by
-//! every serving apply. The Jobs, CronJobs and pods that carry a FeatureSet's label are
-//! watched for the FeatureSet controller ([`JobStores`]), kept without what no reader uses.
+//! every serving apply. The Jobs and CronJobs that carry a FeatureSet's label are watched for
+//! the FeatureSet controller ([`JobStores`]), Jobs without their pod template. Pods are not
+//! watched: a watch of them cost more (memory, API server CPU, a reconcile per pod change)
+//! than the lists it saved (`benches/README.md`).
 //! Deployments are not shared: a store of full Deployments (their pod templates) cost 19 MiB
 //! per 1,000 serving Models to save one read each (`benches/README.md`).
 //!
@@ -25,7 +27,7 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         batch::v1::{CronJob, Job},
-        core::v1::{Container, Pod, PodSpec, PodStatus, Service, ServiceAccount},
+        core::v1::{Service, ServiceAccount},
     },
 };
 use kube::{
@@ -173,13 +175,12 @@ pub struct Stores {
     pub service_accounts: Option<Store<ServiceAccount>>,
     /// The Services the operator manages.
     pub services: Option<Store<Service>>,
-    /// The Jobs, CronJobs and pods that carry a FeatureSet's label.
+    /// The Jobs and CronJobs that carry a FeatureSet's label.
     pub feature_set_jobs: Option<JobStores>,
 }
 
-/// The Jobs, CronJobs and pods that carry one label (whoever made them: trust is decided by
-/// the reader, see [`crate::jobs::own`]). Jobs are kept without their spec, pods with only
-/// what a Job's outcome is read from ([`trim_job`], [`trim_pod`]).
+/// The Jobs and CronJobs that carry one label (whoever made them: trust is decided by the
+/// reader, see [`crate::jobs::own`]). Jobs are kept without their spec ([`trim_job`]).
 #[derive(Clone)]
 pub struct JobStores {
     /// The label key the watches select on.
@@ -188,40 +189,29 @@ pub struct JobStores {
     pub jobs: Store<Job>,
     /// The CronJobs carrying the label, whole.
     pub cron_jobs: Store<CronJob>,
-    /// The pods carrying the label (a Job's pods carry its template's labels).
-    pub pods: Store<Pod>,
     /// How long a reconcile waits for the watches' first lists ([`FIRST_LIST`]).
     pub first_list: Duration,
 }
 
 impl JobStores {
     /// Stores over the watches' writers; [`FIRST_LIST`] as the wait for their first lists.
-    pub fn new(
-        label: &'static str,
-        jobs: Store<Job>,
-        cron_jobs: Store<CronJob>,
-        pods: Store<Pod>,
-    ) -> Self {
+    pub fn new(label: &'static str, jobs: Store<Job>, cron_jobs: Store<CronJob>) -> Self {
         Self {
             label,
             jobs,
             cron_jobs,
-            pods,
             first_list: FIRST_LIST,
         }
     }
 
-    /// The Jobs, CronJobs and pods labelled `label=value` in `namespace`. `None` while a watch
+    /// The Jobs and CronJobs labelled `label=value` in `namespace`. `None` while a watch
     /// has not listed once (an empty store would then say "none", which may be false): a
     /// reconcile at start-up waits up to `first_list` for that, then reads the API server.
     pub async fn labelled(&self, namespace: &str, value: &str) -> Option<Labelled> {
         let wait = self.first_list;
-        let (jobs, cron_jobs, pods) = futures::join!(
-            listed(&self.jobs, wait),
-            listed(&self.cron_jobs, wait),
-            listed(&self.pods, wait)
-        );
-        if !(jobs && cron_jobs && pods) {
+        let (jobs, cron_jobs) =
+            futures::join!(listed(&self.jobs, wait), listed(&self.cron_jobs, wait));
+        if !(jobs && cron_jobs) {
             return None;
         }
         let labelled = |meta: &ObjectMeta| {
@@ -236,7 +226,6 @@ impl JobStores {
         Some(Labelled {
             jobs: matching(&self.jobs, labelled),
             cron_jobs: matching(&self.cron_jobs, labelled),
-            pods: Some(matching(&self.pods, labelled)),
         })
     }
 }
@@ -257,33 +246,6 @@ where
 /// the store uses. About 3 KB less per Job.
 pub fn trim_job(job: &mut Job) {
     job.spec = None;
-}
-
-/// A pod as [`JobStores`] keeps it: its containers' names (the first one's log holds the
-/// progress reports), its phase, conditions (the scheduler's verdict) and container states
-/// (the termination message). The rest of a pod is most of its size and is never read.
-pub fn trim_pod(pod: &mut Pod) {
-    if let Some(spec) = pod.spec.take() {
-        pod.spec = Some(PodSpec {
-            containers: spec
-                .containers
-                .into_iter()
-                .map(|c| Container {
-                    name: c.name,
-                    ..Container::default()
-                })
-                .collect(),
-            ..PodSpec::default()
-        });
-    }
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(PodStatus {
-            phase: status.phase,
-            conditions: status.conditions,
-            container_statuses: status.container_statuses,
-            ..PodStatus::default()
-        });
-    }
 }
 
 impl Debug for Stores {
@@ -408,25 +370,15 @@ mod tests {
     async fn job_stores_answer_only_once_both_watches_listed_and_only_for_the_label_asked() {
         let mut jobs = Writer::<Job>::default();
         let mut cron_jobs = Writer::<CronJob>::default();
-        let mut pods = Writer::<Pod>::default();
         let stores = JobStores {
             first_list: Duration::from_millis(50),
-            ..JobStores::new(
-                "set",
-                jobs.as_reader(),
-                cron_jobs.as_reader(),
-                pods.as_reader(),
-            )
+            ..JobStores::new("set", jobs.as_reader(), cron_jobs.as_reader())
         };
         jobs.apply_watcher_event(&Event::Init);
         jobs.apply_watcher_event(&Event::InitApply(labelled("a", "j1", "x")));
         jobs.apply_watcher_event(&Event::InitApply(labelled("a", "j2", "y")));
         jobs.apply_watcher_event(&Event::InitApply(labelled("b", "j3", "x")));
         jobs.apply_watcher_event(&Event::InitDone);
-        pods.apply_watcher_event(&Event::Init);
-        pods.apply_watcher_event(&Event::InitApply(labelled("a", "p1", "x")));
-        pods.apply_watcher_event(&Event::InitApply(labelled("a", "p2", "z")));
-        pods.apply_watcher_event(&Event::InitDone);
         assert!(
             stores.labelled("a", "x").await.is_none(),
             "the CronJobs have not been listed"
@@ -444,11 +396,6 @@ mod tests {
             names(found.cron_jobs.into_iter().map(|c| c.metadata).collect()),
             ["c1"]
         );
-        let pods = found.pods.expect("pods from the store");
-        assert_eq!(
-            names(pods.into_iter().map(|p| p.metadata).collect()),
-            ["p1"]
-        );
     }
 
     #[test]
@@ -463,31 +410,5 @@ mod tests {
         assert!(job.spec.is_none());
         assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
         assert!(crate::jobs::controlled_by(&job.metadata, "u"));
-    }
-
-    #[test]
-    fn a_stored_pod_keeps_what_an_outcome_is_read_from() {
-        let mut pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "labels": {"set": "x"}},
-            "spec": {"containers": [{"name": "trainer", "image": "t", "args": ["a"]}],
-                     "volumes": [{"name": "data", "emptyDir": {}}]},
-            "status": {"phase": "Failed", "hostIP": "10.0.0.1",
-                       "conditions": [{"type": "PodScheduled", "status": "True"}],
-                       "containerStatuses": [{"name": "trainer", "image": "t", "imageID": "", "ready": false, "restartCount": 0,
-                           "state": {"terminated": {"exitCode": 1, "message": "{\"error\":\"no rows\"}"}}}]}
-        }))
-        .expect("a pod");
-        trim_pod(&mut pod);
-        let spec = pod.spec.as_ref().expect("a spec");
-        assert_eq!(spec.containers[0].name, "trainer");
-        assert!(spec.containers[0].image.is_none() && spec.volumes.is_none());
-        let status = pod.status.as_ref().expect("a status");
-        assert_eq!(status.phase.as_deref(), Some("Failed"));
-        assert!(status.host_ip.is_none());
-        assert_eq!(status.conditions.as_ref().map(Vec::len), Some(1));
-        assert_eq!(
-            crate::workloads::termination_message(std::slice::from_ref(&pod)).as_deref(),
-            Some("{\"error\":\"no rows\"}")
-        );
     }
 }

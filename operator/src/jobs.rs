@@ -64,9 +64,6 @@ pub struct Labelled {
     pub jobs: Vec<Job>,
     /// CronJobs carrying the label (read only for kinds that schedule Jobs).
     pub cron_jobs: Vec<CronJob>,
-    /// Pods carrying the label, when a store holds them; `None` from the API server, where
-    /// each Job's pods are listed when its outcome is read.
-    pub pods: Option<Vec<Pod>>,
 }
 
 /// The Jobs of one resource, split by whether the operator made them.
@@ -78,8 +75,6 @@ pub struct OwnedJobs {
     pub foreign: Vec<Notice>,
     /// The CronJobs the resource controls.
     pub cron_jobs: Vec<CronJob>,
-    /// The pods a store holds with the resource's label (see [`Labelled::pods`]).
-    pub pods: Option<Vec<Pod>>,
 }
 
 /// Whether `meta`'s controller ownerReference has `uid`.
@@ -142,7 +137,6 @@ where
     owners.extend(cron_jobs.iter().filter_map(|c| c.metadata.uid.clone()));
     OwnedJobs {
         cron_jobs,
-        pods: labelled.pods,
         ..split_trusted(
             labelled.jobs,
             &owners,
@@ -194,17 +188,14 @@ where
 }
 
 /// The outcomes of `jobs` by Job name: the reads a plan needs, made before it so that the
-/// plan itself is pure. A Job without an entry is one the caller did not ask about. With
-/// `stored` (the pods a store holds), a Job's pods are read from there when they explain its
-/// state (see [`explains`]), else from the API server.
+/// plan itself is pure. A Job without an entry is one the caller did not ask about.
 pub async fn outcomes<'a, S: DeserializeOwned>(
     ctx: &Context,
     jobs: impl IntoIterator<Item = &'a Job>,
-    stored: Option<&[Pod]>,
 ) -> Result<BTreeMap<String, JobOutcome<S>>, Error> {
     let mut read = BTreeMap::new();
     for job in jobs {
-        read.insert(job.name_any(), outcome_with(ctx, job, stored).await?);
+        read.insert(job.name_any(), outcome(ctx, job).await?);
     }
     Ok(read)
 }
@@ -224,24 +215,16 @@ pub fn outcome_in<S: Clone>(
         })
 }
 
-/// Reads a trusted Job's outcome: its state, and the summary its own pod wrote.
+/// Reads a trusted Job's outcome: its state, and the summary its own pod wrote. The pods are
+/// read only where they can tell something (see [`pods_tell`]).
 pub async fn outcome<S: DeserializeOwned>(
     ctx: &Context,
     job: &Job,
 ) -> Result<JobOutcome<S>, Error> {
-    outcome_with(ctx, job, None).await
-}
-
-/// [`outcome`], from `stored` pods where they explain the Job's state.
-async fn outcome_with<S: DeserializeOwned>(
-    ctx: &Context,
-    job: &Job,
-    stored: Option<&[Pod]>,
-) -> Result<JobOutcome<S>, Error> {
-    let stored = stored.map(|pods| pods_of(job, pods));
-    let pods = match stored.filter(|pods| explains(job, pods)) {
-        Some(pods) => pods,
-        None => job_pods(ctx, &job.namespace().unwrap_or_default(), job).await?,
+    let pods = if pods_tell(job) {
+        job_pods(ctx, &job.namespace().unwrap_or_default(), job).await?
+    } else {
+        Vec::new()
     };
     let mut outcome = outcome_of(job, &pods);
     if let JobOutcome::Running { progress, .. } = &mut outcome {
@@ -250,36 +233,14 @@ async fn outcome_with<S: DeserializeOwned>(
     Ok(outcome)
 }
 
-/// The pods among `pods` that `job` controls.
-fn pods_of(job: &Job, pods: &[Pod]) -> Vec<Pod> {
-    let uid = job.metadata.uid.as_deref().unwrap_or_default();
-    pods.iter()
-        .filter(|p| controlled_by(&p.metadata, uid))
-        .cloned()
-        .collect()
-}
-
-/// Whether a store's view of a Job's pods explains the Job (pure). Jobs and pods are separate
-/// watches, so a store may show a Job finished before it shows the pod that finished it. A
-/// succeeded Job needs its succeeded pod (else an earlier failed attempt's message would be
-/// read as the summary), a failed one as many failed pods as it counts and a message among
-/// them; otherwise its pods are read from the API server. A running Job's pods may lag
-/// harmlessly: the pod's own event reconciles again.
-pub fn explains(job: &Job, pods: &[Pod]) -> bool {
-    let in_phase = |phase: &str| {
-        pods.iter()
-            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase))
-            .count()
-    };
-    match job_state(job) {
-        JobState::Active => true,
-        JobState::Succeeded => in_phase("Succeeded") > 0,
-        JobState::Failed(_) => {
-            let counted = job.status.as_ref().and_then(|s| s.failed).unwrap_or(1);
-            in_phase("Failed") >= usize::try_from(counted.max(1)).unwrap_or(usize::MAX)
-                && termination_message(pods).is_some()
-        }
-    }
+/// Whether a Job's pods can add to what the Job shows (pure). A finished Job's pod holds its
+/// summary or error. A running Job's pods tell why the scheduler cannot place one, or carry
+/// its progress in the log of a running one: both are pods the Job counts as active (pending
+/// or running). A Job with none, just created, has nothing to read yet; its pod's creation
+/// changes the Job's status, which reconciles again.
+pub fn pods_tell(job: &Job) -> bool {
+    job_state(job) != JobState::Active
+        || job.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0
 }
 
 /// The lines of a running pod's log read for its newest progress report.
@@ -509,7 +470,6 @@ mod tests {
             Labelled {
                 jobs: vec![own_run, planted_run],
                 cron_jobs: vec![mine, planted],
-                pods: None,
             },
             "Materialize",
         );
@@ -530,31 +490,17 @@ mod tests {
     }
 
     #[test]
-    fn stored_pods_explain_a_finished_job_only_once_they_show_how_it_finished() {
-        let in_phase = |phase: &str, message: &str| {
-            let mut p = pod("j", message);
-            p.status.as_mut().unwrap().phase = Some(phase.into());
-            p
-        };
-        let running = job(owned_by("fs", "FeatureSet"), None);
-        assert!(explains(&running, &[]), "a running Job needs no pod");
-        let done = job(owned_by("fs", "FeatureSet"), Some("Complete"));
-        let first_attempt = in_phase("Failed", r#"{"error":"source unreachable"}"#);
-        assert!(!explains(&done, &[]));
-        assert!(
-            !explains(&done, std::slice::from_ref(&first_attempt)),
-            "an earlier attempt's error is not the summary"
-        );
-        let summary = in_phase("Succeeded", r#"{"version":"v1"}"#);
-        assert!(explains(&done, &[first_attempt.clone(), summary]));
-        let mut failed = job(owned_by("fs", "FeatureSet"), Some("Failed"));
-        failed.status.as_mut().unwrap().failed = Some(2);
-        assert!(
-            !explains(&failed, std::slice::from_ref(&first_attempt)),
-            "the Job counts two failed pods"
-        );
-        let second_attempt = in_phase("Failed", r#"{"error":"no rows"}"#);
-        assert!(explains(&failed, &[first_attempt, second_attempt]));
+    fn pods_are_read_for_a_finished_job_or_one_with_an_active_pod() {
+        let mut running = job(owned_by("fs", "FeatureSet"), None);
+        assert!(!pods_tell(&running), "a Job without pods yet");
+        running.status.as_mut().unwrap().active = Some(1);
+        assert!(pods_tell(&running), "a pending or running pod");
+        for finished in ["Complete", "Failed"] {
+            assert!(pods_tell(&job(
+                owned_by("fs", "FeatureSet"),
+                Some(finished)
+            )));
+        }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::Pod;
 use kube::{
     ResourceExt,
     api::ObjectMeta,
@@ -34,8 +33,7 @@ pub use crate::reconcile::Error;
 pub const FEATURE_SET_LABEL: &str = leitwerk_crds::labels::FEATURE_SET;
 
 /// Runs the FeatureSet controller. It is woken by its materialization Jobs (its own and those
-/// of its CronJob), their pods (a pod the scheduler cannot place shows at once) and its
-/// CronJob, from the shared watches that fill `ctx.stores`.
+/// of its CronJob) and its CronJob, from the shared watches that fill `ctx.stores`.
 pub async fn run(
     ctx: Context,
     shared: Shared,
@@ -46,7 +44,6 @@ pub async fn run(
         .watches_shared_stream(shared.cron_jobs, |cron: Arc<CronJob>| {
             labelled_by(&cron.metadata)
         })
-        .watches_shared_stream(shared.pods, |pod: Arc<Pod>| labelled_by(&pod.metadata))
         .with_config(crate::watch::run_config(&ctx.config))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, reconcile::error_policy, Arc::new(ctx));
@@ -63,8 +60,6 @@ pub struct Shared {
     pub jobs: Trigger<Job>,
     /// Every CronJob carrying a FeatureSet's label.
     pub cron_jobs: Trigger<CronJob>,
-    /// Every pod carrying a FeatureSet's label (a materialization Job's pods).
-    pub pods: Trigger<Pod>,
 }
 
 /// The FeatureSet whose label an object carries.

@@ -9,11 +9,11 @@ pub mod model;
 pub mod rag_index;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use kube::{core::DeserializeGuard, runtime::watcher};
 use leitwerk_crds::{FeatureSet, Model};
 
-use crate::cache::{JobStores, SharedWatch, Stores, trim_job, trim_pod};
+use crate::cache::{JobStores, SharedWatch, Stores, trim_job};
 use crate::context::Context;
 pub use crate::watch::Scope;
 use crate::workloads::MANAGED_BY;
@@ -33,7 +33,6 @@ pub async fn run_all(
     let services = SharedWatch::<Service>::new();
     let mut feature_set_jobs = SharedWatch::<Job>::new().trimmed(trim_job);
     let mut feature_set_cron_jobs = SharedWatch::<CronJob>::new();
-    let mut feature_set_pods = SharedWatch::<Pod>::new().trimmed(trim_pod);
     let mut ctx = ctx;
     ctx.stores = Stores {
         models: Some(models.store()),
@@ -44,7 +43,6 @@ pub async fn run_all(
             FEATURE_SET_LABEL,
             feature_set_jobs.store(),
             feature_set_cron_jobs.store(),
-            feature_set_pods.store(),
         )),
     };
     let feature_set_shared = feature_set::Shared {
@@ -52,7 +50,6 @@ pub async fn run_all(
         feature_sets: feature_sets.subscribe(),
         jobs: feature_set_jobs.subscribe(),
         cron_jobs: feature_set_cron_jobs.subscribe(),
-        pods: feature_set_pods.subscribe(),
     };
     let model_shared = model::Shared {
         store: models.store(),
@@ -78,11 +75,7 @@ pub async fn run_all(
         content_pipeline::run(ctx, scope.clone(), accounts.subscribe(), shutdown),
     );
     let managed = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-    let watches = futures::future::join4(
-        feature_set_pods.run(
-            scope.api::<Pod>(client.clone()),
-            watcher::Config::default().labels(FEATURE_SET_LABEL),
-        ),
+    let watches = futures::future::join3(
         feature_set_jobs.run(
             scope.api::<Job>(client.clone()),
             watcher::Config::default().labels(FEATURE_SET_LABEL),

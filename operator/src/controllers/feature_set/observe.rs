@@ -59,7 +59,7 @@ pub(super) async fn read(ctx: &Context, fs: &FeatureSet) -> Result<MaterializeRe
         .iter()
         .position(|j| Some(j.name_any()) == last)
         .map_or(0, |i| i + 1);
-    let outcomes = outcomes(ctx, &jobs[recorded..], owned.pods.as_deref()).await?;
+    let outcomes = outcomes(ctx, &jobs[recorded..]).await?;
     let cron_job = match &fs.spec.cutoffs.schedule {
         Some(_) => {
             let name = cron_job_name(fs);

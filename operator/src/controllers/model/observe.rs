@@ -84,7 +84,7 @@ pub(super) async fn read_training(ctx: &Context, model: &Model) -> Result<Traini
                 .is_some_and(|v| status.versions.named(v).is_none())
         })
         .collect();
-    let outcomes = outcomes(ctx, open, None).await?;
+    let outcomes = outcomes(ctx, open).await?;
     Ok(TrainingRead {
         jobs: owned.trusted,
         outcomes,

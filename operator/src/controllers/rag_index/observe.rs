@@ -108,7 +108,7 @@ pub(super) async fn read_builds(ctx: &Context, index: &RagIndex) -> Result<Build
         .into_iter()
         .filter(|j| build_number(j).is_some())
         .collect();
-    let outcomes = outcomes(ctx, open_builds(index, &jobs), None).await?;
+    let outcomes = outcomes(ctx, open_builds(index, &jobs)).await?;
     Ok(BuildsRead {
         jobs,
         outcomes,
