@@ -46,8 +46,8 @@ use serde::de::DeserializeOwned;
 use crate::jobs::Labelled;
 
 /// How long a reconcile waits for a shared watch's first list before it reads the API server
-/// instead (a watch that cannot list, for want of RBAC, is not waited for again and again in
-/// vain: each reconcile waits at most this).
+/// instead. A watch that never lists (no RBAC to list its kind) costs each reconcile this
+/// wait, and the reconcile still goes on from the API server.
 pub const FIRST_LIST: Duration = Duration::from_secs(5);
 
 /// Objects a subscriber may fall behind by before the shared watch waits for it.
@@ -243,7 +243,7 @@ where
 }
 
 /// A Job as [`JobStores`] keeps it: without its spec (the pod template), which no reader of
-/// the store uses. About 3 KB less per Job.
+/// the store uses.
 pub fn trim_job(job: &mut Job) {
     job.spec = None;
 }
