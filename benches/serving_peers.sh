@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Serving against the peers (issue 15, point 1): builds the release inference server, installs
-# the peers in venvs under ~/.cache/leitwerk (KServe and MLServer pin conflicting packages, so
-# each has its own) and wrk, then runs benches/serving_peers.py. Results (Markdown table,
-# results.json, serving_peers.png) go to benches/results/serving-peers/.
+# Serving against the peers (issue 15, points 1 and 2): builds the release inference server,
+# installs the peers in venvs under ~/.cache/leitwerk (KServe and MLServer pin conflicting
+# packages, so each has its own), wrk and nginx, builds ghz, then runs benches/serving_peers.py.
+# Results (Markdown table, results.json, serving_peers.png) go to benches/results/serving-peers/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${LEITWERK_CACHE:-$HOME/.cache/leitwerk}
 target=${CARGO_TARGET_DIR:-$cache/target}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+# nginx answering with a fixed body is the REST floor (what any request costs here).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt-get install -y -qq nginx-light || true
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed to pin server and load" >&2; exit 1; }
 if [ ! -x "$cache/peers-venv/bin/python" ]; then
   python3 -m venv "$cache/peers-venv"
@@ -23,5 +25,6 @@ mkdir -p "$out"
 "$cache/peers-venv/bin/python" "$root/benches/serving_peers.py" --out "$out" \
   --leitwerk "$target/release/leitwerk-inference-server" \
   --onnxruntime "$(bash "$root/tests/onnxruntime.sh")" \
-  --mlserver-venv "$cache/mlserver-venv" | tee "$out/table.md"
+  --mlserver-venv "$cache/mlserver-venv" \
+  --ghz "$(bash "$root/tests/ghz.sh")" | tee "$out/table.md"
 rm -rf "$out/work"
