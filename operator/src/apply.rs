@@ -111,11 +111,21 @@ fn first_difference(seen: &Value, desired: &Value, path: String) -> Option<Strin
     }
 }
 
+/// A typed child as it is applied: annotated with the hash of what the operator wants.
+pub fn desired_value<K: kube::Resource + serde::Serialize>(mut obj: K) -> Value {
+    let hash = hash_of(&obj);
+    obj.meta_mut()
+        .annotations
+        .get_or_insert_default()
+        .insert(APPLIED_HASH.to_string(), hash);
+    serde_json::to_value(&obj).unwrap_or_default()
+}
+
 /// Applies `obj` (a typed child) unless the cluster already shows exactly it.
 pub async fn apply_if_changed<K>(
     ctx: &Context,
     ns: &str,
-    mut obj: K,
+    obj: K,
     current: Option<&K>,
     what: &str,
 ) -> Result<(), Error>
@@ -126,12 +136,7 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let hash = hash_of(&obj);
-    obj.meta_mut()
-        .annotations
-        .get_or_insert_default()
-        .insert(APPLIED_HASH.to_string(), hash);
-    let desired = serde_json::to_value(&obj).unwrap_or_default();
+    let desired = desired_value(obj);
     let current = current.and_then(|c| serde_json::to_value(c).ok());
     let api = Api::<K>::namespaced(ctx.client.clone(), ns);
     if apply_value_if_changed(

@@ -27,7 +27,7 @@ use k8s_openapi::{
     NamespaceResourceScope,
     api::{
         batch::v1::{CronJob, Job},
-        core::v1::{Service, ServiceAccount},
+        core::v1::{Service, ServiceAccount, ServiceSpec},
     },
 };
 use kube::{
@@ -242,10 +242,35 @@ where
         .collect()
 }
 
-/// A Job as [`JobStores`] keeps it: without its spec (the pod template), which no reader of
-/// the store uses.
+/// A Job as [`JobStores`] keeps it: without its spec (the pod template) and annotations, which
+/// no reader of the store uses (a FeatureSet's Jobs are applied when missing, not compared).
 pub fn trim_job(job: &mut Job) {
     job.spec = None;
+    job.metadata.annotations = None;
+}
+
+/// A Service as the shared store keeps it: the metadata and the spec fields the operator
+/// sets (selector and ports). What the API server allocates (cluster IPs, IP families and
+/// policies) and its status are dropped: [`crate::apply::why_apply`] compares only the fields
+/// the desired Service sets, so a trimmed Service compares as the whole one does.
+pub fn trim_service(service: &mut Service) {
+    service.status = None;
+    service.metadata.uid = None;
+    service.metadata.creation_timestamp = None;
+    if let Some(spec) = service.spec.as_mut() {
+        *spec = ServiceSpec {
+            selector: spec.selector.take(),
+            ports: spec.ports.take(),
+            ..ServiceSpec::default()
+        };
+    }
+}
+
+/// A ServiceAccount as the shared store keeps it: what [`crate::service_account::matches`]
+/// compares (labels, owners, whether a token is mounted), without its uid and creation time.
+pub fn trim_service_account(account: &mut ServiceAccount) {
+    account.metadata.uid = None;
+    account.metadata.creation_timestamp = None;
 }
 
 impl Debug for Stores {
@@ -399,16 +424,114 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_job_keeps_its_status_and_owner_but_not_its_pod_template() {
+    fn a_stored_job_keeps_its_status_and_owner_but_not_its_pod_template_or_annotations() {
         let mut job: Job = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "j", "ownerReferences": [{"apiVersion": "v1", "kind": "FeatureSet", "name": "f", "uid": "u", "controller": true}]},
+            "metadata": {"name": "j", "annotations": {"leitwerk.dev/applied-hash": "abc"}, "ownerReferences": [{"apiVersion": "v1", "kind": "FeatureSet", "name": "f", "uid": "u", "controller": true}]},
             "spec": {"template": {"spec": {"containers": [{"name": "trainer", "image": "t"}]}}},
             "status": {"succeeded": 1}
         }))
         .expect("a Job");
         trim_job(&mut job);
-        assert!(job.spec.is_none());
+        assert!(job.spec.is_none() && job.metadata.annotations.is_none());
         assert_eq!(job.status.and_then(|s| s.succeeded), Some(1));
         assert!(crate::jobs::controlled_by(&job.metadata, "u"));
+    }
+
+    /// A Service as the API server returns it: defaults and allocated fields on top of what
+    /// the operator applied (`applied`).
+    fn served(applied: &serde_json::Value) -> Service {
+        let mut stored = applied.clone();
+        stored["metadata"]["uid"] = serde_json::json!("5f0c");
+        stored["metadata"]["resourceVersion"] = serde_json::json!("812");
+        stored["metadata"]["creationTimestamp"] = serde_json::json!("2026-12-07T10:00:00Z");
+        let spec = &mut stored["spec"];
+        spec["clusterIP"] = serde_json::json!("10.0.12.7");
+        spec["clusterIPs"] = serde_json::json!(["10.0.12.7"]);
+        spec["ipFamilies"] = serde_json::json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = serde_json::json!("SingleStack");
+        spec["internalTrafficPolicy"] = serde_json::json!("Cluster");
+        spec["sessionAffinity"] = serde_json::json!("None");
+        spec["type"] = serde_json::json!("ClusterIP");
+        for port in spec["ports"].as_array_mut().into_iter().flatten() {
+            port["protocol"] = serde_json::json!("TCP");
+        }
+        stored["status"] = serde_json::json!({"loadBalancer": {}});
+        serde_json::from_value(stored).expect("a Service")
+    }
+
+    fn desired_service() -> Service {
+        let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "leitwerk.dev/v1alpha1".into(),
+            kind: "Model".into(),
+            name: "lead-scoring".into(),
+            uid: "uid-1".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        let labels = [(
+            "app.kubernetes.io/name".to_string(),
+            "lead-scoring".to_string(),
+        )]
+        .into();
+        crate::workloads::serving_service("lead-scoring-serving", "marketing", owner, &labels)
+    }
+
+    #[test]
+    fn a_trimmed_service_compares_as_the_whole_one_and_still_shows_an_edit() {
+        let want = crate::apply::desired_value(desired_service());
+        let mut stored = served(&want);
+        let whole = serde_json::to_value(&stored).expect("serializes");
+        trim_service(&mut stored);
+        let trimmed = serde_json::to_value(&stored).expect("serializes");
+        assert!(trimmed["spec"].get("clusterIP").is_none() && trimmed.get("status").is_none());
+        assert_eq!(crate::apply::why_apply(Some(&whole), &want, None), None);
+        assert_eq!(crate::apply::why_apply(Some(&trimmed), &want, None), None);
+        // Someone changed the port by hand: the trimmed copy still shows it.
+        let mut edited = stored.clone();
+        if let Some(port) = edited
+            .spec
+            .as_mut()
+            .and_then(|s| s.ports.as_mut())
+            .and_then(|p| p.first_mut())
+        {
+            port.port = 9999;
+        }
+        let edited = serde_json::to_value(&edited).expect("serializes");
+        assert!(crate::apply::why_apply(Some(&edited), &want, None).is_some());
+    }
+
+    #[test]
+    fn a_trimmed_service_account_still_matches_and_still_shows_a_mounted_token() {
+        let desired = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some("m-serving".into()),
+                namespace: Some("marketing".into()),
+                labels: Some(
+                    [(
+                        "app.kubernetes.io/managed-by".to_string(),
+                        "leitwerk".to_string(),
+                    )]
+                    .into(),
+                ),
+                owner_references: Some(vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                        uid: "uid-1".into(),
+                        controller: Some(true),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            },
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        };
+        let mut stored = desired.clone();
+        stored.metadata.uid = Some("sa-uid".into());
+        stored.metadata.resource_version = Some("9".into());
+        trim_service_account(&mut stored);
+        assert!(stored.metadata.uid.is_none());
+        assert!(crate::service_account::matches(Some(&stored), &desired));
+        stored.automount_service_account_token = Some(true);
+        assert!(!crate::service_account::matches(Some(&stored), &desired));
     }
 }

@@ -38,6 +38,17 @@ impl Scope {
     }
 }
 
+/// Objects per page when a watch lists (at start, and again after its watch expired). A page is
+/// read and deserialized whole, pod templates and managed fields included, before the objects
+/// are pruned for a store: 500 (client-go's and kube's default) made a relist of Jobs the
+/// operator's memory peak (`benches/README.md`).
+pub const LIST_PAGE: u32 = 100;
+
+/// How every watch of the operator lists and watches: [`LIST_PAGE`] objects per list page.
+pub fn watch_config() -> watcher::Config {
+    watcher::Config::default().page_size(LIST_PAGE)
+}
+
 /// The annotation `kubectl apply` keeps its last applied configuration in (client-side apply).
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 

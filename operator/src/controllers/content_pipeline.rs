@@ -60,14 +60,14 @@ pub async fn run(
     let client = ctx.client.clone();
     let controller = crate::watch::controller(
         scope.api::<DeserializeGuard<ContentPipeline>>(client.clone()),
-        watcher::Config::default(),
+        crate::watch::watch_config(),
     );
     let pipelines = controller.store();
     let stream = controller
         .owns_shared_stream(service_accounts)
         .watches(
             scope.api::<Job>(client.clone()),
-            watcher::Config::default().labels(CONTENT_PIPELINE),
+            crate::watch::watch_config().labels(CONTENT_PIPELINE),
             |job: Job| {
                 let ns = job.namespace().unwrap_or_default();
                 job.labels().get(CONTENT_PIPELINE).map(|name| {
@@ -77,7 +77,7 @@ pub async fn run(
         )
         .watches(
             scope.api::<DeserializeGuard<RagIndex>>(client.clone()),
-            watcher::Config::default(),
+            crate::watch::watch_config(),
             referrers(pipelines.clone(), |p: &ContentPipeline, name| {
                 p.spec.rag_index_ref.name == name
             }),
@@ -85,7 +85,7 @@ pub async fn run(
         .watches_stream(
             watcher(
                 scope.api::<PartialObjectMeta<ConfigMap>>(client),
-                watcher::Config::default(),
+                crate::watch::watch_config(),
             )
             .touched_objects(),
             referrers(pipelines, |p: &ContentPipeline, name| {

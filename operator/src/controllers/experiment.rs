@@ -7,11 +7,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::{
-    ResourceExt,
-    core::DeserializeGuard,
-    runtime::{controller::Action, watcher},
-};
+use kube::{ResourceExt, core::DeserializeGuard, runtime::controller::Action};
 use leitwerk_crds::{
     Experiment, Model,
     experiment::{DecisionAction, ExperimentStatus},
@@ -74,13 +70,13 @@ pub async fn run(
     let client = ctx.client.clone();
     let controller = crate::watch::controller(
         scope.api::<DeserializeGuard<Experiment>>(client.clone()),
-        watcher::Config::default(),
+        crate::watch::watch_config(),
     );
     let experiments = controller.store();
     let stream = controller
         .owns(
             scope.api::<Deployment>(client),
-            watcher::Config::default().labels(EXPERIMENT_LABEL),
+            crate::watch::watch_config().labels(EXPERIMENT_LABEL),
         )
         .watches_shared_stream(
             models,

@@ -10,10 +10,10 @@ pub mod rag_index;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
-use kube::{core::DeserializeGuard, runtime::watcher};
+use kube::core::DeserializeGuard;
 use leitwerk_crds::{FeatureSet, Model};
 
-use crate::cache::{JobStores, SharedWatch, Stores, trim_job};
+use crate::cache::{JobStores, SharedWatch, Stores, trim_job, trim_service, trim_service_account};
 use crate::context::Context;
 pub use crate::watch::Scope;
 use crate::workloads::MANAGED_BY;
@@ -29,8 +29,8 @@ pub async fn run_all(
     let client = ctx.client.clone();
     let mut models = SharedWatch::<DeserializeGuard<Model>>::new();
     let mut feature_sets = SharedWatch::<DeserializeGuard<FeatureSet>>::new();
-    let mut accounts = SharedWatch::<ServiceAccount>::new();
-    let services = SharedWatch::<Service>::new();
+    let mut accounts = SharedWatch::<ServiceAccount>::new().trimmed(trim_service_account);
+    let services = SharedWatch::<Service>::new().trimmed(trim_service);
     let mut feature_set_jobs = SharedWatch::<Job>::new().trimmed(trim_job);
     let mut feature_set_cron_jobs = SharedWatch::<CronJob>::new();
     let mut ctx = ctx;
@@ -78,28 +78,28 @@ pub async fn run_all(
     let watches = futures::future::join3(
         feature_set_jobs.run(
             scope.api::<Job>(client.clone()),
-            watcher::Config::default().labels(FEATURE_SET_LABEL),
+            crate::watch::watch_config().labels(FEATURE_SET_LABEL),
         ),
         feature_set_cron_jobs.run(
             scope.api::<CronJob>(client.clone()),
-            watcher::Config::default().labels(FEATURE_SET_LABEL),
+            crate::watch::watch_config().labels(FEATURE_SET_LABEL),
         ),
         futures::future::join4(
             models.run(
                 scope.api::<DeserializeGuard<Model>>(client.clone()),
-                watcher::Config::default(),
+                crate::watch::watch_config(),
             ),
             feature_sets.run(
                 scope.api::<DeserializeGuard<FeatureSet>>(client.clone()),
-                watcher::Config::default(),
+                crate::watch::watch_config(),
             ),
             accounts.run(
                 scope.api::<ServiceAccount>(client.clone()),
-                watcher::Config::default().labels(&managed),
+                crate::watch::watch_config().labels(&managed),
             ),
             services.run(
                 scope.api::<Service>(client),
-                watcher::Config::default().labels(&managed),
+                crate::watch::watch_config().labels(&managed),
             ),
         ),
     );

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::{
     ResourceExt,
     core::DeserializeGuard,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{Controller, controller::Action, reflector::ObjectRef},
 };
 use leitwerk_crds::{
     FeatureSet, Model,
@@ -81,7 +81,7 @@ pub async fn run(
         // being its own is seen at once, ignored and named in an `UntrustedJob` Warning.
         .watches(
             scope.api::<Job>(client.clone()),
-            watcher::Config::default().labels(MODEL_LABEL),
+            crate::watch::watch_config().labels(MODEL_LABEL),
             |job: Job| {
                 let ns = job.namespace().unwrap_or_default();
                 job.labels()
@@ -91,7 +91,7 @@ pub async fn run(
         )
         .owns(
             scope.api::<Deployment>(client),
-            watcher::Config::default().labels(MODEL_LABEL),
+            crate::watch::watch_config().labels(MODEL_LABEL),
         )
         .watches_shared_stream(
             shared.feature_sets,

@@ -78,7 +78,7 @@ pub async fn run(
     let client = ctx.client.clone();
     let controller = crate::watch::controller(
         scope.api::<DeserializeGuard<RagIndex>>(client.clone()),
-        watcher::Config::default(),
+        crate::watch::watch_config(),
     );
     let indexes = controller.store();
     let stream = controller
@@ -87,7 +87,7 @@ pub async fn run(
         // being its own is seen at once, ignored and named in an `UntrustedJob` Warning.
         .watches(
             scope.api::<Job>(client.clone()),
-            watcher::Config::default().labels(RAG_INDEX_LABEL),
+            crate::watch::watch_config().labels(RAG_INDEX_LABEL),
             |job: Job| {
                 let ns = job.namespace().unwrap_or_default();
                 job.labels()
@@ -97,7 +97,7 @@ pub async fn run(
         )
         .owns(
             scope.api::<Deployment>(client.clone()),
-            watcher::Config::default().labels(RAG_INDEX_LABEL),
+            crate::watch::watch_config().labels(RAG_INDEX_LABEL),
         )
         // Metadata only: a change of any ConfigMap bumps its resourceVersion, which is all
         // the watch needs to map it to the RagIndexes that read it; the operator never holds
@@ -105,7 +105,7 @@ pub async fn run(
         .watches_stream(
             watcher(
                 scope.api::<PartialObjectMeta<ConfigMap>>(client),
-                watcher::Config::default(),
+                crate::watch::watch_config(),
             )
             .touched_objects(),
             referrers(indexes, |index: &RagIndex, name| {
