@@ -183,7 +183,7 @@ def grpc_request(body):
     return request
 
 
-def check_grpc(target, request, name):
+def check_grpc(target, request):
     """One ModelInfer over gRPC, through KServe's generated stubs; the row's score."""
     import grpc
     from google.protobuf import json_format
@@ -404,7 +404,7 @@ def main():
         try:
             wait_ready(base + ready, process, name)
             score, _ = check(base + path, body, name)
-            grpc_score = check_grpc(target, grpc_request(body), name)
+            grpc_score = check_grpc(target, grpc_request(body))
             for protocol, got in (("REST", score), ("gRPC", grpc_score)):
                 if abs(got - expected) > 1e-4:
                     raise RuntimeError(f"{name} scored {got} over {protocol}, scikit-learn {expected}")
