@@ -12,7 +12,9 @@
 #
 # Usage: tests/images.sh [--profile debug|release] [--from DIR] [operator|trainer|inference-server ...]
 #   (default: release; all three; --from: a directory holding the binaries, instead of cargo's
-#   target directory for the profile). Tags localhost/leitwerk-<name>:dev. Prints the tags.
+#   target directory for the profile). With release, the operator comes from Cargo's `operator`
+#   profile (release, optimised for size: see Cargo.toml). Tags localhost/leitwerk-<name>:dev.
+#   Prints the tags.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 profile=release
@@ -33,13 +35,22 @@ if [ -n "$from" ]; then
 else
   target=$(cd "$root" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/$profile
 fi
+# Where one image's binary is, and the command that builds it.
+dir_of() { if [ -z "$from" ] && [ "$profile" = release ] && [ "$1" = operator ]; then echo "${target%/*}/operator"; else echo "$target"; fi; }
+build_of() {
+  case $profile/$1 in
+    release/operator) echo "cargo build --profile operator -p leitwerk-operator" ;;
+    release/*) echo "cargo build --workspace --bins --release" ;;
+    *) echo "cargo build --workspace --bins" ;;
+  esac
+}
 log() { echo "[images] $*" >&2; }
 
 binary_of() { case $1 in operator) echo leitwerk-operator ;; trainer) echo leitwerk-trainer ;; inference-server) echo leitwerk-inference-server ;; esac; }
 binaries=()
 for image in "${images[@]}"; do
-  b=$target/$(binary_of "$image")
-  [ -x "$b" ] || { echo "images.sh: $b is not built: cargo build --workspace --bins $([ "$profile" = release ] && echo --release)" >&2; exit 1; }
+  b=$(dir_of "$image")/$(binary_of "$image")
+  [ -x "$b" ] || { echo "images.sh: $b is not built: $(build_of "$image")" >&2; exit 1; }
   binaries+=("$b")
 done
 ort=$(bash "$root/tests/onnxruntime.sh")
@@ -69,7 +80,7 @@ for image in "${images[@]}"; do
   stage=$work/$image-stage
   out=$stage/out
   mkdir -p "$out/usr/local/bin" "$work/$image"
-  cp "$target/$name" "$out/usr/local/bin/"
+  cp "$(dir_of "$image")/$name" "$out/usr/local/bin/"
   if [ "$image" != operator ]; then
     mkdir -p "$out/opt/leitwerk"
     cp "$ort" "$out/opt/leitwerk/libonnxruntime.so"

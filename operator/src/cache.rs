@@ -10,6 +10,9 @@
 //! than the lists it saved (`benches/README.md`).
 //! Deployments are not shared: a store of full Deployments (their pod templates) cost 19 MiB
 //! per 1,000 serving Models to save one read each (`benches/README.md`).
+//! Models and FeatureSets are held deserialized, as every reconcile of theirs reads them whole;
+//! the ServiceAccounts, Services, Jobs and CronJobs, read one at a time, are held as their JSON
+//! ([`crate::packed`]), a third of what they cost deserialized.
 //!
 //! Each kind is watched once here; every controller subscribes to the same events, which reach
 //! a subscriber only after the store holds them. A reconcile that reads a Model or a
@@ -32,18 +35,18 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource,
-    api::ObjectMeta,
     core::DeserializeGuard,
     runtime::{
         WatchStreamExt,
-        reflector::{self, ObjectRef, Store, store::Writer},
+        reflector::{ObjectRef, Store, store::Writer},
         watcher,
     },
 };
 use leitwerk_crds::{FeatureSet, Model};
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::jobs::Labelled;
+use crate::packed::{Packed, PackedWriter};
 
 /// How long a reconcile waits for a shared watch's first list before it reads the API server
 /// instead. A watch that never lists (no RBAC to list its kind) costs each reconcile this
@@ -56,15 +59,53 @@ const BUFFER: usize = 1024;
 /// A stream of the objects a shared watch applied to its store.
 pub type Trigger<K> = BoxStream<'static, Arc<K>>;
 
+/// Where a shared watch keeps the objects it sees: kube's store ([`Writer`], objects held
+/// deserialized, for kinds every reconcile reads whole) or a [`PackedWriter`] (objects held as
+/// their JSON, for kinds read one at a time).
+pub trait Holder<K: Resource<DynamicType = ()>>: Send + 'static {
+    /// Applies one event of the watch.
+    fn apply(&mut self, event: &watcher::Event<K>);
+    /// The object `reference` as held now.
+    fn get(&self, reference: &ObjectRef<K>) -> Option<Arc<K>>;
+}
+
+impl<K> Holder<K> for Writer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    fn apply(&mut self, event: &watcher::Event<K>) {
+        self.apply_watcher_event(event);
+    }
+
+    fn get(&self, reference: &ObjectRef<K>) -> Option<Arc<K>> {
+        self.as_reader().get(reference)
+    }
+}
+
+impl<K> Holder<K> for PackedWriter<K>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn apply(&mut self, event: &watcher::Event<K>) {
+        PackedWriter::apply(self, event);
+    }
+
+    fn get(&self, reference: &ObjectRef<K>) -> Option<Arc<K>> {
+        let namespace = reference.namespace.as_deref().unwrap_or("");
+        self.as_reader()
+            .get(namespace, &reference.name)
+            .map(Arc::new)
+    }
+}
+
 /// One shared watch of `K`: its store, and subscriptions to hand to controllers before it runs.
 /// Every object the watch sees (applied, or deleted) goes to every subscriber after the store
 /// holds it; the objects of a (re)list go out once the whole list is in the store.
-pub struct SharedWatch<K>
+pub struct SharedWatch<K, H = Writer<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    store: Store<K>,
-    writer: Writer<K>,
+    holder: H,
     subscribers: Vec<mpsc::Sender<Arc<K>>>,
     trim: fn(&mut K),
 }
@@ -73,26 +114,50 @@ impl<K> SharedWatch<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    /// A watch not yet running.
+    /// A watch not yet running, whose store holds the objects deserialized.
     pub fn new() -> Self {
-        let writer = Writer::default();
         Self {
-            store: writer.as_reader(),
-            writer,
+            holder: Writer::default(),
             subscribers: Vec::new(),
             trim: |_| {},
         }
     }
 
+    /// The store the watch fills.
+    pub fn store(&self) -> Store<K> {
+        self.holder.as_reader()
+    }
+}
+
+impl<K> SharedWatch<K, PackedWriter<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug + Send + Sync,
+{
+    /// A watch not yet running, whose store holds each object as its JSON ([`Packed`]),
+    /// tagged by the value of its label `tag`.
+    pub fn packed(tag: Option<&'static str>) -> Self {
+        Self {
+            holder: PackedWriter::new(tag),
+            subscribers: Vec::new(),
+            trim: |_| {},
+        }
+    }
+
+    /// The store the watch fills.
+    pub fn store(&self) -> Packed<K> {
+        self.holder.as_reader()
+    }
+}
+
+impl<K, H> SharedWatch<K, H>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    H: Holder<K>,
+{
     /// The same watch, whose store also drops what `trim` removes from each object (on top of
     /// [`crate::watch::prune`]): for fields no reconcile reads, such as a Job's pod template.
     pub fn trimmed(self, trim: fn(&mut K)) -> Self {
         Self { trim, ..self }
-    }
-
-    /// The store the watch fills.
-    pub fn store(&self) -> Store<K> {
-        self.store.clone()
     }
 
     /// A new subscription. Subscribe before [`SharedWatch::run`]; a subscriber must keep
@@ -107,50 +172,51 @@ where
     /// without what the operator never reads (see [`crate::watch::prune`]).
     pub async fn run(self, api: Api<K>, config: watcher::Config) {
         let Self {
-            store,
-            writer,
+            mut holder,
             mut subscribers,
             trim,
         } = self;
-        let events = reflector::reflector(
-            writer,
-            watcher(api, config)
-                .default_backoff()
-                .modify(move |object| {
-                    crate::watch::prune(object);
-                    trim(object);
-                }),
-        );
+        let events = watcher(api, config)
+            .default_backoff()
+            .modify(move |object| {
+                crate::watch::prune(object);
+                trim(object);
+            });
         futures::pin_mut!(events);
         let mut listed: Vec<ObjectRef<K>> = Vec::new();
         while let Some(event) = events.next().await {
-            let objects: Vec<Arc<K>> = match event {
-                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => vec![Arc::new(o)],
-                Ok(watcher::Event::Init) => {
-                    listed.clear();
-                    continue;
-                }
-                Ok(watcher::Event::InitApply(o)) => {
-                    listed.push(ObjectRef::from_obj(&o));
-                    continue;
-                }
-                Ok(watcher::Event::InitDone) => std::mem::take(&mut listed)
-                    .iter()
-                    .filter_map(|r| store.get(r))
-                    .collect(),
+            let event = match event {
+                Ok(event) => event,
                 // The backoff retries; the controllers see the objects once it recovers.
                 Err(error) => {
                     tracing::warn!(kind = %K::kind(&()), %error, "shared watch failed; retrying with backoff");
                     continue;
                 }
             };
-            for object in objects {
-                for subscriber in &mut subscribers {
-                    // A subscriber that ended (its controller shut down) is skipped.
-                    let _ = subscriber.send(object.clone()).await;
+            holder.apply(&event);
+            match event {
+                watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
+                    broadcast(&mut subscribers, Arc::new(o)).await;
+                }
+                watcher::Event::Init => listed.clear(),
+                watcher::Event::InitApply(o) => listed.push(ObjectRef::from_obj(&o)),
+                // One at a time: a packed store makes each object anew for its subscribers.
+                watcher::Event::InitDone => {
+                    for reference in std::mem::take(&mut listed) {
+                        if let Some(object) = holder.get(&reference) {
+                            broadcast(&mut subscribers, object).await;
+                        }
+                    }
                 }
             }
         }
+    }
+}
+
+/// Sends `object` to every subscriber; one that ended (its controller shut down) is skipped.
+async fn broadcast<K>(subscribers: &mut [mpsc::Sender<Arc<K>>], object: Arc<K>) {
+    for subscriber in subscribers {
+        let _ = subscriber.send(object.clone()).await;
     }
 }
 
@@ -172,30 +238,31 @@ pub struct Stores {
     /// Every FeatureSet in scope.
     pub feature_sets: Option<Store<DeserializeGuard<FeatureSet>>>,
     /// The ServiceAccounts the operator manages.
-    pub service_accounts: Option<Store<ServiceAccount>>,
+    pub service_accounts: Option<Packed<ServiceAccount>>,
     /// The Services the operator manages.
-    pub services: Option<Store<Service>>,
+    pub services: Option<Packed<Service>>,
     /// The Jobs and CronJobs that carry a FeatureSet's label.
     pub feature_set_jobs: Option<JobStores>,
 }
 
 /// The Jobs and CronJobs that carry one label (whoever made them: trust is decided by the
-/// reader, see [`crate::jobs::own`]). Jobs are kept without their spec ([`trim_job`]).
+/// reader, see [`crate::jobs::own`]). Jobs are kept without their spec ([`trim_job`]); both
+/// stores are packed, tagged by the label's value.
 #[derive(Clone)]
 pub struct JobStores {
     /// The label key the watches select on.
     pub label: &'static str,
     /// The Jobs carrying the label, without `spec`.
-    pub jobs: Store<Job>,
+    pub jobs: Packed<Job>,
     /// The CronJobs carrying the label, whole.
-    pub cron_jobs: Store<CronJob>,
+    pub cron_jobs: Packed<CronJob>,
     /// How long a reconcile waits for the watches' first lists ([`FIRST_LIST`]).
     pub first_list: Duration,
 }
 
 impl JobStores {
     /// Stores over the watches' writers; [`FIRST_LIST`] as the wait for their first lists.
-    pub fn new(label: &'static str, jobs: Store<Job>, cron_jobs: Store<CronJob>) -> Self {
+    pub fn new(label: &'static str, jobs: Packed<Job>, cron_jobs: Packed<CronJob>) -> Self {
         Self {
             label,
             jobs,
@@ -209,37 +276,15 @@ impl JobStores {
     /// reconcile at start-up waits up to `first_list` for that, then reads the API server.
     pub async fn labelled(&self, namespace: &str, value: &str) -> Option<Labelled> {
         let wait = self.first_list;
-        let (jobs, cron_jobs) =
-            futures::join!(listed(&self.jobs, wait), listed(&self.cron_jobs, wait));
+        let (jobs, cron_jobs) = futures::join!(self.jobs.listed(wait), self.cron_jobs.listed(wait));
         if !(jobs && cron_jobs) {
             return None;
         }
-        let labelled = |meta: &ObjectMeta| {
-            meta.namespace.as_deref() == Some(namespace)
-                && meta
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(self.label))
-                    .map(String::as_str)
-                    == Some(value)
-        };
         Some(Labelled {
-            jobs: matching(&self.jobs, labelled),
-            cron_jobs: matching(&self.cron_jobs, labelled),
+            jobs: self.jobs.tagged(namespace, value),
+            cron_jobs: self.cron_jobs.tagged(namespace, value),
         })
     }
-}
-
-/// The objects of `store` whose metadata `keep` accepts.
-fn matching<K>(store: &Store<K>, keep: impl Fn(&ObjectMeta) -> bool) -> Vec<K>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    store
-        .state_filter(|o| keep(o.meta()))
-        .into_iter()
-        .map(Arc::unwrap_or_clone)
-        .collect()
 }
 
 /// A Job as [`JobStores`] keeps it: without its spec (the pod template) and annotations, which
@@ -291,29 +336,16 @@ where
 /// `namespace/name` as `store` holds it, if it does. A store that has not listed yet (the
 /// operator just started) is waited for up to [`FIRST_LIST`]: a miss there would be taken for
 /// an object to create, and a settled operator would write at start-up.
-async fn held<K>(store: Option<&Store<K>>, namespace: &str, name: &str) -> Option<K>
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
+async fn held<K: DeserializeOwned>(
+    store: Option<&Packed<K>>,
+    namespace: &str,
+    name: &str,
+) -> Option<K> {
     let store = store?;
-    if !listed(store, FIRST_LIST).await {
+    if !store.listed(FIRST_LIST).await {
         return None;
     }
-    store
-        .get(&ObjectRef::new(name).within(namespace))
-        .map(|o| (*o).clone())
-}
-
-/// Whether `store` has listed once, waiting up to `wait` for it (a relist swaps the new list in
-/// whole, so a store that listed once stays readable).
-async fn listed<K>(store: &Store<K>, wait: Duration) -> bool
-where
-    K: Resource<DynamicType = ()> + Clone,
-{
-    matches!(
-        tokio::time::timeout(wait, store.wait_until_ready()).await,
-        Ok(Ok(()))
-    )
+    store.get(namespace, name)
 }
 
 /// `namespace/name` from `store` when it holds a well-formed one, else from the API server
@@ -378,6 +410,7 @@ impl Stores {
 mod tests {
     use std::collections::BTreeMap;
 
+    use kube::api::ObjectMeta;
     use kube::runtime::watcher::Event;
 
     use super::*;
@@ -393,24 +426,24 @@ mod tests {
 
     #[tokio::test]
     async fn job_stores_answer_only_once_both_watches_listed_and_only_for_the_label_asked() {
-        let mut jobs = Writer::<Job>::default();
-        let mut cron_jobs = Writer::<CronJob>::default();
+        let mut jobs = PackedWriter::<Job>::new(Some("set"));
+        let mut cron_jobs = PackedWriter::<CronJob>::new(Some("set"));
         let stores = JobStores {
             first_list: Duration::from_millis(50),
             ..JobStores::new("set", jobs.as_reader(), cron_jobs.as_reader())
         };
-        jobs.apply_watcher_event(&Event::Init);
-        jobs.apply_watcher_event(&Event::InitApply(labelled("a", "j1", "x")));
-        jobs.apply_watcher_event(&Event::InitApply(labelled("a", "j2", "y")));
-        jobs.apply_watcher_event(&Event::InitApply(labelled("b", "j3", "x")));
-        jobs.apply_watcher_event(&Event::InitDone);
+        jobs.apply(&Event::Init);
+        jobs.apply(&Event::InitApply(labelled("a", "j1", "x")));
+        jobs.apply(&Event::InitApply(labelled("a", "j2", "y")));
+        jobs.apply(&Event::InitApply(labelled("b", "j3", "x")));
+        jobs.apply(&Event::InitDone);
         assert!(
             stores.labelled("a", "x").await.is_none(),
             "the CronJobs have not been listed"
         );
-        cron_jobs.apply_watcher_event(&Event::Init);
-        cron_jobs.apply_watcher_event(&Event::InitApply(labelled("a", "c1", "x")));
-        cron_jobs.apply_watcher_event(&Event::InitDone);
+        cron_jobs.apply(&Event::Init);
+        cron_jobs.apply(&Event::InitApply(labelled("a", "c1", "x")));
+        cron_jobs.apply(&Event::InitDone);
         let found = stores.labelled("a", "x").await.expect("both listed");
         let names = |m: Vec<ObjectMeta>| m.into_iter().filter_map(|m| m.name).collect::<Vec<_>>();
         assert_eq!(

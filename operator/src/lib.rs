@@ -18,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod network_policy;
 pub mod notice;
+pub mod packed;
 pub mod prom;
 pub mod reconcile;
 pub mod references;

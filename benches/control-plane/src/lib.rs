@@ -146,15 +146,16 @@ pub fn memory_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
     Ok((kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0))
 }
 
-/// The release build of `leitwerk-operator` the benchmarks run (build it first).
+/// The build of `leitwerk-operator` its image ships (Cargo's `operator` profile) the
+/// benchmarks run (build it first).
 pub fn operator_binary() -> anyhow::Result<std::path::PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| leitwerk_testkit::repo_root().join("target"));
-    let path = target.join("release/leitwerk-operator");
+    let path = target.join("operator/leitwerk-operator");
     anyhow::ensure!(
         path.is_file(),
-        "{} is missing: run `cargo build --release -p leitwerk-operator` first",
+        "{} is missing: run `cargo build --profile operator -p leitwerk-operator` first",
         path.display()
     );
     Ok(path)

@@ -29,10 +29,11 @@ pub async fn run_all(
     let client = ctx.client.clone();
     let mut models = SharedWatch::<DeserializeGuard<Model>>::new();
     let mut feature_sets = SharedWatch::<DeserializeGuard<FeatureSet>>::new();
-    let mut accounts = SharedWatch::<ServiceAccount>::new().trimmed(trim_service_account);
-    let services = SharedWatch::<Service>::new().trimmed(trim_service);
-    let mut feature_set_jobs = SharedWatch::<Job>::new().trimmed(trim_job);
-    let mut feature_set_cron_jobs = SharedWatch::<CronJob>::new();
+    let mut accounts = SharedWatch::<ServiceAccount, _>::packed(None).trimmed(trim_service_account);
+    let services = SharedWatch::<Service, _>::packed(None).trimmed(trim_service);
+    let mut feature_set_jobs =
+        SharedWatch::<Job, _>::packed(Some(FEATURE_SET_LABEL)).trimmed(trim_job);
+    let mut feature_set_cron_jobs = SharedWatch::<CronJob, _>::packed(Some(FEATURE_SET_LABEL));
     let mut ctx = ctx;
     ctx.stores = Stores {
         models: Some(models.store()),
