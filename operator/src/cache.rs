@@ -92,9 +92,7 @@ where
 
     fn get(&self, reference: &ObjectRef<K>) -> Option<Arc<K>> {
         let namespace = reference.namespace.as_deref().unwrap_or("");
-        self.as_reader()
-            .get(namespace, &reference.name)
-            .map(Arc::new)
+        PackedWriter::get(self, namespace, &reference.name).map(Arc::new)
     }
 }
 

@@ -69,8 +69,7 @@ impl<K: DeserializeOwned> Packed<K> {
 
     /// The object `namespace/name`, if the store holds it.
     pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
-        let objects = self.objects.read().unwrap_or_else(PoisonError::into_inner);
-        unpack(objects.get(key(namespace, name).as_str())?)
+        lookup(&self.objects, namespace, name)
     }
 
     /// The objects in `namespace` whose tag label has the value `tag`.
@@ -96,6 +95,15 @@ impl<K: DeserializeOwned> Packed<K> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn lookup<K: DeserializeOwned>(
+    objects: &RwLock<Objects>,
+    namespace: &str,
+    name: &str,
+) -> Option<K> {
+    let objects = objects.read().unwrap_or_else(PoisonError::into_inner);
+    unpack(objects.get(key(namespace, name).as_str())?)
 }
 
 fn unpack<K: DeserializeOwned>(entry: &Entry) -> Option<K> {
@@ -138,6 +146,11 @@ impl<K: Resource + Serialize + DeserializeOwned> PackedWriter<K> {
             listed: self.listed.subscribe(),
             kind: PhantomData,
         }
+    }
+
+    /// The object `namespace/name`, if the store holds it (what [`Packed::get`] reads).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
+        lookup(&self.objects, namespace, name)
     }
 
     fn pack(&self, object: &K) -> Option<(Box<str>, Entry)> {
