@@ -217,6 +217,9 @@ spec:
     Ok(())
 }
 
+/// A Model owns the token-less ServiceAccount of its serving pods, which comes back when
+/// deleted. The example Model brings its own ONNX and scores no batches, so it runs no Jobs and
+/// gets no trainer account (`<model>-model`).
 #[tokio::test]
 async fn model_owns_a_token_less_service_account_that_comes_back_when_deleted() -> anyhow::Result<()>
 {
@@ -225,9 +228,9 @@ async fn model_owns_a_token_less_service_account_that_comes_back_when_deleted() 
     let operator = operator_with_example_model(&cluster, &ns.name).await?;
     let client = cluster.client().await?;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns.name);
-    let sa = wait_for("the Model's ServiceAccount", WAIT, || async {
+    let sa = wait_for("the Model's serving ServiceAccount", WAIT, || async {
         Ok((
-            accounts.get_opt("creative-ranker-model").await?,
+            accounts.get_opt("creative-ranker-serving").await?,
             "absent".to_string(),
         ))
     })
@@ -241,9 +244,23 @@ async fn model_owns_a_token_less_service_account_that_comes_back_when_deleted() 
             && o.controller == Some(true)),
         "{owner:?}"
     );
-    delete_ignoring_missing(&accounts, "creative-ranker-model").await?;
+    // Both accounts are applied in the same reconcile, before the serving Deployment.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &ns.name);
+    wait_for("the serving Deployment", WAIT, || async {
+        Ok((
+            deployments.get_opt("creative-ranker-serving").await?,
+            "absent".to_string(),
+        ))
+    })
+    .await?;
+    assert!(
+        accounts.get_opt("creative-ranker-model").await?.is_none(),
+        "a Model that runs no Jobs got a trainer ServiceAccount"
+    );
+    delete_ignoring_missing(&accounts, "creative-ranker-serving").await?;
     wait_for("the ServiceAccount to come back", WAIT, || async {
-        let sa = accounts.get_opt("creative-ranker-model").await?;
+        let sa = accounts.get_opt("creative-ranker-serving").await?;
         Ok((
             sa.filter(|s| s.metadata.deletion_timestamp.is_none()),
             "absent".to_string(),

@@ -219,9 +219,13 @@ pub fn serving_args(model: &Model, version: &ModelVersion) -> ServerArgs {
     args
 }
 
-/// The ServiceAccount the Model's trainer Jobs and serving pods run as, unless the spec names
-/// one.
+/// The ServiceAccount the Model's trainer Jobs (training, batch scoring) run as, unless the
+/// spec names one or the Model runs no Jobs: a bring-your-own ONNX Model without batch scoring
+/// gets none (one write and one object fewer per Model; its serving pods have their own).
 pub fn build_service_account(model: &Model) -> Option<ServiceAccount> {
+    if !runs_jobs(model) {
+        return None;
+    }
     let named = model
         .spec
         .training
@@ -232,6 +236,11 @@ pub fn build_service_account(model: &Model) -> Option<ServiceAccount> {
         return None;
     }
     service_account::token_less(model, service_account_name(model), MODEL_LABEL)
+}
+
+/// Whether a Model runs trainer Jobs: it trains (no bring-your-own ONNX) or scores in batches.
+pub fn runs_jobs(model: &Model) -> bool {
+    model.spec.onnx.is_none() || model.spec.batch_scoring.is_some()
 }
 
 /// Name of the ServiceAccount a Model's trainer Jobs run as.

@@ -327,6 +327,32 @@ fn service_account_is_owned_token_less_and_skipped_when_unchanged() {
 }
 
 #[test]
+fn a_bring_your_own_model_gets_a_trainer_account_only_when_it_scores_in_batches() {
+    let mut byo = example();
+    byo.spec.onnx = Some(leitwerk_crds::model::OnnxSource {
+        url: "file:///m/model.onnx".into(),
+        sha256: None,
+    });
+    assert!(
+        build_service_account(&byo).is_none(),
+        "a Model that runs no Jobs needs no trainer account"
+    );
+    assert!(
+        build_serving_service_account(&byo).is_some(),
+        "its serving pods keep their own"
+    );
+    byo.spec.batch_scoring = Some(
+        serde_json::from_value(serde_json::json!({
+            "schedule": "0 3 * * *",
+            "output": "file:///scores"
+        }))
+        .unwrap(),
+    );
+    let sa = build_service_account(&byo).expect("batch scoring runs trainer Jobs");
+    assert_eq!(sa.metadata.name.as_deref(), Some("lead-scoring-model"));
+}
+
+#[test]
 fn the_artifact_store_secret_reaches_training_jobs_and_serving_pods() {
     let model = example();
     let config = OperatorConfig {
