@@ -33,8 +33,37 @@ fi
 mkdir -p "$dir/pki" "$dir/logs"
 : >"$dir/pids"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port); kcm_port=$(free_port); sched_port=$(free_port)
+# Five distinct free ports below the kernel's ephemeral range: a port the kernel picks (bind to
+# port 0) can be taken by any outgoing connection before the server binds it, which made a
+# kube-scheduler fail with "address already in use".
+free_ports() { # count
+  python3 - "$1" <<'PY'
+import random, socket, sys
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+lo, hi = (10000, low) if low > 20000 else (low, 65535)
+picked = []
+for _ in range(1000):
+    if len(picked) == int(sys.argv[1]):
+        break
+    port = random.randrange(lo, hi)
+    if port in picked:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    picked.append(port)
+print(*picked)
+PY
+}
+read -r etcd_port peer_port api_port kcm_port sched_port <<<"$(free_ports 5)"
+[ -n "$sched_port" ] || { log "no five free ports on 127.0.0.1"; exit 1; }
 
 # --- certificates --------------------------------------------------------------------------
 pki=$dir/pki

@@ -162,11 +162,48 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1 for a server a test starts, below the kernel's ephemeral range
+/// (`ip_local_port_range`). A port the kernel picks (bind to port 0) comes from that range, and
+/// between the pick and the server's bind any outgoing connection may take it: a test's
+/// `address already in use`. A port is handed out once per process.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    use rand::{RngExt, SeedableRng};
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let low = ephemeral_low().unwrap_or(32768);
+    let (from, to) = if low > 20000 {
+        (10000, low)
+    } else {
+        (low, 65535)
+    };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() ^ u64::from(d.subsec_nanos()))
+        .unwrap_or_default()
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .map_err(|_| anyhow::anyhow!("free_port: the set of handed-out ports is poisoned"))?;
+    for _ in 0..1000 {
+        let port = rng.random_range(from..to);
+        if handed_out.contains(&port) || std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        handed_out.insert(port);
+        return Ok(port);
+    }
+    anyhow::bail!("no free port on 127.0.0.1 in {from}..{to} after 1000 tries")
+}
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_low() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Reads a typed object from YAML.
@@ -206,4 +243,25 @@ pub async fn apply_crd(client: &Client, crd: &CustomResourceDefinition) -> anyho
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod port_tests {
+    /// Ports come from below the ephemeral range, each once, and are free when handed out.
+    #[test]
+    fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let low = super::ephemeral_low().unwrap_or(32768);
+        let ports: Vec<u16> = (0..50).map(|_| super::free_port().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        for port in ports {
+            if low > 20000 {
+                assert!(
+                    (10000..low).contains(&port),
+                    "{port} is in the ephemeral range"
+                );
+            }
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
 }
