@@ -239,7 +239,7 @@ pub fn build_service_account(model: &Model) -> Option<ServiceAccount> {
 }
 
 /// Whether a Model runs trainer Jobs: it trains (no bring-your-own ONNX) or scores in batches.
-pub fn runs_jobs(model: &Model) -> bool {
+fn runs_jobs(model: &Model) -> bool {
     model.spec.onnx.is_none() || model.spec.batch_scoring.is_some()
 }
 
