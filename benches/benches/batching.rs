@@ -297,10 +297,15 @@ fn main() {
         rounds()
     );
     let only = std::env::var("LEITWERK_BENCH_CASES").unwrap_or_default();
+    // Cases run before are kept in results.json unless this run measures them again.
+    let mut results: serde_json::Map<String, Value> = leitwerk_testkit::read_bench_results(RESULTS)
+        .and_then(|r| r["cases"].as_object().cloned())
+        .unwrap_or_default();
     for case in cases(&setup) {
         if !case.name.contains(&only) {
             continue;
         }
+        let mut cells = Vec::new();
         println!("\n{}", case.name);
         println!(
             "| connections | mode | req/s | p50 µs | p99 µs | req/s vs no batching |\n|---|---|---|---|---|---|"
@@ -329,7 +334,33 @@ fn main() {
                     "| {connections} | {mode} | {rps:.0} | {p50:.0} | {p99:.0} | {:.2}× |",
                     rps / base
                 );
+                cells.push(json!({
+                    "connections": connections, "mode": mode, "rps": rps,
+                    "p50_us": p50, "p99_us": p99, "vs_no_batching": rps / base,
+                }));
             }
         }
+        // The case's name without the training time, which changes from run to run.
+        let key = case.name.split(" (trained").next().unwrap_or(&case.name);
+        results.insert(key.to_string(), json!(cells));
     }
+    let path = leitwerk_testkit::write_bench_results(
+        RESULTS,
+        &json!({
+            "what": "single-row requests, closed loop; server on CPU 1, load on CPU 0",
+            "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
+            "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "seconds_per_run": MEASURE.as_secs(),
+            "rounds": rounds(),
+            "cases": results,
+        }),
+    )
+    .unwrap();
+    println!(
+        "\nfigures: {} (chart: bash benches/charts.sh {RESULTS})",
+        path.display()
+    );
 }
+
+/// The directory under `benches/results/` this bench writes.
+const RESULTS: &str = "batching";

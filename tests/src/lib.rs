@@ -56,6 +56,27 @@ pub fn provided(script: &str) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
+/// Where a benchmark's figures are kept: `benches/results/<name>/`, beside the chart that
+/// `benches/charts.sh <name>` draws from them.
+pub fn bench_results_dir(name: &str) -> PathBuf {
+    repo_root().join("benches/results").join(name)
+}
+
+/// The figures a benchmark wrote last (`results.json`), if any.
+pub fn read_bench_results(name: &str) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(bench_results_dir(name).join("results.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes a benchmark's figures to `benches/results/<name>/results.json` and returns the path.
+pub fn write_bench_results(name: &str, results: &serde_json::Value) -> anyhow::Result<PathBuf> {
+    let dir = bench_results_dir(name);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("results.json");
+    std::fs::write(&path, serde_json::to_string_pretty(results)? + "\n")?;
+    Ok(path)
+}
+
 /// The `data` of a ConfigMap manifest under `examples/` (e.g.
 /// `product-docs-rag/docs-configmap.yaml`).
 pub fn example_config_map(

@@ -313,7 +313,7 @@ async fn create_all(client: &Client, ns: &str, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(n: usize) -> anyhow::Result<()> {
+async fn run(n: usize) -> anyhow::Result<serde_json::Value> {
     let dir =
         std::env::temp_dir().join(format!("leitwerk-bench-models-{n}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -358,12 +358,16 @@ async fn run(n: usize) -> anyhow::Result<()> {
         .await?;
     let settled = start.elapsed().saturating_sub(Duration::from_secs(10));
     let cpu_apply = cpu_seconds(pid)? - cpu_before;
-    let others: Vec<String> = control_plane_cpu(&cluster.dir)
+    let others_used: BTreeMap<String, f64> = control_plane_cpu(&cluster.dir)
         .into_iter()
         .map(|(name, cpu)| {
             let used = cpu - others_before.get(&name).copied().unwrap_or(0.0);
-            format!("{name} {used:.1} s")
+            (name, used)
         })
+        .collect();
+    let others: Vec<String> = others_used
+        .iter()
+        .map(|(name, used)| format!("{name} {used:.1} s"))
         .collect();
     let after = op.counts().await?;
     let apply = after.minus(&before);
@@ -446,10 +450,35 @@ async fn run(n: usize) -> anyhow::Result<()> {
         relist.reconciles,
         relist.non_watch() - relist.requests.get("list").copied().unwrap_or(0.0)
     );
+    let figures = serde_json::json!({
+        "objects": 3 * n,
+        "created_s": created.as_secs_f64(),
+        "models_ready_s": ready.as_secs_f64(),
+        "feature_sets_ready_s": fs_ready.as_secs_f64(),
+        "settled_s": settled.as_secs_f64(),
+        "reconciles": apply.reconciles,
+        "requests": apply.non_watch(),
+        "requests_by_verb": apply.requests,
+        "most_requested": top.iter().take(12).map(|(k, n)| (k.to_string(), **n)).collect::<BTreeMap<_, _>>(),
+        "operator_cpu_s": cpu_apply,
+        "cpu_beside_s": others_used,
+        "rss_idle_mib": rss_idle,
+        "rss_loaded_mib": rss_loaded,
+        "rss_settled_mib": rss_steady,
+        "settled_minute_requests": steady.non_watch(),
+        "settled_minute_leases": steady.leases,
+        "relist_lists": relist.requests.get("list").copied().unwrap_or(0.0),
+        "relist_reconciles": relist.reconciles,
+        "rss_after_relist_mib": rss_relist,
+        "rss_relist_peak_mib": peak_relist,
+    });
     drop(op);
     drop(ns);
-    Ok(())
+    Ok(figures)
 }
+
+/// The directory under `benches/results/` this bench writes.
+const RESULTS: &str = "operator-scale";
 
 fn verbs(c: &Counts) -> String {
     c.requests
@@ -469,8 +498,26 @@ async fn main() -> anyhow::Result<()> {
     if sizes.is_empty() {
         sizes = vec![1000, 5000];
     }
+    // Sizes run before are kept in results.json unless this run measures them again.
+    let mut results = leitwerk_testkit::read_bench_results(RESULTS)
+        .and_then(|r| r["sizes"].as_object().cloned())
+        .unwrap_or_default();
     for n in sizes {
-        run(n).await?;
+        results.insert(n.to_string(), run(n).await?);
+        let path = leitwerk_testkit::write_bench_results(
+            RESULTS,
+            &serde_json::json!({
+                "what": "bring-your-own ONNX Models with their FeatureSets and Experiments; etcd, kube-apiserver and the release operator on this machine",
+                "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
+                "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+                "goals": {"models_ready_s_at_1000": 30, "rss_mib_at_5000": 64, "settled_minute_requests": 0},
+                "sizes": results,
+            }),
+        )?;
+        println!(
+            "figures: {} (chart: bash benches/charts.sh {RESULTS})",
+            path.display()
+        );
     }
     Ok(())
 }
