@@ -510,7 +510,7 @@ async fn main() -> anyhow::Result<()> {
                 "what": "bring-your-own ONNX Models with their FeatureSets and Experiments; etcd, kube-apiserver and the release operator on this machine",
                 "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
                 "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
-                "goals": {"models_ready_s_at_1000": 30, "rss_mib_at_5000": 64, "settled_minute_requests": 0},
+                "goals": {"models_ready_s_at_1000": 30, "rss_mib_at_5000_objects": 64, "settled_minute_requests": 0},
                 "sizes": results,
             }),
         )?;
