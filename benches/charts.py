@@ -62,6 +62,9 @@ def batching(results, out):
                 ]
                 ax.bar([i + k * width for i in range(len(conns))], values, width, label=mode)
             ax.axhline(1.0, color="grey", linewidth=0.8)
+            # The goal for an expensive model at 16 connections.
+            ax.axhline(3.0, color="red", linestyle="--", linewidth=0.8,
+                       label="goal, expensive model at 16 conn.: 3×")
             ax.set_xticks([i + 0.4 - width / 2 for i in range(len(conns))],
                           [f"{n} conn." for n in conns])
             ax.set_title(case, fontsize=8)

@@ -269,6 +269,8 @@ fn cases(setup: &tokio::runtime::Runtime) -> Vec<Case> {
 }
 
 fn main() {
+    // Counted before this process pins itself to one CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pin = taskset();
     if let Some(t) = &pin {
         // This process (and the threads it starts) on CPU 0; the server on CPU 1.
@@ -349,7 +351,7 @@ fn main() {
         &json!({
             "what": "single-row requests, closed loop; server on CPU 1, load on CPU 0",
             "date": chrono::Utc::now().format("%Y-%m-%d").to_string(),
-            "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "cpus": cpus,
             "seconds_per_run": MEASURE.as_secs(),
             "rounds": rounds(),
             "cases": results,
