@@ -198,7 +198,10 @@ LEITWERK_K8S_BIN=$bin
 ENV
 
 if [ -n "$watch_pid" ]; then
-  setsid bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; bash '$here/down.sh' '$dir'" >/dev/null 2>&1 </dev/null &
+  # The pids go with the watcher too: a test may remove DIR (and its pids file) while the
+  # control plane still runs, and down.sh then stops them by these (see down.sh).
+  pids=$(tac "$dir/pids" | awk '{printf "%s ", $2}')
+  LEITWERK_CONTROL_PLANE_PIDS=$pids setsid bash -c "while kill -0 $watch_pid 2>/dev/null; do sleep 1; done; bash '$here/down.sh' '$dir'" >/dev/null 2>&1 </dev/null &
 fi
 log "control plane ready: https://127.0.0.1:$api_port (logs in $dir/logs)"
 echo "KUBECONFIG=$dir/kubeconfig"

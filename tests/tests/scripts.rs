@@ -37,6 +37,62 @@ fn a_component_that_fails_to_start_is_named_with_its_log_tail() {
     );
 }
 
+/// A test that removes its scratch directory at the end removes the control plane's pids file
+/// with it, while the control plane still runs; up.sh's watcher must still stop every server
+/// once the watched process exits (a policy test's kube-apiserver, controller-manager and
+/// scheduler ran on for an hour after the suite had ended).
+#[test]
+fn the_watcher_stops_a_control_plane_whose_directory_was_removed() {
+    let dir = std::env::temp_dir().join(format!("leitwerk-orphan-{}", std::process::id()));
+    let mut watched = match Command::new("sleep").arg("600").spawn() {
+        Ok(child) => child,
+        Err(err) => panic!("failed to start sleep: {err}"),
+    };
+    let up = Command::new("bash")
+        .arg(repo_root().join("tests/cluster/up.sh"))
+        .args(["--dir", &dir.to_string_lossy(), "--minimal"])
+        .args(["--watch-pid", &watched.id().to_string()])
+        .output();
+    let pids: Vec<String> = std::fs::read_to_string(dir.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect();
+    let running = |pids: &[String]| {
+        pids.iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .is_ok_and(|stat| !stat.contains(") Z "))
+            })
+            .count()
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = watched.kill();
+    let _ = watched.wait();
+    // The watcher looks every second and gives each server up to 5 s to exit.
+    let mut left = running(&pids);
+    for _ in 0..300 {
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = running(&pids);
+    }
+    for pid in &pids {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    match up {
+        Ok(out) => assert!(
+            out.status.success(),
+            "up.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(err) => panic!("failed to run up.sh: {err}"),
+    }
+    assert_eq!(pids.len(), 2, "etcd and kube-apiserver: {pids:?}");
+    assert_eq!(left, 0, "servers still running after 30 s: {pids:?}");
+}
+
 #[test]
 fn setup_stops_at_once_naming_the_command_that_installs_what_is_missing() {
     let out = Command::new("bash")

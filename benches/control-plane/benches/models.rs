@@ -21,12 +21,13 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
+use leitwerk_control_plane_benches::counts::Counts;
 use leitwerk_control_plane_benches::stand_in::{
     applied, restart_apiserver, sockets, stand_in_available, stand_in_jobs,
 };
 use leitwerk_control_plane_benches::{control_plane_cpu, cpu_seconds, memory_mib, operator_binary};
 use leitwerk_crds::{Experiment, FeatureSet, Model};
-use leitwerk_testkit::{Cluster, TestNamespace, free_port, metric_sum, wait_for};
+use leitwerk_testkit::{Cluster, TestNamespace, free_port, wait_for};
 
 /// Creates in flight at once, as `kubectl apply --server-side` of a large kustomization would
 /// send them (kubectl sends one at a time; 16 is kinder to the bench than to the operator).
@@ -127,52 +128,6 @@ where
     }
 }
 
-/// The operator's counters: reconciles, and API requests by verb (lease requests apart).
-#[derive(Debug, Default, Clone)]
-struct Counts {
-    reconciles: f64,
-    by_resource: BTreeMap<String, f64>,
-    requests: BTreeMap<String, f64>,
-    leases: f64,
-}
-
-impl Counts {
-    fn non_watch(&self) -> f64 {
-        self.requests
-            .iter()
-            .filter(|(v, _)| v.as_str() != "watch")
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    fn minus(&self, before: &Counts) -> Counts {
-        Counts {
-            reconciles: self.reconciles - before.reconciles,
-            by_resource: self
-                .by_resource
-                .iter()
-                .map(|(k, n)| {
-                    (
-                        k.clone(),
-                        n - before.by_resource.get(k).copied().unwrap_or(0.0),
-                    )
-                })
-                .collect(),
-            requests: self
-                .requests
-                .iter()
-                .map(|(v, n)| {
-                    (
-                        v.clone(),
-                        n - before.requests.get(v).copied().unwrap_or(0.0),
-                    )
-                })
-                .collect(),
-            leases: self.leases - before.leases,
-        }
-    }
-}
-
 struct Operator {
     child: tokio::process::Child,
     metrics_url: String,
@@ -225,52 +180,7 @@ impl Operator {
             .await?
             .text()
             .await?;
-        let mut requests = BTreeMap::new();
-        for verb in [
-            "get", "list", "watch", "create", "update", "patch", "delete", "other",
-        ] {
-            let all = metric_sum(
-                &text,
-                "leitwerk_api_requests_total",
-                &[&format!("verb=\"{verb}\"")],
-            );
-            let leases = metric_sum(
-                &text,
-                "leitwerk_api_requests_total",
-                &[&format!("verb=\"{verb}\""), "resource=\"leases\""],
-            );
-            requests.insert(verb.to_string(), all - leases);
-        }
-        let mut by_resource = BTreeMap::new();
-        for line in text.lines() {
-            let Some(rest) = line.strip_prefix("leitwerk_api_requests_total{") else {
-                continue;
-            };
-            let Some((labels, value)) = rest.split_once("} ") else {
-                continue;
-            };
-            let label = |key: &str| {
-                labels
-                    .split(',')
-                    .find_map(|kv| kv.strip_prefix(&format!("{key}=\"")))
-                    .map(|v| v.trim_end_matches('"').to_string())
-                    .unwrap_or_default()
-            };
-            by_resource.insert(
-                format!("{} {}", label("verb"), label("resource")),
-                value.trim().parse().unwrap_or(0.0),
-            );
-        }
-        Ok(Counts {
-            by_resource,
-            reconciles: metric_sum(&text, "leitwerk_reconcile_total", &[]),
-            requests,
-            leases: metric_sum(
-                &text,
-                "leitwerk_api_requests_total",
-                &["resource=\"leases\""],
-            ),
-        })
+        Ok(Counts::from_metrics(&text))
     }
 
     /// Waits until no reconcile has run for `quiet` (at most `limit`).
@@ -407,7 +317,7 @@ async fn run(n: usize) -> anyhow::Result<serde_json::Value> {
         apply.reconciles / (3 * n) as f64,
         apply.non_watch(),
         apply.non_watch() / apply.reconciles.max(1.0),
-        verbs(&apply)
+        apply.verbs()
     );
     let mut top: Vec<(&String, &f64)> = apply
         .by_resource
@@ -439,7 +349,7 @@ async fn run(n: usize) -> anyhow::Result<serde_json::Value> {
     println!(
         "settled minute: {:.0} requests besides lease renewals ({}), {:.0} lease requests, {:.0} reconciles",
         steady.non_watch(),
-        verbs(&steady),
+        steady.verbs(),
         steady.leases,
         steady.reconciles
     );
@@ -479,15 +389,6 @@ async fn run(n: usize) -> anyhow::Result<serde_json::Value> {
 
 /// The directory under `benches/results/` this bench writes.
 const RESULTS: &str = "operator-scale";
-
-fn verbs(c: &Counts) -> String {
-    c.requests
-        .iter()
-        .filter(|(_, n)| **n > 0.0)
-        .map(|(v, n)| format!("{v} {n:.0}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {

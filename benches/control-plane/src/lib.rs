@@ -1,5 +1,6 @@
 //! Helpers of the control-plane benchmarks: a synthetic KPI exporter and process figures.
 
+pub mod counts;
 pub mod stand_in;
 
 use std::collections::BTreeMap;
