@@ -29,28 +29,15 @@ impl Counts {
 
     /// What was counted since `before`.
     pub fn minus(&self, before: &Counts) -> Counts {
+        let since = |now: &BTreeMap<String, f64>, then: &BTreeMap<String, f64>| {
+            now.iter()
+                .map(|(k, n)| (k.clone(), n - then.get(k).copied().unwrap_or(0.0)))
+                .collect()
+        };
         Counts {
             reconciles: self.reconciles - before.reconciles,
-            by_resource: self
-                .by_resource
-                .iter()
-                .map(|(k, n)| {
-                    (
-                        k.clone(),
-                        n - before.by_resource.get(k).copied().unwrap_or(0.0),
-                    )
-                })
-                .collect(),
-            requests: self
-                .requests
-                .iter()
-                .map(|(v, n)| {
-                    (
-                        v.clone(),
-                        n - before.requests.get(v).copied().unwrap_or(0.0),
-                    )
-                })
-                .collect(),
+            by_resource: since(&self.by_resource, &before.by_resource),
+            requests: since(&self.requests, &before.requests),
             leases: self.leases - before.leases,
         }
     }
